@@ -1,0 +1,47 @@
+"""The only way efm-gateway parses XML: no DTDs, no entities, no network, no huge trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.errors import MessageFormatError
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        dtd_validation=False,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=False,
+    )
+
+
+def parse_bytes(content: bytes, source: str = "XML") -> etree._ElementTree:
+    """Parse XML, refusing any DOCTYPE (and with it every entity trick)."""
+    try:
+        tree = etree.ElementTree(etree.fromstring(content, _parser()))
+    except etree.XMLSyntaxError as exc:
+        raise MessageFormatError(f"{source}: not well-formed XML (line {exc.lineno}): {exc.msg}") from exc
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise MessageFormatError(
+            f"{source}: a DOCTYPE declaration is not allowed (it can hide entity expansion or "
+            "network access); remove the <!DOCTYPE …> line"
+        )
+    return tree
+
+
+def parse_file(path: Path, max_bytes: int = 16 << 20) -> etree._ElementTree:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise MessageFormatError(f"{path.name}: {size} bytes is more than the {max_bytes} allowed for XML")
+    return parse_bytes(path.read_bytes(), source=path.name)
+
+
+def load_schema(path: Path) -> etree.XMLSchema:
+    """Load an XSD we ship or a reference schema (local includes only, never the network)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(path), parser))
