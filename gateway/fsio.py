@@ -82,7 +82,7 @@ def file_name_problem(name: str) -> str | None:
         return f"the file name {name!r} contains '..'; give a plain file name"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return f"the file name {name!r} contains control characters; remove them"
-    if "\udc80" <= max(name) and any("\udc80" <= ch <= "\udcff" for ch in name):
+    if max(name) >= "\udc80" and any("\udc80" <= ch <= "\udcff" for ch in name):
         return (
             f"the file name {name.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
             "save it with UTF-8 file names"
