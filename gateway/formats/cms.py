@@ -74,9 +74,7 @@ def _read_up_to(source: BinaryIO, size: int) -> bytes:
 def _recipient_infos(recipient: x509.Certificate, content_key: bytes) -> bytes:
     public_key = recipient.public_key()
     if not isinstance(public_key, RSAPublicKey):
-        raise CryptoError(
-            f"the receiver's certificate holds a {type(public_key).__name__}; eFormidling needs RSA"
-        )
+        raise CryptoError(f"the receiver's certificate holds a {type(public_key).__name__}; eFormidling needs RSA")
     encrypted_key = public_key.encrypt(
         content_key,
         padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
@@ -87,9 +85,7 @@ def _recipient_infos(recipient: x509.Certificate, content_key: bytes) -> bytes:
             "version": "v0",
             "rid": asn1_cms.RecipientIdentifier(
                 name="issuer_and_serial_number",
-                value=asn1_cms.IssuerAndSerialNumber(
-                    {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
-                ),
+                value=asn1_cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}),
             ),
             "key_encryption_algorithm": asn1_cms.KeyEncryptionAlgorithm(
                 {
@@ -129,9 +125,7 @@ def _envelope_head(recipient: x509.Certificate, content_key: bytes, iv: bytes) -
     )
 
 
-def encrypt_stream(
-    source: BinaryIO, target: BinaryIO, recipient: x509.Certificate, chunk_size: int = 1 << 16
-) -> None:
+def encrypt_stream(source: BinaryIO, target: BinaryIO, recipient: x509.Certificate, chunk_size: int = 1 << 16) -> None:
     """Encrypt everything `source` yields to `recipient`, writing BER to `target` chunk by chunk."""
     content_key, iv = os.urandom(32), os.urandom(_BLOCK)
     target.write(_envelope_head(recipient, content_key, iv))
@@ -256,9 +250,7 @@ def _key_transport_padding(algorithm: asn1_cms.KeyEncryptionAlgorithm) -> paddin
 
 def _describe_rid(rid: asn1_cms.RecipientIdentifier) -> str:
     if rid.name == "issuer_and_serial_number":
-        return (
-            f"issuer '{rid.chosen['issuer'].human_friendly}', serial {rid.chosen['serial_number'].native:x}"
-        )
+        return f"issuer '{rid.chosen['issuer'].human_friendly}', serial {rid.chosen['serial_number'].native:x}"
     return f"subject key id {rid.chosen.native.hex()}"
 
 
@@ -295,9 +287,7 @@ def _content_key(
             )
         except ValueError:
             continue
-    raise CryptoError(
-        "the content key cannot be decrypted with our private key (wrong key or corrupted message)"
-    )
+    raise CryptoError("the content key cannot be decrypted with our private key (wrong key or corrupted message)")
 
 
 def _content_decryptor(algorithm: algos.EncryptionAlgorithm, content_key: bytes) -> CipherContext:
@@ -331,8 +321,7 @@ class _PlainSink:
             plain = self._unpadder.update(last) + self._unpadder.finalize()
         except ValueError:
             raise CryptoError(
-                "bad padding at the end of the decrypted content: "
-                "wrong key, or the message is corrupted or truncated"
+                "bad padding at the end of the decrypted content: wrong key, or the message is corrupted or truncated"
             ) from None
         self._target.write(plain)
 
@@ -351,6 +340,8 @@ def _stream_octets(reader: _BerReader, length: int | None, sink: _PlainSink, dep
         if tag[1]:
             _stream_octets(reader, child_length, sink, depth + 1)
             continue
+        if tag != (0, False, 4):
+            raise CryptoError("the encrypted content holds something other than OCTET STRING chunks")
         assert child_length is not None
         remaining = child_length
         while remaining:

@@ -12,9 +12,7 @@ from .support import RECEIVER, SENDER
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
-    return create_dev_pki(
-        tmp_path_factory.mktemp("pki"), {SENDER: "Avsender Test AS", RECEIVER: "Mottaker Test AS"}
-    )
+    return create_dev_pki(tmp_path_factory.mktemp("pki"), {SENDER: "Avsender Test AS", RECEIVER: "Mottaker Test AS"})
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,7 @@ class TrickleReader(io.RawIOBase):
         return piece
 
 
-def test_our_envelope_opens_with_openssl(
-    pki: DevPki, receiver: OrgIdentity, plain_file: Path, tmp_path: Path
-):
+def test_our_envelope_opens_with_openssl(pki: DevPki, receiver: OrgIdentity, plain_file: Path, tmp_path: Path):
     envelope = tmp_path / "asic.zip"
     encrypt_file(plain_file, envelope, receiver.certificate)
     key, cert = key_and_cert_paths(pki, RECEIVER)
@@ -156,9 +154,7 @@ def test_wrong_recipient_is_a_security_error(receiver: OrgIdentity, sender: OrgI
     envelope = io.BytesIO()
     encrypt_stream(io.BytesIO(b"secret"), envelope, sender.certificate)
     with pytest.raises(SecurityError, match="this message was encrypted to another certificate"):
-        decrypt_stream(
-            io.BytesIO(envelope.getvalue()), io.BytesIO(), receiver.private_key, receiver.certificate
-        )
+        decrypt_stream(io.BytesIO(envelope.getvalue()), io.BytesIO(), receiver.private_key, receiver.certificate)
     with pytest.raises(CryptoError, match="cannot be decrypted with our private key"):
         decrypt_stream(io.BytesIO(envelope.getvalue()), io.BytesIO(), receiver.private_key)
 
@@ -167,7 +163,10 @@ def test_corrupted_and_truncated_envelopes_are_crypto_errors(receiver: OrgIdenti
     envelope = io.BytesIO()
     encrypt_stream(io.BytesIO(os.urandom(10_000)), envelope, receiver.certificate, chunk_size=4096)
     raw = bytearray(envelope.getvalue())
-    raw[-28] ^= 0x01  # CBC: flips a byte of the last plaintext block, which is all padding
+    # Layout at the end: ..., last data block, 04 10, padding block, ten EOC bytes. Flipping a byte
+    # of the last data block flips the same byte of the padding block after CBC decryption.
+    assert raw[-28:-26] == b"\x04\x10"
+    raw[-30] ^= 0x01
     with pytest.raises(CryptoError, match="bad padding"):
         decrypt_stream(io.BytesIO(bytes(raw)), io.BytesIO(), receiver.private_key)
     with pytest.raises(CryptoError, match="truncated"):

@@ -98,9 +98,7 @@ def test_trust_store_accepts_leaf_alone_and_names_each_failed_rule(
         trust.verify(sender.certificate, at=datetime(2001, 1, 1, tzinfo=UTC))
 
 
-def test_trust_store_rejects_a_forged_issuer_with_the_same_name(
-    trust: TrustStore, sender: OrgIdentity
-) -> None:
+def test_trust_store_rejects_a_forged_issuer_with_the_same_name(trust: TrustStore, sender: OrgIdentity) -> None:
     intermediate = sender.chain[0]
     forger_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.now(UTC)
