@@ -1,0 +1,129 @@
+"""Detached CAdES signatures over the ASiC manifest: interop with OpenSSL and refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms as asn1_cms
+
+from gateway.devcerts import DevPki, dev_identity
+from gateway.errors import SecurityError
+from gateway.formats.cades import sign_detached, verify_detached
+from gateway.formats.keys import OrgIdentity, TrustStore
+
+from .support import SENDER, key_and_cert_paths, openssl
+
+MANIFEST = b'<?xml version="1.0"?><ASiCManifest xmlns="http://uri.etsi.org/02918/v1.2.1#"/>\n'
+
+
+def test_our_signature_verifies_with_openssl(pki: DevPki, sender: OrgIdentity, tmp_path: Path) -> None:
+    signature = tmp_path / "signature.p7s"
+    signature.write_bytes(sign_detached(MANIFEST, sender))
+    manifest = tmp_path / "ASiCManifest.xml"
+    manifest.write_bytes(MANIFEST)
+    openssl(
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        signature,
+        "-content",
+        manifest,
+        "-CAfile",
+        pki.trust_bundle,
+        "-purpose",
+        "any",
+        "-out",
+        tmp_path / "out",
+    )
+    manifest.write_bytes(MANIFEST.replace(b"ASiCManifest ", b"ASiCManifest  "))
+    with pytest.raises(AssertionError, match="openssl cms -verify"):
+        openssl(
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            signature,
+            "-content",
+            manifest,
+            "-CAfile",
+            pki.trust_bundle,
+            "-purpose",
+            "any",
+            "-out",
+            tmp_path / "out",
+        )
+
+
+def test_our_signature_carries_what_peers_expect(sender: OrgIdentity) -> None:
+    signed_data = asn1_cms.ContentInfo.load(sign_detached(MANIFEST, sender))["content"]
+    assert signed_data["version"].native == "v1"
+    assert signed_data["encap_content_info"]["content"].native is None
+    (signer,) = signed_data["signer_infos"]
+    assert signer["sid"].name == "issuer_and_serial_number"
+    assert signer["digest_algorithm"]["algorithm"].native == "sha256"
+    attribute_types = {attribute["type"].dotted for attribute in signer["signed_attrs"]}
+    assert attribute_types == {
+        "1.2.840.113549.1.9.3",
+        "1.2.840.113549.1.9.5",
+        "1.2.840.113549.1.9.4",
+        "1.2.840.113549.1.9.52",
+    }
+    assert len(signed_data["certificates"]) == 1 + len(sender.chain)
+
+
+@pytest.mark.parametrize("digest", ["sha1", "sha256"])
+def test_openssl_signatures_verify_with_ours(
+    pki: DevPki, sender: OrgIdentity, trust: TrustStore, tmp_path: Path, digest: str
+) -> None:
+    key, cert = key_and_cert_paths(pki, SENDER)
+    manifest = tmp_path / "ASiCManifest.xml"
+    manifest.write_bytes(MANIFEST)
+    signature = tmp_path / "signature.p7s"
+    # Only the leaf is included, as real peers often do: the trust store supplies the intermediate.
+    openssl(
+        "cms",
+        "-sign",
+        "-binary",
+        "-outform",
+        "DER",
+        "-in",
+        manifest,
+        "-signer",
+        cert,
+        "-inkey",
+        key,
+        "-md",
+        digest,
+        "-out",
+        signature,
+    )
+    assert verify_detached(signature.read_bytes(), MANIFEST, trust) == sender.certificate
+    with pytest.raises(SecurityError, match="changed after it was signed"):
+        verify_detached(signature.read_bytes(), MANIFEST + b" ", trust)
+
+
+def test_refusals_name_the_rule(pki: DevPki, stranger_pki: DevPki, sender: OrgIdentity, trust: TrustStore) -> None:
+    signature = sign_detached(MANIFEST, sender)
+    assert verify_detached(signature, MANIFEST, trust) == sender.certificate
+    with pytest.raises(SecurityError, match="changed after it was signed"):
+        verify_detached(signature, MANIFEST.replace(b"1.2.1", b"1.2.2"), trust)
+    with pytest.raises(SecurityError, match="expired"):
+        verify_detached(signature, MANIFEST, trust, at=datetime.now(UTC) + timedelta(days=40 * 365))
+    stranger = dev_identity(stranger_pki, SENDER)
+    with pytest.raises(SecurityError, match="untrusted issuer"):
+        verify_detached(sign_detached(MANIFEST, stranger), MANIFEST, trust)
+    tampered = bytearray(signature)
+    signature_value = asn1_cms.ContentInfo.load(signature)["content"]["signer_infos"][0]["signature"].native
+    position = tampered.index(signature_value[:16])
+    tampered[position] ^= 0x01
+    with pytest.raises(SecurityError, match="signature value does not verify"):
+        verify_detached(bytes(tampered), MANIFEST, trust)
+    with pytest.raises(SecurityError, match="not a readable CMS SignedData"):
+        verify_detached(b"\x30\x03\x02\x01\x01", MANIFEST, trust)
