@@ -49,8 +49,7 @@ def _ordered(files: Sequence[ArkivmeldingFile]) -> list[ArkivmeldingFile]:
     mains = [f for f in files if f.main]
     if len(mains) > 1:
         raise MessageFormatError(
-            f"at most one main document is allowed, {len(mains)} are marked main: "
-            + ", ".join(f.name for f in mains)
+            f"at most one main document is allowed, {len(mains)} are marked main: " + ", ".join(f.name for f in mains)
         )
     names = [f.name for f in files]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -137,10 +136,7 @@ def build_arkivmelding(
 
 def _registrations(root: etree._Element) -> list[etree._Element]:
     """Every registrering: under mapper (any depth) as basisregistrering, or directly under the root."""
-    return [
-        el for el in root.iter(_q("basisregistrering"), _q("registrering"))
-        if el.getparent() is not None
-    ]
+    return [el for el in root.iter(_q("basisregistrering"), _q("registrering")) if el.getparent() is not None]
 
 
 def _child_text(element: etree._Element, name: str) -> str | None:
@@ -170,11 +166,7 @@ def read_arkivmelding(content: bytes) -> ArkivmeldingInfo:
             offentlig = offentlig or _child_text(mappe, "offentligTittel")
     if not title:
         raise MessageFormatError("arkivmelding.xml: no tittel found in its journalpost or mappe")
-    names = tuple(
-        (ref.text or "").strip()
-        for ref in root.iter(_q("referanseDokumentfil"))
-        if (ref.text or "").strip()
-    )
+    names = tuple((ref.text or "").strip() for ref in root.iter(_q("referanseDokumentfil")) if (ref.text or "").strip())
     return ArkivmeldingInfo(title=title, offentlig_tittel=offentlig, file_names=names)
 
 

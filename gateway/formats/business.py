@@ -24,8 +24,6 @@ SECURITY_LEVELS = (3, 4)
 
 def _wire(key: str, kind: Any = "str", default: Any = None) -> Any:
     """A field named `key` on the wire. kind: str | int | bool | obj (a JSON object) | any | a dataclass."""
-    if kind == "list":
-        raise ValueError("use _wire_list")
     return field(default=default, metadata={"wire": key, "kind": kind})
 
 
@@ -34,7 +32,7 @@ def _wire_list(key: str, item: type) -> Any:
 
 
 def _extra() -> Any:
-    return field(default_factory=dict, metadata={"extra": True}, compare=True)
+    return field(default_factory=dict, metadata={"extra": True})
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,8 @@ class KvitteringMessage:
 class Arkivmelding:
     sikkerhetsnivaa: int | None = _wire("sikkerhetsnivaa", "int")
     hoveddokument: str | None = _wire("hoveddokument")
-    dpv: DpvSettings | None = _wire("dpv", DpvSettings)
-    dpf: DpfSettings | None = _wire("dpf", DpfSettings)
+    dpv: DpvSettings | None = field(default=None, metadata={"wire": "dpv", "kind": DpvSettings})
+    dpf: DpfSettings | None = field(default=None, metadata={"wire": "dpf", "kind": DpfSettings})
     extra: Mapping[str, Any] = _extra()
 
 
@@ -86,7 +84,7 @@ class Status:
 @dataclass(frozen=True)
 class Avtalt:
     identifier: str | None = _wire("identifier")
-    content: Any = _wire("content", "any")
+    content: Any = field(default=None, metadata={"wire": "content", "kind": "any"})
     extra: Mapping[str, Any] = _extra()
 
 
@@ -356,9 +354,7 @@ def message_problems(message: Any) -> list[str]:
     if isinstance(message, Status) and message.status not in STATUS_VALUES:
         problems.append(f"status must be one of {', '.join(STATUS_VALUES)}, not {message.status!r}")
     if isinstance(message, ArkivmeldingKvittering) and message.receipt_type not in RECEIPT_TYPES:
-        problems.append(
-            f"receiptType must be one of {', '.join(RECEIPT_TYPES)}, not {message.receipt_type!r}"
-        )
+        problems.append(f"receiptType must be one of {', '.join(RECEIPT_TYPES)}, not {message.receipt_type!r}")
     if isinstance(message, Avtalt) and not message.identifier:
         problems.append("avtalt.identifier is required: the agreed message type both parties know")
     return problems

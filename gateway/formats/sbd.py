@@ -79,9 +79,17 @@ __all__ = [
 ARKIVMELDING_PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 RESPONSE_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
 _ARKIV_AREAS = (
-    "administrasjon", "helseSosialOgOmsorg", "kulturIdrettOgFritid", "naturOgMiljoe", "naeringsutvikling",
-    "oppvekstOgUtdanning", "planByggOgGeodata", "skatterOgAvgifter", "tekniskeTjenester",
-    "trafikkReiserOgSamferdsel", "taushetsbelagt",
+    "administrasjon",
+    "helseSosialOgOmsorg",
+    "kulturIdrettOgFritid",
+    "naturOgMiljoe",
+    "naeringsutvikling",
+    "oppvekstOgUtdanning",
+    "planByggOgGeodata",
+    "skatterOgAvgifter",
+    "tekniskeTjenester",
+    "trafikkReiserOgSamferdsel",
+    "taushetsbelagt",
 )
 PROCESSES: frozenset[str] = frozenset(
     [f"urn:no:difi:profile:arkivmelding:{area}:ver1.0" for area in _ARKIV_AREAS]
@@ -288,8 +296,9 @@ def to_dict(sbd: StandardBusinessDocument) -> dict[str, Any]:
     scopes += [_scope_json(s.type, s.instance_identifier, s.identifier, s.expected_response) for s in sbd.extra_scopes]
     header = {
         "headerVersion": HEADER_VERSION,
-        "sender": [{"identifier": {"value": _party_value(sbd.sender, sbd.sender_on_behalf_of),
-                                   "authority": ISO6523_AUTHORITY}}],
+        "sender": [
+            {"identifier": {"value": _party_value(sbd.sender, sbd.sender_on_behalf_of), "authority": ISO6523_AUTHORITY}}
+        ],
         "receiver": [{"identifier": {"value": _party_value(sbd.receiver), "authority": ISO6523_AUTHORITY}}],
         "documentIdentification": {
             "standard": sbd.standard,
@@ -320,8 +329,9 @@ def _unknown_keys(obj: dict, allowed: tuple[str, ...], path: str, problems: list
 def _object(parent: dict, key: str, path: str, problems: list[str]) -> dict:
     value = parent.get(key)
     if not isinstance(value, dict):
-        problems.append(f"{path}.{key}: required object is missing" if value is None
-                        else f"{path}.{key}: must be a JSON object")
+        problems.append(
+            f"{path}.{key}: required object is missing" if value is None else f"{path}.{key}: must be a JSON object"
+        )
         return {}
     return value
 
@@ -410,18 +420,22 @@ def from_json(
         created = parse_datetime(doc_id.get("creationDateAndTime"), f"{dp}.creationDateAndTime", problems)
     else:
         created = default_created
-    conversation, extra_scopes = _scopes_from_json(_object(header, "businessScope", hp, problems),
-                                                   f"{hp}.businessScope", problems)
+    conversation, extra_scopes = _scopes_from_json(
+        _object(header, "businessScope", hp, problems), f"{hp}.businessScope", problems
+    )
     business = None
     others = [k for k in doc if k != _HEADER]
     if type_name is not None:
         cls = MESSAGE_CLASSES.get(type_name)
         if cls is None:
-            problems.append(f"{dp}.type: {type_name!r} is not a supported business message "
-                            f"({', '.join(DOCUMENT_TYPES)})")
+            problems.append(
+                f"{dp}.type: {type_name!r} is not a supported business message ({', '.join(DOCUMENT_TYPES)})"
+            )
         elif type_name not in doc:
-            problems.append(f"$: the business message must sit beside the header under the key {type_name!r}"
-                            + (f", found {', '.join(map(repr, others))}" if others else ""))
+            problems.append(
+                f"$: the business message must sit beside the header under the key {type_name!r}"
+                + (f", found {', '.join(map(repr, others))}" if others else "")
+            )
         else:
             business = message_from_dict(cls, doc[type_name], f"$.{type_name}", problems)
     for key in others:
@@ -430,10 +444,19 @@ def from_json(
     if problems:
         raise SbdFormatError("The SBD (JSON)", problems)
     sbd = StandardBusinessDocument(
-        sender=sender, receiver=receiver, message_id=message_id, conversation_id=conversation[0],
-        process=conversation[1], message_type=type_name, standard=standard, type_version=type_version,
-        created=created, expected_response=conversation[2], business_message=business,
-        sender_on_behalf_of=on_behalf, extra_scopes=extra_scopes,
+        sender=sender,
+        receiver=receiver,
+        message_id=message_id,
+        conversation_id=conversation[0],
+        process=conversation[1],
+        message_type=type_name,
+        standard=standard,
+        type_version=type_version,
+        created=created,
+        expected_response=conversation[2],
+        business_message=business,
+        sender_on_behalf_of=on_behalf,
+        extra_scopes=extra_scopes,
     )  # type: ignore[arg-type]  # every None above has added a problem
     problems = sbd_problems(sbd)
     if problems:
@@ -468,8 +491,11 @@ def _scopes_from_json(
             elif info:
                 _unknown_keys(info[0], ("expectedResponseDateTime",), f"{sp}.scopeInformation[0]", problems)
                 if "expectedResponseDateTime" in info[0]:
-                    deadline = parse_datetime(info[0]["expectedResponseDateTime"],
-                                              f"{sp}.scopeInformation[0].expectedResponseDateTime", problems)
+                    deadline = parse_datetime(
+                        info[0]["expectedResponseDateTime"],
+                        f"{sp}.scopeInformation[0].expectedResponseDateTime",
+                        problems,
+                    )
         if scope_type == CONVERSATION_SCOPE:
             if conversation is not None:
                 problems.append(f"{sp}: a second ConversationId scope; there must be exactly one")
@@ -478,11 +504,14 @@ def _scopes_from_json(
                 problems.append(f"{sp}.scopeInformation[0].expectedResponseDateTime: required (the deadline)")
             conversation = (instance, identifier, deadline)
         elif scope_type is not None:
-            extra.append(Scope(type=scope_type, instance_identifier=instance, identifier=identifier,
-                               expected_response=deadline))
+            extra.append(
+                Scope(type=scope_type, instance_identifier=instance, identifier=identifier, expected_response=deadline)
+            )
     if conversation is None:
-        problems.append(f"{path}.scope: a ConversationId scope is required (instanceIdentifier = "
-                        "conversationId, identifier = process, scopeInformation = deadline)")
+        problems.append(
+            f"{path}.scope: a ConversationId scope is required (instanceIdentifier = "
+            "conversationId, identifier = process, scopeInformation = deadline)"
+        )
         conversation = (None, None, None)
     return conversation, tuple(extra)
 

@@ -43,8 +43,9 @@ def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._E
     return child
 
 
-def _scope(parent: etree._Element, scope_type: str, instance: str | None, identifier: str | None,
-           deadline: datetime | None) -> None:
+def _scope(
+    parent: etree._Element, scope_type: str, instance: str | None, identifier: str | None, deadline: datetime | None
+) -> None:
     scope = _sub(parent, "Scope")
     _sub(scope, "Type", scope_type)
     _sub(scope, "InstanceIdentifier", instance or "")  # required by the schema, even for SenderRef
@@ -60,8 +61,10 @@ def to_xml(sbd: StandardBusinessDocument) -> bytes:
     root = etree.Element(_q("StandardBusinessDocument"), nsmap={"sbdh": SBDH_NS})
     header = _sub(root, "StandardBusinessDocumentHeader")
     _sub(header, "HeaderVersion", HEADER_VERSION)
-    for role, value in (("Sender", party_value(sbd.sender, sbd.sender_on_behalf_of)),
-                        ("Receiver", party_value(sbd.receiver))):
+    for role, value in (
+        ("Sender", party_value(sbd.sender, sbd.sender_on_behalf_of)),
+        ("Receiver", party_value(sbd.receiver)),
+    ):
         ident = _sub(_sub(header, role), "Identifier", value)
         ident.set("Authority", ISO6523_AUTHORITY)
     doc_id = _sub(header, "DocumentIdentification")
@@ -93,8 +96,9 @@ def _one(element: etree._Element, name: str, path: str, problems: list[str]) -> 
     return found[0]
 
 
-def _text(element: etree._Element | None, name: str, path: str, problems: list[str],
-          required: bool = True) -> str | None:
+def _text(
+    element: etree._Element | None, name: str, path: str, problems: list[str], required: bool = True
+) -> str | None:
     if element is None:
         return None
     found = _children(element, name)
@@ -108,8 +112,9 @@ def _text(element: etree._Element | None, name: str, path: str, problems: list[s
 def from_xml(data: bytes, *, normalise_retired: bool = False) -> StandardBusinessDocument:
     root = parse_bytes(data, source="SBD").getroot()
     if root.tag != _q("StandardBusinessDocument"):
-        raise SbdFormatError(_SOURCE, [f"the root element must be StandardBusinessDocument in {SBDH_NS}, "
-                                       f"not {root.tag}"])
+        raise SbdFormatError(
+            _SOURCE, [f"the root element must be StandardBusinessDocument in {SBDH_NS}, not {root.tag}"]
+        )
     problems: list[str] = []
     hp = "StandardBusinessDocumentHeader"
     header = _one(root, hp, "", problems)
@@ -140,10 +145,19 @@ def from_xml(data: bytes, *, normalise_retired: bool = False) -> StandardBusines
     if problems:
         raise SbdFormatError(_SOURCE, problems)
     sbd = StandardBusinessDocument(
-        sender=parties["Sender"][0], receiver=parties["Receiver"][0], message_id=message_id,
-        conversation_id=conversation[0], process=conversation[1], message_type=type_name, standard=standard,
-        type_version=type_version, created=created, expected_response=conversation[2],
-        business_message=business, sender_on_behalf_of=parties["Sender"][1], extra_scopes=extra_scopes,
+        sender=parties["Sender"][0],
+        receiver=parties["Receiver"][0],
+        message_id=message_id,
+        conversation_id=conversation[0],
+        process=conversation[1],
+        message_type=type_name,
+        standard=standard,
+        type_version=type_version,
+        created=created,
+        expected_response=conversation[2],
+        business_message=business,
+        sender_on_behalf_of=parties["Sender"][1],
+        extra_scopes=extra_scopes,
     )  # type: ignore[arg-type]  # every None above has added a problem
     problems = sbd_problems(sbd)
     if problems:
@@ -163,8 +177,13 @@ def _scopes(header: etree._Element, hp: str, problems: list[str]) -> tuple[tuple
         deadline = None
         infos = _children(scope, "CorrelationInformation") + _children(scope, "ScopeInformation")
         if infos:
-            text = _text(infos[0], "ExpectedResponseDateTime", f"{sp}/{etree.QName(infos[0]).localname}",
-                         problems, required=scope_type == CONVERSATION_SCOPE)
+            text = _text(
+                infos[0],
+                "ExpectedResponseDateTime",
+                f"{sp}/{etree.QName(infos[0]).localname}",
+                problems,
+                required=scope_type == CONVERSATION_SCOPE,
+            )
             if text is not None:
                 deadline = parse_datetime(text, f"{sp}/ExpectedResponseDateTime", problems)
         if scope_type == CONVERSATION_SCOPE:
@@ -175,8 +194,14 @@ def _scopes(header: etree._Element, hp: str, problems: list[str]) -> tuple[tuple
                 problems.append(f"{sp}/CorrelationInformation/ExpectedResponseDateTime: required (the deadline)")
             conversation = (instance, identifier, deadline)
         elif scope_type is not None:
-            extra.append(Scope(type=scope_type, instance_identifier=instance or None, identifier=identifier,
-                               expected_response=deadline))
+            extra.append(
+                Scope(
+                    type=scope_type,
+                    instance_identifier=instance or None,
+                    identifier=identifier,
+                    expected_response=deadline,
+                )
+            )
     if conversation is None:
         problems.append(f"{hp}/BusinessScope: a Scope of Type ConversationId is required")
         conversation = (None, None, None)
@@ -186,8 +211,10 @@ def _scopes(header: etree._Element, hp: str, problems: list[str]) -> tuple[tuple
 def _business(root: etree._Element, type_name: str | None, problems: list[str]) -> Any:
     others = [c for c in root if isinstance(c.tag, str) and c.tag != _q("StandardBusinessDocumentHeader")]
     if len(others) != 1:
-        problems.append(f"StandardBusinessDocument: exactly one business message element must follow the header, "
-                        f"found {len(others)}")
+        problems.append(
+            f"StandardBusinessDocument: exactly one business message element must follow the header, "
+            f"found {len(others)}"
+        )
         return None
     element = others[0]
     name = etree.QName(element).localname

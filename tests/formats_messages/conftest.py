@@ -41,6 +41,8 @@ def make_sbd(business_message: Any = None, **overrides: Any) -> StandardBusiness
         "business_message": business_message or Arkivmelding(sikkerhetsnivaa=3, hoveddokument="brev.pdf"),
         "process": ARKIVMELDING_PROCESS,
         "created": datetime(2019, 3, 25, 11, 35, tzinfo=OSLO),
+        "message_id": "ff88849c-e281-4809-8555-7cd54952b916",
+        "conversation_id": "37efbd4c-413d-4e2c-bbc5-257ef4a65a56",
     }
     args.update(overrides)
     return new_sbd(**args)

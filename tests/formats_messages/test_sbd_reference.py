@@ -78,8 +78,13 @@ READABLE = _readable_blocks()
 def test_we_found_the_reference_sbds() -> None:
     names = {name for name, _, _ in READABLE}
     assert len(READABLE) >= 15
-    assert {"nextmove_send_dpo.feature", "nextmove_receive_dpo.feature", "nextmove_send_dpo_avtalt.feature",
-            "nextmove_send_dpi_digital_json.feature", "nextmove_send_digital_dpv.feature"} <= names
+    assert {
+        "nextmove_send_dpo.feature",
+        "nextmove_receive_dpo.feature",
+        "nextmove_send_dpo_avtalt.feature",
+        "nextmove_send_dpi_digital_json.feature",
+        "nextmove_send_digital_dpv.feature",
+    } <= names
 
 
 @pytest.mark.parametrize(("feature", "block", "text"), READABLE, ids=[f"{n}#{b}" for n, b, _ in READABLE])
@@ -107,15 +112,17 @@ def test_reference_messages_map_to_their_classes() -> None:
 
 
 def test_reference_numbers_with_bad_check_digits_are_rejected() -> None:
-    _, _, text = next(b for b in feature_sbds() if b[0] == "nextmove_send_dpf_with_refs.feature"
-                      and "SenderRef" in b[2])
+    _, _, text = next(
+        b for b in feature_sbds() if b[0] == "nextmove_send_dpf_with_refs.feature" and "SenderRef" in b[2]
+    )
     with pytest.raises(MessageFormatError, match=r"receiver\[0\].identifier.value: 910075924 .*check digit"):
         from_json(text.encode())
 
 
 def test_reference_sbd_with_sender_and_receiver_refs() -> None:
-    _, _, text = next(b for b in feature_sbds() if b[0] == "nextmove_send_dpf_with_refs.feature"
-                      and "SenderRef" in b[2])
+    _, _, text = next(
+        b for b in feature_sbds() if b[0] == "nextmove_send_dpf_with_refs.feature" and "SenderRef" in b[2]
+    )
     sbd = from_json(text.replace("910075924", VALID_STAND_IN).encode())
     assert sbd.extra_scopes == (
         Scope(type="SenderRef", instance_identifier="ec5e72a3-5772-4bd5-aa33-72094951ca4d"),
@@ -124,8 +131,11 @@ def test_reference_sbd_with_sender_and_receiver_refs() -> None:
 
 
 def test_the_reference_example_without_a_receiver_is_rejected() -> None:
-    texts = [t for name, _, t in feature_sbds() if name == "nextmove_send_dpi_utskrift_json.feature"
-             and '"receiver"' not in t]
+    texts = [
+        t
+        for name, _, t in feature_sbds()
+        if name == "nextmove_send_dpi_utskrift_json.feature" and '"receiver"' not in t
+    ]
     assert texts, "the spec's no-receiver example is gone"
     with pytest.raises(MessageFormatError, match=r"receiver: exactly one receiver"):
         from_json(texts[0].encode())
@@ -185,8 +195,10 @@ def test_legacy_9908_is_read_when_normalising() -> None:
     assert (sbd.sender, sbd.receiver) == ("910077473", "910075918")
     assert sbd.created == datetime(2016, 4, 11, 13, 29, 58, 753000, tzinfo=UTC)
     assert sbd.business_message == Arkivmelding(sikkerhetsnivaa=3)
-    assert json.loads(to_json(sbd))["standardBusinessDocumentHeader"]["receiver"][0]["identifier"][
-        "value"] == "0192:910075918"
+    assert (
+        json.loads(to_json(sbd))["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"]
+        == "0192:910075918"
+    )
 
 
 REFERENCE_STYLE_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
