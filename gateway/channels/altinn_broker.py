@@ -1,0 +1,132 @@
+"""HTTP client for the Altinn 3 Broker API (the DPO transport), production or sandbox alike.
+
+`base_url` is the API root: `https://platform.altinn.no/broker/api/v1` in production,
+`<sandbox>/broker/api/v1` on loopback. Uploads and downloads stream in chunks. Errors: network,
+429 and 5xx are RetryableChannelError; other 4xx PermanentChannelError with Altinn's own words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from gateway.errors import PermanentChannelError
+from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response, translated_http_errors
+
+BROKER_WRITE_SCOPE = "altinn:broker.write"  # senders: initialise and upload
+BROKER_READ_SCOPE = "altinn:broker.read"  # recipients: list, download, confirm
+DPO_RESOURCE_ID = "eformidling-dpo-meldingsutveksling"
+CHUNK_SIZE = 1 << 16
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_SIZE):
+        yield chunk
+
+
+class BrokerClient:
+    def __init__(self, base_url: str, tokens: TokenClient | TokenSource, http: httpx.Client) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.http = http
+
+    def _call(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = bearer_request(self.http, self.tokens, what, method, f"{self.base_url}{path}", **kwargs)
+        return check_response(response, what)
+
+    def initialise(
+        self,
+        resource_id: str,
+        sender: str,
+        recipient: str,
+        file_name: str,
+        senders_reference: str,
+        properties: dict[str, str] | None = None,
+        checksum: str | None = None,
+    ) -> str:
+        """Create a file transfer; returns its fileTransferId. Parties as `0192:<orgnr>`."""
+        body = {
+            "fileName": file_name,
+            "resourceId": resource_id,
+            "sendersFileTransferReference": senders_reference,
+            "sender": sender,
+            "recipients": [recipient],
+            "propertyList": properties or {},
+            "checksum": checksum,
+            "disableVirusScan": None,
+        }
+        what = f"initialising a broker file transfer for {senders_reference}"
+        response = self._call(
+            what, "POST", "/filetransfer", json=body, headers={"Accept": "application/json"}
+        )
+        try:
+            return str(response.json()["fileTransferId"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentChannelError(f"{what}: the broker's answer holds no fileTransferId") from exc
+
+    def upload(self, file_transfer_id: str, source: BinaryIO | Path) -> None:
+        """Stream the file's bytes as the transfer's content (a streamed body is sent only once)."""
+        what = f"uploading the file of broker file transfer {file_transfer_id}"
+        url = f"{self.base_url}/filetransfer/{file_transfer_id}/upload"
+        headers = {"Authorization": f"Bearer {self.tokens()}", "Content-Type": "application/octet-stream"}
+        if isinstance(source, Path):
+            with open(source, "rb") as handle, translated_http_errors(what):
+                headers["Content-Length"] = str(source.stat().st_size)
+                response = self.http.post(url, content=_chunks(handle), headers=headers)
+        else:
+            with translated_http_errors(what):
+                response = self.http.post(url, content=_chunks(source), headers=headers)
+        check_response(response, what)
+
+    def list_published(self, resource_id: str) -> list[str]:
+        """Ids of published transfers for us as recipient, on `resource_id`."""
+        what = f"listing published broker file transfers on {resource_id}"
+        response = self._call(what, "GET", "/filetransfer",
+                              params={"resourceId": resource_id, "status": "Published"},
+                              headers={"Accept": "application/json"})
+        try:
+            return [str(entry) for entry in response.json()]
+        except (ValueError, TypeError) as exc:
+            raise PermanentChannelError(f"{what}: the broker's answer is not a list of ids") from exc
+
+    def overview(self, file_transfer_id: str) -> dict[str, Any]:
+        what = f"reading broker file transfer {file_transfer_id}"
+        response = self._call(what, "GET", f"/filetransfer/{file_transfer_id}",
+                              headers={"Accept": "application/json"})
+        try:
+            overview: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise PermanentChannelError(f"{what}: the broker's answer is not JSON") from exc
+        return overview
+
+    def download(self, file_transfer_id: str, target: BinaryIO) -> int:
+        """Stream the transfer's file into `target`; returns the number of bytes written."""
+        what = f"downloading broker file transfer {file_transfer_id}"
+        url = f"{self.base_url}/filetransfer/{file_transfer_id}/download"
+        for attempt in range(2):
+            headers = {"Authorization": f"Bearer {self.tokens()}", "Accept": "application/octet-stream"}
+            with translated_http_errors(what), self.http.stream("GET", url, headers=headers) as response:
+                if response.status_code == 401 and attempt == 0 and isinstance(self.tokens, TokenClient):
+                    self.tokens.invalidate()
+                    continue
+                if not response.is_success:
+                    response.read()
+                    check_response(response, what)
+                written = 0
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    target.write(chunk)
+                    written += len(chunk)
+                return written
+        raise PermanentChannelError(f"{what}: the broker refused the access token twice")
+
+    def confirm_download(self, file_transfer_id: str) -> None:
+        """Tell the broker we have the file. Confirming twice is fine (a retry after a crash)."""
+        what = f"confirming the download of broker file transfer {file_transfer_id}"
+        response = bearer_request(self.http, self.tokens, what, "POST",
+                                  f"{self.base_url}/filetransfer/{file_transfer_id}/confirmdownload")
+        if response.status_code == 409:
+            return
+        check_response(response, what)

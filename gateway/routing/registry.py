@@ -1,0 +1,206 @@
+"""The service-registry client: who receives a process on which channel, with which certificate.
+
+Every answer is requested as `application/jose` and verified against the registry's `/jwk` key
+set before a single field is read: an unsigned answer, a bad signature or an unknown key is a
+SecurityError, never a fallback. Answers are cached per (identifier, process, security level).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+from jwt.algorithms import RSAAlgorithm
+
+from gateway.clock import Clock, SystemClock
+from gateway.errors import PermanentChannelError, SecurityError
+from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response
+
+JOSE = "application/jose"
+
+
+class ReceiverNotFound(PermanentChannelError):
+    """The registry has no record of the receiver for the process asked about."""
+
+
+@dataclass(frozen=True)
+class InfoRecord:
+    identifier: str
+    organization_name: str
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    service: str  # DPO, DPF, DPV, DPI
+    process: str
+    document_types: tuple[str, ...]
+    certificate_pem: str | None
+    endpoint_url: str | None
+    service_code: str | None
+    service_edition_code: str | None
+    security_level: int | None
+    resource: str | None
+    organisation_number: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryAnswer:
+    info_record: InfoRecord
+    service_records: list[ServiceRecord]
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def parse_answer(body: Any) -> RegistryAnswer:
+    """A RegistryAnswer from the registry's JSON shape (reference/samples/service-registry/)."""
+    if not isinstance(body, dict) or not isinstance(body.get("infoRecord"), dict):
+        raise SecurityError("the service registry's answer has no infoRecord; refusing to use it")
+    info = body["infoRecord"]
+    records = []
+    for entry in body.get("serviceRecords") or []:
+        service = entry.get("service") or {}
+        level = service.get("securityLevel")
+        records.append(
+            ServiceRecord(
+                service=str(service.get("identifier", "")),
+                process=str(entry.get("process", "")),
+                document_types=tuple(str(t) for t in entry.get("documentTypes") or []),
+                certificate_pem=_optional_str(entry.get("pemCertificate")),
+                endpoint_url=_optional_str(service.get("endpointUrl")),
+                service_code=_optional_str(service.get("serviceCode")),
+                service_edition_code=_optional_str(service.get("serviceEditionCode")),
+                security_level=int(level) if level is not None else None,
+                resource=_optional_str(service.get("resource")),
+                organisation_number=_optional_str(entry.get("organisationNumber")),
+            )
+        )
+    return RegistryAnswer(
+        info_record=InfoRecord(str(info.get("identifier", "")), str(info.get("organizationName", ""))),
+        service_records=records,
+    )
+
+
+class ServiceRegistryClient:
+    """Looks receivers up in the service registry at `base_url` (…/adressetjeneste or sandbox /sr)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenClient | TokenSource,
+        http: httpx.Client,
+        cache_ttl_s: float = 300,
+        clock: Clock | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.http = http
+        self.cache_ttl_s = cache_ttl_s
+        self.clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str, int | None], tuple[float, RegistryAnswer]] = {}
+        self._keys: dict[str, Any] = {}
+
+    def lookup(
+        self,
+        identifier: str,
+        process: str,
+        security_level: int | None = None,
+        conversation_id: str | None = None,
+    ) -> RegistryAnswer:
+        """The receiver's records for `process`; ReceiverNotFound when it has none."""
+        identifier = identifier.removeprefix("0192:")
+        key = (identifier, process, security_level)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and cached[0] > self.clock.monotonic():
+                return cached[1]
+        params: dict[str, str] = {}
+        if security_level is not None:
+            params["securityLevel"] = str(security_level)
+        if conversation_id:
+            params["conversationId"] = conversation_id
+        url = f"{self.base_url}/identifier/{quote(identifier, safe='')}/process/{quote(process, safe=':')}"
+        what = f"looking up {identifier} for {process} in the service registry"
+        not_found = f"the service registry has no record of {identifier} for process {process}"
+        response = bearer_request(self.http, self.tokens, what, "GET", url, params=params,
+                                  headers={"Accept": JOSE})
+        if response.status_code == 404:
+            raise ReceiverNotFound(not_found)
+        check_response(response, what)
+        answer = parse_answer(self._verified_body(response))
+        if not answer.service_records:
+            raise ReceiverNotFound(not_found)
+        with self._lock:
+            self._cache[key] = (self.clock.monotonic() + self.cache_ttl_s, answer)
+        return answer
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _verified_body(self, response: httpx.Response) -> Any:
+        content_type = response.headers.get("content-type", "")
+        compact = response.text.strip()
+        if not content_type.startswith(JOSE) or compact.startswith(("{", "[")) or compact.count(".") != 2:
+            raise SecurityError(
+                "the service registry answered without a signature (not application/jose); "
+                "unsigned answers are never accepted"
+            )
+        try:
+            header = jwt.get_unverified_header(compact)
+        except jwt.PyJWTError as exc:
+            raise SecurityError(f"the service registry's answer is not a valid JWS: {exc}") from exc
+        if header.get("alg") != "RS256":
+            raise SecurityError(
+                f"the service registry's answer is signed with {header.get('alg')!r}, not RS256"
+            )
+        kid = header.get("kid")
+        if not kid:
+            raise SecurityError("the service registry's answer names no signing key (kid)")
+        public_key = self._signing_key(str(kid))
+        try:
+            payload = jwt.api_jws.decode(compact, public_key, algorithms=["RS256"])
+        except jwt.PyJWTError as exc:
+            raise SecurityError(f"the service registry's answer has a bad signature: {exc}") from exc
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise SecurityError("the service registry's signed answer does not hold JSON") from exc
+
+    def _signing_key(self, kid: str) -> Any:
+        with self._lock:
+            if kid in self._keys:
+                return self._keys[kid]
+        self._fetch_keys()
+        with self._lock:
+            if kid in self._keys:
+                return self._keys[kid]
+        raise SecurityError(
+            f"the service registry's answer is signed by key {kid!r}, which is not in its key set (/jwk)"
+        )
+
+    def _fetch_keys(self) -> None:
+        what = "fetching the service registry's signing keys"
+        response = check_response(
+            bearer_request(self.http, self.tokens, what, "GET", f"{self.base_url}/jwk",
+                           headers={"Accept": "application/json"}),
+            what,
+        )
+        try:
+            key_set = response.json()
+            keys = {
+                str(jwk["kid"]): RSAAlgorithm.from_jwk(jwk)
+                for jwk in key_set.get("keys", [])
+                if jwk.get("kty") == "RSA" and jwk.get("kid")
+            }
+        except (ValueError, KeyError, AttributeError, jwt.PyJWTError) as exc:
+            raise SecurityError(f"the service registry's key set (/jwk) cannot be read: {exc}") from exc
+        with self._lock:
+            self._keys = keys

@@ -1,0 +1,108 @@
+"""Access tokens on the sandbox network: issued by the token endpoint, checked by every other app."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.clock import Clock
+from gateway.sandbox.signing import SandboxSigningKey
+
+ACCESS_TOKEN_LIFETIME_S = 120
+ORG_AUTHORITY = "iso6523-actorid-upis"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid access token speaks for."""
+
+    orgnr: str
+    scopes: frozenset[str]
+    client_id: str
+
+
+class Unauthorised(Exception):
+    """The request carries no usable access token (401) or lacks a scope (403)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class AccessTokens:
+    """Issues and checks the sandbox's access tokens (JWTs signed with the sandbox key)."""
+
+    def __init__(self, signing_key: SandboxSigningKey, issuer: str, clock: Clock) -> None:
+        self.signing_key = signing_key
+        self.issuer = issuer
+        self.clock = clock
+
+    def issue(self, orgnr: str, scopes: list[str], client_id: str) -> tuple[str, int]:
+        now = int(self.clock.now().timestamp())
+        claims = {
+            "iss": self.issuer,
+            "client_id": client_id,
+            "consumer": {"authority": ORG_AUTHORITY, "ID": f"0192:{orgnr}"},
+            "scope": " ".join(scopes),
+            "iat": now,
+            "exp": now + ACCESS_TOKEN_LIFETIME_S,
+            "jti": str(uuid.uuid4()),
+        }
+        return self.signing_key.sign_claims(claims), ACCESS_TOKEN_LIFETIME_S
+
+    def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("kid") != self.signing_key.kid:
+                raise Unauthorised(401, "the access token was not issued by this token endpoint")
+            claims = jwt.decode(
+                token,
+                self.signing_key.private_key.public_key(),
+                algorithms=["RS256"],
+                issuer=self.issuer,
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
+                         "require": ["exp", "iss", "consumer"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorised(401, f"the access token is not valid: {exc}") from exc
+        if int(claims["exp"]) <= self.clock.now().timestamp():
+            raise Unauthorised(401, "the access token has expired; fetch a new one")
+        consumer_id = str(claims["consumer"].get("ID", ""))
+        return Caller(
+            orgnr=consumer_id.removeprefix("0192:"),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            client_id=str(claims.get("client_id", "")),
+        )
+
+    def caller_of(self, request: Request, needs_any_scope: tuple[str, ...] = ()) -> Caller:
+        """The caller of `request`, or Unauthorised (401 no/bad token, 403 missing scope)."""
+        authorization = request.headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorised(401, "a bearer access token from the token endpoint is required")
+        caller = self.verify(token.strip())
+        if needs_any_scope and not caller.scopes & set(needs_any_scope):
+            raise Unauthorised(403, f"the access token lacks the scope {' or '.join(needs_any_scope)}")
+        return caller
+
+
+def problem(status: int, title: str, detail: str) -> JSONResponse:
+    """An RFC 7807 problem answer, the error shape of the Altinn APIs."""
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+async def unauthorised_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Unauthorised)
+    title = "Unauthorized" if exc.status == 401 else "Forbidden"
+    return problem(exc.status, title, exc.detail)

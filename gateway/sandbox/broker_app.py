@@ -1,0 +1,210 @@
+"""A DPO broker on loopback: the subset of the Altinn 3 Broker API the DPO adapter uses.
+
+Mounted at `/broker`, its routes are `/api/v1/filetransfer...` so the full paths match
+reference/api/altinn-broker-v1.json. Field names and status strings are the spec's. Uploads stream
+to disk and downloads stream from it; nothing holds a whole file in memory. Test-only extra:
+`GET /broker/_sandbox/stats` counts initialisations and uploads per sendersFileTransferReference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import uuid
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
+from gateway.clock import Clock
+from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
+from gateway.sandbox.broker_store import BrokerStore, FileTransfer
+from gateway.sandbox.catalogue import SandboxCatalogue
+
+log = logging.getLogger(__name__)
+
+PARTY = re.compile(r"^\d{4}:\d{9}$")
+INITIALISE_FIELDS = {
+    "fileName", "resourceId", "sendersFileTransferReference", "sender", "recipients",
+    "propertyList", "checksum", "disableVirusScan",
+}
+MAX_FILE_TRANSFER_SIZE = 1 << 30  # DPO's limit: 1 GB
+
+
+def _party(caller: Caller) -> str:
+    return f"0192:{caller.orgnr}"
+
+
+def _initialise_problem(body: Any, caller: Caller, catalogue: SandboxCatalogue) -> tuple[int, str] | None:
+    if not isinstance(body, dict):
+        return 400, "the body must be a JSON object (FileTransferInitalizeExt)"
+    unknown = set(body) - INITIALISE_FIELDS
+    if unknown:
+        return 400, f"unknown field(s): {', '.join(sorted(unknown))}"
+    for field in ("fileName", "resourceId", "sender"):
+        value = body.get(field)
+        if not isinstance(value, str) or not 1 <= len(value) <= 255:
+            return 400, f"{field} is required (1 to 255 characters)"
+    if not PARTY.match(body["sender"]):
+        return 400, "sender must look like 0192:<orgnr>"
+    recipients = body.get("recipients")
+    if not isinstance(recipients, list) or not recipients:
+        return 400, "recipients must list at least one recipient"
+    for recipient in recipients:
+        if not isinstance(recipient, str) or not PARTY.match(recipient):
+            return 400, f"recipient {recipient!r} must look like 0192:<orgnr>"
+        if catalogue.find(recipient) is None:
+            return 400, f"recipient {recipient} is not an organisation on the sandbox network"
+    properties = body.get("propertyList") or {}
+    if not isinstance(properties, dict) or len(properties) > 10 or any(
+        not isinstance(v, str) or not 1 <= len(k) <= 50 or len(v) > 300 for k, v in properties.items()
+    ):
+        return 400, "propertyList holds at most 10 string pairs (keys up to 50, values up to 300 characters)"
+    reference = body.get("sendersFileTransferReference")
+    if reference is not None and (not isinstance(reference, str) or not 1 <= len(reference) <= 4096):
+        return 400, "sendersFileTransferReference must be 1 to 4096 characters"
+    if body["sender"] != _party(caller):
+        return 403, f"the access token speaks for {_party(caller)}, not for the sender {body['sender']}"
+    return None
+
+
+def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: SandboxCatalogue,
+               clock: Clock) -> Starlette:
+    def transfer_or_problem(request: Request) -> FileTransfer | Response:
+        transfer_id = request.path_params["file_transfer_id"]
+        transfer = store.get(transfer_id)
+        if transfer is None:
+            return problem(404, "Not Found", f"the file transfer {transfer_id} was not found")
+        return transfer
+
+    def recipient_check(transfer: FileTransfer, caller: Caller) -> Response | None:
+        if _party(caller) not in transfer.recipients:
+            return problem(403, "Forbidden", f"{_party(caller)} is not a recipient of this file transfer")
+        return None
+
+    async def initialise(request: Request) -> Response:
+        caller = access_tokens.caller_of(request, (BROKER_WRITE_SCOPE,))
+        try:
+            body = await request.json()
+        except ValueError:
+            return problem(400, "Bad Request", "the body is not JSON")
+        refusal = _initialise_problem(body, caller, catalogue)
+        if refusal:
+            return problem(refusal[0], "Bad Request" if refusal[0] == 400 else "Forbidden", refusal[1])
+        transfer_id = str(uuid.uuid4())
+        store.create(
+            transfer_id, body["resourceId"], body["fileName"], body.get("sendersFileTransferReference"),
+            body["sender"], body["recipients"], body.get("propertyList") or {}, body.get("checksum"),
+            clock.now(),
+        )
+        log.info("file transfer %s initialised by %s", transfer_id, caller.orgnr)
+        return JSONResponse({"fileTransferId": transfer_id})
+
+    async def upload(request: Request) -> Response:
+        caller = access_tokens.caller_of(request, (BROKER_WRITE_SCOPE,))
+        found = transfer_or_problem(request)
+        if isinstance(found, Response):
+            return found
+        if found.sender != _party(caller):
+            return problem(403, "Forbidden", "only the sender may upload the file of a file transfer")
+        if not store.set_status(found.id, "UploadStarted", clock.now(), expected="Initialized"):
+            return problem(409, "Conflict", "A file transfer has already been, or attempted to be, created. "
+                           "Create a new file transfer resource to try again")
+        target = store.file_path(found.id)
+        partial = target.with_suffix(".part")
+        digest, size = hashlib.md5(usedforsecurity=False), 0
+        try:
+            with open(partial, "wb") as handle:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_FILE_TRANSFER_SIZE:
+                        raise ValueError("File size exceeds maximum")
+                    digest.update(chunk)
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except (ValueError, ClientDisconnect) as exc:
+            partial.unlink(missing_ok=True)
+            store.set_status(found.id, "Failed", clock.now())
+            return problem(400, "Bad Request", f"the upload failed: {exc or 'the client went away'}")
+        checksum = digest.hexdigest()
+        if found.checksum and found.checksum.lower() != checksum:
+            partial.unlink(missing_ok=True)
+            store.set_status(found.id, "Failed", clock.now())
+            return problem(400, "Bad Request", "The checksum of uploaded file did not match the checksum "
+                           "specified in initialize call")
+        os.replace(partial, target)
+        store.publish(found.id, size, checksum, found.senders_reference, clock.now())
+        log.info("file transfer %s published (%d bytes)", found.id, size)
+        return JSONResponse({"fileTransferId": found.id})
+
+    async def list_transfers(request: Request) -> Response:
+        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE,))
+        query = request.query_params
+        return JSONResponse(store.list_for_recipient(
+            _party(caller), query.get("resourceId"), query.get("status"), query.get("recipientStatus")
+        ))
+
+    async def overview(request: Request) -> Response:
+        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE))
+        found = transfer_or_problem(request)
+        if isinstance(found, Response):
+            return found
+        if found.sender != _party(caller) and _party(caller) not in found.recipients:
+            return problem(403, "Forbidden", f"{_party(caller)} is neither sender nor recipient")
+        return JSONResponse(found.overview())
+
+    async def download(request: Request) -> Response:
+        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE,))
+        found = transfer_or_problem(request)
+        if isinstance(found, Response):
+            return found
+        refusal = recipient_check(found, caller)
+        if refusal:
+            return refusal
+        if found.status not in ("Published", "AllConfirmedDownloaded"):
+            return problem(403, "Forbidden", "The requested file transfer's file is not ready for download. "
+                           f"See file transfer status ({found.status})")
+        if found.recipients[_party(caller)][0] == "Initialized":
+            store.set_recipient_status(found.id, _party(caller), "DownloadStarted", clock.now())
+        return FileResponse(store.file_path(found.id), media_type="application/octet-stream",
+                            filename=found.file_name)
+
+    async def confirm_download(request: Request) -> Response:
+        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE,))
+        found = transfer_or_problem(request)
+        if isinstance(found, Response):
+            return found
+        refusal = recipient_check(found, caller)
+        if refusal:
+            return refusal
+        recipient_status = found.recipients[_party(caller)][0]
+        if recipient_status == "Initialized":
+            return problem(400, "Bad Request", "Cannot confirm before the files have been downloaded")
+        if recipient_status != "DownloadConfirmed":
+            store.set_recipient_status(found.id, _party(caller), "DownloadConfirmed", clock.now())
+        return Response(status_code=200)
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(store.stats())
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/filetransfer", initialise, methods=["POST"]),
+            Route("/api/v1/filetransfer/", initialise, methods=["POST"]),
+            Route("/api/v1/filetransfer", list_transfers, methods=["GET"]),
+            Route("/api/v1/filetransfer/{file_transfer_id}/upload", upload, methods=["POST"]),
+            Route("/api/v1/filetransfer/{file_transfer_id}", overview, methods=["GET"]),
+            Route("/api/v1/filetransfer/{file_transfer_id}/details", overview, methods=["GET"]),
+            Route("/api/v1/filetransfer/{file_transfer_id}/download", download, methods=["GET"]),
+            Route("/api/v1/filetransfer/{file_transfer_id}/confirmdownload", confirm_download,
+                  methods=["POST"]),
+            Route("/_sandbox/stats", stats, methods=["GET"]),
+        ],
+        exception_handlers={Unauthorised: unauthorised_handler},
+    )

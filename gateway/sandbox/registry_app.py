@@ -1,0 +1,141 @@
+"""The sandbox service registry ("adressetjeneste"): who receives what, on which channel.
+
+Answers have the shape of the real SR (see reference/samples/service-registry/); with
+`Accept: application/jose` they come as a compact JWS signed with the sandbox key, verifiable
+against `/jwk`. Every route but `/jwk` needs an access token with an `eformidling:*` scope.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.identifiers import is_person
+from gateway.sandbox.auth import AccessTokens, Unauthorised, problem, unauthorised_handler
+from gateway.sandbox.catalogue import CHANNELS, SandboxCatalogue, SandboxOrganisation, document_types_for
+from gateway.sandbox.signing import SandboxSigningKey
+
+log = logging.getLogger(__name__)
+
+REGISTRY_SCOPES = ("eformidling:dpo", "eformidling:dpv", "eformidling:dpf", "eformidling:dpi")
+JOSE = "application/jose"
+
+# serviceCode, serviceEditionCode, securityLevel, Altinn resource per channel.
+SERVICE_DETAILS: dict[str, tuple[str | None, str | None, int, str | None]] = {
+    "DPO": ("4192", "270815", 4, "eformidling-dpo-meldingsutveksling"),
+    "DPF": (None, None, 4, None),
+    "DPV": ("4255", "10", 3, "eformidling-dpv-meldingsutveksling"),
+    "DPI": ("4192", "270815", 4, None),
+}
+
+
+def info_record(organisation: SandboxOrganisation) -> dict[str, Any]:
+    entity_type = "PERSON" if is_person(organisation.orgnr) else "ORGL"
+    return {
+        "identifier": organisation.orgnr,
+        "organizationName": organisation.name,
+        "postadresse": None,
+        "entityType": {"name": entity_type},
+    }
+
+
+def service_record(
+    organisation: SandboxOrganisation, channel: str, process: str, endpoint_url: str | None
+) -> dict[str, Any]:
+    service_code, edition_code, security_level, resource = SERVICE_DETAILS[channel]
+    return {
+        "organisationNumber": organisation.orgnr,
+        "pemCertificate": None if channel == "DPV" else organisation.certificate_pem,
+        "process": process,
+        "documentTypes": document_types_for(process, channel),
+        "service": {
+            "identifier": channel,
+            "endpointUrl": endpoint_url,
+            "serviceCode": service_code,
+            "serviceEditionCode": edition_code,
+            "securityLevel": security_level,
+            "resource": resource,
+        },
+    }
+
+
+def registry_app(
+    catalogue: SandboxCatalogue,
+    signing_key: SandboxSigningKey,
+    access_tokens: AccessTokens,
+    endpoint_urls: dict[str, str],
+) -> Starlette:
+    """`endpoint_urls` maps channel code to the base URL the sandbox serves it at."""
+
+    def answer(request: Request, body: dict[str, Any]) -> Response:
+        raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if JOSE in request.headers.get("accept", ""):
+            return Response(signing_key.sign_bytes(raw), media_type=JOSE)
+        return Response(raw, media_type="application/json")
+
+    def organisation_or_404(request: Request) -> SandboxOrganisation | Response:
+        access_tokens.caller_of(request, REGISTRY_SCOPES)
+        identifier = request.path_params["identifier"]
+        organisation = catalogue.find(identifier)
+        if organisation is None:
+            return problem(404, "Not Found", f"no organisation or person {identifier} in the registry")
+        return organisation
+
+    def records(organisation: SandboxOrganisation, processes: list[str]) -> list[dict[str, Any]]:
+        return [
+            service_record(organisation, channel, process, endpoint_urls.get(channel))
+            for process in processes
+            for channel in organisation.channels_for(process)
+        ]
+
+    async def identifier_for_process(request: Request) -> Response:
+        found = organisation_or_404(request)
+        if isinstance(found, Response):
+            return found
+        process = request.path_params["process"]
+        service_records = records(found, [process])
+        if not service_records:
+            return problem(404, "Not Found", f"{found.orgnr} has no service record for process {process}")
+        return answer(request, {"infoRecord": info_record(found), "serviceRecords": service_records})
+
+    async def identifier(request: Request) -> Response:
+        found = organisation_or_404(request)
+        if isinstance(found, Response):
+            return found
+        processes = sorted({p for channel in CHANNELS for p in found.channels.get(channel, set())})
+        body = {"infoRecord": info_record(found), "serviceRecords": records(found, processes)}
+        return answer(request, body)
+
+    async def info(request: Request) -> Response:
+        found = organisation_or_404(request)
+        if isinstance(found, Response):
+            return found
+        return answer(request, {"infoRecord": info_record(found)})
+
+    async def virksert(request: Request) -> Response:
+        found = organisation_or_404(request)
+        if isinstance(found, Response):
+            return found
+        if not found.certificate_pem:
+            return problem(404, "Not Found", f"{found.orgnr} has no enterprise certificate in the registry")
+        return Response(found.certificate_pem, media_type="text/plain")
+
+    async def jwk(request: Request) -> Response:
+        return JSONResponse(signing_key.jwk_set())
+
+    return Starlette(
+        routes=[
+            Route("/identifier/{identifier}/process/{process}", identifier_for_process),
+            Route("/identifier/{identifier}", identifier),
+            Route("/info/{identifier}", info),
+            Route("/virksert/{identifier}", virksert),
+            Route("/jwk", jwk),
+        ],
+        exception_handlers={Unauthorised: unauthorised_handler},
+    )

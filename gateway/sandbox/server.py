@@ -1,0 +1,198 @@
+"""The sandbox network on loopback: one HTTP server, one app per service.
+
+    /sr      service registry (signed answers)        registry_app.py
+    /token   Maskinporten-like token endpoint         token_app.py
+    /broker  Altinn-3-broker-like DPO transport       broker_app.py
+
+`SandboxServer` runs uvicorn in a background thread (the aiosmtpd controller pattern): the same
+object serves `efm-gateway sandbox` (through `serve_forever`) and the test fixtures. It listens on
+loopback only. Other sandbox services plug in through `extra_apps` without touching this file.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import ASGIApp
+
+from gateway.clock import Clock, SystemClock
+from gateway.sandbox.auth import AccessTokens
+from gateway.sandbox.broker_app import broker_app
+from gateway.sandbox.broker_store import BrokerStore
+from gateway.sandbox.catalogue import SandboxCatalogue
+from gateway.sandbox.registry_app import registry_app
+from gateway.sandbox.signing import SandboxSigningKey
+from gateway.sandbox.token_app import GrantVerifier, token_app
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+START_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class SandboxContext:
+    """What every sandbox app may need: where it lives, who is on the network, how to check tokens."""
+
+    url: str
+    data_dir: Path
+    catalogue: SandboxCatalogue
+    signing_key: SandboxSigningKey
+    access_tokens: AccessTokens
+    clock: Clock
+
+
+class _ThreadedUvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+class SandboxServer:
+    """The sandbox services on http://127.0.0.1:<port>; `port=0` picks a free port."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        catalogue: SandboxCatalogue,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        extra_apps: Mapping[str, Callable[[SandboxContext], ASGIApp]] | None = None,
+    ) -> None:
+        if host not in LOOPBACK_HOSTS:
+            raise ValueError(f"the sandbox listens on loopback only, not on {host!r}")
+        self.data_dir = Path(data_dir)
+        self.catalogue = catalogue
+        self.host = host
+        self.port = port
+        self.clock = clock or SystemClock()
+        self.extra_apps = dict(extra_apps or {})
+        self.url = ""
+        self._server: _ThreadedUvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._store: BrokerStore | None = None
+
+    # Where the services are, for config.yaml and for clients.
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/token/token"
+
+    @property
+    def token_audience(self) -> str:
+        return f"{self.url}/token/"
+
+    @property
+    def registry_url(self) -> str:
+        return f"{self.url}/sr"
+
+    @property
+    def broker_url(self) -> str:
+        return f"{self.url}/broker/api/v1"
+
+    def _build_app(self) -> Starlette:
+        signing_key = SandboxSigningKey.load_or_create(self.data_dir)
+        issuer = f"{self.url}/token/"
+        access_tokens = AccessTokens(signing_key, issuer, self.clock)
+        audiences = {f"{self.url}/token", f"{self.url}/token/", self.token_url}
+        verifier = GrantVerifier(self.catalogue.trusted_ca_pems, audiences, self.clock)
+        self._store = BrokerStore(self.data_dir / "broker")
+        endpoint_urls = {
+            "DPO": self.broker_url,
+            "DPF": f"{self.url}/svarut",
+            "DPV": f"{self.url}/correspondence",
+            "DPI": f"{self.url}/dpi",
+        }
+        context = SandboxContext(
+            self.url, self.data_dir, self.catalogue, signing_key, access_tokens, self.clock
+        )
+        routes = [
+            Mount("/sr", registry_app(self.catalogue, signing_key, access_tokens, endpoint_urls)),
+            Mount("/token", token_app(verifier, access_tokens)),
+            Mount("/broker", broker_app(self._store, access_tokens, self.catalogue, self.clock)),
+        ]
+        routes += [Mount(prefix, factory(context)) for prefix, factory in self.extra_apps.items()]
+        return Starlette(routes=routes)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the sandbox server is already running")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        self.port = listener.getsockname()[1]
+        display_host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{display_host}:{self.port}"
+        try:
+            app = self._build_app()
+        except BaseException:
+            listener.close()
+            raise
+        ready = threading.Event()
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._server = _ThreadedUvicorn(config, ready)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [listener]}, name="efm-sandbox", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT_S) or not self._thread.is_alive():
+            self.stop()
+            raise RuntimeError(f"the sandbox server did not start on {self.url}")
+        log.info("sandbox network serving on %s", self.url)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=START_TIMEOUT_S)
+        if self._store is not None:
+            self._store.close()
+        self._server, self._thread, self._store = None, None, None
+
+    def __enter__(self) -> SandboxServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def serve_forever(data_dir: Path, catalogue: SandboxCatalogue, port: int, host: str = "127.0.0.1") -> None:
+    """Run the sandbox until SIGTERM or SIGINT, then stop cleanly (for `efm-gateway sandbox`)."""
+    stop_requested = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    server = SandboxServer(data_dir, catalogue, host=host, port=port)
+    try:
+        server.start()
+        print(f"sandbox network on {server.url}", flush=True)
+        print(f"  token endpoint   {server.token_url} (aud {server.token_audience})", flush=True)
+        print(f"  service registry {server.registry_url}", flush=True)
+        print(f"  DPO broker       {server.broker_url}", flush=True)
+        while not stop_requested.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = ["SandboxContext", "SandboxServer", "serve_forever"]

@@ -1,0 +1,169 @@
+"""Access tokens from a Maskinporten-like token endpoint, and the HTTP error translation the
+clients that carry them share.
+
+`TokenClient` makes a JWT-bearer grant: a short-lived RS256 JWT signed with the organisation's
+enterprise key, the certificate chain in the `x5c` header (leaf first). The access token is cached
+until shortly before it expires. Network trouble, 429 and 5xx become RetryableChannelError; other
+4xx become PermanentChannelError carrying the server's own words.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from gateway.clock import Clock, SystemClock
+from gateway.errors import PermanentChannelError, RetryableChannelError
+
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION_LIFETIME_S = 100  # Maskinporten accepts at most 120 s
+
+TokenSource = Callable[[], str]
+
+
+@contextlib.contextmanager
+def translated_http_errors(what: str) -> Iterator[None]:
+    """Turn httpx's network errors into RetryableChannelError naming `what` we were doing."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise RetryableChannelError(f"{what}: network error ({type(exc).__name__}: {exc})") from exc
+
+
+def server_words(response: httpx.Response) -> str:
+    """The error text a peer gave: OAuth error, RFC 7807 problem, or the start of the body."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        if "error" in body:
+            return ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
+        parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
+        if parts:
+            return ": ".join(parts)
+    return str(body)[:300]
+
+
+def check_response(response: httpx.Response, what: str) -> httpx.Response:
+    """Return a 2xx response; raise the right channel error for anything else."""
+    if response.is_success:
+        return response
+    words = server_words(response)
+    message = f"{what}: HTTP {response.status_code} from {response.request.url.host}: {words}"
+    if response.status_code == 429 or response.status_code >= 500:
+        raise RetryableChannelError(message)
+    raise PermanentChannelError(message)
+
+
+class TokenClient:
+    """Fetches and caches an access token; thread-safe (one grant at a time)."""
+
+    def __init__(
+        self,
+        token_url: str,
+        audience: str,
+        client_id: str,
+        private_key: PrivateKeyTypes,
+        certificate_chain: Sequence[x509.Certificate],
+        scopes: Sequence[str],
+        http: httpx.Client,
+        clock: Clock | None = None,
+        leeway_s: int = 30,
+    ) -> None:
+        if not certificate_chain:
+            raise ValueError("the certificate chain must hold at least the enterprise certificate")
+        self.token_url = token_url
+        self.audience = audience
+        self.client_id = client_id
+        self.scopes = list(scopes)
+        self.http = http
+        self.clock = clock or SystemClock()
+        self.leeway_s = leeway_s
+        self._private_key = private_key
+        self._x5c = [
+            base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
+            for certificate in certificate_chain
+        ]
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._valid_until = 0.0  # on the monotonic clock
+        self.grants_made = 0
+
+    def _assertion(self) -> str:
+        issued_at = int(self.clock.now().timestamp())
+        claims = {
+            "aud": self.audience,
+            "iss": self.client_id,
+            "scope": " ".join(self.scopes),
+            "iat": issued_at,
+            "exp": issued_at + ASSERTION_LIFETIME_S,
+            "jti": str(uuid.uuid4()),
+        }
+        return jwt.encode(claims, self._private_key, algorithm="RS256", headers={"x5c": self._x5c})  # type: ignore[arg-type]
+
+    def access_token(self) -> str:
+        with self._lock:
+            if self._token is not None and self.clock.monotonic() < self._valid_until:
+                return self._token
+            what = f"getting an access token from {self.token_url}"
+            with translated_http_errors(what):
+                response = self.http.post(
+                    self.token_url,
+                    data={"grant_type": JWT_BEARER_GRANT, "assertion": self._assertion()},
+                    headers={"Accept": "application/json"},
+                )
+            self.grants_made += 1
+            check_response(response, what)
+            try:
+                body = response.json()
+                token = str(body["access_token"])
+                expires_in = float(body.get("expires_in", 60))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RetryableChannelError(f"{what}: the answer holds no access_token") from exc
+            self._token = token
+            self._valid_until = self.clock.monotonic() + max(expires_in - self.leeway_s, 0.0)
+            return token
+
+    def invalidate(self) -> None:
+        """Forget the cached token (the peer said 401): the next call makes a new grant."""
+        with self._lock:
+            self._token = None
+
+    def __call__(self) -> str:
+        return self.access_token()
+
+
+def bearer_request(
+    http: httpx.Client,
+    tokens: TokenClient | TokenSource,
+    what: str,
+    method: str,
+    url: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One authorised request; on 401 with a TokenClient, one retry with a fresh token.
+
+    The response is returned unchecked (callers decide what 404 means); network errors are
+    translated. Not for streamed bodies that cannot be sent twice: use `tokens` directly there.
+    """
+    headers = dict(kwargs.pop("headers", None) or {})
+    for attempt in range(2):
+        headers["Authorization"] = f"Bearer {tokens()}"
+        with translated_http_errors(what):
+            response = http.request(method, url, headers=headers, **kwargs)
+        if response.status_code == 401 and attempt == 0 and isinstance(tokens, TokenClient):
+            tokens.invalidate()
+            continue
+        return response
+    return response
