@@ -1,0 +1,433 @@
+"""ASiC-E containers: writing a signed one from files on disk, reading and verifying one from a peer.
+
+Both directions stream the documents; only the manifests and the signature are held in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from cryptography import x509
+from lxml import etree
+
+from gateway.errors import SecurityError
+from gateway.formats import cades
+from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.identifiers import to_party_value
+from gateway.xmlsafe import parse_bytes
+
+MIMETYPE = "application/vnd.etsi.asic-e+zip"
+ASIC_NS = "http://uri.etsi.org/02918/v1.2.1#"
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+ODF_NS = "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
+EFM_MANIFEST = "manifest.xml"
+ASIC_MANIFEST = "META-INF/ASiCManifest.xml"
+SIGNATURE_MIME = "application/x-pkcs7-signature"
+PARTY_AUTHORITY = "iso6523-actorid-upis"
+_DIGEST_URIS = {
+    "http://www.w3.org/2000/09/xmldsig#sha1": "sha1",
+    "http://www.w3.org/2001/04/xmlenc#sha256": "sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384": "sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
+}
+_SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
+_CHUNK = 1 << 20
+_MAX_META_ENTRY = 16 << 20
+# Deflate cannot expand more than ~1032:1, so entries this small cannot be a bomb whatever their ratio.
+_RATIO_FLOOR = 1 << 16
+# Already-compressed formats gain nothing from deflate; storing them saves CPU on large files.
+_STORED_MIME_TYPES = {
+    "application/pdf",
+    "application/zip",
+    "image/jpeg",
+    "image/png",
+    "video/mp4",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.oasis.opendocument.text",
+}
+
+
+@dataclass(frozen=True)
+class AsicDocument:
+    name: str
+    path: Path
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class AsicLimits:
+    max_entries: int = 500
+    max_total_bytes: int = 2 * 1024**3
+    max_ratio: int = 200
+
+
+@dataclass(frozen=True)
+class AsicFile:
+    name: str
+    path: Path
+    mime_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class AsicContents:
+    files: list[AsicFile]
+    signer: x509.Certificate
+    main_document: str | None
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+def _xml(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+
+
+def _party(parent: etree._Element, tag: str, identifier: str) -> None:
+    organisation = etree.SubElement(etree.SubElement(parent, tag), "organisasjon", authority=PARTY_AUTHORITY)
+    organisation.text = to_party_value(identifier)
+
+
+def efm_manifest(sender: str, receiver: str, main_document: AsicDocument) -> bytes:
+    """The eFormidling `manifest.xml`: receiver, sender and the main document, as the reference writes it."""
+    root = etree.Element("manifest")
+    _party(root, "mottaker", receiver)
+    _party(root, "avsender", sender)
+    main = etree.SubElement(root, "hoveddokument", href=main_document.name, mime=main_document.mime_type)
+    etree.SubElement(main, "tittel", lang="no").text = "Hoveddokument"
+    return _xml(root)
+
+
+def _asic_manifest(signature_name: str, references: Sequence[tuple[str, str, bytes]]) -> bytes:
+    root = etree.Element(f"{{{ASIC_NS}}}ASiCManifest", nsmap={None: ASIC_NS, "ds": DS_NS})
+    etree.SubElement(root, f"{{{ASIC_NS}}}SigReference", URI=signature_name, MimeType=SIGNATURE_MIME)
+    for name, mime_type, digest in references:
+        reference = etree.SubElement(root, f"{{{ASIC_NS}}}DataObjectReference", URI=name, MimeType=mime_type)
+        etree.SubElement(reference, f"{{{DS_NS}}}DigestMethod", Algorithm=_SHA256_URI)
+        etree.SubElement(reference, f"{{{DS_NS}}}DigestValue").text = base64.b64encode(digest).decode("ascii")
+    return _xml(root)
+
+
+def _odf_manifest(references: Sequence[tuple[str, str, bytes]]) -> bytes:
+    root = etree.Element(f"{{{ODF_NS}}}manifest", nsmap={"manifest": ODF_NS})
+    attribute = f"{{{ODF_NS}}}"
+    etree.SubElement(root, f"{attribute}file-entry", {f"{attribute}full-path": "/", f"{attribute}media-type": MIMETYPE})
+    for name, mime_type, _ in references:
+        etree.SubElement(
+            root, f"{attribute}file-entry", {f"{attribute}full-path": name, f"{attribute}media-type": mime_type}
+        )
+    return _xml(root)
+
+
+def _check_document_names(documents: Sequence[AsicDocument]) -> None:
+    if not documents:
+        raise ValueError("an ASiC-E container needs at least one document")
+    seen: set[str] = set()
+    for document in documents:
+        name = document.name
+        if name.casefold() in seen:
+            raise ValueError(f"the document name {name!r} is used twice")
+        seen.add(name.casefold())
+        if name in ("mimetype", EFM_MANIFEST) or name.upper().startswith("META-INF/") or _name_problem(name):
+            raise ValueError(f"{name!r} cannot be a document name in an ASiC-E container")
+
+
+def write_asice(
+    target: BinaryIO, documents: Sequence[AsicDocument], sender: str, receiver: str, identity: OrgIdentity
+) -> None:
+    """Write a signed ASiC-E to `target` (seekable, so no entry needs a data descriptor).
+
+    documents[0] is the main document. Documents are streamed from their paths.
+    """
+    _check_document_names(documents)
+    if not target.seekable():
+        raise ValueError(
+            "write_asice needs a seekable target (a file): Java readers refuse stored entries with data descriptors"
+        )
+    references: list[tuple[str, str, bytes]] = []
+    with zipfile.ZipFile(target, "w", allowZip64=True) as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE.encode("ascii"), compress_type=zipfile.ZIP_STORED)
+        manifest = efm_manifest(sender, receiver, documents[0])
+        archive.writestr(EFM_MANIFEST, manifest, compress_type=zipfile.ZIP_DEFLATED)
+        references.append((EFM_MANIFEST, "application/xml", hashlib.sha256(manifest).digest()))
+        for document in documents:
+            references.append((document.name, document.mime_type, _stream_document(archive, document)))
+        asic_manifest = _asic_manifest(signature_name := f"META-INF/signature-{uuid.uuid4()}.p7s", references)
+        archive.writestr(ASIC_MANIFEST, asic_manifest, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr(
+            signature_name, cades.sign_detached(asic_manifest, identity), compress_type=zipfile.ZIP_DEFLATED
+        )
+        archive.writestr("META-INF/manifest.xml", _odf_manifest(references), compress_type=zipfile.ZIP_DEFLATED)
+
+
+def _stream_document(archive: zipfile.ZipFile, document: AsicDocument) -> bytes:
+    info = zipfile.ZipInfo.from_file(document.path, arcname=document.name)
+    info.compress_type = zipfile.ZIP_STORED if document.mime_type in _STORED_MIME_TYPES else zipfile.ZIP_DEFLATED
+    digest = hashlib.sha256()
+    with open(document.path, "rb") as source, archive.open(info, "w") as entry:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            entry.write(chunk)
+    return digest.digest()
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _name_problem(name: str) -> str | None:
+    if not name or "\x00" in name:
+        return "an empty name or a NUL byte"
+    if "\\" in name:
+        return "a backslash"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if any(part in ("..", ".") for part in name.split("/")):
+        return "'..' or '.' as a path part"
+    if any(ord(ch) < 32 for ch in name):
+        return "control characters"
+    return None
+
+
+def _check_entries(infos: list[zipfile.ZipInfo], limits: AsicLimits) -> None:
+    if len(infos) > limits.max_entries:
+        raise SecurityError(f"too many entries: the container has {len(infos)}, the limit is {limits.max_entries}")
+    seen: set[str] = set()
+    declared_total = 0
+    for info in infos:
+        name = info.filename
+        problem = _name_problem(name)
+        if problem:
+            raise SecurityError(f"unsafe entry name {name!r} in the container: it has {problem}")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise SecurityError(f"the container entry {name!r} is a symbolic link; links are not allowed")
+        if info.flag_bits & 0x1:
+            raise SecurityError(f"the container entry {name!r} is encrypted; ASiC-E entries must not be")
+        if name.casefold() in seen:
+            raise SecurityError(f"duplicate entry name {name!r} in the container")
+        seen.add(name.casefold())
+        declared_total += info.file_size
+        _check_ratio(info, info.file_size, limits)
+    if declared_total > limits.max_total_bytes:
+        raise SecurityError(
+            f"total size limit: the container declares {declared_total} bytes uncompressed, "
+            f"the limit is {limits.max_total_bytes}"
+        )
+
+
+def _check_ratio(info: zipfile.ZipInfo, expanded: int, limits: AsicLimits) -> None:
+    if expanded > _RATIO_FLOOR and expanded > limits.max_ratio * max(info.compress_size, 1):
+        raise SecurityError(
+            f"compression ratio limit: {info.filename!r} expands more than {limits.max_ratio} times (a zip bomb?)"
+        )
+
+
+@dataclass
+class _Budget:
+    limits: AsicLimits
+    used: int = 0
+    created: list[Path] = field(default_factory=list)
+
+
+def _copy_entry(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, write: Callable[[bytes], object], budget: _Budget
+) -> int:
+    """Copy one entry's bytes to `write`, counting real bytes against the limits."""
+    written = 0
+    with archive.open(info) as entry:
+        while chunk := entry.read(_CHUNK):
+            written += len(chunk)
+            budget.used += len(chunk)
+            if budget.used > budget.limits.max_total_bytes:
+                raise SecurityError(
+                    f"total size limit: the container holds more than {budget.limits.max_total_bytes} bytes "
+                    "uncompressed"
+                )
+            _check_ratio(info, written, budget.limits)
+            write(chunk)
+    return written
+
+
+def _read_small(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+    if info.file_size > _MAX_META_ENTRY:
+        raise SecurityError(f"{info.filename!r} is larger than the {_MAX_META_ENTRY} bytes allowed for it")
+    parts: list[bytes] = []
+    _copy_entry(archive, info, parts.append, budget)
+    content = b"".join(parts)
+    if len(content) > _MAX_META_ENTRY:
+        raise SecurityError(f"{info.filename!r} is larger than the {_MAX_META_ENTRY} bytes allowed for it")
+    return content
+
+
+def _find(infos: list[zipfile.ZipInfo], name: str) -> zipfile.ZipInfo | None:
+    exact = [info for info in infos if info.filename == name]
+    if exact:
+        return exact[0]
+    folded = [info for info in infos if info.filename.casefold() == name.casefold()]
+    return folded[0] if folded else None
+
+
+def _check_mimetype(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], budget: _Budget) -> None:
+    first = infos[0] if infos else None
+    if first is None or first.filename != "mimetype":
+        raise SecurityError("the container does not start with a 'mimetype' entry; it is not an ASiC-E")
+    if first.compress_type != zipfile.ZIP_STORED:
+        raise SecurityError("the 'mimetype' entry is compressed; ASiC-E requires it stored")
+    content = _read_small(archive, first, budget)
+    if content.strip() != MIMETYPE.encode("ascii"):
+        raise SecurityError(f"the 'mimetype' entry says {content[:60]!r}, not {MIMETYPE}")
+
+
+@dataclass(frozen=True)
+class _Reference:
+    name: str
+    mime_type: str
+    digest_name: str
+    digest: bytes
+
+
+def _references(manifest: bytes, data_names: set[str]) -> tuple[str, list[_Reference]]:
+    """The signature's name and the data object references of a (signature-checked) ASiC manifest."""
+    root = parse_bytes(manifest, source="META-INF/ASiCManifest.xml").getroot()
+    if root.tag != f"{{{ASIC_NS}}}ASiCManifest":
+        raise SecurityError(f"META-INF/ASiCManifest.xml has the root {root.tag}, not ASiCManifest")
+    signature_refs = root.findall(f"{{{ASIC_NS}}}SigReference")
+    if len(signature_refs) != 1 or not signature_refs[0].get("URI"):
+        raise SecurityError("the ASiC manifest must have exactly one SigReference with a URI")
+    references: list[_Reference] = []
+    for element in root.findall(f"{{{ASIC_NS}}}DataObjectReference"):
+        uri = element.get("URI") or ""
+        name = uri if uri in data_names else unquote(uri)
+        method = element.find(f"{{{DS_NS}}}DigestMethod")
+        value = element.find(f"{{{DS_NS}}}DigestValue")
+        algorithm = method.get("Algorithm") if method is not None else None
+        if algorithm not in _DIGEST_URIS:
+            raise SecurityError(f"the ASiC manifest entry for {name!r} uses the unsupported digest {algorithm}")
+        try:
+            digest = base64.b64decode((value.text or "") if value is not None else "", validate=True)
+        except ValueError:
+            raise SecurityError(f"the ASiC manifest entry for {name!r} has a malformed digest value") from None
+        references.append(
+            _Reference(name, element.get("MimeType") or "application/octet-stream", _DIGEST_URIS[algorithm], digest)
+        )
+    return signature_refs[0].get("URI") or "", references
+
+
+def _target_path(extract_to: Path, name: str) -> Path:
+    root = extract_to.resolve()
+    path = root.joinpath(*name.split("/"))
+    if not path.resolve().is_relative_to(root):
+        raise SecurityError(f"the container entry {name!r} would be written outside the target folder")
+    return path
+
+
+def _extract(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, reference: _Reference, extract_to: Path, budget: _Budget
+) -> AsicFile:
+    path = _target_path(extract_to, info.filename)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.new(reference.digest_name)
+
+    def write(chunk: bytes) -> None:
+        digest.update(chunk)
+        handle.write(chunk)
+
+    with open(path, "xb") as handle:
+        budget.created.append(path)
+        size = _copy_entry(archive, info, write, budget)
+    if digest.digest() != reference.digest:
+        raise SecurityError(
+            f"{info.filename!r} was changed: its {reference.digest_name.upper()} digest does not match "
+            "the signed ASiC manifest"
+        )
+    return AsicFile(info.filename, path, reference.mime_type, size)
+
+
+def _main_document(manifest_path: Path) -> str | None:
+    if manifest_path.stat().st_size > _MAX_META_ENTRY:
+        return None
+    root = parse_bytes(manifest_path.read_bytes(), source=EFM_MANIFEST).getroot()
+    main = root.find("{*}hoveddokument")
+    return main.get("href") if main is not None else None
+
+
+def read_asice(
+    source: Path,
+    extract_to: Path,
+    trust: TrustStore,
+    limits: AsicLimits = AsicLimits(),
+    at: datetime | None = None,
+) -> AsicContents:
+    """Verify an ASiC-E completely and extract its data files into `extract_to`.
+
+    On any failure the files extracted so far are removed again and SecurityError names the rule.
+    """
+    try:
+        with zipfile.ZipFile(source) as archive:
+            budget = _Budget(limits)
+            try:
+                return _read(archive, extract_to, trust, budget, at)
+            except BaseException:
+                for path in reversed(budget.created):
+                    path.unlink(missing_ok=True)
+                raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise SecurityError(f"the container is not a readable zip file: {exc}") from None
+
+
+def _read(
+    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime | None
+) -> AsicContents:
+    infos = archive.infolist()
+    _check_entries(infos, budget.limits)
+    _check_mimetype(archive, infos, budget)
+    manifests = [info for info in infos if info.filename.casefold() == ASIC_MANIFEST.casefold()]
+    if not manifests:
+        raise SecurityError("the container has no META-INF/ASiCManifest.xml; it is not a signed ASiC-E")
+    manifest = _read_small(archive, manifests[0], budget)
+    data_infos = [
+        info
+        for info in infos
+        if not info.is_dir() and info.filename != "mimetype" and not info.filename.upper().startswith("META-INF/")
+    ]
+    signature_name, references = _references(manifest, {info.filename for info in data_infos})
+    signature_info = _find(infos, signature_name)
+    if signature_info is None:
+        raise SecurityError(f"the signature {signature_name!r} named in the ASiC manifest is missing")
+    signer = cades.verify_detached(_read_small(archive, signature_info, budget), manifest, trust, at)
+
+    by_name: dict[str, _Reference] = {}
+    for reference in references:
+        if reference.name in by_name:
+            raise SecurityError(f"the ASiC manifest lists {reference.name!r} twice")
+        by_name[reference.name] = reference
+    present = {info.filename for info in data_infos}
+    for info in data_infos:
+        if info.filename not in by_name:
+            raise SecurityError(f"extra file {info.filename!r}: it is in the container but not in the signed manifest")
+    for name in by_name:
+        if name not in present:
+            raise SecurityError(f"missing file {name!r}: the signed manifest lists it but the container lacks it")
+
+    extract_to.mkdir(parents=True, exist_ok=True)
+    extracted = [_extract(archive, info, by_name[info.filename], extract_to, budget) for info in data_infos]
+    main_document = None
+    files = []
+    for item in extracted:
+        if item.name == EFM_MANIFEST:
+            main_document = _main_document(item.path)
+            item.path.unlink()
+            budget.created.remove(item.path)
+        else:
+            files.append(item)
+    files.sort(key=lambda item: item.name != main_document)
+    return AsicContents(files, signer, main_document)
