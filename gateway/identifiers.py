@@ -54,7 +54,7 @@ def receiver_problem(value: str) -> str | None:
     if value.startswith(RETIRED_PREFIX):
         return (
             f"{value!r} uses the retired prefix 9908:; write the bare organisation number "
-            f"({value[len(RETIRED_PREFIX):]}) or 0192:{value[len(RETIRED_PREFIX):]}"
+            f"({value[len(RETIRED_PREFIX) :]}) or 0192:{value[len(RETIRED_PREFIX) :]}"
         )
     bare = value.removeprefix(ORGNR_PREFIX)
     if re.fullmatch(r"\d{11}", bare):
@@ -81,7 +81,7 @@ def parse_party_value(value: str, normalise_retired: bool = False) -> str:
     if value.startswith(RETIRED_PREFIX):
         if not normalise_retired:
             raise ValidationError(receiver_problem(value) or value)
-        value = ORGNR_PREFIX + value[len(RETIRED_PREFIX):]
+        value = ORGNR_PREFIX + value[len(RETIRED_PREFIX) :]
     bare = value.removeprefix(ORGNR_PREFIX).split(":", 1)[0]
     problem = receiver_problem(bare)
     if problem:

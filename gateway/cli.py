@@ -1,0 +1,84 @@
+"""The efm-gateway command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gateway.errors import GatewayError
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="efm-gateway",
+        description="A file-drop eFormidling integration point: watches an outbox folder, sends each message "
+        "through its channel, writes status files, and delivers received messages to an inbox folder.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--config", type=Path, default=DEFAULT_CONFIG, help="path of config.yaml (default: %(default)s)"
+        )
+        return sub
+
+    with_config(
+        commands.add_parser(
+            "run",
+            help="run the daemon in the foreground until SIGTERM or Ctrl-C",
+            description="Run the daemon: take drops from the outbox, send them, write status files, receive into the "
+            "inbox. Logs go to stdout (journald under systemd).",
+        )
+    )
+    with_config(
+        commands.add_parser(
+            "check-config",
+            help="check config.yaml, the folders and the keys, then exit",
+            description="Check config.yaml, create or check every folder, and report any problem in one line. "
+            "Exit status 0 when the daemon could start.",
+        )
+    )
+    validate = with_config(
+        commands.add_parser(
+            "validate",
+            help="dry run: say what the daemon would do with a drop, without touching it",
+            description="Check a drop (a message folder, or a flat sidecar <name>.xml with its documents beside it) "
+            "exactly as the daemon would, and print whether it would be accepted and why not. Nothing is moved.",
+        )
+    )
+    validate.add_argument("drop", type=Path, help="a drop folder, or a flat drop's sidecar file")
+    status = with_config(
+        commands.add_parser(
+            "status",
+            help="show messages from the journal",
+            description="Show one message's status history (by messageId), "
+            "or a list of recent, open or failed messages.",
+        )
+    )
+    status.add_argument("message_id", nargs="?", help="a messageId; without it, a list")
+    status.add_argument("--open", action="store_true", help="only unfinished messages")
+    status.add_argument("--failed", action="store_true", help="only failed, rejected or quarantined messages")
+    status.add_argument("--limit", type=int, default=50, help="how many to list (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        from gateway import commands
+
+        handler = getattr(commands, args.command.replace("-", "_"))
+        return handler(args)
+    except GatewayError as exc:
+        print(f"efm-gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

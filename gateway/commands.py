@@ -1,0 +1,119 @@
+"""What each CLI command does; cli.py only parses arguments."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from gateway.clock import SystemClock
+from gateway.config import Config, load_config, prepare_folders
+from gateway.intake.claim import ClaimedDrop
+from gateway.intake.outbox import read_listed_files
+from gateway.intake.validate import validate_claimed
+from gateway.journal.store import Journal
+
+log = logging.getLogger("efm-gateway")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.logging.level)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.daemon import Daemon
+
+    Daemon(_config(args)).run_forever()
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    prepare_folders(config)
+    print(f"{args.config}: OK (organisation {config.organisation.orgnr}, outbox {config.folders.outbox})")
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Copy the drop into a scratch folder and run the daemon's own checks on the copy."""
+    config = _config(args)
+    drop: Path = args.drop
+    if not drop.exists():
+        print(f"{drop}: no such file or folder", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="efm-validate-") as scratch:
+        work = Path(scratch)
+        if drop.is_dir():
+            claimed = ClaimedDrop("dry-run~d~" + drop.name, "folder", drop.name, work / "drop")
+            shutil.copytree(drop, claimed.folder, symlinks=True)
+        else:
+            name = drop.name[: -len(".xml")] if drop.name.lower().endswith(".xml") else drop.name
+            claimed = ClaimedDrop("dry-run~f~" + name, "flat", name, work / "drop")
+            claimed.folder.mkdir()
+            shutil.copy2(drop, claimed.folder / f"{name}.xml")
+            for file, _size in read_listed_files(drop) or []:
+                source = drop.parent / file
+                if source.is_file() and "/" not in file:
+                    shutil.copy2(source, claimed.folder / file)
+        journal_path = config.folders.journal_path
+        journal = Journal(journal_path if journal_path.exists() else work / "journal.sqlite", SystemClock())
+        try:
+            verdict = validate_claimed(claimed, config, journal, SystemClock())
+        finally:
+            journal.close()
+    if verdict.accepted is None:
+        print(f"REJECTED: the daemon would move {drop.name!r} to failed/ with status FEIL, because:")
+        for problem in verdict.problems:
+            print(f"  - {problem}")
+        return 1
+    accepted = verdict.accepted
+    sidecar = accepted.sidecar
+    print(f"ACCEPTED: {drop.name!r} would become message {accepted.message_id} (status OPPRETTET)")
+    print(f"  type {sidecar.message_type}, process {accepted.process}")
+    print(f"  from {accepted.sender} to {sidecar.receiver}, deadline {accepted.deadline.isoformat()}")
+    print(
+        f"  documents: {', '.join(sidecar.file_names) or '(none)'}"
+        + (f"; arkivmelding from {accepted.arkivmelding_file}" if accepted.arkivmelding_file else "")
+    )
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.folders.journal_path.exists():
+        print("no journal yet: the daemon has not run with this configuration")
+        return 1
+    journal = Journal(config.folders.journal_path, SystemClock())
+    try:
+        if args.message_id:
+            records = journal.find(args.message_id.lower())
+            if not records:
+                print(f"no message {args.message_id} in the journal")
+                return 1
+            for record in records:
+                print(
+                    f"message {record.message_id} ({'outgoing' if record.direction == 'out' else 'incoming'}, "
+                    f"drop {record.drop_name or '-'}, phase {record.phase})"
+                )
+                if record.channel:
+                    print(f"  route: {record.channel}: {record.route_reason}")
+                for event in journal.events(record.row):
+                    print(f"  {event.at.isoformat(timespec='seconds')}  {event.status:<20} {event.description or ''}")
+                for error in record.errors:
+                    print(f"  error: {error}")
+            return 0
+        records = journal.listing(open_only=args.open, failed_only=args.failed, limit=args.limit)
+        for record in records:
+            events = journal.events(record.row)
+            last = events[-1].status if events else "-"
+            print(f"{record.message_id}  {record.direction:<3}  {last:<20} {record.phase:<11} {record.drop_name or ''}")
+        counts = journal.counts()
+        print("totals: " + (", ".join(f"{phase} {count}" for phase, count in sorted(counts.items())) or "none"))
+        return 0
+    finally:
+        journal.close()

@@ -1,0 +1,288 @@
+"""config.yaml: load, check, and hand down as typed objects.
+
+Every problem stops the daemon with one line naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.identifiers import orgnr_problem
+
+
+@dataclass(frozen=True)
+class OrganisationConfig:
+    orgnr: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class FoldersConfig:
+    outbox: Path
+    status: Path
+    inbox: Path
+    failed: Path
+    sent: Path
+    state: Path
+    work: Path | None = None
+    create_missing: bool = False
+
+    @property
+    def work_area(self) -> Path:
+        return self.work or self.state / "work"
+
+    @property
+    def inbox_staging(self) -> Path:
+        return self.state / "inbox-staging"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state / "journal.sqlite"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state / "efm-gateway.lock"
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    mode: str = "auto"
+    scan_interval_seconds: float = 5.0
+    quiet_period_seconds: float = 2.0
+    incomplete_timeout_seconds: float = 600.0
+    max_drops_per_scan: int = 500
+    max_drop_bytes: int = 1 << 30
+
+
+@dataclass(frozen=True)
+class MessagesConfig:
+    default_lifetime_hours: float = 24.0
+    normalise_retired_prefix: bool = False
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    sent_days: float = 30.0
+    journal_days: float = 90.0
+    purge_interval_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    organisation: OrganisationConfig
+    folders: FoldersConfig
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+_SECTIONS: dict[str, type] = {
+    "organisation": OrganisationConfig,
+    "folders": FoldersConfig,
+    "intake": IntakeConfig,
+    "messages": MessagesConfig,
+    "retention": RetentionConfig,
+    "logging": LoggingConfig,
+}
+_REQUIRED_SECTIONS = ("organisation", "folders")
+_CHOICES = {
+    "intake.mode": ("auto", "events", "polling"),
+    "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+_POSITIVE = {
+    "intake.scan_interval_seconds",
+    "intake.max_drops_per_scan",
+    "intake.max_drop_bytes",
+    "messages.default_lifetime_hours",
+    "retention.purge_interval_minutes",
+}
+
+
+def load_config(path: Path) -> Config:
+    """Read and check config.yaml; raises ConfigError with one line naming the key and the fix."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass --config with the path of your config.yaml") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(_SECTIONS)})")
+    base = path.resolve().parent
+    sections: dict[str, Any] = {}
+    for key in raw:
+        if key not in _SECTIONS:
+            raise ConfigError(_unknown(path, str(key), _SECTIONS))
+    for name in _REQUIRED_SECTIONS:
+        if name not in raw:
+            raise ConfigError(f"{path}: section '{name}' is missing; add it (see the README's configuration table)")
+    for name, section_type in _SECTIONS.items():
+        section_raw = raw.get(name) or {}
+        if not isinstance(section_raw, dict):
+            raise ConfigError(f"{path}: '{name}' must be a mapping of keys, not {type(section_raw).__name__}")
+        sections[name] = _build_section(path, base, name, section_type, section_raw)
+    config = Config(source=path.resolve(), **sections)
+    problem = orgnr_problem(config.organisation.orgnr)
+    if problem:
+        raise ConfigError(f"{path}: organisation.orgnr: {problem}; set your own organisation number")
+    return config
+
+
+def _unknown(path: Path, key: str, known: Any) -> str:
+    return f"{path}: unknown key '{key}'; known keys here are {', '.join(sorted(known))} (check the spelling)"
+
+
+def _build_section(path: Path, base: Path, section: str, section_type: type, raw: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(section_type)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(_unknown(path, f"{section}.{key}", [f"{section}.{k}" for k in known]))
+        dotted = f"{section}.{key}"
+        values[key] = _coerce(path, base, dotted, known[key].type, value)
+    for name, spec in known.items():
+        if name not in values and spec.default is spec.default_factory is MISSING:
+            raise ConfigError(f"{path}: {section}.{name} is required; add it")
+    return section_type(**values)
+
+
+def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> Any:
+    type_text = str(type_name)
+    optional = "None" in type_text
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{path}: {dotted} is empty; give it a value or remove the line")
+    if type_text.startswith("Path"):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{path}: {dotted} must be a folder path (text), not {value!r}")
+        folder = Path(os.path.expanduser(value))
+        return folder if folder.is_absolute() else (base / folder)
+    if type_text == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {dotted} must be true or false, not {value!r}")
+        return value
+    if type_text in ("int", "float"):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (type_text == "int" and isinstance(value, float))
+        ):
+            raise ConfigError(
+                f"{path}: {dotted} must be a {'whole ' if type_text == 'int' else ''}number, not {value!r}"
+            )
+        if value < 0 or (dotted in _POSITIVE and value == 0):
+            raise ConfigError(f"{path}: {dotted} must be greater than 0, not {value!r}")
+        return int(value) if type_text == "int" else float(value)
+    if type_text == "str":
+        if isinstance(value, int) and not isinstance(value, bool) and dotted == "organisation.orgnr":
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: {dotted} must be text, not {value!r}")
+        if dotted in _CHOICES and value not in _CHOICES[dotted]:
+            raise ConfigError(f"{path}: {dotted} is {value!r}; use one of {', '.join(_CHOICES[dotted])}")
+        return value
+    raise ConfigError(f"{path}: {dotted}: unsupported setting type {type_text}")
+
+
+def prepare_folders(config: Config) -> None:
+    """Create (when allowed) and check every folder; check that atomic renames can work between them."""
+    folders = config.folders
+    named = {
+        "folders.outbox": folders.outbox,
+        "folders.status": folders.status,
+        "folders.inbox": folders.inbox,
+        "folders.failed": folders.failed,
+        "folders.sent": folders.sent,
+        "folders.state": folders.state,
+        "folders.work": folders.work_area,
+    }
+    for key, folder in named.items():
+        if not folder.exists():
+            if folders.create_missing:
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"{key}: cannot create {folder} ({exc.strerror}); create it or fix the path"
+                    ) from None
+            else:
+                raise ConfigError(
+                    f"{key}: the folder {folder} does not exist; create it (or mount the share), "
+                    "or set folders.create_missing: true"
+                )
+        if not folder.is_dir():
+            raise ConfigError(f"{key}: {folder} is not a folder; point {key} at a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}: the folder {folder} is not writable by this user; fix its permissions")
+    folders.inbox_staging.mkdir(exist_ok=True)
+    # Claims, moves to failed/ and sent/, and inbox hand-over are renames: each pair must share a file system.
+    same_fs_pairs = [
+        ("folders.work", "folders.outbox", "claiming a drop"),
+        ("folders.failed", "folders.work", "moving a rejected drop to failed/"),
+        ("folders.sent", "folders.work", "moving a sent drop to sent/"),
+        ("folders.inbox", "folders.state", "handing a received message to the inbox"),
+    ]
+    devices = {key: os.stat(folder).st_dev for key, folder in named.items()}
+    for first, second, why in same_fs_pairs:
+        if devices[first] != devices[second]:
+            raise ConfigError(
+                f"{first} ({named[first]}) and {second} ({named[second]}) are on different file systems, "
+                f"but {why} needs an atomic rename between them; put them on one file system"
+                + (" (set folders.work to a folder on the outbox's share)" if first == "folders.work" else "")
+            )
+
+
+NETWORK_FILESYSTEMS = re.compile(r"^(nfs\d?|cifs|smb\d?|smbfs|fuse\.sshfs|9p|afs|ceph|glusterfs|davfs)$")
+
+
+def filesystem_type(folder: Path, mounts_file: Path = Path("/proc/self/mounts")) -> str | None:
+    """The type of the file system holding `folder`, from the mount table (longest matching mount point)."""
+    try:
+        lines = mounts_file.read_text().splitlines()
+    except OSError:
+        return None
+    target = str(folder.resolve())
+    best: tuple[int, str] | None = None
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(mount_point) > best[0]):
+            best = (len(mount_point), parts[2])
+    return best[1] if best else None
+
+
+def intake_uses_polling(config: Config, mounts_file: Path = Path("/proc/self/mounts")) -> tuple[bool, str]:
+    """Whether intake polls instead of watching, and why (for the start-up log)."""
+    mode = config.intake.mode
+    if mode == "polling":
+        return True, "intake.mode is polling"
+    if mode == "events":
+        return False, "intake.mode is events"
+    fs_type = filesystem_type(config.folders.outbox, mounts_file)
+    if fs_type and NETWORK_FILESYSTEMS.match(fs_type):
+        return True, f"the outbox is on a {fs_type} share, where file events do not fire: polling"
+    return (
+        False,
+        f"the outbox is on {fs_type or 'a local file system'}: file events, with a scan every "
+        f"{config.intake.scan_interval_seconds:g} s",
+    )

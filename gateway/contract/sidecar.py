@@ -1,0 +1,393 @@
+"""Read and write the drop sidecar (`message.xml` / `<name>.xml`), described by sidecar.xsd."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.errors import MessageFormatError
+from gateway.fsio import file_name_problem
+from gateway.identifiers import receiver_problem
+from gateway.xmlsafe import load_schema, parse_bytes
+
+NAMESPACE = "urn:efm-gateway:message:1"
+SCHEMA_PATH = Path(__file__).with_name("sidecar.xsd")
+FOLDER_SIDECAR_NAME = "message.xml"
+SUPPLIED_ARKIVMELDING_NAME = "arkivmelding.xml"
+MAX_SIDECAR_BYTES = 4 << 20
+TYPES_WITHOUT_DOCUMENTS = frozenset({"arkivmelding_kvittering", "avtalt"})
+
+
+@dataclass(frozen=True)
+class DropDocument:
+    file: str
+    title: str | None = None
+    mime_type: str | None = None
+    main: bool = False
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DpvNotification:
+    notification_text: str | None = None
+    sensitive_notification_text: str | None = None
+    days_to_reply: int | None = None
+
+
+@dataclass(frozen=True)
+class ReceiptInfo:
+    receipt_type: str
+    related_to_message_id: str
+    texts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AvtaltContent:
+    identifier: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """What an archive system says about one message (or what the gateway says about a received one)."""
+
+    receiver: str
+    message_type: str = "arkivmelding"
+    sender: str | None = None
+    on_behalf_of: str | None = None
+    process: str | None = None
+    message_id: str | None = None
+    conversation_id: str | None = None
+    in_reply_to: str | None = None
+    title: str | None = None
+    security_level: int | None = None
+    deadline: datetime | None = None
+    client_reference: str | None = None
+    dpv: DpvNotification | None = None
+    receipt: ReceiptInfo | None = None
+    avtalt: AvtaltContent | None = None
+    arkivmelding_file: str | None = None
+    documents: tuple[DropDocument, ...] = field(default_factory=tuple)
+    received: datetime | None = None
+
+    @property
+    def file_names(self) -> list[str]:
+        return [doc.file for doc in self.documents]
+
+
+@dataclass(frozen=True)
+class SidecarProblem:
+    """One thing wrong with a sidecar, with where it is and what to do."""
+
+    source: str
+    line: int | None
+    field: str | None
+    text: str
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line:
+            where += f" line {self.line}"
+        if self.field:
+            where += f", <{self.field}>"
+        return f"{where}: {self.text}"
+
+
+@cache
+def schema() -> etree.XMLSchema:
+    return load_schema(SCHEMA_PATH)
+
+
+def _q(name: str) -> str:
+    return f"{{{NAMESPACE}}}{name}"
+
+
+_SCHEMA_MESSAGES = [
+    (
+        re.compile(r"Missing child element\(s\)\. Expected is (?:one of )?\( ?(.+?) ?\)"),
+        lambda m: f"a required element is missing here; add <{_local_names(m.group(1))}>",
+    ),
+    (
+        re.compile(r"This element is not expected\. Expected is (?:one of )?\( ?(.+?) ?\)"),
+        lambda m: f"this element is unknown or in the wrong place; expected <{_local_names(m.group(1))}> here",
+    ),
+    (
+        re.compile(r"This element is not expected\."),
+        lambda m: "this element is unknown or in the wrong place; remove it or check its spelling",
+    ),
+    (
+        re.compile(r"\[facet 'enumeration'\] The value '(.*?)' is not an element of the set \{(.*?)\}"),
+        lambda m: f"{m.group(1)!r} is not allowed; use one of {m.group(2).replace(chr(39), '')}",
+    ),
+    (
+        re.compile(r"\[facet 'pattern'\] The value '(.*?)' is not accepted by the pattern '(.*?)'"),
+        lambda m: f"{m.group(1)!r} has the wrong form{_pattern_hint(m.group(2))}",
+    ),
+    (
+        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:dateTime'"),
+        lambda m: f"{m.group(1)!r} is not a date and time; write it like 2026-05-01T12:00:00+02:00",
+    ),
+    (
+        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:(nonNegativeInteger|integer)'"),
+        lambda m: f"{m.group(1)!r} is not a whole number",
+    ),
+    (
+        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:boolean'"),
+        lambda m: f"{m.group(1)!r} is not true or false",
+    ),
+    (
+        re.compile(r"\[facet 'minLength'\]"),
+        lambda m: "the value is empty; fill it in or remove the element",
+    ),
+]
+
+
+def _local_names(expected: str) -> str:
+    names = re.findall(r"\{[^}]*\}(\w+)", expected) or [expected]
+    return "> or <".join(names)
+
+
+def _pattern_hint(pattern: str) -> str:
+    if "{12}" in pattern:
+        return "; a UUID looks like 2f6e1c3a-9a77-4c1e-8a4f-0b5f1e2d3c4b"
+    if "{64}" in pattern:
+        return "; a SHA-256 is 64 hexadecimal characters"
+    return ""
+
+
+def _describe_schema_error(message: str) -> tuple[str | None, str]:
+    element = re.match(r"Element '(?:\{[^}]*\})?(\w+)'(?:, attribute '(\w+)')?: ", message)
+    field_name = None
+    rest = message
+    if element:
+        field_name = element.group(1) if not element.group(2) else f"{element.group(1)} @{element.group(2)}"
+        rest = message[element.end() :]
+    for pattern, explain in _SCHEMA_MESSAGES:
+        match = pattern.search(rest)
+        if match:
+            return field_name, explain(match)
+    return field_name, rest.strip()
+
+
+def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sidecar | None, list[SidecarProblem]]:
+    """Parse, schema-validate and check a sidecar. Returns the sidecar (None when unreadable) and all problems."""
+    if len(content) > MAX_SIDECAR_BYTES:
+        return None, [SidecarProblem(source, None, None, f"the sidecar is larger than {MAX_SIDECAR_BYTES} bytes")]
+    try:
+        tree = parse_bytes(content, source=source)
+    except MessageFormatError as exc:
+        return None, [SidecarProblem(source, None, None, _strip_source(str(exc), source))]
+    root = tree.getroot()
+    if root.tag != _q("message"):
+        return None, [
+            SidecarProblem(
+                source,
+                root.sourceline,
+                None,
+                f"the root element is <{etree.QName(root).localname}> in namespace "
+                f'{etree.QName(root).namespace or "(none)"!r}; a sidecar is <message xmlns="{NAMESPACE}">',
+            )
+        ]
+    validator = schema()
+    if not validator.validate(tree):
+        problems = []
+        for error in validator.error_log:
+            field_name, text = _describe_schema_error(error.message)
+            problems.append(SidecarProblem(source, error.line, field_name, text))
+        return None, problems
+    sidecar = _to_sidecar(root)
+    return sidecar, _semantic_problems(sidecar, root, source)
+
+
+def _strip_source(text: str, source: str) -> str:
+    return text.removeprefix(f"{source}: ")
+
+
+def _text(parent: etree._Element, name: str) -> str | None:
+    child = parent.find(_q(name))
+    if child is None or child.text is None:
+        return None
+    return child.text.strip()
+
+
+def _to_sidecar(root: etree._Element) -> Sidecar:
+    documents = []
+    docs_element = root.find(_q("documents"))
+    if docs_element is not None:
+        for doc in docs_element.findall(_q("document")):
+            size = _text(doc, "size")
+            sha = _text(doc, "sha256")
+            documents.append(
+                DropDocument(
+                    file=(doc.findtext(_q("file")) or ""),
+                    title=_text(doc, "title"),
+                    mime_type=_text(doc, "mimeType"),
+                    main=doc.get("main", "false").strip() in ("true", "1"),
+                    size=int(size) if size is not None else None,
+                    sha256=sha.lower() if sha else None,
+                )
+            )
+    dpv = None
+    dpv_element = root.find(_q("dpv"))
+    if dpv_element is not None:
+        days = _text(dpv_element, "daysToReply")
+        dpv = DpvNotification(
+            notification_text=_text(dpv_element, "notificationText"),
+            sensitive_notification_text=_text(dpv_element, "sensitiveNotificationText"),
+            days_to_reply=int(days) if days is not None else None,
+        )
+    receipt = None
+    receipt_element = root.find(_q("receipt"))
+    if receipt_element is not None:
+        receipt = ReceiptInfo(
+            receipt_type=_text(receipt_element, "receiptType") or "",
+            related_to_message_id=(_text(receipt_element, "relatedToMessageId") or "").lower(),
+            texts=tuple((t.text or "").strip() for t in receipt_element.findall(_q("text"))),
+        )
+    avtalt = None
+    avtalt_element = root.find(_q("avtalt"))
+    if avtalt_element is not None:
+        avtalt = AvtaltContent(
+            identifier=_text(avtalt_element, "identifier") or "",
+            content=avtalt_element.findtext(_q("content")) or "",
+        )
+    level = _text(root, "securityLevel")
+    deadline = _text(root, "deadline")
+    received = _text(root, "received")
+    return Sidecar(
+        receiver=_text(root, "receiver") or "",
+        message_type=_text(root, "type") or "arkivmelding",
+        sender=_text(root, "sender"),
+        on_behalf_of=_text(root, "onBehalfOf"),
+        process=_text(root, "process"),
+        message_id=_lower(_text(root, "messageId")),
+        conversation_id=_lower(_text(root, "conversationId")),
+        in_reply_to=_lower(_text(root, "inReplyTo")),
+        title=_text(root, "title"),
+        security_level=int(level) if level else None,
+        deadline=datetime.fromisoformat(deadline) if deadline else None,
+        client_reference=_text(root, "clientReference"),
+        dpv=dpv,
+        receipt=receipt,
+        avtalt=avtalt,
+        arkivmelding_file=_text(root, "arkivmeldingFile"),
+        documents=tuple(documents),
+        received=datetime.fromisoformat(received) if received else None,
+    )
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value else value
+
+
+def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> list[SidecarProblem]:
+    problems: list[SidecarProblem] = []
+
+    def add(field_name: str, text: str, element: etree._Element | None = None) -> None:
+        line = element.sourceline if element is not None else None
+        problems.append(SidecarProblem(source, line, field_name, text))
+
+    def line_of(name: str, parent: etree._Element = root) -> etree._Element | None:
+        return parent.find(_q(name))
+
+    problem = receiver_problem(sidecar.receiver)
+    if problem:
+        add("receiver", problem, line_of("receiver"))
+    for name, value in (("sender", sidecar.sender), ("onBehalfOf", sidecar.on_behalf_of)):
+        if value is not None:
+            party_problem = receiver_problem(value)
+            if party_problem:
+                add(name, party_problem, line_of(name))
+    if sidecar.deadline is not None and sidecar.deadline.tzinfo is None:
+        add("deadline", "the deadline has no time zone; add one, like +01:00 or Z", line_of("deadline"))
+    if sidecar.message_type == "arkivmelding_kvittering" and sidecar.receipt is None:
+        add("receipt", "a message of type arkivmelding_kvittering needs a <receipt> element", None)
+    if sidecar.message_type == "avtalt" and sidecar.avtalt is None:
+        add("avtalt", "a message of type avtalt needs an <avtalt> element", None)
+    if sidecar.message_type not in TYPES_WITHOUT_DOCUMENTS and not sidecar.documents:
+        add(
+            "documents",
+            f"a {sidecar.message_type} message must list at least one document in <documents>",
+            line_of("documents"),
+        )
+
+    doc_elements = root.findall(f"{_q('documents')}/{_q('document')}")
+    seen: set[str] = set()
+    for document, element in zip(sidecar.documents, doc_elements, strict=True):
+        name_problem = file_name_problem(document.file)
+        if name_problem:
+            add("file", name_problem, element)
+        if document.file in seen:
+            add("file", f"the file {document.file!r} is listed twice; list each document once", element)
+        seen.add(document.file)
+    mains = [doc for doc in sidecar.documents if doc.main]
+    if len(mains) > 1:
+        add("document @main", f'{len(mains)} documents are marked main="true"; mark at most one')
+    if sidecar.arkivmelding_file is not None:
+        name_problem = file_name_problem(sidecar.arkivmelding_file)
+        if name_problem:
+            add("arkivmeldingFile", name_problem, line_of("arkivmeldingFile"))
+        if sidecar.arkivmelding_file in seen:
+            add(
+                "arkivmeldingFile",
+                f"{sidecar.arkivmelding_file!r} is named both as arkivmelding and as a document; name it once",
+                line_of("arkivmeldingFile"),
+            )
+    return problems
+
+
+def write_sidecar(sidecar: Sidecar) -> bytes:
+    """The XML form of `sidecar` (used for inbox message.xml and by tests)."""
+    root = etree.Element(_q("message"), nsmap={None: NAMESPACE}, version="1")
+
+    def put(parent: etree._Element, name: str, value: object) -> None:
+        if value is not None:
+            etree.SubElement(parent, _q(name)).text = str(value)
+
+    put(root, "receiver", sidecar.receiver)
+    put(root, "sender", sidecar.sender)
+    put(root, "onBehalfOf", sidecar.on_behalf_of)
+    put(root, "type", sidecar.message_type)
+    put(root, "process", sidecar.process)
+    put(root, "messageId", sidecar.message_id)
+    put(root, "conversationId", sidecar.conversation_id)
+    put(root, "inReplyTo", sidecar.in_reply_to)
+    put(root, "title", sidecar.title)
+    put(root, "securityLevel", sidecar.security_level)
+    put(root, "deadline", sidecar.deadline.isoformat() if sidecar.deadline else None)
+    put(root, "clientReference", sidecar.client_reference)
+    if sidecar.dpv:
+        dpv = etree.SubElement(root, _q("dpv"))
+        put(dpv, "notificationText", sidecar.dpv.notification_text)
+        put(dpv, "sensitiveNotificationText", sidecar.dpv.sensitive_notification_text)
+        put(dpv, "daysToReply", sidecar.dpv.days_to_reply)
+    if sidecar.receipt:
+        receipt = etree.SubElement(root, _q("receipt"))
+        put(receipt, "receiptType", sidecar.receipt.receipt_type)
+        put(receipt, "relatedToMessageId", sidecar.receipt.related_to_message_id)
+        for text in sidecar.receipt.texts:
+            put(receipt, "text", text)
+    if sidecar.avtalt:
+        avtalt = etree.SubElement(root, _q("avtalt"))
+        put(avtalt, "identifier", sidecar.avtalt.identifier)
+        put(avtalt, "content", sidecar.avtalt.content)
+    put(root, "arkivmeldingFile", sidecar.arkivmelding_file)
+    if sidecar.documents:
+        documents = etree.SubElement(root, _q("documents"))
+        for doc in sidecar.documents:
+            element = etree.SubElement(documents, _q("document"))
+            if doc.main:
+                element.set("main", "true")
+            put(element, "file", doc.file)
+            put(element, "title", doc.title)
+            put(element, "mimeType", doc.mime_type)
+            put(element, "size", doc.size)
+            put(element, "sha256", doc.sha256)
+    put(root, "received", sidecar.received.isoformat() if sidecar.received else None)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -1,0 +1,1 @@
+"""Intake: find complete drops in the outbox, claim each exactly once, validate, journal."""

@@ -1,0 +1,110 @@
+"""Claim a drop by one atomic rename into the work area, so it is taken exactly once.
+
+Work-area names are `<token>~d~<drop>` for folder drops and `<token>~f~<drop>` for flat drops.
+A flat drop is claimed by renaming its sidecar (the commit marker) to `<claim>.xml`; its documents
+follow into the folder `<claim>/`, and the sidecar last. Each step can be repeated after a crash.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.contract.sidecar import FOLDER_SIDECAR_NAME
+from gateway.fsio import fsync_dir
+from gateway.intake.outbox import Candidate, read_listed_files
+
+_counter = itertools.count()
+MAX_DROP_NAME_BYTES = 200
+
+
+@dataclass(frozen=True)
+class ClaimedDrop:
+    claim_id: str
+    kind: str  # "folder" | "flat"
+    name: str
+    folder: Path  # the claim's folder in the work area
+
+    @property
+    def sidecar_name(self) -> str:
+        return FOLDER_SIDECAR_NAME if self.kind == "folder" else f"{self.name}.xml"
+
+    @property
+    def sidecar_path(self) -> Path:
+        return self.folder / self.sidecar_name
+
+
+def new_claim_id(kind: str, name: str) -> str:
+    token = f"{time.time_ns():x}{next(_counter) % 4096:03x}{secrets.token_hex(2)}"
+    return f"{token}~{'d' if kind == 'folder' else 'f'}~{name}"
+
+
+def parse_claim_id(claim_id: str, work: Path) -> ClaimedDrop | None:
+    parts = claim_id.split("~", 2)
+    if len(parts) != 3 or parts[1] not in ("d", "f"):
+        return None
+    return ClaimedDrop(claim_id, "folder" if parts[1] == "d" else "flat", parts[2], work / claim_id)
+
+
+class Claimer:
+    def __init__(self, outbox: Path, work: Path) -> None:
+        self.outbox = outbox
+        self.work = work
+
+    def claim(self, candidate: Candidate) -> ClaimedDrop | None:
+        """Take the drop; None when it is gone (taken by someone else or removed by its writer)."""
+        claim_id = new_claim_id(candidate.kind, candidate.name)
+        source = self.outbox / candidate.entry
+        target = self.work / (claim_id if candidate.kind == "folder" else f"{claim_id}.xml")
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return None
+        fsync_dir(self.work)
+        fsync_dir(self.outbox)
+        claimed = parse_claim_id(claim_id, self.work)
+        assert claimed is not None
+        if candidate.kind == "flat":
+            self.finish_flat(claimed, candidate.documents)
+        return claimed
+
+    def finish_flat(self, claimed: ClaimedDrop, documents: tuple[str, ...] | None = None) -> None:
+        """Move a flat drop's documents after its claimed sidecar, then the sidecar into place."""
+        pending_sidecar = self.work / f"{claimed.claim_id}.xml"
+        if documents is None:
+            listed = read_listed_files(pending_sidecar) if pending_sidecar.exists() else None
+            documents = tuple(file for file, _ in listed or ())
+        claimed.folder.mkdir(exist_ok=True)
+        for document in documents:
+            source = self.outbox / document
+            target = claimed.folder / document
+            if "/" in document or document in ("", ".", "..") or target.exists():
+                continue
+            try:
+                os.rename(source, target)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+        if pending_sidecar.exists():
+            os.rename(pending_sidecar, claimed.sidecar_path)
+        fsync_dir(claimed.folder)
+        fsync_dir(self.work)
+        fsync_dir(self.outbox)
+
+    def claimed_drops(self) -> list[ClaimedDrop]:
+        """Every claim in the work area, finishing flat claims a crash interrupted."""
+        claims: list[ClaimedDrop] = []
+        for entry in sorted(os.listdir(self.work)):
+            if entry.endswith(".xml"):
+                claimed = parse_claim_id(entry[: -len(".xml")], self.work)
+                if claimed is not None:
+                    self.finish_flat(claimed)
+                    claims.append(claimed)
+            elif (self.work / entry).is_dir():
+                claimed = parse_claim_id(entry, self.work)
+                if claimed is not None and claimed not in claims:
+                    claims.append(claimed)
+        return sorted(set(claims), key=lambda c: c.claim_id)

@@ -1,0 +1,53 @@
+"""Park a drop in failed/ untouched, with a plain-language explanation beside it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from gateway.clock import isoformat
+from gateway.fsio import atomic_write_bytes, durable_rename, unique_target
+
+EXPLANATION_SUFFIX = ".error.txt"
+
+
+def explanation_text(
+    drop_name: str,
+    message_id: str | None,
+    problems: list[str] | tuple[str, ...],
+    when: datetime,
+    headline: str = "efm-gateway could not accept this drop",
+    advice: str = "Correct the problems above and drop the message again.",
+) -> str:
+    lines = [
+        f"{headline}: {drop_name}",
+        f"messageId: {message_id or '(none)'}",
+        f"time: {isoformat(when)}",
+        "",
+        "What is wrong:",
+        *(f"  - {problem}" for problem in problems),
+        "",
+        advice,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def choose_failed_name(failed: Path, drop_name: str) -> str:
+    """A name in failed/ that neither the drop nor its explanation file would overwrite."""
+    candidate = unique_target(failed, drop_name)
+    while (failed / f"{candidate.name}{EXPLANATION_SUFFIX}").exists():
+        candidate = unique_target(failed, candidate.name + ".x")
+    return candidate.name
+
+
+def park(source: Path, failed: Path, failed_name: str, explanation: str) -> Path:
+    """Write the explanation, then move `source` (a folder or file) to failed/<failed_name>. Repeatable."""
+    target = failed / failed_name
+    if target.exists() and source.exists():
+        failed_name = choose_failed_name(failed, failed_name)
+        target = failed / failed_name
+    atomic_write_bytes(failed / f"{failed_name}{EXPLANATION_SUFFIX}", explanation.encode("utf-8"))
+    if source.exists() or source.is_symlink():
+        durable_rename(source, target)
+    return target

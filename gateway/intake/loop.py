@@ -1,0 +1,63 @@
+"""The intake thread: wakes on hints or the scan interval, and never lets one failure stop it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from gateway.intake.service import Intake
+from gateway.intake.watcher import OutboxWatcher
+
+log = logging.getLogger(__name__)
+
+
+class IntakeLoop:
+    def __init__(self, intake: Intake, scan_interval: float, use_events: bool) -> None:
+        self.intake = intake
+        self.scan_interval = scan_interval
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self.watcher = OutboxWatcher(intake.config.folders.outbox, self.wake) if use_events else None
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+
+    def start(self) -> None:
+        if self.watcher:
+            self.watcher.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self.watcher:
+            self.watcher.stop()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        full_scan_due = 0.0
+        clock = self.intake.clock
+        while not self._stop.is_set():
+            try:
+                now = clock.monotonic()
+                if self.watcher:
+                    touched, moved_in = self.watcher.hints.take()
+                    for name in moved_in:
+                        self.intake.scanner.note_moved_in(name)
+                    if touched:
+                        counts = self.intake.run_once(only=touched)
+                        if counts.more:
+                            full_scan_due = now
+                if now >= full_scan_due:
+                    counts = self.intake.run_once()
+                    full_scan_due = clock.monotonic() + (0 if counts.more else self._next_interval())
+            except Exception:
+                log.exception("the intake pass failed; trying again at the next interval")
+                full_scan_due = clock.monotonic() + self.scan_interval
+            timeout = max(0.0, full_scan_due - clock.monotonic())
+            self.wake.wait(timeout=timeout)
+            self.wake.clear()
+
+    def _next_interval(self) -> float:
+        # While drops wait out their quiet period, look again sooner than the full interval.
+        if self.intake.scanner.has_waiting():
+            return min(self.scan_interval, max(0.2, self.intake.config.intake.quiet_period_seconds / 2))
+        return self.scan_interval

@@ -1,0 +1,321 @@
+"""Look at the outbox and decide which drops are complete.
+
+A drop is complete when its sidecar is there and every file it lists is there, and either it
+arrived by a rename (a watcher saw it moved in), or every declared size already matches, or none
+of its files has changed for the quiet period (measured on the monotonic clock). What never
+becomes complete is reported after the incomplete timeout, so nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.clock import Clock
+from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, MAX_SIDECAR_BYTES, NAMESPACE
+from gateway.fsio import is_temporary_name
+
+SIDECAR_TAG = f"{{{NAMESPACE}}}message"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A drop ready to be claimed, or one that has waited too long and must be rejected."""
+
+    kind: str  # "folder" | "flat"
+    name: str  # drop name: the folder name, or the sidecar's name without .xml
+    entry: str  # the outbox entry to claim: the folder, or the sidecar file
+    documents: tuple[str, ...] = ()  # flat drops: listed documents present in the outbox
+    incomplete_reason: str | None = None  # set when the drop is claimed only to be rejected
+
+
+@dataclass(frozen=True)
+class Orphan:
+    entry: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    ready: list[Candidate] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    waiting: int = 0
+    more: bool = False  # the scan stopped at its bound; scan again soon
+
+
+@dataclass
+class _Seen:
+    signature: tuple
+    stable_since: float
+    first_seen: float
+
+
+def _file_signature(stat: os.stat_result) -> tuple:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+class OutboxScanner:
+    def __init__(
+        self,
+        outbox: Path,
+        clock: Clock,
+        quiet_period: float,
+        incomplete_timeout: float,
+    ) -> None:
+        self.outbox = outbox
+        self.clock = clock
+        self.quiet_period = quiet_period
+        self.incomplete_timeout = incomplete_timeout
+        self._seen: dict[str, _Seen] = {}
+        self._moved_in: set[str] = set()
+        self._sidecar_cache: dict[str, tuple[tuple, list[tuple[str, int | None]] | None]] = {}
+
+    def note_moved_in(self, entry: str) -> None:
+        """A watcher saw `entry` arrive by rename: it is complete as it stands."""
+        self._moved_in.add(entry)
+
+    def has_waiting(self) -> bool:
+        return bool(self._seen)
+
+    def forget(self, entry: str) -> None:
+        self._seen.pop(entry, None)
+        self._moved_in.discard(entry)
+        self._sidecar_cache.pop(entry, None)
+
+    # ---- observation -----------------------------------------------------------------------
+    def _observe(self, entry: str, signature: tuple) -> tuple[bool, float]:
+        """Record what `entry` looks like now; returns (stable for the quiet period, age since first seen)."""
+        now = self.clock.monotonic()
+        seen = self._seen.get(entry)
+        if seen is None:
+            self._seen[entry] = _Seen(signature, now, now)
+            return self.quiet_period <= 0, 0.0
+        if seen.signature != signature:
+            seen.signature = signature
+            seen.stable_since = now
+        return now - seen.stable_since >= self.quiet_period, now - seen.first_seen
+
+    def _folder_signature(self, folder: Path) -> tuple | None:
+        try:
+            entries = []
+            with os.scandir(folder) as listing:
+                for child in listing:
+                    stat = child.stat(follow_symlinks=False)
+                    entries.append((child.name, _file_signature(stat)))
+            return tuple(sorted(entries))
+        except FileNotFoundError:
+            return None
+
+    def _listed_files(self, path: Path, signature: tuple) -> list[tuple[str, int | None]] | None:
+        """The (file, declared size) pairs a sidecar lists, or None when it is not (yet) a readable sidecar."""
+        key = str(path)
+        cached = self._sidecar_cache.get(key)
+        if cached and cached[0] == signature:
+            return cached[1]
+        listed = read_listed_files(path)
+        self._sidecar_cache[key] = (signature, listed)
+        return listed
+
+    # ---- scanning ----------------------------------------------------------------------------
+    def scan(self, limit: int, only: Iterable[str] | None = None) -> ScanResult:
+        """Look at the whole outbox (or only the named entries) and return what is ready."""
+        result = ScanResult()
+        entries = self._list(only)
+        present = set(entries)
+        if only is None:
+            for gone in [name for name in self._seen if name not in present]:
+                self.forget(gone)
+        # First learn which files the readable sidecars name, so that an XML document listed by a
+        # sidecar is never mistaken for a broken sidecar of its own.
+        listed_by_sidecars: set[str] = set()
+        xml_files: dict[str, list[tuple[str, int | None]] | None] = {}
+        for name, stat in entries.items():
+            if name.lower().endswith(".xml") and not is_temporary_name(name) and _is_regular(stat):
+                listed = self._listed_files(self.outbox / name, _file_signature(stat))
+                xml_files[name] = listed
+                listed_by_sidecars.update(file for file, _ in listed or ())
+        loose_files: list[tuple[str, os.stat_result]] = []
+        for name, stat in entries.items():
+            if len(result.ready) >= limit:
+                result.more = True
+                break
+            if is_temporary_name(name):
+                continue
+            path = self.outbox / name
+            if os.path.isdir(path) and not os.path.islink(path):
+                self._consider_folder(name, path, result)
+            elif (
+                name in xml_files
+                and name not in listed_by_sidecars
+                and (xml_files[name] is not None or _root_tag(path) in (SIDECAR_TAG, None))
+            ):
+                self._consider_flat(name, path, stat, entries, result)
+            else:
+                loose_files.append((name, stat))
+        if only is None and not result.more:
+            for name, stat in loose_files:
+                if name in listed_by_sidecars:
+                    continue
+                stable, age = self._observe(name, _file_signature(stat))
+                if stable and age >= self.incomplete_timeout:
+                    result.orphans.append(
+                        Orphan(
+                            name,
+                            f"the file {name!r} arrived in the outbox without a sidecar or message folder that "
+                            f"names it, and none came within {self.incomplete_timeout:g} seconds. Drop it again "
+                            "inside a message folder, or with a sidecar <name>.xml that lists it",
+                        )
+                    )
+        return result
+
+    def _list(self, only: Iterable[str] | None) -> dict[str, os.stat_result]:
+        listed: dict[str, os.stat_result] = {}
+        if only is not None:
+            for name in only:
+                try:
+                    listed[name] = os.stat(self.outbox / name, follow_symlinks=False)
+                except FileNotFoundError:
+                    self.forget(name)
+            return listed
+        with os.scandir(self.outbox) as listing:
+            for child in listing:
+                try:
+                    listed[child.name] = child.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+        return listed
+
+    def _consider_folder(self, name: str, path: Path, result: ScanResult) -> None:
+        signature = self._folder_signature(path)
+        if signature is None:
+            return
+        stable, age = self._observe(name, signature)
+        sidecar = path / FOLDER_SIDECAR_NAME
+        names = {entry[0] for entry in signature}
+        if FOLDER_SIDECAR_NAME not in names:
+            if stable and age >= self.incomplete_timeout:
+                result.ready.append(
+                    Candidate(
+                        "folder",
+                        name,
+                        name,
+                        incomplete_reason=(
+                            f"the folder {name!r} has no {FOLDER_SIDECAR_NAME}, and none came within "
+                            f"{self.incomplete_timeout:g} seconds; add a {FOLDER_SIDECAR_NAME} "
+                            "that describes the message"
+                        ),
+                    )
+                )
+            else:
+                result.waiting += 1
+            return
+        sidecar_signature = next(entry[1] for entry in signature if entry[0] == FOLDER_SIDECAR_NAME)
+        listed = self._listed_files(sidecar, sidecar_signature)
+        sizes = {entry[0]: entry[1][0] for entry in signature}
+        complete = listed is not None and all(file in sizes for file, _ in listed)
+        declared_match = (
+            complete
+            and bool(listed)
+            and all(
+                declared is not None and sizes[file] == declared
+                for file, declared in listed  # type: ignore[union-attr]
+            )
+        )
+        if name in self._moved_in or ((complete or listed is None) and (declared_match or stable)):
+            result.ready.append(Candidate("folder", name, name))
+        elif stable and age >= self.incomplete_timeout:
+            result.ready.append(Candidate("folder", name, name))  # validation names the missing files
+        else:
+            result.waiting += 1
+
+    def _consider_flat(
+        self, name: str, path: Path, stat: os.stat_result, entries: dict[str, os.stat_result], result: ScanResult
+    ) -> None:
+        drop_name = name[: -len(".xml")]
+        sidecar_signature = _file_signature(stat)
+        listed = self._listed_files(path, sidecar_signature)
+        files = [file for file, _ in listed] if listed else []
+        present = [file for file in files if file in entries or os.path.lexists(self.outbox / file)]
+        signature = (
+            sidecar_signature,
+            *((file, _file_signature(entries[file]) if file in entries else None) for file in present),
+        )
+        stable, age = self._observe(name, signature)
+        if listed is None:
+            # Not readable yet: still being written, or broken. Wait for the quiet period, then let
+            # validation explain what is wrong with it.
+            if stable or name in self._moved_in:
+                result.ready.append(Candidate("flat", drop_name, name))
+            else:
+                result.waiting += 1
+            return
+        missing = [file for file in files if file not in present]
+        declared_match = (
+            not missing
+            and bool(listed)
+            and all(
+                declared is not None and file in entries and entries[file].st_size == declared
+                for file, declared in listed
+            )
+        )
+        # A sidecar renamed in is the writer's commit marker: its documents were written before it.
+        if not missing and (stable or declared_match or name in self._moved_in):
+            result.ready.append(Candidate("flat", drop_name, name, tuple(present)))
+        elif missing and age >= self.incomplete_timeout:
+            result.ready.append(
+                Candidate(
+                    "flat",
+                    drop_name,
+                    name,
+                    tuple(present),
+                    incomplete_reason=(
+                        f"the sidecar {name!r} lists {', '.join(repr(m) for m in missing)}, "
+                        "which did not arrive within "
+                        f"{self.incomplete_timeout:g} seconds; put the documents in the outbox before the sidecar"
+                    ),
+                )
+            )
+        else:
+            result.waiting += 1
+
+
+def _is_regular(stat: os.stat_result) -> bool:
+    import stat as stat_module
+
+    return stat_module.S_ISREG(stat.st_mode)
+
+
+def _root_tag(path: Path) -> str | None:
+    """The root element's tag, reading only the start of the file; None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            for _event, element in etree.iterparse(
+                handle, events=("start",), resolve_entities=False, no_network=True, load_dtd=False
+            ):
+                return element.tag
+    except (OSError, etree.XMLSyntaxError):
+        return None
+    return None
+
+
+def read_listed_files(path: Path) -> list[tuple[str, int | None]] | None:
+    """Cheaply read which files a sidecar lists. None when the file is not a readable sidecar."""
+    from gateway.contract.sidecar import read_sidecar
+
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            return None
+        content = path.read_bytes()
+    except OSError:
+        return None
+    sidecar, _problems = read_sidecar(content, source=path.name)
+    if sidecar is None:
+        return None
+    listed = [(doc.file, doc.size) for doc in sidecar.documents]
+    if sidecar.arkivmelding_file:
+        listed.append((sidecar.arkivmelding_file, None))
+    return listed

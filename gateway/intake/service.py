@@ -1,0 +1,238 @@
+"""Intake: scan, claim, validate, journal, status file; rejected drops to failed/.
+
+Order for every drop: claim (rename) → journal commit → visible side effects (status file, move to
+failed/). After a crash, `recover()` finds each claim in the work area and finishes it from its
+journal row, or journals it if the crash came first; nothing is taken twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.errors import JournalError
+from gateway.intake.claim import ClaimedDrop, Claimer
+from gateway.intake.failed import choose_failed_name, explanation_text, park
+from gateway.intake.outbox import Candidate, Orphan, OutboxScanner
+from gateway.intake.validate import AcceptedDrop, validate_claimed
+from gateway.journal.phases import Phase
+from gateway.journal.store import Journal, MessageRecord
+from gateway.receipts.statuses import Status
+from gateway.receipts.writer import StatusWriter, status_file_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IntakeCounts:
+    accepted: int = 0
+    rejected: int = 0
+    orphans: int = 0
+    more: bool = False
+
+
+AcceptedHook = Callable[[MessageRecord, AcceptedDrop], None]
+
+
+class Intake:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        statuses: StatusWriter,
+        clock: Clock,
+        on_accepted: AcceptedHook | None = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.statuses = statuses
+        self.clock = clock
+        self.on_accepted = on_accepted
+        folders = config.folders
+        self.claimer = Claimer(folders.outbox, folders.work_area)
+        self.scanner = OutboxScanner(
+            folders.outbox,
+            clock,
+            quiet_period=config.intake.quiet_period_seconds,
+            incomplete_timeout=config.intake.incomplete_timeout_seconds,
+        )
+
+    # ---- start-up ------------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Finish every claim a previous run left in the work area. Returns how many were resumed."""
+        resumed = 0
+        for claimed in self.claimer.claimed_drops():
+            record = self.journal.find_by_claim(claimed.claim_id)
+            if record is None:
+                self._journal_claim(claimed)
+                resumed += 1
+            elif record.phase in (Phase.REJECTED, Phase.EXPIRED, Phase.FAILED) and claimed.folder.exists():
+                self._park_record(record, claimed)
+                resumed += 1
+        self.statuses.flush()
+        if resumed:
+            log.info("resumed %d claimed drops left by the previous run", resumed)
+        return resumed
+
+    # ---- one pass ------------------------------------------------------------------------------
+    def run_once(self, only: Iterable[str] | None = None) -> IntakeCounts:
+        counts = IntakeCounts()
+        result = self.scanner.scan(self.config.intake.max_drops_per_scan, only=only)
+        counts.more = result.more
+        for candidate in result.ready:
+            try:
+                self._take(candidate, counts)
+            except Exception:
+                # One bad drop must not stop the others; it stays in the outbox and is tried again.
+                log.exception("intake of %r failed; it will be tried again", candidate.entry)
+        for orphan in result.orphans:
+            try:
+                self._reject_orphan(orphan)
+                counts.orphans += 1
+            except Exception:
+                log.exception("could not move the orphan %r to failed/", orphan.entry)
+        self.statuses.flush()
+        return counts
+
+    def _take(self, candidate: Candidate, counts: IntakeCounts) -> None:
+        claimed = self.claimer.claim(candidate)
+        self.scanner.forget(candidate.entry)
+        for document in candidate.documents:
+            self.scanner.forget(document)
+        if claimed is None:
+            return
+        record = self._journal_claim(claimed, candidate.incomplete_reason)
+        if record.phase == Phase.REJECTED:
+            counts.rejected += 1
+        else:
+            counts.accepted += 1
+
+    def _journal_claim(self, claimed: ClaimedDrop, incomplete_reason: str | None = None) -> MessageRecord:
+        verdict = validate_claimed(claimed, self.config, self.journal, self.clock)
+        problems = list(verdict.problems)
+        if incomplete_reason:
+            problems.insert(0, incomplete_reason)
+        sidecar = verdict.sidecar
+        accepted = verdict.accepted
+        common = {
+            "claim_id": claimed.claim_id,
+            "drop_name": claimed.name,
+            "receiver": sidecar.receiver.removeprefix("0192:") if sidecar else None,
+            "message_type": sidecar.message_type if sidecar else None,
+            "client_reference": sidecar.client_reference if sidecar else None,
+        }
+        if accepted is None or problems:
+            failed_name = choose_failed_name(self.config.folders.failed, claimed.name)
+            with self.journal.transaction():
+                record = self.journal.create(
+                    direction="out",
+                    message_id=verdict.message_id,
+                    status_name=self._status_name(claimed.name, verdict.message_id),
+                    phase=Phase.REJECTED,
+                    errors=problems,
+                    detail={"failed_name": failed_name, "kind": claimed.kind},
+                    conversation_id=sidecar.conversation_id if sidecar else None,
+                    **common,
+                )
+                self.journal.add_event(record.row, Status.FEIL, description="the drop was rejected: " + problems[0])
+            log.info("rejected drop %r (messageId %s): %d problem(s)", claimed.name, verdict.message_id, len(problems))
+            self._park_record(self.journal.get(record.row), claimed)
+            return record
+        with self.journal.transaction():
+            record = self.journal.create(
+                direction="out",
+                message_id=accepted.message_id,
+                status_name=self._status_name(claimed.name, accepted.message_id),
+                phase=Phase.ACCEPTED,
+                deadline=accepted.deadline,
+                conversation_id=accepted.conversation_id,
+                sender=accepted.sender,
+                process=accepted.process,
+                detail={
+                    "kind": claimed.kind,
+                    "sidecar": claimed.sidecar_name,
+                    "arkivmelding_file": accepted.arkivmelding_file,
+                    "total_bytes": accepted.total_bytes,
+                },
+                **common,
+            )
+            self.journal.add_event(record.row, Status.OPPRETTET, description="the drop was accepted")
+        log.info("accepted drop %r as message %s", claimed.name, accepted.message_id)
+        if self.on_accepted is not None:
+            self.on_accepted(record, accepted)
+        return record
+
+    def _status_name(self, drop_name: str, message_id: str) -> str:
+        name = status_file_name(drop_name, message_id, "out")
+        counter = 1
+        while self.journal.status_name_taken(name) or (self.config.folders.status / name).exists():
+            name = f"{drop_name}.{message_id}.{counter}.xml"
+            counter += 1
+        return name
+
+    def _park_record(self, record: MessageRecord, claimed: ClaimedDrop) -> None:
+        """Move a rejected (or expired) drop to failed/ with its explanation. Repeatable after a crash."""
+        failed = self.config.folders.failed
+        failed_name = record.detail.get("failed_name") or choose_failed_name(failed, claimed.name)
+        if record.phase == Phase.EXPIRED:
+            text = explanation_text(
+                claimed.name,
+                record.message_id,
+                record.errors or ("the deadline passed before it could be sent",),
+                self.clock.now(),
+                headline="efm-gateway did not send this message",
+                advice="Drop the message again with a later <deadline> if it should still be sent.",
+            )
+        else:
+            text = explanation_text(claimed.name, record.message_id, record.errors, self.clock.now())
+        park(claimed.folder, failed, failed_name, text)
+
+    def park_expired(self, record: MessageRecord) -> None:
+        if record.claim_id is None:
+            return
+        from gateway.intake.claim import parse_claim_id
+
+        claimed = parse_claim_id(record.claim_id, self.config.folders.work_area)
+        if claimed is not None and claimed.folder.exists():
+            self._park_record(record, claimed)
+
+    def _reject_orphan(self, orphan: Orphan) -> None:
+        source = self.config.folders.outbox / orphan.entry
+        if not source.exists():
+            return
+        failed = self.config.folders.failed
+        failed_name = choose_failed_name(failed, orphan.entry)
+        text = explanation_text(
+            orphan.entry, None, [orphan.reason], self.clock.now(), headline="efm-gateway could not use this file"
+        )
+        park(source, failed, failed_name, text)
+        self.scanner.forget(orphan.entry)
+        log.info("moved the orphan file %r to failed/", orphan.entry)
+
+
+def expire_overdue(journal: Journal, intake: Intake, clock: Clock, limit: int = 500) -> int:
+    """LEVETID_UTLOPT for every unfinished message past its deadline that has not been delivered."""
+    expired = 0
+    for record in journal.open_past_deadline(clock.now().timestamp(), limit):
+        if record.phase not in (Phase.ACCEPTED, Phase.SENDING, Phase.SENT, Phase.RECEIVED):
+            continue
+        if journal.has_event(record.row, Status.LEVERT):
+            continue
+        try:
+            with journal.transaction():
+                moved = journal.move(
+                    record.row,
+                    Phase.EXPIRED,
+                    errors=[*record.errors, "the deadline passed before the message was delivered"],
+                )
+                journal.add_event(record.row, Status.LEVETID_UTLOPT, description="the deadline passed")
+        except JournalError:
+            log.info("message %s changed phase while expiring; left as it is", record.message_id)
+            continue
+        if record.direction == "out" and record.phase == Phase.ACCEPTED:
+            intake.park_expired(moved)
+        expired += 1
+    return expired

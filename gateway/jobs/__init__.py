@@ -1,0 +1,1 @@
+"""The daemon's periodic jobs (APScheduler 3)."""

@@ -1,0 +1,1 @@
+"""The journal: every message's state, committed before any side effect."""

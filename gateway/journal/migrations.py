@@ -1,0 +1,73 @@
+"""Schema migrations, applied in order; PRAGMA user_version holds how many have run."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: messages and their status events
+    """
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        direction       TEXT NOT NULL CHECK (direction IN ('out', 'in')),
+        message_id      TEXT NOT NULL,
+        conversation_id TEXT,
+        claim_id        TEXT UNIQUE,
+        drop_name       TEXT,
+        status_name     TEXT NOT NULL UNIQUE,
+        phase           TEXT NOT NULL,
+        sender          TEXT,
+        receiver        TEXT,
+        message_type    TEXT,
+        process         TEXT,
+        client_reference TEXT,
+        channel         TEXT,
+        route_reason    TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        deadline        TEXT,
+        deadline_epoch  REAL,
+        errors          TEXT NOT NULL DEFAULT '[]',
+        detail          TEXT NOT NULL DEFAULT '{}',
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        finished_at     REAL,
+        status_dirty    INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE UNIQUE INDEX messages_live_id ON messages (direction, message_id) WHERE phase != 'rejected';
+    CREATE INDEX messages_phase_due ON messages (phase, next_attempt_at);
+    CREATE INDEX messages_open_deadline ON messages (deadline_epoch) WHERE finished_at IS NULL;
+    CREATE INDEX messages_dirty ON messages (status_dirty) WHERE status_dirty > 0;
+    CREATE INDEX messages_finished ON messages (finished_at) WHERE finished_at IS NOT NULL;
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        message     INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        status      TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        description TEXT,
+        UNIQUE (message, status)
+    );
+    """,
+]
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version reached."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the journal has schema version {version}, newer than this efm-gateway knows "
+            f"({len(MIGRATIONS)}); run the newer efm-gateway or restore a backup"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {number}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

@@ -1,0 +1,47 @@
+"""A message's place in the pipeline, and which moves between places are allowed.
+
+Phases are the gateway's own bookkeeping; the eFormidling statuses a message collects are events
+beside them (see receipts.statuses).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    # outgoing
+    ACCEPTED = "accepted"  # OPPRETTET, waiting for routing and sending
+    SENDING = "sending"  # a send attempt is under way (resumed after a crash)
+    SENT = "sent"  # the channel took it; waiting for MOTTATT/LEVERT/LEST
+    DONE = "done"  # finished well
+    FAILED = "failed"  # FEIL after acceptance
+    EXPIRED = "expired"  # LEVETID_UTLOPT
+    REJECTED = "rejected"  # the drop was never accepted
+    # incoming
+    RECEIVED = "received"  # downloaded and verified, being handed to the inbox
+    IN_INBOX = "in_inbox"  # INNKOMMENDE_MOTTATT: waiting for the archive system to take it
+    TAKEN = "taken"  # INNKOMMENDE_LEVERT
+    QUARANTINED = "quarantined"  # could not be accepted (bad signature, digest, path...)
+
+
+FINISHED = frozenset({Phase.DONE, Phase.FAILED, Phase.EXPIRED, Phase.REJECTED, Phase.TAKEN, Phase.QUARANTINED})
+
+ALLOWED: dict[Phase | None, frozenset[Phase]] = {
+    None: frozenset({Phase.ACCEPTED, Phase.REJECTED, Phase.RECEIVED, Phase.QUARANTINED}),
+    Phase.ACCEPTED: frozenset({Phase.SENDING, Phase.SENT, Phase.FAILED, Phase.EXPIRED}),
+    Phase.SENDING: frozenset({Phase.ACCEPTED, Phase.SENT, Phase.FAILED, Phase.EXPIRED}),
+    Phase.SENT: frozenset({Phase.DONE, Phase.FAILED, Phase.EXPIRED}),
+    Phase.RECEIVED: frozenset({Phase.IN_INBOX, Phase.QUARANTINED, Phase.EXPIRED}),
+    Phase.IN_INBOX: frozenset({Phase.TAKEN}),
+    Phase.DONE: frozenset(),
+    Phase.FAILED: frozenset(),
+    Phase.EXPIRED: frozenset(),
+    Phase.REJECTED: frozenset(),
+    Phase.TAKEN: frozenset(),
+    Phase.QUARANTINED: frozenset(),
+}
+
+
+def is_allowed(current: Phase | None, new: Phase) -> bool:
+    return new in ALLOWED[current]

@@ -1,0 +1,362 @@
+"""The SQLite journal (WAL, synchronous=FULL), shared by the daemon's threads behind one lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.clock import Clock, isoformat
+from gateway.contract.status import StatusEvent
+from gateway.errors import JournalError
+from gateway.journal.migrations import migrate
+from gateway.journal.phases import FINISHED, Phase, is_allowed
+from gateway.receipts.statuses import Status
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    row: int
+    direction: str
+    message_id: str
+    status_name: str
+    phase: Phase
+    conversation_id: str | None = None
+    claim_id: str | None = None
+    drop_name: str | None = None
+    sender: str | None = None
+    receiver: str | None = None
+    message_type: str | None = None
+    process: str | None = None
+    client_reference: str | None = None
+    channel: str | None = None
+    route_reason: str | None = None
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    deadline: datetime | None = None
+    errors: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    status_dirty: int = 0  # changes since the status file was last written
+
+
+_COLUMNS = (
+    "id, direction, message_id, status_name, phase, conversation_id, claim_id, drop_name, sender, receiver, "
+    "message_type, process, client_reference, channel, route_reason, attempts, next_attempt_at, deadline, "
+    "errors, detail, created_at, updated_at, finished_at, status_dirty"
+)
+_UPDATABLE = {
+    "conversation_id",
+    "sender",
+    "receiver",
+    "message_type",
+    "process",
+    "client_reference",
+    "channel",
+    "route_reason",
+    "attempts",
+    "next_attempt_at",
+    "errors",
+    "detail",
+}
+
+
+def _record(row: tuple) -> MessageRecord:
+    deadline = datetime.fromisoformat(row[17]) if row[17] else None
+    return MessageRecord(
+        row=row[0],
+        direction=row[1],
+        message_id=row[2],
+        status_name=row[3],
+        phase=Phase(row[4]),
+        conversation_id=row[5],
+        claim_id=row[6],
+        drop_name=row[7],
+        sender=row[8],
+        receiver=row[9],
+        message_type=row[10],
+        process=row[11],
+        client_reference=row[12],
+        channel=row[13],
+        route_reason=row[14],
+        attempts=row[15],
+        next_attempt_at=row[16],
+        deadline=deadline,
+        errors=tuple(json.loads(row[18])),
+        detail=json.loads(row[19]),
+        created_at=row[20],
+        updated_at=row[21],
+        finished_at=row[22],
+        status_dirty=row[23],
+    )
+
+
+class InstanceLock:
+    """One daemon per state folder: an flock held for the process's lifetime."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.path.read_text().strip() or "another process"
+            raise JournalError(
+                f"another efm-gateway (pid {holder}) is running on the state folder {self.path.parent}; "
+                "stop it first, or give this one its own folders.state"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Journal:
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self.schema_version = migrate(self._db)
+        self._in_transaction = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic, durable step. Nested use joins the outer transaction."""
+        with self._lock:
+            if self._in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._in_transaction = False
+
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
+    # ---- reading -------------------------------------------------------------------------
+    def get(self, row: int) -> MessageRecord:
+        with self._lock:
+            found = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row,)).fetchone()  # noqa: S608
+        if found is None:
+            raise JournalError(f"no journal row {row}")
+        return _record(found)
+
+    def find_by_claim(self, claim_id: str) -> MessageRecord | None:
+        return self._one("claim_id = ?", (claim_id,))
+
+    def find_live(self, direction: str, message_id: str) -> MessageRecord | None:
+        """The accepted (not rejected) message with this id in this direction."""
+        return self._one("direction = ? AND message_id = ? AND phase != 'rejected'", (direction, message_id))
+
+    def find(self, message_id: str) -> list[MessageRecord]:
+        return self._many("message_id = ? ORDER BY id", (message_id,))
+
+    def status_name_taken(self, status_name: str) -> bool:
+        return self._one("status_name = ?", (status_name,)) is not None
+
+    def in_phase(self, phase: Phase, limit: int = 1000, due_before: float | None = None) -> list[MessageRecord]:
+        if due_before is None:
+            return self._many("phase = ? ORDER BY id LIMIT ?", (phase.value, limit))
+        return self._many(
+            "phase = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY next_attempt_at, id LIMIT ?",
+            (phase.value, due_before, limit),
+        )
+
+    def open_past_deadline(self, now: float, limit: int = 1000) -> list[MessageRecord]:
+        return self._many(
+            "finished_at IS NULL AND deadline_epoch IS NOT NULL AND deadline_epoch < ? ORDER BY deadline_epoch LIMIT ?",
+            (now, limit),
+        )
+
+    def listing(self, open_only: bool = False, failed_only: bool = False, limit: int = 100) -> list[MessageRecord]:
+        if failed_only:
+            return self._many("phase IN ('failed', 'rejected', 'quarantined') ORDER BY id DESC LIMIT ?", (limit,))
+        if open_only:
+            return self._many("finished_at IS NULL ORDER BY id DESC LIMIT ?", (limit,))
+        return self._many("1 = 1 ORDER BY id DESC LIMIT ?", (limit,))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT phase, count(*) FROM messages GROUP BY phase").fetchall()
+        return dict(rows)
+
+    def events(self, row: int) -> list[StatusEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status, at, description FROM events WHERE message = ? ORDER BY at, id", (row,)
+            ).fetchall()
+        return [
+            StatusEvent(Status(status), datetime.fromisoformat(at), description) for status, at, description in rows
+        ]
+
+    def dirty(self, limit: int = 500) -> list[MessageRecord]:
+        return self._many("status_dirty > 0 ORDER BY id LIMIT ?", (limit,))
+
+    def _one(self, where: str, params: tuple) -> MessageRecord | None:
+        found = self._many(where + " LIMIT 1", params) if "LIMIT" not in where else self._many(where, params)
+        return found[0] if found else None
+
+    def _many(self, where: str, params: tuple) -> list[MessageRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", params).fetchall()  # noqa: S608
+        return [_record(row) for row in rows]
+
+    # ---- writing -------------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        direction: str,
+        message_id: str,
+        status_name: str,
+        phase: Phase,
+        claim_id: str | None = None,
+        deadline: datetime | None = None,
+        **fields: Any,
+    ) -> MessageRecord:
+        if not is_allowed(None, phase):
+            raise JournalError(f"a message cannot start in phase {phase}")
+        unknown = set(fields) - _UPDATABLE - {"drop_name"}
+        if unknown:
+            raise JournalError(f"unknown journal fields {sorted(unknown)}")
+        now = self._now()
+        values = {
+            "direction": direction,
+            "message_id": message_id,
+            "status_name": status_name,
+            "phase": phase.value,
+            "claim_id": claim_id,
+            "deadline": isoformat(deadline) if deadline else None,
+            "deadline_epoch": deadline.timestamp() if deadline else None,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": now if phase in FINISHED else None,
+        }
+        values.update(_encode(fields))
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.transaction():
+            try:
+                cursor = self._db.execute(
+                    f"INSERT INTO messages ({columns}) VALUES ({marks})",  # noqa: S608
+                    tuple(values.values()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise JournalError(f"journal refused message {message_id}: {exc}") from exc
+            row = cursor.lastrowid
+        assert row is not None
+        return self.get(row)
+
+    def update(self, row: int, **fields: Any) -> None:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise JournalError(f"unknown journal fields {sorted(unknown)}")
+        values = _encode(fields)
+        values["updated_at"] = self._now()
+        assignments = ", ".join(f"{name} = ?" for name in values) + ", status_dirty = status_dirty + 1"
+        with self.transaction():
+            self._db.execute(f"UPDATE messages SET {assignments} WHERE id = ?", (*values.values(), row))  # noqa: S608
+
+    def move(self, row: int, new_phase: Phase, **fields: Any) -> MessageRecord:
+        """Change phase (checked against the allowed transitions) and other fields in one step."""
+        with self.transaction():
+            current = self.get(row)
+            if current.phase == new_phase:
+                if fields:
+                    self.update(row, **fields)
+                return self.get(row)
+            if not is_allowed(current.phase, new_phase):
+                raise JournalError(f"message {current.message_id} cannot go from {current.phase} to {new_phase}")
+            finished = self._now() if new_phase in FINISHED else None
+            self._db.execute(
+                "UPDATE messages SET phase = ?, finished_at = ?, status_dirty = status_dirty + 1 WHERE id = ?",
+                (new_phase.value, finished, row),
+            )
+            self.update(row, **fields)
+        return self.get(row)
+
+    def add_event(self, row: int, status: Status, at: datetime | None = None, description: str | None = None) -> bool:
+        """Record a status once; a duplicate is ignored (returns False). Marks the status file for rewriting."""
+        moment = at or self.clock.now()
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO events (message, status, at, description) VALUES (?, ?, ?, ?)",
+                (row, status.value, isoformat(moment), description),
+            )
+            added = cursor.rowcount == 1
+            if added:
+                self._db.execute(
+                    "UPDATE messages SET status_dirty = status_dirty + 1, updated_at = ? WHERE id = ?",
+                    (self._now(), row),
+                )
+        return added
+
+    def has_event(self, row: int, status: Status) -> bool:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT 1 FROM events WHERE message = ? AND status = ?", (row, status.value)
+            ).fetchone()
+        return found is not None
+
+    def mark_clean(self, written: list[MessageRecord]) -> None:
+        """The status files of `written` are on disk; changes made since they were read stay dirty."""
+        if not written:
+            return
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE messages SET status_dirty = status_dirty - ? WHERE id = ?",
+                [(record.status_dirty, record.row) for record in written],
+            )
+
+    def purge_finished(self, finished_before: float, limit: int = 1000) -> list[MessageRecord]:
+        """Delete finished messages older than `finished_before`; returns what was deleted."""
+        doomed = self._many(
+            "finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?", (finished_before, limit)
+        )
+        if doomed:
+            with self.transaction():
+                self._db.executemany("DELETE FROM messages WHERE id = ?", [(record.row,) for record in doomed])
+        return doomed
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    encoded = dict(fields)
+    if "errors" in encoded:
+        encoded["errors"] = json.dumps(list(encoded["errors"]), ensure_ascii=False)
+    if "detail" in encoded:
+        encoded["detail"] = json.dumps(encoded["detail"], ensure_ascii=False)
+    return encoded

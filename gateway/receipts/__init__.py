@@ -1,0 +1,1 @@
+"""Statuses and the status files the archive system reads."""
