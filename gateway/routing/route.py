@@ -28,7 +28,8 @@ class Route:
 def _usable(record: ServiceRecord, process: str, document_type: str, security_level: int | None) -> bool:
     if record.process and record.process != process:
         return False
-    if record.document_types and document_type not in record.document_types:
+    # A DPI record answers for both digital and print: which one it offers is decided below.
+    if record.service != "DPI" and record.document_types and document_type not in record.document_types:
         return False
     return not (
         security_level is not None and record.security_level is not None
