@@ -25,6 +25,8 @@ P12_PASSWORD = "changeit"  # noqa: S105 - the published password of the dev keys
 _ROOT = "root-ca"
 _INTERMEDIATE = "intermediate-ca"
 _BACKDATE = timedelta(days=1)
+# CAs start well in the past, so tests can issue certificates that have already expired.
+_CA_BACKDATE = timedelta(days=3 * 365)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def _ca_certificate(
         .issuer_name(issuer.certificate.subject if issuer else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
+        .not_valid_before(now - _CA_BACKDATE)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
@@ -187,9 +189,7 @@ def _enterprise_certificate(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
         .sign(issuer.key, hashes.SHA256())
     )
 

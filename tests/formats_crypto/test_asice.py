@@ -1,0 +1,235 @@
+"""ASiC-E: a written container reads back; every kind of tampering is refused with its own message."""
+
+from __future__ import annotations
+
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.devcerts import DevPki, dev_identity, issue_identity
+from gateway.errors import SecurityError
+from gateway.formats.asice import AsicDocument, AsicLimits, read_asice, write_asice
+from gateway.formats.keys import OrgIdentity, TrustStore
+
+from .support import RECEIVER, SENDER, openssl
+
+MAIN = "vedtak.pdf"
+MAIN_BYTES = b"%PDF-1.7 a decision\n" * 500
+ARKIVMELDING = b'<?xml version="1.0"?><arkivmelding xmlns="http://www.arkivverket.no/standarder/noark5/arkivmelding"/>'
+
+
+def make_container(folder: Path, identity: OrgIdentity) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MAIN).write_bytes(MAIN_BYTES)
+    (folder / "arkivmelding.xml").write_bytes(ARKIVMELDING)
+    container = folder / "asic.asice"
+    with open(container, "wb") as target:
+        write_asice(
+            target,
+            [
+                AsicDocument(MAIN, folder / MAIN, "application/pdf"),
+                AsicDocument("arkivmelding.xml", folder / "arkivmelding.xml", "application/xml"),
+            ],
+            sender=SENDER,
+            receiver=RECEIVER,
+            identity=identity,
+        )
+    return container
+
+
+def rezip(
+    source: Path,
+    target: Path,
+    replace: dict[str, bytes | None] | None = None,
+    add: list[tuple[str, bytes]] | None = None,
+    rename: dict[str, str] | None = None,
+) -> Path:
+    """Copy a container entry by entry, changing, dropping, renaming or adding entries."""
+    replace, rename = replace or {}, rename or {}
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as changed:
+        for info in original.infolist():
+            if info.filename in replace and replace[info.filename] is None:
+                continue
+            content = replace.get(info.filename) or original.read(info)
+            info.filename = rename.get(info.filename, info.filename)
+            changed.writestr(info, content, compress_type=info.compress_type)
+        for name, content in add or []:
+            changed.writestr(zipfile.ZipInfo(name), content, compress_type=zipfile.ZIP_DEFLATED)
+    return target
+
+
+def hand_made(target: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), b"application/vnd.etsi.asic-e+zip")
+        for info, content in entries:
+            archive.writestr(info, content, compress_type=zipfile.ZIP_DEFLATED)
+    return target
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory: pytest.TempPathFactory, sender: OrgIdentity) -> Path:
+    return make_container(tmp_path_factory.mktemp("asic"), sender)
+
+
+def test_round_trip(container: Path, trust: TrustStore, sender: OrgIdentity, tmp_path: Path) -> None:
+    contents = read_asice(container, tmp_path / "out", trust)
+    assert contents.signer == sender.certificate
+    assert contents.main_document == MAIN
+    assert [(item.name, item.mime_type, item.size) for item in contents.files] == [
+        (MAIN, "application/pdf", len(MAIN_BYTES)),
+        ("arkivmelding.xml", "application/xml", len(ARKIVMELDING)),
+    ]
+    assert (tmp_path / "out" / MAIN).read_bytes() == MAIN_BYTES
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["arkivmelding.xml", MAIN]
+
+
+def test_layout_is_what_peers_expect(container: Path, pki: DevPki, tmp_path: Path) -> None:
+    with zipfile.ZipFile(container) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        assert names[:4] == ["mimetype", "manifest.xml", MAIN, "arkivmelding.xml"]
+        assert infos[0].compress_type == zipfile.ZIP_STORED and not infos[0].extra
+        assert archive.read("mimetype") == b"application/vnd.etsi.asic-e+zip"
+        assert names[4] == "META-INF/ASiCManifest.xml" and names[6] == "META-INF/manifest.xml"
+        assert names[5].startswith("META-INF/signature-") and names[5].endswith(".p7s")
+        assert all(not info.flag_bits & 0x08 for info in infos)  # no data descriptors: Java reads them
+        assert b'<hoveddokument href="vedtak.pdf" mime="application/pdf">' in archive.read("manifest.xml")
+        (tmp_path / "m").write_bytes(archive.read(names[4]))
+        (tmp_path / "s").write_bytes(archive.read(names[5]))
+    openssl(
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        tmp_path / "s",
+        "-content",
+        tmp_path / "m",
+        "-CAfile",
+        pki.trust_bundle,
+        "-purpose",
+        "any",
+        "-out",
+        tmp_path / "out",
+    )
+
+
+def test_lower_case_asic_manifest_is_accepted(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    renamed = rezip(
+        container, tmp_path / "lower.asice", rename={"META-INF/ASiCManifest.xml": "META-INF/asicmanifest.xml"}
+    )
+    assert read_asice(renamed, tmp_path / "out", trust).main_document == MAIN
+
+
+def test_changed_document(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    changed = rezip(container, tmp_path / "c.asice", replace={MAIN: MAIN_BYTES.replace(b"decision", b"decisiOn")})
+    with pytest.raises(SecurityError, match=r"'vedtak.pdf' was changed: its SHA256 digest does not match"):
+        read_asice(changed, tmp_path / "out", trust)
+    assert not (tmp_path / "out" / MAIN).exists()  # nothing unverified is left behind
+
+
+def test_missing_file(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    changed = rezip(container, tmp_path / "c.asice", replace={"arkivmelding.xml": None})
+    with pytest.raises(SecurityError, match=r"missing file 'arkivmelding.xml'"):
+        read_asice(changed, tmp_path / "out", trust)
+
+
+def test_extra_file(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    changed = rezip(container, tmp_path / "c.asice", add=[("smuggled.exe", b"MZ")])
+    with pytest.raises(SecurityError, match=r"extra file 'smuggled.exe'"):
+        read_asice(changed, tmp_path / "out", trust)
+
+
+def test_changed_manifest(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    with zipfile.ZipFile(container) as archive:
+        manifest = archive.read("META-INF/ASiCManifest.xml")
+    changed = rezip(
+        container,
+        tmp_path / "c.asice",
+        replace={"META-INF/ASiCManifest.xml": manifest.replace(b"application/pdf", b"text/plain")},
+    )
+    with pytest.raises(SecurityError, match="the ASiC manifest was changed after it was signed"):
+        read_asice(changed, tmp_path / "out", trust)
+
+
+def test_untrusted_signer(stranger_pki: DevPki, trust: TrustStore, tmp_path: Path) -> None:
+    forged = make_container(tmp_path / "forged", dev_identity(stranger_pki, SENDER))
+    with pytest.raises(SecurityError, match="untrusted issuer"):
+        read_asice(forged, tmp_path / "out", trust)
+
+
+def test_expired_signer_and_the_same_container_inside_validity(pki: DevPki, trust: TrustStore, tmp_path: Path):
+    now = datetime.now(UTC)
+    old = issue_identity(
+        pki, SENDER, "Avsender Test AS", not_before=now - timedelta(days=400), not_after=now - timedelta(days=30)
+    )
+    container = make_container(tmp_path / "old", old)
+    with pytest.raises(SecurityError, match="expired: not valid at"):
+        read_asice(container, tmp_path / "out", trust)
+    contents = read_asice(container, tmp_path / "out", trust, at=now - timedelta(days=100))
+    assert contents.signer == old.certificate
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("../escape.txt", "'..'"),
+        ("docs/../../escape.txt", "'..'"),
+        ("/etc/cron.d/evil", "an absolute path"),
+        ("C:/evil.txt", "an absolute path"),
+        ("docs\\evil.txt", "a backslash"),
+    ],
+)
+def test_unsafe_entry_names(trust: TrustStore, tmp_path: Path, name: str, rule: str) -> None:
+    evil = hand_made(tmp_path / "evil.asice", [(zipfile.ZipInfo(name), b"x")])
+    with pytest.raises(SecurityError, match=f"unsafe entry name .* it has {rule}"):
+        read_asice(evil, tmp_path / "out", trust)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_symlink_entry(trust: TrustStore, tmp_path: Path) -> None:
+    link = zipfile.ZipInfo("link")
+    link.external_attr = 0o120777 << 16
+    evil = hand_made(tmp_path / "evil.asice", [(link, b"/etc/passwd")])
+    with pytest.raises(SecurityError, match="is a symbolic link"):
+        read_asice(evil, tmp_path / "out", trust)
+
+
+def test_duplicate_entries(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        changed = rezip(container, tmp_path / "c.asice", add=[(MAIN, b"second copy")])
+    with pytest.raises(SecurityError, match=r"duplicate entry name 'vedtak.pdf'"):
+        read_asice(changed, tmp_path / "out", trust)
+
+
+def test_zip_bomb_ratio(trust: TrustStore, tmp_path: Path) -> None:
+    bomb = hand_made(tmp_path / "bomb.asice", [("zeros.bin", bytes(20 << 20))])
+    with pytest.raises(SecurityError, match=r"compression ratio limit: 'zeros\.bin' expands more than 200 times"):
+        read_asice(bomb, tmp_path / "out", trust)
+
+
+def test_total_size_limit(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    with pytest.raises(SecurityError, match="total size limit"):
+        read_asice(container, tmp_path / "out", trust, limits=AsicLimits(max_total_bytes=5000))
+
+
+def test_too_many_entries(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    with pytest.raises(SecurityError, match="too many entries: the container has 7, the limit is 6"):
+        read_asice(container, tmp_path / "out", trust, limits=AsicLimits(max_entries=6))
+    assert read_asice(container, tmp_path / "out", trust, limits=AsicLimits(max_entries=7)).files
+
+
+def test_missing_mimetype(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    changed = rezip(container, tmp_path / "c.asice", replace={"mimetype": None})
+    with pytest.raises(SecurityError, match="does not start with a 'mimetype' entry"):
+        read_asice(changed, tmp_path / "out", trust)
+
+
+def test_not_a_zip(trust: TrustStore, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x30\x80 an envelope, not a zip")
+    with pytest.raises(SecurityError, match="not a readable zip file"):
+        read_asice(junk, tmp_path / "out", trust)
