@@ -68,18 +68,36 @@ class BrokerClient:
             raise PermanentChannelError(f"{what}: the broker's answer holds no fileTransferId") from exc
 
     def upload(self, file_transfer_id: str, source: BinaryIO | Path) -> None:
-        """Stream the file's bytes as the transfer's content (a streamed body is sent only once)."""
+        """Stream the file's bytes as the transfer's content.
+
+        On a 401 the body is sent once more with a fresh token, from the start, when the source
+        can be rewound (a Path, or a seekable stream); otherwise the 401 is a permanent error.
+        """
         what = f"uploading the file of broker file transfer {file_transfer_id}"
-        url = f"{self.base_url}/filetransfer/{file_transfer_id}/upload"
-        headers = {"Authorization": f"Bearer {self.tokens()}", "Content-Type": "application/octet-stream"}
         if isinstance(source, Path):
-            with open(source, "rb") as handle, translated_http_errors(what):
-                headers["Content-Length"] = str(source.stat().st_size)
-                response = self.http.post(url, content=_chunks(handle), headers=headers)
+            with open(source, "rb") as handle:
+                self._upload_stream(file_transfer_id, handle, what, source.stat().st_size)
         else:
+            self._upload_stream(file_transfer_id, source, what, None)
+
+    def _upload_stream(self, file_transfer_id: str, handle: BinaryIO, what: str, size: int | None) -> None:
+        url = f"{self.base_url}/filetransfer/{file_transfer_id}/upload"
+        rewindable = handle.seekable()
+        start = handle.tell() if rewindable else 0
+        for attempt in range(2):
+            headers = {"Authorization": f"Bearer {self.tokens()}", "Content-Type": "application/octet-stream"}
+            if size is not None:
+                headers["Content-Length"] = str(size)
             with translated_http_errors(what):
-                response = self.http.post(url, content=_chunks(source), headers=headers)
-        check_response(response, what)
+                response = self.http.post(url, content=_chunks(handle), headers=headers)
+            retry = attempt == 0 and rewindable and isinstance(self.tokens, TokenClient)
+            if response.status_code == 401 and retry:
+                assert isinstance(self.tokens, TokenClient)
+                self.tokens.invalidate()
+                handle.seek(start)
+                continue
+            check_response(response, what)
+            return
 
     def list_published(self, resource_id: str) -> list[str]:
         """Ids of published transfers for us as recipient, on `resource_id`."""

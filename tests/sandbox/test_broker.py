@@ -198,3 +198,23 @@ def test_memory_does_not_grow_with_the_file_size(alice: BrokerClient, bob: Broke
     grown = process.memory_info().rss - before
     assert sink.digest.digest() == hashlib.sha256(bytes(size)).digest()
     assert grown < 40 * 1024 * 1024, f"client and sandbox together grew by {grown // 2**20} MB"
+
+
+def test_an_upload_refused_for_a_stale_token_is_sent_again_whole_with_a_fresh_one(pki: Pki) -> None:
+    issued, uploads = [], []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            issued.append(f"token-{len(issued) + 1}")
+            return httpx.Response(200, json={"access_token": issued[-1], "expires_in": 120})
+        uploads.append((request.headers["authorization"], request.read()))
+        if request.headers["authorization"] == "Bearer token-1":
+            return httpx.Response(401, json={"title": "Unauthorized", "detail": "the access token has expired"})
+        return httpx.Response(200, json={"fileTransferId": "f"})
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as http:
+        credentials = pki.orgs[SENDER]
+        tokens = TokenClient("http://broker.test/token", "aud", "c", credentials.key, credentials.chain,
+                             ALL_SCOPES, http)
+        BrokerClient("http://broker.test/api/v1", tokens, http).upload("f", io.BytesIO(b"the whole file"))
+    assert uploads == [("Bearer token-1", b"the whole file"), ("Bearer token-2", b"the whole file")]
