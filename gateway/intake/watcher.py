@@ -8,6 +8,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 
 class OutboxHints(FileSystemEventHandler):
@@ -30,6 +31,8 @@ class OutboxHints(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.event_type == "moved" and not event.dest_path:
+            return  # moved out of the outbox: nothing to take
         moved_to = getattr(event, "dest_path", None) if event.event_type == "moved" else None
         name = self._top_level(moved_to or event.src_path)
         if name is None:
@@ -47,10 +50,21 @@ class OutboxHints(FileSystemEventHandler):
         return touched, moved_in
 
 
+def _observer() -> BaseObserver:
+    # Full events report a rename from outside the outbox as a move (not a create), which is how
+    # intake knows a drop arrived complete.
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    except (ImportError, OSError):
+        return Observer()
+
+
 class OutboxWatcher:
     def __init__(self, outbox: Path, wake: threading.Event) -> None:
         self.hints = OutboxHints(outbox, wake)
-        self._observer = Observer()
+        self._observer = _observer()
         self._observer.schedule(self.hints, str(self.hints.outbox), recursive=False)
 
     def start(self) -> None:

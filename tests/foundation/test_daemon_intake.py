@@ -1,0 +1,91 @@
+"""The real daemon picks drops up in event mode and in polling mode, never before they are complete."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from gateway.contract.status import schema as status_schema
+
+from .drops import make_flat_drop, make_folder_drop, pdf_bytes, sidecar_xml, write_config
+from .process import DaemonProcess, current_status, status_files, wait_for
+
+
+def _daemon(tmp_path: Path, **intake: object) -> DaemonProcess:
+    config = write_config(tmp_path, **intake)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    wait_for(lambda: (tmp_path / "var" / "state" / "efm-gateway.lock").exists(), 15, message="daemon start")
+    time.sleep(0.3)
+    return daemon
+
+
+@pytest.mark.parametrize("mode", ["events", "polling"])
+def test_both_modes_pick_up_folder_and_flat_drops(tmp_path, mode):
+    daemon = _daemon(tmp_path, mode=mode, scan_interval_seconds=0.3, quiet_period_seconds=0.3)
+    try:
+        outbox = tmp_path / "var" / "outbox"
+        status = tmp_path / "var" / "status"
+        make_folder_drop(outbox, "folder-drop")
+        make_flat_drop(outbox, "flat-drop")
+        wait_for(lambda: len(status_files(status)) == 2, 15, message="two status files")
+        for path in status_files(status):
+            assert current_status(path) == "OPPRETTET"
+            assert status_schema().validate(etree.parse(str(path)))
+        assert os.listdir(outbox) == []
+        assert "intake: intake.mode is " + mode in (tmp_path / "daemon.log").read_text()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_folder_drop_renamed_in_is_taken_at_once_in_event_mode(tmp_path):
+    # A long scan interval and quiet period: only the rename event can make this fast.
+    daemon = _daemon(tmp_path, mode="events", scan_interval_seconds=60, quiet_period_seconds=60)
+    try:
+        status = tmp_path / "var" / "status"
+        started = time.monotonic()
+        make_folder_drop(tmp_path / "var" / "outbox", "fast")
+        wait_for(lambda: len(status_files(status)) == 1, 5, message="status file")
+        assert time.monotonic() - started < 2.0
+        assert current_status(status_files(status)[0]) == "OPPRETTET"
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize("mode", ["events", "polling"])
+def test_file_written_slowly_in_place_is_not_taken_before_it_is_complete(tmp_path, mode):
+    daemon = _daemon(tmp_path, mode=mode, scan_interval_seconds=0.2, quiet_period_seconds=1.0)
+    try:
+        outbox = tmp_path / "var" / "outbox"
+        status = tmp_path / "var" / "status"
+        # The sidecar first (no size given), then the document written in place in slow pieces.
+        (outbox / "slow.xml").write_bytes(sidecar_xml(documents=[{"file": "slow.pdf", "main": True}]))
+        chunks = [pdf_bytes("part %d" % i) for i in range(8)]
+        with open(outbox / "slow.pdf", "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                handle.flush()
+                time.sleep(0.4)
+                assert (outbox / "slow.pdf").exists(), "taken while still being written"
+                assert status_files(status) == []
+        wait_for(lambda: len(status_files(status)) == 1, 10, message="status file")
+        work = tmp_path / "var" / "state" / "work"
+        [claim] = [p for p in work.iterdir() if p.is_dir()]
+        assert (claim / "slow.pdf").read_bytes() == b"".join(chunks)
+    finally:
+        daemon.stop()
+
+
+def test_second_daemon_on_the_same_state_folder_refuses_to_start(tmp_path):
+    daemon = _daemon(tmp_path)
+    try:
+        second = DaemonProcess(tmp_path / "config.yaml", tmp_path / "second.log").start()
+        assert second.process is not None
+        assert second.process.wait(timeout=20) == 2
+        assert "another efm-gateway" in (tmp_path / "second.log").read_text()
+        assert daemon.alive()
+    finally:
+        daemon.stop()
