@@ -63,7 +63,7 @@ def test_file_written_slowly_in_place_is_not_taken_before_it_is_complete(tmp_pat
         status = tmp_path / "var" / "status"
         # The sidecar first (no size given), then the document written in place in slow pieces.
         (outbox / "slow.xml").write_bytes(sidecar_xml(documents=[{"file": "slow.pdf", "main": True}]))
-        chunks = [pdf_bytes("part %d" % i) for i in range(8)]
+        chunks = [pdf_bytes(f"part {i}") for i in range(8)]
         with open(outbox / "slow.pdf", "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
