@@ -128,6 +128,30 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
             f"{claimed.sidecar_name}: <sender> {sidecar.sender} is not this gateway's organisation "
             f"({config.organisation.orgnr}); leave <sender> out, or use <onBehalfOf> for a sub-unit"
         )
+    conversation_id = sidecar.conversation_id
+    receiver = sidecar.receiver
+    answered_id = sidecar.receipt.related_to_message_id if sidecar.receipt else sidecar.in_reply_to
+    if answered_id:
+        # A reply or receipt continues the conversation of a message we received.
+        received = journal.find_live("in", answered_id)
+        field_name = "relatedToMessageId" if sidecar.receipt else "inReplyTo"
+        if received is None:
+            problems.append(
+                f"{claimed.sidecar_name}: <{field_name}> {answered_id} is not a message this gateway has received; "
+                "check the messageId (see message.xml in the inbox folder)"
+            )
+        else:
+            if conversation_id and conversation_id != received.conversation_id:
+                problems.append(
+                    f"{claimed.sidecar_name}: <conversationId> {conversation_id} differs from the conversation of "
+                    f"the message it answers ({received.conversation_id}); leave <conversationId> out"
+                )
+            conversation_id = received.conversation_id
+            if received.sender and receiver.removeprefix("0192:") != received.sender:
+                problems.append(
+                    f"{claimed.sidecar_name}: <receiver> {receiver} is not the sender of the message it answers "
+                    f"({received.sender}); send the answer to {received.sender}"
+                )
     existing = journal.find_live("out", message_id)
     if existing is not None:
         problems.append(
@@ -141,8 +165,8 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
             claimed=claimed,
             sidecar=sidecar,
             message_id=message_id,
-            conversation_id=sidecar.conversation_id or str(uuid.uuid4()),
-            process=sidecar.process or _DEFAULT_PROCESS_BY_TYPE[sidecar.message_type],
+            conversation_id=conversation_id or str(uuid.uuid4()),
+            process=sidecar.process or (RESPONSE_PROCESS if answered_id else _DEFAULT_PROCESS_BY_TYPE[sidecar.message_type]),
             sender=config.organisation.orgnr,
             deadline=deadline,
             arkivmelding_file=arkivmelding_file,
