@@ -48,6 +48,17 @@ MIGRATIONS: list[str] = [
         UNIQUE (message, status)
     );
     """,
+    # 2: status messages we owe senders of received messages (MOTTATT, LEVERT), until they are sent
+    """
+    CREATE TABLE status_sends (
+        message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        status  TEXT NOT NULL,
+        due_at  REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (message, status)
+    );
+    CREATE INDEX status_sends_due ON status_sends (due_at);
+    """,
 ]
 
 

@@ -342,6 +342,33 @@ class Journal:
                 [(record.status_dirty, record.row) for record in written],
             )
 
+    # ---- status messages owed to the senders of received messages ------------------------------
+    def queue_status_send(self, row: int, status: Status) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO status_sends (message, status, due_at) VALUES (?, ?, ?)",
+                (row, status.value, self._now()),
+            )
+
+    def due_status_sends(self, limit: int = 200) -> list[tuple[MessageRecord, Status, int]]:
+        with self._lock:
+            due = self._db.execute(
+                "SELECT message, status, attempts FROM status_sends WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                (self._now(), limit),
+            ).fetchall()
+        return [(self.get(row), Status(status), attempts) for row, status, attempts in due]
+
+    def status_send_done(self, row: int, status: Status) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM status_sends WHERE message = ? AND status = ?", (row, status.value))
+
+    def status_send_later(self, row: int, status: Status, due_at: float) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE status_sends SET due_at = ?, attempts = attempts + 1 WHERE message = ? AND status = ?",
+                (due_at, row, status.value),
+            )
+
     def purge_finished(self, finished_before: float, limit: int = 1000) -> list[MessageRecord]:
         """Delete finished messages older than `finished_before`; returns what was deleted."""
         doomed = self._many(
