@@ -1,0 +1,295 @@
+"""The whole sandbox network in one call: dev PKI, catalogue, server on loopback, automatic peers.
+
+    network = start_network(Path("var/sandbox"))
+    settings = network.gateway_settings("991825827")   # network URLs, keystore, trust for config.yaml
+    ...
+    network.stop()
+
+`efm-gateway sandbox` runs `serve_network_forever`, which prints the same settings as YAML for each
+gateway organisation and keeps the network up until SIGTERM or SIGINT. Either way the settings are
+also written to `<data_dir>/network.yaml`.
+
+Every organisation here is fictional (valid check digits, no real party behind them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity
+from gateway.errors import ConfigError
+from gateway.formats.keys import TrustStore
+from gateway.identifiers import orgnr_problem
+from gateway.sandbox.catalogue import (
+    ARKIVMELDING_PROCESSES,
+    AVTALT_PROCESS,
+    RESPONSE_PROCESS,
+    SandboxCatalogue,
+    SandboxOrganisation,
+)
+from gateway.sandbox.peer import AutomaticPeer
+from gateway.sandbox.server import SandboxServer
+
+GATEWAY = "gateway"  # runs an integration point (an efm-gateway) of its own
+PEER = "peer"  # answered by an AutomaticPeer inside the sandbox
+DPV_ONLY = "dpv"  # no integration point: reached in its Altinn mailbox only
+
+
+@dataclass(frozen=True)
+class BuiltinOrganisation:
+    orgnr: str
+    name: str
+    role: str  # GATEWAY, PEER or DPV_ONLY
+
+
+BUILTIN_ORGANISATIONS: dict[str, BuiltinOrganisation] = {
+    org.orgnr: org
+    for org in (
+        BuiltinOrganisation("991825827", "Sandkasse kommune", GATEWAY),
+        BuiltinOrganisation("910077473", "Testorganisasjon B", GATEWAY),
+        BuiltinOrganisation("910075918", "Automatisk mottaker (sandkasse)", PEER),
+        BuiltinOrganisation("974760673", "Postkasse AS (kun Altinn)", DPV_ONLY),
+    )
+}
+DEFAULT_GATEWAYS: dict[str, str] = {o.orgnr: o.name for o in BUILTIN_ORGANISATIONS.values() if o.role == GATEWAY}
+DEFAULT_PEERS: tuple[str, ...] = tuple(o.orgnr for o in BUILTIN_ORGANISATIONS.values() if o.role == PEER)
+DPO_PROCESSES: frozenset[str] = frozenset({*ARKIVMELDING_PROCESSES, RESPONSE_PROCESS, AVTALT_PROCESS})
+NETWORK_FILE = "network.yaml"
+
+
+def _name_of(orgnr: str) -> str:
+    builtin = BUILTIN_ORGANISATIONS.get(orgnr)
+    return builtin.name if builtin else f"Automatisk mottaker {orgnr}"
+
+
+def _check_orgnr(orgnr: str, where: str) -> None:
+    problem = orgnr_problem(orgnr)
+    if problem:
+        raise ConfigError(f"sandbox network, {where}: {problem}")
+
+
+@dataclass
+class SandboxNetwork:
+    """A running sandbox network. `stop()` stops the peers, then the server."""
+
+    server: SandboxServer
+    peers: dict[str, AutomaticPeer]
+    pki: DevPki
+    data_dir: Path
+    gateways: dict[str, str]
+    organisations: dict[str, str] = field(default_factory=dict)  # orgnr -> name, everyone on the network
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def network_file(self) -> Path:
+        return self.data_dir / NETWORK_FILE
+
+    def gateway_settings(self, orgnr: str) -> dict[str, Any]:
+        """What a gateway's config.yaml needs to join this network as `orgnr` (paths as strings)."""
+        keystore = self.pki.folder / f"{orgnr}.p12"
+        if orgnr not in self.organisations or not keystore.exists():
+            raise ConfigError(
+                f"{orgnr} has no keystore on this sandbox network; the organisations with one are "
+                f"{', '.join(sorted(o for o in self.organisations if (self.pki.folder / f'{o}.p12').exists()))}"
+            )
+        return {
+            "network": {
+                "service_registry_url": self.server.registry_url,
+                "token_url": self.server.token_url,
+                "token_audience": self.server.token_audience,
+                "broker_url": self.server.broker_url,
+            },
+            "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
+            "trust": {"ca_bundle": str(self.pki.trust_bundle)},
+        }
+
+    def config_snippet(self, orgnr: str) -> dict[str, Any]:
+        """gateway_settings plus the organisation block: the part of config.yaml to paste."""
+        return {"organisation": {"orgnr": orgnr, "name": self.organisations[orgnr]}, **self.gateway_settings(orgnr)}
+
+    def describe(self) -> dict[str, Any]:
+        """The content of network.yaml."""
+        return {
+            "url": self.url,
+            "token_url": self.server.token_url,
+            "token_audience": self.server.token_audience,
+            "service_registry_url": self.server.registry_url,
+            "broker_url": self.server.broker_url,
+            "organisations": {
+                orgnr: {"name": name, "role": _role(orgnr, self)} for orgnr, name in self.organisations.items()
+            },
+            "gateways": {orgnr: self.config_snippet(orgnr) for orgnr in self.gateways},
+            "peers": {orgnr: {"name": self.organisations[orgnr], "reply": peer.reply}
+                      for orgnr, peer in self.peers.items()},
+        }
+
+    def write_network_file(self) -> Path:
+        """Write network.yaml atomically (temporary name, fsync, rename)."""
+        target = self.network_file
+        temp = target.with_name(f".{target.name}.tmp")
+        text = "# Written by efm-gateway's sandbox network; rewritten on every start.\n" + yaml.safe_dump(
+            self.describe(), sort_keys=False, allow_unicode=True
+        )
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+        return target
+
+    def stop(self) -> None:
+        for peer in self.peers.values():
+            peer.stop()
+        self.server.stop()
+
+    def __enter__(self) -> SandboxNetwork:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _role(orgnr: str, network: SandboxNetwork) -> str:
+    if orgnr in network.gateways:
+        return GATEWAY
+    if orgnr in network.peers:
+        return PEER
+    builtin = BUILTIN_ORGANISATIONS.get(orgnr)
+    return builtin.role if builtin else PEER
+
+
+def build_catalogue(
+    pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str]
+) -> tuple[SandboxCatalogue, dict[str, str]]:
+    """The catalogue: gateways and peers on DPO (every arkivmelding process, response, avtalt), the
+    DPV-only organisations on DPV. Returns it with orgnr -> name of everyone on it."""
+    organisations: list[SandboxOrganisation] = []
+    names: dict[str, str] = {}
+    for orgnr, name in [*gateways.items(), *((p, _name_of(p)) for p in peers)]:
+        certificate = (pki.folder / f"{orgnr}-cert.pem").read_text(encoding="ascii")
+        organisations.append(SandboxOrganisation(orgnr, name, certificate, {"DPO": set(DPO_PROCESSES)}))
+        names[orgnr] = name
+    for builtin in BUILTIN_ORGANISATIONS.values():
+        if builtin.role == DPV_ONLY and builtin.orgnr not in names:
+            organisations.append(
+                SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(ARKIVMELDING_PROCESSES)})
+            )
+            names[builtin.orgnr] = builtin.name
+    trusted = [pki.ca_certificate.read_text(encoding="ascii")]
+    return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted), names
+
+
+def start_network(
+    data_dir: Path,
+    gateways: Mapping[str, str] | None = None,
+    peers: Sequence[str] = DEFAULT_PEERS,
+    reply: bool = False,
+    port: int = 0,
+    poll_interval: float = 0.5,
+) -> SandboxNetwork:
+    """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
+
+    `gateways` maps orgnr -> name of the organisations that run their own gateway (default: the two
+    built-in ones); `peers` are the orgnrs answered by an AutomaticPeer. The dev PKI in
+    `data_dir/certs` is created or extended with a keystore for each of them.
+    """
+    data_dir = Path(data_dir)
+    gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
+    peers = list(dict.fromkeys(peers))
+    for orgnr in gateways:
+        _check_orgnr(orgnr, f"gateway {orgnr}")
+    for orgnr in peers:
+        _check_orgnr(orgnr, f"peer {orgnr}")
+        if orgnr in gateways:
+            raise ConfigError(f"sandbox network: {orgnr} cannot be both a gateway and an automatic peer")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}})
+    catalogue, names = build_catalogue(pki, gateways, peers)
+    server = SandboxServer(data_dir / "server", catalogue, port=port)
+    server.start()
+    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names)
+    try:
+        trust = TrustStore.from_pem_files([pki.trust_bundle])
+        for orgnr in peers:
+            peer = AutomaticPeer(
+                orgnr,
+                dev_identity(pki, orgnr),
+                trust,
+                token_url=server.token_url,
+                token_audience=server.token_audience,
+                broker_url=server.broker_url,
+                registry_url=server.registry_url,
+                work_dir=data_dir / "peers" / orgnr,
+                reply=reply,
+                poll_interval=poll_interval,
+                name=names[orgnr],
+            )
+            network.peers[orgnr] = peer
+            peer.start()
+        network.write_network_file()
+    except BaseException:
+        network.stop()
+        raise
+    return network
+
+
+def serve_network_forever(
+    data_dir: Path, port: int, reply: bool = False, gateways: Mapping[str, str] | None = None
+) -> None:
+    """Run the sandbox network until SIGTERM or SIGINT (for `efm-gateway sandbox`), then stop cleanly."""
+    stop_requested = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    network: SandboxNetwork | None = None
+    try:
+        network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port)
+        server = network.server
+        lines = [
+            f"sandbox network on {server.url}",
+            f"  token endpoint   {server.token_url} (aud {server.token_audience})",
+            f"  service registry {server.registry_url}",
+            f"  DPO broker       {server.broker_url}",
+        ]
+        for orgnr, peer in network.peers.items():
+            answers = "MOTTATT, LEVERT, kvittering" + (" and a reply" if peer.reply else "")
+            lines.append(f"  automatic peer   {orgnr} {peer.name} (answers {answers})")
+        for orgnr, name in network.organisations.items():
+            if _role(orgnr, network) == DPV_ONLY:
+                lines.append(f"  DPV only         {orgnr} {name}")
+        lines.append(f"  settings written to {network.network_file}")
+        for orgnr in network.gateways:
+            snippet = yaml.safe_dump(network.config_snippet(orgnr), sort_keys=False, allow_unicode=True)
+            lines += ["", f"# config.yaml for gateway {orgnr} ({network.organisations[orgnr]}):", snippet.rstrip()]
+        print("\n".join(lines), flush=True)
+        while not stop_requested.wait(0.5):
+            pass
+    finally:
+        if network is not None:
+            network.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = [
+    "BUILTIN_ORGANISATIONS",
+    "DEFAULT_GATEWAYS",
+    "DEFAULT_PEERS",
+    "DPO_PROCESSES",
+    "BuiltinOrganisation",
+    "SandboxNetwork",
+    "build_catalogue",
+    "serve_network_forever",
+    "start_network",
+]
