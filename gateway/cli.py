@@ -42,6 +42,24 @@ def _parser() -> argparse.ArgumentParser:
             "Exit status 0 when the daemon could start.",
         )
     )
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run the sandbox network alone, for several gateways to share",
+        description="Run the built-in sandbox network on loopback: a service registry with signed answers, a "
+        "token endpoint, an Altinn-like DPO broker, and an automatic peer organisation that answers messages. "
+        "It prints, for each test organisation, the config.yaml settings that join a gateway to it.",
+    )
+    sandbox.add_argument("--data", type=Path, default=Path("var/sandbox"), help="state folder (default: %(default)s)")
+    sandbox.add_argument("--port", type=int, default=9180, help="port on 127.0.0.1 (default: %(default)s)")
+    sandbox.add_argument("--reply", action="store_true", help="the automatic peer also replies to each message")
+    dev_certs = commands.add_parser(
+        "dev-certs",
+        help="make a test CA and enterprise certificates for fictional organisations",
+        description="Create (or extend) a test PKI: a root and an intermediate CA, and for each organisation a "
+        "PKCS#12 keystore and PEM files. For the sandbox and tests only; never for production.",
+    )
+    dev_certs.add_argument("--out", type=Path, default=Path("var/certs"), help="folder (default: %(default)s)")
+    dev_certs.add_argument("organisations", nargs="+", metavar="ORGNR[=NAME]", help="organisation numbers")
     validate = with_config(
         commands.add_parser(
             "validate",
@@ -69,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for chatty in ("apscheduler", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         from gateway import commands
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shutil
 import sys
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from gateway.clock import SystemClock
-from gateway.config import Config, load_config, prepare_folders
+from gateway.config import Config, KeystoreConfig, TrustConfig, load_config, prepare_folders
 from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import read_listed_files
 from gateway.intake.validate import validate_claimed
@@ -28,13 +29,83 @@ def _config(args: argparse.Namespace) -> Config:
 def run(args: argparse.Namespace) -> int:
     from gateway.daemon import Daemon
 
-    Daemon(_config(args)).run_forever()
+    config = _config(args)
+    if not config.sandbox.enabled:
+        Daemon(config).run_forever()
+        return 0
+    # The sandbox runs beside the daemon in this process; the daemon itself only sees URLs and keys.
+    from gateway.sandbox.network import DEFAULT_GATEWAYS, start_network
+
+    prepare_folders(config)
+    data = config.sandbox.data or config.folders.state.parent / "sandbox"
+    gateways = {**DEFAULT_GATEWAYS, config.organisation.orgnr: config.organisation.name or config.organisation.orgnr}
+    network = start_network(data, gateways=gateways, reply=config.sandbox.reply, port=config.sandbox.port)
+    try:
+        log.info("sandbox network on %s (settings in %s)", network.url, network.network_file)
+        Daemon(with_network_settings(config, network.gateway_settings(config.organisation.orgnr))).run_forever()
+    finally:
+        network.stop()
+    return 0
+
+
+def with_network_settings(config: Config, settings: dict) -> Config:
+    """`config` joined to a network: its URLs, and its keystore and trust unless config.yaml names them."""
+    network = dataclasses.replace(config.network, **settings["network"])
+    keystore = config.keystore
+    if not keystore.configured:
+        keystore = KeystoreConfig(
+            pkcs12=Path(settings["keystore"]["pkcs12"]), password=settings["keystore"]["password"]
+        )
+    trust = config.trust if config.trust.ca_bundle else TrustConfig(ca_bundle=Path(settings["trust"]["ca_bundle"]))
+    return dataclasses.replace(config, network=network, keystore=keystore, trust=trust)
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox.network import serve_network_forever
+
+    serve_network_forever(args.data, args.port, reply=args.reply)
+    return 0
+
+
+def dev_certs(args: argparse.Namespace) -> int:
+    from gateway.devcerts import P12_PASSWORD, create_dev_pki
+    from gateway.identifiers import orgnr_problem
+
+    organisations = {}
+    for item in args.organisations:
+        orgnr, _, name = item.partition("=")
+        problem = orgnr_problem(orgnr)
+        if problem:
+            print(f"efm-gateway dev-certs: {problem}", file=sys.stderr)
+            return 2
+        organisations[orgnr] = name or f"Testorganisasjon {orgnr}"
+    pki = create_dev_pki(args.out, organisations)
+    print(f"test CA: {pki.ca_certificate}")
+    print(f"trust bundle (trust.ca_bundle): {pki.trust_bundle}")
+    for orgnr in organisations:
+        print(f"{orgnr}: keystore {args.out / (orgnr + '.p12')} (password {P12_PASSWORD!r})")
     return 0
 
 
 def check_config(args: argparse.Namespace) -> int:
     config = _config(args)
     prepare_folders(config)
+    if config.keystore.configured:
+        from gateway.clock import SystemClock as _Clock
+        from gateway.credentials import load_identity, load_trust
+
+        identity = load_identity(config, _Clock().now())
+        load_trust(config)
+        print(
+            f"keystore: OK (organisation {identity.orgnr}, "
+            f"valid until {identity.certificate.not_valid_after_utc:%Y-%m-%d})"
+        )
+    elif config.network.configured:
+        print(
+            "efm-gateway: keystore is missing; the network section needs the organisation's certificate",
+            file=sys.stderr,
+        )
+        return 2
     print(f"{args.config}: OK (organisation {config.organisation.orgnr}, outbox {config.folders.outbox})")
     return 0
 

@@ -80,6 +80,59 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class KeystoreConfig:
+    """The organisation's enterprise certificate and key: a PKCS#12 keystore, or PEM files."""
+
+    pkcs12: Path | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    alias: str | None = None
+    key_pem: Path | None = None
+    certificate_pem: Path | None = None
+    chain_pem: Path | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.pkcs12 is not None or self.key_pem is not None
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """CA certificates (roots and intermediates, PEM) that senders' signatures must chain to."""
+
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    service_registry_url: str | None = None
+    token_url: str | None = None
+    token_audience: str | None = None
+    client_id: str | None = None
+    broker_url: str | None = None
+    broker_resource: str = "eformidling-dpo-meldingsutveksling"
+    registry_cache_seconds: float = 300.0
+    inbound_poll_seconds: float = 5.0
+    send_interval_seconds: float = 1.0
+    http_timeout_seconds: float = 30.0
+    max_parallel_sends: int = 4
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.service_registry_url and self.token_url and self.broker_url)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Run the built-in sandbox network inside the daemon (no Altinn account, test certificates)."""
+
+    enabled: bool = False
+    data: Path | None = None
+    port: int = 0
+    reply: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     organisation: OrganisationConfig
@@ -88,6 +141,10 @@ class Config:
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    keystore: KeystoreConfig = field(default_factory=KeystoreConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -97,6 +154,10 @@ _SECTIONS: dict[str, type] = {
     "messages": MessagesConfig,
     "retention": RetentionConfig,
     "logging": LoggingConfig,
+    "keystore": KeystoreConfig,
+    "trust": TrustConfig,
+    "network": NetworkConfig,
+    "sandbox": SandboxConfig,
 }
 _REQUIRED_SECTIONS = ("organisation", "folders")
 _CHOICES = {
@@ -109,6 +170,10 @@ _POSITIVE = {
     "intake.max_drop_bytes",
     "messages.default_lifetime_hours",
     "retention.purge_interval_minutes",
+    "network.inbound_poll_seconds",
+    "network.send_interval_seconds",
+    "network.http_timeout_seconds",
+    "network.max_parallel_sends",
 }
 
 
@@ -141,7 +206,35 @@ def load_config(path: Path) -> Config:
     problem = orgnr_problem(config.organisation.orgnr)
     if problem:
         raise ConfigError(f"{path}: organisation.orgnr: {problem}; set your own organisation number")
+    _check_combinations(path, config)
     return config
+
+
+def _check_combinations(path: Path, config: Config) -> None:
+    keystore = config.keystore
+    if keystore.pkcs12 and (keystore.key_pem or keystore.certificate_pem):
+        raise ConfigError(f"{path}: keystore: give either pkcs12 or key_pem/certificate_pem, not both")
+    if keystore.key_pem and not keystore.certificate_pem:
+        raise ConfigError(f"{path}: keystore.certificate_pem is missing; key_pem needs its certificate")
+    if keystore.pkcs12 and keystore.password is None and keystore.password_file is None:
+        raise ConfigError(
+            f"{path}: keystore.password (or keystore.password_file) is missing; the PKCS#12 keystore needs it"
+        )
+    for url_key in ("service_registry_url", "token_url", "token_audience", "broker_url"):
+        value = getattr(config.network, url_key)
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ConfigError(f"{path}: network.{url_key} must be an http(s) URL, not {value!r}")
+    partly = [key for key in ("service_registry_url", "token_url", "broker_url") if getattr(config.network, key)]
+    if partly and len(partly) < 3:
+        missing = sorted({"service_registry_url", "token_url", "broker_url"} - set(partly))
+        raise ConfigError(f"{path}: network.{missing[0]} is missing; the network section needs all three URLs")
+    if config.sandbox.enabled and partly:
+        raise ConfigError(
+            f"{path}: sandbox.enabled is true but network URLs are set too; remove the network URLs "
+            "(the sandbox fills them in) or set sandbox.enabled: false"
+        )
+    if config.sandbox.port < 0 or config.sandbox.port > 65535:
+        raise ConfigError(f"{path}: sandbox.port must be 0 (any free port) or a port number up to 65535")
 
 
 def _unknown(path: Path, key: str, known: Any) -> str:

@@ -15,6 +15,7 @@ from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.retention import run_retention
 from gateway.journal.store import InstanceLock, Journal
+from gateway.network_parts import NetworkParts, SenderLoop, build_network
 from gateway.receipts.writer import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class Daemon:
         self.journal: Journal | None = None
         self.loop: IntakeLoop | None = None
         self.scheduler: BackgroundScheduler | None = None
+        self.network: NetworkParts | None = None
+        self.sender_loop: SenderLoop | None = None
 
     def start(self) -> None:
         config = self.config
@@ -40,7 +43,19 @@ class Daemon:
         self.lock.acquire()
         self.journal = Journal(config.folders.journal_path, self.clock)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock)
-        self.intake = Intake(config, self.journal, self.statuses, self.clock)
+        if config.network.configured:
+            self.network = build_network(config, self.journal, self.statuses, self.clock)
+            self.sender_loop = SenderLoop(self.network.sender, config.network.send_interval_seconds)
+        else:
+            log.warning("no network section in %s: drops are accepted and journaled, but not sent", config.source)
+        wake_sender = self.sender_loop.wake.set if self.sender_loop else None
+        self.intake = Intake(
+            config,
+            self.journal,
+            self.statuses,
+            self.clock,
+            on_accepted=(lambda *_: wake_sender()) if wake_sender else None,
+        )
         self.intake.recover()
         polling, why = intake_uses_polling(config)
         log.info("intake: %s", why)
@@ -55,6 +70,19 @@ class Daemon:
         self.scheduler.add_job(
             self._retention, "interval", minutes=config.retention.purge_interval_minutes, id="retention", **defaults
         )
+        if self.network and self.sender_loop:
+            network = config.network
+            self.sender_loop.start()
+            self.scheduler.add_job(
+                self.network.receiver.poll, "interval", seconds=network.inbound_poll_seconds, id="inbound", **defaults
+            )
+            self.scheduler.add_job(
+                self._after_delivery,
+                "interval",
+                seconds=min(2.0, network.inbound_poll_seconds),
+                id="pick-up",
+                **defaults,
+            )
         watchdog = systemd.watchdog_interval()
         if watchdog:
             self.scheduler.add_job(systemd.notify, "interval", seconds=watchdog, args=["WATCHDOG=1"], id="watchdog")
@@ -63,6 +91,11 @@ class Daemon:
         log.info(
             "efm-gateway is running for organisation %s; outbox %s", config.organisation.orgnr, config.folders.outbox
         )
+
+    def _after_delivery(self) -> None:
+        assert self.network is not None
+        self.network.receiver.check_picked_up()
+        self.network.status_sender.send_due()
 
     def _expire(self) -> None:
         assert self.journal is not None
@@ -89,6 +122,10 @@ class Daemon:
             self.scheduler.shutdown(wait=True)
         if self.loop:
             self.loop.stop()
+        if self.sender_loop:
+            self.sender_loop.stop()
+        if self.network:
+            self.network.close()
         if self.journal:
             self.statuses.flush()
             self.journal.close()

@@ -1,0 +1,65 @@
+"""DPO: messages between integration points over the Altinn 3 Broker (sbd.zip uploads)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.channels.altinn_broker import BrokerClient
+from gateway.channels.base import OutgoingPackage
+from gateway.identifiers import to_party_value
+
+DPO_MAX_BYTES = 1_000_000_000
+DPO_MESSAGE_TYPES = frozenset({"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"})
+UPLOADED_STATES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded"})
+UPLOAD_FILE_NAME = "sbd.zip"
+
+
+class DpoChannel:
+    name = "DPO"
+
+    def __init__(self, broker: BrokerClient, resource_id: str) -> None:
+        self.broker = broker
+        self.resource_id = resource_id
+
+    def validate(self, message_type: str, total_bytes: int) -> list[str]:
+        problems = []
+        if message_type not in DPO_MESSAGE_TYPES:
+            problems.append(f"DPO does not carry {message_type} messages; they go to persons through DPI")
+        if total_bytes > DPO_MAX_BYTES:
+            problems.append(
+                f"the documents add up to {total_bytes} bytes, more than the {DPO_MAX_BYTES} DPO carries; "
+                "split the message"
+            )
+        return problems
+
+    def send(self, package: OutgoingPackage, on_reference: Callable[[str], None]) -> str:
+        reference = package.reference
+        if reference is not None:
+            # An earlier attempt got this far; if its upload finished, it must not be sent twice.
+            status = self.broker.overview(reference).get("fileTransferStatus")
+            if status in UPLOADED_STATES:
+                return reference
+            if status != "Initialized":
+                reference = None
+        if reference is None:
+            reference = self.broker.initialise(
+                resource_id=self.resource_id,
+                sender=to_party_value(package.sender),
+                recipient=to_party_value(package.receiver),
+                file_name=UPLOAD_FILE_NAME,
+                senders_reference=package.message_id,
+            )
+            on_reference(reference)
+        self.broker.upload(reference, package.package)
+        return reference
+
+    def poll_inbound(self) -> list[str]:
+        return self.broker.list_published(self.resource_id)
+
+    def fetch_inbound(self, reference: str, target: Path) -> int:
+        with open(target, "wb") as handle:
+            return self.broker.download(reference, handle)
+
+    def acknowledge_inbound(self, reference: str) -> None:
+        self.broker.confirm_download(reference)

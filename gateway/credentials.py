@@ -1,0 +1,50 @@
+"""The organisation's key and certificate, and the trusted CAs, from config.yaml: checked at start."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gateway.config import Config
+from gateway.errors import ConfigError, KeystoreError
+from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
+
+
+def load_identity(config: Config, at: datetime) -> OrgIdentity:
+    """Load and check the enterprise certificate; one line per problem, naming the key to fix."""
+    keystore = config.keystore
+    try:
+        if keystore.pkcs12 is not None:
+            password = keystore.password
+            if password is None and keystore.password_file is not None:
+                try:
+                    password = keystore.password_file.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"keystore.password_file: cannot read {keystore.password_file} ({exc.strerror})"
+                    ) from None
+            identity = load_pkcs12(keystore.pkcs12, password or "", keystore.alias)
+        elif keystore.key_pem is not None and keystore.certificate_pem is not None:
+            identity = load_pem(keystore.key_pem, keystore.certificate_pem, keystore.chain_pem, keystore.password)
+        else:
+            raise ConfigError("keystore: no keystore configured; set keystore.pkcs12 (or key_pem and certificate_pem)")
+    except KeystoreError as exc:
+        raise ConfigError(f"keystore: {exc}") from None
+    problems = identity_problems(identity, config.organisation.orgnr, at)
+    if problems:
+        raise ConfigError("keystore: " + "; ".join(problems))
+    return identity
+
+
+def load_trust(config: Config) -> TrustStore:
+    bundle = config.trust.ca_bundle
+    if bundle is None:
+        raise ConfigError(
+            "trust.ca_bundle is missing; name a PEM file with the CA certificates that senders' "
+            "enterprise certificates chain to (roots and intermediates)"
+        )
+    if not bundle.is_file():
+        raise ConfigError(f"trust.ca_bundle: {bundle} does not exist; point it at a PEM file of CA certificates")
+    try:
+        return TrustStore.from_pem_files([bundle])
+    except Exception as exc:
+        raise ConfigError(f"trust.ca_bundle: {bundle} holds no readable PEM certificates ({exc})") from None

@@ -1,0 +1,281 @@
+"""Receive: download, verify, unpack into the inbox; apply statuses and receipts to our messages.
+
+For a message: journal RECEIVED (committed) → rename the assembled folder into the inbox →
+journal IN_INBOX with INNKOMMENDE_MOTTATT and a MOTTATT owed to the sender → confirm the download.
+A crash anywhere repeats the steps not yet journaled; the channel offers the message again until
+its download is confirmed, and the journal keeps it from reaching the inbox twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from gateway.channels.base import Channel
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
+from gateway.errors import CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
+from gateway.formats.arkivmelding import read_arkivmelding
+from gateway.formats.asice import AsicContents, AsicLimits
+from gateway.formats.business import ArkivmeldingKvittering
+from gateway.formats.business import Status as StatusMessage
+from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.formats.sbd import StandardBusinessDocument
+from gateway.fsio import atomic_write_bytes, durable_rename, fsync_dir
+from gateway.inbound.unpack import ReceivedPackage, open_package, open_payload
+from gateway.journal.phases import Phase
+from gateway.journal.store import Journal, MessageRecord
+from gateway.receipts.statuses import Status
+from gateway.receipts.writer import StatusWriter, status_file_name
+
+log = logging.getLogger(__name__)
+
+_SAFE_REFERENCE = re.compile(r"[^A-Za-z0-9._-]")
+RECEIPT_OK = ("OK", "WARNING")
+
+
+class Receiver:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        statuses: StatusWriter,
+        clock: Clock,
+        channel: Channel,
+        identity: OrgIdentity,
+        trust: TrustStore,
+        limits: AsicLimits | None = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.statuses = statuses
+        self.clock = clock
+        self.channel = channel
+        self.identity = identity
+        self.trust = trust
+        self.limits = limits or AsicLimits()
+        state = config.folders.state
+        self.downloads = state / "incoming"
+        self.quarantine = state / "quarantine"
+        self.downloads.mkdir(exist_ok=True)
+        self.quarantine.mkdir(exist_ok=True)
+
+    # ---- polling -------------------------------------------------------------------------------
+    def poll(self) -> int:
+        """Take every message the channel has for us; returns how many were handled."""
+        handled = 0
+        for reference in self.channel.poll_inbound():
+            try:
+                self.take(reference)
+                handled += 1
+            except (CryptoError, ValidationError, JournalError, OSError) as exc:
+                log.exception(
+                    "incoming transfer %s could not be handled (%s); it will be offered again", reference, exc
+                )
+            except Exception:
+                # A poisoned message must not stop the others; the channel offers it again later.
+                log.exception("incoming transfer %s failed unexpectedly; it will be offered again", reference)
+        self.statuses.flush()
+        return handled
+
+    def take(self, reference: str) -> None:
+        work = self.downloads / _SAFE_REFERENCE.sub("_", reference)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        download = work / "package.zip"
+        try:
+            self.channel.fetch_inbound(reference, download)
+            try:
+                received = open_package(download, work, self.config.messages.normalise_retired_prefix)
+            except (MessageFormatError, SecurityError) as exc:
+                self._quarantine_unreadable(reference, download, str(exc))
+            else:
+                self._dispatch(reference, received, download, work)
+            self.channel.acknowledge_inbound(reference)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _dispatch(self, reference: str, received: ReceivedPackage, download: Path, work: Path) -> None:
+        sbd = received.sbd
+        if sbd.receiver != self.config.organisation.orgnr:
+            self._quarantine(sbd, reference, download, f"the message is addressed to {sbd.receiver}, not to us")
+            return
+        business = sbd.business_message
+        if isinstance(business, StatusMessage):
+            self._apply_status(sbd, business)
+        elif isinstance(business, ArkivmeldingKvittering):
+            self._apply_receipt(sbd, business)
+        else:
+            self._deliver(reference, received, download, work)
+
+    # ---- statuses and receipts for our own messages -----------------------------------------------
+    def _apply_status(self, sbd: StandardBusinessDocument, business: StatusMessage) -> None:
+        record = self.journal.find_live("out", sbd.message_id)
+        if record is None:
+            log.info("status %s for unknown message %s ignored", business.status, sbd.message_id)
+            return
+        status = Status.MOTTATT if business.status == "MOTTATT" else Status.LEVERT
+        added = self.journal.add_event(record.row, status, description=f"{status.value.lower()} by {sbd.sender}")
+        if added and status == Status.LEVERT and record.message_type != "arkivmelding" and record.phase == Phase.SENT:
+            self.journal.move(record.row, Phase.DONE)  # no receipt follows for these
+        log.info("message %s: %s from %s", sbd.message_id, status.value, sbd.sender)
+
+    def _apply_receipt(self, sbd: StandardBusinessDocument, receipt: ArkivmeldingKvittering) -> None:
+        related = (receipt.related_to_message_id or "").lower()
+        record = self.journal.find_live("out", related)
+        if record is None:
+            log.info("receipt %s for unknown message %s ignored", sbd.message_id, related)
+            return
+        texts = [m.text for m in receipt.messages if m.text]
+        if receipt.receipt_type in RECEIPT_OK:
+            description = f"arkivmelding_kvittering {receipt.receipt_type} from {sbd.sender}"
+            with self.journal.transaction():
+                self.journal.add_event(record.row, Status.LEST, description=description)
+                if record.phase == Phase.SENT:
+                    self.journal.move(record.row, Phase.DONE)
+        else:
+            problems = [f"the receiver answered {receipt.receipt_type}", *texts]
+            with self.journal.transaction():
+                self.journal.add_event(record.row, Status.FEIL, description="; ".join(problems))
+                if record.phase == Phase.SENT:
+                    self.journal.move(record.row, Phase.FAILED, errors=[*record.errors, *problems])
+        log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender)
+
+    # ---- messages for the archive system ---------------------------------------------------------
+    def _deliver(self, reference: str, received: ReceivedPackage, download: Path, work: Path) -> None:
+        sbd = received.sbd
+        existing = self.journal.find_live("in", sbd.message_id)
+        if existing is not None and existing.phase != Phase.RECEIVED:
+            log.info("message %s already received (%s); duplicate ignored", sbd.message_id, existing.phase)
+            return
+        now = self.clock.now()
+        if existing is None and sbd.expected_response is not None and sbd.expected_response <= now:
+            record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
+            self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description="arrived after its deadline")
+            log.info("message %s from %s arrived after its deadline; discarded", sbd.message_id, sbd.sender)
+            return
+        folder_name = sbd.message_id
+        inbox_folder = self.config.folders.inbox / folder_name
+        staging = self.config.folders.inbox_staging / folder_name
+        if not inbox_folder.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            try:
+                contents = open_payload(received, work, staging, self.identity, self.trust, self.limits)
+                self._write_message_xml(sbd, contents, staging)
+            except (SecurityError, CryptoError, MessageFormatError) as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                self._quarantine(sbd, reference, download, str(exc), existing)
+                return
+            fsync_dir(staging)
+            if existing is None:
+                existing = self._create(
+                    sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference}
+                )
+            durable_rename(staging, inbox_folder)
+        if existing is None:
+            existing = self._create(sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference})
+        with self.journal.transaction():
+            self.journal.move(existing.row, Phase.IN_INBOX)
+            self.journal.add_event(
+                existing.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}"
+            )
+            self.journal.queue_status_send(existing.row, Status.MOTTATT)
+        log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender)
+
+    def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
+        return self.journal.create(
+            direction="in",
+            message_id=sbd.message_id,
+            status_name=status_file_name(None, sbd.message_id, "in"),
+            phase=phase,
+            deadline=sbd.expected_response,
+            conversation_id=sbd.conversation_id,
+            sender=sbd.sender,
+            receiver=sbd.receiver,
+            message_type=sbd.message_type,
+            process=sbd.process,
+            channel=self.channel.name,
+            **fields,
+        )
+
+    def _write_message_xml(self, sbd: StandardBusinessDocument, contents: AsicContents, folder: Path) -> None:
+        names = [file.name for file in contents.files]
+        if FOLDER_SIDECAR_NAME in names:
+            raise SecurityError(f"the message carries a file named {FOLDER_SIDECAR_NAME}, which the inbox reserves")
+        title = None
+        arkivmelding_file = "arkivmelding.xml" if "arkivmelding.xml" in names else None
+        if arkivmelding_file:
+            title = read_arkivmelding((folder / arkivmelding_file).read_bytes()).title
+        documents = tuple(
+            DropDocument(
+                file=file.name, mime_type=file.mime_type, size=file.size, main=file.name == contents.main_document
+            )
+            for file in contents.files
+            if file.name != arkivmelding_file
+        )
+        sidecar = Sidecar(
+            receiver=sbd.receiver,
+            sender=sbd.sender,
+            on_behalf_of=sbd.sender_on_behalf_of,
+            message_type=sbd.message_type if sbd.message_type in ("arkivmelding", "avtalt") else "arkivmelding",
+            process=sbd.process,
+            message_id=sbd.message_id,
+            conversation_id=sbd.conversation_id,
+            title=title,
+            deadline=sbd.expected_response,
+            arkivmelding_file=arkivmelding_file,
+            documents=documents,
+            received=self.clock.now(),
+        )
+        atomic_write_bytes(folder / FOLDER_SIDECAR_NAME, write_sidecar(sidecar))
+
+    def _quarantine(
+        self,
+        sbd: StandardBusinessDocument,
+        reference: str,
+        download: Path,
+        reason: str,
+        existing: MessageRecord | None = None,
+    ) -> None:
+        """Keep the raw package for an operator, with a FEIL status; the next message goes on."""
+        kept = self.quarantine / f"{sbd.message_id}.{_SAFE_REFERENCE.sub('_', reference)}.zip"
+        if download.exists():
+            os.replace(download, kept)
+        with self.journal.transaction():
+            if existing is None:
+                existing = self.journal.find_live("in", sbd.message_id)
+            if existing is None:
+                existing = self._create(sbd, Phase.QUARANTINED, errors=[reason], detail={"kept": kept.name})
+            elif existing.phase == Phase.RECEIVED:
+                self.journal.move(existing.row, Phase.QUARANTINED, errors=[reason])
+            self.journal.add_event(existing.row, Status.FEIL, description=f"quarantined: {reason}")
+        log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason)
+
+    def _quarantine_unreadable(self, reference: str, download: Path, reason: str) -> None:
+        kept = self.quarantine / f"unreadable.{_SAFE_REFERENCE.sub('_', reference)}.zip"
+        if download.exists():
+            os.replace(download, kept)
+        atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
+        log.warning("incoming transfer %s quarantined: %s", reference, reason)
+
+    # ---- pick-up ---------------------------------------------------------------------------------
+    def check_picked_up(self) -> int:
+        """Messages the archive system has taken out of the inbox: INNKOMMENDE_LEVERT, LEVERT owed."""
+        present = set(os.listdir(self.config.folders.inbox))
+        taken = 0
+        for record in self.journal.in_phase(Phase.IN_INBOX, limit=100_000):
+            if record.detail.get("inbox_folder", record.message_id) in present:
+                continue
+            with self.journal.transaction():
+                self.journal.move(record.row, Phase.TAKEN)
+                self.journal.add_event(record.row, Status.INNKOMMENDE_LEVERT, description="taken by the archive system")
+                self.journal.queue_status_send(record.row, Status.LEVERT)
+            taken += 1
+        if taken:
+            self.statuses.flush()
+        return taken

@@ -1,0 +1,75 @@
+"""Open a received package: the SBD first (cheap), then decrypt and verify the ASiC-E (streaming)."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gateway.errors import MessageFormatError, SecurityError
+from gateway.formats.asice import AsicContents, AsicLimits, read_asice
+from gateway.formats.cms import decrypt_file
+from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.formats.sbd import StandardBusinessDocument, from_json
+from gateway.outbound.pack import ASIC_ENTRY, SBD_ENTRY
+
+MAX_SBD_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReceivedPackage:
+    sbd: StandardBusinessDocument
+    encrypted_asic: Path | None
+
+
+def open_package(download: Path, work: Path, normalise_retired: bool = False) -> ReceivedPackage:
+    """Read `sbd.json` and extract `asic.zip` (still encrypted) from a downloaded package."""
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(download) as archive:
+            entries = {info.filename: info for info in archive.infolist()}
+            unexpected = sorted(set(entries) - {SBD_ENTRY, ASIC_ENTRY})
+            if unexpected:
+                raise SecurityError(f"the package holds unexpected entries {unexpected}; only sbd.json and asic.zip")
+            if SBD_ENTRY not in entries:
+                raise MessageFormatError("the package has no sbd.json")
+            for info in entries.values():
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise SecurityError(f"the package entry {info.filename!r} is a link")
+            if entries[SBD_ENTRY].file_size > MAX_SBD_BYTES:
+                raise SecurityError(f"sbd.json is larger than {MAX_SBD_BYTES} bytes")
+            with archive.open(SBD_ENTRY) as handle:
+                sbd = from_json(handle.read(MAX_SBD_BYTES + 1), normalise_retired=normalise_retired)
+            encrypted = None
+            if ASIC_ENTRY in entries:
+                encrypted = work / ASIC_ENTRY
+                with archive.open(ASIC_ENTRY) as source, open(encrypted, "wb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+    except zipfile.BadZipFile as exc:
+        raise MessageFormatError(f"the package is not a readable zip: {exc}") from exc
+    return ReceivedPackage(sbd, encrypted)
+
+
+def open_payload(
+    received: ReceivedPackage,
+    work: Path,
+    extract_to: Path,
+    identity: OrgIdentity,
+    trust: TrustStore,
+    limits: AsicLimits | None = None,
+    at: datetime | None = None,
+) -> AsicContents:
+    """Decrypt the ASiC-E to a temporary file, verify it completely and extract its files."""
+    if received.encrypted_asic is None:
+        raise MessageFormatError("the message carries no asic.zip")
+    work.mkdir(parents=True, exist_ok=True)
+    extract_to.mkdir(parents=True, exist_ok=True)
+    plain = work / "asic.asice"
+    try:
+        decrypt_file(received.encrypted_asic, plain, identity.private_key, identity.certificate)
+        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at)
+    finally:
+        plain.unlink(missing_ok=True)

@@ -1,0 +1,98 @@
+"""Build the network side of the daemon (tokens, registry, channels, sender, receiver) from config."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
+from gateway.channels.dpo import DpoChannel
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.credentials import load_identity, load_trust
+from gateway.inbound.receiver import Receiver
+from gateway.inbound.status_sender import StatusSender
+from gateway.journal.store import Journal
+from gateway.outbound.sender import Sender
+from gateway.receipts.writer import StatusWriter
+from gateway.routing.registry import ServiceRegistryClient
+from gateway.tokens import TokenClient
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("eformidling:dpo", BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)
+
+
+@dataclass
+class NetworkParts:
+    http: httpx.Client
+    sender: Sender
+    receiver: Receiver
+    status_sender: StatusSender
+
+    def close(self) -> None:
+        self.sender.close()
+        self.http.close()
+
+
+def build_network(config: Config, journal: Journal, statuses: StatusWriter, clock: Clock) -> NetworkParts:
+    network = config.network
+    identity = load_identity(config, clock.now())
+    trust = load_trust(config)
+    assert network.token_url and network.service_registry_url and network.broker_url
+    http = httpx.Client(
+        timeout=network.http_timeout_seconds,
+        limits=httpx.Limits(max_connections=network.max_parallel_sends * 2 + 4),
+    )
+    tokens = TokenClient(
+        token_url=network.token_url,
+        audience=network.token_audience or network.token_url,
+        client_id=network.client_id or f"efm-gateway-{config.organisation.orgnr}",
+        private_key=identity.private_key,
+        certificate_chain=[identity.certificate, *identity.chain],
+        scopes=SCOPES,
+        http=http,
+        clock=clock,
+    )
+    registry = ServiceRegistryClient(
+        network.service_registry_url, tokens, http, cache_ttl_s=network.registry_cache_seconds, clock=clock
+    )
+    dpo = DpoChannel(BrokerClient(network.broker_url, tokens, http), network.broker_resource)
+    channels = {dpo.name: dpo}
+    sender = Sender(config, journal, statuses, clock, registry, channels, identity)
+    receiver = Receiver(config, journal, statuses, clock, dpo, identity, trust)
+    status_sender = StatusSender(
+        journal, clock, channels, identity, config.folders.state / "outgoing-status", config.organisation.orgnr
+    )
+    return NetworkParts(http, sender, receiver, status_sender)
+
+
+class SenderLoop:
+    """Sends as soon as intake accepts a drop, and every `interval` seconds for retries."""
+
+    def __init__(self, sender: Sender, interval: float) -> None:
+        self.sender = sender
+        self.interval = interval
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sender.send_due()
+            except Exception:
+                log.exception("the send pass failed; trying again")
+            self.wake.wait(timeout=self.interval)
+            self.wake.clear()

@@ -1,0 +1,1 @@
+"""Outbound: route, pack and send accepted messages, journaling before each side effect."""

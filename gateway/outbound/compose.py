@@ -1,0 +1,157 @@
+"""Turn an accepted drop into what goes on the wire: an SBD and the ASiC-E's documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gateway.contract.sidecar import Sidecar, read_sidecar
+from gateway.errors import MessageFormatError
+from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
+from gateway.formats.asice import AsicDocument
+from gateway.formats.business import (
+    Arkivmelding,
+    ArkivmeldingKvittering,
+    Avtalt,
+    DpvSettings,
+    KvitteringMessage,
+    Status,
+)
+from gateway.formats.sbd import StandardBusinessDocument, new_sbd
+from gateway.journal.store import MessageRecord
+
+ARKIVMELDING_NAME = "arkivmelding.xml"
+DEFAULT_MIME = "application/octet-stream"
+_MIME_BY_SUFFIX = {
+    ".pdf": "application/pdf",
+    ".xml": "application/xml",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".odt": "application/vnd.oasis.opendocument.text",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+}
+
+
+@dataclass(frozen=True)
+class ComposedMessage:
+    sbd: StandardBusinessDocument
+    documents: list[AsicDocument]  # empty for messages that travel as sbd.json alone
+
+
+def mime_type_for(name: str, declared: str | None) -> str:
+    return declared or _MIME_BY_SUFFIX.get(Path(name).suffix.lower(), DEFAULT_MIME)
+
+
+def load_sidecar(claim_folder: Path, sidecar_name: str) -> Sidecar:
+    sidecar, problems = read_sidecar((claim_folder / sidecar_name).read_bytes(), source=sidecar_name)
+    if sidecar is None:
+        raise MessageFormatError("; ".join(str(problem) for problem in problems))
+    return sidecar
+
+
+def compose(
+    record: MessageRecord,
+    sidecar: Sidecar,
+    claim_folder: Path,
+    work: Path,
+    created: datetime,
+) -> ComposedMessage:
+    """The SBD and documents for `record`. A built arkivmelding.xml is written into `work`."""
+    assert record.sender and record.receiver and record.process and record.conversation_id
+    message_type = sidecar.message_type
+    documents: list[AsicDocument] = []
+    if message_type == "arkivmelding":
+        business = Arkivmelding(
+            sikkerhetsnivaa=sidecar.security_level,
+            hoveddokument=ARKIVMELDING_NAME,
+            dpv=_dpv(sidecar),
+        )
+        documents.append(
+            AsicDocument(
+                ARKIVMELDING_NAME, _arkivmelding(record, sidecar, claim_folder, work, created), "application/xml"
+            )
+        )
+        documents.extend(_documents(sidecar, claim_folder))
+    elif message_type == "arkivmelding_kvittering":
+        assert sidecar.receipt is not None
+        business = ArkivmeldingKvittering(
+            receipt_type=sidecar.receipt.receipt_type,
+            related_to_message_id=sidecar.receipt.related_to_message_id,
+            messages=tuple(KvitteringMessage(text=text) for text in sidecar.receipt.texts),
+        )
+    elif message_type == "avtalt":
+        assert sidecar.avtalt is not None
+        business = Avtalt(identifier=sidecar.avtalt.identifier, content=sidecar.avtalt.content)
+        documents.extend(_documents(sidecar, claim_folder))
+    else:
+        raise MessageFormatError(f"{message_type} messages cannot be composed for this channel")
+    sbd = new_sbd(
+        sender=record.sender,
+        receiver=record.receiver,
+        business_message=business,
+        process=record.process,
+        created=created,
+        conversation_id=record.conversation_id,
+        message_id=record.message_id,
+        expected_response=record.deadline,
+        sender_on_behalf_of=sidecar.on_behalf_of.removeprefix("0192:") if sidecar.on_behalf_of else None,
+    )
+    return ComposedMessage(sbd, documents)
+
+
+def status_sbd(
+    *, sender: str, receiver: str, message_id: str, conversation_id: str, process: str, status: str, created: datetime
+) -> StandardBusinessDocument:
+    """A `status` message about a message we received: it reuses that message's id."""
+    return new_sbd(
+        sender=sender,
+        receiver=receiver,
+        business_message=Status(status=status),
+        process=process,
+        created=created,
+        conversation_id=conversation_id,
+        message_id=message_id,
+    )
+
+
+def _dpv(sidecar: Sidecar) -> DpvSettings | None:
+    if sidecar.dpv is None:
+        return None
+    return DpvSettings(
+        varsel_tekst=sidecar.dpv.notification_text,
+        taushetsbelagt_varsel_tekst=sidecar.dpv.sensitive_notification_text,
+        dager_til_svarfrist=sidecar.dpv.days_to_reply,
+    )
+
+
+def _documents(sidecar: Sidecar, claim_folder: Path) -> list[AsicDocument]:
+    ordered = sorted(sidecar.documents, key=lambda doc: not doc.main)
+    return [AsicDocument(doc.file, claim_folder / doc.file, mime_type_for(doc.file, doc.mime_type)) for doc in ordered]
+
+
+def _arkivmelding(record: MessageRecord, sidecar: Sidecar, claim_folder: Path, work: Path, created: datetime) -> Path:
+    supplied = record.detail.get("arkivmelding_file")
+    if supplied:
+        return claim_folder / supplied
+    work.mkdir(parents=True, exist_ok=True)
+    target = work / ARKIVMELDING_NAME
+    ordered = sorted(sidecar.documents, key=lambda doc: not doc.main)
+    files = [
+        ArkivmeldingFile(name=doc.file, title=doc.title or doc.file, main=index == 0)
+        for index, doc in enumerate(ordered)
+    ]
+    target.write_bytes(
+        build_arkivmelding(
+            title=sidecar.title
+            or (ordered[0].title if ordered and ordered[0].title else record.drop_name or "Melding"),
+            files=files,
+            created=created,
+            message_id=record.message_id,
+        )
+    )
+    return target

@@ -1,0 +1,263 @@
+"""Send accepted messages: route → pack → send, journaling before each side effect.
+
+A message moves ACCEPTED → SENDING (package ready, committed) → SENT. The channel's reference is
+journaled before the upload, so an interrupted send resumes on the same transfer, and an upload
+that finished before a crash is recognised instead of repeated. Retryable errors back off per
+message; permanent ones end it in FEIL with the reason in the status file.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from gateway.channels.base import Channel, OutgoingPackage
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
+from gateway.formats.keys import OrgIdentity
+from gateway.identifiers import is_person
+from gateway.intake.claim import parse_claim_id
+from gateway.intake.failed import choose_failed_name, explanation_text, park
+from gateway.journal.phases import Phase
+from gateway.journal.store import Journal, MessageRecord
+from gateway.outbound.compose import compose, load_sidecar
+from gateway.outbound.pack import pack_message
+from gateway.receipts.statuses import Status
+from gateway.receipts.writer import StatusWriter
+from gateway.routing.registry import ServiceRegistryClient
+from gateway.routing.route import choose_route
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_TYPES = {
+    "arkivmelding": "urn:no:difi:arkivmelding:xsd::arkivmelding",
+    "arkivmelding_kvittering": "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering",
+    "avtalt": "urn:no:difi:avtalt:xsd::avtalt",
+    "digital": "urn:no:difi:digitalpost:xsd:digital::digital",
+    "print": "urn:no:difi:digitalpost:xsd:fysisk::print",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The reference's back-off: 20 s, times 3, capped at an hour; the deadline ends it."""
+
+    first_seconds: float = 20.0
+    factor: float = 3.0
+    max_seconds: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.first_seconds * self.factor ** max(attempts - 1, 0), self.max_seconds)
+
+
+class Sender:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        statuses: StatusWriter,
+        clock: Clock,
+        registry: ServiceRegistryClient,
+        channels: Mapping[str, Channel],
+        identity: OrgIdentity,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.statuses = statuses
+        self.clock = clock
+        self.registry = registry
+        self.channels = dict(channels)
+        self.identity = identity
+        self.retry = retry
+        self.packages = config.folders.state / "outgoing"
+        self.packages.mkdir(exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=config.network.max_parallel_sends, thread_name_prefix="send")
+        self._in_flight: set[int] = set()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def send_due(self, limit: int = 500) -> int:
+        """Start sending every message that is due; returns how many were started."""
+        now = self.clock.now().timestamp()
+        due = self.journal.in_phase(Phase.SENDING, limit, due_before=now)
+        due += self.journal.in_phase(Phase.ACCEPTED, limit, due_before=now)
+        started = 0
+        for record in due:
+            with self._lock:
+                if record.row in self._in_flight or len(self._in_flight) >= limit:
+                    continue
+                self._in_flight.add(record.row)
+            self._pool.submit(self._guarded, record.row)
+            started += 1
+        return started
+
+    def _guarded(self, row: int) -> None:
+        try:
+            self.send_one(self.journal.get(row))
+        except Exception:
+            # One message's failure never stops the others; it is tried again later.
+            log.exception("sending journal row %d failed unexpectedly; it will be tried again", row)
+            self._later(self.journal.get(row), "an unexpected error; see the log")
+        finally:
+            with self._lock:
+                self._in_flight.discard(row)
+            self.statuses.flush()
+
+    def send_one(self, record: MessageRecord) -> None:
+        if record.phase not in (Phase.ACCEPTED, Phase.SENDING):
+            return
+        if record.deadline is not None and record.deadline <= self.clock.now():
+            self._expire(record)
+            return
+        claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
+        if claimed is None or not claimed.folder.exists():
+            self._fail(record, [f"the claimed drop for message {record.message_id} is gone from the work area"])
+            return
+        try:
+            sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
+            record, receiver_certificate = self._route(record, sidecar.message_type, sidecar.security_level)
+            channel = self.channels.get(record.channel or "")
+            if channel is None:
+                raise PermanentChannelError(
+                    f"{record.channel} is the receiver's channel ({record.route_reason}), but this gateway does "
+                    "not send on it yet"
+                )
+            problems = channel.validate(sidecar.message_type, int(record.detail.get("total_bytes", 0)))
+            if problems:
+                raise PermanentChannelError("; ".join(problems))
+            work = self.packages / record.message_id
+            composed = compose(record, sidecar, claimed.folder, work, self.clock.now())
+            package = pack_message(composed.sbd, composed.documents, self.identity, receiver_certificate, work)
+            if record.phase == Phase.ACCEPTED:
+                record = self.journal.move(record.row, Phase.SENDING, detail={**record.detail, "package": str(package)})
+
+            def remember(reference: str) -> None:
+                self.journal.update(record.row, detail={**record.detail, "reference": reference})
+
+            reference = channel.send(
+                OutgoingPackage(
+                    message_id=record.message_id,
+                    sender=record.sender or self.config.organisation.orgnr,
+                    receiver=record.receiver or "",
+                    package=package,
+                    reference=record.detail.get("reference"),
+                ),
+                remember,
+            )
+        except RetryableChannelError as exc:
+            self._later(record, str(exc))
+            return
+        except (PermanentChannelError, ValidationError) as exc:
+            self._fail(record, [str(exc)])
+            return
+        self._sent(self.journal.get(record.row), reference, claimed.folder)
+
+    def _route(self, record: MessageRecord, message_type: str, security_level: int | None):
+        """Look the receiver up (once per message); returns the record and the certificate to encrypt to."""
+        cached_pem = record.detail.get("receiver_certificate")
+        if record.channel and (cached_pem or message_type not in ("arkivmelding", "avtalt")):
+            certificate = x509.load_pem_x509_certificate(cached_pem.encode()) if cached_pem else None
+            return record, certificate
+        assert record.receiver and record.process
+        answer = self.registry.lookup(record.receiver, record.process, security_level, record.conversation_id)
+        route = choose_route(
+            answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level
+        )
+        pem = route.service_record.certificate_pem if route.service_record else None
+        self.journal.update(
+            record.row,
+            channel=route.channel,
+            route_reason=route.reason,
+            detail={**record.detail, "receiver_certificate": pem},
+        )
+        log.info("message %s: %s", record.message_id, route.reason)
+        return self.journal.get(record.row), (x509.load_pem_x509_certificate(pem.encode()) if pem else None)
+
+    def _sent(self, record: MessageRecord, reference: str, claim_folder: Path) -> None:
+        with self.journal.transaction():
+            record = self.journal.move(record.row, Phase.SENT, detail={**record.detail, "reference": reference})
+            self.journal.add_event(record.row, Status.SENDT, description=f"handed to {record.channel} ({reference})")
+            if self.journal.has_event(record.row, Status.LEST):
+                record = self.journal.move(record.row, Phase.DONE)  # the receipt overtook us
+        log.info("message %s sent on %s", record.message_id, record.channel)
+        self._file_away(record, claim_folder)
+
+    def _file_away(self, record: MessageRecord, claim_folder: Path) -> None:
+        """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
+        if claim_folder.exists():
+            target = self.config.folders.sent / choose_failed_name(self.config.folders.sent, record.drop_name or "drop")
+            shutil.move(str(claim_folder), str(target))
+        shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+
+    def _later(self, record: MessageRecord, reason: str) -> None:
+        attempts = record.attempts + 1
+        delay = self.retry.delay(attempts)
+        next_at = self.clock.now().timestamp() + delay
+        if record.deadline is not None and next_at >= record.deadline.timestamp():
+            next_at = record.deadline.timestamp()  # the expiry sweep takes it from there
+        self.journal.update(
+            record.row, attempts=attempts, next_attempt_at=next_at, detail={**record.detail, "last_error": reason}
+        )
+        log.warning("message %s: %s; trying again in %.0f s (attempt %d)", record.message_id, reason, delay, attempts)
+
+    def _fail(self, record: MessageRecord, problems: list[str]) -> None:
+        try:
+            with self.journal.transaction():
+                record = self.journal.move(record.row, Phase.FAILED, errors=[*record.errors, *problems])
+                self.journal.add_event(record.row, Status.FEIL, description=problems[0])
+        except JournalError:
+            log.info("message %s changed phase before it could be marked failed", record.message_id)
+            return
+        log.warning("message %s failed: %s", record.message_id, "; ".join(problems))
+        self._park(
+            record,
+            problems,
+            "efm-gateway could not send this message",
+            "Correct the problem above and drop the message again (with a new messageId).",
+        )
+
+    def _expire(self, record: MessageRecord) -> None:
+        reason = "the deadline passed before the message could be sent"
+        try:
+            with self.journal.transaction():
+                record = self.journal.move(record.row, Phase.EXPIRED, errors=[*record.errors, reason])
+                self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description=reason)
+        except JournalError:
+            return
+        self._park(
+            record,
+            [reason],
+            "efm-gateway did not send this message",
+            "Drop the message again with a later <deadline> if it should still be sent.",
+        )
+
+    def _park(self, record: MessageRecord, problems: list[str], headline: str, advice: str) -> None:
+        claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
+        if claimed is not None and claimed.folder.exists():
+            failed = self.config.folders.failed
+            text = explanation_text(claimed.name, record.message_id, problems, self.clock.now(), headline, advice)
+            park(claimed.folder, failed, choose_failed_name(failed, claimed.name), text)
+        shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+
+
+def wake_on_accept(event: threading.Event) -> Callable[..., None]:
+    """An intake hook that wakes the sender as soon as a drop is accepted."""
+
+    def hook(*_args: object) -> None:
+        event.set()
+
+    return hook
+
+
+__all__ = ["ChannelError", "RetryPolicy", "Sender", "wake_on_accept"]
