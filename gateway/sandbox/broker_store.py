@@ -241,6 +241,11 @@ class BrokerStore:
             initialised = dict(self._db.execute(
                 "SELECT COALESCE(senders_reference, ''), COUNT(*) FROM initialise_event GROUP BY 1"
             ).fetchall())
+            # Status messages reuse the messageId they are about: count per sender to tell them apart.
+            by_sender = dict(self._db.execute(
+                "SELECT f.sender || '/' || COALESCE(u.senders_reference, ''), COUNT(*) "
+                "FROM upload_event u JOIN file_transfer f ON f.id = u.transfer_id GROUP BY 1"
+            ).fetchall())
             total_bytes = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM upload_event").fetchone()[0]
             by_status = dict(self._db.execute(
                 "SELECT status, COUNT(*) FROM file_transfer GROUP BY status"
@@ -248,6 +253,7 @@ class BrokerStore:
         return {
             "uploadsByReference": uploads,
             "initialisedByReference": initialised,
+            "uploadsBySenderAndReference": by_sender,
             "totalUploads": sum(uploads.values()),
             "totalInitialised": sum(initialised.values()),
             "totalUploadedBytes": total_bytes,
