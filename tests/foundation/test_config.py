@@ -71,7 +71,7 @@ def test_unknown_top_level_key_is_named_with_the_known_sections(tmp_path):
 def test_unknown_key_inside_a_section_is_named_with_the_known_keys(tmp_path):
     message = _problem(tmp_path, lambda s: s["folders"].update(outbx="var/x"))
     assert "folders.outbx" in message
-    for key in FOLDER_KEYS + ("create_missing",):
+    for key in (*FOLDER_KEYS, "create_missing"):
         assert f"folders.{key}" in message
     assert "spelling" in message
 
