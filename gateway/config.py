@@ -258,6 +258,7 @@ def _build_section(path: Path, base: Path, section: str, section_type: type, raw
 def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> Any:
     type_text = str(type_name)
     optional = "None" in type_text
+    type_text = type_text.replace(" | None", "")
     if value is None:
         if optional:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,8 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     Readers see the old file or the new one, never a partial one.
     """
     folder = target.parent
-    temp = folder / f"{TEMP_PREFIX}{target.name}.{os.getpid()}"
+    # Unique per writer: two threads may replace the same file at once (last rename wins, whole).
+    temp = folder / f"{TEMP_PREFIX}{target.name}.{os.getpid()}.{threading.get_ident()}"
     with open(temp, "wb") as handle:
         try:
             yield handle

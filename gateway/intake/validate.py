@@ -129,6 +129,7 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
             f"({config.organisation.orgnr}); leave <sender> out, or use <onBehalfOf> for a sub-unit"
         )
     conversation_id = sidecar.conversation_id
+    conversation_process = None
     receiver = sidecar.receiver
     answered_id = sidecar.receipt.related_to_message_id if sidecar.receipt else sidecar.in_reply_to
     if answered_id:
@@ -147,6 +148,7 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
                     f"the message it answers ({received.conversation_id}); leave <conversationId> out"
                 )
             conversation_id = received.conversation_id
+            conversation_process = received.process
             if received.sender and receiver.removeprefix("0192:") != received.sender:
                 problems.append(
                     f"{claimed.sidecar_name}: <receiver> {receiver} is not the sender of the message it answers "
@@ -166,7 +168,7 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
             sidecar=sidecar,
             message_id=message_id,
             conversation_id=conversation_id or str(uuid.uuid4()),
-            process=sidecar.process or (RESPONSE_PROCESS if answered_id else _DEFAULT_PROCESS_BY_TYPE[sidecar.message_type]),
+            process=sidecar.process or _default_process(sidecar, conversation_process),
             sender=config.organisation.orgnr,
             deadline=deadline,
             arkivmelding_file=arkivmelding_file,
@@ -176,6 +178,15 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
         message_id,
         sidecar,
     )
+
+
+def _default_process(sidecar: Sidecar, conversation_process: str | None) -> str:
+    """Receipts use the response process; a reply stays in the process of the conversation it answers."""
+    if sidecar.message_type == "arkivmelding_kvittering":
+        return RESPONSE_PROCESS
+    if sidecar.in_reply_to and conversation_process:
+        return conversation_process
+    return _DEFAULT_PROCESS_BY_TYPE[sidecar.message_type]
 
 
 def _present_files(claimed: ClaimedDrop, problems: list[str]) -> dict[str, int]:

@@ -1,0 +1,114 @@
+"""Real processes for the DPO tests: a shared sandbox network and gateways that join it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.foundation.process import DaemonProcess, wait_for
+
+A = "991825827"
+B = "910077473"
+PEER = "910075918"
+FAST = {
+    "intake": {"mode": "events", "scan_interval_seconds": 0.5, "quiet_period_seconds": 0.2},
+    "network": {"inbound_poll_seconds": 0.3, "send_interval_seconds": 0.3},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SandboxProcess:
+    """`efm-gateway sandbox` as its own process, shared by the gateways under test."""
+
+    def __init__(self, data: Path, reply: bool = False) -> None:
+        self.data = data
+        self.port = free_port()
+        self.log = data.parent / "sandbox.log"
+        args = [sys.executable, "-m", "gateway.cli", "sandbox", "--data", str(data), "--port", str(self.port)]
+        if reply:
+            args.append("--reply")
+        data.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as handle:
+            self.process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
+        network_file = data / "network.yaml"
+        wait_for(lambda: network_file.exists() or self.process.poll() is not None, 60, message="sandbox start")
+        assert self.process.poll() is None, self.log.read_text()
+        self.network = yaml.safe_load(network_file.read_text())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url}/broker/_sandbox/stats", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+def gateway_config(root: Path, sandbox: SandboxProcess, orgnr: str, **overrides: dict) -> Path:
+    """A config.yaml for a gateway of `orgnr` on the shared sandbox, every folder under root/var."""
+    root.mkdir(parents=True, exist_ok=True)
+    snippet = sandbox.network["gateways"][orgnr]
+    config = {
+        "organisation": snippet["organisation"],
+        "folders": {
+            "create_missing": True,
+            **{name: f"var/{name}" for name in ("outbox", "status", "inbox", "failed", "sent", "state")},
+        },
+        "intake": dict(FAST["intake"]),
+        "network": {**snippet["network"], **FAST["network"]},
+        "keystore": snippet["keystore"],
+        "trust": snippet["trust"],
+    }
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class Gateway:
+    def __init__(self, root: Path, config: Path) -> None:
+        self.root = root
+        self.config = config
+        self.var = root / "var"
+        self.process = DaemonProcess(config, root / "daemon.log")
+
+    def start(self) -> Gateway:
+        self.process = DaemonProcess(self.config, self.root / "daemon.log").start()
+        wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 30, message="gateway start")
+        return self
+
+    @property
+    def outbox(self) -> Path:
+        return self.var / "outbox"
+
+    @property
+    def inbox(self) -> Path:
+        return self.var / "inbox"
+
+    @property
+    def status(self) -> Path:
+        return self.var / "status"
+
+    def log(self) -> str:
+        return (self.root / "daemon.log").read_text(errors="replace")
+
+
+def wait(condition, timeout: float = 30, message: str = "") -> None:
+    wait_for(condition, timeout, interval=0.1, message=message)
+
+
+def settle(seconds: float = 0.5) -> None:
+    time.sleep(seconds)
