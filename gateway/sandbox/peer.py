@@ -31,7 +31,7 @@ from cryptography import x509
 
 from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
 from gateway.clock import Clock, SystemClock
-from gateway.errors import GatewayError, PermanentChannelError, RetryableChannelError
+from gateway.errors import GatewayError, PermanentChannelError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding, read_arkivmelding
 from gateway.formats.asice import AsicContents, AsicDocument
 from gateway.formats.keys import OrgIdentity, TrustStore
@@ -311,9 +311,27 @@ class AutomaticPeer:
                     self._handle_transfer(transfer_id)
                     handled += 1
                 except Exception as exc:  # one bad message never stops the rest
-                    log.warning("automatic peer %s: transfer %s failed: %s", self.orgnr, transfer_id, exc)
-                    self._record(PeerEvent(transfer_id, FAILED, detail=str(exc)), "failed")
+                    self._failed_attempt(transfer_id, exc)
             return handled
+
+    def _failed_attempt(self, transfer_id: str, exc: Exception) -> None:
+        """Leave the transfer for the next round, or after MAX_ATTEMPTS confirm it and give up."""
+        attempts = self._attempts.get(transfer_id, 0) + 1
+        self._attempts[transfer_id] = attempts
+        reason = f"{type(exc).__name__}: {exc}"
+        if attempts < MAX_ATTEMPTS:
+            log.warning("automatic peer %s: transfer %s failed (attempt %d of %d), will retry: %s",
+                        self.orgnr, transfer_id, attempts, MAX_ATTEMPTS, reason)
+            self._count("poll_errors")
+            return
+        log.warning("automatic peer %s: transfer %s failed %d times; giving up on it: %s",
+                    self.orgnr, transfer_id, attempts, reason)
+        try:
+            self._confirm(transfer_id)
+        except Exception as confirm_exc:  # the broker may be the problem; the next round tries again
+            log.warning("automatic peer %s: could not confirm transfer %s: %s", self.orgnr, transfer_id, confirm_exc)
+            return
+        self._record(PeerEvent(transfer_id, FAILED, detail=reason), "failed")
 
     def _handle_transfer(self, transfer_id: str) -> None:
         folder = self.work_dir / "incoming" / transfer_id
@@ -336,7 +354,9 @@ class AutomaticPeer:
         self._count("transfers")
         try:
             received = open_package(download, folder / "package")
-        except GatewayError as exc:
+        except OSError:
+            raise  # our disk, not the message: try again next round
+        except Exception as exc:  # whatever the sender put on the wire, it is refused, not retried
             log.warning("automatic peer %s: transfer %s is not a readable eFormidling package: %s",
                         self.orgnr, transfer_id, exc)
             self._confirm(transfer_id)
@@ -386,7 +406,9 @@ class AutomaticPeer:
         if received.encrypted_asic is not None or sbd.message_type == "arkivmelding":
             try:
                 contents = open_payload(received, folder / "work", folder / "files", self.identity, self.trust)
-            except GatewayError as exc:
+            except OSError:
+                raise  # our disk, not the message: try again next round
+            except Exception as exc:  # SecurityError, CryptoError, MessageFormatError, or a corrupt deflate stream
                 reason = f"{type(exc).__name__}: {exc}"
                 log.warning("automatic peer %s: message %s from %s failed verification and is not answered: %s",
                             self.orgnr, sbd.message_id, sbd.sender, reason)
@@ -397,14 +419,7 @@ class AutomaticPeer:
             title = _title_of(contents)
         try:
             self._answer(sbd, title)
-        except (PermanentChannelError, RetryableChannelError) as exc:
-            attempts = self._attempts.get(transfer_id, 0) + 1
-            self._attempts[transfer_id] = attempts
-            permanent = isinstance(exc, PermanentChannelError) or attempts >= MAX_ATTEMPTS
-            if not permanent:
-                log.warning("automatic peer %s: answering message %s failed (attempt %d), will retry: %s",
-                            self.orgnr, sbd.message_id, attempts, exc)
-                raise
+        except PermanentChannelError as exc:  # passing trouble propagates: poll_once retries the transfer
             log.warning("automatic peer %s: answering message %s failed; giving up: %s",
                         self.orgnr, sbd.message_id, exc)
             self._seen.finish(sbd, FAILED, str(exc), self.clock.now())
