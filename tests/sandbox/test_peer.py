@@ -20,6 +20,7 @@ import yaml
 
 from gateway.channels.altinn_broker import DPO_RESOURCE_ID
 from gateway.devcerts import dev_identity
+from gateway.errors import RetryableChannelError
 from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.keys import TrustStore, load_pkcs12
 from gateway.formats.sbd import (
@@ -35,6 +36,8 @@ from gateway.sandbox.network import BUILTIN_ORGANISATIONS, SandboxNetwork, start
 from gateway.sandbox.peer import (
     ANSWERED,
     DUPLICATE,
+    FAILED,
+    MAX_ATTEMPTS,
     RECEIPT,
     REJECTED,
     STATUS,
@@ -205,6 +208,31 @@ def test_a_transfer_that_is_no_package_at_all_is_refused_and_blocks_nothing(
     assert [e.outcome for e in peer_of(network).events() if e.transfer_id == garbage] == [UNREADABLE]
     assert_answered(gateway.receive_all(), good.message_id, good.conversation_id, good.process)
     assert gateway.broker.overview(garbage)["fileTransferStatus"] == "AllConfirmedDownloaded"
+
+
+def test_a_message_whose_answers_keep_failing_is_given_up_after_a_few_rounds(
+    network: SandboxNetwork, gateway: SendingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer = peer_of(network)
+
+    def broker_down(*args: object) -> None:
+        raise RetryableChannelError("the broker is down (simulated)")
+
+    monkeypatch.setattr(peer, "_answer", broker_down)
+    errors_before = peer.counters().poll_errors
+    sbd, documents = gateway.arkivmelding(PEER, "Aldri besvart")
+    transfer_id = gateway.send(sbd, documents)
+    wait_until(lambda: any(e.transfer_id == transfer_id and e.outcome == FAILED for e in peer.events()),
+               what="the peer to give up")
+
+    assert peer.counters().poll_errors - errors_before == MAX_ATTEMPTS - 1
+    assert gateway.broker.overview(transfer_id)["fileTransferStatus"] == "AllConfirmedDownloaded"
+    assert gateway.receive_all() == []
+    monkeypatch.undo()
+    good, good_documents = gateway.arkivmelding(PEER, "Etter brudd")
+    gateway.send(good, good_documents)
+    wait_for_outcome(network, good.message_id, ANSWERED)
+    assert_answered(gateway.receive_all(), good.message_id, good.conversation_id, good.process)
 
 
 def test_with_reply_the_sender_also_gets_a_verifiable_arkivmelding_in_the_same_conversation(
