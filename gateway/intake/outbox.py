@@ -225,10 +225,11 @@ class OutboxScanner:
                 for file, declared in listed  # type: ignore[union-attr]
             )
         )
-        if name in self._moved_in or ((complete or listed is None) and (declared_match or stable)):
+        # message.xml is a folder drop's commit marker: once it is there and the folder has been still
+        # for the quiet period (or arrived by rename), the folder is complete as it stands, and
+        # validation names any file it lacks.
+        if name in self._moved_in or stable or (complete and declared_match):
             result.ready.append(Candidate("folder", name, name))
-        elif stable and age >= self.incomplete_timeout:
-            result.ready.append(Candidate("folder", name, name))  # validation names the missing files
         else:
             result.waiting += 1
 

@@ -1,0 +1,56 @@
+"""`efm-gateway run` on the repository's config.yaml with sample_drops/ copied in: the good drops
+reach LEST through the automatic peer, the bad one lands in failed/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tests.foundation.process import DaemonProcess, status_files, wait_for
+
+from .statusfiles import NS, valid_status_file
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _current_and_drop(path: Path) -> tuple[str | None, str | None]:
+    from lxml import etree
+
+    root = etree.parse(str(path)).getroot()
+    return root.findtext("s:current", namespaces=NS), root.findtext("s:dropName", namespaces=NS)
+
+
+def test_sample_drops_through_the_repository_config(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    daemon = DaemonProcess(tmp_path / "config.yaml", tmp_path / "daemon.log").start()
+    try:
+        var = tmp_path / "var"
+        wait_for(lambda: (var / "sandbox" / "network.yaml").exists(), 60, message="the sandbox network")
+        wait_for(lambda: "efm-gateway is running" in (tmp_path / "daemon.log").read_text(), 30, message="the daemon")
+        outbox, staging = var / "outbox", tmp_path / "staging"
+        samples = REPO / "sample_drops"
+        for folder in ("brev-til-sandkasse-peer", "ugyldig-mottaker"):
+            shutil.copytree(samples / folder, staging / folder)
+            os.rename(staging / folder, outbox / folder)  # a folder drop arrives in one rename
+        shutil.copy(samples / "flat" / "melding-flat.pdf", outbox / "melding-flat.pdf")  # documents first,
+        shutil.copy(samples / "flat" / "melding-flat.xml", staging / "melding-flat.xml")  # the sidecar last
+        os.rename(staging / "melding-flat.xml", outbox / "melding-flat.xml")
+
+        def states() -> dict[str | None, str | None]:
+            return {drop: now for now, drop in map(_current_and_drop, status_files(var / "status"))}
+
+        wait_for(
+            lambda: states() == {"brev-til-sandkasse-peer": "LEST", "melding-flat": "LEST", "ugyldig-mottaker": "FEIL"},
+            90,
+            interval=0.5,
+            message="LEST for the good drops, FEIL for the bad one",
+        )
+        assert sorted(os.listdir(var / "failed")) == ["ugyldig-mottaker", "ugyldig-mottaker.error.txt"]
+        explanation = (var / "failed" / "ugyldig-mottaker.error.txt").read_text()
+        assert "check digit" in explanation and "'brev.pdf' is listed but not in the drop" in explanation
+        assert os.listdir(outbox) == []
+        assert sorted(os.listdir(var / "sent")) == ["brev-til-sandkasse-peer", "melding-flat"]
+        assert all(valid_status_file(path) for path in status_files(var / "status"))
+    finally:
+        assert daemon.stop() == 0
