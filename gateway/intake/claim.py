@@ -55,8 +55,12 @@ class Claimer:
         self.outbox = outbox
         self.work = work
 
-    def claim(self, candidate: Candidate) -> ClaimedDrop | None:
-        """Take the drop; None when it is gone (taken by someone else or removed by its writer)."""
+    def claim(self, candidate: Candidate, durable: bool = True) -> ClaimedDrop | None:
+        """Take the drop; None when it is gone (taken by someone else or removed by its writer).
+
+        With `durable=False` the caller must call `sync()` before journalling the claim, so that
+        the renames of a whole batch of claims are made durable with one fsync of each folder.
+        """
         claim_id = new_claim_id(candidate.kind, candidate.name)
         source = self.outbox / candidate.entry
         target = self.work / (claim_id if candidate.kind == "folder" else f"{claim_id}.xml")
@@ -64,13 +68,18 @@ class Claimer:
             os.rename(source, target)
         except FileNotFoundError:
             return None
-        fsync_dir(self.work)
-        fsync_dir(self.outbox)
+        if durable:
+            self.sync()
         claimed = parse_claim_id(claim_id, self.work)
         assert claimed is not None
         if candidate.kind == "flat":
             self.finish_flat(claimed, candidate.documents)
         return claimed
+
+    def sync(self) -> None:
+        """Make every claim rename so far durable: in the work area and out of the outbox."""
+        fsync_dir(self.work)
+        fsync_dir(self.outbox)
 
     def finish_flat(self, claimed: ClaimedDrop, documents: tuple[str, ...] | None = None) -> None:
         """Move a flat drop's documents after its claimed sidecar, then the sidecar into place."""

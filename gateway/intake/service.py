@@ -17,13 +17,15 @@ from gateway.errors import JournalError
 from gateway.intake.claim import ClaimedDrop, Claimer
 from gateway.intake.failed import choose_failed_name, explanation_text, park
 from gateway.intake.outbox import Candidate, Orphan, OutboxScanner
-from gateway.intake.validate import AcceptedDrop, validate_claimed
+from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.receipts.statuses import Status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
+
+JOURNAL_BATCH = 100  # claimed drops journalled per transaction
 
 
 @dataclass
@@ -82,12 +84,21 @@ class Intake:
         counts = IntakeCounts()
         result = self.scanner.scan(self.config.intake.max_drops_per_scan, only=only)
         counts.more = result.more
+        claims: list[tuple[ClaimedDrop, str | None]] = []
         for candidate in result.ready:
             try:
-                self._take(candidate, counts)
+                claimed = self._claim(candidate)
             except Exception:
                 # One bad drop must not stop the others; it stays in the outbox and is tried again.
                 log.exception("intake of %r failed; it will be tried again", candidate.entry)
+                continue
+            if claimed is not None:
+                claims.append((claimed, candidate.incomplete_reason))
+        if claims:
+            # Every claim of this pass is durable before any of them is journalled.
+            self.claimer.sync()
+            for start in range(0, len(claims), JOURNAL_BATCH):
+                self._journal_claims(claims[start : start + JOURNAL_BATCH], counts)
         for orphan in result.orphans:
             try:
                 self._reject_orphan(orphan)
@@ -97,21 +108,75 @@ class Intake:
         self.statuses.flush()
         return counts
 
-    def _take(self, candidate: Candidate, counts: IntakeCounts) -> None:
-        claimed = self.claimer.claim(candidate)
+    def _claim(self, candidate: Candidate) -> ClaimedDrop | None:
+        """Rename the drop into the work area; the caller makes the renames durable with `claimer.sync()`."""
+        claimed = self.claimer.claim(candidate, durable=False)
         self.scanner.forget(candidate.entry)
         for document in candidate.documents:
             self.scanner.forget(document)
-        if claimed is None:
-            return
-        record = self._journal_claim(claimed, candidate.incomplete_reason)
-        if record.phase == Phase.REJECTED:
-            counts.rejected += 1
-        else:
-            counts.accepted += 1
+        return claimed
 
-    def _journal_claim(self, claimed: ClaimedDrop, incomplete_reason: str | None = None) -> MessageRecord:
-        verdict = validate_claimed(claimed, self.config, self.journal, self.clock)
+    def _journal_claim(self, claimed: ClaimedDrop, incomplete_reason: str | None = None) -> MessageRecord | None:
+        """Journal one (durably) claimed drop; None when that failed and the claim waits for the next start."""
+        counts = IntakeCounts()
+        records = self._journal_claims([(claimed, incomplete_reason)], counts)
+        return records[0] if records else None
+
+    def _journal_claims(
+        self, claims: list[tuple[ClaimedDrop, str | None]], counts: IntakeCounts
+    ) -> list[MessageRecord]:
+        """Validate claimed drops and journal them in one transaction; then park the rejected ones.
+
+        Validation (which may hash large documents) runs before the transaction, so the journal is
+        held only for the inserts. A failure with one drop leaves its claim in the work area, where
+        `recover()` takes it up at the next start, and does not stop the others.
+        """
+        verdicts: list[tuple[ClaimedDrop, str | None, Verdict]] = []
+        for claimed, incomplete_reason in claims:
+            try:
+                verdicts.append(
+                    (claimed, incomplete_reason, validate_claimed(claimed, self.config, self.journal, self.clock))
+                )
+            except Exception:
+                log.exception("could not validate the claimed drop %r; it is retried at the next start", claimed.name)
+        journalled: list[tuple[ClaimedDrop, MessageRecord, AcceptedDrop | None]] = []
+        with self.journal.transaction():
+            message_ids: set[str] = set()
+            for claimed, incomplete_reason, verdict in verdicts:
+                try:
+                    if verdict.accepted is not None and verdict.message_id in message_ids:
+                        # Two drops of this batch share a messageId: validate again, seeing the first one.
+                        verdict = validate_claimed(claimed, self.config, self.journal, self.clock)
+                    with self.journal.savepoint():
+                        record, accepted = self._record_verdict(claimed, verdict, incomplete_reason)
+                except Exception:
+                    log.exception("could not journal the claimed drop %r; retried at the next start", claimed.name)
+                    continue
+                message_ids.add(verdict.message_id)
+                journalled.append((claimed, record, accepted))
+        # Committed: now the visible side effects.
+        records: list[MessageRecord] = []
+        for claimed, record, accepted in journalled:
+            records.append(record)
+            if accepted is None:
+                counts.rejected += 1
+                count = len(record.errors)
+                log.info("rejected drop %r (messageId %s): %d problem(s)", claimed.name, record.message_id, count)
+                try:
+                    self._park_record(record, claimed)
+                except Exception:
+                    log.exception("could not move the rejected drop %r to failed/; retried at next start", claimed.name)
+                continue
+            counts.accepted += 1
+            log.info("accepted drop %r as message %s", claimed.name, record.message_id)
+            if self.on_accepted is not None:
+                self.on_accepted(record, accepted)
+        return records
+
+    def _record_verdict(
+        self, claimed: ClaimedDrop, verdict: Verdict, incomplete_reason: str | None
+    ) -> tuple[MessageRecord, AcceptedDrop | None]:
+        """Journal rows for one verdict; the caller holds the transaction."""
         problems = list(verdict.problems)
         if incomplete_reason:
             problems.insert(0, incomplete_reason)
@@ -126,44 +191,37 @@ class Intake:
         }
         if accepted is None or problems:
             failed_name = choose_failed_name(self.config.folders.failed, claimed.name)
-            with self.journal.transaction():
-                record = self.journal.create(
-                    direction="out",
-                    message_id=verdict.message_id,
-                    status_name=self._status_name(claimed.name, verdict.message_id),
-                    phase=Phase.REJECTED,
-                    errors=problems,
-                    detail={"failed_name": failed_name, "kind": claimed.kind},
-                    conversation_id=sidecar.conversation_id if sidecar else None,
-                    **common,
-                )
-                self.journal.add_event(record.row, Status.FEIL, description="the drop was rejected: " + problems[0])
-            log.info("rejected drop %r (messageId %s): %d problem(s)", claimed.name, verdict.message_id, len(problems))
-            self._park_record(self.journal.get(record.row), claimed)
-            return record
-        with self.journal.transaction():
             record = self.journal.create(
                 direction="out",
-                message_id=accepted.message_id,
-                status_name=self._status_name(claimed.name, accepted.message_id),
-                phase=Phase.ACCEPTED,
-                deadline=accepted.deadline,
-                conversation_id=accepted.conversation_id,
-                sender=accepted.sender,
-                process=accepted.process,
-                detail={
-                    "kind": claimed.kind,
-                    "sidecar": claimed.sidecar_name,
-                    "arkivmelding_file": accepted.arkivmelding_file,
-                    "total_bytes": accepted.total_bytes,
-                },
+                message_id=verdict.message_id,
+                status_name=self._status_name(claimed.name, verdict.message_id),
+                phase=Phase.REJECTED,
+                errors=problems,
+                detail={"failed_name": failed_name, "kind": claimed.kind},
+                conversation_id=sidecar.conversation_id if sidecar else None,
                 **common,
             )
-            self.journal.add_event(record.row, Status.OPPRETTET, description="the drop was accepted")
-        log.info("accepted drop %r as message %s", claimed.name, accepted.message_id)
-        if self.on_accepted is not None:
-            self.on_accepted(record, accepted)
-        return record
+            self.journal.add_event(record.row, Status.FEIL, description="the drop was rejected: " + problems[0])
+            return record, None
+        record = self.journal.create(
+            direction="out",
+            message_id=accepted.message_id,
+            status_name=self._status_name(claimed.name, accepted.message_id),
+            phase=Phase.ACCEPTED,
+            deadline=accepted.deadline,
+            conversation_id=accepted.conversation_id,
+            sender=accepted.sender,
+            process=accepted.process,
+            detail={
+                "kind": claimed.kind,
+                "sidecar": claimed.sidecar_name,
+                "arkivmelding_file": accepted.arkivmelding_file,
+                "total_bytes": accepted.total_bytes,
+            },
+            **common,
+        )
+        self.journal.add_event(record.row, Status.OPPRETTET, description="the drop was accepted")
+        return record, accepted
 
     def _status_name(self, drop_name: str, message_id: str) -> str:
         name = status_file_name(drop_name, message_id, "out")

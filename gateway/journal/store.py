@@ -165,6 +165,22 @@ class Journal:
             finally:
                 self._in_transaction = False
 
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: a step that is undone alone when it fails, leaving the rest of the transaction."""
+        with self._lock:
+            if not self._in_transaction:
+                raise JournalError("a savepoint needs an open transaction")
+            self._db.execute("SAVEPOINT step")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK TO step")
+                self._db.execute("RELEASE step")
+                raise
+            else:
+                self._db.execute("RELEASE step")
+
     def _now(self) -> float:
         return self.clock.now().timestamp()
 

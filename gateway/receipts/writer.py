@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.contract.status import StatusReport, render_status
-from gateway.fsio import atomic_write_bytes
+from gateway.fsio import TEMP_PREFIX, atomic_write_bytes, fsync_dir
 from gateway.journal.store import Journal, MessageRecord
 
 log = logging.getLogger(__name__)
+
+SYNC_THREADS = 8  # status files written and fsynced at once in a batch
+
+
+def _write_synced(path: str, content: bytes) -> BaseException | None:
+    """Write `content` to a new file at `path` and fsync it; the error instead of raising it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def status_file_name(drop_name: str | None, message_id: str, direction: str) -> str:
@@ -24,6 +46,8 @@ class StatusWriter:
         self.journal = journal
         self.folder = folder
         self.clock = clock
+        self._lock = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -45,18 +69,60 @@ class StatusWriter:
         )
 
     def write(self, record: MessageRecord) -> None:
-        atomic_write_bytes(self.folder / record.status_name, render_status(self.report(record)))
+        with self._lock:
+            atomic_write_bytes(self.folder / record.status_name, render_status(self.report(record)))
+
+    def write_many(self, records: list[MessageRecord]) -> None:
+        """Replace many status files atomically, with one fsync of the folder for all of them.
+
+        Each file is written to a temporary name and fsynced, then renamed over its target; the
+        folder is fsynced once after the renames. Readers see each file old or new, never partial.
+        The writes and fsyncs of a batch run on a few threads, so the file system can commit them
+        together instead of one by one.
+        """
+        if not records:
+            return
+        suffix = f".{os.getpid()}.{threading.get_ident()}"
+        jobs = [
+            (
+                os.path.join(self.folder, f"{TEMP_PREFIX}{record.status_name}{suffix}"),
+                os.path.join(self.folder, record.status_name),
+                render_status(self.report(record)),
+            )
+            for record in records
+        ]
+        if len(jobs) == 1:
+            outcomes: list[BaseException | None] = [_write_synced(*jobs[0][::2])]
+        else:
+            outcomes = list(self._pool().map(lambda job: _write_synced(job[0], job[2]), jobs))
+        failure = next((outcome for outcome in outcomes if outcome is not None), None)
+        if failure is not None:
+            for temp, _target, _content in jobs:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+            raise failure
+        for temp, target, _content in jobs:
+            os.replace(temp, target)
+        fsync_dir(self.folder)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="status-sync")
+        return self._executor
 
     def flush(self, limit: int = 500) -> int:
-        """Rewrite every status file whose message changed since it was last written."""
+        """Rewrite every status file whose message changed since it was last written.
+
+        One thread at a time: two flushes of the same change would each mark it clean once.
+        """
         written = 0
-        while True:
-            dirty = self.journal.dirty(limit)
-            if not dirty:
-                return written
-            for record in dirty:
-                self.write(record)
-            self.journal.mark_clean(dirty)
-            written += len(dirty)
-            if len(dirty) < limit:
-                return written
+        with self._lock:
+            while True:
+                dirty = self.journal.dirty(limit)
+                if not dirty:
+                    return written
+                self.write_many(dirty)
+                self.journal.mark_clean(dirty)
+                written += len(dirty)
+                if len(dirty) < limit:
+                    return written
