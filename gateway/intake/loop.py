@@ -39,6 +39,8 @@ class IntakeLoop:
             try:
                 now = clock.monotonic()
                 if self.watcher:
+                    if self.watcher.hints.take_rescan():
+                        full_scan_due = now
                     touched, moved_in = self.watcher.hints.take()
                     for name in moved_in:
                         self.intake.scanner.note_moved_in(name)
