@@ -85,7 +85,7 @@ def _status_description(b: Gateway, message_id: str) -> tuple[str | None, str]:
 
 
 def test_bad_incoming_messages_are_quarantined_and_the_next_one_arrives(setting):
-    network, a, b, tmp = setting
+    _network, a, b, tmp = setting
     b_cert = a.certificate_of(B)
     expected: dict[str, str] = {}
 
