@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from gateway.errors import JournalError
+
 MIGRATIONS: list[str] = [
     # 1: messages and their status events
     """
@@ -66,7 +68,7 @@ def migrate(connection: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the version reached."""
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
-        raise RuntimeError(
+        raise JournalError(
             f"the journal has schema version {version}, newer than this efm-gateway knows "
             f"({len(MIGRATIONS)}); run the newer efm-gateway or restore a backup"
         )

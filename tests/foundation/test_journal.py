@@ -283,11 +283,6 @@ def test_a_journal_newer_than_the_code_is_refused_with_a_readable_error(tmp_path
     assert _user_version(path) == len(MIGRATIONS) + 1, "the refused journal must be left as it was"
 
 
-@pytest.mark.xfail(
-    reason="BUG: gateway/journal/migrations.py migrate() raises RuntimeError, not a GatewayError, for a journal "
-    "newer than the code, so cli.main prints a traceback instead of one line and exits 1 instead of 2",
-    strict=True,
-)
 def test_a_journal_newer_than_the_code_is_one_line_on_the_command_line(tmp_path, clock):
     config = write_config(tmp_path)
     state = tmp_path / "var" / "state"
