@@ -376,3 +376,35 @@ def test_an_explicit_mode_wins_over_the_file_system(tmp_path, mode, expected):
     polling, reason = intake_uses_polling(config, nfs)
     assert polling is expected
     assert f"intake.mode is {mode}" in reason
+
+
+def test_check_config_with_a_network_but_no_keystore_exits_2(tmp_path):
+    settings = copy.deepcopy(GOOD)
+    settings["network"] = {
+        "service_registry_url": "https://registry.example",
+        "token_url": "https://token.example",
+        "broker_url": "https://broker.example",
+    }
+    result = _cli("check-config", "--config", str(_config_file(tmp_path, settings)), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "keystore is missing" in lines[0]
+
+
+@pytest.mark.xfail(
+    reason="BUG: gateway/config.py load_config() uses yaml.safe_load, which keeps the last of two equal keys "
+    "silently: 'create_missing: false' followed later by 'create_missing: true' loads as true, with no word",
+    strict=True,
+)
+def test_a_key_given_twice_is_refused(tmp_path):
+    text = (
+        "organisation:\n"
+        "  orgnr: '991825827'\n"
+        "folders:\n"
+        "  create_missing: false\n"
+        + "".join(f"  {key}: var/{key}\n" for key in FOLDER_KEYS)
+        + "  create_missing: true\n"
+    )
+    message = _problem(tmp_path, text=text)
+    assert "create_missing" in message
+    assert "line 4" in message or "line 11" in message
