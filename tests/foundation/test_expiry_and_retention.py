@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from gateway.clock import FakeClock, isoformat
@@ -196,6 +197,28 @@ def test_expiring_twice_is_harmless(harness):
     assert (h.status / record.status_name).read_bytes() == status_before
     assert sorted(os.listdir(h.failed)) == failed_before
     assert [e.status for e in h.journal.events(record.row)] == [Status.OPPRETTET, Status.LEVETID_UTLOPT]
+
+
+@pytest.mark.xfail(
+    reason="BUG: gateway/intake/service.py expire_overdue() parks the drop only when the message was in phase "
+    "accepted; a message in phase sending (the sender moves it there before the upload, and it stays there while "
+    "retryable errors are retried up to the deadline) gets LEVETID_UTLOPT but its drop stays in the work area, "
+    "with no explanation in failed/, until Intake.recover() at the next start",
+    strict=True,
+)
+def test_a_drop_whose_sending_kept_failing_until_the_deadline_goes_to_failed(harness):
+    h = harness(quiet_period_seconds=0)
+    _drop_with_deadline(h, "nettverk-nede", h.clock.now() + timedelta(hours=1))
+    h.run()
+    record = _record(h, "nettverk-nede")
+    # What the sender does: SENDING before the upload; a retryable failure leaves it there, due at the deadline.
+    h.journal.move(record.row, Phase.SENDING)
+    h.journal.update(record.row, attempts=5, next_attempt_at=record.deadline.timestamp())
+    h.clock.advance(2 * 3600)
+    assert expire_overdue(h.journal, h.intake, h.clock) == 1
+    assert h.journal.get(record.row).phase == Phase.EXPIRED
+    assert _work_entries(h) == []
+    assert sorted(os.listdir(h.failed)) == ["nettverk-nede", "nettverk-nede.error.txt"]
 
 
 def test_an_expired_drop_left_in_the_work_area_by_a_crash_is_parked_at_restart(harness):
