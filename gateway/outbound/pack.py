@@ -18,7 +18,6 @@ from gateway.formats.asice import AsicDocument, write_asice
 from gateway.formats.cms import encrypt_file
 from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import StandardBusinessDocument, to_json
-from gateway.fsio import fsync_dir
 
 SBD_ENTRY = "sbd.json"
 ASIC_ENTRY = "asic.zip"
@@ -52,9 +51,8 @@ def pack_message(
         if documents:
             # Already encrypted: compressing it would only cost time.
             archive.write(encrypted, ASIC_ENTRY, compress_type=zipfile.ZIP_STORED)
-    with open(temp, "rb") as handle:
-        os.fsync(handle.fileno())
+    # No fsync: a package is a cache. The sender clears the package folder at start-up, so a package
+    # torn by a power cut is rebuilt rather than uploaded.
     os.replace(temp, package)
     encrypted.unlink(missing_ok=True)
-    fsync_dir(work)
     return package

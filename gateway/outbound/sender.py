@@ -79,7 +79,9 @@ class Sender:
         self.identity = identity
         self.retry = retry
         self.packages = config.folders.state / "outgoing"
-        self.packages.mkdir(exist_ok=True)
+        # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
+        shutil.rmtree(self.packages, ignore_errors=True)
+        self.packages.mkdir()
         self._pool = ThreadPoolExecutor(max_workers=config.network.max_parallel_sends, thread_name_prefix="send")
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
@@ -124,14 +126,16 @@ class Sender:
         if claimed is None or not claimed.folder.exists():
             self._fail(record, [f"the claimed drop for message {record.message_id} is gone from the work area"])
             return
+        route_fields: dict = {}
         try:
             sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
-            record, receiver_certificate = self._route(record, sidecar.message_type, sidecar.security_level)
-            channel = self.channels.get(record.channel or "")
+            route_fields, receiver_certificate = self._route(record, sidecar.message_type, sidecar.security_level)
+            channel_name = route_fields.get("channel", record.channel)
+            channel = self.channels.get(channel_name or "")
             if channel is None:
+                reason = route_fields.get("route_reason", record.route_reason)
                 raise PermanentChannelError(
-                    f"{record.channel} is the receiver's channel ({record.route_reason}), but this gateway does "
-                    "not send on it yet"
+                    f"{channel_name} is the receiver's channel ({reason}), but this gateway does not send on it yet"
                 )
             problems = channel.validate(sidecar.message_type, int(record.detail.get("total_bytes", 0)))
             if problems:
@@ -139,11 +143,12 @@ class Sender:
             work = self.packages / record.message_id
             composed = compose(record, sidecar, claimed.folder, work, self.clock.now())
             package = pack_message(composed.sbd, composed.documents, self.identity, receiver_certificate, work)
-            if record.phase == Phase.ACCEPTED:
-                record = self.journal.move(record.row, Phase.SENDING, detail={**record.detail, "package": str(package)})
 
             def remember(reference: str) -> None:
-                self.journal.update(record.row, detail={**record.detail, "reference": reference})
+                # One commit before the upload: the route, SENDING and the channel's reference, so a
+                # restart resumes this transfer instead of starting another.
+                detail = {**record.detail, **route_fields.pop("detail", {}), "reference": reference}
+                self.journal.move(record.row, Phase.SENDING, detail=detail, **route_fields)
 
             reference = channel.send(
                 OutgoingPackage(
@@ -156,33 +161,31 @@ class Sender:
                 remember,
             )
         except RetryableChannelError as exc:
-            self._later(record, str(exc))
+            self._later(record, str(exc), route_fields)
             return
         except (PermanentChannelError, ValidationError) as exc:
-            self._fail(record, [str(exc)])
+            self._fail(record, [str(exc)], route_fields)
             return
         self._sent(self.journal.get(record.row), reference, claimed.folder)
 
-    def _route(self, record: MessageRecord, message_type: str, security_level: int | None):
-        """Look the receiver up (once per message); returns the record and the certificate to encrypt to."""
+    def _route(self, record: MessageRecord, message_type: str, security_level: int | None) -> tuple[dict, object]:
+        """Look the receiver up (once per message): the journal fields to record, and the certificate to encrypt to.
+
+        The fields are committed with the next step (SENDING, a retry or FEIL), not on their own.
+        """
         cached_pem = record.detail.get("receiver_certificate")
         if record.channel and (cached_pem or message_type not in ("arkivmelding", "avtalt")):
             certificate = x509.load_pem_x509_certificate(cached_pem.encode()) if cached_pem else None
-            return record, certificate
+            return {}, certificate
         assert record.receiver and record.process
         answer = self.registry.lookup(record.receiver, record.process, security_level, record.conversation_id)
         route = choose_route(
             answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level
         )
         pem = route.service_record.certificate_pem if route.service_record else None
-        self.journal.update(
-            record.row,
-            channel=route.channel,
-            route_reason=route.reason,
-            detail={**record.detail, "receiver_certificate": pem},
-        )
         log.info("message %s: %s", record.message_id, route.reason)
-        return self.journal.get(record.row), (x509.load_pem_x509_certificate(pem.encode()) if pem else None)
+        fields = {"channel": route.channel, "route_reason": route.reason, "detail": {"receiver_certificate": pem}}
+        return fields, (x509.load_pem_x509_certificate(pem.encode()) if pem else None)
 
     def _sent(self, record: MessageRecord, reference: str, claim_folder: Path) -> None:
         with self.journal.transaction():
@@ -200,21 +203,24 @@ class Sender:
             shutil.move(str(claim_folder), str(target))
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
-    def _later(self, record: MessageRecord, reason: str) -> None:
+    def _later(self, record: MessageRecord, reason: str, route_fields: dict | None = None) -> None:
+        route_fields = dict(route_fields or {})
+        detail = {**record.detail, **route_fields.pop("detail", {}), "last_error": reason}
         attempts = record.attempts + 1
         delay = self.retry.delay(attempts)
         next_at = self.clock.now().timestamp() + delay
         if record.deadline is not None and next_at >= record.deadline.timestamp():
             next_at = record.deadline.timestamp()  # the expiry sweep takes it from there
-        self.journal.update(
-            record.row, attempts=attempts, next_attempt_at=next_at, detail={**record.detail, "last_error": reason}
-        )
+        self.journal.update(record.row, attempts=attempts, next_attempt_at=next_at, detail=detail, **route_fields)
         log.warning("message %s: %s; trying again in %.0f s (attempt %d)", record.message_id, reason, delay, attempts)
 
-    def _fail(self, record: MessageRecord, problems: list[str]) -> None:
+    def _fail(self, record: MessageRecord, problems: list[str], route_fields: dict | None = None) -> None:
+        route_fields = {key: value for key, value in (route_fields or {}).items() if key != "detail"}
         try:
             with self.journal.transaction():
-                record = self.journal.move(record.row, Phase.FAILED, errors=[*record.errors, *problems])
+                record = self.journal.move(
+                    record.row, Phase.FAILED, errors=[*record.errors, *problems], **route_fields
+                )
                 self.journal.add_event(record.row, Status.FEIL, description=problems[0])
         except JournalError:
             log.info("message %s changed phase before it could be marked failed", record.message_id)

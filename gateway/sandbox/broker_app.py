@@ -127,7 +127,6 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
                     digest.update(chunk)
                     handle.write(chunk)
                 handle.flush()
-                os.fsync(handle.fileno())
         except (ValueError, ClientDisconnect) as exc:
             partial.unlink(missing_ok=True)
             store.set_status(found.id, "Failed", clock.now())
