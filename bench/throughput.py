@@ -23,8 +23,10 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config  # noqa: E402
-from tests.foundation.drops import sidecar_xml  # noqa: E402
+import contextlib
+
+from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config
+from tests.foundation.drops import sidecar_xml
 
 NS = {"s": "urn:efm-gateway:status:1"}
 
@@ -55,10 +57,8 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             for name, pid in self.pids.items():
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     self.peak[name] = max(self.peak[name], psutil.Process(pid).memory_info().rss)
-                except psutil.NoSuchProcess:
-                    pass
             time.sleep(0.1)
 
 
@@ -92,7 +92,9 @@ def main() -> int:
                 folder.mkdir()
                 (folder / "brev.pdf").write_bytes(fake_pdf(args.pdf_kib * 1024, index + 1))
                 message_id = str(uuid.uuid4())
-                (folder / "message.xml").write_bytes(sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>"))
+                (folder / "message.xml").write_bytes(
+                    sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>")
+                )
                 names.append((folder, message_id))
             sampler = RssSampler({"A": a.process.process.pid, "B": b.process.process.pid})
             sampler.start()
@@ -139,7 +141,9 @@ def main() -> int:
             peaks = {name: max(sampler.peak[name], vm_hwm(pid)) for name, pid in sampler.pids.items()}
             print(f"messages: {count} x {args.pdf_kib} KiB PDF, dropped in {dropping_done - started:.2f} s")
             print(f"to SENT at A:      {count / (all_sent - started):8.1f} messages/s ({all_sent - started:.1f} s)")
-            print(f"into B's inbox:    {count / (all_in_inbox - started):8.1f} messages/s ({all_in_inbox - started:.1f} s)")
+            print(
+                f"into B's inbox:    {count / (all_in_inbox - started):8.1f} messages/s ({all_in_inbox - started:.1f} s)"
+            )
             print(f"drop-to-SENT p50:  {statistics.median(latencies):8.0f} ms")
             print(f"drop-to-SENT p95:  {latencies[int(len(latencies) * 0.95) - 1]:8.0f} ms")
             print(f"peak RSS A:        {peaks['A'] / 2**20:8.1f} MiB")

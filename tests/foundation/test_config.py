@@ -391,11 +391,6 @@ def test_check_config_with_a_network_but_no_keystore_exits_2(tmp_path):
     assert len(lines) == 1 and "keystore is missing" in lines[0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: gateway/config.py load_config() uses yaml.safe_load, which keeps the last of two equal keys "
-    "silently: 'create_missing: false' followed later by 'create_missing: true' loads as true, with no word",
-    strict=True,
-)
 def test_a_key_given_twice_is_refused(tmp_path):
     text = (
         "organisation:\n"
