@@ -141,9 +141,8 @@ def main() -> int:
             peaks = {name: max(sampler.peak[name], vm_hwm(pid)) for name, pid in sampler.pids.items()}
             print(f"messages: {count} x {args.pdf_kib} KiB PDF, dropped in {dropping_done - started:.2f} s")
             print(f"to SENT at A:      {count / (all_sent - started):8.1f} messages/s ({all_sent - started:.1f} s)")
-            print(
-                f"into B's inbox:    {count / (all_in_inbox - started):8.1f} messages/s ({all_in_inbox - started:.1f} s)"
-            )
+            inbox_seconds = all_in_inbox - started
+            print(f"into B's inbox:    {count / inbox_seconds:8.1f} messages/s ({inbox_seconds:.1f} s)")
             print(f"drop-to-SENT p50:  {statistics.median(latencies):8.0f} ms")
             print(f"drop-to-SENT p95:  {latencies[int(len(latencies) * 0.95) - 1]:8.0f} ms")
             print(f"peak RSS A:        {peaks['A'] / 2**20:8.1f} MiB")
