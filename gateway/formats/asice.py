@@ -9,6 +9,7 @@ import base64
 import hashlib
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -380,7 +381,7 @@ def read_asice(
                 for path in reversed(budget.created):
                     path.unlink(missing_ok=True)
                 raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise SecurityError(f"the container is not a readable zip file: {exc}") from None
 
 

@@ -233,3 +233,23 @@ def test_not_a_zip(trust: TrustStore, tmp_path: Path) -> None:
     junk.write_bytes(b"\x30\x80 an envelope, not a zip")
     with pytest.raises(SecurityError, match="not a readable zip file"):
         read_asice(junk, tmp_path / "out", trust)
+
+
+
+def test_a_corrupt_deflate_stream_is_refused_as_a_bad_container(tmp_path: Path, sender: OrgIdentity, trust) -> None:
+    """zlib.error from a damaged compressed entry used to escape instead of a SecurityError."""
+    source = tmp_path / "doc.txt"
+    source.write_bytes(b"compressible text " * 5000)
+    container = tmp_path / "c.asice"
+    with open(container, "w+b") as handle:
+        write_asice(handle, [AsicDocument("doc.txt", source, "text/plain")], SENDER, RECEIVER, sender)
+    with zipfile.ZipFile(container) as archive:
+        info = archive.getinfo("doc.txt")
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        data_start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw = bytearray(container.read_bytes())
+    for offset in range(data_start + 10, data_start + 40):
+        raw[offset] ^= 0xFF
+    container.write_bytes(bytes(raw))
+    with pytest.raises(SecurityError):
+        read_asice(container, tmp_path / "out", trust)
