@@ -79,7 +79,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="efm-bench-") as scratch:
         root = Path(scratch)
         sandbox = SandboxProcess(root / "sandbox")
-        fast = {"network": {"inbound_poll_seconds": 0.2, "send_interval_seconds": 0.5}}
+        fast = {"network": {"inbound_poll_seconds": 0.2, "send_interval_seconds": 0.5, "max_parallel_sends": 8}}
         a = Gateway(root / "a", gateway_config(root / "a", sandbox, A, **fast)).start()
         b = Gateway(root / "b", gateway_config(root / "b", sandbox, B, **fast)).start()
         try:

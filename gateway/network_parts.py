@@ -35,6 +35,7 @@ class NetworkParts:
 
     def close(self) -> None:
         self.sender.close()
+        self.receiver.close()
         self.http.close()
 
 
@@ -63,7 +64,7 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     dpo = DpoChannel(BrokerClient(network.broker_url, tokens, http), network.broker_resource)
     channels = {dpo.name: dpo}
     sender = Sender(config, journal, statuses, clock, registry, channels, identity)
-    receiver = Receiver(config, journal, statuses, clock, dpo, identity, trust)
+    receiver = Receiver(config, journal, statuses, clock, dpo, identity, trust, workers=network.max_parallel_sends)
     status_sender = StatusSender(
         journal, clock, channels, identity, config.folders.state / "outgoing-status", config.organisation.orgnr
     )

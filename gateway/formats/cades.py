@@ -5,6 +5,7 @@ We sign with SHA-256; we verify SHA-1 (what the reference writes) and SHA-2 sign
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 
@@ -41,6 +42,14 @@ def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
 
 
+@functools.lru_cache(maxsize=64)
+def _issuer_and_serial(certificate_der: bytes) -> bytes:
+    # The same for every signature by this certificate: build it once (asn1crypto is slow at it). Only bytes
+    # are cached, never asn1crypto objects, which parse lazily and are not safe to share between threads.
+    parsed = asn1_x509.Certificate.load(certificate_der)
+    return asn1_cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}).dump()
+
+
 def sign_detached(content: bytes, identity: OrgIdentity, signing_time: datetime | None = None) -> bytes:
     """A DER ContentInfo(SignedData) over `content`, detached, signed with SHA-256 and RSA."""
     leaf = _asn1_certificate(identity.certificate)
@@ -70,7 +79,9 @@ def sign_detached(content: bytes, identity: OrgIdentity, signing_time: datetime 
             "version": "v1",
             "sid": asn1_cms.SignerIdentifier(
                 name="issuer_and_serial_number",
-                value=asn1_cms.IssuerAndSerialNumber({"issuer": leaf.issuer, "serial_number": leaf.serial_number}),
+                value=asn1_cms.IssuerAndSerialNumber.load(
+                    _issuer_and_serial(identity.certificate.public_bytes(serialization.Encoding.DER))
+                ),
             ),
             "digest_algorithm": digest_algorithm,
             "signed_attrs": signed_attributes,

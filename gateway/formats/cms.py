@@ -8,6 +8,7 @@ read whole and handed to asn1crypto; only the envelope around the ciphertext is 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -71,6 +72,38 @@ def _read_up_to(source: BinaryIO, size: int) -> bytes:
 # ---------------------------------------------------------------------------------------- writing
 
 
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(encoded)]) + encoded
+
+
+def _der(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return bytes([tag]) + _der_length(len(body)) + body
+
+
+@functools.lru_cache(maxsize=64)
+def _recipient_parts(certificate_der: bytes) -> tuple[bytes, bytes]:
+    """The DER of a recipient's IssuerAndSerialNumber and of the OAEP algorithm: the same for every message
+    to that recipient, so they are built once (asn1crypto is slow at it)."""
+    parsed = asn1_x509.Certificate.load(certificate_der)
+    rid = asn1_cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}).dump()
+    algorithm = asn1_cms.KeyEncryptionAlgorithm(
+        {
+            "algorithm": "rsaes_oaep",
+            "parameters": algos.RSAESOAEPParams(
+                {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+                }
+            ),
+        }
+    ).dump()
+    return rid, algorithm
+
+
 def _recipient_infos(recipient: x509.Certificate, content_key: bytes) -> bytes:
     public_key = recipient.public_key()
     if not isinstance(public_key, RSAPublicKey):
@@ -79,32 +112,10 @@ def _recipient_infos(recipient: x509.Certificate, content_key: bytes) -> bytes:
         content_key,
         padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
     )
-    parsed = asn1_x509.Certificate.load(recipient.public_bytes(serialization.Encoding.DER))
-    key_transport = asn1_cms.KeyTransRecipientInfo(
-        {
-            "version": "v0",
-            "rid": asn1_cms.RecipientIdentifier(
-                name="issuer_and_serial_number",
-                value=asn1_cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}),
-            ),
-            "key_encryption_algorithm": asn1_cms.KeyEncryptionAlgorithm(
-                {
-                    "algorithm": "rsaes_oaep",
-                    "parameters": algos.RSAESOAEPParams(
-                        {
-                            "hash_algorithm": {"algorithm": "sha256"},
-                            "mask_gen_algorithm": {
-                                "algorithm": "mgf1",
-                                "parameters": {"algorithm": "sha256"},
-                            },
-                        }
-                    ),
-                }
-            ),
-            "encrypted_key": encrypted_key,
-        }
-    )
-    return asn1_cms.RecipientInfos([asn1_cms.RecipientInfo(name="ktri", value=key_transport)]).dump()
+    rid, algorithm = _recipient_parts(recipient.public_bytes(serialization.Encoding.DER))
+    # RecipientInfos ::= SET OF; KeyTransRecipientInfo ::= SEQUENCE { version 0, rid, algorithm, encryptedKey }
+    key_transport = _der(0x30, b"\x02\x01\x00", rid, algorithm, _der(0x04, encrypted_key))
+    return _der(0x31, key_transport)
 
 
 def _envelope_head(recipient: x509.Certificate, content_key: bytes, iv: bytes) -> bytes:
