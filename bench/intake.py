@@ -7,7 +7,7 @@ Runs `python -m gateway.cli run` as a child process on a temporary folder tree (
    file (timed from the daemon's spawn, and from its first status file, which leaves out start-up).
 2. live: with the daemon running, --live more drops, each built in a staging folder and moved in
    with one rename, at a steady pace of --live-rate drops/s (0: as fast as possible). Latency is the
-   time a drop's status file appears (inotify IN_MOVED_TO on the status folder, through watchdog)
+   time a drop's status file appears (inotify IN_MOVED_TO on the status folder, read directly)
    minus the time its rename returned.
 3. peak RSS of the daemon (psutil, sampled every 20 ms, and VmHWM from /proc at the end), and the CPU
    the idle daemon uses over --idle-seconds once all work is done, as % of one core.
@@ -31,12 +31,11 @@ from pathlib import Path
 
 import psutil
 from lxml import etree
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.inotify import InotifyObserver
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gateway.intake.watcher import InotifyOutboxWatcher  # noqa: E402
 from tests.foundation.drops import pdf_bytes, sidecar_xml, write_config  # noqa: E402
 
 STATUS_NS = "{urn:efm-gateway:status:1}"
@@ -100,23 +99,30 @@ class RssSampler(threading.Thread):
         self.join()
 
 
-class StatusArrivals(FileSystemEventHandler):
-    """When each drop's status file first appeared (atomic writes arrive as a rename into the folder)."""
+class StatusArrivals:
+    """When each drop's status file first appeared: atomic writes arrive as a rename into the folder.
 
-    def __init__(self, prefix: str) -> None:
+    Read with the daemon's own inotify reader (gateway.intake.watcher), not watchdog: watchdog holds
+    each IN_MOVED_FROM back for 0.5 s to pair it, and every event behind it waits too, which would
+    be measured as latency.
+    """
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        self.outbox = folder  # the attribute name InotifyOutboxWatcher reads
         self.prefix = prefix + "-"
         self.arrived: dict[str, float] = {}
+        self.lost = False
         self._lock = threading.Lock()
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
+    def note(self, name: str, moved_in: bool = False) -> None:
         now = time.monotonic()
-        path = event.dest_path if event.event_type == "moved" else event.src_path
-        name = os.path.basename(os.fsdecode(path))
-        if not name.startswith(self.prefix) or not name.endswith(".xml"):
+        if not moved_in or not name.startswith(self.prefix) or not name.endswith(".xml"):
             return
-        drop = name.split(".", 1)[0]
         with self._lock:
-            self.arrived.setdefault(drop, now)
+            self.arrived.setdefault(name.split(".", 1)[0], now)
+
+    def lost_events(self) -> None:
+        self.lost = True
 
     def count(self) -> int:
         with self._lock:
@@ -217,9 +223,8 @@ def main() -> int:
             raise SystemExit(f"backlog status files are not all OPPRETTET: {backlog_states}")
 
         # ---- 2. live -------------------------------------------------------------------------
-        arrivals = StatusArrivals("live")
-        observer = InotifyObserver()
-        observer.schedule(arrivals, str(status), recursive=False)
+        arrivals = StatusArrivals(status, "live")
+        observer = InotifyOutboxWatcher(arrivals)  # type: ignore[arg-type]
         observer.start()
         time.sleep(0.5)
         renamed: dict[str, float] = {}
@@ -235,7 +240,8 @@ def main() -> int:
         wait_until(lambda: arrivals.count() >= args.live, 300, f"{args.live} live status files", daemon)
         live_end = max(arrivals.arrived.values())
         observer.stop()
-        observer.join()
+        if arrivals.lost:
+            raise SystemExit("the status folder's event queue overflowed; latencies would be wrong")
         live_states = current_statuses(status, "live")
         if live_states != {"OPPRETTET": args.live}:
             raise SystemExit(f"live status files are not all OPPRETTET: {live_states}")

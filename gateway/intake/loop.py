@@ -10,6 +10,8 @@ from gateway.intake.watcher import OutboxWatcher
 
 log = logging.getLogger(__name__)
 
+MIN_RESCAN_SECONDS = 0.05
+
 
 class IntakeLoop:
     def __init__(self, intake: Intake, scan_interval: float, use_events: bool) -> None:
@@ -59,7 +61,9 @@ class IntakeLoop:
             self.wake.clear()
 
     def _next_interval(self) -> float:
-        # While drops wait out their quiet period, look again sooner than the full interval.
-        if self.intake.scanner.has_waiting():
-            return min(self.scan_interval, max(0.2, self.intake.config.intake.quiet_period_seconds / 2))
-        return self.scan_interval
+        # While drops wait out their quiet period, look again when the first of them may be ready;
+        # entries that only wait for the incomplete timeout do not make the loop scan more often.
+        wait = self.intake.scanner.next_change_in()
+        if wait is None:
+            return self.scan_interval
+        return min(self.scan_interval, max(MIN_RESCAN_SECONDS, wait))

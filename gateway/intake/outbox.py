@@ -81,10 +81,31 @@ class OutboxScanner:
     def has_waiting(self) -> bool:
         return bool(self._seen)
 
+    def next_change_in(self) -> float | None:
+        """Seconds until a waiting entry may be ready: its quiet period or incomplete timeout ends.
+
+        None when nothing waits for a time still to come (one already past it was handled by the scan
+        just done, or is retried at the regular interval). An entry that changes again pushes its own
+        time back at the next look.
+        """
+        now = self.clock.monotonic()
+        due = min(
+            (
+                seen.stable_since + self.quiet_period
+                if now - seen.stable_since < self.quiet_period
+                else seen.first_seen + self.incomplete_timeout
+                for seen in self._seen.values()
+            ),
+            default=None,
+        )
+        return None if due is None or due <= now else due - now
+
     def forget(self, entry: str) -> None:
         self._seen.pop(entry, None)
         self._moved_in.discard(entry)
-        self._sidecar_cache.pop(entry, None)
+        # The cache is keyed by sidecar path: a flat drop's <name>.xml, or a folder's <name>/message.xml.
+        self._sidecar_cache.pop(str(self.outbox / entry), None)
+        self._sidecar_cache.pop(str(self.outbox / entry / FOLDER_SIDECAR_NAME), None)
 
     # ---- observation -----------------------------------------------------------------------
     def _observe(self, entry: str, signature: tuple) -> tuple[bool, float]:
@@ -129,6 +150,10 @@ class OutboxScanner:
         if only is None:
             for gone in [name for name in self._seen if name not in present]:
                 self.forget(gone)
+            if len(self._sidecar_cache) > len(present):
+                prefix = len(str(self.outbox)) + 1
+                for key in [key for key in self._sidecar_cache if key[prefix:].split("/", 1)[0] not in present]:
+                    del self._sidecar_cache[key]
         # First learn which files the readable sidecars name, so that an XML document listed by a
         # sidecar is never mistaken for a broken sidecar of its own.
         listed_by_sidecars: set[str] = set()

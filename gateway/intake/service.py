@@ -99,6 +99,9 @@ class Intake:
             self.claimer.sync()
             for start in range(0, len(claims), JOURNAL_BATCH):
                 self._journal_claims(claims[start : start + JOURNAL_BATCH], counts)
+                if start + JOURNAL_BATCH < len(claims):
+                    # Write this batch's status files while the next batch is validated.
+                    self.statuses.flush_soon()
         for orphan in result.orphans:
             try:
                 self._reject_orphan(orphan)

@@ -48,6 +48,8 @@ class StatusWriter:
         self.clock = clock
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
+        self._soon = threading.Event()
+        self._background: threading.Thread | None = None
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -104,6 +106,27 @@ class StatusWriter:
         for temp, target, _content in jobs:
             os.replace(temp, target)
         fsync_dir(self.folder)
+
+    def flush_soon(self) -> None:
+        """Flush on a background thread, so the caller can go on with its next batch meanwhile.
+
+        The rows are committed already; the files follow shortly. A synchronous `flush()` waits for
+        a background one in progress and then writes whatever is still dirty.
+        """
+        with self._lock:
+            if self._background is None:
+                self._background = threading.Thread(target=self._flush_in_background, name="status-flush", daemon=True)
+                self._background.start()
+        self._soon.set()
+
+    def _flush_in_background(self) -> None:
+        while True:
+            self._soon.wait()
+            self._soon.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing status files failed; they are written again at the next flush")
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
