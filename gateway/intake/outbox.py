@@ -238,7 +238,19 @@ class OutboxScanner:
             else:
                 result.waiting += 1
             return
+        # message.xml is a folder drop's commit marker: once it is there and the folder has been still
+        # for the quiet period (or arrived by rename), the folder is complete as it stands, and
+        # validation names any file it lacks.
+        if name in self._moved_in or stable:
+            result.ready.append(Candidate("folder", name, name))
+            return
+        # Before that, only sizes declared in the sidecar can show the folder complete. Validation
+        # parses the sidecar anyway, so it is parsed here only when it may declare a size.
         sidecar_signature = next(entry[1] for entry in signature if entry[0] == FOLDER_SIDECAR_NAME)
+        cached = self._sidecar_cache.get(str(sidecar))
+        if (cached is None or cached[0] != sidecar_signature) and not _may_declare_sizes(sidecar):
+            result.waiting += 1
+            return
         listed = self._listed_files(sidecar, sidecar_signature)
         sizes = {entry[0]: entry[1][0] for entry in signature}
         complete = listed is not None and all(file in sizes for file, _ in listed)
@@ -250,10 +262,7 @@ class OutboxScanner:
                 for file, declared in listed  # type: ignore[union-attr]
             )
         )
-        # message.xml is a folder drop's commit marker: once it is there and the folder has been still
-        # for the quiet period (or arrived by rename), the folder is complete as it stands, and
-        # validation names any file it lacks.
-        if name in self._moved_in or stable or (complete and declared_match):
+        if complete and declared_match:
             result.ready.append(Candidate("folder", name, name))
         else:
             result.waiting += 1
@@ -307,6 +316,18 @@ class OutboxScanner:
             )
         else:
             result.waiting += 1
+
+
+def _may_declare_sizes(sidecar: Path) -> bool:
+    """False when the sidecar's bytes hold no <size> element (so no parse is needed).
+
+    A wrong False (say, a UTF-16 sidecar) only makes the drop wait out the quiet period.
+    """
+    try:
+        with open(sidecar, "rb") as handle:
+            return b"size" in handle.read(MAX_SIDECAR_BYTES + 1)
+    except OSError:
+        return True
 
 
 def _is_regular(stat: os.stat_result) -> bool:

@@ -8,7 +8,7 @@ from gateway.intake import service
 from gateway.journal.phases import Phase
 from gateway.receipts.statuses import Status
 
-from .drops import make_folder_drop, sidecar_xml
+from .drops import make_folder_drop, pdf_bytes, sidecar_xml
 from .process import current_status
 
 MESSAGE_ID = "3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -75,3 +75,16 @@ def test_concurrent_flushes_never_mark_a_change_clean_twice(harness):
     h.journal.add_event(records[0].row, Status.LEVERT, description="delivered")
     assert h.statuses.flush() == 1
     assert current_status(h.status / records[0].status_name) == "LEVERT"
+
+
+def test_a_folder_whose_sidecar_declares_every_size_is_taken_before_the_quiet_period(harness):
+    h = harness(quiet_period_seconds=100)
+    content = pdf_bytes("sized")
+    sized = sidecar_xml(documents=[{"file": "brev.pdf", "main": True, "size": len(content)}])
+    make_folder_drop(h.outbox, "sized", files={"brev.pdf": content}, sidecar=sized)
+    make_folder_drop(h.outbox, "unsized")
+    counts = h.run()
+    assert counts.accepted == 1
+    assert [p.name for p in h.outbox.iterdir()] == ["unsized"]
+    h.clock.advance(101)
+    assert h.run().accepted == 1
