@@ -182,6 +182,7 @@ def main() -> int:
     print(f"bench folder: {root}")
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
+    start_load = os.getloadavg()[0]
     started = time.monotonic()
     for folder in build_drops(staging, "backlog", args.backlog):
         os.rename(folder, outbox / folder.name)
@@ -216,6 +217,8 @@ def main() -> int:
 
         wait_until(backlog_done, 600, f"{args.backlog} status files", daemon, interval=0.05)
         backlog_end = time.monotonic()
+        backlog_cpu = sum(proc.cpu_times()[:2])
+        backlog_load = os.getloadavg()[0]
         assert first_status is not None
         backlog_rss = sampler.peak
         backlog_states = current_statuses(status, "backlog")
@@ -306,6 +309,14 @@ def main() -> int:
     print(
         f"idle CPU over {idle_elapsed:.0f} s:                             {idle_pct:8.2f} % of one core  "
         f"({idle_cpu:.2f} CPU s)  target < 1: {verdict(idle_pct < 1)}"
+    )
+    print(
+        f"daemon CPU for the backlog (incl. start-up):        {backlog_cpu:8.2f} s  "
+        f"({args.backlog / backlog_cpu:.0f} drops per CPU-second)"
+    )
+    print(
+        f"machine load average (1 min) at start / after backlog / end: {start_load:.2f} / {backlog_load:.2f} / "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other processes compete with the daemon)"
     )
     print(f"journal phases: {counts}; daemon exit status on SIGTERM: {exit_code}")
     if not args.keep:
