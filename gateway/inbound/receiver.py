@@ -74,7 +74,7 @@ class Receiver:
         """Take every message the channel has for us, several at a time; returns how many were handled."""
         references = self.channel.poll_inbound()
         handled = sum(self._pool.map(self._take_guarded, references))
-        self.statuses.flush()
+        self.statuses.flush_soon()
         return handled
 
     def close(self) -> None:
@@ -291,5 +291,5 @@ class Receiver:
                 self.journal.queue_status_send(record.row, Status.LEVERT)
             taken += 1
         if taken:
-            self.statuses.flush()
+            self.statuses.flush_soon()
         return taken

@@ -139,12 +139,35 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self.schema_version = migrate(self._db)
+        try:
+            self.schema_version = migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
         self._in_transaction = False
+        self._transaction_owner: int | None = None
+        # Reads use a connection per thread: with WAL they never wait for a writer's fsync.
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            for connection in self._reader_connections:
+                connection.close()
+
+    def _reading(self) -> tuple[sqlite3.Connection, threading.RLock | contextlib.nullcontext]:
+        """The connection to read with: the writer's inside this thread's own transaction, else this thread's own."""
+        if self._transaction_owner == threading.get_ident():
+            return self._db, self._lock
+        connection = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            connection.execute("PRAGMA query_only=ON")
+            self._readers.connection = connection
+            with self._lock:
+                self._reader_connections.append(connection)
+        return connection, contextlib.nullcontext()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -155,6 +178,7 @@ class Journal:
                 return
             self._db.execute("BEGIN IMMEDIATE")
             self._in_transaction = True
+            self._transaction_owner = threading.get_ident()
             try:
                 yield
             except BaseException:
@@ -164,6 +188,7 @@ class Journal:
                 self._db.execute("COMMIT")
             finally:
                 self._in_transaction = False
+                self._transaction_owner = None
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -186,8 +211,9 @@ class Journal:
 
     # ---- reading -------------------------------------------------------------------------
     def get(self, row: int) -> MessageRecord:
-        with self._lock:
-            found = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row,)).fetchone()  # noqa: S608
+        connection, lock = self._reading()
+        with lock:
+            found = connection.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row,)).fetchone()  # noqa: S608
         if found is None:
             raise JournalError(f"no journal row {row}")
         return _record(found)
@@ -232,8 +258,9 @@ class Journal:
         return dict(rows)
 
     def events(self, row: int) -> list[StatusEvent]:
-        with self._lock:
-            rows = self._db.execute(
+        connection, lock = self._reading()
+        with lock:
+            rows = connection.execute(
                 "SELECT status, at, description FROM events WHERE message = ? ORDER BY at, id", (row,)
             ).fetchall()
         return [
@@ -248,8 +275,9 @@ class Journal:
         return found[0] if found else None
 
     def _many(self, where: str, params: tuple) -> list[MessageRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", params).fetchall()  # noqa: S608
+        connection, lock = self._reading()
+        with lock:
+            rows = connection.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", params).fetchall()  # noqa: S608
         return [_record(row) for row in rows]
 
     # ---- writing -------------------------------------------------------------------------
@@ -342,8 +370,9 @@ class Journal:
         return added
 
     def has_event(self, row: int, status: Status) -> bool:
-        with self._lock:
-            found = self._db.execute(
+        connection, lock = self._reading()
+        with lock:
+            found = connection.execute(
                 "SELECT 1 FROM events WHERE message = ? AND status = ?", (row, status.value)
             ).fetchone()
         return found is not None

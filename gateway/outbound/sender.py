@@ -114,7 +114,7 @@ class Sender:
         finally:
             with self._lock:
                 self._in_flight.discard(row)
-            self.statuses.flush()
+            self.statuses.flush_soon()  # a send never waits for other messages' status files
 
     def send_one(self, record: MessageRecord) -> None:
         if record.phase not in (Phase.ACCEPTED, Phase.SENDING):

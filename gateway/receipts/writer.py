@@ -50,6 +50,7 @@ class StatusWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._soon = threading.Event()
         self._background: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -113,7 +114,8 @@ class StatusWriter:
         The rows are committed already; the files follow shortly. A synchronous `flush()` waits for
         a background one in progress and then writes whatever is still dirty.
         """
-        with self._lock:
+        # Not self._lock: that one is held for the whole of a flush, and asking must never wait for it.
+        with self._start_lock:
             if self._background is None:
                 self._background = threading.Thread(target=self._flush_in_background, name="status-flush", daemon=True)
                 self._background.start()
