@@ -293,7 +293,7 @@ def expire_overdue(journal: Journal, intake: Intake, clock: Clock, limit: int = 
         except JournalError:
             log.info("message %s changed phase while expiring; left as it is", record.message_id)
             continue
-        if record.direction == "out" and record.phase == Phase.ACCEPTED:
-            intake.park_expired(moved)
+        if record.direction == "out" and record.phase in (Phase.ACCEPTED, Phase.SENDING):
+            intake.park_expired(moved)  # a sent message's drop is in sent/ already
         expired += 1
     return expired

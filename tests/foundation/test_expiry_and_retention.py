@@ -199,13 +199,6 @@ def test_expiring_twice_is_harmless(harness):
     assert [e.status for e in h.journal.events(record.row)] == [Status.OPPRETTET, Status.LEVETID_UTLOPT]
 
 
-@pytest.mark.xfail(
-    reason="BUG: gateway/intake/service.py expire_overdue() parks the drop only when the message was in phase "
-    "accepted; a message in phase sending (the sender moves it there before the upload, and it stays there while "
-    "retryable errors are retried up to the deadline) gets LEVETID_UTLOPT but its drop stays in the work area, "
-    "with no explanation in failed/, until Intake.recover() at the next start",
-    strict=True,
-)
 def test_a_drop_whose_sending_kept_failing_until_the_deadline_goes_to_failed(harness):
     h = harness(quiet_period_seconds=0)
     _drop_with_deadline(h, "nettverk-nede", h.clock.now() + timedelta(hours=1))
