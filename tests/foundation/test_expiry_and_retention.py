@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from lxml import etree
 
 from gateway.clock import FakeClock, isoformat
