@@ -10,7 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.clock import isoformat
-from gateway.receipts.statuses import Status, current_status
+from gateway.contract.statuses import Status, current_status
 from gateway.xmlsafe import load_schema
 
 NAMESPACE = "urn:efm-gateway:status:1"

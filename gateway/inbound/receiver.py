@@ -20,6 +20,7 @@ from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
+from gateway.contract.statuses import Status
 from gateway.errors import CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
 from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.asice import AsicContents, AsicLimits
@@ -31,7 +32,6 @@ from gateway.fsio import atomic_write_bytes, durable_rename, fsync_dir
 from gateway.inbound.unpack import ReceivedPackage, open_package, open_payload
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
-from gateway.receipts.statuses import Status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.intake.claim import ClaimedDrop, Claimer
 from gateway.intake.failed import choose_failed_name, explanation_text, park
@@ -20,7 +21,6 @@ from gateway.intake.outbox import Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
-from gateway.receipts.statuses import Status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """A message's place in the pipeline, and which moves between places are allowed.
 
 Phases are the gateway's own bookkeeping; the eFormidling statuses a message collects are events
-beside them (see receipts.statuses).
+beside them (see contract.statuses).
 """
 
 from __future__ import annotations

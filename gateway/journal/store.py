@@ -16,10 +16,10 @@ from typing import Any
 
 from gateway.clock import Clock, isoformat
 from gateway.contract.status import StatusEvent
+from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
-from gateway.receipts.statuses import Status
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from cryptography import x509
 from gateway.channels.base import Channel, OutgoingPackage
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.contract.statuses import Status
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.formats.keys import OrgIdentity
 from gateway.identifiers import is_person
@@ -30,7 +31,6 @@ from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.outbound.pack import pack_message
-from gateway.receipts.statuses import Status
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.routing.route import choose_route

@@ -13,10 +13,10 @@ from lxml import etree
 from gateway.clock import FakeClock, isoformat
 from gateway.contract.status import NAMESPACE as STATUS_NS
 from gateway.contract.status import schema as status_schema
+from gateway.contract.statuses import Status
 from gateway.intake.service import expire_overdue
 from gateway.jobs.retention import purge_journal, purge_sent, run_retention
 from gateway.journal.phases import Phase
-from gateway.receipts.statuses import Status
 
 from .drops import make_flat_drop, make_folder_drop, pdf_bytes, sidecar_xml
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from gateway.contract.statuses import Status
 from gateway.intake import service
 from gateway.journal.phases import Phase
-from gateway.receipts.statuses import Status
 
 from .drops import make_folder_drop, pdf_bytes, sidecar_xml
 from .process import current_status

@@ -18,11 +18,11 @@ from lxml import etree
 from gateway.clock import FakeClock
 from gateway.contract.status import NAMESPACE as STATUS_NS
 from gateway.contract.status import schema as status_schema
+from gateway.contract.statuses import Status, current_status
 from gateway.errors import GatewayError, JournalError
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import FINISHED, Phase
 from gateway.journal.store import InstanceLock, Journal
-from gateway.receipts.statuses import Status, current_status
 from gateway.receipts.writer import StatusWriter
 
 from .drops import write_config

@@ -25,7 +25,7 @@ from gateway.contract.sidecar import schema as sidecar_schema
 from gateway.contract.status import NAMESPACE as STATUS_NS
 from gateway.contract.status import StatusEvent, StatusReport, render_status
 from gateway.contract.status import schema as status_schema
-from gateway.receipts.statuses import Status
+from gateway.contract.statuses import Status
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_drops"
