@@ -36,6 +36,7 @@ class NetworkParts:
     def close(self) -> None:
         self.sender.close()
         self.receiver.close()
+        self.status_sender.close()
         self.http.close()
 
 
@@ -66,7 +67,8 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     sender = Sender(config, journal, statuses, clock, registry, channels, identity)
     receiver = Receiver(config, journal, statuses, clock, dpo, identity, trust, workers=network.max_parallel_sends)
     status_sender = StatusSender(
-        journal, clock, channels, identity, config.folders.state / "outgoing-status", config.organisation.orgnr
+        journal, clock, channels, identity, config.folders.state / "outgoing-status", config.organisation.orgnr,
+        workers=network.max_parallel_sends,
     )
     return NetworkParts(http, sender, receiver, status_sender)
 

@@ -107,7 +107,6 @@ def _parse(signature: bytes) -> asn1_cms.SignedData:
         if content_info["content_type"].native != "signed_data":
             raise SecurityError(f"the signature file is a CMS {content_info['content_type'].native}, not a SignedData")
         signed_data = content_info["content"]
-        signed_data.native  # noqa: B018 - parse everything now, so malformed input fails here
     except (ValueError, TypeError, KeyError) as exc:
         raise SecurityError(f"the signature file is not a readable CMS SignedData: {exc}") from None
     return signed_data
@@ -198,6 +197,14 @@ def verify_detached(
     signature: bytes, content: bytes, trust: TrustStore, at: datetime | None = None
 ) -> x509.Certificate:
     """Check a detached signature over `content` and the signer's chain; returns the signer's certificate."""
+    try:
+        return _verify(signature, content, trust, at)
+    except (ValueError, TypeError, KeyError) as exc:
+        # asn1crypto parses lazily: malformed input surfaces wherever it is first read.
+        raise SecurityError(f"the signature file is not a readable CMS SignedData: {exc}") from None
+
+
+def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime | None) -> x509.Certificate:
     signed_data = _parse(signature)
     encapsulated = signed_data["encap_content_info"]
     if encapsulated["content_type"].native != "data":

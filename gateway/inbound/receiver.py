@@ -280,15 +280,16 @@ class Receiver:
     # ---- pick-up ---------------------------------------------------------------------------------
     def check_picked_up(self) -> int:
         """Messages the archive system has taken out of the inbox: INNKOMMENDE_LEVERT, LEVERT owed."""
+        waiting = self.journal.inbox_folders()  # first: a folder renamed in after this cannot look taken
         present = set(os.listdir(self.config.folders.inbox))
         taken = 0
-        for record in self.journal.in_phase(Phase.IN_INBOX, limit=100_000):
-            if record.detail.get("inbox_folder", record.message_id) in present:
+        for row, folder in waiting:
+            if folder in present:
                 continue
             with self.journal.transaction():
-                self.journal.move(record.row, Phase.TAKEN)
-                self.journal.add_event(record.row, Status.INNKOMMENDE_LEVERT, description="taken by the archive system")
-                self.journal.queue_status_send(record.row, Status.LEVERT)
+                self.journal.move(row, Phase.TAKEN)
+                self.journal.add_event(row, Status.INNKOMMENDE_LEVERT, description="taken by the archive system")
+                self.journal.queue_status_send(row, Status.LEVERT)
             taken += 1
         if taken:
             self.statuses.flush_soon()

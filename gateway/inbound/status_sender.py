@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.channels.base import Channel, OutgoingPackage
 from gateway.clock import Clock
+from gateway.contract.statuses import Status
 from gateway.errors import ChannelError, PermanentChannelError
 from gateway.formats.keys import OrgIdentity
-from gateway.journal.store import Journal
+from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.compose import status_sbd
 from gateway.outbound.pack import pack_message
 from gateway.outbound.sender import RetryPolicy
@@ -33,6 +35,7 @@ class StatusSender:
         work: Path,
         orgnr: str,
         retry: RetryPolicy | None = None,
+        workers: int = 4,
     ) -> None:
         self.journal = journal
         self.clock = clock
@@ -42,41 +45,46 @@ class StatusSender:
         self.orgnr = orgnr
         self.retry = retry or RetryPolicy(first_seconds=10)
         work.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-send")
 
     def send_due(self) -> int:
-        sent = 0
-        for record, status, attempts in self.journal.due_status_sends():
-            channel = self.channels.get(record.channel or "")
-            if channel is None or not record.sender or not record.conversation_id or not record.process:
-                self.journal.status_send_done(record.row, status)
-                continue
-            work = self.work / f"{record.message_id}.{status.value}"
-            try:
-                sbd = status_sbd(
-                    sender=self.orgnr,
-                    receiver=record.sender,
-                    message_id=record.message_id,
-                    conversation_id=record.conversation_id,
-                    process=record.process,
-                    status=status.value,
-                    created=self.clock.now(),
-                )
-                package = pack_message(sbd, [], self.identity, None, work)
-                channel.send(
-                    OutgoingPackage(record.message_id, self.orgnr, record.sender, package),
-                    on_reference=lambda _reference: None,
-                )
-            except PermanentChannelError as exc:
-                log.warning("status %s for message %s cannot be sent: %s", status.value, record.message_id, exc)
-                self.journal.status_send_done(record.row, status)
-            except ChannelError as exc:
-                delay = self.retry.delay(attempts + 1)
-                log.warning("status %s for %s: %s; trying again in %.0f s", status.value, record.message_id, exc, delay)
-                self.journal.status_send_later(record.row, status, self.clock.now().timestamp() + delay)
-                continue
-            else:
-                self.journal.status_send_done(record.row, status)
-                sent += 1
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-        return sent
+        """Send every status that is due, a few at a time; returns how many went."""
+        return sum(self._pool.map(lambda item: self._send_one(*item), self.journal.due_status_sends()))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _send_one(self, record: MessageRecord, status: Status, attempts: int) -> int:
+        channel = self.channels.get(record.channel or "")
+        if channel is None or not record.sender or not record.conversation_id or not record.process:
+            self.journal.status_send_done(record.row, status)
+            return 0
+        work = self.work / f"{record.message_id}.{status.value}"
+        try:
+            sbd = status_sbd(
+                sender=self.orgnr,
+                receiver=record.sender,
+                message_id=record.message_id,
+                conversation_id=record.conversation_id,
+                process=record.process,
+                status=status.value,
+                created=self.clock.now(),
+            )
+            package = pack_message(sbd, [], self.identity, None, work)
+            channel.send(
+                OutgoingPackage(record.message_id, self.orgnr, record.sender, package),
+                on_reference=lambda _reference: None,
+            )
+        except PermanentChannelError as exc:
+            log.warning("status %s for message %s cannot be sent: %s", status.value, record.message_id, exc)
+            self.journal.status_send_done(record.row, status)
+            return 0
+        except ChannelError as exc:
+            delay = self.retry.delay(attempts + 1)
+            log.warning("status %s for %s: %s; trying again in %.0f s", status.value, record.message_id, exc, delay)
+            self.journal.status_send_later(record.row, status, self.clock.now().timestamp() + delay)
+            return 0
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self.journal.status_send_done(record.row, status)
+        return 1

@@ -239,6 +239,15 @@ class Journal:
             (phase.value, due_before, limit),
         )
 
+    def inbox_folders(self) -> list[tuple[int, str]]:
+        """(row, inbox folder name) of every message waiting in the inbox: a cheap query for pick-up checks."""
+        connection, lock = self._reading()
+        with lock:
+            return connection.execute(
+                "SELECT id, COALESCE(json_extract(detail, '$.inbox_folder'), message_id) FROM messages "
+                "WHERE phase = 'in_inbox'"
+            ).fetchall()
+
     def open_past_deadline(self, now: float, limit: int = 1000) -> list[MessageRecord]:
         return self._many(
             "finished_at IS NULL AND deadline_epoch IS NOT NULL AND deadline_epoch < ? ORDER BY deadline_epoch LIMIT ?",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gateway.contract.sidecar import Sidecar, read_sidecar
+from gateway.contract.sidecar import Sidecar, read_accepted_sidecar
 from gateway.errors import MessageFormatError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
 from gateway.formats.asice import AsicDocument
@@ -48,10 +48,8 @@ def mime_type_for(name: str, declared: str | None) -> str:
 
 
 def load_sidecar(claim_folder: Path, sidecar_name: str) -> Sidecar:
-    sidecar, problems = read_sidecar((claim_folder / sidecar_name).read_bytes(), source=sidecar_name)
-    if sidecar is None:
-        raise MessageFormatError("; ".join(str(problem) for problem in problems))
-    return sidecar
+    """The sidecar of a claimed drop; intake validated it before accepting the drop."""
+    return read_accepted_sidecar((claim_folder / sidecar_name).read_bytes(), source=sidecar_name)
 
 
 def compose(

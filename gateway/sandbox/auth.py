@@ -41,6 +41,7 @@ class AccessTokens:
         self.signing_key = signing_key
         self.issuer = issuer
         self.clock = clock
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
     def issue(self, orgnr: str, scopes: list[str], client_id: str) -> tuple[str, int]:
         now = int(self.clock.now().timestamp())
@@ -56,6 +57,20 @@ class AccessTokens:
         return self.signing_key.sign_claims(claims), ACCESS_TOKEN_LIFETIME_S
 
     def verify(self, token: str) -> Caller:
+        """The caller a token names; a token's signature is checked once, its expiry on every call."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            caller, expires = cached
+            if expires <= self.clock.now().timestamp():
+                raise Unauthorised(401, "the access token has expired; fetch a new one")
+            return caller
+        caller, expires = self._verify_signed(token)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[token] = (caller, expires)
+        return caller
+
+    def _verify_signed(self, token: str) -> tuple[Caller, float]:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("kid") != self.signing_key.kid:
@@ -73,11 +88,12 @@ class AccessTokens:
         if int(claims["exp"]) <= self.clock.now().timestamp():
             raise Unauthorised(401, "the access token has expired; fetch a new one")
         consumer_id = str(claims["consumer"].get("ID", ""))
-        return Caller(
+        caller = Caller(
             orgnr=consumer_id.removeprefix("0192:"),
             scopes=frozenset(str(claims.get("scope", "")).split()),
             client_id=str(claims.get("client_id", "")),
         )
+        return caller, float(claims["exp"])
 
     def caller_of(self, request: Request, needs_any_scope: tuple[str, ...] = ()) -> Caller:
         """The caller of `request`, or Unauthorised (401 no/bad token, 403 missing scope)."""
