@@ -82,6 +82,7 @@ class SenderLoop:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+        sender.on_free = self.wake.set
 
     def start(self) -> None:
         self._thread.start()
@@ -93,9 +94,9 @@ class SenderLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.wake.clear()  # before the pass: a wake during it is kept for the next one
             try:
                 self.sender.send_due()
             except Exception:
                 log.exception("the send pass failed; trying again")
             self.wake.wait(timeout=self.interval)
-            self.wake.clear()

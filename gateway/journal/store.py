@@ -239,6 +239,24 @@ class Journal:
             (phase.value, due_before, limit),
         )
 
+    def due_rows(self, phases: tuple[Phase, ...], due_before: float, limit: int, exclude: set[int]) -> list[int]:
+        """Rows in `phases` whose next attempt is due, oldest first, leaving out `exclude` (ids only: cheap)."""
+        if limit <= 0:
+            return []
+        phase_marks = ", ".join("?" for _ in phases)
+        excluded = sorted(exclude)
+        # Never "NOT IN (NULL)": that is unknown for every row, and would select nothing.
+        not_excluded = f"AND id NOT IN ({', '.join('?' for _ in excluded)}) " if excluded else ""
+        connection, lock = self._reading()
+        with lock:
+            rows = connection.execute(
+                f"SELECT id FROM messages WHERE phase IN ({phase_marks}) "  # noqa: S608 - only placeholders
+                f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) {not_excluded}"
+                "ORDER BY next_attempt_at, id LIMIT ?",
+                (*[phase.value for phase in phases], due_before, *excluded, limit),
+            ).fetchall()
+        return [row for (row,) in rows]
+
     def inbox_folders(self) -> list[tuple[int, str]]:
         """(row, inbox folder name) of every message waiting in the inbox: a cheap query for pick-up checks."""
         connection, lock = self._reading()

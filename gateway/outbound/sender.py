@@ -83,26 +83,28 @@ class Sender:
         shutil.rmtree(self.packages, ignore_errors=True)
         self.packages.mkdir()
         self._pool = ThreadPoolExecutor(max_workers=config.network.max_parallel_sends, thread_name_prefix="send")
+        # A few queued beyond the workers keep them busy; more would only hold rows out of reach.
+        self._max_in_flight = config.network.max_parallel_sends * 2
+        self.on_free: Callable[[], None] | None = None
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def send_due(self, limit: int = 500) -> int:
-        """Start sending every message that is due; returns how many were started."""
-        now = self.clock.now().timestamp()
-        due = self.journal.in_phase(Phase.SENDING, limit, due_before=now)
-        due += self.journal.in_phase(Phase.ACCEPTED, limit, due_before=now)
-        started = 0
-        for record in due:
+    def send_due(self) -> int:
+        """Start sending due messages, as many as there are free workers; returns how many were started."""
+        with self._lock:
+            free = self._max_in_flight - len(self._in_flight)
+            in_flight = set(self._in_flight)
+        rows = self.journal.due_rows(
+            (Phase.SENDING, Phase.ACCEPTED), self.clock.now().timestamp(), free, exclude=in_flight
+        )
+        for row in rows:
             with self._lock:
-                if record.row in self._in_flight or len(self._in_flight) >= limit:
-                    continue
-                self._in_flight.add(record.row)
-            self._pool.submit(self._guarded, record.row)
-            started += 1
-        return started
+                self._in_flight.add(row)
+            self._pool.submit(self._guarded, row)
+        return len(rows)
 
     def _guarded(self, row: int) -> None:
         try:
@@ -114,6 +116,8 @@ class Sender:
         finally:
             with self._lock:
                 self._in_flight.discard(row)
+            if self.on_free is not None:
+                self.on_free()  # a worker is free: fetch the next due message now, not at the next interval
             self.statuses.flush_soon()  # a send never waits for other messages' status files
 
     def send_one(self, record: MessageRecord) -> None:

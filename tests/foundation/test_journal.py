@@ -424,3 +424,25 @@ def test_a_phase_change_marks_the_status_file_for_rewriting(journal, clock, tmp_
     root = _status_file(tmp_path, record)
     assert root.findtext("s:route/s:channel", namespaces=NS) == "DPO"
     assert root.findtext("s:route/s:reason", namespaces=NS) == "receiver has a DPO record"
+
+
+def test_due_rows_finds_due_messages_with_and_without_exclusions(tmp_path):
+    from gateway.clock import FakeClock
+    from gateway.journal.phases import Phase as _Phase
+    from gateway.journal.store import Journal as _Journal
+
+    clock = FakeClock()
+    journal = _Journal(tmp_path / "j.sqlite", clock)
+    try:
+        rows = [
+            journal.create(direction="out", message_id=f"m{i}", status_name=f"s{i}.xml", phase=_Phase.ACCEPTED).row
+            for i in range(3)
+        ]
+        journal.update(rows[2], next_attempt_at=clock.now().timestamp() + 60)  # backing off: not due yet
+        now = clock.now().timestamp()
+        assert journal.due_rows((_Phase.ACCEPTED,), now, 10, exclude=set()) == rows[:2]
+        assert journal.due_rows((_Phase.ACCEPTED,), now, 10, exclude={rows[0]}) == [rows[1]]
+        assert journal.due_rows((_Phase.ACCEPTED,), now, 1, exclude=set()) == [rows[0]]
+        assert journal.due_rows((_Phase.ACCEPTED,), now + 61, 10, exclude=set()) == rows
+    finally:
+        journal.close()
