@@ -57,6 +57,8 @@ class Daemon:
             on_accepted=(lambda *_: wake_sender()) if wake_sender else None,
         )
         self.intake.recover()
+        if self.network:
+            self.network.receiver.recover()
         polling, why = intake_uses_polling(config)
         log.info("intake: %s", why)
         self.loop = IntakeLoop(self.intake, config.intake.scan_interval_seconds, use_events=not polling)

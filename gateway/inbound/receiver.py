@@ -164,6 +164,7 @@ class Receiver:
         sbd = received.sbd
         existing = self.journal.find_live("in", sbd.message_id)
         if existing is not None and existing.phase != Phase.RECEIVED:
+            self._hand_over(existing)  # finishes a hand-over a crash cut off; nothing when it is done
             log.info("message %s already received (%s); duplicate ignored", sbd.message_id, existing.phase)
             return
         now = self.clock.now()
@@ -173,33 +174,52 @@ class Receiver:
             log.info("message %s from %s arrived after its deadline; discarded", sbd.message_id, sbd.sender)
             return
         folder_name = sbd.message_id
-        inbox_folder = self.config.folders.inbox / folder_name
         staging = self.config.folders.inbox_staging / folder_name
-        if not inbox_folder.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            contents = open_payload(received, work, staging, self.identity, self.trust, self.limits)
+            self._write_message_xml(sbd, contents, staging)
+        except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            try:
-                contents = open_payload(received, work, staging, self.identity, self.trust, self.limits)
-                self._write_message_xml(sbd, contents, staging)
-            except (SecurityError, CryptoError, MessageFormatError) as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                self._quarantine(sbd, reference, download, str(exc), existing)
-                return
-            fsync_dir(staging)
+            self._quarantine(sbd, reference, download, str(exc), existing)
+            return
+        fsync_dir(staging)
+        # The journal says "in the inbox" before the folder appears there: once the archive system
+        # may have seen (and taken) the folder, a restart must never hand the message over again.
+        with self.journal.transaction():
             if existing is None:
                 existing = self._create(
                     sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference}
                 )
-            durable_rename(staging, inbox_folder)
-        if existing is None:
-            existing = self._create(sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference})
-        with self.journal.transaction():
-            self.journal.move(existing.row, Phase.IN_INBOX)
-            self.journal.add_event(
-                existing.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}"
-            )
-            self.journal.queue_status_send(existing.row, Status.MOTTATT)
+            record = self.journal.move(existing.row, Phase.IN_INBOX)
+            self.journal.add_event(record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}")
+            self.journal.queue_status_send(record.row, Status.MOTTATT)
+        self._hand_over(record)
         log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender)
+
+    def _hand_over(self, record: MessageRecord) -> None:
+        """Rename an assembled message from the staging area into the inbox, if it is still waiting there."""
+        if record.phase != Phase.IN_INBOX:
+            return
+        folder_name = record.detail.get("inbox_folder", record.message_id)
+        staging = self.config.folders.inbox_staging / folder_name
+        if not staging.exists():
+            return
+        target = self.config.folders.inbox / folder_name
+        if target.exists():
+            shutil.rmtree(staging)  # handed over already; a leftover copy
+            return
+        durable_rename(staging, target)
+
+    def recover(self) -> int:
+        """At start-up: finish every hand-over to the inbox that a crash cut off."""
+        finished = 0
+        for row, folder in self.journal.inbox_folders():
+            if (self.config.folders.inbox_staging / folder).exists():
+                self._hand_over(self.journal.get(row))
+                finished += 1
+        return finished
 
     def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
         return self.journal.create(
@@ -280,11 +300,14 @@ class Receiver:
     # ---- pick-up ---------------------------------------------------------------------------------
     def check_picked_up(self) -> int:
         """Messages the archive system has taken out of the inbox: INNKOMMENDE_LEVERT, LEVERT owed."""
-        waiting = self.journal.inbox_folders()  # first: a folder renamed in after this cannot look taken
+        # Order matters: the rows first, then staging, then the inbox. A folder moving from staging to
+        # the inbox meanwhile is seen in one listing or the other, and never looks taken.
+        waiting = self.journal.inbox_folders()
+        in_transit = set(os.listdir(self.config.folders.inbox_staging))
         present = set(os.listdir(self.config.folders.inbox))
         taken = 0
         for row, folder in waiting:
-            if folder in present:
+            if folder in present or folder in in_transit:
                 continue
             with self.journal.transaction():
                 self.journal.move(row, Phase.TAKEN)

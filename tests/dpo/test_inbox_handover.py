@@ -1,0 +1,129 @@
+"""The hand-over to the inbox survives a crash at its worst moment: after the journal says "in the
+inbox" and before the folder is renamed there. The message reaches the archive exactly once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SystemClock
+from gateway.config import load_config, prepare_folders
+from gateway.contract.statuses import Status
+from gateway.devcerts import create_dev_pki, dev_identity
+from gateway.formats.asice import AsicDocument
+from gateway.formats.business import Arkivmelding
+from gateway.formats.keys import TrustStore
+from gateway.formats.sbd import ARKIVMELDING_PROCESS, new_sbd
+from gateway.inbound import receiver as receiver_module
+from gateway.inbound.receiver import Receiver
+from gateway.journal.phases import Phase
+from gateway.journal.store import Journal
+from gateway.outbound.pack import pack_message
+from gateway.receipts.writer import StatusWriter
+from tests.foundation.drops import write_config
+
+from .network import A, B
+
+
+class OneMessageChannel:
+    """A channel holding one package for us until it is acknowledged (the broker's behaviour)."""
+
+    name = "DPO"
+
+    def __init__(self, package: Path) -> None:
+        self.package = package
+        self.acknowledged = False
+
+    def poll_inbound(self) -> list[str]:
+        return [] if self.acknowledged else ["transfer-1"]
+
+    def fetch_inbound(self, reference: str, target: Path) -> int:
+        shutil.copy(self.package, target)
+        return target.stat().st_size
+
+    def acknowledge_inbound(self, reference: str) -> None:
+        self.acknowledged = True
+
+
+class Crash(BaseException):
+    """Stands in for kill -9: nothing after it runs."""
+
+
+@pytest.fixture
+def setting(tmp_path):
+    pki = create_dev_pki(tmp_path / "pki", {A: "A", B: "B"})
+    sender, receiver_identity = dev_identity(pki, A), dev_identity(pki, B)
+    document = tmp_path / "brev.pdf"
+    document.write_bytes(b"%PDF-1.4 brev")
+    sbd = new_sbd(
+        sender=A,
+        receiver=B,
+        business_message=Arkivmelding(sikkerhetsnivaa=3),
+        process=ARKIVMELDING_PROCESS,
+        created=datetime.now(UTC),
+        message_id=str(uuid.uuid4()),
+    )
+    package = pack_message(
+        sbd,
+        [AsicDocument("brev.pdf", document, "application/pdf")],
+        sender,
+        receiver_identity.certificate,
+        tmp_path / "out",
+    )
+    root = tmp_path / "b"
+    root.mkdir()
+    config_path = write_config(root)
+    config_path.write_text(config_path.read_text().replace('orgnr: "991825827"', f'orgnr: "{B}"'))
+    config = load_config(config_path)
+    prepare_folders(config)
+    trust = TrustStore.from_pem_files([pki.trust_bundle])
+    return config, receiver_identity, trust, OneMessageChannel(package), sbd.message_id
+
+
+def _receiver(config, identity, trust, channel) -> tuple[Receiver, Journal]:
+    journal = Journal(config.folders.journal_path, SystemClock())
+    statuses = StatusWriter(journal, config.folders.status, SystemClock())
+    return Receiver(config, journal, statuses, SystemClock(), channel, identity, trust), journal
+
+
+def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, monkeypatch):
+    config, identity, trust, channel, message_id = setting
+    receiver, journal = _receiver(config, identity, trust, channel)
+
+    def crash(*_args: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(receiver_module, "durable_rename", crash)
+    with pytest.raises(Crash):
+        receiver.take("transfer-1")
+    monkeypatch.undo()
+    # The journal says IN_INBOX; the folder is still in staging; the channel still offers the message.
+    assert journal.find_live("in", message_id).phase == Phase.IN_INBOX
+    assert os.listdir(config.folders.inbox) == []
+    assert not channel.acknowledged
+    assert receiver.check_picked_up() == 0, "a message still in transit must not look taken"
+    receiver.close()
+    journal.close()
+
+    # Restart: the hand-over is finished first, then the channel offers the message again.
+    receiver, journal = _receiver(config, identity, trust, channel)
+    assert receiver.recover() == 1
+    assert os.listdir(config.folders.inbox) == [message_id]
+    shutil.rmtree(config.folders.inbox / message_id)  # the archive system takes it
+    receiver.poll()
+    assert channel.acknowledged
+    assert os.listdir(config.folders.inbox) == [], "the message must not be handed over a second time"
+    assert receiver.check_picked_up() == 1
+    record = journal.find_live("in", message_id)
+    assert record.phase == Phase.TAKEN
+    assert [event.status for event in journal.events(record.row)] == [
+        Status.INNKOMMENDE_MOTTATT,
+        Status.INNKOMMENDE_LEVERT,
+    ]
+    receiver.close()
+    journal.close()
