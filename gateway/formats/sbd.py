@@ -78,7 +78,7 @@ __all__ = [
 
 ARKIVMELDING_PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 RESPONSE_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
-_ARKIV_AREAS = (
+ARKIVMELDING_AREAS = (
     "administrasjon",
     "helseSosialOgOmsorg",
     "kulturIdrettOgFritid",
@@ -92,7 +92,7 @@ _ARKIV_AREAS = (
     "taushetsbelagt",
 )
 PROCESSES: frozenset[str] = frozenset(
-    [f"urn:no:difi:profile:arkivmelding:{area}:ver1.0" for area in _ARKIV_AREAS]
+    [f"urn:no:difi:profile:arkivmelding:{area}:ver1.0" for area in ARKIVMELDING_AREAS]
     + [
         RESPONSE_PROCESS,
         "urn:no:difi:profile:avtalt:avtalt:ver1.0",

@@ -17,14 +17,13 @@ from gateway.contract.sidecar import (
     Sidecar,
     read_sidecar,
 )
+from gateway.formats.sbd import ARKIVMELDING_PROCESS, PROCESSES, RESPONSE_PROCESS
 from gateway.fsio import file_name_problem
 from gateway.intake.claim import ClaimedDrop
 from gateway.journal.store import Journal
 
-DEFAULT_PROCESS = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
-RESPONSE_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
 _DEFAULT_PROCESS_BY_TYPE = {
-    "arkivmelding": DEFAULT_PROCESS,
+    "arkivmelding": ARKIVMELDING_PROCESS,
     "arkivmelding_kvittering": RESPONSE_PROCESS,
     "avtalt": "urn:no:difi:profile:avtalt:avtalt:ver1.0",
     "digital": "urn:no:difi:profile:digitalpost:info:ver1.0",
@@ -154,6 +153,11 @@ def validate_claimed(claimed: ClaimedDrop, config: Config, journal: Journal, clo
                     f"{claimed.sidecar_name}: <receiver> {receiver} is not the sender of the message it answers "
                     f"({received.sender}); send the answer to {received.sender}"
                 )
+    if sidecar.process and sidecar.process not in PROCESSES:
+        problems.append(
+            f"{claimed.sidecar_name}: <process> {sidecar.process!r} is not an eFormidling process; use one like "
+            f"{ARKIVMELDING_PROCESS}, or leave <process> out"
+        )
     existing = journal.find_live("out", message_id)
     if existing is not None:
         problems.append(

@@ -24,6 +24,7 @@ from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.formats.keys import OrgIdentity
+from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import choose_failed_name, explanation_text, park
@@ -37,13 +38,6 @@ from gateway.routing.route import choose_route
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_TYPES = {
-    "arkivmelding": "urn:no:difi:arkivmelding:xsd::arkivmelding",
-    "arkivmelding_kvittering": "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering",
-    "avtalt": "urn:no:difi:avtalt:xsd::avtalt",
-    "digital": "urn:no:difi:digitalpost:xsd:digital::digital",
-    "print": "urn:no:difi:digitalpost:xsd:fysisk::print",
-}
 
 
 @dataclass(frozen=True)

@@ -25,27 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.formats.sbd import ARKIVMELDING_AREAS, RESPONSE_PROCESS
 from gateway.identifiers import is_valid_fnr, orgnr_problem
 
 CHANNELS = ("DPO", "DPF", "DPV", "DPI")
 
-ARKIVMELDING_AREAS = (
-    "administrasjon",
-    "helseSosialOgOmsorg",
-    "kulturIdrettOgFritid",
-    "naturOgMiljoe",
-    "naeringsutvikling",
-    "oppvekstOgUtdanning",
-    "planByggOgGeodata",
-    "skatterOgAvgifter",
-    "tekniskeTjenester",
-    "trafikkReiserOgSamferdsel",
-    "taushetsbelagt",
-)
 ARKIVMELDING_PROCESSES = tuple(
     f"urn:no:difi:profile:arkivmelding:{area}:ver1.0" for area in ARKIVMELDING_AREAS
 )
-RESPONSE_PROCESS = "urn:no:difi:profile:arkivmelding:response:ver1.0"
 AVTALT_PROCESS = "urn:no:difi:profile:avtalt:avtalt:ver1.0"
 DIGITALPOST_PROCESSES = (
     "urn:no:difi:profile:digitalpost:info:ver1.0",

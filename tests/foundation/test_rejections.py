@@ -149,6 +149,12 @@ CASES = {
         _folder("bad", sidecar=b"<melding><mottaker>910075918</mottaker></melding>"),
         'a sidecar is <message xmlns="urn:efm-gateway:message:1">',
     ),
+    "unknown process": (
+        _folder(
+            "bad", sidecar=sidecar_xml(extra="<process>urn:no:difi:profile:arkivmelding:hemmelig:ver1.0</process>")
+        ),
+        "is not an eFormidling process",
+    ),
     "unknown element": (
         _folder("bad", sidecar=sidecar_xml(extra="<colour>blue</colour>")),
         "unknown or in the wrong place",
