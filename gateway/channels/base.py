@@ -33,6 +33,10 @@ class Channel(Protocol):
         """Deliver `package`; returns the channel's reference for it."""
         ...
 
+    def already_sent(self, reference: str) -> bool:
+        """Whether the transfer `reference` of an interrupted send was completed."""
+        ...
+
     def poll_inbound(self) -> list[str]:
         """References of messages waiting for us."""
         ...

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from gateway.channels.altinn_broker import BrokerClient
 from gateway.channels.base import OutgoingPackage
+from gateway.errors import PermanentChannelError
 from gateway.identifiers import to_party_value
 
 DPO_MAX_BYTES = 1_000_000_000
 DPO_MESSAGE_TYPES = frozenset({"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"})
-UPLOADED_STATES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded"})
+UPLOADED_STATES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded", "Purged"})
 UPLOAD_FILE_NAME = "sbd.zip"
 
 
@@ -37,7 +38,7 @@ class DpoChannel:
         reference = package.reference
         if reference is not None:
             # An earlier attempt got this far; if its upload finished, it must not be sent twice.
-            status = self.broker.overview(reference).get("fileTransferStatus")
+            status = self._status(reference)
             if status in UPLOADED_STATES:
                 return reference
             if status != "Initialized":
@@ -53,6 +54,18 @@ class DpoChannel:
             on_reference(reference)
         self.broker.upload(reference, package.package)
         return reference
+
+    def already_sent(self, reference: str) -> bool:
+        return self._status(reference) in UPLOADED_STATES
+
+    def _status(self, reference: str) -> str | None:
+        try:
+            return self.broker.overview(reference).get("fileTransferStatus")
+        except PermanentChannelError as exc:
+            raise PermanentChannelError(
+                f"the broker no longer knows transfer {reference} of this message ({exc}); it may have been "
+                "delivered: check with the receiver before sending it again"
+            ) from exc
 
     def poll_inbound(self) -> list[str]:
         return self.broker.list_published(self.resource_id)

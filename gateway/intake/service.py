@@ -274,26 +274,31 @@ class Intake:
         log.info("moved the orphan file %r to failed/", orphan.entry)
 
 
+# SENDING is the sender's: it asks the channel whether an interrupted upload finished before it expires one.
+EXPIRABLE = (Phase.ACCEPTED, Phase.SENT, Phase.RECEIVED)
+
+
 def expire_overdue(journal: Journal, intake: Intake, clock: Clock, limit: int = 500) -> int:
     """LEVETID_UTLOPT for every unfinished message past its deadline that has not been delivered."""
     expired = 0
-    for record in journal.open_past_deadline(clock.now().timestamp(), limit):
-        if record.phase not in (Phase.ACCEPTED, Phase.SENDING, Phase.SENT, Phase.RECEIVED):
-            continue
-        if journal.has_event(record.row, Status.LEVERT):
-            continue
+    for candidate in journal.open_past_deadline(clock.now().timestamp(), EXPIRABLE, limit):
         try:
             with journal.transaction():
+                # Decide inside the transaction: a LEVERT or a phase change committed meanwhile wins.
+                record = journal.get(candidate.row)
+                if record.phase not in EXPIRABLE or journal.has_event(record.row, Status.LEVERT):
+                    continue
                 moved = journal.move(
                     record.row,
                     Phase.EXPIRED,
                     errors=[*record.errors, "the deadline passed before the message was delivered"],
                 )
                 journal.add_event(record.row, Status.LEVETID_UTLOPT, description="the deadline passed")
+            if record.direction == "out" and record.phase == Phase.ACCEPTED:
+                intake.park_expired(moved)  # a sent message's drop is in sent/ already
+            expired += 1
         except JournalError:
-            log.info("message %s changed phase while expiring; left as it is", record.message_id)
-            continue
-        if record.direction == "out" and record.phase in (Phase.ACCEPTED, Phase.SENDING):
-            intake.park_expired(moved)  # a sent message's drop is in sent/ already
-        expired += 1
+            log.info("message %s changed phase while expiring; left as it is", candidate.message_id)
+        except OSError:
+            log.exception("could not park expired message %s; recovery at the next start will", candidate.message_id)
     return expired

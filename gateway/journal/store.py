@@ -266,10 +266,14 @@ class Journal:
                 "WHERE phase = 'in_inbox'"
             ).fetchall()
 
-    def open_past_deadline(self, now: float, limit: int = 1000) -> list[MessageRecord]:
+    def open_past_deadline(self, now: float, phases: tuple[Phase, ...], limit: int = 1000) -> list[MessageRecord]:
+        """Undelivered messages in `phases` past their deadline (a delivered one, with LEVERT, never expires)."""
+        marks = ", ".join("?" for _ in phases)
         return self._many(
-            "finished_at IS NULL AND deadline_epoch IS NOT NULL AND deadline_epoch < ? ORDER BY deadline_epoch LIMIT ?",
-            (now, limit),
+            f"finished_at IS NULL AND deadline_epoch IS NOT NULL AND deadline_epoch < ? AND phase IN ({marks}) "  # noqa: S608 - placeholders only
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.message = messages.id AND e.status = 'LEVERT') "
+            "ORDER BY deadline_epoch LIMIT ?",
+            (now, *[phase.value for phase in phases], limit),
         )
 
     def listing(self, open_only: bool = False, failed_only: bool = False, limit: int = 100) -> list[MessageRecord]:

@@ -118,7 +118,8 @@ class Sender:
         if record.phase not in (Phase.ACCEPTED, Phase.SENDING):
             return
         if record.deadline is not None and record.deadline <= self.clock.now():
-            self._expire(record)
+            if not self._finished_before_a_crash(record):
+                self._expire(record)
             return
         claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
         if claimed is None or not claimed.folder.exists():
@@ -166,6 +167,23 @@ class Sender:
             return
         self._sent(self.journal.get(record.row), reference, claimed.folder)
 
+    def _finished_before_a_crash(self, record: MessageRecord) -> bool:
+        """A message past its deadline whose upload finished before a crash was sent: record that, never expire it."""
+        reference = record.detail.get("reference")
+        channel = self.channels.get(record.channel or "")
+        if record.phase != Phase.SENDING or not reference or channel is None:
+            return False
+        try:
+            uploaded = channel.already_sent(reference)
+        except RetryableChannelError:
+            return True  # cannot tell yet: ask again at the next attempt rather than expire a sent message
+        except PermanentChannelError:
+            return False
+        if uploaded:
+            claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
+            self._sent(record, reference, claimed.folder if claimed else self.packages / "-")
+        return uploaded
+
     def _route(self, record: MessageRecord, message_type: str, security_level: int | None) -> tuple[dict, object]:
         """Look the receiver up (once per message): the journal fields to record, and the certificate to encrypt to.
 
@@ -203,6 +221,9 @@ class Sender:
 
     def _later(self, record: MessageRecord, reason: str, route_fields: dict | None = None) -> None:
         route_fields = dict(route_fields or {})
+        # Re-read: remember() may have committed the channel's reference meanwhile, and a retry that
+        # forgot it would start a second transfer of a message the broker may already hold.
+        record = self.journal.get(record.row)
         detail = {**record.detail, **route_fields.pop("detail", {}), "last_error": reason}
         attempts = record.attempts + 1
         delay = self.retry.delay(attempts)

@@ -198,19 +198,78 @@ def test_expiring_twice_is_harmless(harness):
     assert [e.status for e in h.journal.events(record.row)] == [Status.OPPRETTET, Status.LEVETID_UTLOPT]
 
 
-def test_a_drop_whose_sending_kept_failing_until_the_deadline_goes_to_failed(harness):
-    h = harness(quiet_period_seconds=0)
-    _drop_with_deadline(h, "nettverk-nede", h.clock.now() + timedelta(hours=1))
+def _sending_past_its_deadline(h, name: str, reference: str | None):
+    _drop_with_deadline(h, name, h.clock.now() + timedelta(hours=1))
     h.run()
-    record = _record(h, "nettverk-nede")
-    # What the sender does: SENDING before the upload; a retryable failure leaves it there, due at the deadline.
-    h.journal.move(record.row, Phase.SENDING)
+    record = _record(h, name)
+    # What the sender does: SENDING (with the transfer's reference) before the upload; a retryable
+    # failure leaves it there, due at the deadline.
+    detail = {**record.detail, **({"reference": reference} if reference else {})}
+    h.journal.move(record.row, Phase.SENDING, channel="DPO", detail=detail)
     h.journal.update(record.row, attempts=5, next_attempt_at=record.deadline.timestamp())
     h.clock.advance(2 * 3600)
-    assert expire_overdue(h.journal, h.intake, h.clock) == 1
+    return h.journal.get(record.row)
+
+
+class _Channel:
+    name = "DPO"
+
+    def __init__(self, uploaded: bool) -> None:
+        self.uploaded = uploaded
+        self.sent: list[str] = []
+
+    def already_sent(self, reference: str) -> bool:
+        return self.uploaded
+
+    def send(self, package, on_reference):  # must never be called for an expired message
+        self.sent.append(package.message_id)
+        return "new-transfer"
+
+
+def _sender(h, channel):
+    from gateway.outbound.sender import Sender
+
+    return Sender(h.config, h.journal, h.statuses, h.clock, registry=None, channels={"DPO": channel}, identity=None)
+
+
+def test_the_sweep_leaves_a_message_in_sending_to_the_sender(harness):
+    h = harness(quiet_period_seconds=0)
+    record = _sending_past_its_deadline(h, "nettverk-nede", reference="transfer-1")
+    assert expire_overdue(h.journal, h.intake, h.clock) == 0
+    assert h.journal.get(record.row).phase == Phase.SENDING
+
+
+def test_the_sender_expires_a_message_whose_upload_never_finished_and_parks_its_drop(harness):
+    h = harness(quiet_period_seconds=0)
+    record = _sending_past_its_deadline(h, "nettverk-nede", reference="transfer-1")
+    channel = _Channel(uploaded=False)
+    sender = _sender(h, channel)
+    try:
+        sender.send_one(record)
+    finally:
+        sender.close()
+    assert channel.sent == [], "an expired message is never handed on"
     assert h.journal.get(record.row).phase == Phase.EXPIRED
+    assert Status.LEVETID_UTLOPT in [e.status for e in h.journal.events(record.row)]
     assert _work_entries(h) == []
     assert sorted(os.listdir(h.failed)) == ["nettverk-nede", "nettverk-nede.error.txt"]
+
+
+def test_a_message_whose_upload_finished_before_a_crash_is_sent_not_expired(harness):
+    h = harness(quiet_period_seconds=0)
+    record = _sending_past_its_deadline(h, "lastet-opp", reference="transfer-1")
+    channel = _Channel(uploaded=True)
+    sender = _sender(h, channel)
+    try:
+        sender.send_one(record)
+    finally:
+        sender.close()
+    assert channel.sent == []
+    assert h.journal.get(record.row).phase == Phase.SENT
+    statuses = [e.status for e in h.journal.events(record.row)]
+    assert Status.SENDT in statuses and Status.LEVETID_UTLOPT not in statuses
+    assert os.listdir(h.failed) == []
+    assert sorted(os.listdir(h.config.folders.sent)) == ["lastet-opp"]
 
 
 def test_an_expired_drop_left_in_the_work_area_by_a_crash_is_parked_at_restart(harness):

@@ -1,0 +1,87 @@
+"""A send that fails after the broker gave it a transfer resumes that transfer: never a second one."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+
+from gateway.devcerts import create_dev_pki, dev_identity
+from gateway.errors import RetryableChannelError
+from gateway.journal.phases import Phase
+from gateway.outbound.sender import RetryPolicy, Sender
+from gateway.routing.registry import InfoRecord, RegistryAnswer, ServiceRecord
+
+from .drops import OUR_ORGNR, VALID_RECEIVER, make_folder_drop
+
+
+class _Registry:
+    def __init__(self, certificate_pem: str) -> None:
+        self.certificate_pem = certificate_pem
+
+    def lookup(self, identifier, process, security_level=None, conversation_id=None):
+        record = ServiceRecord(
+            "DPO",
+            process,
+            ("urn:no:difi:arkivmelding:xsd::arkivmelding",),
+            self.certificate_pem,
+            None,
+            None,
+            None,
+            4,
+            None,
+            identifier,
+        )
+        return RegistryAnswer(InfoRecord(identifier, "Mottaker"), [record])
+
+
+class _FlakyChannel:
+    """Gives the message a transfer, then loses the connection during the first upload."""
+
+    name = "DPO"
+
+    def __init__(self) -> None:
+        self.references_seen: list[str | None] = []
+
+    def validate(self, message_type, total_bytes):
+        return []
+
+    def already_sent(self, reference):
+        return False
+
+    def send(self, package, on_reference):
+        self.references_seen.append(package.reference)
+        if package.reference is None:
+            on_reference("transfer-1")
+            raise RetryableChannelError("the connection broke during the upload")
+        return package.reference
+
+
+def test_a_retry_after_a_failed_upload_resumes_the_same_transfer(harness, tmp_path):
+    h = harness(quiet_period_seconds=0)
+    pki = create_dev_pki(tmp_path / "pki", {OUR_ORGNR: "Oss", VALID_RECEIVER: "Mottaker"})
+    receiver_pem = dev_identity(pki, VALID_RECEIVER).certificate.public_bytes(serialization.Encoding.PEM).decode()
+    make_folder_drop(h.outbox, "brev")
+    h.run()
+    [record] = h.journal.in_phase(Phase.ACCEPTED)
+    channel = _FlakyChannel()
+    sender = Sender(
+        h.config,
+        h.journal,
+        h.statuses,
+        h.clock,
+        _Registry(receiver_pem),
+        {"DPO": channel},
+        dev_identity(pki, OUR_ORGNR),
+        retry=RetryPolicy(first_seconds=1),
+    )
+    try:
+        sender.send_one(record)
+        after_failure = h.journal.get(record.row)
+        assert after_failure.phase == Phase.SENDING
+        assert after_failure.detail["reference"] == "transfer-1", "the retry must know the transfer it started"
+        assert after_failure.attempts == 1
+        h.clock.advance(5)
+        sender.send_one(after_failure)
+    finally:
+        sender.close()
+    assert channel.references_seen == [None, "transfer-1"]
+    assert h.journal.get(record.row).phase == Phase.SENT
