@@ -8,6 +8,7 @@ its download is confirmed, and the journal keeps it from reaching the inbox twic
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -32,11 +33,13 @@ from gateway.fsio import atomic_write_bytes, durable_rename, fsync_dir
 from gateway.inbound.unpack import ReceivedPackage, open_package, open_payload
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.outbound.completion import settle
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
 
 _SAFE_REFERENCE = re.compile(r"[^A-Za-z0-9._-]")
+_TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
 
 
@@ -81,6 +84,10 @@ class Receiver:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _take_guarded(self, reference: str) -> int:
+        if not _TRANSFER_ID.fullmatch(reference):
+            # It would become a folder name and part of a URL: '..' would point at the state folder.
+            log.warning("the channel offered a transfer with a malformed id %r; ignored", reference[:80])
+            return 0
         try:
             self.take(reference)
             return 1
@@ -113,7 +120,13 @@ class Receiver:
             shutil.rmtree(work, ignore_errors=True)
 
     def _dispatch(self, reference: str, received: ReceivedPackage, download: Path, work: Path) -> None:
-        sbd = received.sbd
+        # Ids are compared and used as folder names in lower case, as ours are written.
+        sbd = dataclasses.replace(
+            received.sbd,
+            message_id=received.sbd.message_id.lower(),
+            conversation_id=received.sbd.conversation_id.lower(),
+        )
+        received = dataclasses.replace(received, sbd=sbd)
         if sbd.receiver != self.config.organisation.orgnr:
             self._quarantine(sbd, reference, download, f"the message is addressed to {sbd.receiver}, not to us")
             return
@@ -128,35 +141,32 @@ class Receiver:
 
     # ---- statuses and receipts for our own messages -----------------------------------------------
     def _apply_status(self, sbd: StandardBusinessDocument, business: StatusMessage) -> None:
-        record = self.journal.find_live("out", sbd.message_id)
-        if record is None:
-            log.info("status %s for unknown message %s ignored", business.status, sbd.message_id)
-            return
         status = Status.MOTTATT if business.status == "MOTTATT" else Status.LEVERT
-        added = self.journal.add_event(record.row, status, description=f"{status.value.lower()} by {sbd.sender}")
-        if added and status == Status.LEVERT and record.message_type != "arkivmelding" and record.phase == Phase.SENT:
-            self.journal.move(record.row, Phase.DONE)  # no receipt follows for these
+        with self.journal.transaction():  # the event and what it finishes, in one step
+            record = self.journal.find_live("out", sbd.message_id)
+            if record is None:
+                log.info("status %s for unknown message %s ignored", business.status, sbd.message_id)
+                return
+            self.journal.add_event(record.row, status, description=f"{status.value.lower()} by {sbd.sender}")
+            settle(self.journal, record.row)
         log.info("message %s: %s from %s", sbd.message_id, status.value, sbd.sender)
 
     def _apply_receipt(self, sbd: StandardBusinessDocument, receipt: ArkivmeldingKvittering) -> None:
         related = (receipt.related_to_message_id or "").lower()
-        record = self.journal.find_live("out", related)
-        if record is None:
-            log.info("receipt %s for unknown message %s ignored", sbd.message_id, related)
-            return
         texts = [m.text for m in receipt.messages if m.text]
-        if receipt.receipt_type in RECEIPT_OK:
-            description = f"arkivmelding_kvittering {receipt.receipt_type} from {sbd.sender}"
-            with self.journal.transaction():
+        with self.journal.transaction():
+            record = self.journal.find_live("out", related)
+            if record is None:
+                log.info("receipt %s for unknown message %s ignored", sbd.message_id, related)
+                return
+            if receipt.receipt_type in RECEIPT_OK:
+                description = f"arkivmelding_kvittering {receipt.receipt_type} from {sbd.sender}"
                 self.journal.add_event(record.row, Status.LEST, description=description)
-                if record.phase == Phase.SENT:
-                    self.journal.move(record.row, Phase.DONE)
-        else:
-            problems = [f"the receiver answered {receipt.receipt_type}", *texts]
-            with self.journal.transaction():
+            else:
+                problems = [f"the receiver answered {receipt.receipt_type}", *texts]
                 self.journal.add_event(record.row, Status.FEIL, description="; ".join(problems))
-                if record.phase == Phase.SENT:
-                    self.journal.move(record.row, Phase.FAILED, errors=[*record.errors, *problems])
+                self.journal.update(record.row, errors=[*record.errors, *problems])
+            settle(self.journal, record.row)
         log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender)
 
     # ---- messages for the archive system ---------------------------------------------------------
@@ -169,8 +179,9 @@ class Receiver:
             return
         now = self.clock.now()
         if existing is None and sbd.expected_response is not None and sbd.expected_response <= now:
-            record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
-            self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description="arrived after its deadline")
+            with self.journal.transaction():
+                record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
+                self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description="arrived after its deadline")
             log.info("message %s from %s arrived after its deadline; discarded", sbd.message_id, sbd.sender)
             return
         folder_name = sbd.message_id

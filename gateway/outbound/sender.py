@@ -30,6 +30,7 @@ from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import choose_failed_name, explanation_text, park
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.outbound.pack import pack_message
 from gateway.receipts.writer import StatusWriter
@@ -207,8 +208,8 @@ class Sender:
         with self.journal.transaction():
             record = self.journal.move(record.row, Phase.SENT, detail={**record.detail, "reference": reference})
             self.journal.add_event(record.row, Status.SENDT, description=f"handed to {record.channel} ({reference})")
-            if self.journal.has_event(record.row, Status.LEST):
-                record = self.journal.move(record.row, Phase.DONE)  # the receipt overtook us
+            settle(self.journal, record.row)  # statuses that overtook the send (after a crash) count now
+            record = self.journal.get(record.row)
         log.info("message %s sent on %s", record.message_id, record.channel)
         self._file_away(record, claim_folder)
 

@@ -29,6 +29,8 @@ from tests.foundation.drops import write_config
 
 from .network import A, B
 
+TRANSFER = "5d0c3c52-4f1e-4c55-9a8e-0d1f2e3a4b5c"
+
 
 class OneMessageChannel:
     """A channel holding one package for us until it is acknowledged (the broker's behaviour)."""
@@ -40,7 +42,7 @@ class OneMessageChannel:
         self.acknowledged = False
 
     def poll_inbound(self) -> list[str]:
-        return [] if self.acknowledged else ["transfer-1"]
+        return [] if self.acknowledged else [TRANSFER]
 
     def fetch_inbound(self, reference: str, target: Path) -> int:
         shutil.copy(self.package, target)
@@ -100,7 +102,7 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
 
     monkeypatch.setattr(receiver_module, "durable_rename", crash)
     with pytest.raises(Crash):
-        receiver.take("transfer-1")
+        receiver.take(TRANSFER)
     monkeypatch.undo()
     # The journal says IN_INBOX; the folder is still in staging; the channel still offers the message.
     assert journal.find_live("in", message_id).phase == Phase.IN_INBOX
@@ -127,3 +129,17 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
     ]
     receiver.close()
     journal.close()
+
+
+def test_a_transfer_id_that_is_not_a_uuid_is_never_used_as_a_path(setting):
+    config, identity, trust, channel, _message_id = setting
+    sentinel = config.folders.state / "journal.sqlite"
+    receiver, journal = _receiver(config, identity, trust, channel)
+    try:
+        channel.poll_inbound = lambda: ["..", ".", "../../etc"]
+        assert receiver.poll() == 0
+        assert sentinel.exists(), "the state folder must survive a hostile transfer id"
+        assert os.listdir(config.folders.inbox) == []
+    finally:
+        receiver.close()
+        journal.close()
