@@ -71,6 +71,8 @@ class Receiver:
         self.quarantine.mkdir(exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="receive")
         self._locks = [threading.Lock() for _ in range(64)]  # striped: memory stays flat
+        self._inbox_device = os.stat(config.folders.inbox).st_dev
+        self._absent_before: set[int] = set()
 
     # ---- polling -------------------------------------------------------------------------------
     def poll(self) -> int:
@@ -311,14 +313,27 @@ class Receiver:
     # ---- pick-up ---------------------------------------------------------------------------------
     def check_picked_up(self) -> int:
         """Messages the archive system has taken out of the inbox: INNKOMMENDE_LEVERT, LEVERT owed."""
+        inbox = self.config.folders.inbox
+        try:
+            device = os.stat(inbox).st_dev
+        except OSError:
+            device = None
+        if device != self._inbox_device:
+            # An unmounted share shows an empty folder on another file system: that is not "taken".
+            log.warning("the inbox %s is not on the file system it was on at start; is the share mounted?", inbox)
+            self._absent_before = set()
+            return 0
         # Order matters: the rows first, then staging, then the inbox. A folder moving from staging to
         # the inbox meanwhile is seen in one listing or the other, and never looks taken.
         waiting = self.journal.inbox_folders()
         in_transit = set(os.listdir(self.config.folders.inbox_staging))
-        present = set(os.listdir(self.config.folders.inbox))
+        present = set(os.listdir(inbox))
+        absent = {row for row, folder in waiting if folder not in present and folder not in in_transit}
+        # Gone on two checks in a row, so a share's hiccup is not taken for the archive's pick-up.
+        confirmed, self._absent_before = absent & self._absent_before, absent - self._absent_before
         taken = 0
-        for row, folder in waiting:
-            if folder in present or folder in in_transit:
+        for row, _folder in waiting:
+            if row not in confirmed:
                 continue
             with self.journal.transaction():
                 self.journal.move(row, Phase.TAKEN)

@@ -79,9 +79,13 @@ class StatusSender:
             log.warning("status %s for message %s cannot be sent: %s", status.value, record.message_id, exc)
             self.journal.status_send_done(record.row, status)
             return 0
-        except ChannelError as exc:
+        except Exception as exc:
+            # Network trouble, or anything else (a full disk): back off for this one, the others go on.
             delay = self.retry.delay(attempts + 1)
-            log.warning("status %s for %s: %s; trying again in %.0f s", status.value, record.message_id, exc, delay)
+            if isinstance(exc, ChannelError):
+                log.warning("status %s for %s: %s; trying again in %.0f s", status.value, record.message_id, exc, delay)
+            else:
+                log.exception("status %s for %s failed; trying again in %.0f s", status.value, record.message_id, delay)
             self.journal.status_send_later(record.row, status, self.clock.now().timestamp() + delay)
             return 0
         finally:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,9 @@ from gateway.formats.sbd import StandardBusinessDocument, from_json
 from gateway.outbound.pack import ASIC_ENTRY, SBD_ENTRY
 
 MAX_SBD_BYTES = 1 << 20
+# The largest payload any channel carries (DPO and DPF: 1 GB), with room for the encryption.
+MAX_ASIC_BYTES = 1_100_000_000
+MAX_COMPRESSION_RATIO = 100
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,27 @@ def open_package(download: Path, work: Path, normalise_retired: bool = False) ->
             encrypted = None
             if ASIC_ENTRY in entries:
                 encrypted = work / ASIC_ENTRY
-                with archive.open(ASIC_ENTRY) as source, open(encrypted, "wb") as target:
-                    shutil.copyfileobj(source, target, 1 << 20)
-    except zipfile.BadZipFile as exc:
+                _copy_capped(archive, entries[ASIC_ENTRY], encrypted)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise MessageFormatError(f"the package is not a readable zip: {exc}") from exc
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted entries, unknown compression methods
+        raise MessageFormatError(f"the package uses a zip feature eFormidling does not: {exc}") from exc
+    except RecursionError:
+        raise MessageFormatError("sbd.json is nested too deeply to be an SBD") from None
     return ReceivedPackage(sbd, encrypted)
+
+
+def _copy_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    """Extract an entry counting the real bytes: a header can lie, a zip bomb must not fill the disk."""
+    written = 0
+    with archive.open(info) as source, open(target, "wb") as sink:
+        while chunk := source.read(1 << 20):
+            written += len(chunk)
+            if written > MAX_ASIC_BYTES:
+                raise SecurityError(f"asic.zip is larger than {MAX_ASIC_BYTES} bytes, more than any channel carries")
+            if written > 1 << 20 and written > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+                raise SecurityError("asic.zip expands more than 100 times inside the package (a zip bomb?)")
+            sink.write(chunk)
 
 
 def open_payload(

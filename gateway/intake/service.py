@@ -16,7 +16,7 @@ from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.intake.claim import ClaimedDrop, Claimer
-from gateway.intake.failed import choose_failed_name, explanation_text, park
+from gateway.intake.failed import choose_failed_name, explanation_text, file_sent, park
 from gateway.intake.outbox import Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
@@ -73,6 +73,11 @@ class Intake:
                 resumed += 1
             elif record.phase in (Phase.REJECTED, Phase.EXPIRED, Phase.FAILED) and claimed.folder.exists():
                 self._park_record(record, claimed)
+                resumed += 1
+            elif record.phase in (Phase.SENT, Phase.DONE) and claimed.folder.exists():
+                # Sent, but a crash came before its originals moved on: left here, a later start
+                # (after retention purged its row) would take it for a new drop and send it again.
+                file_sent(claimed.folder, self.config.folders.sent, claimed.name)
                 resumed += 1
         self.statuses.flush()
         if resumed:

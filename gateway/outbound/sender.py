@@ -27,7 +27,7 @@ from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import choose_failed_name, explanation_text, park
+from gateway.intake.failed import choose_failed_name, explanation_text, file_sent, park
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import settle
@@ -215,9 +215,7 @@ class Sender:
 
     def _file_away(self, record: MessageRecord, claim_folder: Path) -> None:
         """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
-        if claim_folder.exists():
-            target = self.config.folders.sent / choose_failed_name(self.config.folders.sent, record.drop_name or "drop")
-            shutil.move(str(claim_folder), str(target))
+        file_sent(claim_folder, self.config.folders.sent, record.drop_name or "drop")
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
     def _later(self, record: MessageRecord, reason: str, route_fields: dict | None = None) -> None:

@@ -120,7 +120,8 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
     receiver.poll()
     assert channel.acknowledged
     assert os.listdir(config.folders.inbox) == [], "the message must not be handed over a second time"
-    assert receiver.check_picked_up() == 1
+    assert receiver.check_picked_up() == 0, "gone once could be a share's hiccup"
+    assert receiver.check_picked_up() == 1, "gone twice in a row: the archive system took it"
     record = journal.find_live("in", message_id)
     assert record.phase == Phase.TAKEN
     assert [event.status for event in journal.events(record.row)] == [
@@ -140,6 +141,22 @@ def test_a_transfer_id_that_is_not_a_uuid_is_never_used_as_a_path(setting):
         assert receiver.poll() == 0
         assert sentinel.exists(), "the state folder must survive a hostile transfer id"
         assert os.listdir(config.folders.inbox) == []
+    finally:
+        receiver.close()
+        journal.close()
+
+
+def test_an_inbox_on_another_file_system_than_at_start_is_not_taken_for_a_pick_up(setting):
+    config, identity, trust, channel, message_id = setting
+    receiver, journal = _receiver(config, identity, trust, channel)
+    try:
+        receiver.poll()
+        assert os.listdir(config.folders.inbox) == [message_id]
+        shutil.rmtree(config.folders.inbox / message_id)
+        receiver._inbox_device = -1  # as if the share was unmounted: the folder now lies on the root file system
+        assert receiver.check_picked_up() == 0
+        assert receiver.check_picked_up() == 0
+        assert journal.find_live("in", message_id).phase == Phase.IN_INBOX
     finally:
         receiver.close()
         journal.close()

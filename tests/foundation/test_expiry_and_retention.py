@@ -391,3 +391,18 @@ def test_run_retention_does_both(harness):
     assert os.listdir(sent) == ["ny"]
     assert h.journal.find(rejected.message_id) == []
     assert not (h.status / rejected.status_name).exists()
+
+
+def test_a_sent_drop_left_in_the_work_area_by_a_crash_moves_to_sent_at_restart(harness):
+    h = harness(quiet_period_seconds=0)
+    _drop_with_deadline(h, "sendt", h.clock.now() + timedelta(hours=1))
+    h.run()
+    record = _record(h, "sendt")
+    # The crash came after SENT was committed and before the originals moved to sent/.
+    with h.journal.transaction():
+        h.journal.move(record.row, Phase.SENT, channel="DPO")
+    assert len(_work_entries(h)) == 1
+    h.intake.recover()
+    assert _work_entries(h) == []
+    assert sorted(os.listdir(h.config.folders.sent)) == ["sendt"]
+    assert os.listdir(h.failed) == []
