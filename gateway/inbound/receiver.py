@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _SAFE_REFERENCE = re.compile(r"[^A-Za-z0-9._-]")
 _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
+MAX_ARKIVMELDING_BYTES = 16 << 20
 
 
 class Receiver:
@@ -256,7 +257,8 @@ class Receiver:
             raise SecurityError(f"the message carries a file named {FOLDER_SIDECAR_NAME}, which the inbox reserves")
         title = None
         arkivmelding_file = "arkivmelding.xml" if "arkivmelding.xml" in names else None
-        if arkivmelding_file:
+        # The title is read from a bounded arkivmelding.xml only: a huge one stays in the inbox unread.
+        if arkivmelding_file and (folder / arkivmelding_file).stat().st_size <= MAX_ARKIVMELDING_BYTES:
             title = read_arkivmelding((folder / arkivmelding_file).read_bytes()).title
         documents = tuple(
             DropDocument(
