@@ -42,6 +42,13 @@ def open_package(download: Path, work: Path, normalise_retired: bool = False) ->
             for info in entries.values():
                 if stat.S_ISLNK(info.external_attr >> 16):
                     raise SecurityError(f"the package entry {info.filename!r} is a link")
+                if info.flag_bits & 0x1:
+                    raise MessageFormatError(f"the package entry {info.filename!r} is encrypted with a zip password")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise MessageFormatError(
+                        f"the package entry {info.filename!r} uses zip compression method {info.compress_type}; "
+                        "only stored and deflated are used in eFormidling"
+                    )
             if entries[SBD_ENTRY].file_size > MAX_SBD_BYTES:
                 raise SecurityError(f"sbd.json is larger than {MAX_SBD_BYTES} bytes")
             with archive.open(SBD_ENTRY) as handle:
@@ -52,8 +59,6 @@ def open_package(download: Path, work: Path, normalise_retired: bool = False) ->
                 _copy_capped(archive, entries[ASIC_ENTRY], encrypted)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise MessageFormatError(f"the package is not a readable zip: {exc}") from exc
-    except (RuntimeError, NotImplementedError) as exc:  # encrypted entries, unknown compression methods
-        raise MessageFormatError(f"the package uses a zip feature eFormidling does not: {exc}") from exc
     except RecursionError:
         raise MessageFormatError("sbd.json is nested too deeply to be an SBD") from None
     return ReceivedPackage(sbd, encrypted)

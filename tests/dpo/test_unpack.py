@@ -23,7 +23,7 @@ def test_an_entry_flagged_as_encrypted_is_a_format_error(tmp_path):
     central = raw.rfind(b"PK\x01\x02")
     raw[central + 8] |= 0x01  # and in the central directory
     package.write_bytes(bytes(raw))
-    with pytest.raises(MessageFormatError, match="zip feature"):
+    with pytest.raises(MessageFormatError, match="encrypted with a zip password"):
         open_package(package, tmp_path / "work")
 
 
