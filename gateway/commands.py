@@ -91,10 +91,9 @@ def check_config(args: argparse.Namespace) -> int:
     config = _config(args)
     prepare_folders(config)
     if config.keystore.configured:
-        from gateway.clock import SystemClock as _Clock
         from gateway.credentials import load_identity, load_trust
 
-        identity = load_identity(config, _Clock().now())
+        identity = load_identity(config, SystemClock().now())
         load_trust(config)
         print(
             f"keystore: OK (organisation {identity.orgnr}, "

@@ -3,7 +3,6 @@
     GatewayError                    anything the gateway raises on purpose
     ├── ConfigError                 config.yaml is wrong; the message names the key and the fix
     ├── ValidationError             input (a drop, a message, a container) breaks a rule; permanent
-    │   ├── DropRejected            a drop in the outbox cannot be accepted (carries all problems)
     │   ├── MessageFormatError      an SBD, arkivmelding or manifest is malformed
     │   └── SecurityError           a signature, certificate, digest, path or limit check failed
     ├── CryptoError                 encryption/decryption or key handling failed
@@ -29,14 +28,6 @@ class ConfigError(GatewayError):
 
 class ValidationError(GatewayError):
     """Input breaks a rule; retrying will not help."""
-
-
-class DropRejected(ValidationError):
-    """A drop cannot be accepted. `problems` holds one readable line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
 
 
 class MessageFormatError(ValidationError):

@@ -97,23 +97,3 @@ def file_name_problem(name: str) -> str | None:
     if len(name.encode("utf-8")) > 255:
         return f"the file name {name[:40]!r}… is longer than 255 bytes; shorten it"
     return None
-
-
-def safe_child(folder: Path, name: str) -> Path:
-    """`folder/name`, refusing any name that would leave the folder."""
-    problem = file_name_problem(name)
-    if problem:
-        raise ValueError(problem)
-    child = folder / name
-    if child.resolve().parent != folder.resolve():
-        raise ValueError(f"the file name {name!r} points outside its folder")
-    return child
-
-
-def copy_stream(source: BinaryIO, target: BinaryIO, chunk_size: int = 1 << 20) -> int:
-    """Copy in chunks; returns the number of bytes copied."""
-    total = 0
-    while chunk := source.read(chunk_size):
-        target.write(chunk)
-        total += len(chunk)
-    return total

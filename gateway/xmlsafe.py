@@ -40,13 +40,6 @@ def parse_bytes(content: bytes, source: str = "XML") -> etree._ElementTree:
     return tree
 
 
-def parse_file(path: Path, max_bytes: int = 16 << 20) -> etree._ElementTree:
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise MessageFormatError(f"{path.name}: {size} bytes is more than the {max_bytes} allowed for XML")
-    return parse_bytes(path.read_bytes(), source=path.name)
-
-
 def load_schema(path: Path) -> etree.XMLSchema:
     """Load an XSD we ship or a reference schema (local includes only, never the network)."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)

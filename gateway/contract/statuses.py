@@ -29,14 +29,14 @@ _PROGRESS = {
     Status.INNKOMMENDE_LEVERT: 4,
     Status.LEST: 5,
 }
-FINAL = frozenset({Status.FEIL, Status.LEVETID_UTLOPT})
+FINAL = (Status.FEIL, Status.LEVETID_UTLOPT)  # in this order: a failure outranks an expiry
 
 
 def current_status(statuses: list[Status]) -> Status | None:
     """FEIL or LEVETID_UTLOPT end a message; otherwise the furthest status reached counts."""
     if not statuses:
         return None
-    for final in (Status.FEIL, Status.LEVETID_UTLOPT):
+    for final in FINAL:
         if final in statuses:
             return final
     return max(statuses, key=lambda status: _PROGRESS[status])

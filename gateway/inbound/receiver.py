@@ -38,7 +38,6 @@ from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
 
-_SAFE_REFERENCE = re.compile(r"[^A-Za-z0-9._-]")
 _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
 MAX_ARKIVMELDING_BYTES = 16 << 20
@@ -87,13 +86,8 @@ class Receiver:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _take_guarded(self, reference: str) -> int:
-        if not _TRANSFER_ID.fullmatch(reference):
-            # It would become a folder name and part of a URL: '..' would point at the state folder.
-            log.warning("the channel offered a transfer with a malformed id %r; ignored", reference[:80])
-            return 0
         try:
-            self.take(reference)
-            return 1
+            return 1 if self.take(reference) else 0
         except (CryptoError, ValidationError, JournalError, OSError) as exc:
             log.exception("incoming transfer %s could not be handled (%s); it will be offered again", reference, exc)
         except Exception:
@@ -105,8 +99,13 @@ class Receiver:
         """Two transfers of one message (a resend) are handled one after the other, never side by side."""
         return self._locks[hash(message_id) % len(self._locks)]
 
-    def take(self, reference: str) -> None:
-        work = self.downloads / _SAFE_REFERENCE.sub("_", reference)
+    def take(self, reference: str) -> bool:
+        """Handle one transfer; False (and nothing touched) when its id is not a UUID."""
+        if not _TRANSFER_ID.fullmatch(reference):
+            # It becomes a folder name and part of a URL: '..' would point at the state folder.
+            log.warning("the channel offered a transfer with a malformed id %r; ignored", reference[:80])
+            return False
+        work = self.downloads / reference
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         download = work / "package.zip"
@@ -121,6 +120,7 @@ class Receiver:
             self.channel.acknowledge_inbound(reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        return True
 
     def _dispatch(self, reference: str, received: ReceivedPackage, download: Path, work: Path) -> None:
         # Ids are compared and used as folder names in lower case, as ours are written.
@@ -292,7 +292,7 @@ class Receiver:
         existing: MessageRecord | None = None,
     ) -> None:
         """Keep the raw package for an operator, with a FEIL status; the next message goes on."""
-        kept = self.quarantine / f"{sbd.message_id}.{_SAFE_REFERENCE.sub('_', reference)}.zip"
+        kept = self.quarantine / f"{sbd.message_id}.{reference}.zip"
         if download.exists():
             os.replace(download, kept)
         with self.journal.transaction():
@@ -306,7 +306,7 @@ class Receiver:
         log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason)
 
     def _quarantine_unreadable(self, reference: str, download: Path, reason: str) -> None:
-        kept = self.quarantine / f"unreadable.{_SAFE_REFERENCE.sub('_', reference)}.zip"
+        kept = self.quarantine / f"unreadable.{reference}.zip"
         if download.exists():
             os.replace(download, kept)
         atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())

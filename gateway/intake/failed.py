@@ -7,6 +7,8 @@ from pathlib import Path
 
 from gateway.clock import isoformat
 from gateway.fsio import atomic_write_bytes, durable_rename, unique_target
+from gateway.journal.phases import Phase
+from gateway.journal.store import MessageRecord
 
 EXPLANATION_SUFFIX = ".error.txt"
 
@@ -31,6 +33,32 @@ def explanation_text(
         "",
     ]
     return "\n".join(lines)
+
+
+# What the archivist reads, by how the message ended: (headline, advice).
+_WORDS = {
+    Phase.REJECTED: (
+        "efm-gateway could not accept this drop",
+        "Correct the problems above and drop the message again.",
+    ),
+    Phase.FAILED: (
+        "efm-gateway could not send this message",
+        "Correct the problem above and drop the message again (with a new messageId).",
+    ),
+    Phase.EXPIRED: (
+        "efm-gateway did not send this message",
+        "Drop the message again with a later <deadline> if it should still be sent.",
+    ),
+}
+
+
+def park_claim(record: MessageRecord, claim_folder: Path, drop_name: str, failed: Path, when: datetime) -> None:
+    """Move a claimed drop whose message ended badly (rejected, failed, expired) to failed/ with the
+    reasons from its journal row. Repeatable after a crash."""
+    headline, advice = _WORDS[record.phase]
+    failed_name = record.detail.get("failed_name") or choose_failed_name(failed, drop_name)
+    text = explanation_text(drop_name, record.message_id, record.errors, when, headline, advice)
+    park(claim_folder, failed, failed_name, text)
 
 
 def choose_failed_name(failed: Path, drop_name: str) -> str:

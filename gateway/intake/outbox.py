@@ -78,28 +78,6 @@ class OutboxScanner:
         """A watcher saw `entry` arrive by rename: it is complete as it stands."""
         self._moved_in.add(entry)
 
-    def has_waiting(self) -> bool:
-        return bool(self._seen)
-
-    def next_change_in(self) -> float | None:
-        """Seconds until a waiting entry may be ready: its quiet period or incomplete timeout ends.
-
-        None when nothing waits for a time still to come (one already past it was handled by the scan
-        just done, or is retried at the regular interval). An entry that changes again pushes its own
-        time back at the next look.
-        """
-        now = self.clock.monotonic()
-        due = min(
-            (
-                seen.stable_since + self.quiet_period
-                if now - seen.stable_since < self.quiet_period
-                else seen.first_seen + self.incomplete_timeout
-                for seen in self._seen.values()
-            ),
-            default=None,
-        )
-        return None if due is None or due <= now else due - now
-
     def forget(self, entry: str) -> None:
         self._seen.pop(entry, None)
         self._moved_in.discard(entry)

@@ -15,8 +15,8 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
-from gateway.intake.claim import ClaimedDrop, Claimer
-from gateway.intake.failed import choose_failed_name, explanation_text, file_sent, park
+from gateway.intake.claim import ClaimedDrop, Claimer, parse_claim_id
+from gateway.intake.failed import choose_failed_name, explanation_text, file_sent, park, park_claim
 from gateway.intake.outbox import Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
@@ -240,28 +240,10 @@ class Intake:
         return name
 
     def _park_record(self, record: MessageRecord, claimed: ClaimedDrop) -> None:
-        """Move a rejected (or expired) drop to failed/ with its explanation. Repeatable after a crash."""
-        failed = self.config.folders.failed
-        failed_name = record.detail.get("failed_name") or choose_failed_name(failed, claimed.name)
-        if record.phase == Phase.EXPIRED:
-            text = explanation_text(
-                claimed.name,
-                record.message_id,
-                record.errors or ("the deadline passed before it could be sent",),
-                self.clock.now(),
-                headline="efm-gateway did not send this message",
-                advice="Drop the message again with a later <deadline> if it should still be sent.",
-            )
-        else:
-            text = explanation_text(claimed.name, record.message_id, record.errors, self.clock.now())
-        park(claimed.folder, failed, failed_name, text)
+        park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
 
     def park_expired(self, record: MessageRecord) -> None:
-        if record.claim_id is None:
-            return
-        from gateway.intake.claim import parse_claim_id
-
-        claimed = parse_claim_id(record.claim_id, self.config.folders.work_area)
+        claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
         if claimed is not None and claimed.folder.exists():
             self._park_record(record, claimed)
 

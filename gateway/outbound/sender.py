@@ -27,7 +27,7 @@ from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import choose_failed_name, explanation_text, file_sent, park
+from gateway.intake.failed import file_sent, park_claim
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import settle
@@ -182,7 +182,7 @@ class Sender:
             return False
         if uploaded:
             claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
-            self._sent(record, reference, claimed.folder if claimed else self.packages / "-")
+            self._sent(record, reference, claimed.folder if claimed else None)
         return uploaded
 
     def _route(self, record: MessageRecord, message_type: str, security_level: int | None) -> tuple[dict, object]:
@@ -204,7 +204,7 @@ class Sender:
         fields = {"channel": route.channel, "route_reason": route.reason, "detail": {"receiver_certificate": pem}}
         return fields, (x509.load_pem_x509_certificate(pem.encode()) if pem else None)
 
-    def _sent(self, record: MessageRecord, reference: str, claim_folder: Path) -> None:
+    def _sent(self, record: MessageRecord, reference: str, claim_folder: Path | None) -> None:
         with self.journal.transaction():
             record = self.journal.move(record.row, Phase.SENT, detail={**record.detail, "reference": reference})
             self.journal.add_event(record.row, Status.SENDT, description=f"handed to {record.channel} ({reference})")
@@ -213,9 +213,10 @@ class Sender:
         log.info("message %s sent on %s", record.message_id, record.channel)
         self._file_away(record, claim_folder)
 
-    def _file_away(self, record: MessageRecord, claim_folder: Path) -> None:
+    def _file_away(self, record: MessageRecord, claim_folder: Path | None) -> None:
         """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
-        file_sent(claim_folder, self.config.folders.sent, record.drop_name or "drop")
+        if claim_folder is not None:
+            file_sent(claim_folder, self.config.folders.sent, record.drop_name or "drop")
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
     def _later(self, record: MessageRecord, reason: str, route_fields: dict | None = None) -> None:
@@ -244,12 +245,7 @@ class Sender:
             log.info("message %s changed phase before it could be marked failed", record.message_id)
             return
         log.warning("message %s failed: %s", record.message_id, "; ".join(problems))
-        self._park(
-            record,
-            problems,
-            "efm-gateway could not send this message",
-            "Correct the problem above and drop the message again (with a new messageId).",
-        )
+        self._park(record)
 
     def _expire(self, record: MessageRecord) -> None:
         reason = "the deadline passed before the message could be sent"
@@ -259,19 +255,12 @@ class Sender:
                 self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description=reason)
         except JournalError:
             return
-        self._park(
-            record,
-            [reason],
-            "efm-gateway did not send this message",
-            "Drop the message again with a later <deadline> if it should still be sent.",
-        )
+        self._park(record)
 
-    def _park(self, record: MessageRecord, problems: list[str], headline: str, advice: str) -> None:
+    def _park(self, record: MessageRecord) -> None:
         claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
         if claimed is not None and claimed.folder.exists():
-            failed = self.config.folders.failed
-            text = explanation_text(claimed.name, record.message_id, problems, self.clock.now(), headline, advice)
-            park(claimed.folder, failed, choose_failed_name(failed, claimed.name), text)
+            park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
 

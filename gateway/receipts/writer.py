@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.contract.status import StatusReport, render_status
-from gateway.fsio import TEMP_PREFIX, atomic_write_bytes, fsync_dir
+from gateway.fsio import TEMP_PREFIX, fsync_dir
 from gateway.journal.store import Journal, MessageRecord
 
 log = logging.getLogger(__name__)
@@ -70,10 +70,6 @@ class StatusWriter:
             route_reason=record.route_reason,
             errors=record.errors,
         )
-
-    def write(self, record: MessageRecord) -> None:
-        with self._lock:
-            atomic_write_bytes(self.folder / record.status_name, render_status(self.report(record)))
 
     def write_many(self, records: list[MessageRecord]) -> None:
         """Replace many status files atomically, with one fsync of the folder for all of them.

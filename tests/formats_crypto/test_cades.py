@@ -18,11 +18,7 @@ from .support import SENDER, key_and_cert_paths, openssl
 MANIFEST = b'<?xml version="1.0"?><ASiCManifest xmlns="http://uri.etsi.org/02918/v1.2.1#"/>\n'
 
 
-def test_our_signature_verifies_with_openssl(pki: DevPki, sender: OrgIdentity, tmp_path: Path) -> None:
-    signature = tmp_path / "signature.p7s"
-    signature.write_bytes(sign_detached(MANIFEST, sender))
-    manifest = tmp_path / "ASiCManifest.xml"
-    manifest.write_bytes(MANIFEST)
+def _openssl_verify(signature: Path, manifest: Path, bundle: Path, out: Path) -> None:
     openssl(
         "cms",
         "-verify",
@@ -34,31 +30,23 @@ def test_our_signature_verifies_with_openssl(pki: DevPki, sender: OrgIdentity, t
         "-content",
         manifest,
         "-CAfile",
-        pki.trust_bundle,
+        bundle,
         "-purpose",
         "any",
         "-out",
-        tmp_path / "out",
+        out,
     )
+
+
+def test_our_signature_verifies_with_openssl(pki: DevPki, sender: OrgIdentity, tmp_path: Path) -> None:
+    signature = tmp_path / "signature.p7s"
+    signature.write_bytes(sign_detached(MANIFEST, sender))
+    manifest = tmp_path / "ASiCManifest.xml"
+    manifest.write_bytes(MANIFEST)
+    _openssl_verify(signature, manifest, pki.trust_bundle, tmp_path / "out")
     manifest.write_bytes(MANIFEST.replace(b"ASiCManifest ", b"ASiCManifest  "))
     with pytest.raises(AssertionError, match="openssl cms -verify"):
-        openssl(
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            signature,
-            "-content",
-            manifest,
-            "-CAfile",
-            pki.trust_bundle,
-            "-purpose",
-            "any",
-            "-out",
-            tmp_path / "out",
-        )
+        _openssl_verify(signature, manifest, pki.trust_bundle, tmp_path / "out")
 
 
 def test_our_signature_carries_what_peers_expect(sender: OrgIdentity) -> None:

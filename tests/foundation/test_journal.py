@@ -400,7 +400,7 @@ def test_a_change_made_while_a_file_is_written_stays_dirty(journal, clock, tmp_p
     record = _message(journal, Phase.SENT)
     journal.add_event(record.row, Status.OPPRETTET)
     [stale] = journal.dirty()
-    writer.write(stale)  # the file as of `stale`
+    writer.write_many([stale])  # the file as of `stale`
     clock.advance(5)
     journal.add_event(record.row, Status.MOTTATT)  # arrives while that file is being written
     journal.mark_clean([stale])
