@@ -129,7 +129,7 @@ class Daemon:
         if self.network:
             self.network.close()
         if self.journal:
-            self.statuses.flush()
+            self.statuses.close()  # its flusher reads the journal: stop it before the journal closes
             self.journal.close()
         if self.lock:
             self.lock.release()

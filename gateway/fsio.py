@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -29,8 +30,9 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     Readers see the old file or the new one, never a partial one.
     """
     folder = target.parent
-    # Unique per writer: two threads may replace the same file at once (last rename wins, whole).
-    temp = folder / f"{TEMP_PREFIX}{target.name}.{os.getpid()}.{threading.get_ident()}"
+    # Unique per writer (two threads may replace the same file at once: the last rename wins, whole),
+    # and short: the target's own name may already be near the file system's 255-byte limit.
+    temp = folder / f"{TEMP_PREFIX}{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}"
     with open(temp, "wb") as handle:
         try:
             yield handle

@@ -19,7 +19,6 @@ from gateway.fsio import fsync_dir
 from gateway.intake.outbox import Candidate, read_listed_files
 
 _counter = itertools.count()
-MAX_DROP_NAME_BYTES = 200
 
 
 @dataclass(frozen=True)

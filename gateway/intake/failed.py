@@ -11,6 +11,7 @@ from gateway.journal.phases import Phase
 from gateway.journal.store import MessageRecord
 
 EXPLANATION_SUFFIX = ".error.txt"
+MAX_FAILED_NAME_BYTES = 230
 
 
 def explanation_text(
@@ -63,6 +64,9 @@ def park_claim(record: MessageRecord, claim_folder: Path, drop_name: str, failed
 
 def choose_failed_name(failed: Path, drop_name: str) -> str:
     """A name in failed/ that neither the drop nor its explanation file would overwrite."""
+    encoded = drop_name.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_FAILED_NAME_BYTES:  # room for ".error.txt" and a counter within 255 bytes
+        drop_name = encoded[:MAX_FAILED_NAME_BYTES].decode("utf-8", "ignore") + "~"
     candidate = unique_target(failed, drop_name)
     while (failed / f"{candidate.name}{EXPLANATION_SUFFIX}").exists():
         candidate = unique_target(failed, candidate.name + ".x")

@@ -9,6 +9,7 @@ becomes complete is reported after the incomplete timeout, so nothing waits fore
 from __future__ import annotations
 
 import os
+import stat as stat_module
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, MAX_SIDECAR_BYTES, NAM
 from gateway.fsio import is_temporary_name
 
 SIDECAR_TAG = f"{{{NAMESPACE}}}message"
+# A claim is named <token>~d~<drop name>; with the token it must stay within 255 bytes.
+MAX_DROP_NAME_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,19 @@ class OutboxScanner:
             if is_temporary_name(name):
                 continue
             path = self.outbox / name
+            drop_name = name[: -len(".xml")] if name in xml_files else name
+            if (name in xml_files or stat_module.S_ISDIR(stat.st_mode)) and name not in listed_by_sidecars and (
+                len(drop_name.encode("utf-8", "surrogateescape")) > MAX_DROP_NAME_BYTES
+            ):
+                # Its name in the work area would pass the file system's 255-byte limit.
+                result.orphans.append(
+                    Orphan(
+                        name,
+                        f"the drop name is {len(drop_name.encode('utf-8', 'surrogateescape'))} bytes long; "
+                        f"drop names may be at most {MAX_DROP_NAME_BYTES} bytes: give it a shorter name",
+                    )
+                )
+                continue
             if os.path.isdir(path) and not os.path.islink(path):
                 self._consider_folder(name, path, result)
             elif (
@@ -309,8 +325,6 @@ def _may_declare_sizes(sidecar: Path) -> bool:
 
 
 def _is_regular(stat: os.stat_result) -> bool:
-    import stat as stat_module
-
     return stat_module.S_ISREG(stat.st_mode)
 
 

@@ -51,6 +51,7 @@ class StatusWriter:
         self._soon = threading.Event()
         self._background: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._closing = False
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -84,7 +85,7 @@ class StatusWriter:
         suffix = f".{os.getpid()}.{threading.get_ident()}"
         jobs = [
             (
-                os.path.join(self.folder, f"{TEMP_PREFIX}{record.status_name}{suffix}"),
+                os.path.join(self.folder, f"{TEMP_PREFIX}{record.row}{suffix}"),
                 os.path.join(self.folder, record.status_name),
                 render_status(self.report(record)),
             )
@@ -112,15 +113,33 @@ class StatusWriter:
         """
         # Not self._lock: that one is held for the whole of a flush, and asking must never wait for it.
         with self._start_lock:
+            if self._closing:
+                return
             if self._background is None:
                 self._background = threading.Thread(target=self._flush_in_background, name="status-flush", daemon=True)
                 self._background.start()
         self._soon.set()
 
+    def close(self) -> None:
+        """Stop the background flusher, then write what is left. Call before closing the journal:
+        the flusher reads through its own SQLite connection, which must not close under it."""
+        with self._start_lock:
+            background, self._background = self._background, None
+            self._closing = True
+        if background is not None:
+            self._soon.set()
+            background.join(timeout=30)
+        self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
     def _flush_in_background(self) -> None:
         while True:
             self._soon.wait()
             self._soon.clear()
+            if self._closing:
+                return
             try:
                 self.flush()
             except Exception:

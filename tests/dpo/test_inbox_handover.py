@@ -110,6 +110,7 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
     assert not channel.acknowledged
     assert receiver.check_picked_up() == 0, "a message still in transit must not look taken"
     receiver.close()
+    receiver.statuses.close()
     journal.close()
 
     # Restart: the hand-over is finished first, then the channel offers the message again.
@@ -129,6 +130,7 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
         Status.INNKOMMENDE_LEVERT,
     ]
     receiver.close()
+    receiver.statuses.close()
     journal.close()
 
 
@@ -143,6 +145,7 @@ def test_a_transfer_id_that_is_not_a_uuid_is_never_used_as_a_path(setting):
         assert os.listdir(config.folders.inbox) == []
     finally:
         receiver.close()
+        receiver.statuses.close()
         journal.close()
 
 
@@ -159,4 +162,5 @@ def test_an_inbox_on_another_file_system_than_at_start_is_not_taken_for_a_pick_u
         assert journal.find_live("in", message_id).phase == Phase.IN_INBOX
     finally:
         receiver.close()
+        receiver.statuses.close()
         journal.close()

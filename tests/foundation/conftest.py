@@ -38,6 +38,7 @@ class Harness:
         return sorted(p for p in self.status.iterdir() if p.name.endswith(".xml") and not p.name.startswith("."))
 
     def close(self) -> None:
+        self.statuses.close()
         self.journal.close()
 
 

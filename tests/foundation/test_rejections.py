@@ -252,3 +252,24 @@ def test_xml_document_listed_by_a_flat_sidecar_is_not_taken_for_a_sidecar(harnes
     counts = h.run()
     assert counts.accepted == 1 and counts.rejected == 0
     assert os.listdir(h.failed) == []
+
+
+def test_a_drop_name_too_long_for_the_work_area_is_rejected_at_once(harness):
+    h = harness(quiet_period_seconds=0)
+    long_folder, long_flat = "m" * 240, "f" * 230
+    make_folder_drop(h.outbox, long_folder)
+    make_flat_drop(h.outbox, long_flat, files={"vedlegg.pdf": CONTENT})
+    make_folder_drop(h.outbox, "good")
+    counts = h.run()
+    assert counts.accepted == 1
+    assert os.listdir(h.outbox) == ["vedlegg.pdf"], "only the flat drop's document waits for its own timeout"
+    explanations = [name for name in os.listdir(h.failed) if name.endswith(".error.txt")]
+    assert len(explanations) == 2
+    for name in explanations:
+        text = (h.failed / name).read_text()
+        assert "drop names may be at most 200 bytes" in text
+        assert len(name.encode()) <= 255
+    assert {n for n in os.listdir(h.failed) if not n.endswith(".error.txt")} == {
+        "m" * 230 + "~",
+        long_flat + "~",  # 234 bytes with .xml: shortened too, to leave room for .error.txt
+    }
