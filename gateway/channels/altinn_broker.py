@@ -3,10 +3,14 @@
 `base_url` is the API root: `https://platform.altinn.no/broker/api/v1` in production,
 `<sandbox>/broker/api/v1` on loopback. Uploads and downloads stream in chunks. Errors: network,
 429 and 5xx are RetryableChannelError; other 4xx PermanentChannelError with Altinn's own words.
+A transfer is made in two steps (initialise, then upload: the caller can journal the id in between)
+or, where a duplicate is harmless, in one multipart request (`initialise_and_upload`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -67,7 +71,56 @@ class BrokerClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentChannelError(f"{what}: the broker's answer holds no fileTransferId") from exc
 
-    def upload(self, file_transfer_id: str, source: BinaryIO | Path) -> None:
+    def initialise_and_upload(
+        self,
+        resource_id: str,
+        sender: str,
+        recipient: str,
+        file_name: str,
+        senders_reference: str,
+        source: Path | bytes,
+        properties: dict[str, str] | None = None,
+        checksum: str | None = None,
+    ) -> str:
+        """Create a file transfer and upload its file in one multipart request; returns its fileTransferId.
+
+        No id exists before the file is sent, so an interrupted call can leave a published transfer
+        the caller never heard of: only for packages where a duplicate is harmless. A file streams
+        from disk; on a 401 the request is sent once more, from the start, with a fresh token.
+        """
+        fields: dict[str, str | list[str]] = {
+            "Metadata.FileName": file_name,
+            "Metadata.ResourceId": resource_id,
+            "Metadata.SendersFileTransferReference": senders_reference,
+            "Metadata.Sender": sender,
+            "Metadata.Recipients": [recipient],  # form style: one field per recipient
+        }
+        # ASP.NET Core (the broker) binds a dictionary from `Name[key]` fields.
+        for key, value in (properties or {}).items():
+            fields[f"Metadata.PropertyList[{key}]"] = value
+        if checksum is not None:
+            fields["Metadata.Checksum"] = checksum
+        what = f"initialising and uploading a broker file transfer for {senders_reference}"
+        with contextlib.ExitStack() as stack:
+            # httpx rewinds a file part each time it renders the body, so the 401 retry resends it whole.
+            content = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
+            response = self._call(
+                what, "POST", "/filetransfer/upload", data=fields,
+                files={"FileTransfer": (file_name, content, "application/octet-stream")},
+                headers={"Accept": "application/json"},
+            )
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise PermanentChannelError(f"{what}: the broker's answer is not JSON") from exc
+        # The API answers with the id as a bare JSON string; the object shape of upload is taken too.
+        if isinstance(answer, dict):
+            answer = answer.get("fileTransferId")
+        if not isinstance(answer, str) or not answer:
+            raise PermanentChannelError(f"{what}: the broker's answer holds no fileTransferId")
+        return answer
+
+    def upload(self, file_transfer_id: str, source: BinaryIO | Path | bytes) -> None:
         """Stream the file's bytes as the transfer's content.
 
         On a 401 the body is sent once more with a fresh token, from the start, when the source
@@ -77,6 +130,8 @@ class BrokerClient:
         if isinstance(source, Path):
             with open(source, "rb") as handle:
                 self._upload_stream(file_transfer_id, handle, what, source.stat().st_size)
+        elif isinstance(source, bytes):
+            self._upload_stream(file_transfer_id, io.BytesIO(source), what, len(source))
         else:
             self._upload_stream(file_transfer_id, source, what, None)
 

@@ -18,8 +18,11 @@ class OutgoingPackage:
     message_id: str
     sender: str  # bare orgnr
     receiver: str  # bare orgnr
-    package: Path  # the file to upload
+    package: Path | bytes  # the file to upload, or a small package held in memory
     reference: str | None = None  # the channel's reference from an earlier, interrupted attempt
+    # A duplicate delivery is harmless (a status message, say): the channel may skip the two-step that
+    # makes business messages exactly-once (journal the reference, then upload) and send in one request.
+    repeatable: bool = False
 
 
 class Channel(Protocol):

@@ -43,6 +43,19 @@ class DpoChannel:
                 return reference
             if status != "Initialized":
                 reference = None
+        if reference is None and package.repeatable:
+            # A duplicate is harmless here, so one request does the work of two; the reference can only
+            # be journaled afterwards (a crash in between at worst sends the package once more).
+            reference = self.broker.initialise_and_upload(
+                resource_id=self.resource_id,
+                sender=to_party_value(package.sender),
+                recipient=to_party_value(package.receiver),
+                file_name=UPLOAD_FILE_NAME,
+                senders_reference=package.message_id,
+                source=package.package,
+            )
+            on_reference(reference)
+            return reference
         if reference is None:
             reference = self.broker.initialise(
                 resource_id=self.resource_id,
