@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.x509.oid import ExtensionOID
 
 from gateway.errors import SecurityError
+from gateway.formats import der
 from gateway.formats.keys import OrgIdentity, TrustStore, describe
 
 _DIGESTS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
@@ -31,11 +32,6 @@ _DIGESTS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
 # Signature algorithm names (asn1crypto) that fix the hash, and the plain one that does not.
 _RSA_WITH_HASH = {"sha1_rsa": "sha1", "sha256_rsa": "sha256", "sha384_rsa": "sha384", "sha512_rsa": "sha512"}
 _PLAIN_RSA = "rsassa_pkcs1v15"
-
-
-def _der_set(attributes: list[asn1_cms.CMSAttribute]) -> asn1_cms.CMSAttributes:
-    """DER orders a SET OF by encoding; verifiers re-encode it that way before hashing."""
-    return asn1_cms.CMSAttributes(sorted(attributes, key=lambda attribute: attribute.dump()))
 
 
 def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
@@ -50,55 +46,69 @@ def _issuer_and_serial(certificate_der: bytes) -> bytes:
     return asn1_cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number}).dump()
 
 
-def sign_detached(content: bytes, identity: OrgIdentity, signing_time: datetime | None = None) -> bytes:
-    """A DER ContentInfo(SignedData) over `content`, detached, signed with SHA-256 and RSA."""
-    leaf = _asn1_certificate(identity.certificate)
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": "sha256"})
-    signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": _PLAIN_RSA})
-    moment = (signing_time or datetime.now(UTC)).replace(microsecond=0)
-    signed_attributes = _der_set(
-        [
-            asn1_cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-            asn1_cms.CMSAttribute({"type": "signing_time", "values": [asn1_cms.Time(name="utc_time", value=moment)]}),
-            asn1_cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
-            asn1_cms.CMSAttribute(
+# The parts of every signature we make that never change, as DER.
+_SHA256 = algos.DigestAlgorithm({"algorithm": "sha256"}).dump()
+_RSA = algos.SignedDigestAlgorithm({"algorithm": _PLAIN_RSA}).dump()
+_CONTENT_TYPE_DATA = asn1_cms.CMSAttribute({"type": "content_type", "values": ["data"]}).dump()
+_ALGORITHM_PROTECTION = asn1_cms.CMSAttribute(
+    {
+        "type": "cms_algorithm_protection",
+        "values": [
+            asn1_cms.CMSAlgorithmProtection(
                 {
-                    "type": "cms_algorithm_protection",
-                    "values": [
-                        asn1_cms.CMSAlgorithmProtection(
-                            {"digest_algorithm": digest_algorithm, "signature_algorithm": signature_algorithm}
-                        )
-                    ],
+                    "digest_algorithm": algos.DigestAlgorithm.load(_SHA256),
+                    "signature_algorithm": algos.SignedDigestAlgorithm.load(_RSA),
                 }
-            ),
-        ]
+            )
+        ],
+    }
+).dump()
+_SIGNING_TIME_OID = asn1_cms.CMSAttributeType("signing_time").dump()
+_MESSAGE_DIGEST_OID = asn1_cms.CMSAttributeType("message_digest").dump()
+_SIGNED_DATA_OID = asn1_cms.ContentType("signed_data").dump()
+_DATA_OID = asn1_cms.ContentType("data").dump()
+_VERSION_1 = b"\x02\x01\x01"
+
+
+def _utc_time(moment: datetime) -> bytes:
+    """UTCTime, as X.690 and RFC 5652 want it for the years 1950-2049: YYMMDDHHMMSSZ."""
+    return der.tlv(0x17, moment.astimezone(UTC).strftime("%y%m%d%H%M%SZ").encode("ascii"))
+
+
+def sign_detached(content: bytes, identity: OrgIdentity, signing_time: datetime | None = None) -> bytes:
+    """A DER ContentInfo(SignedData) over `content`, detached, signed with SHA-256 and RSA.
+
+    Assembled from DER pieces: building it with asn1crypto objects cost more than the RSA signature.
+    """
+    moment = (signing_time or datetime.now(UTC)).replace(microsecond=0)
+    attributes = [
+        _CONTENT_TYPE_DATA,
+        der.tlv(0x30, _SIGNING_TIME_OID, der.set_of(_utc_time(moment))),
+        der.tlv(0x30, _MESSAGE_DIGEST_OID, der.set_of(der.tlv(0x04, hashlib.sha256(content).digest()))),
+        _ALGORITHM_PROTECTION,
+    ]
+    signed_attributes = der.set_of(*attributes)  # what is signed: the SET OF, under its own tag
+    signature = identity.private_key.sign(signed_attributes, padding.PKCS1v15(), hashes.SHA256())
+    leaf_der = identity.certificate.public_bytes(serialization.Encoding.DER)
+    signer = der.tlv(
+        0x30,
+        _VERSION_1,
+        _issuer_and_serial(leaf_der),
+        _SHA256,
+        b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT in the SignerInfo
+        _RSA,
+        der.tlv(0x04, signature),
     )
-    signature = identity.private_key.sign(signed_attributes.dump(), padding.PKCS1v15(), hashes.SHA256())
-    signer = asn1_cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": asn1_cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value=asn1_cms.IssuerAndSerialNumber.load(
-                    _issuer_and_serial(identity.certificate.public_bytes(serialization.Encoding.DER))
-                ),
-            ),
-            "digest_algorithm": digest_algorithm,
-            "signed_attrs": signed_attributes,
-            "signature_algorithm": signature_algorithm,
-            "signature": signature,
-        }
+    certificates = sorted([leaf_der, *(cert.public_bytes(serialization.Encoding.DER) for cert in identity.chain)])
+    signed_data = der.tlv(
+        0x30,
+        _VERSION_1,
+        der.set_of(_SHA256),
+        der.tlv(0x30, _DATA_OID),
+        der.tlv(0xA0, *certificates),  # [0] IMPLICIT CertificateSet
+        der.set_of(signer),
     )
-    signed_data = asn1_cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [digest_algorithm],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [leaf, *(_asn1_certificate(cert) for cert in identity.chain)],
-            "signer_infos": [signer],
-        }
-    )
-    return asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return der.tlv(0x30, _SIGNED_DATA_OID, der.tlv(0xA0, signed_data))
 
 
 def _parse(signature: bytes) -> asn1_cms.SignedData:
@@ -125,7 +135,9 @@ def _signer_certificate(signer: asn1_cms.SignerInfo, certificates: list[x509.Cer
     for certificate in certificates:
         parsed = _asn1_certificate(certificate)
         if sid.name == "issuer_and_serial_number":
-            if sid.chosen["issuer"] == parsed.issuer and sid.chosen["serial_number"].native == parsed.serial_number:
+            if sid.chosen["serial_number"].native == parsed.serial_number and der.same_name(
+                sid.chosen["issuer"], parsed.issuer
+            ):
                 return certificate
         elif sid.chosen.native == parsed.key_identifier:
             return certificate

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from gateway.errors import CryptoError, SecurityError
+from gateway.formats import der
 
 ENVELOPED_DATA_OID = "1.2.840.113549.1.7.3"
 DATA_OID = "1.2.840.113549.1.7.1"
@@ -46,13 +47,6 @@ _SEQUENCE = (0, True, 16)
 _CONTEXT_0 = 2, 0
 
 
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(encoded)]) + encoded
-
-
 def _read_up_to(source: BinaryIO, size: int) -> bytes:
     """Read `size` bytes, or fewer only at the end: streams may return short reads."""
     first = source.read(size)
@@ -70,18 +64,6 @@ def _read_up_to(source: BinaryIO, size: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------- writing
-
-
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(encoded)]) + encoded
-
-
-def _der(tag: int, *parts: bytes) -> bytes:
-    body = b"".join(parts)
-    return bytes([tag]) + _der_length(len(body)) + body
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,8 +96,8 @@ def _recipient_infos(recipient: x509.Certificate, content_key: bytes) -> bytes:
     )
     rid, algorithm = _recipient_parts(recipient.public_bytes(serialization.Encoding.DER))
     # RecipientInfos ::= SET OF; KeyTransRecipientInfo ::= SEQUENCE { version 0, rid, algorithm, encryptedKey }
-    key_transport = _der(0x30, b"\x02\x01\x00", rid, algorithm, _der(0x04, encrypted_key))
-    return _der(0x31, key_transport)
+    key_transport = der.tlv(0x30, b"\x02\x01\x00", rid, algorithm, der.tlv(0x04, encrypted_key))
+    return der.tlv(0x31, key_transport)
 
 
 def _envelope_head(recipient: x509.Certificate, content_key: bytes, iv: bytes) -> bytes:
@@ -152,7 +134,7 @@ def encrypt_stream(source: BinaryIO, target: BinaryIO, recipient: x509.Certifica
 
 def _write_octets(target: BinaryIO, ciphertext: bytes) -> None:
     if ciphertext:
-        target.write(b"\x04" + _der_length(len(ciphertext)))
+        target.write(b"\x04" + der.length(len(ciphertext)))
         target.write(ciphertext)
 
 
@@ -267,9 +249,8 @@ def _describe_rid(rid: asn1_cms.RecipientIdentifier) -> str:
 
 def _matches(rid: asn1_cms.RecipientIdentifier, certificate: asn1_x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
-        return (
-            rid.chosen["issuer"] == certificate.issuer
-            and rid.chosen["serial_number"].native == certificate.serial_number
+        return rid.chosen["serial_number"].native == certificate.serial_number and der.same_name(
+            rid.chosen["issuer"], certificate.issuer
         )
     return rid.chosen.native == certificate.key_identifier
 
@@ -390,11 +371,11 @@ def decrypt_stream(
     if tag == (2, True, 0):  # originatorInfo: certificates we do not need
         tag, element = reader.read_element()
     try:
-        infos = asn1_cms.RecipientInfos.load(element)
-        infos.native  # noqa: B018 - parses now, so a malformed part fails here with a clear error
-    except (ValueError, TypeError) as exc:
+        # asn1crypto parses lazily: a malformed part fails wherever it is first read. (Not `.native` on
+        # the whole set up front: that alone cost more than the RSA decryption.)
+        content_key = _content_key(asn1_cms.RecipientInfos.load(element), private_key, certificate)
+    except (ValueError, TypeError, KeyError) as exc:
         raise CryptoError(f"the recipient information of the encrypted message is malformed: {exc}") from None
-    content_key = _content_key(infos, private_key, certificate)
     tag, _, _ = reader.read_header()
     _expect(tag, _SEQUENCE, "an EncryptedContentInfo SEQUENCE")
     reader.read_element()  # content type: the ASiC is id-data, but the bytes decide what it is

@@ -66,6 +66,17 @@ def test_our_signature_carries_what_peers_expect(sender: OrgIdentity) -> None:
     assert len(signed_data["certificates"]) == 1 + len(sender.chain)
 
 
+def test_our_signature_is_canonical_der_with_the_signing_time(sender: OrgIdentity) -> None:
+    """The SignedData is assembled by hand: a DER re-encoding by asn1crypto must give the same bytes."""
+    moment = datetime(2026, 11, 27, 8, 0, 1, tzinfo=UTC)
+    signature = sign_detached(MANIFEST, sender, signing_time=moment)
+    content_info = asn1_cms.ContentInfo.load(signature)
+    assert content_info.dump(force=True) == signature
+    (signer,) = content_info["content"]["signer_infos"]
+    times = [a["values"][0].native for a in signer["signed_attrs"] if a["type"].native == "signing_time"]
+    assert times == [moment]
+
+
 @pytest.mark.parametrize("digest", ["sha1", "sha256"])
 def test_openssl_signatures_verify_with_ours(
     pki: DevPki, sender: OrgIdentity, trust: TrustStore, tmp_path: Path, digest: str
