@@ -73,13 +73,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--pdf-kib", type=int, default=50)
+    parser.add_argument("--parallel", type=int, default=8, help="network.max_parallel_sends of both gateways")
     args = parser.parse_args()
     count = args.messages
 
     with tempfile.TemporaryDirectory(prefix="efm-bench-") as scratch:
         root = Path(scratch)
         sandbox = SandboxProcess(root / "sandbox")
-        fast = {"network": {"inbound_poll_seconds": 0.2, "send_interval_seconds": 0.5, "max_parallel_sends": 8}}
+        fast = {
+            "network": {"inbound_poll_seconds": 0.2, "send_interval_seconds": 0.5, "max_parallel_sends": args.parallel}
+        }
         a = Gateway(root / "a", gateway_config(root / "a", sandbox, A, **fast)).start()
         b = Gateway(root / "b", gateway_config(root / "b", sandbox, B, **fast)).start()
         try:
@@ -96,7 +99,9 @@ def main() -> int:
                     sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>")
                 )
                 names.append((folder, message_id))
-            sampler = RssSampler({"A": a.process.process.pid, "B": b.process.process.pid})
+            processes = {"A": a.process.process.pid, "B": b.process.process.pid, "sandbox": sandbox.process.pid}
+            cpu_before = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
+            sampler = RssSampler({"A": processes["A"], "B": processes["B"]})
             sampler.start()
 
             dropped_at: dict[str, float] = {}
@@ -132,6 +137,7 @@ def main() -> int:
                 time.sleep(0.1)
             sampler.stop_event.set()
             sampler.join()
+            cpu = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
             if len(sent_at) < count or len(inbox_seen) < count:
                 print(f"TIMED OUT: {len(sent_at)} sent, {len(inbox_seen)} in B's inbox of {count}")
                 return 1
@@ -147,6 +153,10 @@ def main() -> int:
             print(f"drop-to-SENT p95:  {latencies[int(len(latencies) * 0.95) - 1]:8.0f} ms")
             print(f"peak RSS A:        {peaks['A'] / 2**20:8.1f} MiB")
             print(f"peak RSS B:        {peaks['B'] / 2**20:8.1f} MiB")
+            for name in processes:
+                user = (cpu[name].user - cpu_before[name].user) / count * 1000
+                system = (cpu[name].system - cpu_before[name].system) / count * 1000
+                print(f"CPU {name + ':':<14} {user:6.1f} ms user + {system:5.1f} ms system per message")
         finally:
             a.process.stop()
             b.process.stop()

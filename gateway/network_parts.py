@@ -28,7 +28,7 @@ SCOPES = ("eformidling:dpo", BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)
 
 @dataclass
 class NetworkParts:
-    http: httpx.Client
+    http_clients: list[httpx.Client]
     sender: Sender
     receiver: Receiver
     status_sender: StatusSender
@@ -37,7 +37,8 @@ class NetworkParts:
         self.sender.close()
         self.receiver.close()
         self.status_sender.close()
-        self.http.close()
+        for http in self.http_clients:
+            http.close()
 
 
 def build_network(config: Config, journal: Journal, statuses: StatusWriter, clock: Clock) -> NetworkParts:
@@ -45,10 +46,11 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     identity = load_identity(config, clock.now())
     trust = load_trust(config)
     assert network.token_url and network.service_registry_url and network.broker_url
-    http = httpx.Client(
-        timeout=network.http_timeout_seconds,
-        limits=httpx.Limits(max_connections=network.max_parallel_sends * 2 + 4),
-    )
+    workers = network.max_parallel_sends
+    # One connection pool per worker pool: a busy receiver never waits for a sender's connection, and
+    # a small pool is cheaper per request (httpx checks every pooled connection on each request).
+    send_http, receive_http, status_http = (_http_client(network.http_timeout_seconds, workers) for _ in range(3))
+    http = send_http  # tokens and the registry: a few calls, shared by all
     tokens = TokenClient(
         token_url=network.token_url,
         audience=network.token_audience or network.token_url,
@@ -62,15 +64,22 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     registry = ServiceRegistryClient(
         network.service_registry_url, tokens, http, cache_ttl_s=network.registry_cache_seconds, clock=clock
     )
-    dpo = DpoChannel(BrokerClient(network.broker_url, tokens, http), network.broker_resource)
-    channels = {dpo.name: dpo}
-    sender = Sender(config, journal, statuses, clock, registry, channels, identity)
-    receiver = Receiver(config, journal, statuses, clock, dpo, identity, trust, workers=network.max_parallel_sends)
+
+    def dpo(client: httpx.Client) -> DpoChannel:
+        return DpoChannel(BrokerClient(network.broker_url, tokens, client), network.broker_resource)
+
+    sending = dpo(send_http)
+    sender = Sender(config, journal, statuses, clock, registry, {sending.name: sending}, identity)
+    receiver = Receiver(config, journal, statuses, clock, dpo(receive_http), identity, trust, workers=workers)
+    status_channel = dpo(status_http)
     status_sender = StatusSender(
-        journal, clock, channels, identity, config.folders.state / "outgoing-status", config.organisation.orgnr,
-        workers=network.max_parallel_sends,
+        journal, clock, {status_channel.name: status_channel}, identity, config.organisation.orgnr, workers=workers
     )
-    return NetworkParts(http, sender, receiver, status_sender)
+    return NetworkParts([send_http, receive_http, status_http], sender, receiver, status_sender)
+
+
+def _http_client(timeout: float, workers: int) -> httpx.Client:
+    return httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=workers + 2))
 
 
 class SenderLoop:

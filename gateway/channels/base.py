@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class Channel(Protocol):
         """References of messages waiting for us."""
         ...
 
-    def fetch_inbound(self, reference: str, target: Path) -> int:
-        """Download one waiting message to `target` (streamed); returns its size."""
+    def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
+        """Download one waiting message into `target` (streamed); returns its size."""
         ...
 
     def acknowledge_inbound(self, reference: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import BinaryIO
 
 from gateway.channels.altinn_broker import BrokerClient
 from gateway.channels.base import OutgoingPackage
@@ -83,9 +83,8 @@ class DpoChannel:
     def poll_inbound(self) -> list[str]:
         return self.broker.list_published(self.resource_id)
 
-    def fetch_inbound(self, reference: str, target: Path) -> int:
-        with open(target, "wb") as handle:
-            return self.broker.download(reference, handle)
+    def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
+        return self.broker.download(reference, target)
 
     def acknowledge_inbound(self, reference: str) -> None:
         self.broker.confirm_download(reference)

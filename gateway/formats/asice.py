@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import time
 import uuid
 import zipfile
 import zlib
@@ -61,8 +63,11 @@ _STORED_MIME_TYPES = {
 @dataclass(frozen=True)
 class AsicDocument:
     name: str
-    path: Path
+    source: Path | bytes  # a file streamed from disk, or the bytes themselves (small generated files)
     mime_type: str
+
+    def size(self) -> int:
+        return len(self.source) if isinstance(self.source, bytes) else self.source.stat().st_size
 
 
 @dataclass(frozen=True)
@@ -172,10 +177,16 @@ def write_asice(
 
 
 def _stream_document(archive: zipfile.ZipFile, document: AsicDocument) -> bytes:
-    info = zipfile.ZipInfo.from_file(document.path, arcname=document.name)
-    info.compress_type = zipfile.ZIP_STORED if document.mime_type in _STORED_MIME_TYPES else zipfile.ZIP_DEFLATED
+    compression = zipfile.ZIP_STORED if document.mime_type in _STORED_MIME_TYPES else zipfile.ZIP_DEFLATED
+    if isinstance(document.source, bytes):
+        info = zipfile.ZipInfo(document.name, date_time=time.localtime()[:6])
+        info.compress_type = compression
+        archive.writestr(info, document.source)
+        return hashlib.sha256(document.source).digest()
+    info = zipfile.ZipInfo.from_file(document.source, arcname=document.name)
+    info.compress_type = compression
     digest = hashlib.sha256()
-    with open(document.path, "rb") as source, archive.open(info, "w") as entry:
+    with open(document.source, "rb") as source, archive.open(info, "w") as entry:
         while chunk := source.read(_CHUNK):
             digest.update(chunk)
             entry.write(chunk)
@@ -332,7 +343,12 @@ def _target_path(extract_to: Path, name: str) -> Path:
 
 
 def _extract(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, reference: _Reference, extract_to: Path, budget: _Budget
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    reference: _Reference,
+    extract_to: Path,
+    budget: _Budget,
+    durable: bool,
 ) -> AsicFile:
     path = _target_path(extract_to, info.filename)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,6 +361,9 @@ def _extract(
     with open(path, "xb") as handle:
         budget.created.append(path)
         size = _copy_entry(archive, info, write, budget)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     if digest.digest() != reference.digest:
         raise SecurityError(
             f"{info.filename!r} was changed: its {reference.digest_name.upper()} digest does not match "
@@ -353,30 +372,53 @@ def _extract(
     return AsicFile(info.filename, path, reference.mime_type, size)
 
 
-def _main_document(manifest_path: Path) -> str | None:
-    if manifest_path.stat().st_size > _MAX_META_ENTRY:
+def _checked_content(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, reference: _Reference, budget: _Budget
+) -> bytes | None:
+    """An entry's bytes, checked against the signed digest, without a file; None when it is too large to keep."""
+    digest = hashlib.new(reference.digest_name)
+    content = bytearray()
+
+    def keep(chunk: bytes) -> None:
+        digest.update(chunk)
+        if len(content) <= _MAX_META_ENTRY:
+            content.extend(chunk)
+
+    size = _copy_entry(archive, info, keep, budget)
+    if digest.digest() != reference.digest:
+        raise SecurityError(
+            f"{info.filename!r} was changed: its {reference.digest_name.upper()} digest does not match "
+            "the signed ASiC manifest"
+        )
+    return bytes(content) if size <= _MAX_META_ENTRY else None
+
+
+def _main_document(manifest: bytes | None) -> str | None:
+    if manifest is None:
         return None
-    root = parse_bytes(manifest_path.read_bytes(), source=EFM_MANIFEST).getroot()
+    root = parse_bytes(manifest, source=EFM_MANIFEST).getroot()
     main = root.find("{*}hoveddokument")
     return main.get("href") if main is not None else None
 
 
 def read_asice(
-    source: Path,
+    source: Path | BinaryIO,
     extract_to: Path,
     trust: TrustStore,
     limits: AsicLimits = AsicLimits(),
     at: datetime | None = None,
+    durable: bool = False,
 ) -> AsicContents:
     """Verify an ASiC-E completely and extract its data files into `extract_to`.
 
     On any failure the files extracted so far are removed again and SecurityError names the rule.
+    With `durable`, each extracted file is fsynced before it is counted as written.
     """
     try:
         with zipfile.ZipFile(source) as archive:
             budget = _Budget(limits)
             try:
-                return _read(archive, extract_to, trust, budget, at)
+                return _read(archive, extract_to, trust, budget, at, durable)
             except BaseException:
                 for path in reversed(budget.created):
                     path.unlink(missing_ok=True)
@@ -386,7 +428,7 @@ def read_asice(
 
 
 def _read(
-    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime | None
+    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime | None, durable: bool
 ) -> AsicContents:
     infos = archive.infolist()
     _check_entries(infos, budget.limits)
@@ -420,15 +462,12 @@ def _read(
             raise SecurityError(f"missing file {name!r}: the signed manifest lists it but the container lacks it")
 
     extract_to.mkdir(parents=True, exist_ok=True)
-    extracted = [_extract(archive, info, by_name[info.filename], extract_to, budget) for info in data_infos]
     main_document = None
     files = []
-    for item in extracted:
-        if item.name == EFM_MANIFEST:
-            main_document = _main_document(item.path)
-            item.path.unlink()
-            budget.created.remove(item.path)
+    for info in data_infos:
+        if info.filename == EFM_MANIFEST:
+            main_document = _main_document(_checked_content(archive, info, by_name[info.filename], budget))
         else:
-            files.append(item)
+            files.append(_extract(archive, info, by_name[info.filename], extract_to, budget, durable))
     files.sort(key=lambda item: item.name != main_document)
     return AsicContents(files, signer, main_document)

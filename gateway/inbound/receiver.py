@@ -13,9 +13,11 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.channels.base import Channel
 from gateway.clock import Clock
@@ -29,11 +31,12 @@ from gateway.formats.business import ArkivmeldingKvittering
 from gateway.formats.business import Status as StatusMessage
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.fsio import atomic_write_bytes, durable_rename, fsync_dir
+from gateway.fsio import atomic_write_bytes, atomic_writer, durable_rename, fsync_dir
 from gateway.inbound.unpack import ReceivedPackage, open_package, open_payload
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import settle
+from gateway.outbound.pack import IN_MEMORY_LIMIT
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
@@ -105,24 +108,25 @@ class Receiver:
             # It becomes a folder name and part of a URL: '..' would point at the state folder.
             log.warning("the channel offered a transfer with a malformed id %r; ignored", reference[:80])
             return False
-        work = self.downloads / reference
+        work = self.downloads / reference  # only a large message needs files here
         shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        download = work / "package.zip"
         try:
-            self.channel.fetch_inbound(reference, download)
-            try:
-                received = open_package(download, work, self.config.messages.normalise_retired_prefix)
-            except (MessageFormatError, SecurityError) as exc:
-                self._quarantine_unreadable(reference, download, str(exc))
-            else:
-                self._dispatch(reference, received, download, work)
+            # A small package stays in memory; a large one rolls over to an unnamed file.
+            with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_LIMIT, dir=self.downloads) as download:
+                self.channel.fetch_inbound(reference, download)
+                download.seek(0)
+                try:
+                    received = open_package(download, work, self.config.messages.normalise_retired_prefix)
+                except (MessageFormatError, SecurityError) as exc:
+                    self._quarantine_unreadable(reference, download, str(exc))
+                else:
+                    self._dispatch(reference, received, download, work)
             self.channel.acknowledge_inbound(reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True
 
-    def _dispatch(self, reference: str, received: ReceivedPackage, download: Path, work: Path) -> None:
+    def _dispatch(self, reference: str, received: ReceivedPackage, download: BinaryIO, work: Path) -> None:
         # Ids are compared and used as folder names in lower case, as ours are written.
         sbd = dataclasses.replace(
             received.sbd,
@@ -173,7 +177,7 @@ class Receiver:
         log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender)
 
     # ---- messages for the archive system ---------------------------------------------------------
-    def _deliver(self, reference: str, received: ReceivedPackage, download: Path, work: Path) -> None:
+    def _deliver(self, reference: str, received: ReceivedPackage, download: BinaryIO, work: Path) -> None:
         sbd = received.sbd
         existing = self.journal.find_live("in", sbd.message_id)
         if existing is not None and existing.phase != Phase.RECEIVED:
@@ -192,7 +196,8 @@ class Receiver:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            contents = open_payload(received, work, staging, self.identity, self.trust, self.limits)
+            # Durable: once the folder is renamed into the inbox, a power cut must not leave a torn document.
+            contents = open_payload(received, work, staging, self.identity, self.trust, self.limits, durable=True)
             self._write_message_xml(sbd, contents, staging)
         except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
@@ -281,20 +286,23 @@ class Receiver:
             documents=documents,
             received=self.clock.now(),
         )
-        atomic_write_bytes(folder / FOLDER_SIDECAR_NAME, write_sidecar(sidecar))
+        # The staging folder is ours alone and is synced before it moves: no temporary name needed.
+        with open(folder / FOLDER_SIDECAR_NAME, "xb") as handle:
+            handle.write(write_sidecar(sidecar))
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def _quarantine(
         self,
         sbd: StandardBusinessDocument,
         reference: str,
-        download: Path,
+        download: BinaryIO,
         reason: str,
         existing: MessageRecord | None = None,
     ) -> None:
         """Keep the raw package for an operator, with a FEIL status; the next message goes on."""
         kept = self.quarantine / f"{sbd.message_id}.{reference}.zip"
-        if download.exists():
-            os.replace(download, kept)
+        _keep(download, kept)
         with self.journal.transaction():
             if existing is None:
                 existing = self.journal.find_live("in", sbd.message_id)
@@ -305,10 +313,9 @@ class Receiver:
             self.journal.add_event(existing.row, Status.FEIL, description=f"quarantined: {reason}")
         log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason)
 
-    def _quarantine_unreadable(self, reference: str, download: Path, reason: str) -> None:
+    def _quarantine_unreadable(self, reference: str, download: BinaryIO, reason: str) -> None:
         kept = self.quarantine / f"unreadable.{reference}.zip"
-        if download.exists():
-            os.replace(download, kept)
+        _keep(download, kept)
         atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
 
@@ -345,3 +352,10 @@ class Receiver:
         if taken:
             self.statuses.flush_soon()
         return taken
+
+
+def _keep(download: BinaryIO, kept: Path) -> None:
+    """A copy of the downloaded package, whole or not at all."""
+    download.seek(0)
+    with atomic_writer(kept) as target:
+        shutil.copyfileobj(download, target, 1 << 20)

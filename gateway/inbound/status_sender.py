@@ -7,10 +7,8 @@ one. A duplicate after a crash is harmless: receivers keep statuses as a set.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from gateway.channels.base import Channel, OutgoingPackage
 from gateway.clock import Clock
@@ -19,7 +17,7 @@ from gateway.errors import ChannelError, PermanentChannelError
 from gateway.formats.keys import OrgIdentity
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.compose import status_sbd
-from gateway.outbound.pack import pack_message
+from gateway.outbound.pack import pack_in_memory
 from gateway.outbound.sender import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -32,7 +30,6 @@ class StatusSender:
         clock: Clock,
         channels: Mapping[str, Channel],
         identity: OrgIdentity,
-        work: Path,
         orgnr: str,
         retry: RetryPolicy | None = None,
         workers: int = 4,
@@ -41,10 +38,8 @@ class StatusSender:
         self.clock = clock
         self.channels = channels
         self.identity = identity
-        self.work = work
         self.orgnr = orgnr
         self.retry = retry or RetryPolicy(first_seconds=10)
-        work.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-send")
 
     def send_due(self) -> int:
@@ -59,7 +54,6 @@ class StatusSender:
         if channel is None or not record.sender or not record.conversation_id or not record.process:
             self.journal.status_send_done(record.row, status)
             return 0
-        work = self.work / f"{record.message_id}.{status.value}"
         try:
             sbd = status_sbd(
                 sender=self.orgnr,
@@ -70,9 +64,10 @@ class StatusSender:
                 status=status.value,
                 created=self.clock.now(),
             )
-            package = pack_message(sbd, [], self.identity, None, work)
+            package = pack_in_memory(sbd, [], self.identity, None)
             channel.send(
-                OutgoingPackage(record.message_id, self.orgnr, record.sender, package),
+                # A duplicate status is harmless (receivers keep statuses as a set): one request, not two.
+                OutgoingPackage(record.message_id, self.orgnr, record.sender, package, repeatable=True),
                 on_reference=lambda _reference: None,
             )
         except PermanentChannelError as exc:
@@ -88,7 +83,6 @@ class StatusSender:
                 log.exception("status %s for %s failed; trying again in %.0f s", status.value, record.message_id, delay)
             self.journal.status_send_later(record.row, status, self.clock.now().timestamp() + delay)
             return 0
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         self.journal.status_send_done(record.row, status)
         return 1
+

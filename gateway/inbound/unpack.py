@@ -1,20 +1,25 @@
-"""Open a received package: the SBD first (cheap), then decrypt and verify the ASiC-E (streaming)."""
+"""Open a received package: the SBD first (cheap), then decrypt and verify the ASiC-E.
+
+A small package is opened in memory; a large one streams through files in `work`.
+"""
 
 from __future__ import annotations
 
+import io
 import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.errors import MessageFormatError, SecurityError
 from gateway.formats.asice import AsicContents, AsicLimits, read_asice
-from gateway.formats.cms import decrypt_file
+from gateway.formats.cms import decrypt_file, decrypt_stream
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument, from_json
-from gateway.outbound.pack import ASIC_ENTRY, SBD_ENTRY
+from gateway.outbound.pack import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
 
 MAX_SBD_BYTES = 1 << 20
 # The largest payload any channel carries (DPO and DPF: 1 GB), with room for the encryption.
@@ -25,12 +30,11 @@ MAX_COMPRESSION_RATIO = 100
 @dataclass(frozen=True)
 class ReceivedPackage:
     sbd: StandardBusinessDocument
-    encrypted_asic: Path | None
+    encrypted_asic: Path | bytes | None  # a file in the work folder, or the bytes of a small one
 
 
-def open_package(download: Path, work: Path, normalise_retired: bool = False) -> ReceivedPackage:
-    """Read `sbd.json` and extract `asic.zip` (still encrypted) from a downloaded package."""
-    work.mkdir(parents=True, exist_ok=True)
+def open_package(download: Path | BinaryIO, work: Path, normalise_retired: bool = False) -> ReceivedPackage:
+    """Read `sbd.json` and take out `asic.zip` (still encrypted) from a downloaded package."""
     try:
         with zipfile.ZipFile(download) as archive:
             entries = {info.filename: info for info in archive.infolist()}
@@ -53,10 +57,7 @@ def open_package(download: Path, work: Path, normalise_retired: bool = False) ->
                 raise SecurityError(f"sbd.json is larger than {MAX_SBD_BYTES} bytes")
             with archive.open(SBD_ENTRY) as handle:
                 sbd = from_json(handle.read(MAX_SBD_BYTES + 1), normalise_retired=normalise_retired)
-            encrypted = None
-            if ASIC_ENTRY in entries:
-                encrypted = work / ASIC_ENTRY
-                _copy_capped(archive, entries[ASIC_ENTRY], encrypted)
+            encrypted = _take_asic(archive, entries[ASIC_ENTRY], work) if ASIC_ENTRY in entries else None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise MessageFormatError(f"the package is not a readable zip: {exc}") from exc
     except RecursionError:
@@ -64,16 +65,34 @@ def open_package(download: Path, work: Path, normalise_retired: bool = False) ->
     return ReceivedPackage(sbd, encrypted)
 
 
+def _take_asic(archive: zipfile.ZipFile, info: zipfile.ZipInfo, work: Path) -> Path | bytes:
+    """asic.zip's bytes when small, else a copy in `work`. The real bytes count: a header can lie."""
+    if info.file_size <= IN_MEMORY_LIMIT:
+        with archive.open(info) as source:
+            content = source.read(IN_MEMORY_LIMIT + 1)
+        if len(content) <= IN_MEMORY_LIMIT:
+            _check_expansion(len(content), info)
+            return content
+    work.mkdir(parents=True, exist_ok=True)
+    target = work / ASIC_ENTRY
+    _copy_capped(archive, info, target)
+    return target
+
+
+def _check_expansion(written: int, info: zipfile.ZipInfo) -> None:
+    if written > MAX_ASIC_BYTES:
+        raise SecurityError(f"asic.zip is larger than {MAX_ASIC_BYTES} bytes, more than any channel carries")
+    if written > 1 << 20 and written > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+        raise SecurityError("asic.zip expands more than 100 times inside the package (a zip bomb?)")
+
+
 def _copy_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
-    """Extract an entry counting the real bytes: a header can lie, a zip bomb must not fill the disk."""
+    """Extract an entry counting the real bytes, so a zip bomb cannot fill the disk."""
     written = 0
     with archive.open(info) as source, open(target, "wb") as sink:
         while chunk := source.read(1 << 20):
             written += len(chunk)
-            if written > MAX_ASIC_BYTES:
-                raise SecurityError(f"asic.zip is larger than {MAX_ASIC_BYTES} bytes, more than any channel carries")
-            if written > 1 << 20 and written > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-                raise SecurityError("asic.zip expands more than 100 times inside the package (a zip bomb?)")
+            _check_expansion(written, info)
             sink.write(chunk)
 
 
@@ -85,15 +104,24 @@ def open_payload(
     trust: TrustStore,
     limits: AsicLimits | None = None,
     at: datetime | None = None,
+    durable: bool = False,
 ) -> AsicContents:
-    """Decrypt the ASiC-E to a temporary file, verify it completely and extract its files."""
+    """Decrypt the ASiC-E (in memory when small), verify it completely and extract its files.
+
+    With `durable` the extracted files are on disk (fsynced) when this returns.
+    """
     if received.encrypted_asic is None:
         raise MessageFormatError("the message carries no asic.zip")
-    work.mkdir(parents=True, exist_ok=True)
     extract_to.mkdir(parents=True, exist_ok=True)
+    if isinstance(received.encrypted_asic, bytes):
+        plain_asic = io.BytesIO()
+        decrypt_stream(io.BytesIO(received.encrypted_asic), plain_asic, identity.private_key, identity.certificate)
+        plain_asic.seek(0)
+        return read_asice(plain_asic, extract_to, trust, limits or AsicLimits(), at, durable)
+    work.mkdir(parents=True, exist_ok=True)
     plain = work / "asic.asice"
     try:
         decrypt_file(received.encrypted_asic, plain, identity.private_key, identity.certificate)
-        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at)
+        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at, durable)
     finally:
         plain.unlink(missing_ok=True)

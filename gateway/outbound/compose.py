@@ -56,10 +56,9 @@ def compose(
     record: MessageRecord,
     sidecar: Sidecar,
     claim_folder: Path,
-    work: Path,
     created: datetime,
 ) -> ComposedMessage:
-    """The SBD and documents for `record`. A built arkivmelding.xml is written into `work`."""
+    """The SBD and documents for `record`; the documents stream from the claimed drop."""
     assert record.sender and record.receiver and record.process and record.conversation_id
     message_type = sidecar.message_type
     documents: list[AsicDocument] = []
@@ -71,7 +70,7 @@ def compose(
         )
         documents.append(
             AsicDocument(
-                ARKIVMELDING_NAME, _arkivmelding(record, sidecar, claim_folder, work, created), "application/xml"
+                ARKIVMELDING_NAME, _arkivmelding(record, sidecar, claim_folder, created), "application/xml"
             )
         )
         documents.extend(_documents(sidecar, claim_folder))
@@ -132,24 +131,19 @@ def _documents(sidecar: Sidecar, claim_folder: Path) -> list[AsicDocument]:
     return [AsicDocument(doc.file, claim_folder / doc.file, mime_type_for(doc.file, doc.mime_type)) for doc in ordered]
 
 
-def _arkivmelding(record: MessageRecord, sidecar: Sidecar, claim_folder: Path, work: Path, created: datetime) -> Path:
+def _arkivmelding(record: MessageRecord, sidecar: Sidecar, claim_folder: Path, created: datetime) -> Path | bytes:
+    """The archive system's own arkivmelding.xml, or one built from the sidecar (small: kept in memory)."""
     supplied = record.detail.get("arkivmelding_file")
     if supplied:
         return claim_folder / supplied
-    work.mkdir(parents=True, exist_ok=True)
-    target = work / ARKIVMELDING_NAME
     ordered = sorted(sidecar.documents, key=lambda doc: not doc.main)
     files = [
         ArkivmeldingFile(name=doc.file, title=doc.title or doc.file, main=index == 0)
         for index, doc in enumerate(ordered)
     ]
-    target.write_bytes(
-        build_arkivmelding(
-            title=sidecar.title
-            or (ordered[0].title if ordered and ordered[0].title else record.drop_name or "Melding"),
-            files=files,
-            created=created,
-            message_id=record.message_id,
-        )
+    return build_arkivmelding(
+        title=sidecar.title or (ordered[0].title if ordered and ordered[0].title else record.drop_name or "Melding"),
+        files=files,
+        created=created,
+        message_id=record.message_id,
     )
-    return target

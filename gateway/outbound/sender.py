@@ -141,7 +141,7 @@ class Sender:
             if problems:
                 raise PermanentChannelError("; ".join(problems))
             work = self.packages / record.message_id
-            composed = compose(record, sidecar, claimed.folder, work, self.clock.now())
+            composed = compose(record, sidecar, claimed.folder, self.clock.now())
             package = pack_message(composed.sbd, composed.documents, self.identity, receiver_certificate, work)
 
             def remember(reference: str) -> None:

@@ -8,6 +8,7 @@ import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -37,16 +38,15 @@ class OneMessageChannel:
 
     name = "DPO"
 
-    def __init__(self, package: Path) -> None:
+    def __init__(self, package: bytes) -> None:
         self.package = package
         self.acknowledged = False
 
     def poll_inbound(self) -> list[str]:
         return [] if self.acknowledged else [TRANSFER]
 
-    def fetch_inbound(self, reference: str, target: Path) -> int:
-        shutil.copy(self.package, target)
-        return target.stat().st_size
+    def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
+        return target.write(self.package)
 
     def acknowledge_inbound(self, reference: str) -> None:
         self.acknowledged = True
@@ -58,6 +58,11 @@ class Crash(BaseException):
 
 @pytest.fixture
 def setting(tmp_path):
+    return one_message_setting(tmp_path)
+
+
+def one_message_setting(tmp_path: Path):
+    """A receiving gateway's config, identity and trust, and a channel offering one message to it."""
     pki = create_dev_pki(tmp_path / "pki", {A: "A", B: "B"})
     sender, receiver_identity = dev_identity(pki, A), dev_identity(pki, B)
     document = tmp_path / "brev.pdf"
@@ -164,3 +169,35 @@ def test_an_inbox_on_another_file_system_than_at_start_is_not_taken_for_a_pick_u
         receiver.close()
         receiver.statuses.close()
         journal.close()
+
+
+def test_every_file_is_on_disk_before_the_folder_enters_the_inbox(setting, monkeypatch):
+    """A power cut after the hand-over must not leave a torn document: each file is fsynced before the rename."""
+    config, identity, trust, channel, message_id = setting
+    synced: set[str] = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    at_rename: dict[str, set[str]] = {}
+    real_rename = receiver_module.durable_rename
+
+    def recording_rename(source: Path, target: Path) -> None:
+        at_rename.update({name: set(synced) for name in os.listdir(source)})
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(receiver_module, "durable_rename", recording_rename)
+    receiver, journal = _receiver(config, identity, trust, channel)
+    try:
+        assert receiver.take(TRANSFER)
+    finally:
+        receiver.close()
+        receiver.statuses.close()
+        journal.close()
+    staging = str(config.folders.inbox_staging / message_id)
+    assert sorted(at_rename) == ["brev.pdf", "message.xml"]
+    for name, synced_then in at_rename.items():
+        assert f"{staging}/{name}" in synced_then, f"{name} was not fsynced before the hand-over"

@@ -106,8 +106,13 @@ class SendingGateway:
     ) -> str:
         if documents and certificate is None:
             certificate = self.certificate_of(sbd.receiver, sbd.process)
-        package = pack_message(sbd, documents, self.identity, certificate, self.work / f"out-{uuid.uuid4()}")
+        work = self.work / f"out-{uuid.uuid4()}"
+        package = pack_message(sbd, documents, self.identity, certificate, work)
         if tamper:
+            if isinstance(package, bytes):  # packed in memory: tamper with a copy on disk
+                work.mkdir(parents=True)
+                (work / "sbd.zip").write_bytes(package)
+                package = work / "sbd.zip"
             tamper(package)
         transfer_id = self.broker.initialise(DPO_RESOURCE_ID, f"0192:{self.orgnr}", f"0192:{sbd.receiver}",
                                              "sbd.zip", sbd.message_id)
