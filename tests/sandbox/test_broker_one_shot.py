@@ -17,7 +17,7 @@ from starlette.responses import FileResponse
 
 from gateway.channels.altinn_broker import DPO_RESOURCE_ID, BrokerClient
 from gateway.errors import PermanentChannelError
-from gateway.sandbox import SandboxServer
+from gateway.sandbox import SandboxServer, broker_form
 from gateway.sandbox import broker_app as broker_module
 from gateway.tokens import TokenClient
 from tests.sandbox.support import ALL_SCOPES, DPF_RECEIVER, DPO_RECEIVER, SENDER, Pki, TokenFactory
@@ -223,7 +223,7 @@ def test_a_body_cut_short_or_not_multipart_is_refused(
 def test_a_file_over_the_size_limit_is_refused_while_it_streams(
     sandbox: SandboxServer, http: httpx.Client, alice: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broker_module, "MAX_FILE_TRANSFER_SIZE", 1000)
+    monkeypatch.setattr(broker_form, "MAX_FILE_TRANSFER_SIZE", 1000)
     with pytest.raises(PermanentChannelError, match="File size exceeds maximum"):
         alice.initialise_and_upload(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-one-shot-big", bytes(1001))
     assert "ref-one-shot-big" not in stats(sandbox, http)["initialisedByReference"]
