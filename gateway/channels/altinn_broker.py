@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from gateway.errors import PermanentChannelError
+from gateway.errors import PermanentChannelError, SecurityError
 from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response, translated_http_errors
 
 BROKER_WRITE_SCOPE = "altinn:broker.write"  # senders: initialise and upload
@@ -175,8 +175,11 @@ class BrokerClient:
             raise PermanentChannelError(f"{what}: the broker's answer is not JSON") from exc
         return overview
 
-    def download(self, file_transfer_id: str, target: BinaryIO) -> int:
-        """Stream the transfer's file into `target`; returns the number of bytes written."""
+    def download(self, file_transfer_id: str, target: BinaryIO, max_bytes: int | None = None) -> int:
+        """Stream the transfer's file into `target`; returns the number of bytes written.
+
+        A file larger than `max_bytes` is refused (SecurityError) as soon as it passes the limit.
+        """
         what = f"downloading broker file transfer {file_transfer_id}"
         url = f"{self.base_url}/filetransfer/{file_transfer_id}/download"
         for attempt in range(2):
@@ -190,8 +193,13 @@ class BrokerClient:
                     check_response(response, what)
                 written = 0
                 for chunk in response.iter_bytes(CHUNK_SIZE):
-                    target.write(chunk)
                     written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        raise SecurityError(
+                            f"broker file transfer {file_transfer_id} is larger than {max_bytes} bytes, "
+                            "more than the channel carries; it was not downloaded"
+                        )
+                    target.write(chunk)
                 return written
         raise PermanentChannelError(f"{what}: the broker refused the access token twice")
 

@@ -11,6 +11,8 @@ from gateway.errors import PermanentChannelError
 from gateway.identifiers import to_party_value
 
 DPO_MAX_BYTES = 1_000_000_000
+# A received package: the documents, with room for the SBD, the signature and the encryption.
+DPO_MAX_PACKAGE_BYTES = 1_100_000_000
 DPO_MESSAGE_TYPES = frozenset({"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"})
 UPLOADED_STATES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded", "Purged"})
 UPLOAD_FILE_NAME = "sbd.zip"
@@ -84,7 +86,7 @@ class DpoChannel:
         return self.broker.list_published(self.resource_id)
 
     def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
-        return self.broker.download(reference, target)
+        return self.broker.download(reference, target, max_bytes=DPO_MAX_PACKAGE_BYTES)
 
     def acknowledge_inbound(self, reference: str) -> None:
         self.broker.confirm_download(reference)

@@ -70,9 +70,14 @@ _DATA_OID = asn1_cms.ContentType("data").dump()
 _VERSION_1 = b"\x02\x01\x01"
 
 
-def _utc_time(moment: datetime) -> bytes:
-    """UTCTime, as X.690 and RFC 5652 want it for the years 1950-2049: YYMMDDHHMMSSZ."""
-    return der.tlv(0x17, moment.astimezone(UTC).strftime("%y%m%d%H%M%SZ").encode("ascii"))
+def _signing_time(moment: datetime) -> bytes:
+    """RFC 5652 11.3: UTCTime for the years 1950-2049, GeneralizedTime outside them; always in UTC."""
+    if moment.tzinfo is None:
+        raise ValueError("the signing time needs a time zone")
+    moment = moment.astimezone(UTC)
+    if 1950 <= moment.year <= 2049:
+        return der.tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    return der.tlv(0x18, f"{moment.year:04d}{moment.strftime('%m%d%H%M%S')}Z".encode("ascii"))
 
 
 def sign_detached(content: bytes, identity: OrgIdentity, signing_time: datetime | None = None) -> bytes:
@@ -83,7 +88,7 @@ def sign_detached(content: bytes, identity: OrgIdentity, signing_time: datetime 
     moment = (signing_time or datetime.now(UTC)).replace(microsecond=0)
     attributes = [
         _CONTENT_TYPE_DATA,
-        der.tlv(0x30, _SIGNING_TIME_OID, der.set_of(_utc_time(moment))),
+        der.tlv(0x30, _SIGNING_TIME_OID, der.set_of(_signing_time(moment))),
         der.tlv(0x30, _MESSAGE_DIGEST_OID, der.set_of(der.tlv(0x04, hashlib.sha256(content).digest()))),
         _ALGORITHM_PROTECTION,
     ]

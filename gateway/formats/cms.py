@@ -273,10 +273,13 @@ def _content_key(
     else:
         candidates = transports
     for ktri in candidates:
+        # Read outside the try: a malformed part must be reported as such, not as a wrong key.
+        encrypted_key = ktri["encrypted_key"].native
+        key_padding = _key_transport_padding(ktri["key_encryption_algorithm"])
+        if not isinstance(encrypted_key, bytes):
+            raise CryptoError("the recipient information holds no encrypted key")
         try:
-            return private_key.decrypt(
-                ktri["encrypted_key"].native, _key_transport_padding(ktri["key_encryption_algorithm"])
-            )
+            return private_key.decrypt(encrypted_key, key_padding)
         except ValueError:
             continue
     raise CryptoError("the content key cannot be decrypted with our private key (wrong key or corrupted message)")

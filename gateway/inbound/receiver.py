@@ -113,7 +113,13 @@ class Receiver:
         try:
             # A small package stays in memory; a large one rolls over to an unnamed file.
             with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_LIMIT, dir=self.downloads) as download:
-                self.channel.fetch_inbound(reference, download)
+                try:
+                    self.channel.fetch_inbound(reference, download)
+                except SecurityError as exc:
+                    # Larger than the channel carries: offered again, it would be downloaded again forever.
+                    self._quarantine_unreadable(reference, None, str(exc))
+                    self.channel.acknowledge_inbound(reference)
+                    return True
                 download.seek(0)
                 try:
                     received = open_package(download, work, self.config.messages.normalise_retired_prefix)
@@ -203,7 +209,10 @@ class Receiver:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
             return
-        fsync_dir(staging)
+        _sync_tree(staging)
+        # Synced before the journal says IN_INBOX: after a power cut the folder is in staging (and
+        # recover() hands it over), never missing from both places and so taken for a pick-up.
+        fsync_dir(self.config.folders.inbox_staging)
         # The journal says "in the inbox" before the folder appears there: once the archive system
         # may have seen (and taken) the folder, a restart must never hand the message over again.
         with self.journal.transaction():
@@ -313,9 +322,10 @@ class Receiver:
             self.journal.add_event(existing.row, Status.FEIL, description=f"quarantined: {reason}")
         log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason)
 
-    def _quarantine_unreadable(self, reference: str, download: BinaryIO, reason: str) -> None:
+    def _quarantine_unreadable(self, reference: str, download: BinaryIO | None, reason: str) -> None:
         kept = self.quarantine / f"unreadable.{reference}.zip"
-        _keep(download, kept)
+        if download is not None:
+            _keep(download, kept)
         atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
 
@@ -359,3 +369,11 @@ def _keep(download: BinaryIO, kept: Path) -> None:
     download.seek(0)
     with atomic_writer(kept) as target:
         shutil.copyfileobj(download, target, 1 << 20)
+
+
+def _sync_tree(folder: Path) -> None:
+    """fsync `folder` and every folder under it (documents may sit in subfolders), deepest first."""
+    subfolders = [Path(root) / name for root, names, _files in os.walk(folder) for name in names]
+    for subfolder in reversed(subfolders):
+        fsync_dir(subfolder)
+    fsync_dir(folder)

@@ -151,6 +151,9 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
             partial.unlink(missing_ok=True)
             store.set_status(found.id, "Failed", clock.now())
             return problem(400, "Bad Request", f"the upload failed: {exc or 'the client went away'}")
+        except BaseException:
+            partial.unlink(missing_ok=True)  # a disk error or a cancelled request leaves no partial file behind
+            raise
         checksum = digest.hexdigest()
         if found.checksum and found.checksum.lower() != checksum:
             partial.unlink(missing_ok=True)
@@ -188,6 +191,9 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         except ClientDisconnect:
             form.discard()
             return problem(400, "Bad Request", "the upload failed: the client went away")
+        except BaseException:
+            form.discard()  # a disk error or a cancelled request leaves no partial file behind
+            raise
         refusal = _initialise_problem(body, caller, catalogue, FORM_NAMES)
         if refusal:
             form.discard()

@@ -171,8 +171,10 @@ def test_an_inbox_on_another_file_system_than_at_start_is_not_taken_for_a_pick_u
         journal.close()
 
 
-def test_every_file_is_on_disk_before_the_folder_enters_the_inbox(setting, monkeypatch):
-    """A power cut after the hand-over must not leave a torn document: each file is fsynced before the rename."""
+def test_every_file_and_folder_is_on_disk_before_the_journal_says_in_the_inbox(setting, monkeypatch):
+    """After a power cut the message must be whole in staging or in the inbox, never torn or missing from both
+    (which would look like a pick-up): each document, message.xml, the message folder and the staging folder
+    itself are fsynced before IN_INBOX is committed."""
     config, identity, trust, channel, message_id = setting
     synced: set[str] = set()
     real_fsync = os.fsync
@@ -181,23 +183,24 @@ def test_every_file_is_on_disk_before_the_folder_enters_the_inbox(setting, monke
         synced.add(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    at_rename: dict[str, set[str]] = {}
-    real_rename = receiver_module.durable_rename
-
-    def recording_rename(source: Path, target: Path) -> None:
-        at_rename.update({name: set(synced) for name in os.listdir(source)})
-        real_rename(source, target)
-
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    monkeypatch.setattr(receiver_module, "durable_rename", recording_rename)
     receiver, journal = _receiver(config, identity, trust, channel)
+    synced_at_commit: set[str] = set()
+    real_move = journal.move
+
+    def recording_move(row, phase, **fields):
+        if phase == Phase.IN_INBOX:
+            synced_at_commit.update(synced)
+        return real_move(row, phase, **fields)
+
+    monkeypatch.setattr(journal, "move", recording_move)
     try:
         assert receiver.take(TRANSFER)
     finally:
         receiver.close()
         receiver.statuses.close()
         journal.close()
-    staging = str(config.folders.inbox_staging / message_id)
-    assert sorted(at_rename) == ["brev.pdf", "message.xml"]
-    for name, synced_then in at_rename.items():
-        assert f"{staging}/{name}" in synced_then, f"{name} was not fsynced before the hand-over"
+    staging = config.folders.inbox_staging / message_id
+    assert sorted(os.listdir(config.folders.inbox / message_id)) == ["brev.pdf", "message.xml"]
+    for path in (staging / "brev.pdf", staging / "message.xml", staging, config.folders.inbox_staging):
+        assert str(path) in synced_at_commit, f"{path} was not fsynced before IN_INBOX was committed"

@@ -108,3 +108,40 @@ def test_a_download_over_the_memory_limit_rolls_over_to_disk_and_is_delivered(tm
         receiver.close()
         receiver.statuses.close()
         journal.close()
+
+
+class OversizeChannel:
+    """A channel whose only message is larger than it carries, as DpoChannel reports it."""
+
+    name = "DPO"
+
+    def __init__(self) -> None:
+        self.acknowledged = False
+        self.fetches = 0
+
+    def poll_inbound(self) -> list[str]:
+        return [] if self.acknowledged else [TRANSFER]
+
+    def fetch_inbound(self, reference, target) -> int:
+        self.fetches += 1
+        raise SecurityError(f"broker file transfer {reference} is larger than 1100000000 bytes")
+
+    def acknowledge_inbound(self, reference: str) -> None:
+        self.acknowledged = True
+
+
+def test_a_download_larger_than_the_channel_carries_is_quarantined_once_not_fetched_forever(tmp_path):
+    config, identity, trust, _channel, _message_id = one_message_setting(tmp_path)
+    channel = OversizeChannel()
+    receiver, journal = _receiver(config, identity, trust, channel)
+    try:
+        receiver.poll()
+        receiver.poll()
+    finally:
+        receiver.close()
+        receiver.statuses.close()
+        journal.close()
+    assert channel.fetches == 1 and channel.acknowledged
+    assert os.listdir(config.folders.inbox) == []
+    note = config.folders.state / "quarantine" / f"unreadable.{TRANSFER}.error.txt"
+    assert "larger than" in note.read_text()

@@ -126,3 +126,25 @@ def test_refusals_name_the_rule(pki: DevPki, stranger_pki: DevPki, sender: OrgId
         verify_detached(bytes(tampered), MANIFEST, trust)
     with pytest.raises(SecurityError, match="not a readable CMS SignedData"):
         verify_detached(b"\x30\x03\x02\x01\x01", MANIFEST, trust)
+
+
+@pytest.mark.parametrize(
+    ("moment", "tag"),
+    [
+        (datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC), 0x17),
+        (datetime(2050, 1, 1, 0, 0, 0, tzinfo=UTC), 0x18),
+        (datetime(1949, 12, 31, 23, 59, 59, tzinfo=UTC), 0x18),
+    ],
+    ids=["UTCTime up to 2049", "GeneralizedTime from 2050", "GeneralizedTime before 1950"],
+)
+def test_the_signing_time_reads_back_the_same_in_every_century(sender: OrgIdentity, moment: datetime, tag: int) -> None:
+    signature = sign_detached(MANIFEST, sender, signing_time=moment)
+    (signer,) = asn1_cms.ContentInfo.load(signature)["content"]["signer_infos"]
+    (value,) = [a["values"][0] for a in signer["signed_attrs"] if a["type"].native == "signing_time"]
+    assert value.chosen.tag == tag
+    assert value.native == moment
+
+
+def test_a_signing_time_without_a_time_zone_is_refused(sender: OrgIdentity) -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        sign_detached(MANIFEST, sender, signing_time=datetime(2026, 11, 27, 8, 0, 0))

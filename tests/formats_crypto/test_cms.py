@@ -173,3 +173,15 @@ def test_corrupted_and_truncated_envelopes_are_crypto_errors(receiver: OrgIdenti
         decrypt_stream(io.BytesIO(envelope.getvalue()[:5000]), io.BytesIO(), receiver.private_key)
     with pytest.raises(CryptoError, match="not a CMS EnvelopedData"):
         decrypt_stream(io.BytesIO(b"PK\x03\x04 a plain zip"), io.BytesIO(), receiver.private_key)
+
+
+@pytest.mark.parametrize("offset", [0, 15], ids=["algorithm SEQUENCE tag", "OAEP hash [0] tag"])
+def test_a_malformed_key_transport_algorithm_is_named_as_malformed(receiver: OrgIdentity, offset: int) -> None:
+    """Not "wrong key": an operator must see that the message itself is broken."""
+    envelope = io.BytesIO()
+    encrypt_stream(io.BytesIO(b"hello"), envelope, receiver.certificate)
+    broken = bytearray(envelope.getvalue())
+    oaep = broken.index(bytes.fromhex("06092a864886f70d010107")) - 2  # the AlgorithmIdentifier's SEQUENCE
+    broken[oaep + offset] ^= 0xFF
+    with pytest.raises(CryptoError, match="malformed"):
+        decrypt_stream(io.BytesIO(bytes(broken)), io.BytesIO(), receiver.private_key, receiver.certificate)

@@ -16,7 +16,7 @@ import pytest
 from starlette.responses import FileResponse
 
 from gateway.channels.altinn_broker import DPO_RESOURCE_ID, BrokerClient
-from gateway.errors import PermanentChannelError
+from gateway.errors import PermanentChannelError, SecurityError
 from gateway.sandbox import SandboxServer, broker_form
 from gateway.sandbox import broker_app as broker_module
 from gateway.tokens import TokenClient
@@ -321,3 +321,14 @@ def test_small_and_large_downloads_answer_alike(
 def test_the_content_disposition_is_the_one_file_response_sends(tmp_path: Path, file_name: str) -> None:
     expected = FileResponse(tmp_path, filename=file_name).headers["content-disposition"]
     assert broker_module._content_disposition(file_name) == expected
+
+
+def test_a_download_larger_than_the_channel_carries_is_refused_as_it_streams(
+    alice: BrokerClient, bob: BrokerClient
+) -> None:
+    transfer_id = alice.initialise_and_upload(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-too-large", bytes(300_000))
+    target = io.BytesIO()
+    with pytest.raises(SecurityError, match="larger than 100000 bytes"):
+        bob.download(transfer_id, target, max_bytes=100_000)
+    assert target.tell() <= 100_000, "nothing past the limit is written"
+    assert bob.download(transfer_id, io.BytesIO(), max_bytes=300_000) == 300_000
