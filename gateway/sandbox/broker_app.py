@@ -29,7 +29,7 @@ from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
 from gateway.clock import Clock
 from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
 from gateway.sandbox.broker_form import FORM_NAMES, MAX_FILE_TRANSFER_SIZE, FormProblem, OneShotForm
-from gateway.sandbox.broker_store import BrokerStore, FileTransfer
+from gateway.sandbox.broker_store import BrokerStore, FileTransfer, NewTransfer
 from gateway.sandbox.catalogue import SandboxCatalogue
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,7 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         if refusal:
             return problem(refusal[0], "Bad Request" if refusal[0] == 400 else "Forbidden", refusal[1])
         transfer_id = str(uuid.uuid4())
-        store.create(
-            transfer_id, body["resourceId"], body["fileName"], body.get("sendersFileTransferReference"),
-            body["sender"], body["recipients"], body.get("propertyList") or {}, body.get("checksum"),
-            clock.now(),
-        )
+        store.create(NewTransfer.from_request(transfer_id, body), body.get("checksum"), clock.now())
         # Per-request lines at DEBUG, as uvicorn's access log is off: at INFO they cost ~5% of the sandbox's CPU.
         log.debug("file transfer %s initialised by %s", transfer_id, caller.orgnr)
         return JSONResponse({"fileTransferId": transfer_id})
@@ -198,18 +194,17 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         if refusal:
             form.discard()
             return problem(refusal[0], "Bad Request" if refusal[0] == 400 else "Forbidden", refusal[1])
-        metadata = (transfer_id, body["resourceId"], body["fileName"], body.get("sendersFileTransferReference"),
-                    body["sender"], body["recipients"], body.get("propertyList") or {})
+        transfer = NewTransfer.from_request(transfer_id, body)
         checksum = form.digest.hexdigest()
         if body.get("checksum") and body["checksum"].lower() != checksum:
             # As in Altinn: the transfer was initialised, and its upload failed.
             form.discard()
-            store.create(*metadata, body["checksum"], clock.now())
+            store.create(transfer, body["checksum"], clock.now())
             store.set_status(transfer_id, "Failed", clock.now())
             return problem(400, "Bad Request", "The checksum of uploaded file did not match the checksum "
                            "specified in initialize call")
         os.replace(form.partial, target)
-        store.create_published(*metadata, body.get("checksum") or checksum, form.size, clock.now())
+        store.create_published(transfer, body.get("checksum") or checksum, form.size, clock.now())
         log.debug("file transfer %s initialised and published by %s (%d bytes)", transfer_id, caller.orgnr,
                   form.size)
         return JSONResponse(transfer_id)  # the API answers this call with the bare id

@@ -66,6 +66,27 @@ STATUS_TEXTS = {
 
 
 @dataclass(frozen=True)
+class NewTransfer:
+    """What initialising a file transfer records (the checksum comes with it or with the upload)."""
+
+    id: str
+    resource_id: str
+    file_name: str
+    senders_reference: str | None
+    sender: str
+    recipients: list[str]
+    property_list: dict[str, str]
+
+    @classmethod
+    def from_request(cls, transfer_id: str, body: dict[str, Any]) -> NewTransfer:
+        """From an initialise body (FileTransferInitalizeExt field names), already checked."""
+        return cls(
+            transfer_id, body["resourceId"], body["fileName"], body.get("sendersFileTransferReference"),
+            body["sender"], body["recipients"], body.get("propertyList") or {},
+        )
+
+
+@dataclass(frozen=True)
 class FileTransfer:
     id: str
     resource_id: str
@@ -132,68 +153,32 @@ class BrokerStore:
     def file_path(self, transfer_id: str) -> Path:
         return self.files / f"{transfer_id}.bin"
 
-    def create(
-        self,
-        transfer_id: str,
-        resource_id: str,
-        file_name: str,
-        senders_reference: str | None,
-        sender: str,
-        recipients: list[str],
-        property_list: dict[str, str],
-        checksum: str | None,
-        now: datetime,
-    ) -> None:
+    def create(self, transfer: NewTransfer, checksum: str | None, now: datetime) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._insert_initialised(transfer_id, resource_id, file_name, senders_reference, sender, recipients,
-                                     property_list, checksum, now)
+            self._insert_initialised(transfer, checksum, now)
 
-    def create_published(
-        self,
-        transfer_id: str,
-        resource_id: str,
-        file_name: str,
-        senders_reference: str | None,
-        sender: str,
-        recipients: list[str],
-        property_list: dict[str, str],
-        checksum: str,
-        size: int,
-        now: datetime,
-    ) -> None:
+    def create_published(self, transfer: NewTransfer, checksum: str, size: int, now: datetime) -> None:
         """A transfer initialised and uploaded in one request (its file already in place): both events count."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._insert_initialised(transfer_id, resource_id, file_name, senders_reference, sender, recipients,
-                                     property_list, checksum, now)
-            self._publish(transfer_id, size, checksum, senders_reference, now)
+            self._insert_initialised(transfer, checksum, now)
+            self._publish(transfer.id, size, checksum, transfer.senders_reference, now)
 
-    def _insert_initialised(
-        self,
-        transfer_id: str,
-        resource_id: str,
-        file_name: str,
-        senders_reference: str | None,
-        sender: str,
-        recipients: list[str],
-        property_list: dict[str, str],
-        checksum: str | None,
-        now: datetime,
-    ) -> None:
+    def _insert_initialised(self, transfer: NewTransfer, checksum: str | None, now: datetime) -> None:
         stamp = now.isoformat()
         expiration = (now + FILE_TRANSFER_TIME_TO_LIVE).isoformat()
         self._db.execute(
             "INSERT INTO file_transfer VALUES (?,?,?,?,?,?,?,0,'Initialized',?,?,?)",
-            (transfer_id, resource_id, file_name, senders_reference, sender,
-             json.dumps(property_list), checksum, stamp, stamp, expiration),
+            (transfer.id, transfer.resource_id, transfer.file_name, transfer.senders_reference, transfer.sender,
+             json.dumps(transfer.property_list), checksum, stamp, stamp, expiration),
         )
         self._db.executemany(
             "INSERT INTO recipient VALUES (?,?,'Initialized',?)",
-            [(transfer_id, recipient, stamp) for recipient in dict.fromkeys(recipients)],
+            [(transfer.id, recipient, stamp) for recipient in dict.fromkeys(transfer.recipients)],
         )
         self._db.execute(
-            "INSERT INTO initialise_event VALUES (?,?,?)", (transfer_id, senders_reference, stamp)
+            "INSERT INTO initialise_event VALUES (?,?,?)", (transfer.id, transfer.senders_reference, stamp)
         )
 
     def get(self, transfer_id: str) -> FileTransfer | None:
