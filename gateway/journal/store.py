@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -130,6 +131,19 @@ class InstanceLock:
             self._fd = None
 
 
+GROUP_COMMIT_WAIT_SECONDS = 0.002
+
+
+class _CommitGroup:
+    """Steps of several threads in one SQLite transaction, made durable by one COMMIT."""
+
+    __slots__ = ("committed", "error")
+
+    def __init__(self) -> None:
+        self.committed = False
+        self.error: BaseException | None = None
+
+
 class Journal:
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
@@ -146,6 +160,9 @@ class Journal:
             raise
         self._in_transaction = False
         self._transaction_owner: int | None = None
+        self._group: _CommitGroup | None = None
+        self._counter_lock = threading.Lock()
+        self._steps_coming = 0  # threads in transaction() whose step has not finished
         # Reads use a connection per thread: with WAL they never wait for a writer's fsync.
         self._readers = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
@@ -171,24 +188,78 @@ class Journal:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic, durable step. Nested use joins the outer transaction."""
-        with self._lock:
-            if self._in_transaction:
+        """One atomic, durable step. Nested use joins the outer transaction.
+
+        Group commit: the steps of several threads share one SQLite transaction and one COMMIT (one
+        fsync). Each step is a savepoint of its own, so a failing step is undone alone; a thread
+        returns only once a COMMIT covering its step is on disk. With one fsync per step, the
+        journal was the bottleneck of a busy gateway (the lock held ~80 % of the time).
+        """
+        if self._transaction_owner == threading.get_ident():
+            with self._lock:  # nested in this thread's own step: part of it
                 yield
+            return
+        group: _CommitGroup | None = None
+        with self._counter_lock:
+            self._steps_coming += 1
+        try:
+            with self._lock:
+                if self._group is None:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._group = _CommitGroup()
+                group = self._group
+                self._db.execute("SAVEPOINT step_of_a_group")
+                self._in_transaction = True
+                self._transaction_owner = threading.get_ident()
+                try:
+                    yield
+                except BaseException:
+                    self._undo_step(group)
+                    raise
+                else:
+                    self._db.execute("RELEASE step_of_a_group")
+                finally:
+                    self._in_transaction = False
+                    self._transaction_owner = None
+        finally:
+            with self._counter_lock:
+                self._steps_coming -= 1
+            if group is not None:
+                self._commit(group)  # also after a failed step: the group may hold other threads' steps
+        if group.error is not None:
+            raise JournalError(f"the journal could not commit: {group.error}") from group.error
+
+    def _undo_step(self, group: _CommitGroup) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK TO step_of_a_group")
+                self._db.execute("RELEASE step_of_a_group")
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._in_transaction = True
-            self._transaction_owner = threading.get_ident()
+        # SQLite gave up the whole transaction (a full disk, an I/O error): the group's steps are lost.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+        group.error = JournalError("the journal's transaction was rolled back by an error in another step")
+        group.committed = True
+        self._group = None
+
+    def _commit(self, group: _CommitGroup) -> None:
+        # Steps of other threads on their way (waiting for the lock) join this group first, for a
+        # short while at most: one fsync then covers them all.
+        deadline = time.monotonic() + GROUP_COMMIT_WAIT_SECONDS
+        time.sleep(0)
+        while self._steps_coming and not group.committed and time.monotonic() < deadline:
+            time.sleep(0.0001)
+        with self._lock:
+            if group.committed:
+                return  # another step's thread committed it, ours included
+            self._group = None
+            group.committed = True
             try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
-            finally:
-                self._in_transaction = False
-                self._transaction_owner = None
+            except sqlite3.Error as exc:
+                group.error = exc
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -284,8 +355,9 @@ class Journal:
         return self._many("1 = 1 ORDER BY id DESC LIMIT ?", (limit,))
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT phase, count(*) FROM messages GROUP BY phase").fetchall()
+        connection, lock = self._reading()
+        with lock:
+            rows = connection.execute("SELECT phase, count(*) FROM messages GROUP BY phase").fetchall()
         return dict(rows)
 
     def events(self, row: int) -> list[StatusEvent]:
@@ -427,8 +499,9 @@ class Journal:
             )
 
     def due_status_sends(self, limit: int = 200) -> list[tuple[MessageRecord, Status, int]]:
-        with self._lock:
-            due = self._db.execute(
+        connection, lock = self._reading()
+        with lock:
+            due = connection.execute(
                 "SELECT message, status, attempts FROM status_sends WHERE due_at <= ? ORDER BY due_at LIMIT ?",
                 (self._now(), limit),
             ).fetchall()
