@@ -169,6 +169,8 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            if self._group is not None:
+                self._decide(self._group)  # steps waiting to commit are committed, not dropped
             self._db.close()
             for connection in self._reader_connections:
                 connection.close()
@@ -192,8 +194,9 @@ class Journal:
 
         Group commit: the steps of several threads share one SQLite transaction and one COMMIT (one
         fsync). Each step is a savepoint of its own, so a failing step is undone alone; a thread
-        returns only once a COMMIT covering its step is on disk. With one fsync per step, the
-        journal was the bottleneck of a busy gateway (the lock held ~80 % of the time).
+        returns only once a COMMIT covering its step is on disk, and raises sqlite3.OperationalError
+        when that COMMIT failed. With one fsync per step, the journal was the bottleneck of a busy
+        gateway (its lock held ~80 % of the time).
         """
         if self._transaction_owner == threading.get_ident():
             with self._lock:  # nested in this thread's own step: part of it
@@ -204,10 +207,7 @@ class Journal:
             self._steps_coming += 1
         try:
             with self._lock:
-                if self._group is None:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    self._group = _CommitGroup()
-                group = self._group
+                group = self._open_group()
                 self._db.execute("SAVEPOINT step_of_a_group")
                 self._in_transaction = True
                 self._transaction_owner = threading.get_ident()
@@ -217,7 +217,7 @@ class Journal:
                     self._undo_step(group)
                     raise
                 else:
-                    self._db.execute("RELEASE step_of_a_group")
+                    self._finish_step(group)
                 finally:
                     self._in_transaction = False
                     self._transaction_owner = None
@@ -227,39 +227,80 @@ class Journal:
             if group is not None:
                 self._commit(group)  # also after a failed step: the group may hold other threads' steps
         if group.error is not None:
-            raise JournalError(f"the journal could not commit: {group.error}") from group.error
+            raise sqlite3.OperationalError(f"the journal could not commit: {group.error}") from group.error
+
+    def _open_group(self) -> _CommitGroup:
+        """The group to add a step to (under the lock): the open one, or a new transaction."""
+        if self._group is not None and not self._db.in_transaction:
+            # SQLite ended the transaction under a step (an error it rolled back all by itself).
+            self._fail_group(self._group, sqlite3.OperationalError("SQLite rolled the transaction back"))
+        if self._group is None:
+            if self._db.in_transaction:
+                # Left open by a commit that failed and could not roll back: nothing in it is promised.
+                self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            self._group = _CommitGroup()
+        return self._group
+
+    def _finish_step(self, group: _CommitGroup) -> None:
+        if group.committed or not self._db.in_transaction:
+            # The transaction was lost during the step (its caller caught the error): fail the group.
+            self._fail_group(group, sqlite3.OperationalError("SQLite rolled the transaction back during a step"))
+            return
+        try:
+            self._db.execute("RELEASE step_of_a_group")
+        except BaseException as exc:
+            self._fail_group(group, exc)
+            raise
 
     def _undo_step(self, group: _CommitGroup) -> None:
-        if self._db.in_transaction:
+        if self._db.in_transaction and not group.committed:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK TO step_of_a_group")
                 self._db.execute("RELEASE step_of_a_group")
                 return
-        # SQLite gave up the whole transaction (a full disk, an I/O error): the group's steps are lost.
+        self._fail_group(group, sqlite3.OperationalError("SQLite rolled the transaction back during a step"))
+
+    def _fail_group(self, group: _CommitGroup, error: BaseException) -> None:
+        """Under the lock: the group's steps are lost; every thread in it is told so."""
+        if group.committed:
+            return
         with contextlib.suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
-        group.error = JournalError("the journal's transaction was rolled back by an error in another step")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        group.error = error
         group.committed = True
-        self._group = None
+        if self._group is group:
+            self._group = None
 
     def _commit(self, group: _CommitGroup) -> None:
-        # Steps of other threads on their way (waiting for the lock) join this group first, for a
-        # short while at most: one fsync then covers them all.
-        deadline = time.monotonic() + GROUP_COMMIT_WAIT_SECONDS
-        time.sleep(0)
-        while self._steps_coming and not group.committed and time.monotonic() < deadline:
-            time.sleep(0.0001)
-        with self._lock:
-            if group.committed:
-                return  # another step's thread committed it, ours included
+        try:
+            # Steps of other threads on their way (waiting for the lock) join this group first, for
+            # a short while at most: one fsync then covers them all.
+            deadline = time.monotonic() + GROUP_COMMIT_WAIT_SECONDS
+            time.sleep(0)
+            while self._steps_coming and not group.committed and time.monotonic() < deadline:
+                time.sleep(0.0001)
+        finally:  # even when interrupted: the group is decided before this thread leaves
+            with self._lock:
+                self._decide(group)
+
+    def _decide(self, group: _CommitGroup) -> None:
+        """Under the lock: COMMIT the group unless another thread has decided it already."""
+        if group.committed:
+            return
+        if self._group is group:
             self._group = None
+        try:
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            group.error = exc
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if not isinstance(exc, sqlite3.Error):
+                raise
+        finally:
             group.committed = True
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                group.error = exc
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -267,6 +308,8 @@ class Journal:
         with self._lock:
             if not self._in_transaction:
                 raise JournalError("a savepoint needs an open transaction")
+            if not self._db.in_transaction:
+                raise sqlite3.OperationalError("the journal's transaction was rolled back by an earlier error")
             self._db.execute("SAVEPOINT step")
             try:
                 yield

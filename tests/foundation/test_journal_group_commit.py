@@ -103,3 +103,53 @@ def test_a_nested_transaction_is_part_of_its_threads_step(journal, tmp_path):
         raise RuntimeError("the outer step fails")
     assert _committed_ids(tmp_path / "journal.sqlite") == set()
     assert journal.find_live("out", message_id) is None
+
+
+def test_a_failed_commit_is_an_error_for_the_step_and_the_journal_goes_on(journal, tmp_path):
+    lost, later = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def refuse_commit(action, arg1, *_rest):
+        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" else sqlite3.SQLITE_OK
+
+    journal._db.set_authorizer(refuse_commit)
+    with pytest.raises(sqlite3.OperationalError, match="could not commit"), journal.transaction():
+        _create(journal, lost)
+    journal._db.set_authorizer(None)
+    with journal.transaction():
+        _create(journal, later)
+    assert _committed_ids(tmp_path / "journal.sqlite") == {later}
+
+
+def test_a_transaction_lost_inside_a_step_is_reported_not_taken_for_done(journal, tmp_path):
+    """If SQLite gives up the transaction under a step (a full disk) and the step's code carries on,
+    the step must not return as if it were on disk."""
+    lost, later = str(uuid.uuid4()), str(uuid.uuid4())
+    with pytest.raises(sqlite3.OperationalError), journal.transaction():
+        _create(journal, lost)
+        journal._db.execute("ROLLBACK")  # what SQLite does by itself on some errors
+    with journal.transaction():
+        _create(journal, later)
+    assert _committed_ids(tmp_path / "journal.sqlite") == {later}
+
+
+def test_closing_the_journal_commits_a_step_waiting_for_its_group(journal, tmp_path):
+    message_id = str(uuid.uuid4())
+    with journal._counter_lock:
+        journal._steps_coming += 1  # a step "on its way" keeps the finished one waiting to commit
+    errors: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            with journal.transaction():
+                _create(journal, message_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    while not (journal._group is not None and journal._transaction_owner is None):
+        threading.Event().wait(0.01)
+    journal.close()
+    thread.join(10)
+    assert errors == []
+    assert _committed_ids(tmp_path / "journal.sqlite") == {message_id}
