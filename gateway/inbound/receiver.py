@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
 MAX_ARKIVMELDING_BYTES = 16 << 20
+MAX_POLL_ROUNDS = 10  # then other jobs get their turn; the next poll goes on
 
 
 class Receiver:
@@ -79,10 +80,19 @@ class Receiver:
 
     # ---- polling -------------------------------------------------------------------------------
     def poll(self) -> int:
-        """Take every message the channel has for us, several at a time; returns how many were handled."""
-        references = self.channel.poll_inbound()
-        handled = sum(self._pool.map(self._take_guarded, references))
-        self.statuses.flush_soon()
+        """Take every message the channel has for us, several at a time; returns how many were handled.
+
+        A channel may list only part of what waits (the Altinn broker: the 100 newest), so while a
+        round takes something, the next round asks again at once, up to MAX_POLL_ROUNDS.
+        """
+        handled = 0
+        for _round in range(MAX_POLL_ROUNDS):
+            references = self.channel.poll_inbound()
+            taken = sum(self._pool.map(self._take_guarded, references))
+            self.statuses.flush_soon()
+            handled += taken
+            if not taken:
+                break
         return handled
 
     def close(self) -> None:

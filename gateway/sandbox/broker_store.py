@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 FILE_TRANSFER_TIME_TO_LIVE = timedelta(days=30)
+LIST_LIMIT = 100  # file transfers in one answer to GET /filetransfer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_transfer (
@@ -259,9 +260,12 @@ class BrokerStore:
             if value:
                 query += f" AND {column} = ?"
                 parameters.append(value)
-        query += " ORDER BY f.created, f.rowid"
+        # As the Altinn API says: "Result is limited to 100 files. If your query returns more than 100
+        # files, you will only receive the 100 last created."
+        query += f" ORDER BY f.created DESC, f.rowid DESC LIMIT {LIST_LIMIT}"
         with self._lock:
-            return [row[0] for row in self._db.execute(query, parameters)]
+            newest = [row[0] for row in self._db.execute(query, parameters)]
+        return newest[::-1]  # oldest first
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

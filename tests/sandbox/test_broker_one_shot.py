@@ -332,3 +332,16 @@ def test_a_download_larger_than_the_channel_carries_is_refused_as_it_streams(
         bob.download(transfer_id, target, max_bytes=100_000)
     assert target.tell() <= 100_000, "nothing past the limit is written"
     assert bob.download(transfer_id, io.BytesIO(), max_bytes=300_000) == 300_000
+
+
+def test_a_list_holds_the_100_newest_transfers_oldest_first_as_altinn_does(alice: BrokerClient, bob: BrokerClient):
+    resource = "test-list-limit"
+    sent = [
+        alice.initialise_and_upload(resource, A, B, "sbd.zip", f"ref-list-{index}", b"x") for index in range(105)
+    ]
+    listed = bob.list_published(resource)
+    assert listed == sent[5:], "the 100 last created, in the order they were created"
+    for transfer_id in listed:
+        bob.download(transfer_id, io.BytesIO())
+        bob.confirm_download(transfer_id)
+    assert bob.list_published(resource) == sent[:5], "confirmed ones leave the list; the older ones show"
