@@ -15,7 +15,7 @@ from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.retention import run_retention
 from gateway.journal.store import InstanceLock, Journal
-from gateway.network_parts import NetworkParts, SenderLoop, build_network
+from gateway.wiring import NetworkParts, SenderLoop, build_network
 from gateway.receipts.writer import StatusWriter
 
 log = logging.getLogger(__name__)

@@ -32,11 +32,11 @@ from gateway.formats.business import Status as StatusMessage
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument
 from gateway.fsio import atomic_write_bytes, atomic_writer, durable_rename, fsync_dir
-from gateway.inbound.unpack import ReceivedPackage, open_package, open_payload
+from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import settle
-from gateway.outbound.pack import IN_MEMORY_LIMIT
+from gateway.channels.dpo.package import IN_MEMORY_LIMIT
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)

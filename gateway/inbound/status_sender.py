@@ -17,7 +17,7 @@ from gateway.errors import ChannelError, PermanentChannelError
 from gateway.formats.keys import OrgIdentity
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.compose import status_sbd
-from gateway.outbound.pack import pack_in_memory
+from gateway.channels.dpo.package import pack_in_memory
 from gateway.outbound.sender import RetryPolicy
 
 log = logging.getLogger(__name__)

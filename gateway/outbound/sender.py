@@ -32,7 +32,7 @@ from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
-from gateway.outbound.pack import pack_message
+from gateway.channels.dpo.package import pack_message
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.routing.route import choose_route

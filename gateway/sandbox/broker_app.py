@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
+from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
 from gateway.clock import Clock
 from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
 from gateway.sandbox.broker_form import FORM_NAMES, MAX_FILE_TRANSFER_SIZE, FormProblem, OneShotForm

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.channels.altinn_broker import DPO_RESOURCE_ID, BrokerClient
+from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
 from gateway.channels.base import OutgoingPackage
-from gateway.channels.dpo import DpoChannel
+from gateway.channels.dpo.channel import DpoChannel
 from gateway.sandbox import SandboxCatalogue, SandboxOrganisation, SandboxServer
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES
 from gateway.tokens import TokenClient

@@ -24,7 +24,7 @@ from gateway.inbound import receiver as receiver_module
 from gateway.inbound.receiver import Receiver
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
-from gateway.outbound.pack import pack_message
+from gateway.channels.dpo.package import pack_message
 from gateway.receipts.writer import StatusWriter
 from tests.foundation.drops import write_config
 

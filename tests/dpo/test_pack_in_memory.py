@@ -18,10 +18,10 @@ from gateway.formats.business import Arkivmelding
 from gateway.formats.keys import TrustStore
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, new_sbd, to_json
 from gateway.inbound import receiver as receiver_module
-from gateway.inbound import unpack as unpack_module
-from gateway.inbound.unpack import open_package, open_payload
-from gateway.outbound import pack as pack_module
-from gateway.outbound.pack import pack_message
+from gateway.channels.dpo import unpack as unpack_module
+from gateway.channels.dpo.unpack import open_package, open_payload
+from gateway.channels.dpo import package as pack_module
+from gateway.channels.dpo.package import pack_message
 
 from .network import A, B
 from .test_inbox_handover import TRANSFER, _receiver, one_message_setting

@@ -115,7 +115,7 @@ def test_formats_know_nothing_of_the_pipeline():
 
 
 def test_formats_know_no_disk_layout_routing_or_status_files():
-    forbidden = ("config", "contract", "receipts", "routing", "jobs", "network_parts", "commands", "cli")
+    forbidden = ("config", "contract", "receipts", "routing", "jobs", "wiring", "commands", "cli")
     assert _violations(lambda m: _in(m, "formats"), forbidden) == []
 
 
@@ -149,7 +149,7 @@ def test_channels_never_touch_folders_or_the_pipeline_around_them():
 
 
 def test_the_journal_and_the_contract_do_not_reach_up_into_the_pipeline():
-    forbidden = ("intake", "outbound", "inbound", "channels", "routing", "jobs", "daemon", "sandbox", "network_parts")
+    forbidden = ("intake", "outbound", "inbound", "channels", "routing", "jobs", "daemon", "sandbox", "wiring")
     assert _violations(lambda m: _in(m, "journal", "contract"), forbidden) == []
 
 
@@ -162,7 +162,7 @@ def test_nothing_below_the_composition_root_imports_it():
 
 @pytest.mark.parametrize("area", ["formats", "channels", "routing", "journal", "contract", "receipts"])
 def test_lower_layers_do_not_import_the_daemons_wiring(area):
-    assert _violations(lambda m: _in(m, area), ("network_parts", "daemon", "commands", "cli")) == []
+    assert _violations(lambda m: _in(m, area), ("wiring", "daemon", "commands", "cli")) == []
 
 
 def test_the_walker_sees_dynamic_imports():

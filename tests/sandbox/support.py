@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
+from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
 from gateway.tokens import TokenClient
 
 SENDER = "910077473"  # DPO both ways: the gateway under test

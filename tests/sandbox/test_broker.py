@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from gateway.channels.altinn_broker import BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
+from gateway.channels.dpo.client import BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.sandbox import SandboxCatalogue, SandboxServer
 from gateway.tokens import TokenClient

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from starlette.responses import FileResponse
 
-from gateway.channels.altinn_broker import DPO_RESOURCE_ID, BrokerClient
+from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
 from gateway.errors import PermanentChannelError, SecurityError
 from gateway.sandbox import SandboxServer, broker_form
 from gateway.sandbox import broker_app as broker_module

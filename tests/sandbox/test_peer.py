@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.channels.altinn_broker import DPO_RESOURCE_ID
+from gateway.channels.dpo.client import DPO_RESOURCE_ID
 from gateway.devcerts import dev_identity
 from gateway.errors import RetryableChannelError
 from gateway.formats.arkivmelding import read_arkivmelding

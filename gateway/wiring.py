@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway.channels.altinn_broker import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
-from gateway.channels.dpo import DpoChannel
+from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
+from gateway.channels.dpo.channel import DpoChannel
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import load_identity, load_trust

@@ -19,7 +19,7 @@ from gateway.formats.asice import AsicContents, AsicLimits, read_asice
 from gateway.formats.cms import decrypt_file, decrypt_stream
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument, from_json
-from gateway.outbound.pack import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
+from gateway.channels.dpo.package import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
 
 MAX_SBD_BYTES = 1 << 20
 # The largest payload any channel carries (DPO and DPF: 1 GB), with room for the encryption.

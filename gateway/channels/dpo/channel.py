@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import BinaryIO
 
-from gateway.channels.altinn_broker import BrokerClient
+from gateway.channels.dpo.client import BrokerClient
 from gateway.channels.base import OutgoingPackage
 from gateway.errors import PermanentChannelError
 from gateway.identifiers import to_party_value

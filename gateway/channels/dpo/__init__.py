@@ -1,0 +1,1 @@
+"""DPO: messages between integration points over the Altinn 3 Broker (an sbd.zip per message)."""
