@@ -86,7 +86,8 @@ def main() -> int:
         root = Path(scratch)
         sandbox = SandboxProcess(root / "sandbox")
         fast = {
-            "network": {"inbound_poll_seconds": 0.2, "send_interval_seconds": 0.5, "max_parallel_sends": args.parallel}
+            "network": {"send_interval_seconds": 0.5, "max_parallel_sends": args.parallel},
+            "channels": {"dpo": {"inbound_poll_seconds": 0.2}},
         }
         a = Gateway(root / "a", gateway_config(root / "a", sandbox, A, **fast)).start()
         b = Gateway(root / "b", gateway_config(root / "b", sandbox, B, **fast)).start()

@@ -51,13 +51,20 @@ def run(args: argparse.Namespace) -> int:
 def with_network_settings(config: Config, settings: dict) -> Config:
     """`config` joined to a network: its URLs, and its keystore and trust unless config.yaml names them."""
     network = dataclasses.replace(config.network, **settings["network"])
+    channels = dataclasses.replace(
+        config.channels,
+        **{
+            name: dataclasses.replace(getattr(config.channels, name), **block)
+            for name, block in settings.get("channels", {}).items()
+        },
+    )
     keystore = config.keystore
     if not keystore.configured:
         keystore = KeystoreConfig(
             pkcs12=Path(settings["keystore"]["pkcs12"]), password=settings["keystore"]["password"]
         )
     trust = config.trust if config.trust.ca_bundle else TrustConfig(ca_bundle=Path(settings["trust"]["ca_bundle"]))
-    return dataclasses.replace(config, network=network, keystore=keystore, trust=trust)
+    return dataclasses.replace(config, network=network, channels=channels, keystore=keystore, trust=trust)
 
 
 def sandbox(args: argparse.Namespace) -> int:
@@ -99,7 +106,7 @@ def check_config(args: argparse.Namespace) -> int:
             f"keystore: OK (organisation {identity.orgnr}, "
             f"valid until {identity.certificate.not_valid_after_utc:%Y-%m-%d})"
         )
-    elif config.network.configured:
+    elif config.network_configured:
         print(
             "efm-gateway: keystore is missing; the network section needs the organisation's certificate",
             file=sys.stderr,

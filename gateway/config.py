@@ -105,21 +105,67 @@ class TrustConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    """What every channel shares: the service registry, the token endpoint, HTTP and concurrency."""
+
     service_registry_url: str | None = None
     token_url: str | None = None
     token_audience: str | None = None
     client_id: str | None = None
+    # Kept for configurations written before the channels section: the same as channels.dpo.broker_url,
+    # channels.dpo.resource and channels.dpo.inbound_poll_seconds.
     broker_url: str | None = None
-    broker_resource: str = "eformidling-dpo-meldingsutveksling"
+    broker_resource: str | None = None
+    inbound_poll_seconds: float | None = None
     registry_cache_seconds: float = 300.0
-    inbound_poll_seconds: float = 5.0
     send_interval_seconds: float = 1.0
     http_timeout_seconds: float = 30.0
     max_parallel_sends: int = 4
 
+
+@dataclass(frozen=True)
+class DpoChannelConfig:
+    """DPO over the Altinn 3 Broker."""
+
+    enabled: bool = True
+    broker_url: str | None = None
+    resource: str = "eformidling-dpo-meldingsutveksling"
+    inbound_poll_seconds: float = 5.0
+
     @property
     def configured(self) -> bool:
-        return bool(self.service_registry_url and self.token_url and self.broker_url)
+        return self.enabled and bool(self.broker_url)
+
+
+@dataclass(frozen=True)
+class DpvChannelConfig:
+    """DPV over Altinn 3 Correspondence: the receiver's Altinn mailbox, with a notification (varsel)."""
+
+    enabled: bool = True
+    correspondence_url: str | None = None
+    status_poll_seconds: float = 30.0
+    status_batch: int = 200
+    # The notification when the sidecar's dpv block gives none: Email, Sms or EmailAndSms.
+    notification_channel: str = "EmailAndSms"
+    notification_text: str = "Du har mottatt en melding i Altinn."
+    sensitive_notification_text: str = "Du har mottatt en taushetsbelagt melding i Altinn. Logg inn for å lese den."
+    email_subject: str = "Ny melding i Altinn"
+    days_to_reply: int | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.enabled and bool(self.correspondence_url)
+
+
+@dataclass(frozen=True)
+class ChannelsConfig:
+    """One block per channel; a channel with its URL set (and not `enabled: false`) is used."""
+
+    dpo: DpoChannelConfig = field(default_factory=DpoChannelConfig)
+    dpv: DpvChannelConfig = field(default_factory=DpvChannelConfig)
+
+    def enabled(self) -> dict[str, Any]:
+        """The configured channel blocks by name (dpo, dpv, ...)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name).configured}
 
 
 @dataclass(frozen=True)
@@ -144,7 +190,13 @@ class Config:
     keystore: KeystoreConfig = field(default_factory=KeystoreConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+    @property
+    def network_configured(self) -> bool:
+        """A network needs the registry, the token endpoint and any one channel."""
+        return bool(self.network.service_registry_url and self.network.token_url and self.channels.enabled())
 
 
 _SECTIONS: dict[str, type] = {
@@ -157,12 +209,14 @@ _SECTIONS: dict[str, type] = {
     "keystore": KeystoreConfig,
     "trust": TrustConfig,
     "network": NetworkConfig,
+    "channels": ChannelsConfig,
     "sandbox": SandboxConfig,
 }
 _REQUIRED_SECTIONS = ("organisation", "folders")
 _CHOICES = {
     "intake.mode": ("auto", "events", "polling"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "channels.dpv.notification_channel": ("Email", "Sms", "EmailAndSms"),
 }
 _POSITIVE = {
     "intake.scan_interval_seconds",
@@ -171,6 +225,9 @@ _POSITIVE = {
     "messages.default_lifetime_hours",
     "retention.purge_interval_minutes",
     "network.inbound_poll_seconds",
+    "channels.dpo.inbound_poll_seconds",
+    "channels.dpv.status_poll_seconds",
+    "channels.dpv.status_batch",
     "network.send_interval_seconds",
     "network.http_timeout_seconds",
     "network.max_parallel_sends",
@@ -216,7 +273,10 @@ def load_config(path: Path) -> Config:
         section_raw = raw.get(name) or {}
         if not isinstance(section_raw, dict):
             raise ConfigError(f"{path}: '{name}' must be a mapping of keys, not {type(section_raw).__name__}")
-        sections[name] = _build_section(path, base, name, section_type, section_raw)
+        if section_type is ChannelsConfig:
+            sections[name] = _build_channels(path, base, section_raw, raw.get("network") or {})
+        else:
+            sections[name] = _build_section(path, base, name, section_type, section_raw)
     config = Config(source=path.resolve(), **sections)
     problem = orgnr_problem(config.organisation.orgnr)
     if problem:
@@ -235,21 +295,56 @@ def _check_combinations(path: Path, config: Config) -> None:
         raise ConfigError(
             f"{path}: keystore.password (or keystore.password_file) is missing; the PKCS#12 keystore needs it"
         )
-    for url_key in ("service_registry_url", "token_url", "token_audience", "broker_url"):
-        value = getattr(config.network, url_key)
+    network_urls = ("service_registry_url", "token_url", "token_audience")
+    urls = {f"network.{key}": getattr(config.network, key) for key in network_urls}
+    urls["channels.dpo.broker_url"] = config.channels.dpo.broker_url
+    urls["channels.dpv.correspondence_url"] = config.channels.dpv.correspondence_url
+    for dotted, value in urls.items():
         if value is not None and not value.startswith(("https://", "http://")):
-            raise ConfigError(f"{path}: network.{url_key} must be an http(s) URL, not {value!r}")
-    partly = [key for key in ("service_registry_url", "token_url", "broker_url") if getattr(config.network, key)]
-    if partly and len(partly) < 3:
-        missing = sorted({"service_registry_url", "token_url", "broker_url"} - set(partly))
-        raise ConfigError(f"{path}: network.{missing[0]} is missing; the network section needs all three URLs")
-    if config.sandbox.enabled and partly:
+            raise ConfigError(f"{path}: {dotted} must be an http(s) URL, not {value!r}")
+    network = config.network
+    channel_urls = list(config.channels.enabled())
+    partly = [key for key in ("service_registry_url", "token_url") if getattr(network, key)]
+    if (partly or channel_urls) and (len(partly) < 2 or not channel_urls):
+        missing = sorted({"service_registry_url", "token_url"} - set(partly))
+        what = (
+            f"network.{missing[0]}" if missing
+            else "a channel's URL (channels.dpo.broker_url, channels.dpv.correspondence_url)"
+        )
+        raise ConfigError(
+            f"{path}: {what} is missing; a network needs the service registry, the token endpoint and a channel"
+        )
+    if config.sandbox.enabled and (partly or channel_urls):
         raise ConfigError(
             f"{path}: sandbox.enabled is true but network URLs are set too; remove the network URLs "
             "(the sandbox fills them in) or set sandbox.enabled: false"
         )
     if config.sandbox.port < 0 or config.sandbox.port > 65535:
         raise ConfigError(f"{path}: sandbox.port must be 0 (any free port) or a port number up to 65535")
+
+
+def _build_channels(path: Path, base: Path, raw: dict[str, Any], network_raw: dict[str, Any]) -> ChannelsConfig:
+    known = {f.name: f for f in fields(ChannelsConfig)}
+    blocks: dict[str, Any] = {}
+    for name, block_raw in raw.items():
+        if name not in known:
+            raise ConfigError(_unknown(path, f"channels.{name}", [f"channels.{k}" for k in known]))
+        if not isinstance(block_raw, dict):
+            raise ConfigError(f"{path}: 'channels.{name}' must be a mapping of keys, not {type(block_raw).__name__}")
+    for name, spec in known.items():
+        block_raw = dict(raw.get(name) or {})
+        if name == "dpo":
+            # The keys of configurations written before the channels section.
+            for legacy, key in (("broker_url", "broker_url"), ("broker_resource", "resource"),
+                                ("inbound_poll_seconds", "inbound_poll_seconds")):
+                if network_raw.get(legacy) is not None:
+                    if key in block_raw:
+                        raise ConfigError(
+                            f"{path}: network.{legacy} and channels.dpo.{key} are both set; keep channels.dpo.{key}"
+                        )
+                    block_raw[key] = network_raw[legacy]
+        blocks[name] = _build_section(path, base, f"channels.{name}", spec.default_factory, block_raw)  # type: ignore[misc]
+    return ChannelsConfig(**blocks)
 
 
 def _unknown(path: Path, key: str, known: Any) -> str:

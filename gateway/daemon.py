@@ -15,13 +15,14 @@ from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.retention import run_retention
 from gateway.journal.store import InstanceLock, Journal
-from gateway.wiring import NetworkParts, SenderLoop, build_network
 from gateway.receipts.writer import StatusWriter
+from gateway.wiring import NetworkParts, SenderLoop, build_network
 
 log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_SECONDS = 15
 STATUS_FLUSH_SECONDS = 5
+PICK_UP_SECONDS = 2.0
 
 
 class Daemon:
@@ -43,11 +44,14 @@ class Daemon:
         self.lock.acquire()
         self.journal = Journal(config.folders.journal_path, self.clock)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock)
-        if config.network.configured:
+        if config.network_configured:
             self.network = build_network(config, self.journal, self.statuses, self.clock)
             self.sender_loop = SenderLoop(self.network.sender, config.network.send_interval_seconds)
         else:
-            log.warning("no network section in %s: drops are accepted and journaled, but not sent", config.source)
+            log.warning(
+                "no network in %s (service registry, token endpoint and a channel): drops are accepted and "
+                "journaled, but not sent", config.source,
+            )
         wake_sender = self.sender_loop.wake.set if self.sender_loop else None
         self.intake = Intake(
             config,
@@ -58,7 +62,7 @@ class Daemon:
         )
         self.intake.recover()
         if self.network:
-            self.network.receiver.recover()
+            self.network.inbox.recover()
         polling, why = intake_uses_polling(config)
         log.info("intake: %s", why)
         self.loop = IntakeLoop(self.intake, config.intake.scan_interval_seconds, use_events=not polling)
@@ -73,18 +77,10 @@ class Daemon:
             self._retention, "interval", minutes=config.retention.purge_interval_minutes, id="retention", **defaults
         )
         if self.network and self.sender_loop:
-            network = config.network
             self.sender_loop.start()
-            self.scheduler.add_job(
-                self.network.receiver.poll, "interval", seconds=network.inbound_poll_seconds, id="inbound", **defaults
-            )
-            self.scheduler.add_job(
-                self._after_delivery,
-                "interval",
-                seconds=min(2.0, network.inbound_poll_seconds),
-                id="pick-up",
-                **defaults,
-            )
+            for job in self.network.jobs:
+                self.scheduler.add_job(job.run, "interval", seconds=job.seconds, id=job.name, **defaults)
+            self.scheduler.add_job(self._after_delivery, "interval", seconds=PICK_UP_SECONDS, id="pick-up", **defaults)
         watchdog = systemd.watchdog_interval()
         if watchdog:
             self.scheduler.add_job(systemd.notify, "interval", seconds=watchdog, args=["WATCHDOG=1"], id="watchdog")
@@ -96,7 +92,7 @@ class Daemon:
 
     def _after_delivery(self) -> None:
         assert self.network is not None
-        self.network.receiver.check_picked_up()
+        self.network.inbox.check_picked_up()
         self.network.status_sender.send_due()
 
     def _expire(self) -> None:

@@ -1,41 +1,60 @@
-"""Build the network side of the daemon (tokens, registry, channels, sender, receiver) from config."""
+"""Build the network side of the daemon from config: tokens, the service registry, the enabled
+channels, and the parts that use them (sender, one receiver per two-way channel, one status poller
+per polling channel, the status sender, the inbox watcher).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
-from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
-from gateway.channels.dpo.channel import DpoChannel
+from gateway.channels.base import Channel
+from gateway.channels.registry import ChannelTools, build_channels, scopes_for
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import load_identity, load_trust
+from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
 from gateway.journal.store import Journal
 from gateway.outbound.sender import Sender
+from gateway.outbound.status_poller import StatusPoller
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.tokens import TokenClient
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("eformidling:dpo", BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)
+REGISTRY_SCOPE = "eformidling:dpo"  # the service registry's own scope
+
+
+@dataclass(frozen=True)
+class PollingJob:
+    """A job the daemon schedules: what to call, how often, and its name in the log."""
+
+    name: str
+    seconds: float
+    run: object
 
 
 @dataclass
 class NetworkParts:
     http_clients: list[httpx.Client]
     sender: Sender
-    receiver: Receiver
+    inbox: Inbox
+    receivers: list[Receiver]
     status_sender: StatusSender
+    status_pollers: list[StatusPoller]
+    jobs: list[PollingJob] = field(default_factory=list)
+    channels: dict[str, Channel] = field(default_factory=dict)
 
     def close(self) -> None:
         self.sender.close()
-        self.receiver.close()
+        for receiver in self.receivers:
+            receiver.close()
         self.status_sender.close()
         for http in self.http_clients:
             http.close()
@@ -45,7 +64,8 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     network = config.network
     identity = load_identity(config, clock.now())
     trust = load_trust(config)
-    assert network.token_url and network.service_registry_url and network.broker_url
+    assert network.token_url and network.service_registry_url
+    blocks = config.channels.enabled()
     workers = network.max_parallel_sends
     # One connection pool per worker pool: a busy receiver never waits for a sender's connection, and
     # a small pool is cheaper per request (httpx checks every pooled connection on each request).
@@ -57,7 +77,7 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
         client_id=network.client_id or f"efm-gateway-{config.organisation.orgnr}",
         private_key=identity.private_key,
         certificate_chain=[identity.certificate, *identity.chain],
-        scopes=SCOPES,
+        scopes=(REGISTRY_SCOPE, *scopes_for(blocks)),
         http=http,
         clock=clock,
     )
@@ -65,17 +85,38 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
         network.service_registry_url, tokens, http, cache_ttl_s=network.registry_cache_seconds, clock=clock
     )
 
-    def dpo(client: httpx.Client) -> DpoChannel:
-        return DpoChannel(BrokerClient(network.broker_url, tokens, client), network.broker_resource)
+    def channels_on(client: httpx.Client) -> dict[str, Channel]:
+        tools = ChannelTools(
+            orgnr=config.organisation.orgnr, identity=identity, trust=trust, tokens=tokens, http=client, clock=clock,
+            normalise_retired_prefix=config.messages.normalise_retired_prefix,
+        )
+        return build_channels(blocks, tools)
 
-    sending = dpo(send_http)
-    sender = Sender(config, journal, statuses, clock, registry, {sending.name: sending}, identity)
-    receiver = Receiver(config, journal, statuses, clock, dpo(receive_http), identity, trust, workers=workers)
-    status_channel = dpo(status_http)
-    status_sender = StatusSender(
-        journal, clock, {status_channel.name: status_channel}, identity, config.organisation.orgnr, workers=workers
+    sending, receiving, status_channels = channels_on(send_http), channels_on(receive_http), channels_on(status_http)
+    sender = Sender(config, journal, statuses, clock, registry, sending)
+    inbox = Inbox(config, journal, statuses)
+    receivers = [
+        Receiver(config, journal, statuses, clock, channel, inbox, workers=workers)
+        for channel in receiving.values() if channel.capabilities.two_way
+    ]
+    status_sender = StatusSender(journal, clock, status_channels, config.organisation.orgnr, workers=workers)
+    blocks_by_channel = {channel.name: blocks[key] for key, channel in zip(blocks, sending.values(), strict=True)}
+    pollers = [
+        StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch)
+        for name, channel in status_channels.items() if channel.capabilities.statuses_by_polling
+    ]
+    jobs = [
+        PollingJob(f"inbound-{receiver.channel.name}", blocks_by_channel[receiver.channel.name].inbound_poll_seconds,
+                   receiver.poll)
+        for receiver in receivers
+    ] + [
+        PollingJob(f"status-poll-{poller.channel.name}", blocks_by_channel[poller.channel.name].status_poll_seconds,
+                   poller.poll)
+        for poller in pollers
+    ]
+    return NetworkParts(
+        [send_http, receive_http, status_http], sender, inbox, receivers, status_sender, pollers, jobs, sending
     )
-    return NetworkParts([send_http, receive_http, status_http], sender, receiver, status_sender)
 
 
 def _http_client(timeout: float, workers: int) -> httpx.Client:

@@ -20,8 +20,9 @@ SCHEMA_PATH = Path(__file__).with_name("status.xsd")
 @dataclass(frozen=True)
 class StatusEvent:
     status: Status
-    at: datetime
+    at: datetime  # when it happened, as its reporter stamped it
     description: str | None = None
+    learned: datetime | None = None  # when we learned it
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def render_status(report: StatusReport) -> bytes:
         element = etree.SubElement(history, _q("status"))
         put(element, "value", event.status.value)
         put(element, "time", isoformat(event.at))
+        if event.learned is not None and event.learned != event.at:
+            put(element, "learned", isoformat(event.learned))
         put(element, "description", event.description)
     if report.errors:
         errors = etree.SubElement(root, _q("errors"))

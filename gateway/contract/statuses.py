@@ -29,14 +29,17 @@ _PROGRESS = {
     Status.INNKOMMENDE_LEVERT: 4,
     Status.LEST: 5,
 }
-FINAL = (Status.FEIL, Status.LEVETID_UTLOPT)  # in this order: a failure outranks an expiry
+DELIVERED = frozenset({Status.LEVERT, Status.LEST, Status.INNKOMMENDE_LEVERT})
 
 
-def current_status(statuses: list[Status]) -> Status | None:
-    """FEIL or LEVETID_UTLOPT end a message; otherwise the furthest status reached counts."""
+def current_status(statuses: list[Status] | set[Status]) -> Status | None:
+    """FEIL ends a message. A delivery (LEVERT, LEST) outranks an expiry: a message delivered after its
+    deadline was delivered. Otherwise LEVETID_UTLOPT ends it, and else the furthest status reached counts."""
     if not statuses:
         return None
-    for final in FINAL:
-        if final in statuses:
-            return final
-    return max(statuses, key=lambda status: _PROGRESS[status])
+    if Status.FEIL in statuses:
+        return Status.FEIL
+    if Status.LEVETID_UTLOPT in statuses and not DELIVERED & set(statuses):
+        return Status.LEVETID_UTLOPT
+    progress = [status for status in statuses if status in _PROGRESS]
+    return max(progress, key=lambda status: _PROGRESS[status])

@@ -19,24 +19,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.channels.base import Channel
+from gateway.channels.base import Channel, InboundMessage
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
 from gateway.contract.statuses import Status
 from gateway.errors import CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
 from gateway.formats.arkivmelding import read_arkivmelding
-from gateway.formats.asice import AsicContents, AsicLimits
+from gateway.formats.asice import AsicContents
 from gateway.formats.business import ArkivmeldingKvittering
 from gateway.formats.business import Status as StatusMessage
-from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.fsio import atomic_write_bytes, atomic_writer, durable_rename, fsync_dir
-from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
+from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
+from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
-from gateway.outbound.completion import settle
-from gateway.channels.dpo.package import IN_MEMORY_LIMIT
+from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
@@ -45,6 +43,7 @@ _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 RECEIPT_OK = ("OK", "WARNING")
 MAX_ARKIVMELDING_BYTES = 16 << 20
 MAX_POLL_ROUNDS = 10  # then other jobs get their turn; the next poll goes on
+IN_MEMORY_LIMIT = 4 << 20  # a download up to this size stays in memory; a larger one rolls over to a file
 
 
 class Receiver:
@@ -55,9 +54,7 @@ class Receiver:
         statuses: StatusWriter,
         clock: Clock,
         channel: Channel,
-        identity: OrgIdentity,
-        trust: TrustStore,
-        limits: AsicLimits | None = None,
+        inbox: Inbox,
         workers: int = 4,
     ) -> None:
         self.config = config
@@ -65,18 +62,14 @@ class Receiver:
         self.statuses = statuses
         self.clock = clock
         self.channel = channel
-        self.identity = identity
-        self.trust = trust
-        self.limits = limits or AsicLimits()
+        self.inbox = inbox
         state = config.folders.state
-        self.downloads = state / "incoming"
+        self.downloads = state / "incoming" / channel.name.lower()
         self.quarantine = state / "quarantine"
-        self.downloads.mkdir(exist_ok=True)
+        self.downloads.mkdir(parents=True, exist_ok=True)
         self.quarantine.mkdir(exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="receive")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"receive-{channel.name.lower()}")
         self._locks = [threading.Lock() for _ in range(64)]  # striped: memory stays flat
-        self._inbox_device = os.stat(config.folders.inbox).st_dev
-        self._absent_before: set[int] = set()
 
     # ---- polling -------------------------------------------------------------------------------
     def poll(self) -> int:
@@ -87,7 +80,7 @@ class Receiver:
         """
         handled = 0
         for _round in range(MAX_POLL_ROUNDS):
-            references = self.channel.poll_inbound()
+            references = self.channel.list_inbound()
             taken = sum(self._pool.map(self._take_guarded, references))
             self.statuses.flush_soon()
             handled += taken
@@ -128,31 +121,37 @@ class Receiver:
                 except SecurityError as exc:
                     # Larger than the channel carries: offered again, it would be downloaded again forever.
                     self._quarantine_unreadable(reference, None, str(exc))
-                    self.channel.acknowledge_inbound(reference)
+                    self.channel.reject_inbound(reference, str(exc))
                     return True
                 download.seek(0)
                 try:
-                    received = open_package(download, work, self.config.messages.normalise_retired_prefix)
+                    inbound = self.channel.open_inbound(reference, download, work)
                 except (MessageFormatError, SecurityError) as exc:
                     self._quarantine_unreadable(reference, download, str(exc))
-                else:
-                    self._dispatch(reference, received, download, work)
-            self.channel.acknowledge_inbound(reference)
+                    self.channel.reject_inbound(reference, str(exc))
+                    return True
+                rejected = self._dispatch(reference, inbound, download)
+            if rejected:
+                self.channel.reject_inbound(reference, rejected)
+            else:
+                self.channel.acknowledge_inbound(reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True
 
-    def _dispatch(self, reference: str, received: ReceivedPackage, download: BinaryIO, work: Path) -> None:
+    def _dispatch(self, reference: str, inbound: InboundMessage, download: BinaryIO) -> str | None:
+        """Apply or deliver one opened message; the reason when it was quarantined, else None."""
         # Ids are compared and used as folder names in lower case, as ours are written.
         sbd = dataclasses.replace(
-            received.sbd,
-            message_id=received.sbd.message_id.lower(),
-            conversation_id=received.sbd.conversation_id.lower(),
+            inbound.sbd,
+            message_id=inbound.sbd.message_id.lower(),
+            conversation_id=inbound.sbd.conversation_id.lower(),
         )
-        received = dataclasses.replace(received, sbd=sbd)
+        inbound = dataclasses.replace(inbound, sbd=sbd)
         if sbd.receiver != self.config.organisation.orgnr:
-            self._quarantine(sbd, reference, download, f"the message is addressed to {sbd.receiver}, not to us")
-            return
+            reason = f"the message is addressed to {sbd.receiver}, not to us"
+            self._quarantine(sbd, reference, download, reason)
+            return reason
         business = sbd.business_message
         with self._message_lock(sbd.message_id):
             if isinstance(business, StatusMessage):
@@ -160,66 +159,65 @@ class Receiver:
             elif isinstance(business, ArkivmeldingKvittering):
                 self._apply_receipt(sbd, business)
             else:
-                self._deliver(reference, received, download, work)
+                return self._deliver(reference, inbound, download)
+        return None
 
     # ---- statuses and receipts for our own messages -----------------------------------------------
     def _apply_status(self, sbd: StandardBusinessDocument, business: StatusMessage) -> None:
         status = Status.MOTTATT if business.status == "MOTTATT" else Status.LEVERT
-        with self.journal.transaction():  # the event and what it finishes, in one step
-            record = self.journal.find_live("out", sbd.message_id)
-            if record is None:
-                log.info("status %s for unknown message %s ignored", business.status, sbd.message_id)
-                return
-            self.journal.add_event(record.row, status, description=f"{status.value.lower()} by {sbd.sender}")
-            settle(self.journal, record.row)
+        record = self.journal.find_live("out", sbd.message_id)
+        if record is None:
+            log.info("status %s for unknown message %s ignored", business.status, sbd.message_id)
+            return
+        # The event and what it finishes, in one step, stamped with the time the receiver sent it.
+        record_status(self.journal, record.row, status, sbd.created, f"{status.value.lower()} by {sbd.sender}")
         log.info("message %s: %s from %s", sbd.message_id, status.value, sbd.sender)
 
     def _apply_receipt(self, sbd: StandardBusinessDocument, receipt: ArkivmeldingKvittering) -> None:
         related = (receipt.related_to_message_id or "").lower()
         texts = [m.text for m in receipt.messages if m.text]
-        with self.journal.transaction():
-            record = self.journal.find_live("out", related)
-            if record is None:
-                log.info("receipt %s for unknown message %s ignored", sbd.message_id, related)
-                return
-            if receipt.receipt_type in RECEIPT_OK:
-                description = f"arkivmelding_kvittering {receipt.receipt_type} from {sbd.sender}"
-                self.journal.add_event(record.row, Status.LEST, description=description)
-            else:
-                problems = [f"the receiver answered {receipt.receipt_type}", *texts]
-                self.journal.add_event(record.row, Status.FEIL, description="; ".join(problems))
-                self.journal.update(record.row, errors=[*record.errors, *problems])
-            settle(self.journal, record.row)
+        record = self.journal.find_live("out", related)
+        if record is None:
+            log.info("receipt %s for unknown message %s ignored", sbd.message_id, related)
+            return
+        if receipt.receipt_type in RECEIPT_OK:
+            description = f"arkivmelding_kvittering {receipt.receipt_type} from {sbd.sender}"
+            record_status(self.journal, record.row, Status.LEST, sbd.created, description)
+        else:
+            problems = [f"the receiver answered {receipt.receipt_type}", *texts]
+            record_status(self.journal, record.row, Status.FEIL, sbd.created, "; ".join(problems), errors=problems)
         log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender)
 
     # ---- messages for the archive system ---------------------------------------------------------
-    def _deliver(self, reference: str, received: ReceivedPackage, download: BinaryIO, work: Path) -> None:
-        sbd = received.sbd
+    def _deliver(self, reference: str, inbound: InboundMessage, download: BinaryIO) -> str | None:
+        sbd = inbound.sbd
         existing = self.journal.find_live("in", sbd.message_id)
         if existing is not None and existing.phase != Phase.RECEIVED:
-            self._hand_over(existing)  # finishes a hand-over a crash cut off; nothing when it is done
+            self.inbox.hand_over(existing)  # finishes a hand-over a crash cut off; nothing when it is done
             log.info("message %s already received (%s); duplicate ignored", sbd.message_id, existing.phase)
-            return
+            return None
         now = self.clock.now()
         if existing is None and sbd.expected_response is not None and sbd.expected_response <= now:
             with self.journal.transaction():
                 record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
                 self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description="arrived after its deadline")
             log.info("message %s from %s arrived after its deadline; discarded", sbd.message_id, sbd.sender)
-            return
+            return None
         folder_name = sbd.message_id
         staging = self.config.folders.inbox_staging / folder_name
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
+            if inbound.extract is None:
+                raise MessageFormatError("the message carries no documents")
             # Durable: once the folder is renamed into the inbox, a power cut must not leave a torn document.
-            contents = open_payload(received, work, staging, self.identity, self.trust, self.limits, durable=True)
+            contents = inbound.extract(staging, True)
             self._write_message_xml(sbd, contents, staging)
         except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
-            return
-        _sync_tree(staging)
+            return str(exc)
+        sync_tree(staging)
         # Synced before the journal says IN_INBOX: after a power cut the folder is in staging (and
         # recover() hands it over), never missing from both places and so taken for a pick-up.
         fsync_dir(self.config.folders.inbox_staging)
@@ -233,31 +231,9 @@ class Receiver:
             record = self.journal.move(existing.row, Phase.IN_INBOX)
             self.journal.add_event(record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}")
             self.journal.queue_status_send(record.row, Status.MOTTATT)
-        self._hand_over(record)
+        self.inbox.hand_over(record)
         log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender)
-
-    def _hand_over(self, record: MessageRecord) -> None:
-        """Rename an assembled message from the staging area into the inbox, if it is still waiting there."""
-        if record.phase != Phase.IN_INBOX:
-            return
-        folder_name = record.detail.get("inbox_folder", record.message_id)
-        staging = self.config.folders.inbox_staging / folder_name
-        if not staging.exists():
-            return
-        target = self.config.folders.inbox / folder_name
-        if target.exists():
-            shutil.rmtree(staging)  # handed over already; a leftover copy
-            return
-        durable_rename(staging, target)
-
-    def recover(self) -> int:
-        """At start-up: finish every hand-over to the inbox that a crash cut off."""
-        finished = 0
-        for row, folder in self.journal.inbox_folders():
-            if (self.config.folders.inbox_staging / folder).exists():
-                self._hand_over(self.journal.get(row))
-                finished += 1
-        return finished
+        return None
 
     def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
         return self.journal.create(
@@ -339,51 +315,9 @@ class Receiver:
         atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
 
-    # ---- pick-up ---------------------------------------------------------------------------------
-    def check_picked_up(self) -> int:
-        """Messages the archive system has taken out of the inbox: INNKOMMENDE_LEVERT, LEVERT owed."""
-        inbox = self.config.folders.inbox
-        try:
-            device = os.stat(inbox).st_dev
-        except OSError:
-            device = None
-        if device != self._inbox_device:
-            # An unmounted share shows an empty folder on another file system: that is not "taken".
-            log.warning("the inbox %s is not on the file system it was on at start; is the share mounted?", inbox)
-            self._absent_before = set()
-            return 0
-        # Order matters: the rows first, then staging, then the inbox. A folder moving from staging to
-        # the inbox meanwhile is seen in one listing or the other, and never looks taken.
-        waiting = self.journal.inbox_folders()
-        in_transit = set(os.listdir(self.config.folders.inbox_staging))
-        present = set(os.listdir(inbox))
-        absent = {row for row, folder in waiting if folder not in present and folder not in in_transit}
-        # Gone on two checks in a row, so a share's hiccup is not taken for the archive's pick-up.
-        confirmed, self._absent_before = absent & self._absent_before, absent - self._absent_before
-        taken = 0
-        for row, _folder in waiting:
-            if row not in confirmed:
-                continue
-            with self.journal.transaction():
-                self.journal.move(row, Phase.TAKEN)
-                self.journal.add_event(row, Status.INNKOMMENDE_LEVERT, description="taken by the archive system")
-                self.journal.queue_status_send(row, Status.LEVERT)
-            taken += 1
-        if taken:
-            self.statuses.flush_soon()
-        return taken
-
 
 def _keep(download: BinaryIO, kept: Path) -> None:
     """A copy of the downloaded package, whole or not at all."""
     download.seek(0)
     with atomic_writer(kept) as target:
         shutil.copyfileobj(download, target, 1 << 20)
-
-
-def _sync_tree(folder: Path) -> None:
-    """fsync `folder` and every folder under it (documents may sit in subfolders), deepest first."""
-    subfolders = [Path(root) / name for root, names, _files in os.walk(folder) for name in names]
-    for subfolder in reversed(subfolders):
-        fsync_dir(subfolder)
-    fsync_dir(folder)

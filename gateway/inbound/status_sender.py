@@ -1,7 +1,8 @@
 """Send the status messages we owe senders (MOTTATT on receipt, LEVERT on pick-up).
 
 A status message is never answered with another status: only received business messages queue
-one. A duplicate after a crash is harmless: receivers keep statuses as a set.
+one. A duplicate after a crash is harmless: receivers keep statuses as a set. One that cannot be
+sent is retried with back-off until the received message's deadline, then given up with a log line.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.channels.base import Channel, OutgoingPackage
+from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError, PermanentChannelError
-from gateway.formats.keys import OrgIdentity
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.compose import status_sbd
-from gateway.channels.dpo.package import pack_in_memory
 from gateway.outbound.sender import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,6 @@ class StatusSender:
         journal: Journal,
         clock: Clock,
         channels: Mapping[str, Channel],
-        identity: OrgIdentity,
         orgnr: str,
         retry: RetryPolicy | None = None,
         workers: int = 4,
@@ -37,7 +35,6 @@ class StatusSender:
         self.journal = journal
         self.clock = clock
         self.channels = channels
-        self.identity = identity
         self.orgnr = orgnr
         self.retry = retry or RetryPolicy(first_seconds=10)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-send")
@@ -51,7 +48,10 @@ class StatusSender:
 
     def _send_one(self, record: MessageRecord, status: Status, attempts: int) -> int:
         channel = self.channels.get(record.channel or "")
-        if channel is None or not record.sender or not record.conversation_id or not record.process:
+        if (
+            channel is None or not channel.capabilities.carries_status_messages
+            or not record.sender or not record.conversation_id or not record.process
+        ):
             self.journal.status_send_done(record.row, status)
             return 0
         try:
@@ -64,12 +64,7 @@ class StatusSender:
                 status=status.value,
                 created=self.clock.now(),
             )
-            package = pack_in_memory(sbd, [], self.identity, None)
-            channel.send(
-                # A duplicate status is harmless (receivers keep statuses as a set): one request, not two.
-                OutgoingPackage(record.message_id, self.orgnr, record.sender, package, repeatable=True),
-                on_reference=lambda _reference: None,
-            )
+            channel.send_status(sbd)
         except PermanentChannelError as exc:
             log.warning("status %s for message %s cannot be sent: %s", status.value, record.message_id, exc)
             self.journal.status_send_done(record.row, status)
@@ -77,11 +72,23 @@ class StatusSender:
         except Exception as exc:
             # Network trouble, or anything else (a full disk): back off for this one, the others go on.
             delay = self.retry.delay(attempts + 1)
+            now = self.clock.now().timestamp()
+            if record.deadline is not None and now >= record.deadline.timestamp():
+                log.warning(
+                    "status %s for message %s from %s given up: it could not be sent before the message's "
+                    "deadline %s (%s)", status.value, record.message_id, record.sender,
+                    record.deadline.isoformat(), exc,
+                )
+                self.journal.status_send_done(record.row, status)
+                return 0
             if isinstance(exc, ChannelError):
                 log.warning("status %s for %s: %s; trying again in %.0f s", status.value, record.message_id, exc, delay)
             else:
                 log.exception("status %s for %s failed; trying again in %.0f s", status.value, record.message_id, delay)
-            self.journal.status_send_later(record.row, status, self.clock.now().timestamp() + delay)
+            due = now + delay
+            if record.deadline is not None:
+                due = min(due, record.deadline.timestamp())  # one last try at the deadline
+            self.journal.status_send_later(record.row, status, due)
             return 0
         self.journal.status_send_done(record.row, status)
         return 1

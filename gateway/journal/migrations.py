@@ -61,6 +61,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX status_sends_due ON status_sends (due_at);
     """,
+    # 3: when we learned each status (`at` is when its reporter says it happened); cursors of the
+    # jobs that walk the journal in batches (status polling per channel)
+    """
+    ALTER TABLE events ADD COLUMN learned_at TEXT;
+    CREATE TABLE cursors (
+        name     TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    );
+    CREATE INDEX messages_open_channel ON messages (channel, phase, id);
+    """,
 ]
 
 

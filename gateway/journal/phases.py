@@ -14,6 +14,7 @@ class Phase(StrEnum):
     ACCEPTED = "accepted"  # OPPRETTET, waiting for routing and sending
     SENDING = "sending"  # a send attempt is under way (resumed after a crash)
     SENT = "sent"  # the channel took it; waiting for MOTTATT/LEVERT/LEST
+    DELIVERED = "delivered"  # LEVERT, finished for expiry and retention; a receipt (LEST) may still come
     DONE = "done"  # finished well
     FAILED = "failed"  # FEIL after acceptance
     EXPIRED = "expired"  # LEVETID_UTLOPT
@@ -25,18 +26,22 @@ class Phase(StrEnum):
     QUARANTINED = "quarantined"  # could not be accepted (bad signature, digest, path...)
 
 
-FINISHED = frozenset({Phase.DONE, Phase.FAILED, Phase.EXPIRED, Phase.REJECTED, Phase.TAKEN, Phase.QUARANTINED})
+FINISHED = frozenset({
+    Phase.DELIVERED, Phase.DONE, Phase.FAILED, Phase.EXPIRED, Phase.REJECTED, Phase.TAKEN, Phase.QUARANTINED,
+})
 
 ALLOWED: dict[Phase | None, frozenset[Phase]] = {
     None: frozenset({Phase.ACCEPTED, Phase.REJECTED, Phase.RECEIVED, Phase.QUARANTINED}),
     Phase.ACCEPTED: frozenset({Phase.SENDING, Phase.SENT, Phase.FAILED, Phase.EXPIRED}),
     Phase.SENDING: frozenset({Phase.ACCEPTED, Phase.SENT, Phase.FAILED, Phase.EXPIRED}),
-    Phase.SENT: frozenset({Phase.DONE, Phase.FAILED, Phase.EXPIRED}),
+    Phase.SENT: frozenset({Phase.DELIVERED, Phase.DONE, Phase.FAILED, Phase.EXPIRED}),
+    Phase.DELIVERED: frozenset({Phase.DONE, Phase.FAILED}),
     Phase.RECEIVED: frozenset({Phase.IN_INBOX, Phase.QUARANTINED, Phase.EXPIRED}),
     Phase.IN_INBOX: frozenset({Phase.TAKEN}),
     Phase.DONE: frozenset(),
     Phase.FAILED: frozenset(),
-    Phase.EXPIRED: frozenset(),
+    # A delivery status outranks expiry: LEVERT or LEST after LEVETID_UTLOPT (of a sent message) counts.
+    Phase.EXPIRED: frozenset({Phase.DELIVERED, Phase.DONE}),
     Phase.REJECTED: frozenset(),
     Phase.TAKEN: frozenset(),
     Phase.QUARANTINED: frozenset(),

@@ -407,10 +407,14 @@ class Journal:
         connection, lock = self._reading()
         with lock:
             rows = connection.execute(
-                "SELECT status, at, description FROM events WHERE message = ? ORDER BY at, id", (row,)
+                "SELECT status, at, description, learned_at FROM events WHERE message = ? ORDER BY at, id", (row,)
             ).fetchall()
         return [
-            StatusEvent(Status(status), datetime.fromisoformat(at), description) for status, at, description in rows
+            StatusEvent(
+                Status(status), datetime.fromisoformat(at), description,
+                datetime.fromisoformat(learned) if learned else None,
+            )
+            for status, at, description, learned in rows
         ]
 
     def dirty(self, limit: int = 500) -> list[MessageRecord]:
@@ -500,12 +504,15 @@ class Journal:
         return self.get(row)
 
     def add_event(self, row: int, status: Status, at: datetime | None = None, description: str | None = None) -> bool:
-        """Record a status once; a duplicate is ignored (returns False). Marks the status file for rewriting."""
-        moment = at or self.clock.now()
+        """Record a status once; a duplicate is ignored (returns False). Marks the status file for rewriting.
+
+        `at` is when the status happened as its reporter stamped it; the time we learned it is kept beside.
+        """
+        learned = self.clock.now()
         with self.transaction():
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO events (message, status, at, description) VALUES (?, ?, ?, ?)",
-                (row, status.value, isoformat(moment), description),
+                "INSERT OR IGNORE INTO events (message, status, at, description, learned_at) VALUES (?, ?, ?, ?, ?)",
+                (row, status.value, isoformat(at or learned), description, isoformat(learned)),
             )
             added = cursor.rowcount == 1
             if added:
@@ -560,6 +567,32 @@ class Journal:
                 "UPDATE status_sends SET due_at = ?, attempts = attempts + 1 WHERE message = ? AND status = ?",
                 (due_at, row, status.value),
             )
+
+    # ---- batches for jobs that walk the journal -----------------------------------------------------
+    def cursor(self, name: str) -> int:
+        connection, lock = self._reading()
+        with lock:
+            found = connection.execute("SELECT position FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(found[0]) if found else 0
+
+    def set_cursor(self, name: str, position: int) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO cursors (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+
+    def awaiting_status(self, channel: str, after_row: int, limit: int, delivered_since: float) -> list[MessageRecord]:
+        """One batch of a status poll, in row order after `after_row`: messages sent on `channel` and not yet
+        finished; and, created since `delivered_since`, delivered ones (LEST may come) and sent ones that
+        expired (a late LEVERT still counts)."""
+        return self._many(
+            "channel = ? AND id > ? AND direction = 'out' AND (phase = 'sent' OR (created_at >= ? AND "
+            "(phase = 'delivered' OR (phase = 'expired' AND json_extract(detail, '$.reference') IS NOT NULL)))) "
+            "ORDER BY id LIMIT ?",
+            (channel, after_row, delivered_since, limit),
+        )
 
     def purge_finished(self, finished_before: float, limit: int = 1000) -> list[MessageRecord]:
         """Delete finished messages older than `finished_before`; returns what was deleted."""

@@ -1,23 +1,56 @@
-"""When a sent message is finished: decided from the statuses it holds, whatever order they came in."""
+"""A sent message's statuses, and when it is finished: decided from the set of statuses it holds, in
+whatever order they came.
+
+- FEIL (a kvittering ERROR, a channel's failure) ends it as failed.
+- LEST ends it as done.
+- LEVERT ends it as done where no receipt is expected; where one is, it is delivered: finished for
+  expiry and retention, while LEST may still come.
+- A delivery outranks an expiry: LEVERT or LEST after LEVETID_UTLOPT makes the message delivered or
+  done, and the history keeps both events.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from gateway.contract.statuses import Status
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 
-# A receipt (arkivmelding_kvittering) follows only an arkivmelding; other messages end at LEVERT.
-EXPECTS_RECEIPT = frozenset({"arkivmelding"})
+SETTLEABLE = (Phase.SENT, Phase.DELIVERED, Phase.EXPIRED)
+# Messages journaled before channels said whether they expect one: a kvittering follows an arkivmelding.
+_DEFAULT_RECEIPT_TYPES = frozenset({"arkivmelding"})
+
+
+def expects_receipt(detail: dict, message_type: str | None) -> bool:
+    if "expects_receipt" in detail:
+        return bool(detail["expects_receipt"])
+    return message_type in _DEFAULT_RECEIPT_TYPES
 
 
 def settle(journal: Journal, row: int) -> None:
-    """Inside a transaction: end a SENT message whose statuses say it is done (LEST, or LEVERT without a
-    receipt to wait for) or failed (FEIL from the receiver's kvittering)."""
+    """Inside a transaction: move a sent message to the phase its statuses call for."""
     record = journal.get(row)
-    if record.phase != Phase.SENT:
+    if record.phase not in SETTLEABLE:
         return
     statuses = {event.status for event in journal.events(row)}
-    if Status.FEIL in statuses:
+    if Status.FEIL in statuses and record.phase in (Phase.SENT, Phase.DELIVERED):
         journal.move(row, Phase.FAILED)
-    elif Status.LEST in statuses or (record.message_type not in EXPECTS_RECEIPT and Status.LEVERT in statuses):
+    elif Status.LEST in statuses:
         journal.move(row, Phase.DONE)
+    elif Status.LEVERT in statuses and record.phase != Phase.DELIVERED:
+        waiting = expects_receipt(record.detail, record.message_type)
+        journal.move(row, Phase.DELIVERED if waiting else Phase.DONE)
+
+
+def record_status(
+    journal: Journal, row: int, status: Status, stamped_at: datetime | None, description: str,
+    errors: list[str] | None = None,
+) -> bool:
+    """Add a status to a sent message and settle it, in one step; False when it was there already."""
+    with journal.transaction():
+        added = journal.add_event(row, status, at=stamped_at, description=description)
+        if added and errors:
+            journal.update(row, errors=[*journal.get(row).errors, *errors])
+        settle(journal, row)
+    return added

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gateway.channels.base import OutgoingMessage
 from gateway.contract.sidecar import Sidecar, read_accepted_sidecar
 from gateway.errors import MessageFormatError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
@@ -37,12 +37,6 @@ _MIME_BY_SUFFIX = {
 }
 
 
-@dataclass(frozen=True)
-class ComposedMessage:
-    sbd: StandardBusinessDocument
-    documents: list[AsicDocument]  # empty for messages that travel as sbd.json alone
-
-
 def mime_type_for(name: str, declared: str | None) -> str:
     return declared or _MIME_BY_SUFFIX.get(Path(name).suffix.lower(), DEFAULT_MIME)
 
@@ -57,7 +51,7 @@ def compose(
     sidecar: Sidecar,
     claim_folder: Path,
     created: datetime,
-) -> ComposedMessage:
+) -> OutgoingMessage:
     """The SBD and documents for `record`; the documents stream from the claimed drop."""
     assert record.sender and record.receiver and record.process and record.conversation_id
     message_type = sidecar.message_type
@@ -98,7 +92,8 @@ def compose(
         expected_response=record.deadline,
         sender_on_behalf_of=sidecar.on_behalf_of.removeprefix("0192:") if sidecar.on_behalf_of else None,
     )
-    return ComposedMessage(sbd, documents)
+    titles = {doc.file: doc.title for doc in sidecar.documents if doc.title}
+    return OutgoingMessage(sbd, documents, title=_title(record, sidecar), titles=titles)
 
 
 def status_sbd(
@@ -142,8 +137,14 @@ def _arkivmelding(record: MessageRecord, sidecar: Sidecar, claim_folder: Path, c
         for index, doc in enumerate(ordered)
     ]
     return build_arkivmelding(
-        title=sidecar.title or (ordered[0].title if ordered and ordered[0].title else record.drop_name or "Melding"),
+        title=_title(record, sidecar),
         files=files,
         created=created,
         message_id=record.message_id,
     )
+
+
+def _title(record: MessageRecord, sidecar: Sidecar) -> str:
+    """The sidecar's title, else the main document's, else the drop's name."""
+    ordered = sorted(sidecar.documents, key=lambda doc: not doc.main)
+    return sidecar.title or (ordered[0].title if ordered and ordered[0].title else record.drop_name or "Melding")

@@ -8,6 +8,7 @@ message; permanent ones end it in FEIL with the reason in the status file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -16,14 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
-from gateway.channels.base import Channel, OutgoingPackage
+from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
-from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
@@ -32,9 +30,8 @@ from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
-from gateway.channels.dpo.package import pack_message
 from gateway.receipts.writer import StatusWriter
-from gateway.routing.registry import ServiceRegistryClient
+from gateway.routing.registry import ServiceRecord, ServiceRegistryClient
 from gateway.routing.route import choose_route
 
 log = logging.getLogger(__name__)
@@ -62,7 +59,6 @@ class Sender:
         clock: Clock,
         registry: ServiceRegistryClient,
         channels: Mapping[str, Channel],
-        identity: OrgIdentity,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.config = config
@@ -71,7 +67,6 @@ class Sender:
         self.clock = clock
         self.registry = registry
         self.channels = dict(channels)
-        self.identity = identity
         self.retry = retry
         self.packages = config.folders.state / "outgoing"
         # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
@@ -129,37 +124,32 @@ class Sender:
         route_fields: dict = {}
         try:
             sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
-            route_fields, receiver_certificate = self._route(record, sidecar.message_type, sidecar.security_level)
+            route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level)
             channel_name = route_fields.get("channel", record.channel)
             channel = self.channels.get(channel_name or "")
             if channel is None:
                 reason = route_fields.get("route_reason", record.route_reason)
                 raise PermanentChannelError(
-                    f"{channel_name} is the receiver's channel ({reason}), but this gateway does not send on it yet"
+                    f"{channel_name} is the receiver's channel ({reason}), but it is not enabled in this gateway's "
+                    f"configuration (channels section)"
                 )
-            problems = channel.validate(sidecar.message_type, int(record.detail.get("total_bytes", 0)))
+            message = compose(record, sidecar, claimed.folder, self.clock.now())
+            problems = channel.validate(message, service)
             if problems:
                 raise PermanentChannelError("; ".join(problems))
-            work = self.packages / record.message_id
-            composed = compose(record, sidecar, claimed.folder, self.clock.now())
-            package = pack_message(composed.sbd, composed.documents, self.identity, receiver_certificate, work)
+            package = channel.prepare(message, service, self.packages / record.message_id)
+            expects_receipt = channel.capabilities.expects_receipt(sidecar.message_type)
 
             def remember(reference: str) -> None:
                 # One commit before the upload: the route, SENDING and the channel's reference, so a
                 # restart resumes this transfer instead of starting another.
-                detail = {**record.detail, **route_fields.pop("detail", {}), "reference": reference}
+                detail = {
+                    **record.detail, **route_fields.pop("detail", {}),
+                    "reference": reference, "expects_receipt": expects_receipt,
+                }
                 self.journal.move(record.row, Phase.SENDING, detail=detail, **route_fields)
 
-            reference = channel.send(
-                OutgoingPackage(
-                    message_id=record.message_id,
-                    sender=record.sender or self.config.organisation.orgnr,
-                    receiver=record.receiver or "",
-                    package=package,
-                    reference=record.detail.get("reference"),
-                ),
-                remember,
-            )
+            reference = channel.send(package, record.detail.get("reference"), remember)
         except RetryableChannelError as exc:
             self._later(record, str(exc), route_fields)
             return
@@ -185,24 +175,27 @@ class Sender:
             self._sent(record, reference, claimed.folder if claimed else None)
         return uploaded
 
-    def _route(self, record: MessageRecord, message_type: str, security_level: int | None) -> tuple[dict, object]:
-        """Look the receiver up (once per message): the journal fields to record, and the certificate to encrypt to.
+    def _route(
+        self, record: MessageRecord, message_type: str, security_level: int | None
+    ) -> tuple[dict, ServiceRecord | None]:
+        """Look the receiver up (once per message): the journal fields to record, and the service record.
 
         The fields are committed with the next step (SENDING, a retry or FEIL), not on their own.
         """
-        cached_pem = record.detail.get("receiver_certificate")
-        if record.channel and (cached_pem or message_type not in ("arkivmelding", "avtalt")):
-            certificate = x509.load_pem_x509_certificate(cached_pem.encode()) if cached_pem else None
-            return {}, certificate
+        if record.channel and "service_record" in record.detail:
+            cached = record.detail["service_record"]
+            if not cached:
+                return {}, None
+            return {}, ServiceRecord(**{**cached, "document_types": tuple(cached["document_types"])})
         assert record.receiver and record.process
         answer = self.registry.lookup(record.receiver, record.process, security_level, record.conversation_id)
         route = choose_route(
             answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level
         )
-        pem = route.service_record.certificate_pem if route.service_record else None
         log.info("message %s: %s", record.message_id, route.reason)
-        fields = {"channel": route.channel, "route_reason": route.reason, "detail": {"receiver_certificate": pem}}
-        return fields, (x509.load_pem_x509_certificate(pem.encode()) if pem else None)
+        service = dataclasses.asdict(route.service_record) if route.service_record else None
+        fields = {"channel": route.channel, "route_reason": route.reason, "detail": {"service_record": service}}
+        return fields, route.service_record
 
     def _sent(self, record: MessageRecord, reference: str, claim_folder: Path | None) -> None:
         with self.journal.transaction():

@@ -108,8 +108,8 @@ class SandboxNetwork:
                 "service_registry_url": self.server.registry_url,
                 "token_url": self.server.token_url,
                 "token_audience": self.server.token_audience,
-                "broker_url": self.server.broker_url,
             },
+            "channels": {"dpo": {"broker_url": self.server.broker_url}},
             "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
         }

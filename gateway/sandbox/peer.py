@@ -30,6 +30,8 @@ import httpx
 from cryptography import x509
 
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
+from gateway.channels.dpo.package import pack_message
+from gateway.channels.dpo.unpack import open_package, open_payload
 from gateway.clock import Clock, SystemClock
 from gateway.errors import GatewayError, PermanentChannelError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding, read_arkivmelding
@@ -43,8 +45,6 @@ from gateway.formats.sbd import (
     Status,
     new_sbd,
 )
-from gateway.channels.dpo.unpack import open_package, open_payload
-from gateway.channels.dpo.package import pack_message
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.tokens import TokenClient
 

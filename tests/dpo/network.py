@@ -18,7 +18,8 @@ B = "910077473"
 PEER = "910075918"
 FAST = {
     "intake": {"mode": "events", "scan_interval_seconds": 0.5, "quiet_period_seconds": 0.2},
-    "network": {"inbound_poll_seconds": 0.3, "send_interval_seconds": 0.3},
+    "network": {"send_interval_seconds": 0.3},
+    "channels": {"dpo": {"inbound_poll_seconds": 0.3}, "dpv": {"status_poll_seconds": 0.3}},
 }
 
 
@@ -68,11 +69,20 @@ def gateway_config(root: Path, sandbox: SandboxProcess, orgnr: str, **overrides:
         },
         "intake": dict(FAST["intake"]),
         "network": {**snippet["network"], **FAST["network"]},
+        "channels": {
+            name: {**block, **FAST["channels"].get(name, {})} for name, block in snippet.get("channels", {}).items()
+        },
         "keystore": snippet["keystore"],
         "trust": snippet["trust"],
     }
     for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
+        target = config.setdefault(section, {})
+        for key, value in values.items():
+            # channels.<name> blocks merge: an override of a poll interval keeps the channel's URL
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                target[key] = {**target[key], **value}
+            else:
+                target[key] = value
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

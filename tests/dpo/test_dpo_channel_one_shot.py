@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
-from gateway.channels.base import OutgoingPackage
+from gateway.channels.base import Package
 from gateway.channels.dpo.channel import DpoChannel
+from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
+from gateway.clock import SystemClock
+from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.sandbox import SandboxCatalogue, SandboxOrganisation, SandboxServer
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES
 from gateway.tokens import TokenClient
@@ -76,7 +78,10 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 @pytest.fixture
 def channel(network: Network) -> DpoChannel:
     network.broker_requests.clear()
-    return DpoChannel(network.broker(SENDER), DPO_RESOURCE_ID)
+    sender = network.credentials[SENDER]
+    identity = OrgIdentity(SENDER, sender.key, sender.chain[0], tuple(sender.chain[1:]))
+    trust = TrustStore([sender.chain[-1]])
+    return DpoChannel(network.broker(SENDER), DPO_RESOURCE_ID, identity, trust, SystemClock())
 
 
 def package_in(form: str, tmp_path: Path, content: bytes) -> Path | bytes:
@@ -96,8 +101,8 @@ def test_a_repeatable_package_goes_in_one_request(
     journaled: list[str] = []
 
     reference = channel.send(
-        OutgoingPackage(message_id, SENDER, DPO_RECEIVER, package_in(form, tmp_path, content), repeatable=True),
-        journaled.append,
+        Package(message_id, SENDER, DPO_RECEIVER, package_in(form, tmp_path, content), repeatable=True),
+        None, journaled.append,
     )
 
     assert network.broker_requests == ["POST /broker/api/v1/filetransfer/upload"]
@@ -119,8 +124,8 @@ def test_a_business_message_keeps_its_two_steps_with_the_reference_journaled_fir
     def journal(reference: str) -> None:  # the transfer exists, its file not yet
         journaled.append((reference, channel.broker.overview(reference)["fileTransferStatus"]))
 
-    reference = channel.send(OutgoingPackage(message_id, SENDER, DPO_RECEIVER, package_in(form, tmp_path, content)),
-                             journal)
+    reference = channel.send(Package(message_id, SENDER, DPO_RECEIVER, package_in(form, tmp_path, content)),
+                             None, journal)
 
     assert journaled == [(reference, "Initialized")]
     assert [line for line in network.broker_requests if "upload" in line or line.endswith("filetransfer")] == [
@@ -138,10 +143,10 @@ def test_a_repeatable_package_with_a_reference_held_finishes_that_transfer(
     held = channel.broker.initialise(DPO_RESOURCE_ID, f"0192:{SENDER}", f"0192:{DPO_RECEIVER}", "sbd.zip",
                                      "status-held")
     network.broker_requests.clear()
-    package = OutgoingPackage("status-held", SENDER, DPO_RECEIVER, b"status", reference=held, repeatable=True)
+    package = Package("status-held", SENDER, DPO_RECEIVER, b"status", repeatable=True)
 
-    assert channel.send(package, lambda reference: pytest.fail("nothing new to journal")) == held
-    assert channel.send(package, lambda reference: pytest.fail("nothing new to journal")) == held  # sent: not again
+    assert channel.send(package, held, lambda reference: pytest.fail("nothing new to journal")) == held
+    assert channel.send(package, held, lambda reference: pytest.fail("nothing new to journal")) == held  # not again
 
     stats = network.stats()
     assert stats["initialisedByReference"]["status-held"] == 1

@@ -12,19 +12,21 @@ from typing import BinaryIO
 
 import pytest
 
+from gateway.channels.dpo.channel import DpoChannel
+from gateway.channels.dpo.package import pack_message
 from gateway.clock import SystemClock
 from gateway.config import load_config, prepare_folders
 from gateway.contract.statuses import Status
 from gateway.devcerts import create_dev_pki, dev_identity
 from gateway.formats.asice import AsicDocument
 from gateway.formats.business import Arkivmelding
-from gateway.formats.keys import TrustStore
+from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, new_sbd
-from gateway.inbound import receiver as receiver_module
+from gateway.inbound import inbox as inbox_module
+from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
-from gateway.channels.dpo.package import pack_message
 from gateway.receipts.writer import StatusWriter
 from tests.foundation.drops import write_config
 
@@ -33,22 +35,24 @@ from .network import A, B
 TRANSFER = "5d0c3c52-4f1e-4c55-9a8e-0d1f2e3a4b5c"
 
 
-class OneMessageChannel:
-    """A channel holding one package for us until it is acknowledged (the broker's behaviour)."""
+class OneMessageChannel(DpoChannel):
+    """DPO's reading of packages, with a broker holding one package for us until it is acknowledged."""
 
-    name = "DPO"
-
-    def __init__(self, package: bytes) -> None:
+    def __init__(self, package: bytes, identity: OrgIdentity, trust: TrustStore) -> None:
+        super().__init__(None, "eformidling-dpo-meldingsutveksling", identity, trust, SystemClock())  # type: ignore[arg-type]
         self.package = package
         self.acknowledged = False
 
-    def poll_inbound(self) -> list[str]:
+    def list_inbound(self) -> list[str]:
         return [] if self.acknowledged else [TRANSFER]
 
     def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
         return target.write(self.package)
 
     def acknowledge_inbound(self, reference: str) -> None:
+        self.acknowledged = True
+
+    def reject_inbound(self, reference: str, reason: str) -> None:
         self.acknowledged = True
 
 
@@ -89,13 +93,13 @@ def one_message_setting(tmp_path: Path):
     config = load_config(config_path)
     prepare_folders(config)
     trust = TrustStore.from_pem_files([pki.trust_bundle])
-    return config, receiver_identity, trust, OneMessageChannel(package), sbd.message_id
+    return config, receiver_identity, trust, OneMessageChannel(package, receiver_identity, trust), sbd.message_id
 
 
 def _receiver(config, identity, trust, channel) -> tuple[Receiver, Journal]:
     journal = Journal(config.folders.journal_path, SystemClock())
     statuses = StatusWriter(journal, config.folders.status, SystemClock())
-    return Receiver(config, journal, statuses, SystemClock(), channel, identity, trust), journal
+    return Receiver(config, journal, statuses, SystemClock(), channel, Inbox(config, journal, statuses)), journal
 
 
 def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, monkeypatch):
@@ -105,7 +109,7 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
     def crash(*_args: object) -> None:
         raise Crash
 
-    monkeypatch.setattr(receiver_module, "durable_rename", crash)
+    monkeypatch.setattr(inbox_module, "durable_rename", crash)
     with pytest.raises(Crash):
         receiver.take(TRANSFER)
     monkeypatch.undo()
@@ -113,21 +117,21 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
     assert journal.find_live("in", message_id).phase == Phase.IN_INBOX
     assert os.listdir(config.folders.inbox) == []
     assert not channel.acknowledged
-    assert receiver.check_picked_up() == 0, "a message still in transit must not look taken"
+    assert receiver.inbox.check_picked_up() == 0, "a message still in transit must not look taken"
     receiver.close()
     receiver.statuses.close()
     journal.close()
 
     # Restart: the hand-over is finished first, then the channel offers the message again.
     receiver, journal = _receiver(config, identity, trust, channel)
-    assert receiver.recover() == 1
+    assert receiver.inbox.recover() == 1
     assert os.listdir(config.folders.inbox) == [message_id]
     shutil.rmtree(config.folders.inbox / message_id)  # the archive system takes it
     receiver.poll()
     assert channel.acknowledged
     assert os.listdir(config.folders.inbox) == [], "the message must not be handed over a second time"
-    assert receiver.check_picked_up() == 0, "gone once could be a share's hiccup"
-    assert receiver.check_picked_up() == 1, "gone twice in a row: the archive system took it"
+    assert receiver.inbox.check_picked_up() == 0, "gone once could be a share's hiccup"
+    assert receiver.inbox.check_picked_up() == 1, "gone twice in a row: the archive system took it"
     record = journal.find_live("in", message_id)
     assert record.phase == Phase.TAKEN
     assert [event.status for event in journal.events(record.row)] == [
@@ -144,7 +148,7 @@ def test_a_transfer_id_that_is_not_a_uuid_is_never_used_as_a_path(setting):
     sentinel = config.folders.state / "journal.sqlite"
     receiver, journal = _receiver(config, identity, trust, channel)
     try:
-        channel.poll_inbound = lambda: ["..", ".", "../../etc"]
+        channel.list_inbound = lambda: ["..", ".", "../../etc"]
         assert receiver.poll() == 0
         assert sentinel.exists(), "the state folder must survive a hostile transfer id"
         assert os.listdir(config.folders.inbox) == []
@@ -161,9 +165,9 @@ def test_an_inbox_on_another_file_system_than_at_start_is_not_taken_for_a_pick_u
         receiver.poll()
         assert os.listdir(config.folders.inbox) == [message_id]
         shutil.rmtree(config.folders.inbox / message_id)
-        receiver._inbox_device = -1  # as if the share was unmounted: the folder now lies on the root file system
-        assert receiver.check_picked_up() == 0
-        assert receiver.check_picked_up() == 0
+        receiver.inbox._inbox_device = -1  # as if the share was unmounted: the folder now lies on the root file system
+        assert receiver.inbox.check_picked_up() == 0
+        assert receiver.inbox.check_picked_up() == 0
         assert journal.find_live("in", message_id).phase == Phase.IN_INBOX
     finally:
         receiver.close()

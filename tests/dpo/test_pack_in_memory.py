@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.channels.dpo import package as pack_module
+from gateway.channels.dpo import unpack as unpack_module
+from gateway.channels.dpo.package import pack_message
+from gateway.channels.dpo.unpack import open_package, open_payload
 from gateway.devcerts import create_dev_pki, dev_identity
 from gateway.errors import SecurityError
 from gateway.formats.asice import AsicDocument
@@ -18,10 +22,6 @@ from gateway.formats.business import Arkivmelding
 from gateway.formats.keys import TrustStore
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, new_sbd, to_json
 from gateway.inbound import receiver as receiver_module
-from gateway.channels.dpo import unpack as unpack_module
-from gateway.channels.dpo.unpack import open_package, open_payload
-from gateway.channels.dpo import package as pack_module
-from gateway.channels.dpo.package import pack_message
 
 from .network import A, B
 from .test_inbox_handover import TRANSFER, _receiver, one_message_setting
@@ -103,7 +103,7 @@ def test_a_download_over_the_memory_limit_rolls_over_to_disk_and_is_delivered(tm
         assert os.listdir(config.folders.inbox) == [message_id]
         assert sorted(os.listdir(config.folders.inbox / message_id)) == ["brev.pdf", "message.xml"]
         assert channel.acknowledged
-        assert os.listdir(config.folders.state / "incoming") == [], "the download's files are cleaned up"
+        assert os.listdir(config.folders.state / "incoming" / "dpo") == [], "the download's files are cleaned up"
     finally:
         receiver.close()
         receiver.statuses.close()

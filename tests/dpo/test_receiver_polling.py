@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 
+from gateway.channels.dpo.channel import DPO_CAPABILITIES
 from gateway.errors import SecurityError
 
 from .test_inbox_handover import TRANSFER, _receiver, one_message_setting
@@ -15,12 +16,13 @@ class OversizeChannel:
     """A channel whose only message is larger than it carries, as DpoChannel reports it."""
 
     name = "DPO"
+    capabilities = DPO_CAPABILITIES
 
     def __init__(self) -> None:
         self.acknowledged = False
         self.fetches = 0
 
-    def poll_inbound(self) -> list[str]:
+    def list_inbound(self) -> list[str]:
         return [] if self.acknowledged else [TRANSFER]
 
     def fetch_inbound(self, reference, target) -> int:
@@ -28,6 +30,9 @@ class OversizeChannel:
         raise SecurityError(f"broker file transfer {reference} is larger than 1100000000 bytes")
 
     def acknowledge_inbound(self, reference: str) -> None:
+        self.acknowledged = True
+
+    def reject_inbound(self, reference: str, reason: str) -> None:
         self.acknowledged = True
 
 
@@ -52,13 +57,14 @@ class PagedChannel:
     """Lists at most `page` waiting transfers, the newest, as the Altinn broker does (100 there)."""
 
     name = "DPO"
+    capabilities = DPO_CAPABILITIES
 
     def __init__(self, waiting: list[str], page: int) -> None:
         self.waiting = list(waiting)
         self.page = page
         self.taken: list[str] = []
 
-    def poll_inbound(self) -> list[str]:
+    def list_inbound(self) -> list[str]:
         return self.waiting[-self.page :]
 
     def fetch_inbound(self, reference, target) -> int:
@@ -67,6 +73,8 @@ class PagedChannel:
     def acknowledge_inbound(self, reference: str) -> None:
         self.waiting.remove(reference)
         self.taken.append(reference)
+
+    reject_inbound = lambda self, reference, reason: self.acknowledge_inbound(reference)  # noqa: E731
 
 
 def test_one_poll_drains_a_backlog_longer_than_the_channel_lists(tmp_path):

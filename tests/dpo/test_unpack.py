@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gateway.channels.dpo.unpack import open_package
 from gateway.errors import MessageFormatError, SecurityError
 from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, new_sbd, to_json
-from gateway.channels.dpo.unpack import open_package
 
 
 def test_an_entry_flagged_as_encrypted_is_a_format_error(tmp_path):

@@ -181,9 +181,42 @@ def test_missing_config_file_says_to_pass_config(tmp_path):
         load_config(tmp_path / "nowhere.yaml")
 
 
-def test_network_section_needs_all_three_urls(tmp_path):
+def test_network_section_needs_the_registry_the_token_endpoint_and_a_channel(tmp_path):
     message = _problem(tmp_path, lambda s: s.update(network={"token_url": "https://token.example"}))
-    assert "network." in message and "needs all three URLs" in message
+    assert "network.service_registry_url is missing" in message and "and a channel" in message
+    both = {"token_url": "https://token.example", "service_registry_url": "https://sr.example"}
+    message = _problem(tmp_path, lambda s: s.update(network=both))
+    assert "a channel's URL (channels.dpo.broker_url, channels.dpv.correspondence_url) is missing" in message
+
+
+def test_any_one_channel_makes_a_network_and_the_legacy_broker_keys_fill_channels_dpo(tmp_path):
+    network = {"token_url": "https://token.example", "service_registry_url": "https://sr.example"}
+    settings = copy.deepcopy(GOOD)
+    settings.update(network=network, channels={"dpv": {"correspondence_url": "https://c.example/api"}})
+    config = load_config(_config_file(tmp_path, settings))
+    assert config.network_configured and list(config.channels.enabled()) == ["dpv"]
+
+    settings = copy.deepcopy(GOOD)
+    settings.update(network={**network, "broker_url": "https://broker.example", "inbound_poll_seconds": 2})
+    config = load_config(_config_file(tmp_path, settings))
+    assert config.channels.dpo.broker_url == "https://broker.example"
+    assert config.channels.dpo.inbound_poll_seconds == 2.0
+    assert list(config.channels.enabled()) == ["dpo"]
+
+    settings["channels"] = {"dpo": {"broker_url": "https://other.example", "enabled": False}}
+    message = _problem(tmp_path, lambda s: s.update(settings))
+    assert "network.broker_url and channels.dpo.broker_url are both set" in message
+
+
+def test_channel_blocks_refuse_unknown_channels_keys_and_choices(tmp_path):
+    message = _problem(tmp_path, lambda s: s.update(channels={"dpx": {}}))
+    assert "unknown key 'channels.dpx'" in message and "channels.dpv" in message
+    message = _problem(tmp_path, lambda s: s.update(channels={"dpv": {"poll": 3}}))
+    assert "unknown key 'channels.dpv.poll'" in message and "channels.dpv.status_poll_seconds" in message
+    message = _problem(tmp_path, lambda s: s.update(channels={"dpv": {"notification_channel": "Post"}}))
+    assert "channels.dpv.notification_channel is 'Post'" in message and "EmailAndSms" in message
+    message = _problem(tmp_path, lambda s: s.update(channels={"dpv": {"correspondence_url": "ftp://x"}}))
+    assert "channels.dpv.correspondence_url must be an http(s) URL" in message
 
 
 def test_network_url_must_be_http(tmp_path):

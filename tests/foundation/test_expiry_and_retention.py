@@ -221,7 +221,7 @@ class _Channel:
     def already_sent(self, reference: str) -> bool:
         return self.uploaded
 
-    def send(self, package, on_reference):  # must never be called for an expired message
+    def send(self, package, reference, on_reference):  # must never be called for an expired message
         self.sent.append(package.message_id)
         return "new-transfer"
 
@@ -229,7 +229,7 @@ class _Channel:
 def _sender(h, channel):
     from gateway.outbound.sender import Sender
 
-    return Sender(h.config, h.journal, h.statuses, h.clock, registry=None, channels={"DPO": channel}, identity=None)
+    return Sender(h.config, h.journal, h.statuses, h.clock, registry=None, channels={"DPO": channel})
 
 
 def test_the_sweep_leaves_a_message_in_sending_to_the_sender(harness):

@@ -34,6 +34,7 @@ PATHS: dict[Phase, tuple[str, list[Phase]]] = {
     Phase.ACCEPTED: ("out", [Phase.ACCEPTED]),
     Phase.SENDING: ("out", [Phase.ACCEPTED, Phase.SENDING]),
     Phase.SENT: ("out", [Phase.ACCEPTED, Phase.SENDING, Phase.SENT]),
+    Phase.DELIVERED: ("out", [Phase.ACCEPTED, Phase.SENDING, Phase.SENT, Phase.DELIVERED]),
     Phase.DONE: ("out", [Phase.ACCEPTED, Phase.SENDING, Phase.SENT, Phase.DONE]),
     Phase.FAILED: ("out", [Phase.ACCEPTED, Phase.SENDING, Phase.FAILED]),
     Phase.EXPIRED: ("out", [Phase.ACCEPTED, Phase.EXPIRED]),
@@ -121,15 +122,23 @@ def test_a_refused_move_names_both_phases_and_changes_nothing(journal, start, ta
     assert after.status_dirty == record.status_dirty
 
 
+# A finished message moves again only as a late delivery status says: LEVERT or LEST after an expiry,
+# LEST (or a kvittering's FEIL) after LEVERT.
+LATE_DELIVERY = {Phase.EXPIRED: {Phase.DELIVERED, Phase.DONE}, Phase.DELIVERED: {Phase.DONE, Phase.FAILED}}
+
+
 @pytest.mark.parametrize("phase", sorted(FINISHED))
-def test_a_finished_message_never_moves_again(journal, phase):
+def test_a_finished_message_never_moves_again_but_for_a_late_delivery(journal, phase):
     record = _message(journal, phase)
     for target in Phase:
-        if target == phase:
+        if target == phase or target in LATE_DELIVERY.get(phase, set()):
             continue
         with pytest.raises(JournalError):
             journal.move(record.row, target)
     assert journal.get(record.row).phase == phase
+    for target in LATE_DELIVERY.get(phase, ()):
+        moved = _message(journal, phase)
+        assert journal.move(moved.row, target).phase == target
 
 
 @pytest.mark.parametrize("phase", [Phase.SENDING, Phase.SENT, Phase.DONE, Phase.IN_INBOX, Phase.TAKEN])

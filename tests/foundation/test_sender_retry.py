@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 
+from gateway.channels.base import Package
+from gateway.channels.dpo.channel import DPO_CAPABILITIES
 from gateway.devcerts import create_dev_pki, dev_identity
 from gateway.errors import RetryableChannelError
 from gateway.journal.phases import Phase
@@ -37,22 +39,28 @@ class _FlakyChannel:
     """Gives the message a transfer, then loses the connection during the first upload."""
 
     name = "DPO"
+    capabilities = DPO_CAPABILITIES
 
     def __init__(self) -> None:
         self.references_seen: list[str | None] = []
+        self.prepared: list[str] = []
 
-    def validate(self, message_type, total_bytes):
+    def validate(self, message, service):
         return []
+
+    def prepare(self, message, service, work):
+        self.prepared.append(message.sbd.message_id)
+        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, b"package")
 
     def already_sent(self, reference):
         return False
 
-    def send(self, package, on_reference):
-        self.references_seen.append(package.reference)
-        if package.reference is None:
+    def send(self, package, reference, on_reference):
+        self.references_seen.append(reference)
+        if reference is None:
             on_reference("transfer-1")
             raise RetryableChannelError("the connection broke during the upload")
-        return package.reference
+        return reference
 
 
 def test_a_retry_after_a_failed_upload_resumes_the_same_transfer(harness, tmp_path):
@@ -70,7 +78,6 @@ def test_a_retry_after_a_failed_upload_resumes_the_same_transfer(harness, tmp_pa
         h.clock,
         _Registry(receiver_pem),
         {"DPO": channel},
-        dev_identity(pki, OUR_ORGNR),
         retry=RetryPolicy(first_seconds=1),
     )
     try:

@@ -14,13 +14,13 @@ import httpx
 from cryptography import x509
 
 from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
+from gateway.channels.dpo.package import ASIC_ENTRY, pack_message
+from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
 from gateway.devcerts import dev_identity
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
 from gateway.formats.asice import AsicContents, AsicDocument
 from gateway.formats.keys import TrustStore
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, Arkivmelding, StandardBusinessDocument, new_sbd
-from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
-from gateway.channels.dpo.package import ASIC_ENTRY, pack_message
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.sandbox.network import SandboxNetwork
 from gateway.sandbox.peer import PEER_SCOPES, PeerEvent, small_pdf

@@ -272,10 +272,10 @@ def test_gateway_settings_point_at_real_files_and_network_yaml_holds_them(networ
     assert written["organisations"][DPV_ONLY]["role"] == "dpv"
     for orgnr in (GATEWAY_A, GATEWAY_B):
         settings = network.gateway_settings(orgnr)
-        assert set(settings) == {"network", "keystore", "trust"}
+        assert set(settings) == {"network", "channels", "keystore", "trust"}
         organisation = {"orgnr": orgnr, "name": BUILTIN_ORGANISATIONS[orgnr].name}
         assert written["gateways"][orgnr] == {"organisation": organisation, **settings}
-        assert settings["network"]["broker_url"].startswith("http://127.0.0.1:")
+        assert settings["channels"]["dpo"]["broker_url"].startswith("http://127.0.0.1:")
         keystore = settings["keystore"]
         assert load_pkcs12(Path(keystore["pkcs12"]), keystore["password"]).orgnr == orgnr
         trust = TrustStore.from_pem_files([Path(settings["trust"]["ca_bundle"])])

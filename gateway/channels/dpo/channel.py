@@ -1,14 +1,35 @@
-"""DPO: messages between integration points over the Altinn 3 Broker (sbd.zip uploads)."""
+"""DPO: messages between integration points over the Altinn 3 Broker (sbd.zip uploads).
+
+Statuses come as the receiver's own `status` messages and kvitteringer (through the receiver), so
+`poll_statuses` has nothing to do; we owe senders the same status messages in return.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import BinaryIO
 
+from cryptography import x509
+
+from gateway.channels.base import (
+    Capabilities,
+    InboundMessage,
+    OutgoingMessage,
+    Package,
+    SentMessage,
+    StatusUpdate,
+)
 from gateway.channels.dpo.client import BrokerClient
-from gateway.channels.base import OutgoingPackage
+from gateway.channels.dpo.package import pack_in_memory, pack_message
+from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
+from gateway.clock import Clock
 from gateway.errors import PermanentChannelError
+from gateway.formats.asice import AsicContents, AsicLimits
+from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.formats.sbd import StandardBusinessDocument
 from gateway.identifiers import to_party_value
+from gateway.routing.registry import ServiceRecord
 
 DPO_MAX_BYTES = 1_000_000_000
 # A received package: the documents, with room for the SBD, the signature and the encryption.
@@ -17,27 +38,63 @@ DPO_MESSAGE_TYPES = frozenset({"arkivmelding", "arkivmelding_kvittering", "avtal
 UPLOADED_STATES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded", "Purged"})
 UPLOAD_FILE_NAME = "sbd.zip"
 
+DPO_CAPABILITIES = Capabilities(
+    two_way=True,
+    statuses_by_polling=False,
+    receipt_types=frozenset({"arkivmelding"}),  # an arkivmelding_kvittering follows an arkivmelding
+    max_bytes=DPO_MAX_BYTES,
+    security_levels=frozenset({3, 4}),
+    message_types=DPO_MESSAGE_TYPES,
+    carries_status_messages=True,
+)
+
 
 class DpoChannel:
     name = "DPO"
+    capabilities = DPO_CAPABILITIES
 
-    def __init__(self, broker: BrokerClient, resource_id: str) -> None:
+    def __init__(
+        self,
+        broker: BrokerClient,
+        resource_id: str,
+        identity: OrgIdentity,
+        trust: TrustStore,
+        clock: Clock,
+        normalise_retired_prefix: bool = False,
+        limits: AsicLimits | None = None,
+    ) -> None:
         self.broker = broker
         self.resource_id = resource_id
+        self.identity = identity
+        self.trust = trust
+        self.clock = clock
+        self.normalise_retired_prefix = normalise_retired_prefix
+        self.limits = limits or AsicLimits()
 
-    def validate(self, message_type: str, total_bytes: int) -> list[str]:
+    # ---- sending ---------------------------------------------------------------------------------
+    def validate(self, message: OutgoingMessage, service: ServiceRecord | None) -> list[str]:
         problems = []
+        message_type = message.sbd.message_type
         if message_type not in DPO_MESSAGE_TYPES:
             problems.append(f"DPO does not carry {message_type} messages; they go to persons through DPI")
-        if total_bytes > DPO_MAX_BYTES:
+        total = message.total_bytes()
+        if total > DPO_MAX_BYTES:
             problems.append(
-                f"the documents add up to {total_bytes} bytes, more than the {DPO_MAX_BYTES} DPO carries; "
-                "split the message"
+                f"the documents add up to {total} bytes, more than the {DPO_MAX_BYTES} DPO carries; split the message"
             )
+        if message.documents and (service is None or not service.certificate_pem):
+            problems.append("the service registry gave no certificate for the receiver to encrypt the message to")
         return problems
 
-    def send(self, package: OutgoingPackage, on_reference: Callable[[str], None]) -> str:
-        reference = package.reference
+    def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
+        certificate = None
+        if message.documents:
+            assert service is not None and service.certificate_pem
+            certificate = x509.load_pem_x509_certificate(service.certificate_pem.encode())
+        content = pack_message(message.sbd, message.documents, self.identity, certificate, work)
+        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
+
+    def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
         if reference is not None:
             # An earlier attempt got this far; if its upload finished, it must not be sent twice.
             status = self._status(reference)
@@ -54,7 +111,7 @@ class DpoChannel:
                 recipient=to_party_value(package.receiver),
                 file_name=UPLOAD_FILE_NAME,
                 senders_reference=package.message_id,
-                source=package.package,
+                source=package.content,
             )
             on_reference(reference)
             return reference
@@ -67,7 +124,7 @@ class DpoChannel:
                 senders_reference=package.message_id,
             )
             on_reference(reference)
-        self.broker.upload(reference, package.package)
+        self.broker.upload(reference, package.content)
         return reference
 
     def already_sent(self, reference: str) -> bool:
@@ -82,11 +139,38 @@ class DpoChannel:
                 "delivered: check with the receiver before sending it again"
             ) from exc
 
-    def poll_inbound(self) -> list[str]:
+    def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
+        return []  # the receiver's status messages bring DPO statuses
+
+    def send_status(self, sbd: StandardBusinessDocument) -> None:
+        package = Package(sbd.message_id, sbd.sender, sbd.receiver, pack_in_memory(sbd, [], self.identity, None),
+                          repeatable=True)
+        # A duplicate status is harmless (receivers keep statuses as a set): one request, not two.
+        self.send(package, None, lambda _reference: None)
+
+    # ---- receiving -------------------------------------------------------------------------------
+    def list_inbound(self) -> list[str]:
         return self.broker.list_published(self.resource_id)
 
     def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
         return self.broker.download(reference, target, max_bytes=DPO_MAX_PACKAGE_BYTES)
 
+    def open_inbound(self, reference: str, download: BinaryIO, work: Path) -> InboundMessage:
+        received = open_package(download, work, self.normalise_retired_prefix)
+
+        def extract(target: Path, durable: bool) -> AsicContents:
+            return self._extract(received, work, target, durable)
+
+        return InboundMessage(received.sbd, extract if received.encrypted_asic is not None else None)
+
+    def _extract(self, received: ReceivedPackage, work: Path, target: Path, durable: bool) -> AsicContents:
+        return open_payload(received, work, target, self.identity, self.trust, self.limits, self.clock.now(), durable)
+
     def acknowledge_inbound(self, reference: str) -> None:
         self.broker.confirm_download(reference)
+
+    def reject_inbound(self, reference: str, reason: str) -> None:
+        # The broker has no "refused" answer: confirming takes the transfer off our list, and the
+        # quarantine keeps the package and the reason.
+        self.broker.confirm_download(reference)
+

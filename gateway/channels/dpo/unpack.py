@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from gateway.channels.dpo.package import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
 from gateway.errors import MessageFormatError, SecurityError
 from gateway.formats.asice import AsicContents, AsicLimits, read_asice
 from gateway.formats.cms import decrypt_file, decrypt_stream
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument, from_json
-from gateway.channels.dpo.package import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
 
 MAX_SBD_BYTES = 1 << 20
 # The largest payload any channel carries (DPO and DPF: 1 GB), with room for the encryption.

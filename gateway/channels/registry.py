@@ -1,0 +1,67 @@
+"""The channels this gateway uses, built from their config blocks: `{name: adapter}`.
+
+Each channel package names its token scopes and a builder; the wiring hands every enabled block (an
+object with the channel's settings as attributes) and the shared tools. By convention a block of a
+two-way channel has `inbound_poll_seconds`, and one of a channel whose statuses come by polling has
+`status_poll_seconds` and `status_batch`: the wiring schedules those jobs from them. Adding a channel adds one
+entry here, its package beside the others, its config block and its sandbox service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.channels.base import Channel
+from gateway.channels.dpo.channel import DpoChannel
+from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
+from gateway.clock import Clock
+from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.tokens import TokenClient
+
+
+@dataclass(frozen=True)
+class ChannelTools:
+    """What every channel may use: our identity, the trusted CAs, tokens, an HTTP pool and the clock."""
+
+    orgnr: str
+    identity: OrgIdentity
+    trust: TrustStore
+    tokens: TokenClient
+    http: httpx.Client
+    clock: Clock
+    normalise_retired_prefix: bool = False
+
+
+@dataclass(frozen=True)
+class ChannelKind:
+    name: str  # DPO, DPV, ... as in service records and status files
+    scopes: tuple[str, ...]
+    build: Callable[[Any, ChannelTools], Channel]
+
+
+def _build_dpo(block: Any, tools: ChannelTools) -> Channel:
+    broker = BrokerClient(block.broker_url, tools.tokens, tools.http)
+    return DpoChannel(broker, block.resource, tools.identity, tools.trust, tools.clock, tools.normalise_retired_prefix)
+
+
+KINDS: dict[str, ChannelKind] = {
+    "dpo": ChannelKind(
+        name="DPO",
+        scopes=(BROKER_READ_SCOPE, BROKER_WRITE_SCOPE),
+        build=_build_dpo,
+    ),
+}
+
+
+def scopes_for(blocks: Mapping[str, Any]) -> tuple[str, ...]:
+    """The token scopes the enabled channels need, in a stable order."""
+    return tuple(dict.fromkeys(scope for name in blocks for scope in KINDS[name].scopes))
+
+
+def build_channels(blocks: Mapping[str, Any], tools: ChannelTools) -> dict[str, Channel]:
+    """The adapters for the enabled channel blocks, by channel name."""
+    return {KINDS[name].name: KINDS[name].build(block, tools) for name, block in blocks.items()}
