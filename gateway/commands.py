@@ -15,6 +15,7 @@ from gateway.config import Config, KeystoreConfig, TrustConfig, load_config, pre
 from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import read_listed_files
 from gateway.intake.validate import validate_claimed
+from gateway.contract.statuses import current_status
 from gateway.journal.store import Journal
 
 log = logging.getLogger("efm-gateway")
@@ -173,22 +174,27 @@ def status(args: argparse.Namespace) -> int:
                 print(f"no message {args.message_id} in the journal")
                 return 1
             for record in records:
+                events = journal.events(record.row)
+                current = current_status([event.status for event in events])
                 print(
                     f"message {record.message_id} ({'outgoing' if record.direction == 'out' else 'incoming'}, "
-                    f"drop {record.drop_name or '-'}, phase {record.phase})"
+                    f"drop {record.drop_name or '-'}, current {current or '-'}, phase {record.phase})"
                 )
                 if record.channel:
                     print(f"  route: {record.channel}: {record.route_reason}")
-                for event in journal.events(record.row):
+                for event in events:
                     print(f"  {event.at.isoformat(timespec='seconds')}  {event.status:<20} {event.description or ''}")
                 for error in record.errors:
                     print(f"  error: {error}")
             return 0
         records = journal.listing(open_only=args.open, failed_only=args.failed, limit=args.limit)
         for record in records:
-            events = journal.events(record.row)
-            last = events[-1].status if events else "-"
-            print(f"{record.message_id}  {record.direction:<3}  {last:<20} {record.phase:<11} {record.drop_name or ''}")
+            # The status file's own rule: the furthest status reached, not the last one to arrive.
+            current = current_status([event.status for event in journal.events(record.row)]) or "-"
+            print(
+                f"{record.message_id}  {record.direction:<3}  {current:<20} {record.phase:<11} "
+                f"{record.channel or '-':<4} {record.drop_name or ''}"
+            )
         counts = journal.counts()
         print("totals: " + (", ".join(f"{phase} {count}" for phase, count in sorted(counts.items())) or "none"))
         return 0

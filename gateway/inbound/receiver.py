@@ -75,7 +75,7 @@ class Receiver:
     def poll(self) -> int:
         """Take every message the channel has for us, several at a time; returns how many were handled.
 
-        A channel may list only part of what waits (the Altinn broker: the 100 newest), so while a
+        A channel may list only part of what waits (the 100 newest, say), so while a
         round takes something, the next round asks again at once, up to MAX_POLL_ROUNDS.
         """
         handled = 0

@@ -275,12 +275,19 @@ def expire_overdue(journal: Journal, intake: Intake, clock: Clock, limit: int = 
                 record = journal.get(candidate.row)
                 if record.phase not in EXPIRABLE or journal.has_event(record.row, Status.LEVERT):
                     continue
-                moved = journal.move(
-                    record.row,
-                    Phase.EXPIRED,
-                    errors=[*record.errors, "the deadline passed before the message was delivered"],
-                )
-                journal.add_event(record.row, Status.LEVETID_UTLOPT, description="the deadline passed")
+                last_error = record.detail.get("last_error") if record.phase == Phase.ACCEPTED else None
+                if last_error:
+                    # Its sends kept failing: that is the story, in the words of the last failure.
+                    reason = f"the deadline passed while sending kept failing; the last attempt: {last_error}"
+                    moved = journal.move(record.row, Phase.FAILED, errors=[*record.errors, reason])
+                    journal.add_event(record.row, Status.FEIL, description=reason)
+                else:
+                    moved = journal.move(
+                        record.row,
+                        Phase.EXPIRED,
+                        errors=[*record.errors, "the deadline passed before the message was delivered"],
+                    )
+                    journal.add_event(record.row, Status.LEVETID_UTLOPT, description="the deadline passed")
             if record.direction == "out" and record.phase == Phase.ACCEPTED:
                 intake.park_expired(moved)  # a sent message's drop is in sent/ already
             expired += 1

@@ -114,7 +114,11 @@ class Sender:
         if record.phase not in (Phase.ACCEPTED, Phase.SENDING):
             return
         if record.deadline is not None and record.deadline <= self.clock.now():
-            if not self._finished_before_a_crash(record):
+            if self._finished_before_a_crash(record):
+                return
+            if record.detail.get("last_error"):
+                self._fail(record, [deadline_failure(record.detail["last_error"])])
+            else:
                 self._expire(record)
             return
         claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
@@ -215,7 +219,7 @@ class Sender:
     def _later(self, record: MessageRecord, reason: str, route_fields: dict | None = None) -> None:
         route_fields = dict(route_fields or {})
         # Re-read: remember() may have committed the channel's reference meanwhile, and a retry that
-        # forgot it would start a second transfer of a message the broker may already hold.
+        # forgot it would start a second transfer of a message the channel may already hold.
         record = self.journal.get(record.row)
         detail = {**record.detail, **route_fields.pop("detail", {}), "last_error": reason}
         attempts = record.attempts + 1
@@ -255,6 +259,11 @@ class Sender:
         if claimed is not None and claimed.folder.exists():
             park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+
+
+def deadline_failure(last_error: str) -> str:
+    """FEIL's words for a message whose sends kept failing until its deadline."""
+    return f"the deadline passed while sending kept failing; the last attempt: {last_error}"
 
 
 def wake_on_accept(event: threading.Event) -> Callable[..., None]:

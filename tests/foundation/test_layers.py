@@ -6,6 +6,7 @@ Imports inside functions and under TYPE_CHECKING count too: a lazy import is sti
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -200,3 +201,61 @@ def _package_cycles() -> list[tuple[str, str]]:
 
 def test_packages_do_not_import_each_other_in_a_circle():
     assert _package_cycles() == []
+
+
+# ---- channels plug in side by side ----------------------------------------------------------------
+
+PIPELINE = ("intake", "outbound", "inbound", "journal", "receipts", "jobs", "daemon", "contract", "wiring")
+# Words of a channel's wire: its transport, its package names, its adapter classes.
+CHANNEL_WIRE = re.compile(
+    r"broker|correspondence|sbd\.zip|asic\.zip|svar(ut|inn)|fiks|filetransfer|altinn|Dp[ovfi]Channel", re.IGNORECASE
+)
+
+
+def _pipeline_files() -> list[Path]:
+    return [
+        path for path in sorted(PACKAGE_ROOT.rglob("*.py"))
+        if _in(_module_name(path), *PIPELINE)
+    ]
+
+
+def test_the_pipeline_imports_channels_only_through_their_interface_and_registry():
+    allowed = {"gateway.channels", "gateway.channels.base", "gateway.channels.registry"}
+    violations = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if _in(module, *PIPELINE)
+        for target in targets
+        if _in(target, "channels") and target not in allowed
+    )
+    assert violations == []
+
+
+def test_no_pipeline_module_names_a_channels_wire():
+    named = [
+        f"{path.relative_to(PACKAGE_ROOT.parent)}:{number}: {line.strip()}"
+        for path in _pipeline_files()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if CHANNEL_WIRE.search(line)
+    ]
+    assert named == []
+
+
+def test_the_wire_check_would_see_a_channel_named_in_the_pipeline():
+    assert len(_pipeline_files()) > 20
+    assert CHANNEL_WIRE.search("from gateway.channels.dpo.client import BrokerClient")
+    assert CHANNEL_WIRE.search('UPLOAD_FILE_NAME = "sbd.zip"')
+    assert CHANNEL_WIRE.search("channel = DpvChannel(...)")
+    assert not CHANNEL_WIRE.search("channel.send(package, reference, remember)")
+
+
+def test_channel_packages_do_not_import_each_other():
+    packages = {"dpo", "dpv", "dpf", "dpi"}
+    violations = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for own in packages if _in(module, f"channels.{own}")
+        for target in targets
+        for other in packages - {own} if _in(target, f"channels.{other}")
+    )
+    assert violations == []
