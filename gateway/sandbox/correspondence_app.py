@@ -53,13 +53,10 @@ from gateway.channels.dpv.client import (
 from gateway.clock import Clock
 from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, unauthorised_handler
 from gateway.sandbox.catalogue import DPV_RESOURCES, SandboxCatalogue
-from gateway.sandbox.correspondence_form import UploadForm, UploadProblem, read_upload
-from gateway.sandbox.correspondence_store import (
-    CorrespondenceOptions,
-    CorrespondenceStore,
-    RecordedNotification,
-    StoredCorrespondence,
-)
+from gateway.sandbox.correspondence_form import UploadForm, UploadProblem
+from gateway.sandbox.correspondence_records import CorrespondenceOptions, RecordedNotification, StoredCorrespondence
+from gateway.sandbox.correspondence_rules import read_upload
+from gateway.sandbox.correspondence_store import CorrespondenceStore
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp

@@ -37,7 +37,7 @@ from gateway.sandbox.catalogue import (
     SandboxOrganisation,
 )
 from gateway.sandbox.correspondence_app import CorrespondenceService
-from gateway.sandbox.correspondence_store import CorrespondenceOptions
+from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.peer import AutomaticPeer
 from gateway.sandbox.server import SandboxServer
 

@@ -29,7 +29,7 @@ from gateway.clock import FakeClock
 from gateway.errors import PermanentChannelError
 from gateway.sandbox import SandboxCatalogue, SandboxServer
 from gateway.sandbox.correspondence_app import CorrespondenceService
-from gateway.sandbox.correspondence_store import CorrespondenceOptions
+from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.tokens import TokenClient
 from tests.sandbox.support import DPF_RECEIVER, DPO_RECEIVER, DPV_RECEIVER, SENDER, Pki
 
@@ -356,3 +356,35 @@ def test_a_large_attachment_streams_through_client_and_sandbox(
 def test_the_dpv_only_receiver_can_be_reached(sender: CorrespondenceClient) -> None:
     correspondence_id = upload(sender, new_id(), to=DPV_RECEIVER)
     assert sender.details(correspondence_id).status == "Published"
+
+
+class _FrozenCache:
+    """The shared fake wall clock, but a monotonic clock that stands still: the token client keeps
+    its token past the time the sandbox says it expired."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
+def test_an_upload_refused_for_an_expired_token_is_sent_again_whole_with_a_fresh_one(
+    dpv_sandbox: SandboxServer, pki: Pki, http: httpx.Client, clock: FakeClock, service: CorrespondenceService,
+    tmp_path: Path,
+) -> None:
+    credentials = pki.orgs[SENDER]
+    stale = TokenClient(dpv_sandbox.token_url, dpv_sandbox.token_audience, "client-stale", credentials.key,
+                        credentials.chain, SCOPES, http, clock=_FrozenCache(clock))  # type: ignore[arg-type]
+    client = CorrespondenceClient(api_url(dpv_sandbox), stale, http)
+    upload(client, new_id())
+    clock.advance(200)  # past the access token's 120 s
+    attachments = documents(tmp_path)
+    correspondence_id = upload(client, new_id(), attachments=attachments)
+    assert stale.grants_made == 2
+    stored = service.store.get(correspondence_id)
+    assert stored is not None
+    assert stored.attachments[0].path.read_bytes() == attachments[0].source.read_bytes()  # type: ignore[union-attr]
