@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from python_multipart.multipart import parse_options_header
 
+from gateway.channels.dpv.models import MAX_ATTACHMENT_BYTES
+
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
-MAX_ATTACHMENT_SIZE = 250 * 1024 * 1024  # DPV's limit: 250 MB per file (error 2004)
+MAX_ATTACHMENT_SIZE = MAX_ATTACHMENT_BYTES
 MAX_FORM_FIELDS = 256
 MAX_FORM_FIELD_BYTES = 16384  # above any valid value (a sendersReference is at most 4096)
 MAX_FILES = 100

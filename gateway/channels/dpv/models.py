@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+MAX_ATTACHMENT_BYTES = 250 * 1024 * 1024  # Altinn's limit per attachment (error 2004)
 NOTIFICATION_CHANNELS = ("Email", "Sms", "EmailPreferred", "SmsPreferred", "EmailAndSms")
 NOTIFICATION_TEMPLATES = ("CustomMessage", "GenericAltinnMessage")
 # CorrespondenceStatusExt, in the order a correspondence normally passes them.
