@@ -57,6 +57,19 @@ DIGITAL_DPV_DOCUMENT = "urn:no:difi:digitalpost:xsd:digital::digital_dpv"
 PRINT_DOCUMENT = "urn:no:difi:digitalpost:xsd:fysisk::print"
 
 
+def dpv_resource_for(process: str) -> str:
+    """The Altinn resource a DPV correspondence for `process` is sent on: one per arkivmelding area
+    (`eformidling-dpv-administrasjon`, `eformidling-dpv-taushetsbelagt`, ...), lower case as Altinn
+    resource ids are; digital post to an organisation goes as administrasjon."""
+    for area in ARKIVMELDING_AREAS:
+        if process == f"urn:no:difi:profile:arkivmelding:{area}:ver1.0":
+            return f"eformidling-dpv-{area.lower()}"
+    return "eformidling-dpv-administrasjon"
+
+
+DPV_RESOURCES = frozenset(dpv_resource_for(process) for process in ARKIVMELDING_PROCESSES)
+
+
 def document_types_for(process: str, channel: str) -> list[str]:
     """The document types a receiver accepts for `process` on `channel`, as the SR lists them."""
     if process in ARKIVMELDING_PROCESSES:

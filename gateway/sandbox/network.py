@@ -31,10 +31,13 @@ from gateway.identifiers import orgnr_problem
 from gateway.sandbox.catalogue import (
     ARKIVMELDING_PROCESSES,
     AVTALT_PROCESS,
+    DIGITALPOST_PROCESSES,
     RESPONSE_PROCESS,
     SandboxCatalogue,
     SandboxOrganisation,
 )
+from gateway.sandbox.correspondence_app import CorrespondenceService
+from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.peer import AutomaticPeer
 from gateway.sandbox.server import SandboxServer
 
@@ -57,8 +60,16 @@ BUILTIN_ORGANISATIONS: dict[str, BuiltinOrganisation] = {
         BuiltinOrganisation("910077473", "Testorganisasjon B", GATEWAY),
         BuiltinOrganisation("910075918", "Automatisk mottaker (sandkasse)", PEER),
         BuiltinOrganisation("974760673", "Postkasse AS (kun Altinn)", DPV_ONLY),
+        BuiltinOrganisation("921000014", "Stengt postkasse AS (kun Altinn, feiler)", DPV_ONLY),
     )
 }
+# Correspondences to these DPV-only organisations fail (status Failed) instead of being published:
+# a way to see FEIL on DPV end to end.
+FAILING_DPV_RECIPIENTS: dict[str, str] = {
+    "921000014": "the recipient's Altinn mailbox cannot take correspondences (sandbox: this organisation "
+                 "always fails)",
+}
+DPV_PROCESSES: frozenset[str] = frozenset({*ARKIVMELDING_PROCESSES, *DIGITALPOST_PROCESSES})
 DEFAULT_GATEWAYS: dict[str, str] = {o.orgnr: o.name for o in BUILTIN_ORGANISATIONS.values() if o.role == GATEWAY}
 DEFAULT_PEERS: tuple[str, ...] = tuple(o.orgnr for o in BUILTIN_ORGANISATIONS.values() if o.role == PEER)
 DPO_PROCESSES: frozenset[str] = frozenset({*ARKIVMELDING_PROCESSES, RESPONSE_PROCESS, AVTALT_PROCESS})
@@ -86,10 +97,16 @@ class SandboxNetwork:
     data_dir: Path
     gateways: dict[str, str]
     organisations: dict[str, str] = field(default_factory=dict)  # orgnr -> name, everyone on the network
+    correspondence: CorrespondenceService = field(default_factory=CorrespondenceService)
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def correspondence_url(self) -> str:
+        """The DPV correspondence API's root, as `broker_url` is the broker's."""
+        return f"{self.server.url}/correspondence/api/v1"
 
     @property
     def network_file(self) -> Path:
@@ -126,6 +143,7 @@ class SandboxNetwork:
             "token_audience": self.server.token_audience,
             "service_registry_url": self.server.registry_url,
             "broker_url": self.server.broker_url,
+            "correspondence_url": self.correspondence_url,
             "organisations": {
                 orgnr: {"name": name, "role": _role(orgnr, self)} for orgnr, name in self.organisations.items()
             },
@@ -152,6 +170,7 @@ class SandboxNetwork:
         for peer in self.peers.values():
             peer.stop()
         self.server.stop()
+        self.correspondence.close()
 
     def __enter__(self) -> SandboxNetwork:
         return self
@@ -183,7 +202,7 @@ def build_catalogue(
     for builtin in BUILTIN_ORGANISATIONS.values():
         if builtin.role == DPV_ONLY and builtin.orgnr not in names:
             organisations.append(
-                SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(ARKIVMELDING_PROCESSES)})
+                SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(DPV_PROCESSES)})
             )
             names[builtin.orgnr] = builtin.name
     trusted = [pki.ca_certificate.read_text(encoding="ascii")]
@@ -197,12 +216,15 @@ def start_network(
     reply: bool = False,
     port: int = 0,
     poll_interval: float = 0.5,
+    correspondence: CorrespondenceOptions | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
     `gateways` maps orgnr -> name of the organisations that run their own gateway (default: the two
     built-in ones); `peers` are the orgnrs answered by an AutomaticPeer. The dev PKI in
-    `data_dir/certs` is created or extended with a keystore for each of them.
+    `data_dir/certs` is created or extended with a keystore for each of them. `correspondence` sets
+    how the DPV service behaves (default: published at once, read after 3 s, the failing built-in
+    organisation failing).
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -216,9 +238,17 @@ def start_network(
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}})
     catalogue, names = build_catalogue(pki, gateways, peers)
-    server = SandboxServer(data_dir / "server", catalogue, port=port)
-    server.start()
-    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names)
+    correspondence_service = CorrespondenceService(
+        correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
+    )
+    server = SandboxServer(data_dir / "server", catalogue, port=port,
+                           extra_apps={"/correspondence": correspondence_service})
+    try:
+        server.start()
+    except BaseException:
+        correspondence_service.close()
+        raise
+    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names, correspondence_service)
     try:
         trust = TrustStore.from_pem_files([pki.trust_bundle])
         for orgnr in peers:
@@ -261,13 +291,16 @@ def serve_network_forever(
             f"  token endpoint   {server.token_url} (aud {server.token_audience})",
             f"  service registry {server.registry_url}",
             f"  DPO broker       {server.broker_url}",
+            f"  DPV (Altinn)     {network.correspondence_url}",
+            f"  DPV varsler      {server.url}/correspondence/_sandbox/notifications",
         ]
         for orgnr, peer in network.peers.items():
             answers = "MOTTATT, LEVERT, kvittering" + (" and a reply" if peer.reply else "")
             lines.append(f"  automatic peer   {orgnr} {peer.name} (answers {answers})")
         for orgnr, name in network.organisations.items():
             if _role(orgnr, network) == DPV_ONLY:
-                lines.append(f"  DPV only         {orgnr} {name}")
+                fails = " (its correspondences fail)" if orgnr in FAILING_DPV_RECIPIENTS else ""
+                lines.append(f"  DPV only         {orgnr} {name}{fails}")
         lines.append(f"  settings written to {network.network_file}")
         for orgnr in network.gateways:
             snippet = yaml.safe_dump(network.config_snippet(orgnr), sort_keys=False, allow_unicode=True)
@@ -287,6 +320,8 @@ __all__ = [
     "DEFAULT_GATEWAYS",
     "DEFAULT_PEERS",
     "DPO_PROCESSES",
+    "DPV_PROCESSES",
+    "FAILING_DPV_RECIPIENTS",
     "BuiltinOrganisation",
     "SandboxNetwork",
     "build_catalogue",

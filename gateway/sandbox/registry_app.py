@@ -18,7 +18,13 @@ from starlette.routing import Route
 
 from gateway.identifiers import is_person
 from gateway.sandbox.auth import AccessTokens, Unauthorised, problem, unauthorised_handler
-from gateway.sandbox.catalogue import CHANNELS, SandboxCatalogue, SandboxOrganisation, document_types_for
+from gateway.sandbox.catalogue import (
+    CHANNELS,
+    SandboxCatalogue,
+    SandboxOrganisation,
+    document_types_for,
+    dpv_resource_for,
+)
 from gateway.sandbox.signing import SandboxSigningKey
 
 log = logging.getLogger(__name__)
@@ -30,7 +36,7 @@ JOSE = "application/jose"
 SERVICE_DETAILS: dict[str, tuple[str | None, str | None, int, str | None]] = {
     "DPO": ("4192", "270815", 4, "eformidling-dpo-meldingsutveksling"),
     "DPF": (None, None, 4, None),
-    "DPV": ("4255", "10", 3, "eformidling-dpv-meldingsutveksling"),
+    "DPV": ("4255", "10", 3, None),  # the resource depends on the process: dpv_resource_for
     "DPI": ("4192", "270815", 4, None),
 }
 
@@ -49,6 +55,8 @@ def service_record(
     organisation: SandboxOrganisation, channel: str, process: str, endpoint_url: str | None
 ) -> dict[str, Any]:
     service_code, edition_code, security_level, resource = SERVICE_DETAILS[channel]
+    if channel == "DPV":
+        resource = dpv_resource_for(process)
     return {
         "organisationNumber": organisation.orgnr,
         "pemCertificate": None if channel == "DPV" else organisation.certificate_pem,

@@ -57,6 +57,7 @@ GATEWAY_A = "991825827"
 GATEWAY_B = "910077473"
 PEER = "910075918"
 DPV_ONLY = "974760673"
+DPV_FAILING = "921000014"  # DPV only, and its correspondences fail
 POLL = 0.1
 
 
@@ -117,7 +118,7 @@ def assert_answered(answers: list[Received], message_id: str, conversation_id: s
 
 
 def test_the_builtin_organisations_have_valid_check_digits() -> None:
-    assert set(BUILTIN_ORGANISATIONS) == {GATEWAY_A, GATEWAY_B, PEER, DPV_ONLY}
+    assert set(BUILTIN_ORGANISATIONS) == {GATEWAY_A, GATEWAY_B, PEER, DPV_ONLY, DPV_FAILING}
     assert all(is_valid_orgnr(orgnr) for orgnr in BUILTIN_ORGANISATIONS)
 
 
