@@ -13,7 +13,7 @@ from gateway.errors import SecurityError
 from gateway.formats.asice import AsicDocument, AsicLimits, read_asice, write_asice
 from gateway.formats.keys import OrgIdentity, TrustStore
 
-from .support import RECEIVER, SENDER, openssl
+from .support import RECEIVER, SENDER, key_and_cert_paths, openssl
 
 MAIN = "vedtak.pdf"
 MAIN_BYTES = b"%PDF-1.7 a decision\n" * 500
@@ -252,3 +252,91 @@ def test_a_corrupt_deflate_stream_is_refused_as_a_bad_container(tmp_path: Path, 
     container.write_bytes(bytes(raw))
     with pytest.raises(SecurityError):
         read_asice(container, tmp_path / "out", trust)
+
+
+# ---- what real peers send (issue #10, section 2) ----------------------------------------------
+
+
+def resign_with_openssl(container: Path, target: Path, pki: DevPki, manifest: bytes) -> Path:
+    """Replace the ASiC manifest and sign it anew with `openssl cms`, as another writer would."""
+    work = target.parent / f"{target.stem}-signing"
+    work.mkdir()
+    key, cert = key_and_cert_paths(pki, SENDER)
+    (work / "manifest.xml").write_bytes(manifest)
+    openssl(
+        "cms", "-sign", "-binary", "-outform", "DER", "-md", "sha256", "-in", work / "manifest.xml",
+        "-signer", cert, "-inkey", key, "-certfile", pki.folder / f"{SENDER}-chain.pem", "-out", work / "sig.p7s",
+    )
+    with zipfile.ZipFile(container) as archive:
+        signature_name = next(name for name in archive.namelist() if name.endswith(".p7s"))
+    return rezip(
+        container,
+        target,
+        replace={"META-INF/ASiCManifest.xml": manifest, signature_name: (work / "sig.p7s").read_bytes()},
+    )
+
+
+def asic_manifest_of(container: Path) -> bytes:
+    with zipfile.ZipFile(container) as archive:
+        return archive.read("META-INF/ASiCManifest.xml")
+
+
+@pytest.mark.parametrize(
+    "namespace", ["http://uri.etsi.org/2918/v1.2.1#", "http://uri.etsi.org/02918/v1.1.1#"]
+)
+def test_an_older_asic_namespace_is_read(
+    container: Path, pki: DevPki, trust: TrustStore, tmp_path: Path, namespace: str
+) -> None:
+    manifest = asic_manifest_of(container).replace(b"http://uri.etsi.org/02918/v1.2.1#", namespace.encode())
+    assert namespace.encode() in manifest
+    older = resign_with_openssl(container, tmp_path / "older.asice", pki, manifest)
+    contents = read_asice(older, tmp_path / "out", trust)
+    assert contents.main_document == MAIN
+    assert (tmp_path / "out" / MAIN).read_bytes() == MAIN_BYTES
+
+
+@pytest.mark.parametrize(
+    "digest_uri",
+    [
+        "http://www.w3.org/2001/04/xmldsig-more#sha256",
+        "http://www.w3.org/2000/09/xmldsig#sha256",
+    ],
+)
+def test_other_sha256_digest_uris_are_read_and_still_checked(
+    container: Path, pki: DevPki, trust: TrustStore, tmp_path: Path, digest_uri: str
+) -> None:
+    manifest = asic_manifest_of(container).replace(b"http://www.w3.org/2001/04/xmlenc#sha256", digest_uri.encode())
+    assert manifest.count(digest_uri.encode()) == 3  # manifest.xml, the PDF and arkivmelding.xml
+    other = resign_with_openssl(container, tmp_path / "other.asice", pki, manifest)
+    assert read_asice(other, tmp_path / "out", trust).main_document == MAIN
+    changed = rezip(other, tmp_path / "changed.asice", replace={MAIN: MAIN_BYTES + b"appended"})
+    with pytest.raises(SecurityError, match=r"'vedtak.pdf' was changed: its SHA256 digest does not match"):
+        read_asice(changed, tmp_path / "out2", trust)
+
+
+def test_a_manifest_in_a_foreign_namespace_is_named_in_the_error(
+    container: Path, pki: DevPki, trust: TrustStore, tmp_path: Path
+) -> None:
+    manifest = asic_manifest_of(container).replace(b"http://uri.etsi.org/02918/v1.2.1#", b"urn:example:asic")
+    foreign = resign_with_openssl(container, tmp_path / "foreign.asice", pki, manifest)
+    with pytest.raises(SecurityError, match="has the root element ASiCManifest in the namespace urn:example:asic;"):
+        read_asice(foreign, tmp_path / "out", trust)
+
+
+@pytest.mark.parametrize(
+    "extra", ["META-INF/extra.xml", "META-INF/signature-unsigned.p7s", "META-INF/ASiCManifest2.xml"]
+)
+def test_an_unsigned_file_in_meta_inf_is_refused(container: Path, trust: TrustStore, tmp_path: Path, extra: str):
+    changed = rezip(container, tmp_path / "c.asice", add=[(extra, b"<x/>")])
+    with pytest.raises(SecurityError, match=rf"extra file '{extra}' in META-INF/: nothing signs it"):
+        read_asice(changed, tmp_path / "out", trust)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_odf_manifest_and_a_meta_inf_folder_entry_are_allowed(
+    container: Path, trust: TrustStore, tmp_path: Path
+) -> None:
+    with_folder = rezip(container, tmp_path / "c.asice", add=[("META-INF/", b"")])
+    with zipfile.ZipFile(with_folder) as archive:
+        assert {"META-INF/", "META-INF/manifest.xml"} <= set(archive.namelist())
+    assert read_asice(with_folder, tmp_path / "out", trust).main_document == MAIN
