@@ -439,10 +439,13 @@ def read_asice(
     extract_to: Path,
     trust: TrustStore,
     limits: AsicLimits = AsicLimits(),
-    at: datetime | None = None,
+    *,
+    at: datetime,
     durable: bool = False,
 ) -> AsicContents:
     """Verify an ASiC-E completely and extract its data files into `extract_to`.
+
+    `at` is when the message was received, on the caller's clock: the signer's chain must be valid then.
 
     On any failure the files extracted so far are removed again and SecurityError names the rule.
     With `durable`, each extracted file is fsynced before it is counted as written.
@@ -461,7 +464,7 @@ def read_asice(
 
 
 def _read(
-    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime | None, durable: bool
+    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime, durable: bool
 ) -> AsicContents:
     infos = archive.infolist()
     _check_entries(infos, budget.limits)

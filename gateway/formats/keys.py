@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -19,6 +19,9 @@ from gateway.errors import KeystoreError, SecurityError
 # Newer (EU-style) enterprise certificates carry the orgnr as organizationIdentifier "NTRNO-<orgnr>".
 _NTR_PREFIX = "NTRNO-"
 _MAX_CHAIN_DEPTH = 8
+# A peer's certificate is checked at the time we received its message; clocks on both sides drift,
+# so a certificate that starts or ends this close to that time still counts as valid.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,8 @@ class TrustStore:
     def verify(
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate] = (), at: datetime | None = None
     ) -> None:
-        """Raise SecurityError unless `leaf` chains to this store, every link valid at `at`."""
+        """Raise SecurityError unless `leaf` chains to this store, every link valid at `at` (give the time
+        the certificate was presented: a message's receipt; None means now)."""
         moment = at or datetime.now(UTC)
         problem = self._path_problem(leaf, list(untrusted), moment, depth=0, seen=())
         if problem:
@@ -188,7 +192,7 @@ class TrustStore:
         depth: int,
         seen: tuple[x509.Certificate, ...],
     ) -> str | None:
-        validity = _validity_problem(cert, at)
+        validity = validity_problem(cert, at)
         if validity:
             return validity
         if cert in self._anchors:
@@ -216,18 +220,25 @@ class TrustStore:
         return problems[0]
 
 
-def _validity_problem(cert: x509.Certificate, at: datetime) -> str | None:
-    if at < cert.not_valid_before_utc:
+def validity_problem(cert: x509.Certificate, at: datetime, role: str = "certificate") -> str | None:
+    """Why `cert` is not valid at `at` (allowing CLOCK_SKEW either way), or None; `role` names it."""
+    checked = f"checked at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, {_skew_text()} of clock skew allowed"
+    if at + CLOCK_SKEW < cert.not_valid_before_utc:
         return (
-            f"certificate {describe(cert)} is not yet valid at {at:%Y-%m-%d %H:%M} UTC "
-            f"(valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)"
+            f"{role} {describe(cert)} is not yet valid: valid from "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC ({checked})"
         )
-    if at > cert.not_valid_after_utc:
+    if at - CLOCK_SKEW > cert.not_valid_after_utc:
         return (
-            f"certificate {describe(cert)} expired: not valid at {at:%Y-%m-%d %H:%M} UTC "
-            f"(valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+            f"{role} {describe(cert)} has expired: valid until "
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC ({checked})"
         )
     return None
+
+
+def _skew_text() -> str:
+    minutes = int(CLOCK_SKEW.total_seconds() // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _link_problem(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:

@@ -213,7 +213,9 @@ class Receiver:
         staging.mkdir(parents=True)
         try:
             # Durable: once the folder is renamed into the inbox, a power cut must not leave a torn document.
-            contents = open_payload(received, work, staging, self.identity, self.trust, self.limits, durable=True)
+            contents = open_payload(
+                received, work, staging, self.identity, self.trust, self.limits, at=now, durable=True
+            )
             self._write_message_xml(sbd, contents, staging)
         except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,7 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -108,8 +108,10 @@ def open_payload(
 ) -> AsicContents:
     """Decrypt the ASiC-E (in memory when small), verify it completely and extract its files.
 
-    With `durable` the extracted files are on disk (fsynced) when this returns.
+    `at` is the time of receipt on the caller's clock (None: the system clock now). With `durable` the
+    extracted files are on disk (fsynced) when this returns.
     """
+    received_at = at or datetime.now(UTC)
     if received.encrypted_asic is None:
         raise MessageFormatError("the message carries no asic.zip")
     extract_to.mkdir(parents=True, exist_ok=True)
@@ -117,11 +119,11 @@ def open_payload(
         plain_asic = io.BytesIO()
         decrypt_stream(io.BytesIO(received.encrypted_asic), plain_asic, identity.private_key, identity.certificate)
         plain_asic.seek(0)
-        return read_asice(plain_asic, extract_to, trust, limits or AsicLimits(), at, durable)
+        return read_asice(plain_asic, extract_to, trust, limits or AsicLimits(), at=received_at, durable=durable)
     work.mkdir(parents=True, exist_ok=True)
     plain = work / "asic.asice"
     try:
         decrypt_file(received.encrypted_asic, plain, identity.private_key, identity.certificate)
-        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at, durable)
+        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at=received_at, durable=durable)
     finally:
         plain.unlink(missing_ok=True)
