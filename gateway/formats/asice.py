@@ -11,7 +11,6 @@ import os
 import time
 import uuid
 import zipfile
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +24,7 @@ from lxml import etree
 from gateway.errors import SecurityError
 from gateway.formats import cades
 from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.formats.ziplimits import ZIP_ERRORS, ZipLimits, check_declared_sizes, check_expansion, zip_error_text
 from gateway.identifiers import to_party_value
 from gateway.xmlsafe import parse_bytes
 
@@ -221,11 +221,11 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _zip_limits(limits: AsicLimits) -> ZipLimits:
+    return ZipLimits(limits.max_entries, limits.max_total_bytes, limits.max_ratio, ratio_floor=_RATIO_FLOOR)
+
+
 def _check_entries(infos: list[zipfile.ZipInfo], limits: AsicLimits) -> None:
-    if len(infos) > limits.max_entries:
-        raise SecurityError(f"too many entries: the container has {len(infos)}, the limit is {limits.max_entries}")
-    seen: set[str] = set()
-    declared_total = 0
     for info in infos:
         name = info.filename
         problem = _name_problem(name)
@@ -235,23 +235,7 @@ def _check_entries(infos: list[zipfile.ZipInfo], limits: AsicLimits) -> None:
             raise SecurityError(f"the container entry {name!r} is a symbolic link; links are not allowed")
         if info.flag_bits & 0x1:
             raise SecurityError(f"the container entry {name!r} is encrypted; ASiC-E entries must not be")
-        if name.casefold() in seen:
-            raise SecurityError(f"duplicate entry name {name!r} in the container")
-        seen.add(name.casefold())
-        declared_total += info.file_size
-        _check_ratio(info, info.file_size, limits)
-    if declared_total > limits.max_total_bytes:
-        raise SecurityError(
-            f"total size limit: the container declares {declared_total} bytes uncompressed, "
-            f"the limit is {limits.max_total_bytes}"
-        )
-
-
-def _check_ratio(info: zipfile.ZipInfo, expanded: int, limits: AsicLimits) -> None:
-    if expanded > _RATIO_FLOOR and expanded > limits.max_ratio * max(info.compress_size, 1):
-        raise SecurityError(
-            f"compression ratio limit: {info.filename!r} expands more than {limits.max_ratio} times (a zip bomb?)"
-        )
+    check_declared_sizes(infos, _zip_limits(limits), "the container")
 
 
 @dataclass
@@ -275,7 +259,7 @@ def _copy_entry(
                     f"total size limit: the container holds more than {budget.limits.max_total_bytes} bytes "
                     "uncompressed"
                 )
-            _check_ratio(info, written, budget.limits)
+            check_expansion(info, written, _zip_limits(budget.limits), "the container")
             write(chunk)
     return written
 
@@ -459,8 +443,8 @@ def read_asice(
                 for path in reversed(budget.created):
                     path.unlink(missing_ok=True)
                 raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
-        raise SecurityError(f"the container is not a readable zip file: {exc}") from None
+    except ZIP_ERRORS as exc:
+        raise SecurityError(f"the container is not a readable zip file: {zip_error_text(exc)}") from None
 
 
 def _read(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +18,21 @@ from gateway.formats.asice import AsicContents, AsicLimits, read_asice
 from gateway.formats.cms import decrypt_file, decrypt_stream
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument, from_json
+from gateway.formats.ziplimits import ZIP_ERRORS, ZipLimits, check_declared_sizes, zip_error_text
 from gateway.outbound.pack import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
 
 MAX_SBD_BYTES = 1 << 20
 # The largest payload any channel carries (DPO and DPF: 1 GB), with room for the encryption.
 MAX_ASIC_BYTES = 1_100_000_000
 MAX_COMPRESSION_RATIO = 100
+# Checked on the declared sizes before anything is extracted; the real bytes are counted as they come.
+PACKAGE_LIMITS = ZipLimits(
+    max_entries=2,
+    max_total_bytes=MAX_SBD_BYTES + MAX_ASIC_BYTES,
+    max_ratio=MAX_COMPRESSION_RATIO,
+    ratio_floor=1 << 20,
+    max_entry_bytes={SBD_ENTRY: MAX_SBD_BYTES, ASIC_ENTRY: MAX_ASIC_BYTES},
+)
 
 
 @dataclass(frozen=True)
@@ -53,13 +61,14 @@ def open_package(download: Path | BinaryIO, work: Path, normalise_retired: bool 
                         f"the package entry {info.filename!r} uses zip compression method {info.compress_type}; "
                         "only stored and deflated are used in eFormidling"
                     )
+            check_declared_sizes(archive.infolist(), PACKAGE_LIMITS, "the package")
             if entries[SBD_ENTRY].file_size > MAX_SBD_BYTES:
                 raise SecurityError(f"sbd.json is larger than {MAX_SBD_BYTES} bytes")
             with archive.open(SBD_ENTRY) as handle:
                 sbd = from_json(handle.read(MAX_SBD_BYTES + 1), normalise_retired=normalise_retired)
             encrypted = _take_asic(archive, entries[ASIC_ENTRY], work) if ASIC_ENTRY in entries else None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
-        raise MessageFormatError(f"the package is not a readable zip: {exc}") from exc
+    except ZIP_ERRORS as exc:
+        raise MessageFormatError(f"the package is not a readable zip: {zip_error_text(exc)}") from exc
     except RecursionError:
         raise MessageFormatError("sbd.json is nested too deeply to be an SBD") from None
     return ReceivedPackage(sbd, encrypted)

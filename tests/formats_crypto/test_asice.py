@@ -13,7 +13,7 @@ from gateway.errors import SecurityError
 from gateway.formats.asice import AsicDocument, AsicLimits, read_asice, write_asice
 from gateway.formats.keys import OrgIdentity, TrustStore
 
-from .support import RECEIVER, SENDER, key_and_cert_paths, openssl
+from .support import RECEIVER, SENDER, declare_sizes, key_and_cert_paths, openssl
 
 MAIN = "vedtak.pdf"
 MAIN_BYTES = b"%PDF-1.7 a decision\n" * 500
@@ -210,7 +210,7 @@ def test_duplicate_entries(container: Path, trust: TrustStore, tmp_path: Path) -
 
 def test_zip_bomb_ratio(trust: TrustStore, tmp_path: Path) -> None:
     bomb = hand_made(tmp_path / "bomb.asice", [("zeros.bin", bytes(20 << 20))])
-    with pytest.raises(SecurityError, match=r"compression ratio limit: 'zeros\.bin' expands more than 200 times"):
+    with pytest.raises(SecurityError, match=r"ratio limit: 'zeros\.bin' in the container expands more than 200 times"):
         read_asice(bomb, tmp_path / "out", trust, at=NOW)
 
 
@@ -343,3 +343,27 @@ def test_the_odf_manifest_and_a_meta_inf_folder_entry_are_allowed(
     with zipfile.ZipFile(with_folder) as archive:
         assert {"META-INF/", "META-INF/manifest.xml"} <= set(archive.namelist())
     assert read_asice(with_folder, tmp_path / "out", trust, at=NOW).main_document == MAIN
+
+
+def test_a_container_declaring_more_than_the_limit_is_refused_before_extraction(
+    container: Path, trust: TrustStore, tmp_path: Path
+) -> None:
+    declared = rezip(container, tmp_path / "c.asice")
+    declare_sizes(declared, MAIN, compressed=3_000_000_000, uncompressed=3_000_000_000)
+    with pytest.raises(SecurityError, match="total size limit: the container declares 3000"):
+        read_asice(declared, tmp_path / "out", trust, at=NOW)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_entry_cut_short_names_the_problem(container: Path, trust: TrustStore, tmp_path: Path) -> None:
+    stored = rezip(container, tmp_path / "c.asice")
+    with zipfile.ZipFile(stored) as archive:
+        info = archive.getinfo(MAIN)
+    assert info.compress_type == zipfile.ZIP_STORED
+    declare_sizes(stored, MAIN, compressed=info.compress_size + 50_000, uncompressed=info.file_size + 50_000)
+    with pytest.raises(SecurityError) as caught:
+        read_asice(stored, tmp_path / "out", trust, at=NOW)
+    assert str(caught.value) == (
+        "the container is not a readable zip file: an entry's data ends before its declared size "
+        "(the file is truncated or its sizes are wrong)"
+    )
