@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from gateway.errors import KeystoreError, SecurityError
+from gateway.formats.pkcs12_entries import key_entries
 
 # Newer (EU-style) enterprise certificates carry the orgnr as organizationIdentifier "NTRNO-<orgnr>".
 _NTR_PREFIX = "NTRNO-"
@@ -72,29 +72,33 @@ def _identity(
 
 
 def load_pkcs12(path: Path, password: str, alias: str | None = None) -> OrgIdentity:
-    """Load a PKCS#12 keystore holding one key entry (its friendly name is the alias)."""
+    """Load a key entry of a PKCS#12 keystore: the one named `alias`, or the only one."""
     data = _read(path, "keystore")
     try:
-        bundle = pkcs12.load_pkcs12(data, password.encode("utf-8"))
+        entries = key_entries(data, password.encode("utf-8"))
     except ValueError:
-        raise KeystoreError(
-            f"wrong password for keystore {path} (or the file is not a PKCS#12 keystore)"
-        ) from None
+        raise KeystoreError(f"wrong password for keystore {path} (or the file is not a PKCS#12 keystore)") from None
     except UnsupportedAlgorithm as exc:
         raise KeystoreError(f"keystore {path} uses an unsupported algorithm: {exc}") from None
-    if bundle.key is None:
+    except KeystoreError as exc:
+        raise KeystoreError(f"keystore {path}: {exc}") from None
+    if not entries:
         raise KeystoreError(f"keystore {path} holds no private key")
-    if alias is not None and bundle.cert is not None:
-        # Java keystores lower-case their aliases; compare the way keytool does.
-        found = (bundle.cert.friendly_name or b"").decode("utf-8", "replace")
-        if found.lower() != alias.lower():
+    names = ", ".join(repr(entry.alias) if entry.alias else "(unnamed)" for entry in entries)
+    if alias is None:
+        if len(entries) > 1:
             raise KeystoreError(
-                f"keystore {path} has no entry with alias {alias!r}; "
-                f"its key entry is {found or '(unnamed)'!r}"
+                f"keystore {path} holds {len(entries)} key entries ({names}); set keystore.alias to the one to use"
             )
-    certificate = bundle.cert.certificate if bundle.cert else None
-    chain = [extra.certificate for extra in bundle.additional_certs]
-    return _identity(bundle.key, certificate, chain, path)
+        entry = entries[0]
+    else:
+        # Java keystores lower-case their aliases; compare the way keytool does.
+        matching = [entry for entry in entries if (entry.alias or "").lower() == alias.lower()]
+        if not matching:
+            its = "its key entry is" if len(entries) == 1 else "its key entries are"
+            raise KeystoreError(f"keystore {path} has no key entry with alias {alias!r}; {its} {names}")
+        entry = matching[0]
+    return _identity(entry.key, entry.certificate, entry.chain, path)
 
 
 def _load_pem_certificates(path: Path, what: str) -> list[x509.Certificate]:
