@@ -18,7 +18,7 @@ from gateway.errors import KeystoreError, SecurityError
 from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
 
 from .keystores import multi_entry_keystore
-from .support import RECEIVER, SENDER, key_and_cert_paths
+from .support import RECEIVER, SENDER, key_and_cert_paths, openssl
 
 
 def test_pkcs12_and_pem_give_the_same_identity(pki: DevPki) -> None:
@@ -189,3 +189,20 @@ def test_a_keystore_written_by_java_keytool_is_read_by_alias(
     assert loaded.certificate == expected.certificate and loaded.chain == expected.chain
     with pytest.raises(KeystoreError, match="holds 8 key entries"):
         load_pkcs12(java_written, P12_PASSWORD)
+
+
+@pytest.mark.parametrize("encryption", ["PBE-SHA1-3DES", "AES-256-CBC"])
+def test_a_keystore_written_by_openssl_with_older_or_newer_encryption_loads(
+    pki: DevPki, tmp_path: Path, encryption: str
+) -> None:
+    key, cert = key_and_cert_paths(pki, SENDER)
+    keystore = tmp_path / "openssl.p12"
+    openssl(
+        "pkcs12", "-export", "-inkey", key, "-in", cert, "-certfile", pki.folder / f"{SENDER}-chain.pem",
+        "-name", "Virksomhetssertifikat", "-keypbe", encryption, "-certpbe", encryption, "-macalg", "sha1",
+        "-passout", f"pass:{P12_PASSWORD}", "-out", keystore,
+    )
+    loaded = load_pkcs12(keystore, P12_PASSWORD, alias="virksomhetssertifikat")
+    expected = load_pem(key, cert, pki.folder / f"{SENDER}-chain.pem")
+    assert loaded.certificate == expected.certificate and loaded.chain == expected.chain
+    assert load_pkcs12(keystore, P12_PASSWORD).certificate == expected.certificate  # one entry: no alias needed
