@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -49,7 +50,8 @@ def run_step(step: str, work: Path) -> None:
         receiver = dev_identity(pki, "910075918")
         decrypt_file(work / "asic.zip", work / "decrypted.asice", receiver.private_key, receiver.certificate)
     elif step == "verify":
-        read_asice(work / "decrypted.asice", work / "inbox", TrustStore.from_pem_files([pki.trust_bundle]))
+        trust = TrustStore.from_pem_files([pki.trust_bundle])
+        read_asice(work / "decrypted.asice", work / "inbox", trust, at=datetime.now(UTC))
 
 
 def timed(command: list[str]) -> tuple[float, float]:

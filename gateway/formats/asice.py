@@ -11,7 +11,6 @@ import os
 import time
 import uuid
 import zipfile
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,23 +24,35 @@ from lxml import etree
 from gateway.errors import SecurityError
 from gateway.formats import cades
 from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.formats.ziplimits import ZIP_ERRORS, ZipLimits, check_declared_sizes, check_expansion, zip_error_text
 from gateway.identifiers import to_party_value
 from gateway.xmlsafe import parse_bytes
 
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
 ASIC_NS = "http://uri.etsi.org/02918/v1.2.1#"
+# Older writers use the namespace of the first schema published (v1.1.1), or the one the v1.2.1 XSD
+# carried before it was corrected ("2918" without the zero). The reference reader takes all three.
+_ASIC_NAMESPACES = (ASIC_NS, "http://uri.etsi.org/2918/v1.2.1#", "http://uri.etsi.org/02918/v1.1.1#")
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 ODF_NS = "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
 EFM_MANIFEST = "manifest.xml"
 ASIC_MANIFEST = "META-INF/ASiCManifest.xml"
 SIGNATURE_MIME = "application/x-pkcs7-signature"
 PARTY_AUTHORITY = "iso6523-actorid-upis"
+# The standard URIs (RFC 6931), and the variants real writers put in ASiC manifests: the reference
+# reads "xmldsig#sha…" as "xmlenc#sha…" and writes "xmlenc#sha384"; others write "xmldsig-more#sha256".
 _DIGEST_URIS = {
     "http://www.w3.org/2000/09/xmldsig#sha1": "sha1",
     "http://www.w3.org/2001/04/xmlenc#sha256": "sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha256": "sha256",
+    "http://www.w3.org/2000/09/xmldsig#sha256": "sha256",
     "http://www.w3.org/2001/04/xmldsig-more#sha384": "sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha384": "sha384",
+    "http://www.w3.org/2000/09/xmldsig#sha384": "sha384",
     "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
+    "http://www.w3.org/2000/09/xmldsig#sha512": "sha512",
 }
+ODF_MANIFEST = "META-INF/manifest.xml"
 _SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
 _CHUNK = 1 << 20
 _MAX_META_ENTRY = 16 << 20
@@ -173,7 +184,7 @@ def write_asice(
         archive.writestr(
             signature_name, cades.sign_detached(asic_manifest, identity), compress_type=zipfile.ZIP_DEFLATED
         )
-        archive.writestr("META-INF/manifest.xml", _odf_manifest(references), compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr(ODF_MANIFEST, _odf_manifest(references), compress_type=zipfile.ZIP_DEFLATED)
 
 
 def _stream_document(archive: zipfile.ZipFile, document: AsicDocument) -> bytes:
@@ -210,11 +221,11 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _zip_limits(limits: AsicLimits) -> ZipLimits:
+    return ZipLimits(limits.max_entries, limits.max_total_bytes, limits.max_ratio, ratio_floor=_RATIO_FLOOR)
+
+
 def _check_entries(infos: list[zipfile.ZipInfo], limits: AsicLimits) -> None:
-    if len(infos) > limits.max_entries:
-        raise SecurityError(f"too many entries: the container has {len(infos)}, the limit is {limits.max_entries}")
-    seen: set[str] = set()
-    declared_total = 0
     for info in infos:
         name = info.filename
         problem = _name_problem(name)
@@ -224,23 +235,7 @@ def _check_entries(infos: list[zipfile.ZipInfo], limits: AsicLimits) -> None:
             raise SecurityError(f"the container entry {name!r} is a symbolic link; links are not allowed")
         if info.flag_bits & 0x1:
             raise SecurityError(f"the container entry {name!r} is encrypted; ASiC-E entries must not be")
-        if name.casefold() in seen:
-            raise SecurityError(f"duplicate entry name {name!r} in the container")
-        seen.add(name.casefold())
-        declared_total += info.file_size
-        _check_ratio(info, info.file_size, limits)
-    if declared_total > limits.max_total_bytes:
-        raise SecurityError(
-            f"total size limit: the container declares {declared_total} bytes uncompressed, "
-            f"the limit is {limits.max_total_bytes}"
-        )
-
-
-def _check_ratio(info: zipfile.ZipInfo, expanded: int, limits: AsicLimits) -> None:
-    if expanded > _RATIO_FLOOR and expanded > limits.max_ratio * max(info.compress_size, 1):
-        raise SecurityError(
-            f"compression ratio limit: {info.filename!r} expands more than {limits.max_ratio} times (a zip bomb?)"
-        )
+    check_declared_sizes(infos, _zip_limits(limits), "the container")
 
 
 @dataclass
@@ -264,7 +259,7 @@ def _copy_entry(
                     f"total size limit: the container holds more than {budget.limits.max_total_bytes} bytes "
                     "uncompressed"
                 )
-            _check_ratio(info, written, budget.limits)
+            check_expansion(info, written, _zip_limits(budget.limits), "the container")
             write(chunk)
     return written
 
@@ -309,14 +304,19 @@ class _Reference:
 
 def _references(manifest: bytes, data_names: set[str]) -> tuple[str, list[_Reference]]:
     """The signature's name and the data object references of a (signature-checked) ASiC manifest."""
-    root = parse_bytes(manifest, source="META-INF/ASiCManifest.xml").getroot()
-    if root.tag != f"{{{ASIC_NS}}}ASiCManifest":
-        raise SecurityError(f"META-INF/ASiCManifest.xml has the root {root.tag}, not ASiCManifest")
-    signature_refs = root.findall(f"{{{ASIC_NS}}}SigReference")
+    root = parse_bytes(manifest, source=ASIC_MANIFEST).getroot()
+    namespace = etree.QName(root).namespace
+    if etree.QName(root).localname != "ASiCManifest" or namespace not in _ASIC_NAMESPACES:
+        found = f"in the namespace {namespace}" if namespace else "in no namespace"
+        raise SecurityError(
+            f"{ASIC_MANIFEST} has the root element {etree.QName(root).localname} {found}; "
+            f"an ASiC manifest is ASiCManifest in {' or '.join(_ASIC_NAMESPACES)}"
+        )
+    signature_refs = root.findall(f"{{{namespace}}}SigReference")
     if len(signature_refs) != 1 or not signature_refs[0].get("URI"):
         raise SecurityError("the ASiC manifest must have exactly one SigReference with a URI")
     references: list[_Reference] = []
-    for element in root.findall(f"{{{ASIC_NS}}}DataObjectReference"):
+    for element in root.findall(f"{{{namespace}}}DataObjectReference"):
         uri = element.get("URI") or ""
         name = uri if uri in data_names else unquote(uri)
         method = element.find(f"{{{DS_NS}}}DigestMethod")
@@ -393,6 +393,23 @@ def _checked_content(
     return bytes(content) if size <= _MAX_META_ENTRY else None
 
 
+def _check_metadata_entries(
+    infos: list[zipfile.ZipInfo], manifest: zipfile.ZipInfo, signature: zipfile.ZipInfo
+) -> None:
+    """Refuse any file under META-INF/ that nothing signs: only the signed manifest's own files may be there."""
+    allowed = {manifest.filename, signature.filename}
+    for info in infos:
+        name = info.filename
+        if not name.upper().startswith("META-INF/") or name in allowed or name.casefold() == ODF_MANIFEST.casefold():
+            continue
+        if info.is_dir() and info.file_size == 0:
+            continue
+        raise SecurityError(
+            f"extra file {name!r} in META-INF/: nothing signs it; only {ASIC_MANIFEST}, the signature it names "
+            f"({signature.filename}) and {ODF_MANIFEST} may be there"
+        )
+
+
 def _main_document(manifest: bytes | None) -> str | None:
     if manifest is None:
         return None
@@ -406,10 +423,13 @@ def read_asice(
     extract_to: Path,
     trust: TrustStore,
     limits: AsicLimits = AsicLimits(),
-    at: datetime | None = None,
+    *,
+    at: datetime,
     durable: bool = False,
 ) -> AsicContents:
     """Verify an ASiC-E completely and extract its data files into `extract_to`.
+
+    `at` is when the message was received, on the caller's clock: the signer's chain must be valid then.
 
     On any failure the files extracted so far are removed again and SecurityError names the rule.
     With `durable`, each extracted file is fsynced before it is counted as written.
@@ -423,12 +443,12 @@ def read_asice(
                 for path in reversed(budget.created):
                     path.unlink(missing_ok=True)
                 raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
-        raise SecurityError(f"the container is not a readable zip file: {exc}") from None
+    except ZIP_ERRORS as exc:
+        raise SecurityError(f"the container is not a readable zip file: {zip_error_text(exc)}") from None
 
 
 def _read(
-    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime | None, durable: bool
+    archive: zipfile.ZipFile, extract_to: Path, trust: TrustStore, budget: _Budget, at: datetime, durable: bool
 ) -> AsicContents:
     infos = archive.infolist()
     _check_entries(infos, budget.limits)
@@ -446,6 +466,7 @@ def _read(
     signature_info = _find(infos, signature_name)
     if signature_info is None:
         raise SecurityError(f"the signature {signature_name!r} named in the ASiC manifest is missing")
+    _check_metadata_entries(infos, manifests[0], signature_info)
     signer = cades.verify_detached(_read_small(archive, signature_info, budget), manifest, trust, at)
 
     by_name: dict[str, _Reference] = {}

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from gateway.errors import SecurityError
 from gateway.formats import der
-from gateway.formats.keys import OrgIdentity, TrustStore, describe
+from gateway.formats.keys import OrgIdentity, TrustStore, describe, validity_problem
 
 _DIGESTS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
     "sha1": ("sha1", hashes.SHA1),
@@ -210,10 +210,11 @@ def _check_key_usage(certificate: x509.Certificate) -> None:
         raise SecurityError(f"the signer's certificate {describe(certificate)} is not meant for signatures")
 
 
-def verify_detached(
-    signature: bytes, content: bytes, trust: TrustStore, at: datetime | None = None
-) -> x509.Certificate:
-    """Check a detached signature over `content` and the signer's chain; returns the signer's certificate."""
+def verify_detached(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -> x509.Certificate:
+    """Check a detached signature over `content` and the signer's chain; returns the signer's certificate.
+
+    `at` is when the message was received, on the caller's clock: the certificates must be valid then.
+    """
     try:
         return _verify(signature, content, trust, at)
     except (ValueError, TypeError, KeyError) as exc:
@@ -221,7 +222,7 @@ def verify_detached(
         raise SecurityError(f"the signature file is not a readable CMS SignedData: {exc}") from None
 
 
-def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime | None) -> x509.Certificate:
+def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -> x509.Certificate:
     signed_data = _parse(signature)
     encapsulated = signed_data["encap_content_info"]
     if encapsulated["content_type"].native != "data":
@@ -262,6 +263,9 @@ def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime | 
             f"the signature value does not verify with the signer's certificate {describe(signer_certificate)}"
         ) from None
     _check_key_usage(signer_certificate)
+    expiry = validity_problem(signer_certificate, at, "the signer's certificate")
+    if expiry:
+        raise SecurityError(expiry)
     others = [certificate for certificate in certificates if certificate != signer_certificate]
     trust.verify(signer_certificate, others, at)
     return signer_certificate

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,6 +46,7 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 # (class, constructed, number) of the tags the envelope walk expects.
 _SEQUENCE = (0, True, 16)
 _CONTEXT_0 = 2, 0
+_UNPROTECTED_ATTRIBUTES = (2, True, 1)
 
 
 def _read_up_to(source: BinaryIO, size: int) -> bytes:
@@ -146,6 +148,18 @@ def encrypt_file(source: Path, target: Path, recipient: x509.Certificate) -> Non
 # ---------------------------------------------------------------------------------------- reading
 
 
+class _Truncated(CryptoError):
+    """The stream ended inside the envelope."""
+
+
+@dataclass(frozen=True)
+class _Open:
+    """A constructed element the walk has entered: what it is, and where it ends (None: indefinite)."""
+
+    name: str
+    end: int | None
+
+
 class _BerReader:
     """Walks BER headers on a stream, counting bytes so definite lengths can be checked."""
 
@@ -157,7 +171,7 @@ class _BerReader:
         data = _read_up_to(self._source, size)
         self.position += len(data)
         if len(data) != size:
-            raise CryptoError("the encrypted message ends too early: the file is truncated")
+            raise _Truncated("the encrypted message ends too early: the file is truncated")
         return data
 
     def read_header(self) -> tuple[tuple[int, bool, int], int | None, bytes]:
@@ -193,6 +207,33 @@ class _BerReader:
         if length is None and not tag[1]:
             raise CryptoError("the encrypted message has an indefinite length on a primitive value")
         return tag, length, bytes(raw)
+
+    def enter(self, wanted: tuple[int, bool, int], name: str) -> _Open:
+        """Read the header of the constructed element `name`, which must have the tag `wanted`."""
+        tag, length, _ = self.read_header()
+        _expect(tag, wanted, f"{'an' if name[0] in 'AEIOU' else 'a'} {name}")
+        return _Open(name, None if length is None else self.position + length)
+
+    def close(self, element: _Open, optional: tuple[int, bool, int] | None = None) -> None:
+        """Read to the end of `element`: its end-of-contents marker when indefinite, skipping `optional` fields.
+
+        Without this a truncated BER envelope would pass once its content was read (OpenSSL and
+        BouncyCastle refuse it).
+        """
+        while element.end is None or self.position < element.end:
+            try:
+                tag, field = self.read_element()
+            except _Truncated:
+                closing = "end-of-contents marker" if element.end is None else "last bytes"
+                raise CryptoError(
+                    f"the encrypted message is truncated: it ends before the {closing} of its {element.name}"
+                ) from None
+            if element.end is None and field == _EOC:
+                return
+            if tag != optional:
+                raise CryptoError(f"the encrypted message has unexpected data at the end of its {element.name}")
+        if self.position != element.end:
+            raise CryptoError(f"the encrypted message overruns the declared length of its {element.name}")
 
     def read_element(self, limit: int = _MAX_SMALL_PART) -> tuple[tuple[int, bool, int], bytes]:
         """One whole element (header included), definite or indefinite, at most `limit` bytes."""
@@ -355,20 +396,18 @@ def decrypt_stream(
 ) -> None:
     """Decrypt a CMS EnvelopedData from `source` into `target`.
 
-    Plaintext is written before the padding is checked at the end: write to a temporary file and
-    discard it when this raises.
+    Plaintext is written before the padding and the closing of every structure are checked at the end
+    (an envelope cut off after its content is refused): write to a temporary file and discard it when
+    this raises.
     """
     reader = _BerReader(source)
-    tag, _, _ = reader.read_header()
-    _expect(tag, _SEQUENCE, "a ContentInfo SEQUENCE")
+    content_info = reader.enter(_SEQUENCE, "ContentInfo SEQUENCE")
     tag, oid = reader.read_element()
     content_type = core.ObjectIdentifier.load(oid).dotted
     if content_type != ENVELOPED_DATA_OID:
         raise CryptoError(f"not a CMS EnvelopedData: the content type is {content_type}")
-    tag, _, _ = reader.read_header()
-    _expect(tag, (2, True, 0), "the [0] content of the ContentInfo")
-    tag, _, _ = reader.read_header()
-    _expect(tag, _SEQUENCE, "an EnvelopedData SEQUENCE")
+    explicit_content = reader.enter((2, True, 0), "[0] content of the ContentInfo")
+    enveloped_data = reader.enter(_SEQUENCE, "EnvelopedData SEQUENCE")
     reader.read_element()  # version
     tag, element = reader.read_element()
     if tag == (2, True, 0):  # originatorInfo: certificates we do not need
@@ -379,8 +418,7 @@ def decrypt_stream(
         content_key = _content_key(asn1_cms.RecipientInfos.load(element), private_key, certificate)
     except (ValueError, TypeError, KeyError) as exc:
         raise CryptoError(f"the recipient information of the encrypted message is malformed: {exc}") from None
-    tag, _, _ = reader.read_header()
-    _expect(tag, _SEQUENCE, "an EncryptedContentInfo SEQUENCE")
+    encrypted_content_info = reader.enter(_SEQUENCE, "EncryptedContentInfo SEQUENCE")
     reader.read_element()  # content type: the ASiC is id-data, but the bytes decide what it is
     _, element = reader.read_element()
     try:
@@ -401,6 +439,10 @@ def decrypt_stream(
             piece = reader.read_exact(min(remaining, _FILE_CHUNK))
             remaining -= len(piece)
             sink.write(piece)
+    reader.close(encrypted_content_info)
+    reader.close(enveloped_data, optional=_UNPROTECTED_ATTRIBUTES)
+    reader.close(explicit_content)
+    reader.close(content_info)
     sink.finish()
 
 

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from gateway.errors import KeystoreError, SecurityError
+from gateway.formats.pkcs12_entries import key_entries
 
 # Newer (EU-style) enterprise certificates carry the orgnr as organizationIdentifier "NTRNO-<orgnr>".
 _NTR_PREFIX = "NTRNO-"
 _MAX_CHAIN_DEPTH = 8
+# A peer's certificate is checked at the time we received its message; clocks on both sides drift,
+# so a certificate that starts or ends this close to that time still counts as valid.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -69,29 +72,33 @@ def _identity(
 
 
 def load_pkcs12(path: Path, password: str, alias: str | None = None) -> OrgIdentity:
-    """Load a PKCS#12 keystore holding one key entry (its friendly name is the alias)."""
+    """Load a key entry of a PKCS#12 keystore: the one named `alias`, or the only one."""
     data = _read(path, "keystore")
     try:
-        bundle = pkcs12.load_pkcs12(data, password.encode("utf-8"))
+        entries = key_entries(data, password.encode("utf-8"))
     except ValueError:
-        raise KeystoreError(
-            f"wrong password for keystore {path} (or the file is not a PKCS#12 keystore)"
-        ) from None
+        raise KeystoreError(f"wrong password for keystore {path} (or the file is not a PKCS#12 keystore)") from None
     except UnsupportedAlgorithm as exc:
         raise KeystoreError(f"keystore {path} uses an unsupported algorithm: {exc}") from None
-    if bundle.key is None:
+    except KeystoreError as exc:
+        raise KeystoreError(f"keystore {path}: {exc}") from None
+    if not entries:
         raise KeystoreError(f"keystore {path} holds no private key")
-    if alias is not None and bundle.cert is not None:
-        # Java keystores lower-case their aliases; compare the way keytool does.
-        found = (bundle.cert.friendly_name or b"").decode("utf-8", "replace")
-        if found.lower() != alias.lower():
+    names = ", ".join(repr(entry.alias) if entry.alias else "(unnamed)" for entry in entries)
+    if alias is None:
+        if len(entries) > 1:
             raise KeystoreError(
-                f"keystore {path} has no entry with alias {alias!r}; "
-                f"its key entry is {found or '(unnamed)'!r}"
+                f"keystore {path} holds {len(entries)} key entries ({names}); set keystore.alias to the one to use"
             )
-    certificate = bundle.cert.certificate if bundle.cert else None
-    chain = [extra.certificate for extra in bundle.additional_certs]
-    return _identity(bundle.key, certificate, chain, path)
+        entry = entries[0]
+    else:
+        # Java keystores lower-case their aliases; compare the way keytool does.
+        matching = [entry for entry in entries if (entry.alias or "").lower() == alias.lower()]
+        if not matching:
+            its = "its key entry is" if len(entries) == 1 else "its key entries are"
+            raise KeystoreError(f"keystore {path} has no key entry with alias {alias!r}; {its} {names}")
+        entry = matching[0]
+    return _identity(entry.key, entry.certificate, entry.chain, path)
 
 
 def _load_pem_certificates(path: Path, what: str) -> list[x509.Certificate]:
@@ -174,7 +181,8 @@ class TrustStore:
     def verify(
         self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate] = (), at: datetime | None = None
     ) -> None:
-        """Raise SecurityError unless `leaf` chains to this store, every link valid at `at`."""
+        """Raise SecurityError unless `leaf` chains to this store, every link valid at `at` (give the time
+        the certificate was presented: a message's receipt; None means now)."""
         moment = at or datetime.now(UTC)
         problem = self._path_problem(leaf, list(untrusted), moment, depth=0, seen=())
         if problem:
@@ -188,7 +196,7 @@ class TrustStore:
         depth: int,
         seen: tuple[x509.Certificate, ...],
     ) -> str | None:
-        validity = _validity_problem(cert, at)
+        validity = validity_problem(cert, at)
         if validity:
             return validity
         if cert in self._anchors:
@@ -216,18 +224,25 @@ class TrustStore:
         return problems[0]
 
 
-def _validity_problem(cert: x509.Certificate, at: datetime) -> str | None:
-    if at < cert.not_valid_before_utc:
+def validity_problem(cert: x509.Certificate, at: datetime, role: str = "certificate") -> str | None:
+    """Why `cert` is not valid at `at` (allowing CLOCK_SKEW either way), or None; `role` names it."""
+    checked = f"checked at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, {_skew_text()} of clock skew allowed"
+    if at + CLOCK_SKEW < cert.not_valid_before_utc:
         return (
-            f"certificate {describe(cert)} is not yet valid at {at:%Y-%m-%d %H:%M} UTC "
-            f"(valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)"
+            f"{role} {describe(cert)} is not yet valid: valid from "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC ({checked})"
         )
-    if at > cert.not_valid_after_utc:
+    if at - CLOCK_SKEW > cert.not_valid_after_utc:
         return (
-            f"certificate {describe(cert)} expired: not valid at {at:%Y-%m-%d %H:%M} UTC "
-            f"(valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+            f"{role} {describe(cert)} has expired: valid until "
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC ({checked})"
         )
     return None
+
+
+def _skew_text() -> str:
+    minutes = int(CLOCK_SKEW.total_seconds() // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _link_problem(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:

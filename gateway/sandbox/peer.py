@@ -405,7 +405,8 @@ class AutomaticPeer:
         title: str | None = None
         if received.encrypted_asic is not None or sbd.message_type == "arkivmelding":
             try:
-                contents = open_payload(received, folder / "work", folder / "files", self.identity, self.trust)
+                contents = open_payload(received, folder / "work", folder / "files", self.identity, self.trust,
+                                        at=self.clock.now())
             except OSError:
                 raise  # our disk, not the message: try again next round
             except Exception as exc:  # SecurityError, CryptoError, MessageFormatError, or a corrupt deflate stream

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms as asn1_cms
 
-from gateway.devcerts import DevPki, dev_identity
+from gateway.devcerts import DevPki, dev_identity, issue_identity
 from gateway.errors import SecurityError
 from gateway.formats.cades import sign_detached, verify_detached
-from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.formats.keys import CLOCK_SKEW, OrgIdentity, TrustStore
 
 from .support import SENDER, key_and_cert_paths, openssl
 
+NOW = datetime.now(UTC)  # the time of receipt the tests give the verifier
 MANIFEST = b'<?xml version="1.0"?><ASiCManifest xmlns="http://uri.etsi.org/02918/v1.2.1#"/>\n'
 
 
@@ -103,29 +104,29 @@ def test_openssl_signatures_verify_with_ours(
         "-out",
         signature,
     )
-    assert verify_detached(signature.read_bytes(), MANIFEST, trust) == sender.certificate
+    assert verify_detached(signature.read_bytes(), MANIFEST, trust, NOW) == sender.certificate
     with pytest.raises(SecurityError, match="changed after it was signed"):
-        verify_detached(signature.read_bytes(), MANIFEST + b" ", trust)
+        verify_detached(signature.read_bytes(), MANIFEST + b" ", trust, NOW)
 
 
 def test_refusals_name_the_rule(pki: DevPki, stranger_pki: DevPki, sender: OrgIdentity, trust: TrustStore) -> None:
     signature = sign_detached(MANIFEST, sender)
-    assert verify_detached(signature, MANIFEST, trust) == sender.certificate
+    assert verify_detached(signature, MANIFEST, trust, NOW) == sender.certificate
     with pytest.raises(SecurityError, match="changed after it was signed"):
-        verify_detached(signature, MANIFEST.replace(b"1.2.1", b"1.2.2"), trust)
+        verify_detached(signature, MANIFEST.replace(b"1.2.1", b"1.2.2"), trust, NOW)
     with pytest.raises(SecurityError, match="expired"):
         verify_detached(signature, MANIFEST, trust, at=datetime.now(UTC) + timedelta(days=40 * 365))
     stranger = dev_identity(stranger_pki, SENDER)
     with pytest.raises(SecurityError, match="untrusted issuer"):
-        verify_detached(sign_detached(MANIFEST, stranger), MANIFEST, trust)
+        verify_detached(sign_detached(MANIFEST, stranger), MANIFEST, trust, NOW)
     tampered = bytearray(signature)
     signature_value = asn1_cms.ContentInfo.load(signature)["content"]["signer_infos"][0]["signature"].native
     position = tampered.index(signature_value[:16])
     tampered[position] ^= 0x01
     with pytest.raises(SecurityError, match="signature value does not verify"):
-        verify_detached(bytes(tampered), MANIFEST, trust)
+        verify_detached(bytes(tampered), MANIFEST, trust, NOW)
     with pytest.raises(SecurityError, match="not a readable CMS SignedData"):
-        verify_detached(b"\x30\x03\x02\x01\x01", MANIFEST, trust)
+        verify_detached(b"\x30\x03\x02\x01\x01", MANIFEST, trust, NOW)
 
 
 @pytest.mark.parametrize(
@@ -148,3 +149,26 @@ def test_the_signing_time_reads_back_the_same_in_every_century(sender: OrgIdenti
 def test_a_signing_time_without_a_time_zone_is_refused(sender: OrgIdentity) -> None:
     with pytest.raises(ValueError, match="time zone"):
         sign_detached(MANIFEST, sender, signing_time=datetime(2026, 11, 27, 8, 0, 0))
+
+
+def test_the_signer_is_checked_at_the_time_of_receipt_with_a_little_clock_skew(pki: DevPki, trust: TrustStore) -> None:
+    assert timedelta(minutes=5) == CLOCK_SKEW
+    starts = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    ends = starts + timedelta(days=30)
+    signer = issue_identity(pki, SENDER, "Avsender Test AS", not_before=starts, not_after=ends)
+    signature = sign_detached(MANIFEST, signer)
+    minute = timedelta(minutes=1)
+    for received in (starts - CLOCK_SKEW + minute, starts, ends, ends + CLOCK_SKEW - minute):
+        assert verify_detached(signature, MANIFEST, trust, received) == signer.certificate
+    early = starts - CLOCK_SKEW - minute
+    with pytest.raises(SecurityError) as caught:
+        verify_detached(signature, MANIFEST, trust, early)
+    assert str(caught.value).startswith("the signer's certificate 'CN=Avsender Test AS")
+    assert f"is not yet valid: valid from {starts:%Y-%m-%d %H:%M:%S} UTC" in str(caught.value)
+    assert f"checked at {early:%Y-%m-%d %H:%M:%S} UTC, 5 minutes of clock skew allowed" in str(caught.value)
+    late = ends + CLOCK_SKEW + minute
+    with pytest.raises(SecurityError) as caught:
+        verify_detached(signature, MANIFEST, trust, late)
+    assert f"has expired: valid until {ends:%Y-%m-%d %H:%M:%S} UTC (checked at {late:%Y-%m-%d %H:%M:%S}" in str(
+        caught.value
+    )

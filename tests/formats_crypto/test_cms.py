@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from gateway.errors import CryptoError, SecurityError
 from gateway.formats.cms import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
 from gateway.formats.keys import OrgIdentity
 
-from .support import RECEIVER, key_and_cert_paths, openssl
+from .support import OPENSSL, RECEIVER, key_and_cert_paths, openssl
 
 OAEP_SHA256 = [
     "-keyopt",
@@ -185,3 +186,64 @@ def test_a_malformed_key_transport_algorithm_is_named_as_malformed(receiver: Org
     broken[oaep + offset] ^= 0xFF
     with pytest.raises(CryptoError, match="malformed"):
         decrypt_stream(io.BytesIO(bytes(broken)), io.BytesIO(), receiver.private_key, receiver.certificate)
+
+
+@pytest.mark.parametrize(
+    ("missing_markers", "unclosed"),
+    [(1, "ContentInfo"), (2, r"\[0\] content"), (3, "EnvelopedData"), (4, "EncryptedContentInfo")],
+)
+def test_a_ber_envelope_cut_off_before_its_end_markers_is_refused_as_openssl_refuses_it(
+    pki: DevPki, receiver: OrgIdentity, plain_file: Path, tmp_path: Path, missing_markers: int, unclosed: str
+) -> None:
+    _, cert = key_and_cert_paths(pki, RECEIVER)
+    envelope = tmp_path / "streamed.ber"
+    openssl(
+        "cms", "-encrypt", "-binary", "-stream", "-outform", "DER", "-aes256", "-in", plain_file,
+        "-out", envelope, "-recip", cert, *OAEP_SHA256,
+    )
+    whole = envelope.read_bytes()
+    assert whole.endswith(b"\x00\x00" * 5)  # the ciphertext chunks, then the five structures, each closed
+    truncated = tmp_path / "truncated.ber"
+    truncated.write_bytes(whole[: -2 * missing_markers])
+    key, _ = key_and_cert_paths(pki, RECEIVER)
+    refused = subprocess.run(
+        [OPENSSL, "cms", "-decrypt", "-inform", "DER", "-in", truncated, "-inkey", key, "-recip", cert,
+         "-out", tmp_path / "openssl.out"],
+        capture_output=True,
+    )
+    assert refused.returncode != 0, "openssl itself refuses the truncated envelope"
+    with pytest.raises(
+        CryptoError, match=f"truncated: it ends before the end-of-contents marker of its {unclosed}"
+    ):
+        decrypt_file(truncated, tmp_path / "out", receiver.private_key, receiver.certificate)
+    with pytest.raises(CryptoError, match="truncated"):
+        decrypt_stream(TrickleReader(truncated.read_bytes()), io.BytesIO(), receiver.private_key)
+    decrypt_file(envelope, tmp_path / "out", receiver.private_key, receiver.certificate)
+    assert (tmp_path / "out").read_bytes() == plain_file.read_bytes()
+
+
+def test_a_definite_length_envelope_cut_short_or_with_extra_data_inside_is_refused(
+    pki: DevPki, receiver: OrgIdentity, tmp_path: Path
+) -> None:
+    _, cert = key_and_cert_paths(pki, RECEIVER)
+    (tmp_path / "plain").write_bytes(b"a short document")
+    envelope = tmp_path / "definite.der"
+    openssl(
+        "cms", "-encrypt", "-binary", "-outform", "DER", "-aes256", "-in", tmp_path / "plain", "-out", envelope,
+        "-recip", cert,
+    )
+    whole = envelope.read_bytes()
+    assert whole[:2] == b"\x30\x82"  # definite lengths all the way
+    with pytest.raises(CryptoError, match="truncated"):
+        decrypt_stream(io.BytesIO(whole[:-1]), io.BytesIO(), receiver.private_key, receiver.certificate)
+    # An extra NULL at the end of the EncryptedContentInfo (the last field of everything), with every
+    # enclosing definite length grown to match: ContentInfo, [0], EnvelopedData, EncryptedContentInfo.
+    grown = bytearray(whole + b"\x05\x00")
+    encrypted_info_start = whole.index(bytes.fromhex("06092a864886f70d010701")) - 2
+    assert grown[encrypted_info_start] == 0x30 and grown[encrypted_info_start + 1] < 0x80
+    grown[encrypted_info_start + 1] += 2
+    for length_at in (2, 17, 21):
+        assert grown[length_at - 1] == 0x82
+        grown[length_at : length_at + 2] = (int.from_bytes(grown[length_at : length_at + 2], "big") + 2).to_bytes(2)
+    with pytest.raises(CryptoError, match="unexpected data at the end of its EncryptedContentInfo"):
+        decrypt_stream(io.BytesIO(bytes(grown)), io.BytesIO(), receiver.private_key, receiver.certificate)

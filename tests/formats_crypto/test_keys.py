@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity,
 from gateway.errors import KeystoreError, SecurityError
 from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
 
-from .support import RECEIVER, SENDER, key_and_cert_paths
+from .keystores import multi_entry_keystore
+from .support import RECEIVER, SENDER, key_and_cert_paths, openssl
 
 
 def test_pkcs12_and_pem_give_the_same_identity(pki: DevPki) -> None:
@@ -39,7 +42,7 @@ def test_wrong_pkcs12_password_says_so_in_one_line(pki: DevPki) -> None:
 def test_missing_keystore_and_unknown_alias(pki: DevPki, tmp_path: Path) -> None:
     with pytest.raises(KeystoreError, match="does not exist"):
         load_pkcs12(tmp_path / "nope.p12", P12_PASSWORD)
-    with pytest.raises(KeystoreError, match="no entry with alias 'someone-else'"):
+    with pytest.raises(KeystoreError, match="no key entry with alias 'someone-else'; its key entry is '910077473'"):
         load_pkcs12(pki.folder / f"{SENDER}.p12", P12_PASSWORD, alias="someone-else")
 
 
@@ -92,9 +95,9 @@ def test_trust_store_accepts_leaf_alone_and_names_each_failed_rule(
     with pytest.raises(SecurityError, match="untrusted issuer"):
         trust.verify(stranger.certificate, untrusted=stranger.chain)
 
-    with pytest.raises(SecurityError, match="expired: not valid at 2099-01-01"):
+    with pytest.raises(SecurityError, match=r"has expired: valid until .* UTC \(checked at 2099-01-01 00:00:00 UTC"):
         trust.verify(sender.certificate, at=datetime(2099, 1, 1, tzinfo=UTC))
-    with pytest.raises(SecurityError, match="not yet valid at 2001-01-01"):
+    with pytest.raises(SecurityError, match=r"not yet valid: valid from .* UTC \(checked at 2001-01-01 00:00:00 UTC"):
         trust.verify(sender.certificate, at=datetime(2001, 1, 1, tzinfo=UTC))
 
 
@@ -114,3 +117,92 @@ def test_trust_store_rejects_a_forged_issuer_with_the_same_name(trust: TrustStor
     )
     with pytest.raises(SecurityError, match="bad signature in chain"):
         trust.verify(forged_leaf)
+
+
+# ---- keystores with several key entries, as real ones are (issue #10, section 2) -----------------------
+
+
+@pytest.fixture(scope="module")
+def eight_entries(pki: DevPki, stranger_pki: DevPki) -> list[tuple[str, OrgIdentity]]:
+    """Seven entries from the dev PKI (two organisations, several certificate generations), one from another CA."""
+    entries = [
+        (f"virksomhet-{year}", issue_identity(pki, SENDER if year % 2 else RECEIVER, f"Generasjon {year}"))
+        for year in range(2019, 2026)
+    ]
+    stranger = dev_identity(stranger_pki, SENDER)
+    assert stranger.chain and stranger.chain[0] not in entries[0][1].chain
+    entries.insert(3, ("annen-ca", stranger))
+    return entries
+
+
+@pytest.fixture(scope="module")
+def eight_entry_keystore(tmp_path_factory: pytest.TempPathFactory, eight_entries) -> Path:
+    return multi_entry_keystore(tmp_path_factory.mktemp("p12") / "eight.p12", eight_entries, P12_PASSWORD)
+
+
+def test_a_keystore_with_eight_key_entries_is_read_by_alias_with_that_entrys_own_chain(
+    eight_entry_keystore: Path, eight_entries: list[tuple[str, OrgIdentity]]
+) -> None:
+    leaves = {identity.certificate for _, identity in eight_entries}
+    for alias, expected in eight_entries:
+        loaded = load_pkcs12(eight_entry_keystore, P12_PASSWORD, alias=alias.upper())  # keytool's aliases ignore case
+        assert loaded.certificate == expected.certificate, alias
+        assert loaded.private_key.public_key().public_numbers() == expected.certificate.public_key().public_numbers()
+        assert loaded.chain == expected.chain, alias
+        assert not leaves & set(loaded.chain), "another entry's certificate is not part of this entry's chain"
+        assert identity_problems(loaded, expected.orgnr or "", datetime.now(UTC)) == []
+
+
+def test_an_unknown_or_missing_alias_lists_the_entries_there_are(
+    eight_entry_keystore: Path, eight_entries: list[tuple[str, OrgIdentity]]
+) -> None:
+    listed = ", ".join(f"'{alias}'" for alias, _ in eight_entries)
+    with pytest.raises(KeystoreError) as unknown:
+        load_pkcs12(eight_entry_keystore, P12_PASSWORD, alias="virksomhet-2030")
+    assert str(unknown.value) == (
+        f"keystore {eight_entry_keystore} has no key entry with alias 'virksomhet-2030'; its key entries are {listed}"
+    )
+    with pytest.raises(KeystoreError) as missing:
+        load_pkcs12(eight_entry_keystore, P12_PASSWORD)
+    assert str(missing.value) == (
+        f"keystore {eight_entry_keystore} holds 8 key entries ({listed}); set keystore.alias to the one to use"
+    )
+    with pytest.raises(KeystoreError, match="wrong password"):
+        load_pkcs12(eight_entry_keystore, "feil", alias="annen-ca")
+
+
+@pytest.mark.skipif(shutil.which("keytool") is None, reason="needs Java's keytool")
+def test_a_keystore_written_by_java_keytool_is_read_by_alias(
+    eight_entry_keystore: Path, eight_entries: list[tuple[str, OrgIdentity]], tmp_path: Path
+) -> None:
+    java_written = tmp_path / "java.p12"
+    converted = subprocess.run(
+        ["keytool", "-importkeystore", "-noprompt", "-srckeystore", eight_entry_keystore, "-srcstoretype", "PKCS12",
+         "-srcstorepass", P12_PASSWORD, "-destkeystore", java_written, "-deststoretype", "PKCS12",
+         "-deststorepass", P12_PASSWORD],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert converted.returncode == 0, converted.stderr + converted.stdout
+    assert "8 entries successfully imported" in converted.stdout + converted.stderr
+    alias, expected = eight_entries[3]
+    loaded = load_pkcs12(java_written, P12_PASSWORD, alias=alias)
+    assert loaded.certificate == expected.certificate and loaded.chain == expected.chain
+    with pytest.raises(KeystoreError, match="holds 8 key entries"):
+        load_pkcs12(java_written, P12_PASSWORD)
+
+
+@pytest.mark.parametrize("encryption", ["PBE-SHA1-3DES", "AES-256-CBC"])
+def test_a_keystore_written_by_openssl_with_older_or_newer_encryption_loads(
+    pki: DevPki, tmp_path: Path, encryption: str
+) -> None:
+    key, cert = key_and_cert_paths(pki, SENDER)
+    keystore = tmp_path / "openssl.p12"
+    openssl(
+        "pkcs12", "-export", "-inkey", key, "-in", cert, "-certfile", pki.folder / f"{SENDER}-chain.pem",
+        "-name", "Virksomhetssertifikat", "-keypbe", encryption, "-certpbe", encryption, "-macalg", "sha1",
+        "-passout", f"pass:{P12_PASSWORD}", "-out", keystore,
+    )
+    loaded = load_pkcs12(keystore, P12_PASSWORD, alias="virksomhetssertifikat")
+    expected = load_pem(key, cert, pki.folder / f"{SENDER}-chain.pem")
+    assert loaded.certificate == expected.certificate and loaded.chain == expected.chain
+    assert load_pkcs12(keystore, P12_PASSWORD).certificate == expected.certificate  # one entry: no alias needed

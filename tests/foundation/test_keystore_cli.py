@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from gateway.devcerts import P12_PASSWORD, create_dev_pki, dev_identity, issue_identity
 from gateway.formats.keys import load_pkcs12, orgnr_of
+from tests.formats_crypto.keystores import multi_entry_keystore
 
 from .drops import write_config
 
@@ -63,3 +65,29 @@ def test_a_certificate_of_another_organisation_stops_with_one_line(tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "910077473" in result.stderr and "991825827" in result.stderr
+
+
+def test_check_config_takes_the_key_entry_keystore_alias_names_from_a_multi_entry_keystore(tmp_path):
+    pki = create_dev_pki(tmp_path / "certs", {"991825827": "Sandkasse kommune"})
+    entries = [
+        ("gammel-2024", issue_identity(pki, "910077473", "Forgjenger AS")),
+        ("virksomhet", dev_identity(pki, "991825827")),
+        ("signering", issue_identity(pki, "910077473", "Annen AS")),
+    ]
+    multi_entry_keystore(tmp_path / "multi.p12", entries, P12_PASSWORD)
+
+    chosen = _with_keystore(tmp_path, pkcs12="multi.p12", password=P12_PASSWORD, alias="virksomhet")
+    result = _cli("check-config", "--config", str(chosen), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "keystore: OK (organisation 991825827" in result.stdout
+
+    unnamed = _with_keystore(tmp_path, pkcs12="multi.p12", password=P12_PASSWORD)
+    result = _cli("check-config", "--config", str(unnamed), cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "holds 3 key entries ('gammel-2024', 'virksomhet', 'signering'); set keystore.alias" in result.stderr
+
+    wrong = _with_keystore(tmp_path, pkcs12="multi.p12", password=P12_PASSWORD, alias="gammel-2024")
+    result = _cli("check-config", "--config", str(wrong), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "the certificate is for organisation 910077473, but config.yaml says 991825827" in result.stderr

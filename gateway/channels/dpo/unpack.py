@@ -8,9 +8,8 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,11 +19,20 @@ from gateway.formats.asice import AsicContents, AsicLimits, read_asice
 from gateway.formats.cms import decrypt_file, decrypt_stream
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument, from_json
+from gateway.formats.ziplimits import ZIP_ERRORS, ZipLimits, check_declared_sizes, zip_error_text
 
 MAX_SBD_BYTES = 1 << 20
 # The largest payload any channel carries (DPO and DPF: 1 GB), with room for the encryption.
 MAX_ASIC_BYTES = 1_100_000_000
 MAX_COMPRESSION_RATIO = 100
+# Checked on the declared sizes before anything is extracted; the real bytes are counted as they come.
+PACKAGE_LIMITS = ZipLimits(
+    max_entries=2,
+    max_total_bytes=MAX_SBD_BYTES + MAX_ASIC_BYTES,
+    max_ratio=MAX_COMPRESSION_RATIO,
+    ratio_floor=1 << 20,
+    max_entry_bytes={SBD_ENTRY: MAX_SBD_BYTES, ASIC_ENTRY: MAX_ASIC_BYTES},
+)
 
 
 @dataclass(frozen=True)
@@ -53,13 +61,14 @@ def open_package(download: Path | BinaryIO, work: Path, normalise_retired: bool 
                         f"the package entry {info.filename!r} uses zip compression method {info.compress_type}; "
                         "only stored and deflated are used in eFormidling"
                     )
+            check_declared_sizes(archive.infolist(), PACKAGE_LIMITS, "the package")
             if entries[SBD_ENTRY].file_size > MAX_SBD_BYTES:
                 raise SecurityError(f"sbd.json is larger than {MAX_SBD_BYTES} bytes")
             with archive.open(SBD_ENTRY) as handle:
                 sbd = from_json(handle.read(MAX_SBD_BYTES + 1), normalise_retired=normalise_retired)
             encrypted = _take_asic(archive, entries[ASIC_ENTRY], work) if ASIC_ENTRY in entries else None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
-        raise MessageFormatError(f"the package is not a readable zip: {exc}") from exc
+    except ZIP_ERRORS as exc:
+        raise MessageFormatError(f"the package is not a readable zip: {zip_error_text(exc)}") from exc
     except RecursionError:
         raise MessageFormatError("sbd.json is nested too deeply to be an SBD") from None
     return ReceivedPackage(sbd, encrypted)
@@ -108,8 +117,10 @@ def open_payload(
 ) -> AsicContents:
     """Decrypt the ASiC-E (in memory when small), verify it completely and extract its files.
 
-    With `durable` the extracted files are on disk (fsynced) when this returns.
+    `at` is the time of receipt on the caller's clock (None: the system clock now). With `durable` the
+    extracted files are on disk (fsynced) when this returns.
     """
+    received_at = at or datetime.now(UTC)
     if received.encrypted_asic is None:
         raise MessageFormatError("the message carries no asic.zip")
     extract_to.mkdir(parents=True, exist_ok=True)
@@ -117,11 +128,11 @@ def open_payload(
         plain_asic = io.BytesIO()
         decrypt_stream(io.BytesIO(received.encrypted_asic), plain_asic, identity.private_key, identity.certificate)
         plain_asic.seek(0)
-        return read_asice(plain_asic, extract_to, trust, limits or AsicLimits(), at, durable)
+        return read_asice(plain_asic, extract_to, trust, limits or AsicLimits(), at=received_at, durable=durable)
     work.mkdir(parents=True, exist_ok=True)
     plain = work / "asic.asice"
     try:
         decrypt_file(received.encrypted_asic, plain, identity.private_key, identity.certificate)
-        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at, durable)
+        return read_asice(plain, extract_to, trust, limits or AsicLimits(), at=received_at, durable=durable)
     finally:
         plain.unlink(missing_ok=True)
