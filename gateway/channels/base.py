@@ -7,7 +7,7 @@ PermanentChannelError: give up). It never touches the journal or the folders: `o
 the caller journal the channel's reference before the upload, and every path a channel writes to is
 handed to it.
 
-    prepare(message, service)   -> a package (opaque to the pipeline)
+    prepare(message, service)   -> a package (opaque to the pipeline); describe(package) -> words
     send(package, reference, on_reference) -> the channel's reference
     already_sent(reference)     -> whether an interrupted send completed
     poll_statuses(sent)         -> status updates, for channels whose statuses come by polling
@@ -116,6 +116,10 @@ class Channel(Protocol):
 
     def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
         """Pack, sign and encrypt `message` for this channel; `work` is a folder for large packages."""
+        ...
+
+    def describe(self, package: Package) -> str:
+        """How `package` goes, in words for the route's reason ("notified by e-mail and SMS"); may be empty."""
         ...
 
     def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:

@@ -18,6 +18,8 @@ import httpx
 from gateway.channels.base import Channel
 from gateway.channels.dpo.channel import DpoChannel
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
+from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
+from gateway.channels.dpv.client import CORRESPONDENCE_WRITE_SCOPE, CorrespondenceClient
 from gateway.clock import Clock
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.tokens import TokenClient
@@ -48,12 +50,24 @@ def _build_dpo(block: Any, tools: ChannelTools) -> Channel:
     return DpoChannel(broker, block.resource, tools.identity, tools.trust, tools.clock, tools.normalise_retired_prefix)
 
 
+def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
+    defaults = NotificationDefaults(
+        channel=block.notification_channel,
+        text=block.notification_text,
+        sensitive_text=block.sensitive_notification_text,
+        email_subject=block.email_subject,
+        days_to_reply=block.days_to_reply,
+    )
+    return DpvChannel(CorrespondenceClient(block.correspondence_url, tools.tokens, tools.http), defaults, tools.clock)
+
+
 KINDS: dict[str, ChannelKind] = {
     "dpo": ChannelKind(
         name="DPO",
         scopes=(BROKER_READ_SCOPE, BROKER_WRITE_SCOPE),
         build=_build_dpo,
     ),
+    "dpv": ChannelKind(name="DPV", scopes=(CORRESPONDENCE_WRITE_SCOPE,), build=_build_dpv),
 }
 
 

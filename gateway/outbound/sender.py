@@ -143,6 +143,9 @@ class Sender:
                 raise PermanentChannelError("; ".join(problems))
             package = channel.prepare(message, service, self.packages / record.message_id)
             expects_receipt = channel.capabilities.expects_receipt(sidecar.message_type)
+            route_fields["route_reason"] = _with_note(
+                route_fields.get("route_reason", record.route_reason), channel.describe(package)
+            )
 
             def remember(reference: str) -> None:
                 # One commit before the upload: the route, SENDING and the channel's reference, so a
@@ -259,6 +262,13 @@ class Sender:
         if claimed is not None and claimed.folder.exists():
             park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+
+
+def _with_note(reason: str | None, note: str) -> str | None:
+    """The route's reason with the channel's words on how it goes, once."""
+    if not note or not reason or reason.endswith(note):
+        return reason
+    return f"{reason}; {note}"
 
 
 def deadline_failure(last_error: str) -> str:

@@ -69,9 +69,7 @@ def choose_route(
     dpv = _first(usable, "DPV")
     if dpv:
         return Route(
-            "DPV", dpv,
-            "receiver has no DPO record and no SvarInn address for this process: "
-            "DPV (Altinn mailbox, notified)",
+            "DPV", dpv, f"receiver has no DPO record and no SvarInn address for process {process}: DPV (Altinn mailbox)"
         )
     raise PermanentChannelError(_no_route(answer, receiver, process, document_type))
 

@@ -126,7 +126,10 @@ class SandboxNetwork:
                 "token_url": self.server.token_url,
                 "token_audience": self.server.token_audience,
             },
-            "channels": {"dpo": {"broker_url": self.server.broker_url}},
+            "channels": {
+                "dpo": {"broker_url": self.server.broker_url},
+                "dpv": {"correspondence_url": self.correspondence_url},
+            },
             "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
         }

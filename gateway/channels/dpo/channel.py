@@ -94,6 +94,9 @@ class DpoChannel:
         content = pack_message(message.sbd, message.documents, self.identity, certificate, work)
         return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
 
+    def describe(self, package: Package) -> str:
+        return ""
+
     def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
         if reference is not None:
             # An earlier attempt got this far; if its upload finished, it must not be sent twice.
