@@ -141,10 +141,10 @@ class _Fields:
                 if lower in self.plain:
                     raise bad_request(0, f"the form gives {PLAIN_FIELDS[lower]} more than once")
                 self.plain[lower] = value
-            elif lower.startswith("correspondence.propertylist"):
+            elif lower.startswith(("correspondence.propertylist[", "correspondence.propertylist.")):
                 key = name[len("correspondence.propertylist"):]
                 key = key[1:-1] if key.startswith("[") and key.endswith("]") else key.removeprefix(".")
-                if not key:
+                if not key or "[" in key or "]" in key:
                     raise bad_request(0, f"{name} names no property")
                 self.lists.setdefault("propertylist", {})[key] = {"": value}
             elif (match := INDEXED.match(lower)) and match["list"] in LIST_MEMBERS:

@@ -388,3 +388,47 @@ def test_an_upload_refused_for_an_expired_token_is_sent_again_whole_with_a_fresh
     stored = service.store.get(correspondence_id)
     assert stored is not None
     assert stored.attachments[0].path.read_bytes() == attachments[0].source.read_bytes()  # type: ignore[union-attr]
+
+
+def test_the_recipient_lists_reads_and_confirms_what_it_received(
+    sender: CorrespondenceClient, dpv_sandbox: SandboxServer, tokens, http: httpx.Client  # type: ignore[no-untyped-def]
+) -> None:
+    message_id = new_id()
+    correspondence_id = upload(sender, message_id)
+    token = tokens(DPO_RECEIVER, (CORRESPONDENCE_READ_SCOPE,)).access_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{api_url(dpv_sandbox)}/correspondence"
+    listed = http.get(base, params={"role": "Recipient", "sendersReference": message_id}, headers=headers)
+    assert listed.json() == {"ids": [correspondence_id]}
+    assert http.get(base, params={"role": "Sender", "sendersReference": message_id}, headers=headers).json() == {
+        "ids": []}
+    early = http.post(f"{base}/{correspondence_id}/confirm", headers=headers)
+    assert early.status_code == 400 and "must be read" in early.json()["detail"]
+    # The sandbox's own hook stands in for someone at the recipient opening it.
+    assert http.post(f"{dpv_sandbox.url}/correspondence/_sandbox/correspondences/{correspondence_id}/markasread"
+                     ).status_code == 200
+    assert http.post(f"{base}/{correspondence_id}/confirm", headers=headers).status_code == 200
+    assert [e.status for e in sender.details(correspondence_id).history][-2:] == ["Read", "Confirmed"]
+
+
+def test_a_restarted_sandbox_keeps_its_correspondences(
+    tmp_path: Path, catalogue: SandboxCatalogue, pki: Pki, http: httpx.Client
+) -> None:
+    def client_of(server: SandboxServer) -> CorrespondenceClient:
+        credentials = pki.orgs[SENDER]
+        return CorrespondenceClient(api_url(server), TokenClient(
+            server.token_url, server.token_audience, "client-restart", credentials.key, credentials.chain, SCOPES,
+            http), http)
+
+    first_service = CorrespondenceService(CorrespondenceOptions(read_delay_s=None))
+    with SandboxServer(tmp_path, catalogue, extra_apps={"/correspondence": first_service}) as server:
+        correspondence_id = upload(client_of(server), new_id(),
+                                   attachments=[Attachment("a.txt", "A", "text/plain", b"kept")])
+    first_service.close()
+    second_service = CorrespondenceService(CorrespondenceOptions(read_delay_s=None))
+    with SandboxServer(tmp_path, catalogue, extra_apps={"/correspondence": second_service}) as server:
+        details = client_of(server).details(correspondence_id)
+        assert details.status == "Published"
+        stored = second_service.store.get(correspondence_id)
+        assert stored is not None and stored.attachments[0].path.read_bytes() == b"kept"
+    second_service.close()

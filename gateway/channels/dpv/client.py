@@ -162,6 +162,8 @@ def _details_from(answer: Any, what: str) -> CorrespondenceDetails:
 
 
 class CorrespondenceClient:
+    """One organisation's calls to the Correspondence API; `tokens` carries the Altinn scopes above."""
+
     def __init__(self, base_url: str, tokens: TokenClient | TokenSource, http: httpx.Client) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
