@@ -47,8 +47,16 @@ def record_status(
     journal: Journal, row: int, status: Status, stamped_at: datetime | None, description: str,
     errors: list[str] | None = None,
 ) -> bool:
-    """Add a status to a sent message and settle it, in one step; False when it was there already."""
+    """Add a status to a sent message and settle it, in one step; False when it was there already.
+
+    Nothing happens to a message before we sent it: a stamp earlier than our SENDT is the other
+    side's clock running behind, and the status counts from our SENDT.
+    """
     with journal.transaction():
+        if stamped_at is not None:
+            sent_at = next((e.at for e in journal.events(row) if e.status == Status.SENDT), None)
+            if sent_at is not None and stamped_at < sent_at:
+                stamped_at = sent_at
         added = journal.add_event(row, status, at=stamped_at, description=description)
         if added and errors:
             journal.update(row, errors=[*journal.get(row).errors, *errors])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.channels.dpo.unpack import MAX_ASIC_BYTES, open_package
 from gateway.errors import MessageFormatError, SecurityError
 from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, new_sbd, to_json
-from gateway.channels.dpo.unpack import MAX_ASIC_BYTES, open_package
 from tests.formats_crypto.support import declare_sizes
 
 

@@ -20,7 +20,7 @@ from .test_inbox_handover import TRANSFER, one_message_setting
 @pytest.mark.parametrize("days_off", [0, -2], ids=["clock right", "clock two days behind"])
 def test_the_receivers_clock_decides_whether_the_signer_is_valid(tmp_path, days_off: int) -> None:
     # The dev PKI's certificates start a day before they are made: two days back, the signer's is not valid yet.
-    config, identity, trust, channel, message_id = one_message_setting(tmp_path)
+    config, _identity, _trust, channel, message_id = one_message_setting(tmp_path)
     clock = FakeClock(datetime.now(UTC) + timedelta(days=days_off))
     journal = Journal(config.folders.journal_path, clock)
     statuses = StatusWriter(journal, config.folders.status, clock)

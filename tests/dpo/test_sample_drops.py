@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from lxml import etree
+
 from tests.foundation.process import DaemonProcess, status_files, wait_for
 
 from .statusfiles import NS, valid_status_file
@@ -15,10 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _current_and_drop(path: Path) -> tuple[str | None, str | None]:
-    from lxml import etree
 
     root = etree.parse(str(path)).getroot()
     return root.findtext("s:current", namespaces=NS), root.findtext("s:dropName", namespaces=NS)
+
+
+def _channel_and_drop(path: Path) -> tuple[str | None, str | None]:
+    root = etree.parse(str(path)).getroot()
+    return root.findtext("s:route/s:channel", namespaces=NS), root.findtext("s:dropName", namespaces=NS)
 
 
 def test_sample_drops_through_the_repository_config(tmp_path):
@@ -30,7 +36,7 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         wait_for(lambda: "efm-gateway is running" in (tmp_path / "daemon.log").read_text(), 30, message="the daemon")
         outbox, staging = var / "outbox", tmp_path / "staging"
         samples = REPO / "sample_drops"
-        for folder in ("brev-til-sandkasse-peer", "ugyldig-mottaker"):
+        for folder in ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse", "ugyldig-mottaker"):
             shutil.copytree(samples / folder, staging / folder)
             os.rename(staging / folder, outbox / folder)  # a folder drop arrives in one rename
         shutil.copy(samples / "flat" / "melding-flat.pdf", outbox / "melding-flat.pdf")  # documents first,
@@ -41,7 +47,10 @@ def test_sample_drops_through_the_repository_config(tmp_path):
             return {drop: now for now, drop in map(_current_and_drop, status_files(var / "status"))}
 
         wait_for(
-            lambda: states() == {"brev-til-sandkasse-peer": "LEST", "melding-flat": "LEST", "ugyldig-mottaker": "FEIL"},
+            lambda: states() == {
+                "brev-til-sandkasse-peer": "LEST", "melding-til-altinn-postkasse": "LEST", "melding-flat": "LEST",
+                "ugyldig-mottaker": "FEIL",
+            },
             90,
             interval=0.5,
             message="LEST for the good drops, FEIL for the bad one",
@@ -50,7 +59,14 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         explanation = (var / "failed" / "ugyldig-mottaker.error.txt").read_text()
         assert "check digit" in explanation and "'brev.pdf' is listed but not in the drop" in explanation
         assert os.listdir(outbox) == []
-        assert sorted(os.listdir(var / "sent")) == ["brev-til-sandkasse-peer", "melding-flat"]
+        assert sorted(os.listdir(var / "sent")) == [
+            "brev-til-sandkasse-peer", "melding-flat", "melding-til-altinn-postkasse",
+        ]
+        routes = {drop: channel for channel, drop in map(_channel_and_drop, status_files(var / "status"))}
+        assert routes == {
+            "brev-til-sandkasse-peer": "DPO", "melding-til-altinn-postkasse": "DPV", "melding-flat": "DPO",
+            "ugyldig-mottaker": None,
+        }
         assert all(valid_status_file(path) for path in status_files(var / "status"))
     finally:
         assert daemon.stop() == 0

@@ -69,7 +69,7 @@ def test_a_drop_to_a_dpv_only_organisation_is_read_in_altinn_with_its_notificati
     assert notification["emailBody"] == "Vedtak om løyve ligg i Altinn"
     assert notification["smsBody"] == "Vedtak om løyve ligg i Altinn"
 
-    store = CorrespondenceStore(sandbox.data / "correspondence", SystemClock())
+    store = CorrespondenceStore(sandbox.data / "server" / "correspondence", SystemClock())
     try:
         stored = store.get(summary["correspondenceId"])
     finally:

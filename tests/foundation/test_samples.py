@@ -44,6 +44,7 @@ def test_the_samples_are_there():
     names = {str(p.relative_to(SAMPLES)) for p in SIDECARS}
     assert {
         "brev-til-sandkasse-peer/message.xml",
+        "melding-til-altinn-postkasse/message.xml",
         "ugyldig-mottaker/message.xml",
         "flat/melding-flat.xml",
     } <= names
@@ -68,6 +69,7 @@ def test_every_sample_sidecar_round_trips(path):
 def test_the_good_samples_have_no_problems_and_the_bad_one_has_two():
     problems = {str(p.relative_to(SAMPLES)): read_sidecar(p.read_bytes(), source=p.name)[1] for p in SIDECARS}
     assert problems["brev-til-sandkasse-peer/message.xml"] == []
+    assert problems["melding-til-altinn-postkasse/message.xml"] == []
     assert problems["flat/melding-flat.xml"] == []
     # Only the receiver is wrong in the sidecar itself; the missing brev.pdf is found when the drop is checked.
     [receiver] = problems["ugyldig-mottaker/message.xml"]
@@ -86,7 +88,7 @@ def test_the_flat_samples_declared_size_and_hash_match_its_document():
 
 
 def test_the_folder_samples_list_exactly_their_files_except_the_invalid_one():
-    for folder in ("brev-til-sandkasse-peer",):
+    for folder in ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse"):
         sidecar, _ = read_sidecar((SAMPLES / folder / "message.xml").read_bytes())
         present = {p.name for p in (SAMPLES / folder).iterdir()} - {"message.xml"}
         assert sidecar is not None and set(sidecar.file_names) == present

@@ -221,7 +221,8 @@ def test_an_owed_status_message_is_retried_until_the_incoming_messages_deadline_
     h = harness(quiet_period_seconds=0)
     record = h.journal.create(
         direction="in", message_id="3f2b8f0e-8d1c-4c35-9a57-2d7f3c1e6b90", status_name="in.x.xml",
-        phase=Phase.RECEIVED, sender="910075918", receiver="991825827", conversation_id="6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b",
+        phase=Phase.RECEIVED, sender="910075918", receiver="991825827",
+        conversation_id="6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b",
         process="urn:no:difi:profile:arkivmelding:administrasjon:ver1.0", channel="DPO",
         deadline=h.clock.now() + timedelta(minutes=10),
     )

@@ -126,9 +126,9 @@ class DpvChannel:
         settings = sbd.business_message.dpv if isinstance(sbd.business_message, Arkivmelding) else None
         sensitive = sbd.process == SENSITIVE_PROCESS
         text = self._notification_text(settings, sensitive)
-        transport = TRANSPORT_CHANNELS.get((settings.varsel_transport_type or "").upper(), self.defaults.channel) \
-            if settings else self.defaults.channel
-        days = settings.dager_til_svarfrist if settings and settings.dager_til_svarfrist else self.defaults.days_to_reply
+        asked = (settings.varsel_transport_type or "").upper() if settings else ""
+        transport = TRANSPORT_CHANNELS.get(asked, self.defaults.channel)
+        days = (settings.dager_til_svarfrist if settings else None) or self.defaults.days_to_reply
         title = message.title or "Melding"
         correspondence = Correspondence(
             resource_id=service.resource,
@@ -232,7 +232,8 @@ def _updates_from(message_id: str, details: CorrespondenceDetails) -> list[Statu
     updates = []
     if details.status in DELIVERED_STATUSES or details.read is not None:
         published = details.reached("Published") or details.status_changed
-        updates.append(StatusUpdate(message_id, "LEVERT", published, f"published in the receiver's Altinn mailbox ({where})"))
+        description = f"published in the receiver's Altinn mailbox ({where})"
+        updates.append(StatusUpdate(message_id, "LEVERT", published, description))
     if details.status in READ_STATUSES or details.read is not None:
         read = details.reached("Read") or details.status_changed
         updates.append(StatusUpdate(message_id, "LEST", read, f"read in Altinn ({where})"))
