@@ -12,10 +12,10 @@ from pathlib import Path
 
 from gateway.clock import SystemClock
 from gateway.config import Config, KeystoreConfig, TrustConfig, load_config, prepare_folders
+from gateway.contract.statuses import current_status
 from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import read_listed_files
 from gateway.intake.validate import validate_claimed
-from gateway.contract.statuses import current_status
 from gateway.journal.store import Journal
 
 log = logging.getLogger("efm-gateway")
