@@ -1,0 +1,106 @@
+"""The status poller walks open messages a batch per round with a journal cursor: every open message
+is reached in turn, a round never asks for more than its batch, finished ones drop out, and a
+channel's failure is one line and the next round goes on."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.channels.base import SentMessage, StatusUpdate
+from gateway.channels.dpv.channel import DPV_CAPABILITIES
+from gateway.clock import FakeClock
+from gateway.errors import RetryableChannelError
+from gateway.journal.phases import Phase
+from gateway.journal.store import Journal
+from gateway.outbound.status_poller import StatusPoller
+from gateway.receipts.writer import StatusWriter
+
+
+class CountingChannel:
+    name = "DPV"
+    capabilities = DPV_CAPABILITIES
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.delivered: set[str] = set()
+        self.down = False
+
+    def poll_statuses(self, sent: list[SentMessage]) -> list[StatusUpdate]:
+        if self.down:
+            raise RetryableChannelError("network error (ConnectError: connection refused)")
+        self.batches.append([message.message_id for message in sent])
+        return [
+            StatusUpdate(message.message_id, "LEVERT", datetime.now(UTC), "published")
+            for message in sent if message.message_id in self.delivered
+        ]
+
+
+@pytest.fixture
+def setting(tmp_path):
+    clock = FakeClock()
+    journal = Journal(tmp_path / "journal.sqlite3", clock)
+    statuses = StatusWriter(journal, tmp_path, clock)
+    yield clock, journal, statuses
+    statuses.close()
+    journal.close()
+
+
+def _open_messages(journal: Journal, count: int, channel: str = "DPV") -> list[str]:
+    ids = []
+    for index in range(count):
+        message_id = f"00000000-0000-4000-8000-{index:012d}"
+        record = journal.create(direction="out", message_id=message_id, status_name=f"m.{message_id}.xml",
+                                phase=Phase.ACCEPTED, drop_name="m")
+        journal.move(record.row, Phase.SENDING, channel=channel,
+                     detail={"reference": f"corr-{index}", "expects_receipt": True})
+        journal.move(record.row, Phase.SENT)
+        ids.append(message_id)
+    return ids
+
+
+def test_rounds_walk_every_open_message_in_batches_and_start_over(setting):
+    clock, journal, statuses = setting
+    ids = _open_messages(journal, 450)
+    journal.create(direction="out", message_id="00000000-0000-4000-9000-000000000001", status_name="dpo.xml",
+                   phase=Phase.ACCEPTED, drop_name="dpo")  # not on DPV: never polled there
+    channel = CountingChannel()
+    poller = StatusPoller(journal, statuses, clock, channel, batch=200)
+    for _ in range(3):
+        poller.poll()
+    assert [len(batch) for batch in channel.batches] == [200, 200, 50]
+    assert sorted(message for batch in channel.batches for message in batch) == ids, "each once in a walk"
+    poller.poll()
+    assert channel.batches[3] == ids[:200], "the walk starts over after the last batch"
+
+
+def test_messages_that_reached_levert_leave_the_walk_unless_lest_may_follow(setting):
+    clock, journal, statuses = setting
+    ids = _open_messages(journal, 10)
+    channel = CountingChannel()
+    channel.delivered = set(ids[:4])
+    poller = StatusPoller(journal, statuses, clock, channel, batch=100)
+    assert poller.poll() == 4
+    assert [journal.find_live("out", i).phase for i in ids[:4]] == [Phase.DELIVERED] * 4
+    poller.poll()
+    assert channel.batches[1] == ids, "delivered messages stay polled: LEST may come"
+    clock.advance(31 * 86400)
+    poller.poll()
+    assert channel.batches[2] == ids[4:], "after the watch period only the undelivered are polled"
+
+
+def test_a_channel_failure_is_one_warning_and_the_next_round_goes_on(setting, caplog):
+    clock, journal, statuses = setting
+    _open_messages(journal, 5)
+    channel = CountingChannel()
+    channel.down = True
+    poller = StatusPoller(journal, statuses, clock, channel, batch=100)
+    with caplog.at_level(logging.WARNING):
+        assert poller.poll() == 0
+    [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "polling DPV for the statuses of 5 message(s) failed" in line.getMessage() and line.exc_info is None
+    channel.down = False
+    poller.poll()
+    assert len(channel.batches) == 1 and len(channel.batches[0]) == 5
