@@ -100,3 +100,14 @@ def test_security_level_4_to_an_organisation_without_dpo_is_feil_never_a_silent_
     errors = " ".join(e.text for e in root.findall("s:errors/s:error", NS))
     assert "security level 4 may not go to the Altinn mailbox (DPV)" in errors
     assert history(gateway.status, message_id) == ["OPPRETTET", "FEIL"]
+
+
+def test_an_organisation_with_a_dpo_record_gets_dpo_and_the_reason_says_so(network):
+    _sandbox, gateway = network
+    message_id = _drop(gateway, "til-peer", "910075918")
+    wait(lambda: current(gateway.status, message_id) in ("MOTTATT", "LEVERT", "LEST"), timeout=60, message="DPO")
+    root = status_of(gateway.status, message_id)
+    assert root.findtext("s:route/s:channel", namespaces=NS) == "DPO"
+    assert root.findtext("s:route/s:reason", namespaces=NS) == (
+        "receiver has a DPO record for process urn:no:difi:profile:arkivmelding:administrasjon:ver1.0: DPO"
+    )
