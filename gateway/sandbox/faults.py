@@ -101,8 +101,10 @@ class FaultRule:
             return f"status must be an HTTP error status (400-599), not {self.status!r}"
         if self.retry_after_seconds is not None and self.retry_after_seconds < 0:
             return f"retry_after_seconds must be 0 or more, not {self.retry_after_seconds!r}"
-        if self.stall_seconds <= 0 or self.delay_ms < 0:
-            return "stall_seconds must be more than 0 and delay_ms 0 or more"
+        if self.stall_seconds <= 0:
+            return f"stall_seconds must be more than 0, not {self.stall_seconds!r}"
+        if self.delay_ms < 0:
+            return f"delay_ms must be 0 or more, not {self.delay_ms!r}"
         if not 0.0 <= self.keep_fraction < 1.0:
             return f"keep_fraction must be at least 0 and less than 1, not {self.keep_fraction!r}"
         return None
@@ -134,7 +136,7 @@ def fault_rule_from_dict(raw: Mapping[str, Any], where: str = "fault rule") -> F
     allowed = _COMMON_KEYS | _KEYS_OF_KIND[kind]
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{where}: {key!r} does not apply to a {kind} fault; its keys are "
+            raise ConfigError(f"{where}: {key!r} does not apply to {kind} faults; their keys are "
                               f"{', '.join(sorted(allowed))}")
     for key, value in raw.items():
         expected = _VALUE_KINDS[key]

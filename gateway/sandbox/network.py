@@ -35,6 +35,7 @@ from gateway.sandbox.catalogue import (
     SandboxCatalogue,
     SandboxOrganisation,
 )
+from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.peer import AutomaticPeer
 from gateway.sandbox.server import SandboxServer
 
@@ -197,12 +198,14 @@ def start_network(
     reply: bool = False,
     port: int = 0,
     poll_interval: float = 0.5,
+    faults: FaultPlan | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
     `gateways` maps orgnr -> name of the organisations that run their own gateway (default: the two
     built-in ones); `peers` are the orgnrs answered by an AutomaticPeer. The dev PKI in
-    `data_dir/certs` is created or extended with a keystore for each of them.
+    `data_dir/certs` is created or extended with a keystore for each of them. `faults` are the server's
+    first fault rules (the peers' own requests go through them too).
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -216,7 +219,7 @@ def start_network(
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}})
     catalogue, names = build_catalogue(pki, gateways, peers)
-    server = SandboxServer(data_dir / "server", catalogue, port=port)
+    server = SandboxServer(data_dir / "server", catalogue, port=port, faults=faults)
     server.start()
     network = SandboxNetwork(server, {}, pki, data_dir, gateways, names)
     try:
@@ -245,7 +248,11 @@ def start_network(
 
 
 def serve_network_forever(
-    data_dir: Path, port: int, reply: bool = False, gateways: Mapping[str, str] | None = None
+    data_dir: Path,
+    port: int,
+    reply: bool = False,
+    gateways: Mapping[str, str] | None = None,
+    faults: FaultPlan | None = None,
 ) -> None:
     """Run the sandbox network until SIGTERM or SIGINT (for `efm-gateway sandbox`), then stop cleanly."""
     stop_requested = threading.Event()
@@ -254,13 +261,14 @@ def serve_network_forever(
     }
     network: SandboxNetwork | None = None
     try:
-        network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port)
+        network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port, faults=faults)
         server = network.server
         lines = [
             f"sandbox network on {server.url}",
             f"  token endpoint   {server.token_url} (aud {server.token_audience})",
             f"  service registry {server.registry_url}",
             f"  DPO broker       {server.broker_url}",
+            f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)",
         ]
         for orgnr, peer in network.peers.items():
             answers = "MOTTATT, LEVERT, kvittering" + (" and a reply" if peer.reply else "")

@@ -212,7 +212,7 @@ def test_the_control_endpoint_refuses_a_wrong_rule(sandbox: SandboxServer, http:
     sandbox.faults.set_rules(FaultRule("latency", delay_ms=1))
     refused = http.post(sandbox.faults_url, json=[{"fault": "error", "delay_ms": 5}])
     assert refused.status_code == 400
-    assert refused.json()["title"] == ("POST /_faults, rule 1: 'delay_ms' does not apply to a error fault; its keys "
+    assert refused.json()["title"] == ("POST /_faults, rule 1: 'delay_ms' does not apply to error faults; their keys "
                                        "are after, fault, method, path, probability, retry_after_seconds, status, "
                                        "times")
     assert http.post(sandbox.faults_url, content=b"{not json").status_code == 400
