@@ -192,19 +192,22 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(data_dir: Path, catalogue: SandboxCatalogue, port: int, host: str = "127.0.0.1") -> None:
+def serve_forever(
+    data_dir: Path, catalogue: SandboxCatalogue, port: int, host: str = "127.0.0.1", faults: FaultPlan | None = None
+) -> None:
     """Run the sandbox until SIGTERM or SIGINT, then stop cleanly (for `efm-gateway sandbox`)."""
     stop_requested = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
-    server = SandboxServer(data_dir, catalogue, host=host, port=port)
+    server = SandboxServer(data_dir, catalogue, host=host, port=port, faults=faults)
     try:
         server.start()
         print(f"sandbox network on {server.url}", flush=True)
         print(f"  token endpoint   {server.token_url} (aud {server.token_audience})", flush=True)
         print(f"  service registry {server.registry_url}", flush=True)
         print(f"  DPO broker       {server.broker_url}", flush=True)
+        print(f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)", flush=True)
         while not stop_requested.wait(0.5):
             pass
     finally:
