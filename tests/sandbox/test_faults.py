@@ -79,13 +79,25 @@ def test_unavailable_and_too_many_requests_carry_retry_after(
     assert response.json()["status"] == status
 
 
-def test_a_reset_mid_request_is_a_transport_error(sandbox: SandboxServer, auth: dict, http: httpx.Client) -> None:
+def test_a_reset_is_a_read_error_and_nothing_happens(sandbox: SandboxServer, auth: dict, http: httpx.Client) -> None:
     sandbox.faults.set_rules(FaultRule("reset", method="POST", path=INITIALISE))
     reference = str(uuid.uuid4())
-    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)):
+    with pytest.raises(httpx.ReadError, match="reset by peer"):
         http.post(f"{sandbox.url}{INITIALISE}", json=initialise_body(reference), headers=auth)
     assert initialised(sandbox, reference) == 0
     assert sandbox.faults.injected()["reset"] == 1
+
+
+def test_a_reset_in_the_middle_of_an_upload(sandbox: SandboxServer, auth: dict, http: httpx.Client) -> None:
+    reference = str(uuid.uuid4())
+    transfer_id = http.post(f"{sandbox.url}{INITIALISE}", json=initialise_body(reference),
+                            headers=auth).json()["fileTransferId"]
+    sandbox.faults.set_rules(FaultRule("reset", method="POST", path="/broker/api/v1/filetransfer/*/upload"))
+    with pytest.raises(httpx.RemoteProtocolError, match="disconnected"):
+        http.post(f"{sandbox.broker_url}/filetransfer/{transfer_id}/upload", content=b"x" * 5_000_000,
+                  headers={**auth, "Content-Type": "application/octet-stream"})
+    stats = http.get(f"{sandbox.url}/broker/_sandbox/stats").json()
+    assert stats["uploadsByReference"].get(reference, 0) == 0
 
 
 def test_a_reset_is_a_tcp_rst(sandbox: SandboxServer) -> None:
