@@ -2,7 +2,11 @@
 dropped into A's outbox at once. Prints messages per second until all are SENT at A and until all
 are in B's inbox, p50/p95 drop-to-SENT latency, and the gateways' peak RSS.
 
-    python bench/throughput.py [--messages 1000] [--pdf-kib 50] [--parallel 8]
+    python bench/throughput.py [--messages 1000] [--pdf-kib 50] [--parallel 8] [--latency-ms 0]
+
+`--latency-ms` makes the sandbox wait that long before every request it serves (its latency fault,
+gateway/sandbox/faults.py), as the real broker is some tens of milliseconds away; bench/wan.py runs
+both and compares.
 
 It also prints each process's CPU time per message (user and system), to see where the time goes.
 Leave half a minute between runs: on ext4 without a journal (as on this VM) a file created where
@@ -20,9 +24,11 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import psutil
 from lxml import etree
 
@@ -74,19 +80,50 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--pdf-kib", type=int, default=50)
-    parser.add_argument("--parallel", type=int, default=8, help="network.max_parallel_sends of both gateways")
-    args = parser.parse_args()
-    count = args.messages
+@dataclass
+class Figures:
+    count: int
+    pdf_kib: int
+    latency_ms: float
+    dropping_seconds: float
+    sent_seconds: float
+    inbox_seconds: float
+    latencies_ms: list[float]
+    peak_rss: dict[str, int]
+    cpu_ms_per_message: dict[str, tuple[float, float]]  # process -> (user, system)
 
+    @property
+    def sent_rate(self) -> float:
+        return self.count / self.sent_seconds
+
+    @property
+    def inbox_rate(self) -> float:
+        return self.count / self.inbox_seconds
+
+    def print(self) -> None:
+        added = f", {self.latency_ms:g} ms added per sandbox request" if self.latency_ms else ""
+        print(f"messages: {self.count} x {self.pdf_kib} KiB PDF, dropped in {self.dropping_seconds:.2f} s{added}")
+        print(f"to SENT at A:      {self.sent_rate:8.1f} messages/s ({self.sent_seconds:.1f} s)")
+        print(f"into B's inbox:    {self.inbox_rate:8.1f} messages/s ({self.inbox_seconds:.1f} s)")
+        print(f"drop-to-SENT p50:  {statistics.median(self.latencies_ms):8.0f} ms")
+        print(f"drop-to-SENT p95:  {self.latencies_ms[int(len(self.latencies_ms) * 0.95) - 1]:8.0f} ms")
+        print(f"peak RSS A:        {self.peak_rss['A'] / 2**20:8.1f} MiB")
+        print(f"peak RSS B:        {self.peak_rss['B'] / 2**20:8.1f} MiB")
+        for name, (user, system) in self.cpu_ms_per_message.items():
+            print(f"CPU {name + ':':<14} {user:6.1f} ms user + {system:5.1f} ms system per message")
+
+
+def measure(count: int, pdf_kib: int = 50, parallel: int = 8, latency_ms: float = 0.0) -> Figures | None:
+    """One run on a fresh sandbox and two fresh gateways; None when it timed out (said on stdout)."""
     with tempfile.TemporaryDirectory(prefix="efm-bench-") as scratch:
         root = Path(scratch)
         sandbox = SandboxProcess(root / "sandbox")
+        if latency_ms:
+            # every request to the sandbox (token, registry, broker) waits, as over a WAN
+            plan = {"rules": [{"fault": "latency", "delay_ms": latency_ms}]}
+            httpx.post(f"{sandbox.url}/_faults", json=plan, timeout=10).raise_for_status()
         fast = {
-            "network": {"send_interval_seconds": 0.5, "max_parallel_sends": args.parallel},
+            "network": {"send_interval_seconds": 0.5, "max_parallel_sends": parallel},
             "channels": {"dpo": {"inbound_poll_seconds": 0.2}},
         }
         a = Gateway(root / "a", gateway_config(root / "a", sandbox, A, **fast)).start()
@@ -99,7 +136,7 @@ def main() -> int:
             for index in range(count):
                 folder = staging / f"m{index:05d}"
                 folder.mkdir()
-                (folder / "brev.pdf").write_bytes(fake_pdf(args.pdf_kib * 1024, index + 1))
+                (folder / "brev.pdf").write_bytes(fake_pdf(pdf_kib * 1024, index + 1))
                 message_id = str(uuid.uuid4())
                 (folder / "message.xml").write_bytes(
                     sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>")
@@ -146,27 +183,40 @@ def main() -> int:
             cpu = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
             if len(sent_at) < count or len(inbox_seen) < count:
                 print(f"TIMED OUT: {len(sent_at)} sent, {len(inbox_seen)} in B's inbox of {count}")
-                return 1
-            all_sent = max(sent_at.values())
-            all_in_inbox = max(inbox_seen.values())
-            latencies = sorted((sent_at[m] - dropped_at[m]) * 1000 for m in sent_at)
-            peaks = {name: max(sampler.peak[name], vm_hwm(pid)) for name, pid in sampler.pids.items()}
-            print(f"messages: {count} x {args.pdf_kib} KiB PDF, dropped in {dropping_done - started:.2f} s")
-            print(f"to SENT at A:      {count / (all_sent - started):8.1f} messages/s ({all_sent - started:.1f} s)")
-            inbox_seconds = all_in_inbox - started
-            print(f"into B's inbox:    {count / inbox_seconds:8.1f} messages/s ({inbox_seconds:.1f} s)")
-            print(f"drop-to-SENT p50:  {statistics.median(latencies):8.0f} ms")
-            print(f"drop-to-SENT p95:  {latencies[int(len(latencies) * 0.95) - 1]:8.0f} ms")
-            print(f"peak RSS A:        {peaks['A'] / 2**20:8.1f} MiB")
-            print(f"peak RSS B:        {peaks['B'] / 2**20:8.1f} MiB")
-            for name in processes:
-                user = (cpu[name].user - cpu_before[name].user) / count * 1000
-                system = (cpu[name].system - cpu_before[name].system) / count * 1000
-                print(f"CPU {name + ':':<14} {user:6.1f} ms user + {system:5.1f} ms system per message")
+                return None
+            return Figures(
+                count=count,
+                pdf_kib=pdf_kib,
+                latency_ms=latency_ms,
+                dropping_seconds=dropping_done - started,
+                sent_seconds=max(sent_at.values()) - started,
+                inbox_seconds=max(inbox_seen.values()) - started,
+                latencies_ms=sorted((sent_at[m] - dropped_at[m]) * 1000 for m in sent_at),
+                peak_rss={name: max(sampler.peak[name], vm_hwm(pid)) for name, pid in sampler.pids.items()},
+                cpu_ms_per_message={
+                    name: ((cpu[name].user - cpu_before[name].user) / count * 1000,
+                           (cpu[name].system - cpu_before[name].system) / count * 1000)
+                    for name in processes
+                },
+            )
         finally:
             a.process.stop()
             b.process.stop()
             sandbox.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--pdf-kib", type=int, default=50)
+    parser.add_argument("--parallel", type=int, default=8, help="network.max_parallel_sends of both gateways")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="added to every request the sandbox serves (its latency fault), as over a WAN")
+    args = parser.parse_args()
+    figures = measure(args.messages, args.pdf_kib, args.parallel, args.latency_ms)
+    if figures is None:
+        return 1
+    figures.print()
     return 0
 
 

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--data", type=Path, default=Path("var/sandbox"), help="state folder (default: %(default)s)")
     sandbox.add_argument("--port", type=int, default=9180, help="port on 127.0.0.1 (default: %(default)s)")
     sandbox.add_argument("--reply", action="store_true", help="the automatic peer also replies to each message")
+    sandbox.add_argument(
+        "--faults", type=Path, metavar="FILE",
+        help="a YAML file of fault rules to start with (errors, resets, stalls, latency...; see the README); "
+        "they can be changed at run time through /_faults",
+    )
     dev_certs = commands.add_parser(
         "dev-certs",
         help="make a test CA and enterprise certificates for fictional organisations",

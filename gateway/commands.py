@@ -35,12 +35,16 @@ def run(args: argparse.Namespace) -> int:
         Daemon(config).run_forever()
         return 0
     # The sandbox runs beside the daemon in this process; the daemon itself only sees URLs and keys.
+    from gateway.sandbox.faults import load_fault_plan
     from gateway.sandbox.network import DEFAULT_GATEWAYS, start_network
 
     prepare_folders(config)
     data = config.sandbox.data or config.folders.state.parent / "sandbox"
     gateways = {**DEFAULT_GATEWAYS, config.organisation.orgnr: config.organisation.name or config.organisation.orgnr}
-    network = start_network(data, gateways=gateways, reply=config.sandbox.reply, port=config.sandbox.port)
+    faults = load_fault_plan(config.sandbox.faults) if config.sandbox.faults else None
+    network = start_network(
+        data, gateways=gateways, reply=config.sandbox.reply, port=config.sandbox.port, faults=faults
+    )
     try:
         log.info("sandbox network on %s (settings in %s)", network.url, network.network_file)
         Daemon(with_network_settings(config, network.gateway_settings(config.organisation.orgnr))).run_forever()
@@ -69,9 +73,11 @@ def with_network_settings(config: Config, settings: dict) -> Config:
 
 
 def sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox.faults import load_fault_plan
     from gateway.sandbox.network import serve_network_forever
 
-    serve_network_forever(args.data, args.port, reply=args.reply)
+    faults = load_fault_plan(args.faults) if args.faults else None
+    serve_network_forever(args.data, args.port, reply=args.reply, faults=faults)
     return 0
 
 
@@ -113,6 +119,12 @@ def check_config(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if config.sandbox.faults:
+        from gateway.sandbox.faults import load_fault_plan
+
+        rules = load_fault_plan(config.sandbox.faults).rules
+        plural = "" if len(rules) == 1 else "s"
+        print(f"sandbox.faults: OK ({len(rules)} fault rule{plural} in {config.sandbox.faults})")
     print(f"{args.config}: OK (organisation {config.organisation.orgnr}, outbox {config.folders.outbox})")
     return 0
 

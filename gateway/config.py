@@ -176,6 +176,7 @@ class SandboxConfig:
     data: Path | None = None
     port: int = 0
     reply: bool = False
+    faults: Path | None = None  # a YAML file of the sandbox's fault rules (gateway/sandbox/faults.py)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from gateway.sandbox.catalogue import (
 )
 from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
+from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.peer import AutomaticPeer
 from gateway.sandbox.server import SandboxServer
 
@@ -220,6 +221,7 @@ def start_network(
     port: int = 0,
     poll_interval: float = 0.5,
     correspondence: CorrespondenceOptions | None = None,
+    faults: FaultPlan | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
@@ -227,7 +229,8 @@ def start_network(
     built-in ones); `peers` are the orgnrs answered by an AutomaticPeer. The dev PKI in
     `data_dir/certs` is created or extended with a keystore for each of them. `correspondence` sets
     how the DPV service behaves (default: published at once, read after 3 s, the failing built-in
-    organisation failing).
+    organisation failing). `faults` are the server's first fault rules (the peers' own requests go
+    through them too).
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -245,7 +248,7 @@ def start_network(
         correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
     )
     server = SandboxServer(data_dir / "server", catalogue, port=port,
-                           extra_apps={"/correspondence": correspondence_service})
+                           extra_apps={"/correspondence": correspondence_service}, faults=faults)
     try:
         server.start()
     except BaseException:
@@ -278,7 +281,11 @@ def start_network(
 
 
 def serve_network_forever(
-    data_dir: Path, port: int, reply: bool = False, gateways: Mapping[str, str] | None = None
+    data_dir: Path,
+    port: int,
+    reply: bool = False,
+    gateways: Mapping[str, str] | None = None,
+    faults: FaultPlan | None = None,
 ) -> None:
     """Run the sandbox network until SIGTERM or SIGINT (for `efm-gateway sandbox`), then stop cleanly."""
     stop_requested = threading.Event()
@@ -287,7 +294,7 @@ def serve_network_forever(
     }
     network: SandboxNetwork | None = None
     try:
-        network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port)
+        network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port, faults=faults)
         server = network.server
         lines = [
             f"sandbox network on {server.url}",
@@ -296,6 +303,7 @@ def serve_network_forever(
             f"  DPO broker       {server.broker_url}",
             f"  DPV (Altinn)     {network.correspondence_url}",
             f"  DPV varsler      {server.url}/correspondence/_sandbox/notifications",
+            f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)",
         ]
         for orgnr, peer in network.peers.items():
             answers = "MOTTATT, LEVERT, kvittering" + (" and a reply" if peer.reply else "")

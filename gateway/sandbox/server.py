@@ -3,10 +3,12 @@
     /sr      service registry (signed answers)        registry_app.py
     /token   Maskinporten-like token endpoint         token_app.py
     /broker  Altinn-3-broker-like DPO transport       broker_app.py
+    /_faults the fault-injection control endpoint     faults.py
 
 `SandboxServer` runs uvicorn in a background thread (the aiosmtpd controller pattern): the same
 object serves `efm-gateway sandbox` (through `serve_forever`) and the test fixtures. It listens on
-loopback only. Other sandbox services plug in through `extra_apps` without touching this file.
+loopback only. Other sandbox services plug in through `extra_apps` without touching this file. Every
+app, extra ones included, sits behind the fault-injection middleware (`SandboxServer.faults`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gateway.sandbox.auth import AccessTokens
 from gateway.sandbox.broker_app import broker_app
 from gateway.sandbox.broker_store import BrokerStore
 from gateway.sandbox.catalogue import SandboxCatalogue
+from gateway.sandbox.faults import FaultInjector, FaultMiddleware, FaultPlan, control_route, uvicorn_transport_finder
 from gateway.sandbox.registry_app import registry_app
 from gateway.sandbox.signing import SandboxSigningKey
 from gateway.sandbox.token_app import GrantVerifier, token_app
@@ -73,6 +76,7 @@ class SandboxServer:
         port: int = 0,
         clock: Clock | None = None,
         extra_apps: Mapping[str, Callable[[SandboxContext], ASGIApp]] | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the sandbox listens on loopback only, not on {host!r}")
@@ -82,6 +86,7 @@ class SandboxServer:
         self.port = port
         self.clock = clock or SystemClock()
         self.extra_apps = dict(extra_apps or {})
+        self.faults = FaultInjector(faults or FaultPlan())
         self.url = ""
         self._server: _ThreadedUvicorn | None = None
         self._thread: threading.Thread | None = None
@@ -104,7 +109,15 @@ class SandboxServer:
     def broker_url(self) -> str:
         return f"{self.url}/broker/api/v1"
 
-    def _build_app(self) -> Starlette:
+    @property
+    def faults_url(self) -> str:
+        return f"{self.url}/_faults"
+
+    def _open_connections(self) -> list[object]:
+        server = self._server
+        return list(server.server_state.connections) if server is not None else []
+
+    def _build_app(self) -> ASGIApp:
         signing_key = SandboxSigningKey.load_or_create(self.data_dir)
         issuer = f"{self.url}/token/"
         access_tokens = AccessTokens(signing_key, issuer, self.clock)
@@ -126,13 +139,16 @@ class SandboxServer:
             Mount("/broker", broker_app(self._store, access_tokens, self.catalogue, self.clock)),
         ]
         routes += [Mount(prefix, factory(context)) for prefix, factory in self.extra_apps.items()]
-        return Starlette(routes=routes)
+        routes.append(control_route(self.faults))
+        return FaultMiddleware(Starlette(routes=routes), self.faults, uvicorn_transport_finder(self._open_connections))
 
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("the sandbox server is already running")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the socket says
+        # it is TCP, and without it uvicorn's separate head and body writes wait ~40 ms for a delayed ACK.
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
         self.port = listener.getsockname()[1]
@@ -144,6 +160,7 @@ class SandboxServer:
             listener.close()
             raise
         ready = threading.Event()
+        self.faults.arm_stalls()
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = _ThreadedUvicorn(config, ready)
         self._thread = threading.Thread(
@@ -156,6 +173,7 @@ class SandboxServer:
         log.info("sandbox network serving on %s", self.url)
 
     def stop(self) -> None:
+        self.faults.release_stalls()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -174,19 +192,22 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(data_dir: Path, catalogue: SandboxCatalogue, port: int, host: str = "127.0.0.1") -> None:
+def serve_forever(
+    data_dir: Path, catalogue: SandboxCatalogue, port: int, host: str = "127.0.0.1", faults: FaultPlan | None = None
+) -> None:
     """Run the sandbox until SIGTERM or SIGINT, then stop cleanly (for `efm-gateway sandbox`)."""
     stop_requested = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
-    server = SandboxServer(data_dir, catalogue, host=host, port=port)
+    server = SandboxServer(data_dir, catalogue, host=host, port=port, faults=faults)
     try:
         server.start()
         print(f"sandbox network on {server.url}", flush=True)
         print(f"  token endpoint   {server.token_url} (aud {server.token_audience})", flush=True)
         print(f"  service registry {server.registry_url}", flush=True)
         print(f"  DPO broker       {server.broker_url}", flush=True)
+        print(f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)", flush=True)
         while not stop_requested.wait(0.5):
             pass
     finally:
