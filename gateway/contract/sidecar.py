@@ -20,6 +20,9 @@ SCHEMA_PATH = Path(__file__).with_name("sidecar.xsd")
 FOLDER_SIDECAR_NAME = "message.xml"
 SUPPLIED_ARKIVMELDING_NAME = "arkivmelding.xml"
 MAX_SIDECAR_BYTES = 4 << 20
+MAX_DOCUMENTS = 1000  # sidecar.xsd's maxOccurs for <document>
+# Names the ASiC-E container or the message itself uses: a document cannot have them (in any case).
+RESERVED_DOCUMENT_NAMES = ("mimetype", "manifest.xml", SUPPLIED_ARKIVMELDING_NAME)
 TYPES_WITHOUT_DOCUMENTS = frozenset({"arkivmelding_kvittering", "avtalt"})
 
 
@@ -194,6 +197,17 @@ def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sid
                 f'{etree.QName(root).namespace or "(none)"!r}; a sidecar is <message xmlns="{NAMESPACE}">',
             )
         ]
+    documents = root.findall(f"{_q('documents')}/{_q('document')}")
+    if len(documents) > MAX_DOCUMENTS:
+        return None, [
+            SidecarProblem(
+                source,
+                documents[MAX_DOCUMENTS].sourceline,
+                "documents",
+                f"{len(documents)} documents are listed; a message may carry at most {MAX_DOCUMENTS}: "
+                "split it into several messages",
+            )
+        ]
     validator = schema()
     if not validator.validate(tree):
         problems = []
@@ -222,9 +236,16 @@ def _strip_source(text: str, source: str) -> str:
 
 def _text(parent: etree._Element, name: str) -> str | None:
     child = parent.find(_q(name))
-    if child is None or child.text is None:
+    if child is None:
         return None
-    return child.text.strip()
+    text = _string(child)
+    return text.strip() if text.strip() or child.text is not None else None
+
+
+def _string(element: etree._Element) -> str:
+    """The element's whole text content, as the schema sees it: text on both sides of a comment or
+    processing instruction counts (`.text` alone stops at the first of them)."""
+    return str(element.xpath("string()"))
 
 
 def _to_sidecar(root: etree._Element) -> Sidecar:
@@ -236,7 +257,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
             sha = _text(doc, "sha256")
             documents.append(
                 DropDocument(
-                    file=(doc.findtext(_q("file")) or ""),
+                    file=_whole_text(doc, "file"),
                     title=_text(doc, "title"),
                     mime_type=_text(doc, "mimeType"),
                     main=doc.get("main", "false").strip() in ("true", "1"),
@@ -259,14 +280,14 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         receipt = ReceiptInfo(
             receipt_type=_text(receipt_element, "receiptType") or "",
             related_to_message_id=(_text(receipt_element, "relatedToMessageId") or "").lower(),
-            texts=tuple((t.text or "").strip() for t in receipt_element.findall(_q("text"))),
+            texts=tuple(_string(t).strip() for t in receipt_element.findall(_q("text"))),
         )
     avtalt = None
     avtalt_element = root.find(_q("avtalt"))
     if avtalt_element is not None:
         avtalt = AvtaltContent(
             identifier=_text(avtalt_element, "identifier") or "",
-            content=avtalt_element.findtext(_q("content")) or "",
+            content=_whole_text(avtalt_element, "content"),
         )
     level = _text(root, "securityLevel")
     deadline = _text(root, "deadline")
@@ -291,6 +312,12 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         documents=tuple(documents),
         received=datetime.fromisoformat(received) if received else None,
     )
+
+
+def _whole_text(parent: etree._Element, name: str) -> str:
+    """Unstripped text content (a file name is taken as written)."""
+    child = parent.find(_q(name))
+    return _string(child) if child is not None else ""
 
 
 def _lower(value: str | None) -> str | None:
@@ -329,14 +356,30 @@ def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> l
         )
 
     doc_elements = root.findall(f"{_q('documents')}/{_q('document')}")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for document, element in zip(sidecar.documents, doc_elements, strict=True):
         name_problem = file_name_problem(document.file)
+        folded = document.file.casefold()
         if name_problem:
             add("file", name_problem, element)
-        if document.file in seen:
+        elif folded in RESERVED_DOCUMENT_NAMES:
+            add(
+                "file",
+                f"{document.file!r} cannot be a document's name: the message container uses it itself "
+                f"({', '.join(RESERVED_DOCUMENT_NAMES)} are taken); rename the document"
+                + (", or name your arkivmelding in <arkivmeldingFile>" if folded == SUPPLIED_ARKIVMELDING_NAME else ""),
+                element,
+            )
+        if document.file in seen.values():
             add("file", f"the file {document.file!r} is listed twice; list each document once", element)
-        seen.add(document.file)
+        elif folded in seen:
+            add(
+                "file",
+                f"the files {seen[folded]!r} and {document.file!r} differ only in upper and lower case; the "
+                "receiver's archive may not tell them apart: rename one",
+                element,
+            )
+        seen.setdefault(folded, document.file)
     mains = [doc for doc in sidecar.documents if doc.main]
     if len(mains) > 1:
         add("document @main", f'{len(mains)} documents are marked main="true"; mark at most one')
@@ -344,7 +387,7 @@ def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> l
         name_problem = file_name_problem(sidecar.arkivmelding_file)
         if name_problem:
             add("arkivmeldingFile", name_problem, line_of("arkivmeldingFile"))
-        if sidecar.arkivmelding_file in seen:
+        if sidecar.arkivmelding_file.casefold() in seen:
             add(
                 "arkivmeldingFile",
                 f"{sidecar.arkivmelding_file!r} is named both as arkivmelding and as a document; name it once",
