@@ -14,9 +14,9 @@ from pathlib import Path
 
 from gateway.clock import SystemClock
 from gateway.config import Config
-from gateway.fsio import is_temporary_name, kind_of
+from gateway.fsio import is_temporary_name, kind_of, printable
 from gateway.intake.claim import ClaimedDrop
-from gateway.intake.outbox import MAX_DROP_NAME_BYTES
+from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES
 from gateway.intake.validate import Verdict, validate_claimed
 from gateway.journal.store import JournalReader
 
@@ -44,6 +44,8 @@ def judge_in_place(drop: Path, config: Config) -> Verdict:
                 f"the folder {name!r} cannot be read by the gateway (permission denied); give the gateway's user "
                 "permission to read, enter and move it (rwx), then drop it again"
             )
+        if not os.access(drop, os.W_OK):
+            return refused(CANNOT_MOVE.format(entry=printable(name), error="Permission denied"))
     elif stat.S_ISREG(info.st_mode) and name.lower().endswith(".xml"):
         kind, drop_name, folder = "flat", name[: -len(".xml")], drop.parent
     elif stat.S_ISREG(info.st_mode):

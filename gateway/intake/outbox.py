@@ -23,6 +23,10 @@ from gateway.fsio import UnreadableFile, is_temporary_name, kind_of, open_regula
 SIDECAR_TAG = f"{{{NAMESPACE}}}message"
 # A claim is named <token>~d~<drop name>; with the token it must stay within 255 bytes.
 MAX_DROP_NAME_BYTES = 200
+CANNOT_MOVE = (
+    "the gateway cannot move {entry!r} out of the outbox to take it ({error}); give the gateway's user write "
+    "permission on it (a folder must be writable to be moved)"
+)
 
 
 @dataclass(frozen=True)

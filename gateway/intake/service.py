@@ -20,7 +20,7 @@ from gateway.errors import JournalError
 from gateway.fsio import atomic_write_bytes, durable_rename, permission_denied, printable, text_name
 from gateway.intake.claim import ClaimedDrop, Claimer, parse_claim_id
 from gateway.intake.failed import EXPLANATION_SUFFIX, choose_failed_name, explanation_text, file_sent, park_claim
-from gateway.intake.outbox import MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
+from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
@@ -97,12 +97,8 @@ class Intake:
             try:
                 claimed = self._claim(candidate)
             except PermissionError as exc:
-                self._refuse_in_place(
-                    candidate.entry,
-                    f"the gateway cannot move {printable(candidate.entry)!r} out of the outbox to take it "
-                    f"({exc.strerror}); give the gateway's user write permission on it (a folder must be "
-                    "writable to be moved)",
-                )
+                reason = CANNOT_MOVE.format(entry=printable(candidate.entry), error=exc.strerror)
+                self._refuse_in_place(candidate.entry, reason)
                 continue
             except Exception:
                 # One bad drop must not stop the others; it stays in the outbox and is tried again.

@@ -278,7 +278,8 @@ def _present_files(claimed: ClaimedDrop, listed: list[str], problems: list[str])
             continue
         name_problem = file_name_problem(name)
         if name_problem:
-            problems.append(name_problem)
+            if name not in listed:  # the sidecar's check already named it
+                problems.append(name_problem)
             continue
         if stat.S_ISLNK(info.st_mode):
             problems.append(f"{name!r} is a symbolic link; drop the file itself")
