@@ -49,8 +49,9 @@ class IntakeLoop:
                         self.intake.scanner.note_moved_in(name)
                     if touched:
                         counts = self.intake.run_once(only=touched)
-                        if counts.more:
-                            full_scan_due = now
+                        # A drop written in place waits out its quiet period: look again when it ends,
+                        # since no event may come by then.
+                        full_scan_due = now if counts.more else min(full_scan_due, now + self._next_interval())
                 if now >= full_scan_due:
                     counts = self.intake.run_once()
                     full_scan_due = clock.monotonic() + (0 if counts.more else self._next_interval())

@@ -117,107 +117,278 @@ def _cases() -> list[Case]:
         cases.append(Case(entry, build, outcome, phrases, **options))
 
     # 2, 3, 4: the sidecar must be a regular file of bounded size, never followed through a link.
-    add("fifo-sidecar", lambda a: _folder(a, "fifo-sidecar", special=lambda f: os.mkfifo(f / "message.xml")),
-        REJECTED, "message.xml", "named pipe (FIFO)")
-    add("fifo-link-sidecar",
+    add(
+        "fifo-sidecar",
+        lambda a: _folder(a, "fifo-sidecar", special=lambda f: os.mkfifo(f / "message.xml")),
+        REJECTED,
+        "message.xml",
+        "named pipe (FIFO)",
+    )
+    add(
+        "fifo-link-sidecar",
         lambda a: _folder(a, "fifo-link-sidecar", special=lambda f: os.symlink(_fifo_elsewhere(a), f / "message.xml")),
-        REJECTED, "message.xml", "symbolic link")
-    add("zero-sidecar", lambda a: _folder(a, "zero-sidecar", special=lambda f: os.symlink("/dev/zero", f / "message.xml")),
-        REJECTED, "symbolic link")
-    add("device-sidecar", lambda a: _folder(a, "device-sidecar", special=lambda f: _mknod_zero(f / "message.xml")),
-        REJECTED, "device file")
-    add("sparse-sidecar",
+        REJECTED,
+        "message.xml",
+        "symbolic link",
+    )
+    add(
+        "zero-sidecar",
+        lambda a: _folder(a, "zero-sidecar", special=lambda f: os.symlink("/dev/zero", f / "message.xml")),
+        REJECTED,
+        "symbolic link",
+    )
+    add(
+        "device-sidecar",
+        lambda a: _folder(a, "device-sidecar", special=lambda f: _mknod_zero(f / "message.xml")),
+        REJECTED,
+        "device file",
+    )
+    add(
+        "sparse-sidecar",
         lambda a: _folder(a, "sparse-sidecar", special=lambda f: os.truncate(_touch(f / "message.xml"), 1 << 30)),
-        REJECTED, "larger than the 4194304 bytes")
-    add("shadow-sidecar", lambda a: _folder(a, "shadow-sidecar", special=lambda f: os.symlink("/etc/shadow", f / "message.xml")),
-        REJECTED, "symbolic link", absent=("well-formed",))
+        REJECTED,
+        "larger than the 4194304 bytes",
+    )
+    add(
+        "shadow-sidecar",
+        lambda a: _folder(a, "shadow-sidecar", special=lambda f: os.symlink("/etc/shadow", f / "message.xml")),
+        REJECTED,
+        "symbolic link",
+        absent=("well-formed",),
+    )
     # 11: a flat sidecar that is not a regular file says what it is.
     add("flat-fifo.xml", lambda a: os.mkfifo(a / "flat-fifo.xml"), ORPHAN, "named pipe (FIFO)", "cannot be a sidecar")
     add("flat-zero.xml", lambda a: os.symlink("/dev/zero", a / "flat-zero.xml"), ORPHAN, "symbolic link", "sidecar")
-    add("flat-link.xml", lambda a: _linked_sidecar(a), ORPHAN, "symbolic link", "sidecar",
-        also={"flat-link.pdf": ORPHAN})
+    add(
+        "flat-link.xml",
+        lambda a: _linked_sidecar(a),
+        ORPHAN,
+        "symbolic link",
+        "sidecar",
+        also={"flat-link.pdf": ORPHAN},
+    )
     add("folder-link", lambda a: _linked_folder(a), ORPHAN, "symbolic link")
     # Documents: regular files only.
-    add("doc-link", lambda a: _folder(a, "doc-link", {}, sidecar_xml(),
-                                      special=lambda f: os.symlink("/etc/passwd", f / "brev.pdf")),
-        REJECTED, "'brev.pdf' is a symbolic link")
-    add("doc-device", lambda a: _folder(a, "doc-device", {}, sidecar_xml(), special=lambda f: _mknod_zero(f / "brev.pdf")),
-        REJECTED, "'brev.pdf' is a device file")
-    add("doc-fifo", lambda a: _folder(a, "doc-fifo", {}, sidecar_xml(), special=lambda f: os.mkfifo(f / "brev.pdf")),
-        REJECTED, "'brev.pdf' is a named pipe")
-    add("doc-socket", lambda a: _folder(a, "doc-socket", {}, sidecar_xml(), special=lambda f: _socket_at(f / "brev.pdf")),
-        REJECTED, "'brev.pdf' is a socket")
+    add(
+        "doc-link",
+        lambda a: _folder(
+            a, "doc-link", {}, sidecar_xml(), special=lambda f: os.symlink("/etc/passwd", f / "brev.pdf")
+        ),
+        REJECTED,
+        "'brev.pdf' is a symbolic link",
+    )
+    add(
+        "doc-device",
+        lambda a: _folder(a, "doc-device", {}, sidecar_xml(), special=lambda f: _mknod_zero(f / "brev.pdf")),
+        REJECTED,
+        "'brev.pdf' is a device file",
+    )
+    add(
+        "doc-fifo",
+        lambda a: _folder(a, "doc-fifo", {}, sidecar_xml(), special=lambda f: os.mkfifo(f / "brev.pdf")),
+        REJECTED,
+        "'brev.pdf' is a named pipe",
+    )
+    add(
+        "doc-socket",
+        lambda a: _folder(a, "doc-socket", {}, sidecar_xml(), special=lambda f: _socket_at(f / "brev.pdf")),
+        REJECTED,
+        "'brev.pdf' is a socket",
+    )
     # 5, 11: drop names are held to the document-name rules; one that is not text is stored escaped.
-    add(os.fsdecode(b"brev\xe5"), lambda a: _folder(a, os.fsdecode(b"brev\xe5")), REJECTED, "not valid UTF-8", "brev%E5")
+    add(
+        os.fsdecode(b"brev\xe5"), lambda a: _folder(a, os.fsdecode(b"brev\xe5")), REJECTED, "not valid UTF-8", "brev%E5"
+    )
     add("linje\nskift", lambda a: _folder(a, "linje\nskift"), REJECTED, "control characters")
     add("sak:1", lambda a: _folder(a, "sak:1"), REJECTED, "Windows")
     # 6: what the packer would refuse is refused at intake.
-    add("case-twice", lambda a: _folder(a, "case-twice", **_with_docs("A.pdf", "a.pdf")), REJECTED,
-        "differ only in upper and lower case")
+    add(
+        "case-twice",
+        lambda a: _folder(a, "case-twice", **_with_docs("A.pdf", "a.pdf")),
+        REJECTED,
+        "differ only in upper and lower case",
+    )
     add("colon-doc", lambda a: _folder(a, "colon-doc", **_with_docs("C:brev.pdf")), REJECTED, "Windows")
-    add("mimetype-doc", lambda a: _folder(a, "mimetype-doc", **_with_docs("mimetype")), REJECTED,
-        "cannot be a document's name")
-    add("manifest-doc", lambda a: _folder(a, "manifest-doc", **_with_docs("manifest.xml")), REJECTED,
-        "cannot be a document's name")
+    add(
+        "mimetype-doc",
+        lambda a: _folder(a, "mimetype-doc", **_with_docs("mimetype")),
+        REJECTED,
+        "cannot be a document's name",
+    )
+    add(
+        "manifest-doc",
+        lambda a: _folder(a, "manifest-doc", **_with_docs("manifest.xml")),
+        REJECTED,
+        "cannot be a document's name",
+    )
     # 11: Windows names, refused (the receiving archive could not save them).
-    add("reserved-names", lambda a: _folder(a, "reserved-names", **_with_docs("CON.pdf", "aux", "nul.txt")),
-        REJECTED, "reserved device name")
-    add("trailing-dot", lambda a: _folder(a, "trailing-dot", **_with_docs("brev.pdf.", "vedlegg.pdf ")),
-        REJECTED, "ends with a dot or a space")
-    add("odd-characters", lambda a: _folder(a, "odd-characters", **_with_docs('hva?.pdf', "stjerne*.pdf", "rør|.pdf",
-                                                                              'sitat".pdf')),
-        REJECTED, "Windows file names cannot hold")
-    add("newline-doc", lambda a: _folder(a, "newline-doc", **_with_docs("linje\nskift.pdf")), REJECTED,
-        "control characters")
+    add(
+        "reserved-names",
+        lambda a: _folder(a, "reserved-names", **_with_docs("CON.pdf", "aux", "nul.txt")),
+        REJECTED,
+        "reserved device name",
+    )
+    add(
+        "trailing-dot",
+        lambda a: _folder(a, "trailing-dot", **_with_docs("brev.pdf.", "vedlegg.pdf ")),
+        REJECTED,
+        "ends with a dot or a space",
+    )
+    add(
+        "odd-characters",
+        lambda a: _folder(a, "odd-characters", **_with_docs("hva?.pdf", "stjerne*.pdf", "rør|.pdf", 'sitat".pdf')),
+        REJECTED,
+        "Windows file names cannot hold",
+    )
+    add(
+        "newline-doc",
+        lambda a: _folder(a, "newline-doc", **_with_docs("linje\nskift.pdf")),
+        REJECTED,
+        "control characters",
+    )
     # 11: organisation numbers are ASCII digits.
-    add("fullwidth-orgnr", lambda a: _folder(a, "fullwidth-orgnr", sidecar=sidecar_xml(receiver="９１００７５９１８")),
-        REJECTED, "9 digits (0-9)")
-    add("arabic-indic-orgnr", lambda a: _folder(a, "arabic-indic-orgnr", sidecar=sidecar_xml(receiver="٩١٠٠٧٥٩١٨")),
-        REJECTED, "9 digits (0-9)")
+    add(
+        "fullwidth-orgnr",
+        lambda a: _folder(a, "fullwidth-orgnr", sidecar=sidecar_xml(receiver="９１００７５９１８")),
+        REJECTED,
+        "9 digits (0-9)",
+    )
+    add(
+        "arabic-indic-orgnr",
+        lambda a: _folder(a, "arabic-indic-orgnr", sidecar=sidecar_xml(receiver="٩١٠٠٧٥٩١٨")),
+        REJECTED,
+        "9 digits (0-9)",
+    )
     # 11: sizes before hashing; the document limit said in words.
-    add("huge-with-sha", lambda a: _folder(a, "huge-with-sha", {}, sidecar_xml(documents=[
-        {"file": "stor.pdf", "main": True, "sha256": "ab" * 32}]),
-        special=lambda f: os.truncate(_touch(f / "stor.pdf"), 5 << 30)), REJECTED, "more than the")
-    add("too-many-documents", lambda a: _folder(a, "too-many-documents", {}, sidecar_xml(
-        documents=[{"file": f"d{i}.pdf"} for i in range(1001)])), REJECTED, "at most 1000")
+    add(
+        "huge-with-sha",
+        lambda a: _folder(
+            a,
+            "huge-with-sha",
+            {},
+            sidecar_xml(documents=[{"file": "stor.pdf", "main": True, "sha256": "ab" * 32}]),
+            special=lambda f: os.truncate(_touch(f / "stor.pdf"), 5 << 30),
+        ),
+        REJECTED,
+        "more than the",
+    )
+    add(
+        "too-many-documents",
+        lambda a: _folder(
+            a, "too-many-documents", {}, sidecar_xml(documents=[{"file": f"d{i}.pdf"} for i in range(1001)])
+        ),
+        REJECTED,
+        "at most 1000",
+    )
     # 8: a flat sidecar names files only: the folder it names is a drop of its own.
-    add("swallow.xml", lambda a: _swallow(a), REJECTED, "a flat sidecar names files only",
-        also={"swallowed-folder": ACCEPTED})
+    add(
+        "swallow.xml",
+        lambda a: _swallow(a),
+        REJECTED,
+        "a flat sidecar names files only",
+        also={"swallowed-folder": ACCEPTED},
+    )
     # 7: a supplied arkivmelding.xml is checked.
-    add("am-names-ghost", lambda a: _supplied(a, "am-names-ghost", ("brev.pdf",), arkivmelding("brev.pdf", "ghost.pdf")),
-        REJECTED, "names 'ghost.pdf'")
-    add("am-omits-one", lambda a: _supplied(a, "am-omits-one", ("brev.pdf", "vedlegg.pdf"), arkivmelding("brev.pdf")),
-        REJECTED, "'vedlegg.pdf' came with the message but arkivmelding.xml does not name it")
-    add("am-doctype", lambda a: _supplied(a, "am-doctype", ("brev.pdf",), arkivmelding("brev.pdf").replace(
-        b"?>", b'?>\n<!DOCTYPE arkivmelding [<!ENTITY x "y">]>', 1)), REJECTED, "DOCTYPE")
-    add("am-not-xml", lambda a: _supplied(a, "am-not-xml", ("brev.pdf",), b"%PDF-1.4 not xml"), REJECTED,
-        "not well-formed")
-    add("am-schema", lambda a: _supplied(a, "am-schema", ("brev.pdf",), _without_system(arkivmelding("brev.pdf"))),
-        REJECTED, "arkivmelding.xsd")
+    add(
+        "am-names-ghost",
+        lambda a: _supplied(a, "am-names-ghost", ("brev.pdf",), arkivmelding("brev.pdf", "ghost.pdf")),
+        REJECTED,
+        "names 'ghost.pdf'",
+    )
+    add(
+        "am-omits-one",
+        lambda a: _supplied(a, "am-omits-one", ("brev.pdf", "vedlegg.pdf"), arkivmelding("brev.pdf")),
+        REJECTED,
+        "'vedlegg.pdf' came with the message but arkivmelding.xml does not name it",
+    )
+    add(
+        "am-doctype",
+        lambda a: _supplied(
+            a,
+            "am-doctype",
+            ("brev.pdf",),
+            arkivmelding("brev.pdf").replace(b"?>", b'?>\n<!DOCTYPE arkivmelding [<!ENTITY x "y">]>', 1),
+        ),
+        REJECTED,
+        "DOCTYPE",
+    )
+    add(
+        "am-not-xml",
+        lambda a: _supplied(a, "am-not-xml", ("brev.pdf",), b"%PDF-1.4 not xml"),
+        REJECTED,
+        "not well-formed",
+    )
+    add(
+        "am-schema",
+        lambda a: _supplied(a, "am-schema", ("brev.pdf",), _without_system(arkivmelding("brev.pdf"))),
+        REJECTED,
+        "arkivmelding.xsd",
+    )
     add("am-good", lambda a: _supplied(a, "am-good", ("brev.pdf",), arkivmelding("brev.pdf")), ACCEPTED)
     # 9: text after a comment counts, in every element.
-    add("comment-text", lambda a: _folder(a, "comment-text", {"brev.pdf": pdf_bytes("c")}, _commented_sidecar()),
-        ACCEPTED)
+    add(
+        "comment-text",
+        lambda a: _folder(a, "comment-text", {"brev.pdf": pdf_bytes("c")}, _commented_sidecar()),
+        ACCEPTED,
+    )
     # 11: an empty document is sent, with a warning in the status file.
     add("empty-document", lambda a: _folder(a, "empty-document", {"brev.pdf": b""}), ACCEPTED, "empty (0 bytes)")
 
     # 1, 5, 6: permission cases (the daemon runs without CAP_DAC_OVERRIDE).
-    add("closed-folder", lambda a: _folder(a, "closed-folder", special=lambda f: _mode(f, 0)), STAYS,
-        "cannot be read by the gateway (permission denied)", "still in the outbox", permission=True)
-    add("fixed-folder", lambda a: _folder(a, "fixed-folder", special=lambda f: _owned_by_nobody(f)), STAYS,
-        "cannot move", "still in the outbox", permission=True)
-    add("closed-sidecar", lambda a: _folder(a, "closed-sidecar", special=lambda f: _closed(f / "message.xml", sidecar_xml())),
-        REJECTED, "'message.xml' cannot be read by the gateway (permission denied)", permission=True)
-    add("closed-document", lambda a: _folder(a, "closed-document", {}, sidecar_xml(),
-                                             special=lambda f: _closed(f / "brev.pdf", pdf_bytes("x"))),
-        REJECTED, "'brev.pdf' cannot be read by the gateway (permission denied)", permission=True)
+    add(
+        "closed-folder",
+        lambda a: _folder(a, "closed-folder", special=lambda f: _mode(f, 0)),
+        STAYS,
+        "cannot be read by the gateway (permission denied)",
+        "still in the outbox",
+        permission=True,
+    )
+    add(
+        "fixed-folder",
+        lambda a: _folder(a, "fixed-folder", special=lambda f: _owned_by_nobody(f)),
+        STAYS,
+        "cannot move",
+        "still in the outbox",
+        permission=True,
+    )
+    add(
+        "closed-sidecar",
+        lambda a: _folder(a, "closed-sidecar", special=lambda f: _closed(f / "message.xml", sidecar_xml())),
+        REJECTED,
+        "'message.xml' cannot be read by the gateway (permission denied)",
+        permission=True,
+    )
+    add(
+        "closed-document",
+        lambda a: _folder(
+            a, "closed-document", {}, sidecar_xml(), special=lambda f: _closed(f / "brev.pdf", pdf_bytes("x"))
+        ),
+        REJECTED,
+        "'brev.pdf' cannot be read by the gateway (permission denied)",
+        permission=True,
+    )
     content = pdf_bytes("hashed")
-    add("closed-document-sha", lambda a: _folder(a, "closed-document-sha", {}, sidecar_xml(documents=[
-        {"file": "brev.pdf", "main": True, "sha256": sha256(content)}]),
-        special=lambda f: _closed(f / "brev.pdf", content)),
-        REJECTED, "'brev.pdf' cannot be read by the gateway (permission denied)", permission=True)
-    add("closed-flat.xml", lambda a: _closed_flat(a), REJECTED, "cannot be read by the gateway (permission denied)",
-        permission=True, also={"closed-flat.pdf": ORPHAN})
+    add(
+        "closed-document-sha",
+        lambda a: _folder(
+            a,
+            "closed-document-sha",
+            {},
+            sidecar_xml(documents=[{"file": "brev.pdf", "main": True, "sha256": sha256(content)}]),
+            special=lambda f: _closed(f / "brev.pdf", content),
+        ),
+        REJECTED,
+        "'brev.pdf' cannot be read by the gateway (permission denied)",
+        permission=True,
+    )
+    add(
+        "closed-flat.xml",
+        lambda a: _closed_flat(a),
+        REJECTED,
+        "cannot be read by the gateway (permission denied)",
+        permission=True,
+        also={"closed-flat.pdf": ORPHAN},
+    )
     return cases
 
 
@@ -266,7 +437,12 @@ def _swallow(area: Path) -> None:
     folder.mkdir()
     (folder / "brev.pdf").write_bytes(pdf_bytes("own"))
     (folder / "message.xml").write_bytes(sidecar_xml())
-    _flat(area, "swallow", {"swallow.pdf": pdf_bytes("s")}, sidecar_xml(documents=_docs("swallow.pdf", "swallowed-folder")))
+    _flat(
+        area,
+        "swallow",
+        {"swallow.pdf": pdf_bytes("s")},
+        sidecar_xml(documents=_docs("swallow.pdf", "swallowed-folder")),
+    )
 
 
 def _without_system(content: bytes) -> bytes:

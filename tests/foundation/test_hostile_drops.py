@@ -128,7 +128,14 @@ def _run_validate(config: Path, area: Path, entries: list[str], without_dac: boo
             results[os.fsencode(entry).hex()] = [code, out.getvalue()]
         print(json.dumps(results))
     """)
-    command = [sys.executable, "-c", driver, str(config), json.dumps([os.fsencode(e).hex() for e in entries]), str(area)]
+    command = [
+        sys.executable,
+        "-c",
+        driver,
+        str(config),
+        json.dumps([os.fsencode(e).hex() for e in entries]),
+        str(area),
+    ]
     if without_dac:
         command = without_dac_command(command)
     env = {**os.environ, "TMPDIR": str(scratch)}
