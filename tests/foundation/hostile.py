@@ -337,7 +337,7 @@ def _cases() -> list[Case]:
     # 1, 5, 6: permission cases (the daemon runs without CAP_DAC_OVERRIDE).
     add(
         "closed-folder",
-        lambda a: _folder(a, "closed-folder", special=lambda f: _mode(f, 0)),
+        lambda a: _folder(a, "closed-folder", sidecar=sidecar_xml(), special=lambda f: _mode(f, 0)),
         STAYS,
         "cannot be read by the gateway (permission denied)",
         "still in the outbox",
@@ -345,7 +345,7 @@ def _cases() -> list[Case]:
     )
     add(
         "fixed-folder",
-        lambda a: _folder(a, "fixed-folder", special=lambda f: _owned_by_nobody(f)),
+        lambda a: _folder(a, "fixed-folder", sidecar=sidecar_xml(), special=lambda f: _owned_by_nobody(f)),
         STAYS,
         "cannot move",
         "still in the outbox",
