@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.contract.schema_messages import describe_schema_error
 from gateway.errors import MessageFormatError
 from gateway.fsio import file_name_problem
 from gateway.identifiers import receiver_problem
@@ -111,73 +111,6 @@ def _q(name: str) -> str:
     return f"{{{NAMESPACE}}}{name}"
 
 
-_SCHEMA_MESSAGES = [
-    (
-        re.compile(r"Missing child element\(s\)\. Expected is (?:one of )?\( ?(.+?) ?\)"),
-        lambda m: f"a required element is missing here; add <{_local_names(m.group(1))}>",
-    ),
-    (
-        re.compile(r"This element is not expected\. Expected is (?:one of )?\( ?(.+?) ?\)"),
-        lambda m: f"this element is unknown or in the wrong place; expected <{_local_names(m.group(1))}> here",
-    ),
-    (
-        re.compile(r"This element is not expected\."),
-        lambda m: "this element is unknown or in the wrong place; remove it or check its spelling",
-    ),
-    (
-        re.compile(r"\[facet 'enumeration'\] The value '(.*?)' is not an element of the set \{(.*?)\}"),
-        lambda m: f"{m.group(1)!r} is not allowed; use one of {m.group(2).replace(chr(39), '')}",
-    ),
-    (
-        re.compile(r"\[facet 'pattern'\] The value '(.*?)' is not accepted by the pattern '(.*?)'"),
-        lambda m: f"{m.group(1)!r} has the wrong form{_pattern_hint(m.group(2))}",
-    ),
-    (
-        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:dateTime'"),
-        lambda m: f"{m.group(1)!r} is not a date and time; write it like 2026-05-01T12:00:00+02:00",
-    ),
-    (
-        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:(nonNegativeInteger|integer)'"),
-        lambda m: f"{m.group(1)!r} is not a whole number",
-    ),
-    (
-        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:boolean'"),
-        lambda m: f"{m.group(1)!r} is not true or false",
-    ),
-    (
-        re.compile(r"\[facet 'minLength'\]"),
-        lambda m: "the value is empty; fill it in or remove the element",
-    ),
-]
-
-
-def _local_names(expected: str) -> str:
-    names = re.findall(r"\{[^}]*\}(\w+)", expected) or [expected]
-    return "> or <".join(names)
-
-
-def _pattern_hint(pattern: str) -> str:
-    if "{12}" in pattern:
-        return "; a UUID looks like 2f6e1c3a-9a77-4c1e-8a4f-0b5f1e2d3c4b"
-    if "{64}" in pattern:
-        return "; a SHA-256 is 64 hexadecimal characters"
-    return ""
-
-
-def _describe_schema_error(message: str) -> tuple[str | None, str]:
-    element = re.match(r"Element '(?:\{[^}]*\})?(\w+)'(?:, attribute '(\w+)')?: ", message)
-    field_name = None
-    rest = message
-    if element:
-        field_name = element.group(1) if not element.group(2) else f"{element.group(1)} @{element.group(2)}"
-        rest = message[element.end() :]
-    for pattern, explain in _SCHEMA_MESSAGES:
-        match = pattern.search(rest)
-        if match:
-            return field_name, explain(match)
-    return field_name, rest.strip()
-
-
 def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sidecar | None, list[SidecarProblem]]:
     """Parse, schema-validate and check a sidecar. Returns the sidecar (None when unreadable) and all problems."""
     if len(content) > MAX_SIDECAR_BYTES:
@@ -212,7 +145,7 @@ def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sid
     if not validator.validate(tree):
         problems = []
         for error in validator.error_log:
-            field_name, text = _describe_schema_error(error.message)
+            field_name, text = describe_schema_error(error.message)
             problems.append(SidecarProblem(source, error.line, field_name, text))
         return None, problems
     sidecar = _to_sidecar(root)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME
 from gateway.fsio import fsync_dir
-from gateway.intake.outbox import Candidate, read_listed_files
+from gateway.intake.outbox import Candidate
+from gateway.intake.peek import read_listed_files
 
 _counter = itertools.count()
 

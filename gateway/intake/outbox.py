@@ -14,15 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lxml import etree
-
 from gateway.clock import Clock
-from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, MAX_SIDECAR_BYTES, NAMESPACE
-from gateway.fsio import UnreadableFile, is_temporary_name, kind_of, open_regular, read_regular_file
+from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, NAMESPACE
+from gateway.fsio import is_temporary_name, kind_of
+from gateway.intake.peek import may_declare_sizes, read_listed_files, root_tag
 
 SIDECAR_TAG = f"{{{NAMESPACE}}}message"
 # A claim is named <token>~d~<drop name>; with the token it must stay within 255 bytes.
 MAX_DROP_NAME_BYTES = 200
+FLAT_LISTS_FOLDER = (
+    "{sidecar} lists {name!r}, which is a folder in the outbox; a flat sidecar names files only, and a "
+    "folder is a drop of its own: list the files, or drop the folder with its own message.xml"
+)
 CANNOT_MOVE = (
     "the gateway cannot move {entry!r} out of the outbox to take it ({error}); give the gateway's user write "
     "permission on it (a folder must be writable to be moved)"
@@ -239,7 +242,7 @@ class OutboxScanner:
             elif (
                 name in xml_files
                 and name not in listed_by_sidecars
-                and (xml_files[name] is not None or _root_tag(path) in (SIDECAR_TAG, None))
+                and (xml_files[name] is not None or root_tag(path) in (SIDECAR_TAG, None))
             ):
                 self._consider_flat(name, path, stat, entries, result)
             else:
@@ -324,7 +327,7 @@ class OutboxScanner:
         # parses the sidecar anyway, so it is parsed here only when it may declare a size.
         sidecar_signature = next(entry[1] for entry in signature if entry[0] == FOLDER_SIDECAR_NAME)
         cached = self._sidecar_cache.get(str(sidecar))
-        if (cached is None or cached[0] != sidecar_signature) and not _may_declare_sizes(sidecar):
+        if (cached is None or cached[0] != sidecar_signature) and not may_declare_sizes(sidecar):
             result.waiting += 1
             return
         listed = self._listed_files(sidecar, sidecar_signature)
@@ -371,8 +374,6 @@ class OutboxScanner:
                 result.waiting += 1
             return
         if folders:
-            from gateway.intake.validate import FLAT_LISTS_FOLDER
-
             reason = FLAT_LISTS_FOLDER.format(sidecar=name, name=folders[0])
             result.ready.append(Candidate("flat", drop_name, name, tuple(present), incomplete_reason=reason))
             return
@@ -406,18 +407,6 @@ class OutboxScanner:
             result.waiting += 1
 
 
-def _may_declare_sizes(sidecar: Path) -> bool:
-    """False when the sidecar's bytes hold no <size> element (so no parse is needed).
-
-    A wrong False (say, a UTF-16 sidecar) only makes the drop wait out the quiet period. Anything but
-    a regular file of bounded size is never read here (validation explains it).
-    """
-    try:
-        return b"size" in read_regular_file(sidecar, MAX_SIDECAR_BYTES)
-    except UnreadableFile:
-        return False
-
-
 def _is_regular(stat: os.stat_result) -> bool:
     return stat_module.S_ISREG(stat.st_mode)
 
@@ -431,37 +420,3 @@ def _is_folder_path(path: Path) -> bool:
         return _is_folder(os.lstat(path))
     except OSError:
         return False
-
-
-def _root_tag(path: Path) -> str | None:
-    """The root element's tag, reading only the start of the file; None when it cannot be read."""
-    try:
-        fd = open_regular(path)
-    except UnreadableFile:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as handle:
-            for _event, element in etree.iterparse(
-                handle, events=("start",), resolve_entities=False, no_network=True, load_dtd=False
-            ):
-                return element.tag
-    except (OSError, etree.XMLSyntaxError):
-        return None
-    return None
-
-
-def read_listed_files(path: Path) -> list[tuple[str, int | None]] | None:
-    """Cheaply read which files a sidecar lists. None when the file is not a readable sidecar."""
-    from gateway.contract.sidecar import read_sidecar
-
-    try:
-        content = read_regular_file(path, MAX_SIDECAR_BYTES)
-    except UnreadableFile:
-        return None
-    sidecar, _problems = read_sidecar(content, source=path.name)
-    if sidecar is None:
-        return None
-    listed = [(doc.file, doc.size) for doc in sidecar.documents]
-    if sidecar.arkivmelding_file:
-        listed.append((sidecar.arkivmelding_file, None))
-    return listed

@@ -15,6 +15,7 @@ from lxml import etree
 
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.contract.schema_messages import describe_schema_error
 from gateway.contract.sidecar import (
     FOLDER_SIDECAR_NAME,
     MAX_SIDECAR_BYTES,
@@ -35,6 +36,7 @@ from gateway.fsio import (
     text_name,
 )
 from gateway.intake.claim import ClaimedDrop
+from gateway.intake.outbox import FLAT_LISTS_FOLDER
 from gateway.journal.store import Journal, JournalReader
 from gateway.xmlsafe import load_schema, parse_bytes
 
@@ -300,10 +302,6 @@ def _present_files(claimed: ClaimedDrop, listed: list[str], problems: list[str])
     return present
 
 
-FLAT_LISTS_FOLDER = (
-    "{sidecar} lists {name!r}, which is a folder in the outbox; a flat sidecar names files only, and a "
-    "folder is a drop of its own: list the files, or drop the folder with its own message.xml"
-)
 MAX_ARKIVMELDING_BYTES = 16 << 20
 
 
@@ -324,7 +322,9 @@ def _supplied_arkivmelding_problems(
         validator = arkivmelding_schema(config.intake.arkivmelding_schema)
         if not validator.validate(tree):
             for error in list(validator.error_log)[:10]:
-                problems.append(f"{file_name} line {error.line}: {error.message} (arkivmelding.xsd)")
+                field_name, text = describe_schema_error(error.message)
+                where = f"{file_name} line {error.line}" + (f", <{field_name}>" if field_name else "")
+                problems.append(f"{where}: {text} (checked against arkivmelding.xsd)")
             return problems
     try:
         info = read_arkivmelding(content)
