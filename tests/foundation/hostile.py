@@ -156,6 +156,24 @@ def _cases() -> list[Case]:
         "symbolic link",
         absent=("well-formed",),
     )
+    add(
+        "folder-sidecar",
+        lambda a: _folder(a, "folder-sidecar", special=lambda f: (f / "message.xml").mkdir()),
+        REJECTED,
+        "'message.xml' is a folder, not a regular file",
+    )
+    add(
+        "flat-fifo-doc.xml",
+        lambda a: _flat_with(a, "flat-fifo-doc", lambda path: os.mkfifo(path)),
+        REJECTED,
+        "'flat-fifo-doc.pdf' is a named pipe (FIFO)",
+    )
+    add(
+        "flat-link-doc.xml",
+        lambda a: _flat_with(a, "flat-link-doc", lambda path: os.symlink("/etc/shadow", path)),
+        REJECTED,
+        "'flat-link-doc.pdf' is a symbolic link",
+    )
     # 11: a flat sidecar that is not a regular file says what it is.
     add("flat-fifo.xml", lambda a: os.mkfifo(a / "flat-fifo.xml"), ORPHAN, "named pipe (FIFO)", "cannot be a sidecar")
     add("flat-zero.xml", lambda a: os.symlink("/dev/zero", a / "flat-zero.xml"), ORPHAN, "symbolic link", "sidecar")
@@ -390,6 +408,12 @@ def _cases() -> list[Case]:
         also={"closed-flat.pdf": ORPHAN},
     )
     return cases
+
+
+def _flat_with(area: Path, name: str, make_document: Callable[[Path], None]) -> None:
+    """A flat drop whose one document is made by `make_document` (a FIFO, a link...)."""
+    make_document(area / f"{name}.pdf")
+    _flat(area, name, {}, sidecar_xml(documents=_docs(f"{name}.pdf")))
 
 
 def _touch(path: Path) -> Path:
