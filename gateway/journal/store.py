@@ -586,7 +586,11 @@ class JournalReader:
     read-only and never writes to it or beside it."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        # Without a WAL file no daemon has the journal open: read it as immutable, or SQLite would
+        # create the -wal and -shm files beside it even for a read-only connection.
+        running = path.with_name(path.name + "-wal").exists()
+        options = "mode=ro" if running else "mode=ro&immutable=1"
+        self._db = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, timeout=30)
         self._db.execute("PRAGMA query_only=ON")
 
     def find_live(self, direction: str, message_id: str) -> MessageRecord | None:

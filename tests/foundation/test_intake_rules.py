@@ -227,3 +227,45 @@ def _config(root: Path):
     from .drops import write_config
 
     return load_config(write_config(root))
+
+
+@pytest.mark.parametrize("journal_open", [False, True])
+def test_validate_reads_the_journal_read_only_and_writes_nothing(tmp_path, journal_open):
+    import subprocess
+    import sys
+
+    from gateway.clock import SystemClock
+    from gateway.config import load_config, prepare_folders
+    from gateway.journal.store import Journal
+
+    from .drops import write_config
+
+    config_path = write_config(tmp_path)
+    config = load_config(config_path)
+    prepare_folders(config)
+    journal = Journal(config.folders.journal_path, SystemClock())  # as a running daemon holds it
+    if not journal_open:
+        journal.close()
+    try:
+        drop = make_folder_drop(config.folders.outbox, "brev", staging=tmp_path / "staging")
+        before = {path: path.stat().st_mtime_ns for path in (tmp_path / "var").rglob("*")}
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "validate", str(drop), "--config", str(config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TMPDIR": str(tmp_path / "staging")},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("ACCEPTED: 'brev' would become message")
+        after = {path: path.stat().st_mtime_ns for path in (tmp_path / "var").rglob("*")}
+        if journal_open:
+            # A reader beside a running daemon takes its read lock in the shared-memory index (-shm),
+            # as every reader of a WAL database does; the journal and its WAL are left as they were.
+            shm = config.folders.journal_path.with_name("journal.sqlite-shm")
+            before.pop(shm), after.pop(shm)
+        assert after == before
+        assert os.listdir(tmp_path / "staging") == []
+    finally:
+        if journal_open:
+            journal.close()
