@@ -44,7 +44,7 @@ def judge_in_place(drop: Path, config: Config) -> Verdict:
                 f"the folder {name!r} cannot be read by the gateway (permission denied); give the gateway's user "
                 "permission to read, enter and move it (rwx), then drop it again"
             )
-        if not os.access(drop, os.W_OK):
+        if _in_outbox(drop, config) and not os.access(drop, os.W_OK):
             return refused(CANNOT_MOVE.format(entry=printable(name), error="Permission denied"))
     elif stat.S_ISREG(info.st_mode) and name.lower().endswith(".xml"):
         kind, drop_name, folder = "flat", name[: -len(".xml")], drop.parent
@@ -73,3 +73,11 @@ def judge_in_place(drop: Path, config: Config) -> Verdict:
     finally:
         if journal is not None:
             journal.close()
+
+
+def _in_outbox(drop: Path, config: Config) -> bool:
+    """Whether `drop` lies in the configured outbox (only there does it matter that it can be moved)."""
+    try:
+        return os.path.samefile(drop.parent, config.folders.outbox)
+    except OSError:
+        return False

@@ -42,12 +42,13 @@ def _can_mknod() -> bool:
     return True
 
 
-def _config(root: Path, mode: str) -> Path:
+def _config(root: Path, mode: str, file_name: str = "config.yaml", outbox: str = "var/outbox") -> Path:
     config = {
         "organisation": {"orgnr": OUR_ORGNR, "name": "Test kommune"},
         "folders": {
             "create_missing": True,
             **{name: f"var/{name}" for name in ("outbox", "status", "inbox", "failed", "sent", "state")},
+            "outbox": outbox,
         },
         "intake": {
             "mode": mode,
@@ -59,7 +60,7 @@ def _config(root: Path, mode: str) -> Path:
         "network": {"inbound_poll_seconds": 0.3, "send_interval_seconds": 0.3},
         "sandbox": {"enabled": True},
     }
-    path = root / "config.yaml"
+    path = root / file_name
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path
 
@@ -181,7 +182,9 @@ def test_hostile_drops_are_each_explained_and_the_next_drop_is_sent(tmp_path, mo
     scratch = tmp_path / "validate-tmp"
     scratch.mkdir()
     before = _snapshot(area.parent)
-    verdicts = _run_validate(config, area, [case.entry for case in case_list], without_dac, scratch)
+    # validate judges an entry as lying in the outbox of the config it is given.
+    validate_config = _config(tmp_path, mode, "validate.yaml", outbox="validate-area/outbox")
+    verdicts = _run_validate(validate_config, area, [case.entry for case in case_list], without_dac, scratch)
     assert _snapshot(area.parent) == before, "validate changed the drops it looked at"
     assert os.listdir(scratch) == [], "validate wrote into its temporary folder"
     assert not (var / "state").exists(), "validate created the daemon's state"
