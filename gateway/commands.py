@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from gateway.clock import SystemClock
 from gateway.config import Config, KeystoreConfig, TrustConfig, load_config, prepare_folders
 from gateway.contract.statuses import current_status
-from gateway.intake.claim import ClaimedDrop
-from gateway.intake.outbox import read_listed_files
-from gateway.intake.validate import validate_claimed
+from gateway.fsio import text_name
+from gateway.intake.dryrun import judge_in_place
 from gateway.journal.store import Journal
 
 log = logging.getLogger("efm-gateway")
@@ -130,46 +127,31 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
-    """Copy the drop into a scratch folder and run the daemon's own checks on the copy."""
+    """The daemon's own checks on a drop where it lies: read-only, nothing copied or written."""
     config = _config(args)
     drop: Path = args.drop
-    if not drop.exists():
+    try:
+        verdict = judge_in_place(drop, config)
+    except FileNotFoundError:
         print(f"{drop}: no such file or folder", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="efm-validate-") as scratch:
-        work = Path(scratch)
-        if drop.is_dir():
-            claimed = ClaimedDrop("dry-run~d~" + drop.name, "folder", drop.name, work / "drop")
-            shutil.copytree(drop, claimed.folder, symlinks=True)
-        else:
-            name = drop.name[: -len(".xml")] if drop.name.lower().endswith(".xml") else drop.name
-            claimed = ClaimedDrop("dry-run~f~" + name, "flat", name, work / "drop")
-            claimed.folder.mkdir()
-            shutil.copy2(drop, claimed.folder / f"{name}.xml")
-            for file, _size in read_listed_files(drop) or []:
-                source = drop.parent / file
-                if source.is_file() and "/" not in file:
-                    shutil.copy2(source, claimed.folder / file)
-        journal_path = config.folders.journal_path
-        journal = Journal(journal_path if journal_path.exists() else work / "journal.sqlite", SystemClock())
-        try:
-            verdict = validate_claimed(claimed, config, journal, SystemClock())
-        finally:
-            journal.close()
+    shown = text_name(drop.name)
     if verdict.accepted is None:
-        print(f"REJECTED: the daemon would move {drop.name!r} to failed/ with status FEIL, because:")
+        print(f"REJECTED: the daemon would move {shown!r} to failed/ with status FEIL, because:")
         for problem in verdict.problems:
             print(f"  - {problem}")
         return 1
     accepted = verdict.accepted
     sidecar = accepted.sidecar
-    print(f"ACCEPTED: {drop.name!r} would become message {accepted.message_id} (status OPPRETTET)")
+    print(f"ACCEPTED: {shown!r} would become message {accepted.message_id} (status OPPRETTET)")
     print(f"  type {sidecar.message_type}, process {accepted.process}")
     print(f"  from {accepted.sender} to {sidecar.receiver}, deadline {accepted.deadline.isoformat()}")
     print(
         f"  documents: {', '.join(sidecar.file_names) or '(none)'}"
         + (f"; arkivmelding from {accepted.arkivmelding_file}" if accepted.arkivmelding_file else "")
     )
+    for warning in verdict.warnings:
+        print(f"  warning: {warning}")
     return 0
 
 

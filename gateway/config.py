@@ -59,6 +59,10 @@ class IntakeConfig:
     incomplete_timeout_seconds: float = 600.0
     max_drops_per_scan: int = 500
     max_drop_bytes: int = 1 << 30
+    # The official arkivmelding.xsd (with its metadatakatalog.xsd beside it): supplied arkivmelding.xml
+    # files are validated against it. Not shipped with the gateway; without it only structure and
+    # file references are checked.
+    arkivmelding_schema: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,12 @@ def _check_combinations(path: Path, config: Config) -> None:
         raise ConfigError(
             f"{path}: sandbox.enabled is true but network URLs are set too; remove the network URLs "
             "(the sandbox fills them in) or set sandbox.enabled: false"
+        )
+    schema_path = config.intake.arkivmelding_schema
+    if schema_path is not None and not schema_path.is_file():
+        raise ConfigError(
+            f"{path}: intake.arkivmelding_schema ({schema_path}) is not a file; give the path of arkivmelding.xsd "
+            "(with metadatakatalog.xsd in the same folder), or remove the line"
         )
     if config.sandbox.port < 0 or config.sandbox.port > 65535:
         raise ConfigError(f"{path}: sandbox.port must be 0 (any free port) or a port number up to 65535")

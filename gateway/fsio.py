@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
+import stat as stat_module
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -98,4 +101,148 @@ def file_name_problem(name: str) -> str | None:
         )
     if len(name.encode("utf-8")) > 255:
         return f"the file name {name[:40]!r}… is longer than 255 bytes; shorten it"
+    # The receiving archive often runs on Windows, where these names cannot be saved.
+    unsafe = sorted(set(name) & set(WINDOWS_UNSAFE_CHARACTERS))
+    if unsafe:
+        return (
+            f"the file name {name!r} contains {' '.join(unsafe)}, which Windows file names cannot hold "
+            f"(none of {' '.join(WINDOWS_UNSAFE_CHARACTERS)} may be used); rename it"
+        )
+    if name[-1] in ". ":
+        return f"the file name {name!r} ends with a dot or a space, which Windows drops; rename it"
+    if _WINDOWS_RESERVED.fullmatch(name):
+        return (
+            f"the file name {name!r} is a reserved device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9); "
+            "rename it"
+        )
     return None
+
+
+WINDOWS_UNSAFE_CHARACTERS = '<>:"|?*'
+_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE | re.DOTALL)
+_ESCAPED = re.compile(r'[\udc80-\udcff\x00-\x1f\x7f<>:"|?*\\]')
+
+
+_UNPRINTABLE = re.compile(r"[\udc80-\udcff\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` with every byte that was not valid UTF-8 and every control character as %XX, so it can
+    be stored in the journal, written into XML and shown on one line."""
+    if not _UNPRINTABLE.search(text):
+        return text
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"%{code - 0xDC00 if code >= 0xDC80 else code:02X}"
+
+    return _UNPRINTABLE.sub(escape, text)
+
+
+def text_name(name: str) -> str:
+    """`name` as plain text safe to store and show anywhere: every byte that is not valid UTF-8, every
+    control character and every character Windows refuses becomes %XX.
+
+    Unchanged for every name that `file_name_problem` accepts (so the journal's names of accepted
+    drops are their names on disk).
+    """
+    if not _ESCAPED.search(name):
+        return name
+    out = []
+    for ch in name:
+        if "\udc80" <= ch <= "\udcff":
+            out.append(f"%{ord(ch) - 0xDC00:02X}")
+        elif _ESCAPED.fullmatch(ch):
+            out.append("".join(f"%{byte:02X}" for byte in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words for the archivist."""
+    if stat_module.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat_module.S_ISDIR(mode):
+        return "a folder"
+    if stat_module.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat_module.S_ISSOCK(mode):
+        return "a socket"
+    if stat_module.S_ISCHR(mode) or stat_module.S_ISBLK(mode):
+        return "a device file"
+    if stat_module.S_ISREG(mode):
+        return "a regular file"
+    return "not a regular file"
+
+
+class UnreadableFile(OSError):
+    """A file intake must not or cannot read; `reason` says why in words for the archivist."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+def permission_denied(exc: OSError) -> bool:
+    return exc.errno in (errno.EACCES, errno.EPERM)
+
+
+def open_regular(path: Path) -> int:
+    """Open `path` for reading only if it is a regular file, never through a symbolic link and never
+    blocking (a FIFO or device opened for reading can wait for ever or never end). Returns the fd.
+
+    Raises UnreadableFile with the reason otherwise.
+    """
+    name = path.name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise UnreadableFile(path, f"{name!r} is not there") from None
+    except OSError as exc:
+        raise UnreadableFile(path, f"{name!r} cannot be read: {exc.strerror}") from None
+    if not stat_module.S_ISREG(info.st_mode):
+        raise UnreadableFile(path, f"{name!r} is {kind_of(info.st_mode)}, not a regular file; drop the file itself")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if permission_denied(exc):
+            raise UnreadableFile(
+                path,
+                f"{name!r} cannot be read by the gateway (permission denied); give the gateway's user read "
+                "permission on it",
+            ) from None
+        if exc.errno == errno.ELOOP:
+            raise UnreadableFile(path, f"{name!r} is a symbolic link; drop the file itself") from None
+        raise UnreadableFile(path, f"{name!r} cannot be read: {exc.strerror}") from None
+    opened = os.fstat(fd)
+    if not stat_module.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+        os.close(fd)
+        raise UnreadableFile(path, f"{name!r} changed while it was opened; drop it again")
+    return fd
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, checked before reading (see `open_regular`)."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise UnreadableFile(path, f"{path.name!r} is {size} bytes; at most {limit} bytes are allowed")
+        chunks = []
+        remaining = limit + 1
+        while remaining > 0:
+            try:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+            except OSError as exc:
+                raise UnreadableFile(path, f"{path.name!r} cannot be read: {exc.strerror}") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    finally:
+        os.close(fd)
+    content = b"".join(chunks)
+    if len(content) > limit:
+        raise UnreadableFile(path, f"{path.name!r} grew past {limit} bytes while it was read")
+    return content

@@ -25,14 +25,14 @@ def mod11_check_digit(digits: str, weights: tuple[int, ...]) -> int | None:
 
 
 def is_valid_orgnr(value: str) -> bool:
-    if not re.fullmatch(r"\d{9}", value):
+    if not re.fullmatch(r"[0-9]{9}", value):
         return False
     return mod11_check_digit(value[:8], ORGNR_WEIGHTS) == int(value[8])
 
 
 def is_valid_fnr(value: str) -> bool:
     """Fødselsnummer or D-number: 11 digits with two MOD11 check digits."""
-    if not re.fullmatch(r"\d{11}", value):
+    if not re.fullmatch(r"[0-9]{11}", value):
         return False
     first = mod11_check_digit(value[:9], FNR_WEIGHTS_1)
     if first is None or first != int(value[9]):
@@ -42,8 +42,8 @@ def is_valid_fnr(value: str) -> bool:
 
 
 def orgnr_problem(value: str) -> str | None:
-    if not re.fullmatch(r"\d{9}", value):
-        return f"{value!r} is not an organisation number: it must be exactly 9 digits"
+    if not re.fullmatch(r"[0-9]{9}", value):
+        return f"{value!r} is not an organisation number: it must be exactly 9 digits (0-9)"
     if not is_valid_orgnr(value):
         return f"{value} is not a valid organisation number: its check digit (the last digit) is wrong"
     return None
@@ -57,7 +57,7 @@ def receiver_problem(value: str) -> str | None:
             f"({value[len(RETIRED_PREFIX) :]}) or 0192:{value[len(RETIRED_PREFIX) :]}"
         )
     bare = value.removeprefix(ORGNR_PREFIX)
-    if re.fullmatch(r"\d{11}", bare):
+    if re.fullmatch(r"[0-9]{11}", bare):
         if not is_valid_fnr(bare):
             return f"{bare} is not a valid national identity number: its check digits are wrong"
         return None

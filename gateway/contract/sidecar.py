@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.contract.schema_messages import describe_schema_error
 from gateway.errors import MessageFormatError
 from gateway.fsio import file_name_problem
 from gateway.identifiers import receiver_problem
@@ -20,6 +20,9 @@ SCHEMA_PATH = Path(__file__).with_name("sidecar.xsd")
 FOLDER_SIDECAR_NAME = "message.xml"
 SUPPLIED_ARKIVMELDING_NAME = "arkivmelding.xml"
 MAX_SIDECAR_BYTES = 4 << 20
+MAX_DOCUMENTS = 1000  # sidecar.xsd's maxOccurs for <document>
+# Names the ASiC-E container or the message itself uses: a document cannot have them (in any case).
+RESERVED_DOCUMENT_NAMES = ("mimetype", "manifest.xml", SUPPLIED_ARKIVMELDING_NAME)
 TYPES_WITHOUT_DOCUMENTS = frozenset({"arkivmelding_kvittering", "avtalt"})
 
 
@@ -108,73 +111,6 @@ def _q(name: str) -> str:
     return f"{{{NAMESPACE}}}{name}"
 
 
-_SCHEMA_MESSAGES = [
-    (
-        re.compile(r"Missing child element\(s\)\. Expected is (?:one of )?\( ?(.+?) ?\)"),
-        lambda m: f"a required element is missing here; add <{_local_names(m.group(1))}>",
-    ),
-    (
-        re.compile(r"This element is not expected\. Expected is (?:one of )?\( ?(.+?) ?\)"),
-        lambda m: f"this element is unknown or in the wrong place; expected <{_local_names(m.group(1))}> here",
-    ),
-    (
-        re.compile(r"This element is not expected\."),
-        lambda m: "this element is unknown or in the wrong place; remove it or check its spelling",
-    ),
-    (
-        re.compile(r"\[facet 'enumeration'\] The value '(.*?)' is not an element of the set \{(.*?)\}"),
-        lambda m: f"{m.group(1)!r} is not allowed; use one of {m.group(2).replace(chr(39), '')}",
-    ),
-    (
-        re.compile(r"\[facet 'pattern'\] The value '(.*?)' is not accepted by the pattern '(.*?)'"),
-        lambda m: f"{m.group(1)!r} has the wrong form{_pattern_hint(m.group(2))}",
-    ),
-    (
-        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:dateTime'"),
-        lambda m: f"{m.group(1)!r} is not a date and time; write it like 2026-05-01T12:00:00+02:00",
-    ),
-    (
-        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:(nonNegativeInteger|integer)'"),
-        lambda m: f"{m.group(1)!r} is not a whole number",
-    ),
-    (
-        re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:boolean'"),
-        lambda m: f"{m.group(1)!r} is not true or false",
-    ),
-    (
-        re.compile(r"\[facet 'minLength'\]"),
-        lambda m: "the value is empty; fill it in or remove the element",
-    ),
-]
-
-
-def _local_names(expected: str) -> str:
-    names = re.findall(r"\{[^}]*\}(\w+)", expected) or [expected]
-    return "> or <".join(names)
-
-
-def _pattern_hint(pattern: str) -> str:
-    if "{12}" in pattern:
-        return "; a UUID looks like 2f6e1c3a-9a77-4c1e-8a4f-0b5f1e2d3c4b"
-    if "{64}" in pattern:
-        return "; a SHA-256 is 64 hexadecimal characters"
-    return ""
-
-
-def _describe_schema_error(message: str) -> tuple[str | None, str]:
-    element = re.match(r"Element '(?:\{[^}]*\})?(\w+)'(?:, attribute '(\w+)')?: ", message)
-    field_name = None
-    rest = message
-    if element:
-        field_name = element.group(1) if not element.group(2) else f"{element.group(1)} @{element.group(2)}"
-        rest = message[element.end() :]
-    for pattern, explain in _SCHEMA_MESSAGES:
-        match = pattern.search(rest)
-        if match:
-            return field_name, explain(match)
-    return field_name, rest.strip()
-
-
 def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sidecar | None, list[SidecarProblem]]:
     """Parse, schema-validate and check a sidecar. Returns the sidecar (None when unreadable) and all problems."""
     if len(content) > MAX_SIDECAR_BYTES:
@@ -194,11 +130,22 @@ def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sid
                 f'{etree.QName(root).namespace or "(none)"!r}; a sidecar is <message xmlns="{NAMESPACE}">',
             )
         ]
+    documents = root.findall(f"{_q('documents')}/{_q('document')}")
+    if len(documents) > MAX_DOCUMENTS:
+        return None, [
+            SidecarProblem(
+                source,
+                documents[MAX_DOCUMENTS].sourceline,
+                "documents",
+                f"{len(documents)} documents are listed; a message may carry at most {MAX_DOCUMENTS}: "
+                "split it into several messages",
+            )
+        ]
     validator = schema()
     if not validator.validate(tree):
         problems = []
         for error in validator.error_log:
-            field_name, text = _describe_schema_error(error.message)
+            field_name, text = describe_schema_error(error.message)
             problems.append(SidecarProblem(source, error.line, field_name, text))
         return None, problems
     sidecar = _to_sidecar(root)
@@ -222,9 +169,16 @@ def _strip_source(text: str, source: str) -> str:
 
 def _text(parent: etree._Element, name: str) -> str | None:
     child = parent.find(_q(name))
-    if child is None or child.text is None:
+    if child is None:
         return None
-    return child.text.strip()
+    text = _string(child)
+    return text.strip() if text.strip() or child.text is not None else None
+
+
+def _string(element: etree._Element) -> str:
+    """The element's whole text content, as the schema sees it: text on both sides of a comment or
+    processing instruction counts (`.text` alone stops at the first of them)."""
+    return str(element.xpath("string()"))
 
 
 def _to_sidecar(root: etree._Element) -> Sidecar:
@@ -236,7 +190,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
             sha = _text(doc, "sha256")
             documents.append(
                 DropDocument(
-                    file=(doc.findtext(_q("file")) or ""),
+                    file=_whole_text(doc, "file"),
                     title=_text(doc, "title"),
                     mime_type=_text(doc, "mimeType"),
                     main=doc.get("main", "false").strip() in ("true", "1"),
@@ -259,14 +213,14 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         receipt = ReceiptInfo(
             receipt_type=_text(receipt_element, "receiptType") or "",
             related_to_message_id=(_text(receipt_element, "relatedToMessageId") or "").lower(),
-            texts=tuple((t.text or "").strip() for t in receipt_element.findall(_q("text"))),
+            texts=tuple(_string(t).strip() for t in receipt_element.findall(_q("text"))),
         )
     avtalt = None
     avtalt_element = root.find(_q("avtalt"))
     if avtalt_element is not None:
         avtalt = AvtaltContent(
             identifier=_text(avtalt_element, "identifier") or "",
-            content=avtalt_element.findtext(_q("content")) or "",
+            content=_whole_text(avtalt_element, "content"),
         )
     level = _text(root, "securityLevel")
     deadline = _text(root, "deadline")
@@ -291,6 +245,12 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         documents=tuple(documents),
         received=datetime.fromisoformat(received) if received else None,
     )
+
+
+def _whole_text(parent: etree._Element, name: str) -> str:
+    """Unstripped text content (a file name is taken as written)."""
+    child = parent.find(_q(name))
+    return _string(child) if child is not None else ""
 
 
 def _lower(value: str | None) -> str | None:
@@ -329,14 +289,30 @@ def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> l
         )
 
     doc_elements = root.findall(f"{_q('documents')}/{_q('document')}")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for document, element in zip(sidecar.documents, doc_elements, strict=True):
         name_problem = file_name_problem(document.file)
+        folded = document.file.casefold()
         if name_problem:
             add("file", name_problem, element)
-        if document.file in seen:
+        elif folded in RESERVED_DOCUMENT_NAMES:
+            add(
+                "file",
+                f"{document.file!r} cannot be a document's name: the message container uses it itself "
+                f"({', '.join(RESERVED_DOCUMENT_NAMES)} are taken); rename the document"
+                + (", or name your arkivmelding in <arkivmeldingFile>" if folded == SUPPLIED_ARKIVMELDING_NAME else ""),
+                element,
+            )
+        if document.file in seen.values():
             add("file", f"the file {document.file!r} is listed twice; list each document once", element)
-        seen.add(document.file)
+        elif folded in seen:
+            add(
+                "file",
+                f"the files {seen[folded]!r} and {document.file!r} differ only in upper and lower case; the "
+                "receiver's archive may not tell them apart: rename one",
+                element,
+            )
+        seen.setdefault(folded, document.file)
     mains = [doc for doc in sidecar.documents if doc.main]
     if len(mains) > 1:
         add("document @main", f'{len(mains)} documents are marked main="true"; mark at most one')
@@ -344,7 +320,7 @@ def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> l
         name_problem = file_name_problem(sidecar.arkivmelding_file)
         if name_problem:
             add("arkivmeldingFile", name_problem, line_of("arkivmeldingFile"))
-        if sidecar.arkivmelding_file in seen:
+        if sidecar.arkivmelding_file.casefold() in seen:
             add(
                 "arkivmeldingFile",
                 f"{sidecar.arkivmelding_file!r} is named both as arkivmelding and as a document; name it once",

@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME
 from gateway.fsio import fsync_dir
-from gateway.intake.outbox import Candidate, read_listed_files
+from gateway.intake.outbox import Candidate
+from gateway.intake.peek import read_listed_files
 
 _counter = itertools.count()
 
@@ -90,9 +92,11 @@ class Claimer:
         for document in documents:
             source = self.outbox / document
             target = claimed.folder / document
-            if "/" in document or document in ("", ".", "..") or target.exists():
+            if "/" in document or document in ("", ".", "..") or os.path.lexists(target):
                 continue
             try:
+                if stat.S_ISDIR(os.lstat(source).st_mode):
+                    continue  # a flat sidecar names files only: a folder is a drop of its own
                 os.rename(source, target)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 continue

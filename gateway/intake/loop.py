@@ -37,6 +37,7 @@ class IntakeLoop:
     def _run(self) -> None:
         full_scan_due = 0.0
         clock = self.intake.clock
+        outbox_problem: str | None = None
         while not self._stop.is_set():
             try:
                 now = clock.monotonic()
@@ -48,11 +49,22 @@ class IntakeLoop:
                         self.intake.scanner.note_moved_in(name)
                     if touched:
                         counts = self.intake.run_once(only=touched)
-                        if counts.more:
-                            full_scan_due = now
+                        # A drop written in place waits out its quiet period: look again when it ends,
+                        # since no event may come by then.
+                        full_scan_due = now if counts.more else min(full_scan_due, now + self._next_interval())
                 if now >= full_scan_due:
                     counts = self.intake.run_once()
                     full_scan_due = clock.monotonic() + (0 if counts.more else self._next_interval())
+                if outbox_problem:
+                    log.info("intake works again")
+                    outbox_problem = None
+            except OSError as exc:
+                # A folder intake needs (a share gone, its permissions changed): one line when it starts.
+                problem = f"{exc.filename}: {exc.strerror}"
+                if problem != outbox_problem:
+                    log.error("intake cannot use %s; trying again every %g s", problem, self.scan_interval)
+                    outbox_problem = problem
+                full_scan_due = clock.monotonic() + self.scan_interval
             except Exception:
                 log.exception("the intake pass failed; trying again at the next interval")
                 full_scan_due = clock.monotonic() + self.scan_interval

@@ -14,15 +14,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lxml import etree
-
 from gateway.clock import Clock
-from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, MAX_SIDECAR_BYTES, NAMESPACE
-from gateway.fsio import is_temporary_name
+from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, NAMESPACE
+from gateway.fsio import is_temporary_name, kind_of
+from gateway.intake.peek import may_declare_sizes, read_listed_files, root_tag
 
 SIDECAR_TAG = f"{{{NAMESPACE}}}message"
 # A claim is named <token>~d~<drop name>; with the token it must stay within 255 bytes.
 MAX_DROP_NAME_BYTES = 200
+FLAT_LISTS_FOLDER = (
+    "{sidecar} lists {name!r}, which is a folder in the outbox; a flat sidecar names files only, and a "
+    "folder is a drop of its own: list the files, or drop the folder with its own message.xml"
+)
+CANNOT_MOVE = (
+    "the gateway cannot move {entry!r} out of the outbox to take it ({error}); give the gateway's user write "
+    "permission on it (a folder must be writable to be moved)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,17 @@ def _file_signature(stat: os.stat_result) -> tuple:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
+def _entry_signature(stat: os.stat_result) -> tuple:
+    """What changes when anyone changes an entry, its permissions included."""
+    return (stat.st_mode, stat.st_uid, stat.st_gid, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+class _UnreadableFolder(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class OutboxScanner:
     def __init__(
         self,
@@ -76,6 +94,34 @@ class OutboxScanner:
         self._seen: dict[str, _Seen] = {}
         self._moved_in: set[str] = set()
         self._sidecar_cache: dict[str, tuple[tuple, list[tuple[str, int | None]] | None]] = {}
+        self._refused: dict[str, tuple] = {}  # entries that could not be moved, and how they looked then
+
+    def refuse_in_place(self, entry: str) -> None:
+        """`entry` was rejected but cannot be moved (permission denied): leave it alone until it changes."""
+        try:
+            self._refused[entry] = _entry_signature(os.lstat(self.outbox / entry))
+        except OSError:
+            self._refused.pop(entry, None)
+        self.forget(entry)
+
+    def next_change_in(self) -> float | None:
+        """Seconds until a waiting entry may be ready: its quiet period or incomplete timeout ends.
+
+        None when nothing waits for a time still to come (one already past it was handled by the scan
+        just done, or is retried at the regular interval). An entry that changes again pushes its own
+        time back at the next look.
+        """
+        now = self.clock.monotonic()
+        due = min(
+            (
+                seen.stable_since + self.quiet_period
+                if now - seen.stable_since < self.quiet_period
+                else seen.first_seen + self.incomplete_timeout
+                for seen in self._seen.values()
+            ),
+            default=None,
+        )
+        return None if due is None or due <= now else due - now
 
     def note_moved_in(self, entry: str) -> None:
         """A watcher saw `entry` arrive by rename: it is complete as it stands."""
@@ -102,6 +148,7 @@ class OutboxScanner:
         return now - seen.stable_since >= self.quiet_period, now - seen.first_seen
 
     def _folder_signature(self, folder: Path) -> tuple | None:
+        """What the folder holds now; None when it is gone. Raises _UnreadableFolder when it cannot be listed."""
         try:
             entries = []
             with os.scandir(folder) as listing:
@@ -111,6 +158,13 @@ class OutboxScanner:
             return tuple(sorted(entries))
         except FileNotFoundError:
             return None
+        except PermissionError:
+            raise _UnreadableFolder(
+                f"the folder {folder.name!r} cannot be read by the gateway (permission denied); give the "
+                "gateway's user permission to read, enter and move it (rwx), then drop it again"
+            ) from None
+        except OSError as exc:
+            raise _UnreadableFolder(f"the folder {folder.name!r} cannot be read: {exc.strerror}") from None
 
     def _listed_files(self, path: Path, signature: tuple) -> list[tuple[str, int | None]] | None:
         """The (file, declared size) pairs a sidecar lists, or None when it is not (yet) a readable sidecar."""
@@ -127,8 +181,16 @@ class OutboxScanner:
         """Look at the whole outbox (or only the named entries) and return what is ready."""
         result = ScanResult()
         entries = self._list(only)
+        for name in [name for name in entries if name in self._refused]:
+            if _entry_signature(entries[name]) == self._refused[name]:
+                del entries[name]
+            else:
+                del self._refused[name]  # changed (permissions fixed?): look at it again
         present = set(entries)
         if only is None:
+            for gone in [name for name in self._refused if name not in present and name not in entries]:
+                if not os.path.lexists(self.outbox / gone):
+                    del self._refused[gone]
             for gone in [name for name in self._seen if name not in present]:
                 self.forget(gone)
             if len(self._sidecar_cache) > len(present):
@@ -143,7 +205,10 @@ class OutboxScanner:
             if name.lower().endswith(".xml") and not is_temporary_name(name) and _is_regular(stat):
                 listed = self._listed_files(self.outbox / name, _file_signature(stat))
                 xml_files[name] = listed
-                listed_by_sidecars.update(file for file, _ in listed or ())
+                # A flat sidecar names files only: a folder it names stays a drop of its own.
+                listed_by_sidecars.update(
+                    file for file, _ in listed or () if not (file in entries and _is_folder(entries[file]))
+                )
         loose_files: list[tuple[str, os.stat_result]] = []
         for name, stat in entries.items():
             if len(result.ready) >= limit:
@@ -165,12 +230,19 @@ class OutboxScanner:
                     )
                 )
                 continue
-            if os.path.isdir(path) and not os.path.islink(path):
-                self._consider_folder(name, path, result)
+            if stat_module.S_ISDIR(stat.st_mode):
+                try:
+                    self._consider_folder(name, path, result)
+                except _UnreadableFolder as exc:
+                    stable, _age = self._observe(name, _entry_signature(stat))
+                    if stable:
+                        result.orphans.append(Orphan(name, exc.reason))
+                    else:
+                        result.waiting += 1
             elif (
                 name in xml_files
                 and name not in listed_by_sidecars
-                and (xml_files[name] is not None or _root_tag(path) in (SIDECAR_TAG, None))
+                and (xml_files[name] is not None or root_tag(path) in (SIDECAR_TAG, None))
             ):
                 self._consider_flat(name, path, stat, entries, result)
             else:
@@ -180,6 +252,19 @@ class OutboxScanner:
                 if name in listed_by_sidecars:
                     continue
                 stable, age = self._observe(name, _file_signature(stat))
+                if not _is_regular(stat):
+                    # It can never become a drop: say what it is once it has been still for the quiet period.
+                    if stable:
+                        what = "a sidecar" if name.lower().endswith(".xml") else "a document"
+                        result.orphans.append(
+                            Orphan(
+                                name,
+                                f"{name!r} in the outbox is {kind_of(stat.st_mode)}, not a regular file; the "
+                                f"gateway takes only regular files and folders, so it cannot be {what}: drop "
+                                "the file itself",
+                            )
+                        )
+                    continue
                 if stable and age >= self.incomplete_timeout:
                     result.orphans.append(
                         Orphan(
@@ -242,7 +327,7 @@ class OutboxScanner:
         # parses the sidecar anyway, so it is parsed here only when it may declare a size.
         sidecar_signature = next(entry[1] for entry in signature if entry[0] == FOLDER_SIDECAR_NAME)
         cached = self._sidecar_cache.get(str(sidecar))
-        if (cached is None or cached[0] != sidecar_signature) and not _may_declare_sizes(sidecar):
+        if (cached is None or cached[0] != sidecar_signature) and not may_declare_sizes(sidecar):
             result.waiting += 1
             return
         listed = self._listed_files(sidecar, sidecar_signature)
@@ -268,7 +353,13 @@ class OutboxScanner:
         sidecar_signature = _file_signature(stat)
         listed = self._listed_files(path, sidecar_signature)
         files = [file for file, _ in listed] if listed else []
-        present = [file for file in files if file in entries or os.path.lexists(self.outbox / file)]
+        present = [
+            file
+            for file in files
+            if (file in entries and not _is_folder(entries[file]))
+            or (file not in entries and os.path.lexists(self.outbox / file) and not _is_folder_path(self.outbox / file))
+        ]
+        folders = [file for file in files if file not in present and _is_folder_path(self.outbox / file)]
         signature = (
             sidecar_signature,
             *((file, _file_signature(entries[file]) if file in entries else None) for file in present),
@@ -281,6 +372,10 @@ class OutboxScanner:
                 result.ready.append(Candidate("flat", drop_name, name))
             else:
                 result.waiting += 1
+            return
+        if folders:
+            reason = FLAT_LISTS_FOLDER.format(sidecar=name, name=folders[0])
+            result.ready.append(Candidate("flat", drop_name, name, tuple(present), incomplete_reason=reason))
             return
         missing = [file for file in files if file not in present]
         declared_match = (
@@ -312,49 +407,16 @@ class OutboxScanner:
             result.waiting += 1
 
 
-def _may_declare_sizes(sidecar: Path) -> bool:
-    """False when the sidecar's bytes hold no <size> element (so no parse is needed).
-
-    A wrong False (say, a UTF-16 sidecar) only makes the drop wait out the quiet period.
-    """
-    try:
-        with open(sidecar, "rb") as handle:
-            return b"size" in handle.read(MAX_SIDECAR_BYTES + 1)
-    except OSError:
-        return True
-
-
 def _is_regular(stat: os.stat_result) -> bool:
     return stat_module.S_ISREG(stat.st_mode)
 
 
-def _root_tag(path: Path) -> str | None:
-    """The root element's tag, reading only the start of the file; None when it cannot be read."""
+def _is_folder(stat: os.stat_result) -> bool:
+    return stat_module.S_ISDIR(stat.st_mode)
+
+
+def _is_folder_path(path: Path) -> bool:
     try:
-        with open(path, "rb") as handle:
-            for _event, element in etree.iterparse(
-                handle, events=("start",), resolve_entities=False, no_network=True, load_dtd=False
-            ):
-                return element.tag
-    except (OSError, etree.XMLSyntaxError):
-        return None
-    return None
-
-
-def read_listed_files(path: Path) -> list[tuple[str, int | None]] | None:
-    """Cheaply read which files a sidecar lists. None when the file is not a readable sidecar."""
-    from gateway.contract.sidecar import read_sidecar
-
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            return None
-        content = path.read_bytes()
+        return _is_folder(os.lstat(path))
     except OSError:
-        return None
-    sidecar, _problems = read_sidecar(content, source=path.name)
-    if sidecar is None:
-        return None
-    listed = [(doc.file, doc.size) for doc in sidecar.documents]
-    if sidecar.arkivmelding_file:
-        listed.append((sidecar.arkivmelding_file, None))
-    return listed
+        return False

@@ -8,6 +8,8 @@ journal row, or journals it if the crash came first; nothing is taken twice.
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -15,9 +17,10 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
+from gateway.fsio import atomic_write_bytes, durable_rename, permission_denied, printable, text_name
 from gateway.intake.claim import ClaimedDrop, Claimer, parse_claim_id
-from gateway.intake.failed import choose_failed_name, explanation_text, file_sent, park, park_claim
-from gateway.intake.outbox import Candidate, Orphan, OutboxScanner
+from gateway.intake.failed import EXPLANATION_SUFFIX, choose_failed_name, explanation_text, file_sent, park_claim
+from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
@@ -67,7 +70,7 @@ class Intake:
         """Finish every claim a previous run left in the work area. Returns how many were resumed."""
         resumed = 0
         for claimed in self.claimer.claimed_drops():
-            record = self.journal.find_by_claim(claimed.claim_id)
+            record = self.journal.find_by_claim(text_name(claimed.claim_id))
             if record is None:
                 self._journal_claim(claimed)
                 resumed += 1
@@ -93,6 +96,10 @@ class Intake:
         for candidate in result.ready:
             try:
                 claimed = self._claim(candidate)
+            except PermissionError as exc:
+                reason = CANNOT_MOVE.format(entry=printable(candidate.entry), error=exc.strerror)
+                self._refuse_in_place(candidate.entry, reason)
+                continue
             except Exception:
                 # One bad drop must not stop the others; it stays in the outbox and is tried again.
                 log.exception("intake of %r failed; it will be tried again", candidate.entry)
@@ -141,12 +148,7 @@ class Intake:
         """
         verdicts: list[tuple[ClaimedDrop, str | None, Verdict]] = []
         for claimed, incomplete_reason in claims:
-            try:
-                verdicts.append(
-                    (claimed, incomplete_reason, validate_claimed(claimed, self.config, self.journal, self.clock))
-                )
-            except Exception:
-                log.exception("could not validate the claimed drop %r; it is retried at the next start", claimed.name)
+            verdicts.append((claimed, incomplete_reason, self._validate(claimed)))
         journalled: list[tuple[ClaimedDrop, MessageRecord, AcceptedDrop | None]] = []
         with self.journal.transaction():
             message_ids: set[str] = set()
@@ -154,7 +156,7 @@ class Intake:
                 try:
                     if verdict.accepted is not None and verdict.message_id in message_ids:
                         # Two drops of this batch share a messageId: validate again, seeing the first one.
-                        verdict = validate_claimed(claimed, self.config, self.journal, self.clock)
+                        verdict = self._validate(claimed)
                     with self.journal.savepoint():
                         record, accepted = self._record_verdict(claimed, verdict, incomplete_reason)
                 except Exception:
@@ -181,6 +183,21 @@ class Intake:
                 self.on_accepted(record, accepted)
         return records
 
+    def _validate(self, claimed: ClaimedDrop) -> Verdict:
+        """The verdict on a claimed drop; a drop that breaks validation itself is rejected, never left behind."""
+        try:
+            return validate_claimed(claimed, self.config, self.journal, self.clock)
+        except Exception as exc:
+            log.exception("checking the claimed drop %r failed; it is rejected", text_name(claimed.name))
+            return Verdict(
+                None,
+                (
+                    f"the gateway could not check this drop ({printable(type(exc).__name__)}: {printable(str(exc))}); "
+                    "this is a fault in the gateway: report it with the drop, and drop it again",
+                ),
+                str(uuid.uuid4()),
+            )
+
     def _record_verdict(
         self, claimed: ClaimedDrop, verdict: Verdict, incomplete_reason: str | None
     ) -> tuple[MessageRecord, AcceptedDrop | None]:
@@ -190,19 +207,21 @@ class Intake:
             problems.insert(0, incomplete_reason)
         sidecar = verdict.sidecar
         accepted = verdict.accepted
+        # Names go into the journal as text: a name that is not UTF-8 (always rejected) is stored escaped.
+        drop_name = text_name(claimed.name)
         common = {
-            "claim_id": claimed.claim_id,
-            "drop_name": claimed.name,
+            "claim_id": text_name(claimed.claim_id),
+            "drop_name": drop_name,
             "receiver": sidecar.receiver.removeprefix("0192:") if sidecar else None,
             "message_type": sidecar.message_type if sidecar else None,
             "client_reference": sidecar.client_reference if sidecar else None,
         }
         if accepted is None or problems:
-            failed_name = choose_failed_name(self.config.folders.failed, claimed.name)
+            failed_name = choose_failed_name(self.config.folders.failed, drop_name)
             record = self.journal.create(
                 direction="out",
                 message_id=verdict.message_id,
-                status_name=self._status_name(claimed.name, verdict.message_id),
+                status_name=self._status_name(drop_name, verdict.message_id),
                 phase=Phase.REJECTED,
                 errors=problems,
                 detail={"failed_name": failed_name, "kind": claimed.kind},
@@ -214,7 +233,7 @@ class Intake:
         record = self.journal.create(
             direction="out",
             message_id=accepted.message_id,
-            status_name=self._status_name(claimed.name, accepted.message_id),
+            status_name=self._status_name(drop_name, accepted.message_id),
             phase=Phase.ACCEPTED,
             deadline=accepted.deadline,
             conversation_id=accepted.conversation_id,
@@ -228,10 +247,16 @@ class Intake:
             },
             **common,
         )
-        self.journal.add_event(record.row, Status.OPPRETTET, description="the drop was accepted")
+        description = "the drop was accepted"
+        if verdict.warnings:
+            description += "; warning: " + "; warning: ".join(verdict.warnings)
+        self.journal.add_event(record.row, Status.OPPRETTET, description=description)
         return record, accepted
 
     def _status_name(self, drop_name: str, message_id: str) -> str:
+        encoded = drop_name.encode("utf-8")
+        if len(encoded) > MAX_DROP_NAME_BYTES:  # an escaped name can be three times its length
+            drop_name = encoded[:MAX_DROP_NAME_BYTES].decode("utf-8", "ignore") + "~"
         name = status_file_name(drop_name, message_id, "out")
         counter = 1
         while self.journal.status_name_taken(name) or (self.config.folders.status / name).exists():
@@ -240,7 +265,7 @@ class Intake:
         return name
 
     def _park_record(self, record: MessageRecord, claimed: ClaimedDrop) -> None:
-        park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
+        park_claim(record, claimed.folder, text_name(claimed.name), self.config.folders.failed, self.clock.now())
 
     def park_expired(self, record: MessageRecord) -> None:
         claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
@@ -249,16 +274,44 @@ class Intake:
 
     def _reject_orphan(self, orphan: Orphan) -> None:
         source = self.config.folders.outbox / orphan.entry
-        if not source.exists():
+        if not os.path.lexists(source):
             return
         failed = self.config.folders.failed
-        failed_name = choose_failed_name(failed, orphan.entry)
+        name = text_name(orphan.entry)
+        failed_name = choose_failed_name(failed, name)
         text = explanation_text(
-            orphan.entry, None, [orphan.reason], self.clock.now(), headline="efm-gateway could not use this file"
+            name, None, [printable(orphan.reason)], self.clock.now(), headline="efm-gateway could not use this entry"
         )
-        park(source, failed, failed_name, text)
+        explanation = failed / f"{failed_name}{EXPLANATION_SUFFIX}"
+        atomic_write_bytes(explanation, text.encode("utf-8"))
+        try:
+            durable_rename(source, failed / failed_name)
+        except OSError as exc:
+            if not permission_denied(exc):
+                raise
+            atomic_write_bytes(explanation, (text + _STAYS.format(name=name, error=exc.strerror)).encode("utf-8"))
+            self.scanner.refuse_in_place(orphan.entry)
+            log.warning("rejected %r, but could not move it to failed/ (%s); it stays", name, exc.strerror)
+            return
         self.scanner.forget(orphan.entry)
-        log.info("moved the orphan file %r to failed/", orphan.entry)
+        log.info("moved %r from the outbox to failed/: %s", name, printable(orphan.reason))
+
+    def _refuse_in_place(self, entry: str, reason: str) -> None:
+        """An entry intake cannot take (nor move): explain it in failed/ and leave it until it changes."""
+        name = text_name(entry)
+        failed = self.config.folders.failed
+        text = explanation_text(
+            name, None, [reason], self.clock.now(), headline="efm-gateway could not take this drop"
+        ) + _STAYS.format(name=name, error="permission denied")
+        atomic_write_bytes(failed / f"{choose_failed_name(failed, name)}{EXPLANATION_SUFFIX}", text.encode("utf-8"))
+        self.scanner.refuse_in_place(entry)
+        log.warning("could not take %r from the outbox: %s; it stays there until it changes", name, reason)
+
+
+_STAYS = (
+    "It could not be moved here ({error}): {name!r} is still in the outbox. The gateway leaves it alone until "
+    "it changes (its permissions, say); then it is looked at again.\n"
+)
 
 
 # SENDING is the sender's: it asks the channel whether an interrupted upload finished before it expires one.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 from gateway.channels.base import OutgoingMessage
-from gateway.contract.sidecar import Sidecar, read_accepted_sidecar
+from gateway.contract.sidecar import MAX_SIDECAR_BYTES, RESERVED_DOCUMENT_NAMES, Sidecar, read_accepted_sidecar
 from gateway.errors import MessageFormatError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
 from gateway.formats.asice import AsicDocument
@@ -19,6 +20,7 @@ from gateway.formats.business import (
     Status,
 )
 from gateway.formats.sbd import StandardBusinessDocument, new_sbd
+from gateway.fsio import UnreadableFile, file_name_problem, open_regular, read_regular_file
 from gateway.journal.store import MessageRecord
 
 ARKIVMELDING_NAME = "arkivmelding.xml"
@@ -42,8 +44,38 @@ def mime_type_for(name: str, declared: str | None) -> str:
 
 
 def load_sidecar(claim_folder: Path, sidecar_name: str) -> Sidecar:
-    """The sidecar of a claimed drop; intake validated it before accepting the drop."""
-    return read_accepted_sidecar((claim_folder / sidecar_name).read_bytes(), source=sidecar_name)
+    """The sidecar of a claimed drop; intake validated it before accepting the drop.
+
+    Read with intake's rules (a regular file of bounded size, never through a link); a sidecar that
+    cannot be read is a permanent error (MessageFormatError): retrying would fail the same way.
+    """
+    try:
+        content = read_regular_file(claim_folder / sidecar_name, MAX_SIDECAR_BYTES)
+    except UnreadableFile as exc:
+        raise MessageFormatError(f"{sidecar_name}: {exc.reason}") from None
+    return read_accepted_sidecar(content, source=sidecar_name)
+
+
+def check_documents(documents: list[AsicDocument]) -> None:
+    """Refuse for good what the packer cannot pack: a name the container cannot hold, the same name
+    twice (in any case), or a file that is not a readable regular file."""
+    seen: set[str] = set()
+    for document in documents:
+        folded = document.name.casefold()
+        if folded in seen:
+            raise MessageFormatError(
+                f"the document name {document.name!r} is used twice (upper and lower case count alike)"
+            )
+        seen.add(folded)
+        if document.name != ARKIVMELDING_NAME and (
+            folded in RESERVED_DOCUMENT_NAMES or file_name_problem(document.name)
+        ):
+            raise MessageFormatError(f"{document.name!r} cannot be a document's name in the message container")
+        if isinstance(document.source, Path):
+            try:
+                os.close(open_regular(document.source))
+            except UnreadableFile as exc:
+                raise MessageFormatError(f"the document {exc.reason}") from None
 
 
 def compose(
@@ -81,6 +113,7 @@ def compose(
         documents.extend(_documents(sidecar, claim_folder))
     else:
         raise MessageFormatError(f"{message_type} messages cannot be composed for this channel")
+    check_documents(documents)
     sbd = new_sbd(
         sender=record.sender,
         receiver=record.receiver,

@@ -12,6 +12,7 @@ import httpx
 import yaml
 
 from tests.foundation.process import DaemonProcess, wait_for
+from tests.logcheck import assert_clean_log
 
 A = "991825827"
 B = "910077473"
@@ -32,8 +33,9 @@ def free_port() -> int:
 class SandboxProcess:
     """`efm-gateway sandbox` as its own process, shared by the gateways under test."""
 
-    def __init__(self, data: Path, reply: bool = False) -> None:
+    def __init__(self, data: Path, reply: bool = False, allowed_log: tuple[str, ...] = ()) -> None:
         self.data = data
+        self.allowed_log = allowed_log
         self.port = free_port()
         self.log = data.parent / "sandbox.log"
         args = [sys.executable, "-m", "gateway.cli", "sandbox", "--data", str(data), "--port", str(self.port)]
@@ -52,9 +54,11 @@ class SandboxProcess:
         return httpx.get(f"{self.url}/broker/_sandbox/stats", timeout=10).json()
 
     def stop(self) -> None:
+        """Stop it; fails the test when its log holds an unexpected traceback or ERROR line."""
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+        assert_clean_log(self.log, self.allowed_log)
 
 
 def gateway_config(root: Path, sandbox: SandboxProcess, orgnr: str, **overrides: dict) -> Path:
@@ -89,14 +93,15 @@ def gateway_config(root: Path, sandbox: SandboxProcess, orgnr: str, **overrides:
 
 
 class Gateway:
-    def __init__(self, root: Path, config: Path) -> None:
+    def __init__(self, root: Path, config: Path, allowed_log: tuple[str, ...] = ()) -> None:
         self.root = root
         self.config = config
         self.var = root / "var"
-        self.process = DaemonProcess(config, root / "daemon.log")
+        self.allowed_log = allowed_log
+        self.process = DaemonProcess(config, root / "daemon.log", allowed_log)
 
     def start(self) -> Gateway:
-        self.process = DaemonProcess(self.config, self.root / "daemon.log").start()
+        self.process = DaemonProcess(self.config, self.root / "daemon.log", self.allowed_log).start()
         wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 30, message="gateway start")
         return self
 

@@ -7,20 +7,34 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from tests.logcheck import assert_clean_log
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    """`efm-gateway run` as a child process. `stop()` fails the test when the log holds a traceback or
+    an ERROR line that no pattern in `allowed_log` matches (see tests/logcheck.py)."""
+
+    def __init__(
+        self, config: Path, log: Path, allowed_log: Iterable[str] = (), without_dac: bool = False
+    ) -> None:
         self.config = config
         self.log = log
+        self.allowed_log = tuple(allowed_log)
+        # Run as root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH: file permissions bind it like a
+        # service account (see without_dac_command).
+        self.without_dac = without_dac
         self.process: subprocess.Popen | None = None
 
     def start(self) -> DaemonProcess:
         handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        command = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)]
+        if self.without_dac:
+            command = without_dac_command(command)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+            command,
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=self.config.parent,
@@ -33,20 +47,57 @@ class DaemonProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self) -> int:
+    def stop(self, check_log: bool = True) -> int:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                return self.process.wait(timeout=30)
+                self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
                 raise
+        if check_log:
+            self.check_log()
         return self.process.returncode
+
+    def check_log(self) -> None:
+        assert_clean_log(self.log, self.allowed_log)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def without_dac_command(command: list[str]) -> list[str]:
+    """`command` run by root without the capabilities that override file permissions.
+
+    Root's own Python installation stays readable (it is root's), while files the test makes with
+    mode 000, or folders it gives to another owner, are closed to the process as to a service account.
+    """
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *command]
+
+
+def without_dac_problem() -> str | None:
+    """Why permission cases cannot run here (no setpriv, not root, capabilities not droppable), or None."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        return "not running as root: the permission cases drop root's capabilities with setpriv"
+    if shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "closed"
+        probe.write_text("x")
+        probe.chmod(0)
+        result = subprocess.run(
+            without_dac_command([sys.executable, "-c", f"open({str(probe)!r}).read()"]), capture_output=True
+        )
+        if result.returncode == 0:
+            return "setpriv could not drop CAP_DAC_OVERRIDE here (a mode-000 file was still readable)"
+        if b"PermissionError" not in result.stderr:
+            return f"setpriv does not work here: {result.stderr.decode(errors='replace')[-200:]}"
+    return None
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05, message: str = "") -> None:

@@ -89,3 +89,26 @@ def test_second_daemon_on_the_same_state_folder_refuses_to_start(tmp_path):
         assert daemon.alive()
     finally:
         daemon.stop()
+
+
+@pytest.mark.parametrize("mode", ["events", "polling"])
+def test_intake_looks_again_when_a_quiet_period_ends_not_only_at_the_scan_interval(tmp_path, mode):
+    # Issue #8, point 0: every full pass threw (next_change_in was gone) and logged a traceback, and
+    # a drop written in place waited for the next scan interval. Here only the rescan at the end of
+    # the quiet period can take it in time, and the log must hold no traceback (checked at stop()).
+    interval = 30 if mode == "events" else 4
+    daemon = _daemon(tmp_path, mode=mode, scan_interval_seconds=interval, quiet_period_seconds=1)
+    try:
+        outbox = tmp_path / "var" / "outbox"
+        status = tmp_path / "var" / "status"
+        started = time.monotonic()
+        # Written in place (no rename): complete only once unchanged for the quiet period.
+        (outbox / "in-place.pdf").write_bytes(pdf_bytes("in place"))
+        (outbox / "in-place.xml").write_bytes(sidecar_xml(documents=[{"file": "in-place.pdf", "main": True}]))
+        wait_for(lambda: len(status_files(status)) == 1, 3 * interval, message="status file")
+        elapsed = time.monotonic() - started
+    finally:
+        assert daemon.stop() == 0
+    # Events: seen at once, taken when the quiet period ends. Polling: seen at the next pass (within
+    # one interval), taken a quiet period later, not at the pass after.
+    assert elapsed < (5 if mode == "events" else interval + 2.5), f"taken after {elapsed:.1f} s"

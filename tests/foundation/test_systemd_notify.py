@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.logcheck import assert_clean_log
+
 from .drops import write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,13 +25,15 @@ def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path):
     listener.bind(address)
     listener.settimeout(1)
     env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as log_handle:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+        )
     received: list[str] = []
     try:
         deadline = time.monotonic() + 30
@@ -49,6 +53,7 @@ def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path):
                 continue
         assert "STOPPING=1" in received
         assert daemon.wait(timeout=30) == 0
+        assert_clean_log(log)
     finally:
         if daemon.poll() is None:
             daemon.kill()

@@ -45,6 +45,7 @@ from gateway.sandbox.peer import (
     AutomaticPeer,
     answer_message_id,
 )
+from tests.logcheck import assert_clean_log
 from tests.sandbox.peer_support import (
     Received,
     SendingGateway,
@@ -293,7 +294,9 @@ def test_serve_network_forever_prints_the_config_and_stops_on_sigterm(tmp_path: 
         serve_network_forever(Path({str(tmp_path / 'data')!r}), port=0, reply=False)
         print("stopped", flush=True)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         assert process.stdout is not None
         first_line = process.stdout.readline()
@@ -311,6 +314,7 @@ def test_serve_network_forever_prints_the_config_and_stops_on_sigterm(tmp_path: 
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
+    assert_clean_log(log)
     snippet = output.split(f"# config.yaml for gateway {GATEWAY_A} (Sandkasse kommune):\n", 1)[1]
     snippet = snippet.split("\n\n", 1)[0].split("\n# config.yaml", 1)[0]
     assert yaml.safe_load(snippet)["keystore"]["pkcs12"] == str(tmp_path / "data" / "certs" / f"{GATEWAY_A}.p12")

@@ -18,6 +18,7 @@ from gateway.errors import ConfigError
 from gateway.sandbox import SandboxCatalogue, SandboxServer, catalogue_from_dict
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES, RESPONSE_PROCESS
 from gateway.tokens import TokenClient
+from tests.logcheck import assert_clean_log
 from tests.sandbox.support import ALL_SCOPES, DPO_RECEIVER, DPV_RECEIVER, SENDER, Pki, TokenFactory
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
@@ -102,7 +103,9 @@ def test_serve_forever_runs_until_sigterm_and_stops_cleanly(tmp_path: Path, pki:
         serve_forever(Path("{tmp_path / 'data'}"), catalogue, port=0)
         print("stopped", flush=True)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         assert process.stdout is not None
         first_line = process.stdout.readline()
@@ -116,6 +119,7 @@ def test_serve_forever_runs_until_sigterm_and_stops_cleanly(tmp_path: Path, pki:
             process.kill()
     assert process.returncode == 0
     assert output.rstrip().endswith("stopped")
+    assert_clean_log(log)
 
 
 def test_the_daemon_code_never_imports_the_sandbox() -> None:
