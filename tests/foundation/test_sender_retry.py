@@ -55,6 +55,9 @@ class _FlakyChannel:
     def already_sent(self, reference):
         return False
 
+    def describe(self, package):
+        return ""
+
     def send(self, package, reference, on_reference):
         self.references_seen.append(reference)
         if reference is None:

@@ -162,6 +162,9 @@ class _RefusingChannel:
     def already_sent(self, reference):
         return False
 
+    def describe(self, package):
+        return ""
+
     def send(self, package, reference, on_reference):
         raise RetryableChannelError("the broker refused the upload: 503 Service Unavailable (maintenance)")
 
