@@ -24,7 +24,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
 from gateway.contract.statuses import Status
-from gateway.errors import CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
+from gateway.errors import ChannelError, CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
 from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.asice import AsicContents
 from gateway.formats.business import ArkivmeldingKvittering
@@ -80,7 +80,13 @@ class Receiver:
         """
         handled = 0
         for _round in range(MAX_POLL_ROUNDS):
-            references = self.channel.list_inbound()
+            try:
+                references = self.channel.list_inbound()
+            except ChannelError as exc:
+                # Expected trouble (network, an HTTP status): one line; the next poll asks again.
+                log.warning("listing the messages waiting on %s failed: %s; the next poll tries again",
+                            self.channel.name, exc)
+                break
             taken = sum(self._pool.map(self._take_guarded, references))
             self.statuses.flush_soon()
             handled += taken

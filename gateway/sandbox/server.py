@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 START_TIMEOUT_S = 15.0
+KEEP_ALIVE_S = 75
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,11 @@ class SandboxServer:
             raise
         ready = threading.Event()
         self.faults.arm_stalls()
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        # Idle connections are kept for a while, as real services keep them (uvicorn's 5 s would race
+        # clients that keep theirs 5 s too: a request sent on a connection the server is closing).
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=KEEP_ALIVE_S
+        )
         self._server = _ThreadedUvicorn(config, ready)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [listener]}, name="efm-sandbox", daemon=True

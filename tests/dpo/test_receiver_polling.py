@@ -3,11 +3,12 @@ one listing drains in one poll."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
 from gateway.channels.dpo.channel import DPO_CAPABILITIES
-from gateway.errors import SecurityError
+from gateway.errors import RetryableChannelError, SecurityError
 
 from .test_inbox_handover import TRANSFER, _receiver, one_message_setting
 
@@ -89,3 +90,24 @@ def test_one_poll_drains_a_backlog_longer_than_the_channel_lists(tmp_path):
         receiver.statuses.close()
         journal.close()
     assert sorted(channel.taken) == waiting and channel.waiting == []
+
+
+class DownChannel(OversizeChannel):
+    """A channel whose list call fails as the network does."""
+
+    def list_inbound(self) -> list[str]:
+        raise RetryableChannelError("listing published broker file transfers: network error (RemoteProtocolError)")
+
+
+def test_a_failed_list_call_is_one_warning_not_an_exception_for_the_scheduler(tmp_path, caplog):
+    config, identity, trust, _channel, _message_id = one_message_setting(tmp_path)
+    receiver, journal = _receiver(config, identity, trust, DownChannel())
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert receiver.poll() == 0
+    finally:
+        receiver.close()
+        receiver.statuses.close()
+        journal.close()
+    [line] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert "listing the messages waiting on DPO failed" in line.getMessage() and line.exc_info is None
