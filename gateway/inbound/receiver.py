@@ -166,9 +166,11 @@ class Receiver:
         business = sbd.business_message
         about_ours = isinstance(business, StatusMessage | ArkivmeldingKvittering)
         transport = inbound.transport_sender
-        if transport is not None and transport != sbd.sender:
+        if transport != sbd.sender:
             reason = (
                 f"{self.channel.name} says {transport} sent it, but its SBD names {sbd.sender} as the sender"
+                if transport else f"{self.channel.name} did not say who sent it, so its SBD's sender "
+                f"{sbd.sender} cannot be checked against the transport"
             )
             if about_ours:
                 log.warning("a %s naming message %s was dropped, not applied: %s",

@@ -171,3 +171,15 @@ def test_a_forged_status_or_kvittering_is_dropped_and_our_message_is_unchanged(
         receiver.close()
         receiver.statuses.close()
         journal.close()
+
+
+def test_a_transfer_whose_channel_names_no_sender_is_not_trusted(tmp_path):
+    config, identities, trust = _setting(tmp_path)
+    package, message_id = _business_package(tmp_path, identities, signer=A)
+    receiver, journal, _channel = _take(config, identities, trust, package, transport_sender=None)
+    try:
+        assert "DPO did not say who sent it" in _quarantine_reason(journal, message_id)
+        assert os.listdir(config.folders.inbox) == []
+    finally:
+        receiver.statuses.close()
+        journal.close()
