@@ -119,6 +119,8 @@ class DpoChannel:
             state = overview.get("fileTransferStatus")
             if state == "Initialized":
                 return self._upload(reference, package)
+            if state in PROCESSING_STATES:
+                return self._outcome(reference, self._scanned(reference), package.repeatable)
             if state not in ("Failed", "Cancelled") or self._refused_for_content(overview):
                 return self._outcome(reference, overview, package.repeatable)
             reference = None  # the upload failed on the way (not for what it held): a new transfer
