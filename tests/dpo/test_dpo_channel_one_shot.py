@@ -109,10 +109,9 @@ def test_a_repeatable_package_goes_in_one_request(
         None, journaled.append,
     )
 
-    assert [line for line in network.broker_requests if line.startswith("POST")] == [
-        "POST /broker/api/v1/filetransfer/upload"]
+    assert network.broker_requests == ["POST /broker/api/v1/filetransfer/upload"], "one request, no scan waited for"
     assert journaled == [reference]
-    assert channel.broker.overview(reference)["fileTransferStatus"] == "Published"
+    assert channel.broker.wait_while_processing(reference, 10)["fileTransferStatus"] == "Published"
     stats = network.stats()
     assert stats["initialisedByReference"][message_id] == 1
     assert stats["uploadsByReference"][message_id] == 1
@@ -160,6 +159,7 @@ def test_a_repeatable_package_with_a_reference_held_finishes_that_transfer(
     stats = network.stats()
     assert stats["initialisedByReference"]["status-held"] == 1
     assert stats["uploadsByReference"]["status-held"] == 1
+    channel.broker.wait_while_processing(held, 10)
     assert network.received(held) == b"status"
 
 
