@@ -179,3 +179,17 @@ def test_the_lenient_mode_takes_plain_tokens_and_publishes_at_once(
         transfer_id = client(SENDER).initialise_and_upload(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-lenient", b"x")
         assert client(DPO_RECEIVER).overview(transfer_id)["fileTransferStatus"] == "Published"
         assert client(DPO_RECEIVER).list_incoming(DPO_RESOURCE_ID) == [transfer_id]
+
+
+def test_our_own_sent_transfers_never_crowd_an_incoming_one_out_of_the_100_newest(
+    sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client, alice: BrokerClient, bob: BrokerClient
+) -> None:
+    resource = "test-crowding"
+    incoming = bob.initialise_and_upload(resource, B, A, "sbd.zip", "ref-for-alice", b"for alice")
+    sent = [alice.initialise_and_upload(resource, A, B, "sbd.zip", f"ref-crowd-{n}", b"x") for n in range(100)]
+    alice.wait_while_processing(sent[-1], 10)
+    everything = http.get(f"{sandbox.broker_url}/filetransfer",
+                          params={"resourceId": resource, "status": "Published"},
+                          headers={"Authorization": f"Bearer {token_client(SENDER)()}"}).json()
+    assert incoming not in everything and len(everything) == 100, "asked by status alone: our own 100 fill it"
+    assert alice.list_incoming(resource) == [incoming]

@@ -222,7 +222,8 @@ class BrokerClient:
     def wait_while_processing(self, file_transfer_id: str, timeout_s: float,
                               first_pause_s: float = 0.05) -> dict[str, Any]:
         """The transfer's overview once the broker has finished with its upload (the virus scan), or
-        as it stands after `timeout_s`. Short polls at first, growing to a second apart."""
+        as it stands after `timeout_s`. Short polls at first (a small file is scanned in moments), growing to a
+        second apart."""
         deadline = time.monotonic() + timeout_s
         pause = first_pause_s
         while True:
@@ -231,7 +232,7 @@ class BrokerClient:
             if overview.get("fileTransferStatus") not in PROCESSING_STATES or left <= 0:
                 return overview
             time.sleep(min(pause, left))
-            pause = min(pause * 2, 1.0)
+            pause = min(pause * 1.5, 1.0)
 
     def overview(self, file_transfer_id: str) -> dict[str, Any]:
         what = f"reading broker file transfer {file_transfer_id}"
