@@ -136,6 +136,10 @@ class DpoChannelConfig:
     broker_url: str | None = None
     resource: str = "eformidling-dpo-meldingsutveksling"
     inbound_poll_seconds: float = 5.0
+    # Digdir's DPO resource admits only Altinn system users: the organisation whose system user the
+    # broker's tokens name (usually our own), and its external reference when it has several.
+    system_user_org: str | None = None
+    system_user_external_ref: str | None = None
 
     @property
     def configured(self) -> bool:

@@ -21,7 +21,9 @@ from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, B
 from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
 from gateway.channels.dpv.client import CORRESPONDENCE_WRITE_SCOPE, CorrespondenceClient
 from gateway.clock import Clock
+from gateway.errors import ConfigError
 from gateway.formats.keys import OrgIdentity, TrustStore
+from gateway.identifiers import orgnr_problem
 from gateway.tokens import TokenClient
 
 
@@ -46,8 +48,18 @@ class ChannelKind:
 
 
 def _build_dpo(block: Any, tools: ChannelTools) -> Channel:
-    broker = BrokerClient(block.broker_url, tools.tokens, tools.http)
-    return DpoChannel(broker, block.resource, tools.identity, tools.trust, tools.clock, tools.normalise_retired_prefix)
+    tokens = tools.tokens
+    if block.system_user_org:
+        problem = orgnr_problem(block.system_user_org)
+        if problem:
+            raise ConfigError(f"channels.dpo.system_user_org: {problem}; give the system user's organisation number")
+        # The broker's tokens name the system user; the service registry's stay plain.
+        tokens = tokens.for_system_user(
+            block.system_user_org, block.system_user_external_ref, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)
+        )
+    broker = BrokerClient(block.broker_url, tokens, tools.http)
+    return DpoChannel(broker, block.resource, tools.identity, tools.trust, tools.clock, tools.normalise_retired_prefix,
+                      party=block.system_user_org)
 
 
 def _build_dpv(block: Any, tools: ChannelTools) -> Channel:

@@ -14,15 +14,23 @@ from gateway.sandbox.signing import SandboxSigningKey
 
 ACCESS_TOKEN_LIFETIME_S = 120
 ORG_AUTHORITY = "iso6523-actorid-upis"
+SYSTEM_USER_TYPE = "urn:altinn:systemuser"
+_SYSTEM_USER_NAMESPACE = uuid.UUID("0b7d6f2e-5c1a-4e8b-9a43-7d2f1c9e6a15")
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a valid access token speaks for."""
+    """Who a valid access token speaks for: the client's organisation, and the system user it names."""
 
     orgnr: str
     scopes: frozenset[str]
     client_id: str
+    system_user_org: str | None = None  # the organisation of the Altinn system user, when the token names one
+
+    @property
+    def party(self) -> str:
+        """The organisation Altinn acts for: the system user's when there is one (as the real broker reads it)."""
+        return self.system_user_org or self.orgnr
 
 
 class Unauthorised(Exception):
@@ -43,9 +51,10 @@ class AccessTokens:
         self.clock = clock
         self._verified: dict[str, tuple[Caller, float]] = {}
 
-    def issue(self, orgnr: str, scopes: list[str], client_id: str) -> tuple[str, int]:
+    def issue(self, orgnr: str, scopes: list[str], client_id: str,
+              system_user_org: str | None = None) -> tuple[str, int]:
         now = int(self.clock.now().timestamp())
-        claims = {
+        claims: dict[str, object] = {
             "iss": self.issuer,
             "client_id": client_id,
             "consumer": {"authority": ORG_AUTHORITY, "ID": f"0192:{orgnr}"},
@@ -54,6 +63,14 @@ class AccessTokens:
             "exp": now + ACCESS_TOKEN_LIFETIME_S,
             "jti": str(uuid.uuid4()),
         }
+        if system_user_org:
+            # The shape Maskinporten gives a system-user token (Altinn's docs show it).
+            claims["authorization_details"] = [{
+                "type": SYSTEM_USER_TYPE,
+                "systemuser_org": {"authority": ORG_AUTHORITY, "ID": f"0192:{system_user_org}"},
+                "systemuser_id": [str(uuid.uuid5(_SYSTEM_USER_NAMESPACE, f"{orgnr}/{system_user_org}"))],
+                "system_id": f"{orgnr}_integrasjonspunkt",
+            }]
         return self.signing_key.sign_claims(claims), ACCESS_TOKEN_LIFETIME_S
 
     def verify(self, token: str) -> Caller:
@@ -88,10 +105,15 @@ class AccessTokens:
         if int(claims["exp"]) <= self.clock.now().timestamp():
             raise Unauthorised(401, "the access token has expired; fetch a new one")
         consumer_id = str(claims["consumer"].get("ID", ""))
+        system_user_org = None
+        for detail in claims.get("authorization_details") or []:
+            if isinstance(detail, dict) and detail.get("type") == SYSTEM_USER_TYPE:
+                system_user_org = str((detail.get("systemuser_org") or {}).get("ID", "")).removeprefix("0192:")
         caller = Caller(
             orgnr=consumer_id.removeprefix("0192:"),
             scopes=frozenset(str(claims.get("scope", "")).split()),
             client_id=str(claims.get("client_id", "")),
+            system_user_org=system_user_org or None,
         )
         return caller, float(claims["exp"])
 

@@ -3,8 +3,16 @@
 Mounted at `/broker`, its routes are `/api/v1/filetransfer...` so the full paths match
 reference/api/altinn-broker-v1.json. Field names and status strings are the spec's. Uploads stream
 to disk, the one-shot multipart upload's file part included, and downloads of more than a small
-size stream from it; nothing holds a large file in memory. Test-only extra:
-`GET /broker/_sandbox/stats` counts initialisations and uploads per sendersFileTransferReference.
+size stream from it; nothing holds a large file in memory. Test-only extras:
+`GET /broker/_sandbox/stats` counts initialisations and uploads per sendersFileTransferReference;
+`/broker/_sandbox/scan` shows and sets the virus scan (broker_options.py).
+
+As the real broker on Digdir's DPO resource (broker_options.py has the lenient older mode): only
+system-user tokens are admitted, and the party is the system user's organisation; a caller who is
+not the transfer's sender or recipient gets 401 with the real broker's words, as the spec says;
+the list holds the caller's sent and received transfers (only received ones when asked by
+`recipientStatus`), newest first; an upload is scanned (UploadProcessing) before Published or
+Failed; confirming a download once the transfer is no longer Published is a 400.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
 from gateway.clock import Clock
 from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
 from gateway.sandbox.broker_form import FORM_NAMES, MAX_FILE_TRANSFER_SIZE, FormProblem, OneShotForm
+from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.broker_store import BrokerStore, FileTransfer, NewTransfer
 from gateway.sandbox.catalogue import SandboxCatalogue
 
@@ -40,8 +49,20 @@ INITIALISE_FIELDS = {
     "propertyList", "checksum", "disableVirusScan",
 }
 SMALL_DOWNLOAD_BYTES = 1 << 20  # read whole in the handler: FileResponse's worker-thread hops cost more
+MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
+# The real broker's words for every access refusal (Errors.NoAccessToResource, 401).
+NO_ACCESS = ("You must use a bearer token that represents a system user with access to the resource in the "
+             "Resource Rights Registry")
+NOT_PUBLISHED = ("A file transfer can only be confirmed to be downloaded when it is published. See file transfer "
+                 "status.")
+
+
 def _party(caller: Caller) -> str:
-    return f"0192:{caller.orgnr}"
+    return f"0192:{caller.party}"
+
+
+def _no_access(why: str) -> Response:
+    return problem(401, "Unauthorized", f"{NO_ACCESS} ({why})")
 
 
 def _initialise_problem(body: Any, caller: Caller, catalogue: SandboxCatalogue,
@@ -79,8 +100,11 @@ def _initialise_problem(body: Any, caller: Caller, catalogue: SandboxCatalogue,
     reference = body.get("sendersFileTransferReference")
     if reference is not None and (not isinstance(reference, str) or not 1 <= len(reference) <= 4096):
         return 400, f"{shown('sendersFileTransferReference')} must be 1 to 4096 characters"
+    checksum = body.get("checksum")
+    if checksum is not None and (not isinstance(checksum, str) or not MD5_HEX.match(checksum)):
+        return 400, f"{shown('checksum')} must be the file's MD5 digest as 32 hexadecimal digits"
     if body["sender"] != _party(caller):
-        return 403, f"the access token speaks for {_party(caller)}, not for the sender {body['sender']}"
+        return 401, f"{NO_ACCESS} (the access token speaks for {_party(caller)}, not for the sender {body['sender']})"
     return None
 
 
@@ -92,29 +116,42 @@ def _content_disposition(file_name: str) -> str:
     return f'attachment; filename="{file_name}"'
 
 
+def _refusal(status: int, detail: str) -> Response:
+    return problem(status, {400: "Bad Request", 401: "Unauthorized"}.get(status, "Forbidden"), detail)
+
+
 def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: SandboxCatalogue,
-               clock: Clock) -> Starlette:
+               clock: Clock, options: BrokerOptions | None = None) -> Starlette:
+    behaviour = options or BrokerOptions()
+
+    def caller_of(request: Request, scopes: tuple[str, ...]) -> Caller:
+        caller = access_tokens.caller_of(request, scopes)
+        if behaviour.system_users_only and caller.system_user_org is None:
+            raise Unauthorised(401, f"{NO_ACCESS} (the token names no system user: ask Maskinporten with an "
+                                    "authorization_details claim of type urn:altinn:systemuser)")
+        return caller
+
     def transfer_or_problem(request: Request) -> FileTransfer | Response:
         transfer_id = request.path_params["file_transfer_id"]
-        transfer = store.get(transfer_id)
+        transfer = store.get(transfer_id, clock.now())
         if transfer is None:
             return problem(404, "Not Found", f"the file transfer {transfer_id} was not found")
         return transfer
 
     def recipient_check(transfer: FileTransfer, caller: Caller) -> Response | None:
         if _party(caller) not in transfer.recipients:
-            return problem(403, "Forbidden", f"{_party(caller)} is not a recipient of this file transfer")
+            return _no_access(f"{_party(caller)} is not a recipient of this file transfer")
         return None
 
     async def initialise(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_WRITE_SCOPE,))
+        caller = caller_of(request, (BROKER_WRITE_SCOPE,))
         try:
             body = await request.json()
         except ValueError:
             return problem(400, "Bad Request", "the body is not JSON")
-        refusal = _initialise_problem(body, caller, catalogue)
+        refusal = _initialise_problem(body, caller, catalogue) or _scan_problem(body, behaviour)
         if refusal:
-            return problem(refusal[0], "Bad Request" if refusal[0] == 400 else "Forbidden", refusal[1])
+            return _refusal(*refusal)
         transfer_id = str(uuid.uuid4())
         store.create(NewTransfer.from_request(transfer_id, body), body.get("checksum"), clock.now())
         # Per-request lines at DEBUG, as uvicorn's access log is off: at INFO they cost ~5% of the sandbox's CPU.
@@ -122,12 +159,12 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         return JSONResponse({"fileTransferId": transfer_id})
 
     async def upload(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_WRITE_SCOPE,))
+        caller = caller_of(request, (BROKER_WRITE_SCOPE,))
         found = transfer_or_problem(request)
         if isinstance(found, Response):
             return found
         if found.sender != _party(caller):
-            return problem(403, "Forbidden", "only the sender may upload the file of a file transfer")
+            return _no_access("only the sender may upload the file of a file transfer")
         if not store.set_status(found.id, "UploadStarted", clock.now(), expected="Initialized"):
             return problem(409, "Conflict", "A file transfer has already been, or attempted to be, created. "
                            "Create a new file transfer resource to try again")
@@ -145,7 +182,7 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
                 handle.flush()
         except (ValueError, ClientDisconnect) as exc:
             partial.unlink(missing_ok=True)
-            store.set_status(found.id, "Failed", clock.now())
+            store.set_status(found.id, "Failed", clock.now(), text="File upload failed and was aborted")
             return problem(400, "Bad Request", f"the upload failed: {exc or 'the client went away'}")
         except BaseException:
             partial.unlink(missing_ok=True)  # a disk error or a cancelled request leaves no partial file behind
@@ -153,16 +190,17 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         checksum = digest.hexdigest()
         if found.checksum and found.checksum.lower() != checksum:
             partial.unlink(missing_ok=True)
-            store.set_status(found.id, "Failed", clock.now())
+            store.set_status(found.id, "Failed", clock.now(), text="Checksum mismatch")
             return problem(400, "Bad Request", "The checksum of uploaded file did not match the checksum "
                            "specified in initialize call")
         os.replace(partial, target)
-        store.publish(found.id, size, checksum, found.senders_reference, clock.now())
+        store.publish(found.id, size, checksum, found.senders_reference, clock.now(),
+                      behaviour.scan_for(found.senders_reference))
         log.debug("file transfer %s published (%d bytes)", found.id, size)
         return JSONResponse({"fileTransferId": found.id})
 
     async def initialise_and_upload(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_WRITE_SCOPE,))
+        caller = caller_of(request, (BROKER_WRITE_SCOPE,))
         media_type, options = parse_options_header(request.headers.get("content-type"))
         if media_type != b"multipart/form-data" or not options.get(b"boundary"):
             return problem(415, "Unsupported Media Type", "the body must be multipart/form-data (with a boundary)")
@@ -190,43 +228,44 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         except BaseException:
             form.discard()  # a disk error or a cancelled request leaves no partial file behind
             raise
-        refusal = _initialise_problem(body, caller, catalogue, FORM_NAMES)
+        refusal = _initialise_problem(body, caller, catalogue, FORM_NAMES) or _scan_problem(body, behaviour)
         if refusal:
             form.discard()
-            return problem(refusal[0], "Bad Request" if refusal[0] == 400 else "Forbidden", refusal[1])
+            return _refusal(*refusal)
         transfer = NewTransfer.from_request(transfer_id, body)
         checksum = form.digest.hexdigest()
         if body.get("checksum") and body["checksum"].lower() != checksum:
             # As in Altinn: the transfer was initialised, and its upload failed.
             form.discard()
             store.create(transfer, body["checksum"], clock.now())
-            store.set_status(transfer_id, "Failed", clock.now())
+            store.set_status(transfer_id, "Failed", clock.now(), text="Checksum mismatch")
             return problem(400, "Bad Request", "The checksum of uploaded file did not match the checksum "
                            "specified in initialize call")
         os.replace(form.partial, target)
-        store.create_published(transfer, body.get("checksum") or checksum, form.size, clock.now())
+        store.create_published(transfer, body.get("checksum") or checksum, form.size, clock.now(),
+                               behaviour.scan_for(transfer.senders_reference))
         log.debug("file transfer %s initialised and published by %s (%d bytes)", transfer_id, caller.orgnr,
                   form.size)
         return JSONResponse(transfer_id)  # the API answers this call with the bare id
 
     async def list_transfers(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE,))
+        caller = caller_of(request, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE))
         query = request.query_params
-        return JSONResponse(store.list_for_recipient(
-            _party(caller), query.get("resourceId"), query.get("status"), query.get("recipientStatus")
+        return JSONResponse(store.list_for(
+            _party(caller), query.get("resourceId"), query.get("status"), query.get("recipientStatus"), clock.now()
         ))
 
     async def overview(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE))
+        caller = caller_of(request, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE))
         found = transfer_or_problem(request)
         if isinstance(found, Response):
             return found
         if found.sender != _party(caller) and _party(caller) not in found.recipients:
-            return problem(403, "Forbidden", f"{_party(caller)} is neither sender nor recipient")
+            return _no_access(f"{_party(caller)} is neither sender nor recipient of this file transfer")
         return JSONResponse(found.overview())
 
     async def download(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE,))
+        caller = caller_of(request, (BROKER_READ_SCOPE,))
         found = transfer_or_problem(request)
         if isinstance(found, Response):
             return found
@@ -246,13 +285,17 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
                             filename=found.file_name)
 
     async def confirm_download(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (BROKER_READ_SCOPE,))
+        caller = caller_of(request, (BROKER_READ_SCOPE,))
         found = transfer_or_problem(request)
         if isinstance(found, Response):
             return found
         refusal = recipient_check(found, caller)
         if refusal:
             return refusal
+        # The real broker's order: only a Published transfer can be confirmed, so a second confirmation
+        # by its last recipient (AllConfirmedDownloaded by then) is a 400.
+        if found.status != "Published":
+            return problem(400, "Bad Request", f"{NOT_PUBLISHED} ({found.status})")
         recipient_status = found.recipients[_party(caller)][0]
         if recipient_status == "Initialized":
             return problem(400, "Bad Request", "Cannot confirm before the files have been downloaded")
@@ -261,7 +304,21 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
         return Response(status_code=200)
 
     async def stats(request: Request) -> Response:
+        store.advance_scans(clock.now())
         return JSONResponse(store.stats())
+
+    async def scan_settings(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await request.json()
+            except ValueError:
+                return problem(400, "Bad Request", "the body is not JSON")
+            refusal = behaviour.change(body)
+            if refusal:
+                return problem(400, "Bad Request", refusal)
+        elif request.method == "DELETE":
+            behaviour.clear_failures()
+        return JSONResponse(behaviour.describe())
 
     return Starlette(
         routes=[
@@ -276,6 +333,15 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
             Route("/api/v1/filetransfer/{file_transfer_id}/confirmdownload", confirm_download,
                   methods=["POST"]),
             Route("/_sandbox/stats", stats, methods=["GET"]),
+            Route("/_sandbox/scan", scan_settings, methods=["GET", "POST", "DELETE"]),
         ],
         exception_handlers={Unauthorised: unauthorised_handler},
     )
+
+
+def _scan_problem(body: dict[str, Any], options: BrokerOptions) -> tuple[int, str] | None:
+    """A transfer without a virus scan needs Altinn's approval, which no sandbox resource has."""
+    if body.get("disableVirusScan") is True and options.scan_delay_s is not None:
+        return 400, ("In order to use file transfers without virus scan the service resource needs to be approved "
+                     "by Altinn. Please contact us @ Slack.")
+    return None

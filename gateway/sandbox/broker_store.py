@@ -1,6 +1,9 @@
 """Where the sandbox broker keeps file transfers: metadata in SQLite (WAL), files beside it.
 
-A restarted sandbox on the same data folder keeps every transfer and its state.
+A restarted sandbox on the same data folder keeps every transfer and its state. An uploaded file
+waits in UploadProcessing (the virus scan) until its scan is due, then becomes Published, or Failed
+when its scan was set to find something; the store moves due scans on whenever it is read, so no
+thread is needed and a restart loses nothing.
 """
 
 from __future__ import annotations
@@ -53,16 +56,31 @@ CREATE TABLE IF NOT EXISTS initialise_event (
 -- (3 ms a poll at 5000 transfers, 8 µs with them), and a sandbox keeps its transfers.
 CREATE INDEX IF NOT EXISTS file_transfer_by_status ON file_transfer(status);
 CREATE INDEX IF NOT EXISTS recipient_by_party ON recipient(recipient, status);
+CREATE INDEX IF NOT EXISTS file_transfer_by_sender ON file_transfer(sender, resource_id);
 """
+# Added with the virus scan; older sandbox folders get them on open.
+SCAN_COLUMNS = {
+    "status_text": "TEXT",  # the broker's detailed words for the status (a failure's reason)
+    "scan_due": "REAL",  # epoch seconds when an upload's scan ends
+    "scan_finding": "TEXT",  # what the scan finds (NULL: nothing), set when the upload is made
+    "use_virus_scan": "INTEGER NOT NULL DEFAULT 0",
+}
 
+# The real broker's words for each status when it has no detailed ones.
 STATUS_TEXTS = {
-    "Initialized": "File transfer initialized. Waiting for upload.",
-    "UploadStarted": "The upload has started.",
-    "Published": "The file transfer has been published. Recipients can download it.",
-    "AllConfirmedDownloaded": "All recipients have confirmed that they have downloaded the file.",
-    "Failed": "The upload failed: the checksum did not match.",
-    "DownloadStarted": "The recipient has started downloading the file.",
-    "DownloadConfirmed": "The recipient has confirmed the download.",
+    "Initialized": "Ready for upload",
+    "UploadStarted": "Upload started",
+    "UploadProcessing": "Processing upload",
+    "Published": "Ready for download",
+    "Cancelled": "FileTransfer cancelled",
+    "AllConfirmedDownloaded": "All downloaded",
+    "Purged": "FileTransfer has been purged",
+    "Failed": "Upload failed",
+}
+RECIPIENT_STATUS_TEXTS = {
+    "Initialized": "Initialized",
+    "DownloadStarted": "Recipient has attempted to download fileTransfer",
+    "DownloadConfirmed": "Recipient has downloaded fileTransfer",
 }
 
 
@@ -102,6 +120,8 @@ class FileTransfer:
     created: str
     expiration: str
     recipients: dict[str, tuple[str, str]]  # "0192:orgnr" -> (status, changed)
+    status_text: str | None = None
+    use_virus_scan: bool = False
 
     def overview(self) -> dict[str, Any]:
         """The FileTransferOverviewExt shape of the Altinn broker API."""
@@ -111,10 +131,10 @@ class FileTransfer:
             "fileName": self.file_name,
             "sendersFileTransferReference": self.senders_reference,
             "checksum": self.checksum,
-            "useVirusScan": False,
+            "useVirusScan": self.use_virus_scan,
             "fileTransferSize": self.size,
             "fileTransferStatus": self.status,
-            "fileTransferStatusText": STATUS_TEXTS.get(self.status, self.status),
+            "fileTransferStatusText": self.status_text or STATUS_TEXTS.get(self.status, self.status),
             "fileTransferStatusChanged": self.status_changed,
             "created": self.created,
             "expirationTime": self.expiration,
@@ -123,13 +143,21 @@ class FileTransfer:
                 {
                     "recipient": recipient,
                     "currentRecipientFileTransferStatusCode": status,
-                    "currentRecipientFileTransferStatusText": STATUS_TEXTS.get(status, status),
+                    "currentRecipientFileTransferStatusText": RECIPIENT_STATUS_TEXTS.get(status, status),
                     "currentRecipientFileTransferStatusChanged": changed,
                 }
                 for recipient, (status, changed) in sorted(self.recipients.items())
             ],
             "propertyList": self.property_list,
         }
+
+
+@dataclass(frozen=True)
+class Scan:
+    """The virus scan an upload gets: how long it takes, and what it finds (None: nothing)."""
+
+    delay_s: float
+    finding: str | None = None
 
 
 class BrokerStore:
@@ -146,6 +174,10 @@ class BrokerStore:
         # commit, so the event loop is not held up by the disk.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(file_transfer)")}
+        for column, declaration in SCAN_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE file_transfer ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -159,18 +191,20 @@ class BrokerStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._insert_initialised(transfer, checksum, now)
 
-    def create_published(self, transfer: NewTransfer, checksum: str, size: int, now: datetime) -> None:
+    def create_published(self, transfer: NewTransfer, checksum: str, size: int, now: datetime,
+                         scan: Scan | None = None) -> None:
         """A transfer initialised and uploaded in one request (its file already in place): both events count."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._insert_initialised(transfer, checksum, now)
-            self._publish(transfer.id, size, checksum, transfer.senders_reference, now)
+            self._publish(transfer.id, size, checksum, transfer.senders_reference, now, scan)
 
     def _insert_initialised(self, transfer: NewTransfer, checksum: str | None, now: datetime) -> None:
         stamp = now.isoformat()
         expiration = (now + FILE_TRANSFER_TIME_TO_LIVE).isoformat()
         self._db.execute(
-            "INSERT INTO file_transfer VALUES (?,?,?,?,?,?,?,0,'Initialized',?,?,?)",
+            "INSERT INTO file_transfer (id, resource_id, file_name, senders_reference, sender, property_list, "
+            "checksum, size, status, status_changed, created, expiration) VALUES (?,?,?,?,?,?,?,0,'Initialized',?,?,?)",
             (transfer.id, transfer.resource_id, transfer.file_name, transfer.senders_reference, transfer.sender,
              json.dumps(transfer.property_list), checksum, stamp, stamp, expiration),
         )
@@ -182,9 +216,30 @@ class BrokerStore:
             "INSERT INTO initialise_event VALUES (?,?,?)", (transfer.id, transfer.senders_reference, stamp)
         )
 
-    def get(self, transfer_id: str) -> FileTransfer | None:
+    def advance_scans(self, now: datetime) -> None:
+        """Finish every scan that is due: Published, or Failed with what it found."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM file_transfer WHERE id = ?", (transfer_id,)).fetchone()
+            self._advance_scans(now)
+
+    def _advance_scans(self, now: datetime) -> None:
+        self._db.execute(
+            "UPDATE file_transfer SET "
+            "status = CASE WHEN scan_finding IS NULL THEN 'Published' ELSE 'Failed' END, "
+            "status_text = CASE WHEN scan_finding IS NULL THEN NULL ELSE "
+            "'Malware scan failed: Malicious. Extra details: ' || scan_finding END, "
+            "status_changed = ? WHERE status = 'UploadProcessing' AND scan_due <= ?",
+            (now.isoformat(), now.timestamp()),
+        )
+
+    def get(self, transfer_id: str, now: datetime | None = None) -> FileTransfer | None:
+        with self._lock:
+            if now is not None:
+                self._advance_scans(now)
+            row = self._db.execute(
+                "SELECT id, resource_id, file_name, senders_reference, sender, property_list, checksum, size, status, "
+                "status_changed, created, expiration, status_text, use_virus_scan FROM file_transfer WHERE id = ?",
+                (transfer_id,),
+            ).fetchone()
             if row is None:
                 return None
             recipients = {
@@ -198,31 +253,37 @@ class BrokerStore:
             id=row[0], resource_id=row[1], file_name=row[2], senders_reference=row[3], sender=row[4],
             property_list=json.loads(row[5]), checksum=row[6], size=row[7], status=row[8],
             status_changed=row[9], created=row[10], expiration=row[11], recipients=recipients,
+            status_text=row[12], use_virus_scan=bool(row[13]),
         )
 
-    def set_status(self, transfer_id: str, status: str, now: datetime, expected: str | None = None) -> bool:
-        """Move the transfer to `status`; with `expected`, only from that status. True if it moved."""
+    def set_status(self, transfer_id: str, status: str, now: datetime, expected: str | None = None,
+                   text: str | None = None) -> bool:
+        """Move the transfer to `status` (with the broker's detailed `text`); with `expected`, only from
+        that status. True if it moved."""
         with self._lock:
-            query = "UPDATE file_transfer SET status = ?, status_changed = ? WHERE id = ?"
-            parameters: tuple[Any, ...] = (status, now.isoformat(), transfer_id)
+            query = "UPDATE file_transfer SET status = ?, status_changed = ?, status_text = ? WHERE id = ?"
+            parameters: tuple[Any, ...] = (status, now.isoformat(), text, transfer_id)
             if expected is not None:
                 query += " AND status = ?"
                 parameters += (expected,)
             return self._db.execute(query, parameters).rowcount == 1
 
     def publish(self, transfer_id: str, size: int, checksum: str, senders_reference: str | None,
-                now: datetime) -> None:
+                now: datetime, scan: Scan | None = None) -> None:
+        """The upload is complete: Published at once, or with `scan` UploadProcessing until it is due."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._publish(transfer_id, size, checksum, senders_reference, now)
+            self._publish(transfer_id, size, checksum, senders_reference, now, scan)
 
     def _publish(self, transfer_id: str, size: int, checksum: str, senders_reference: str | None,
-                 now: datetime) -> None:
+                 now: datetime, scan: Scan | None) -> None:
         stamp = now.isoformat()
+        status = "Published" if scan is None else "UploadProcessing"
         self._db.execute(
-            "UPDATE file_transfer SET status = 'Published', status_changed = ?, size = ?, "
-            "checksum = COALESCE(checksum, ?) WHERE id = ?",
-            (stamp, size, checksum, transfer_id),
+            "UPDATE file_transfer SET status = ?, status_changed = ?, size = ?, "
+            "checksum = COALESCE(checksum, ?), scan_due = ?, scan_finding = ?, use_virus_scan = ? WHERE id = ?",
+            (status, stamp, size, checksum, None if scan is None else now.timestamp() + scan.delay_s,
+             None if scan is None else scan.finding, int(scan is not None), transfer_id),
         )
         self._db.execute(
             "INSERT INTO upload_event VALUES (?,?,?,?)", (transfer_id, senders_reference, size, stamp)
@@ -247,25 +308,33 @@ class BrokerStore:
                     (stamp, transfer_id),
                 )
 
-    def list_for_recipient(
-        self, recipient: str, resource_id: str | None, status: str | None, recipient_status: str | None
+    def list_for(
+        self, party: str, resource_id: str | None, status: str | None, recipient_status: str | None, now: datetime
     ) -> list[str]:
-        query = (
-            "SELECT f.id FROM file_transfer f JOIN recipient r ON r.transfer_id = f.id "
-            "WHERE r.recipient = ?"
-        )
-        parameters: list[Any] = [recipient]
-        for column, value in (("f.resource_id", resource_id), ("f.status", status),
-                              ("r.status", recipient_status)):
+        """What GET /filetransfer answers `party`, as the real broker does: transfers it received or sent
+        (by `recipient_status`: only received ones, in that state), the 100 newest first (by the time
+        they reached `status` when it is given, else by creation)."""
+        sort = "f.status_changed" if status else "f.created"
+        filters, parameters = "", []
+        for column, value in (("f.resource_id", resource_id), ("f.status", status)):
             if value:
-                query += f" AND {column} = ?"
+                filters += f" AND {column} = ?"
                 parameters.append(value)
-        # As the Altinn API says: "Result is limited to 100 files. If your query returns more than 100
-        # files, you will only receive the 100 last created."
-        query += f" ORDER BY f.created DESC, f.rowid DESC LIMIT {LIST_LIMIT}"
+        # Only fixed column names are formatted in; every value is a parameter.
+        received = (f"SELECT f.id, {sort}, f.rowid FROM file_transfer f JOIN recipient r ON r.transfer_id = f.id "  # noqa: S608
+                    f"WHERE r.recipient = ?{filters}")
+        query_parameters: list[Any] = [party, *parameters]
+        if recipient_status:
+            received += " AND r.status = ?"
+            query_parameters.append(recipient_status)
+            query = received
+        else:
+            query = f"{received} UNION SELECT f.id, {sort}, f.rowid FROM file_transfer f WHERE f.sender = ?{filters}"  # noqa: S608
+            query_parameters += [party, *parameters]
+        query += f" ORDER BY 2 DESC, 3 DESC LIMIT {LIST_LIMIT}"
         with self._lock:
-            newest = [row[0] for row in self._db.execute(query, parameters)]
-        return newest[::-1]  # oldest first
+            self._advance_scans(now)
+            return [row[0] for row in self._db.execute(query, query_parameters)]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

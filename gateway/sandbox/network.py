@@ -28,6 +28,7 @@ from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity
 from gateway.errors import ConfigError
 from gateway.formats.keys import TrustStore
 from gateway.identifiers import orgnr_problem
+from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.catalogue import (
     ARKIVMELDING_PROCESSES,
     AVTALT_PROCESS,
@@ -128,7 +129,11 @@ class SandboxNetwork:
                 "token_audience": self.server.token_audience,
             },
             "channels": {
-                "dpo": {"broker_url": self.server.broker_url},
+                "dpo": {
+                    "broker_url": self.server.broker_url,
+                    # As on Digdir's resource, the broker admits only the organisation's system user.
+                    **({"system_user_org": orgnr} if self.server.broker.system_users_only else {}),
+                },
                 "dpv": {"correspondence_url": self.correspondence_url},
             },
             "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
@@ -222,6 +227,7 @@ def start_network(
     poll_interval: float = 0.5,
     correspondence: CorrespondenceOptions | None = None,
     faults: FaultPlan | None = None,
+    broker: BrokerOptions | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
@@ -230,7 +236,8 @@ def start_network(
     `data_dir/certs` is created or extended with a keystore for each of them. `correspondence` sets
     how the DPV service behaves (default: published at once, read after 3 s, the failing built-in
     organisation failing). `faults` are the server's first fault rules (the peers' own requests go
-    through them too).
+    through them too). `broker` sets how the DPO broker behaves (default: as the real one, system
+    users only and a short virus scan).
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -248,7 +255,7 @@ def start_network(
         correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
     )
     server = SandboxServer(data_dir / "server", catalogue, port=port,
-                           extra_apps={"/correspondence": correspondence_service}, faults=faults)
+                           extra_apps={"/correspondence": correspondence_service}, faults=faults, broker=broker)
     try:
         server.start()
     except BaseException:
@@ -270,6 +277,7 @@ def start_network(
                 reply=reply,
                 poll_interval=poll_interval,
                 name=names[orgnr],
+                system_user=server.broker.system_users_only,
             )
             network.peers[orgnr] = peer
             peer.start()

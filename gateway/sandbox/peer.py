@@ -197,6 +197,7 @@ class AutomaticPeer:
         poll_interval: float = 0.5,
         clock: Clock | None = None,
         name: str | None = None,
+        system_user: bool = True,
     ) -> None:
         self.orgnr = orgnr
         self.name = name or f"Automatisk mottaker {orgnr}"
@@ -219,7 +220,9 @@ class AutomaticPeer:
             http=self._http,
             clock=self.clock,
         )
-        self._broker = BrokerClient(broker_url, self._tokens, self._http)
+        # The broker admits the organisation's system user (as on Digdir's DPO resource); the registry, any token.
+        broker_tokens = self._tokens.for_system_user(orgnr) if system_user else self._tokens
+        self._broker = BrokerClient(broker_url, broker_tokens, self._http)
         self._registry = ServiceRegistryClient(registry_url, self._tokens, self._http, clock=self.clock)
         self._seen = _SeenStore(self.work_dir / "peer.sqlite")
         self._poll_lock = threading.Lock()
@@ -298,13 +301,14 @@ class AutomaticPeer:
     # ---- one round ----------------------------------------------------------------------------------
 
     def poll_once(self) -> int:
-        """List the published transfers for this peer and handle each; returns how many were handled."""
+        """List the published transfers waiting for this peer (not the ones it sent) and handle each;
+        returns how many were handled."""
         with self._poll_lock:
             if self._closed:
                 return 0
             self._count("polls")
             handled = 0
-            for transfer_id in self._broker.list_published(DPO_RESOURCE_ID):
+            for transfer_id in self._broker.list_incoming(DPO_RESOURCE_ID):
                 if self._stop.is_set() and self._thread is not None:
                     break
                 try:
@@ -344,7 +348,7 @@ class AutomaticPeer:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _confirm(self, transfer_id: str) -> None:
-        self._broker.confirm_download(transfer_id)
+        self._broker.confirm_download(transfer_id, f"0192:{self.orgnr}")
         self._attempts.pop(transfer_id, None)
 
     def _receive(self, transfer_id: str, folder: Path) -> None:

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp
 from gateway.clock import Clock, SystemClock
 from gateway.sandbox.auth import AccessTokens
 from gateway.sandbox.broker_app import broker_app
+from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.broker_store import BrokerStore
 from gateway.sandbox.catalogue import SandboxCatalogue
 from gateway.sandbox.faults import FaultInjector, FaultMiddleware, FaultPlan, control_route, uvicorn_transport_finder
@@ -78,6 +79,7 @@ class SandboxServer:
         clock: Clock | None = None,
         extra_apps: Mapping[str, Callable[[SandboxContext], ASGIApp]] | None = None,
         faults: FaultPlan | None = None,
+        broker: BrokerOptions | None = None,
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the sandbox listens on loopback only, not on {host!r}")
@@ -88,6 +90,7 @@ class SandboxServer:
         self.clock = clock or SystemClock()
         self.extra_apps = dict(extra_apps or {})
         self.faults = FaultInjector(faults or FaultPlan())
+        self.broker = broker or BrokerOptions()  # the real broker's ways by default
         self.url = ""
         self._server: _ThreadedUvicorn | None = None
         self._thread: threading.Thread | None = None
@@ -137,7 +140,7 @@ class SandboxServer:
         routes = [
             Mount("/sr", registry_app(self.catalogue, signing_key, access_tokens, endpoint_urls)),
             Mount("/token", token_app(verifier, access_tokens)),
-            Mount("/broker", broker_app(self._store, access_tokens, self.catalogue, self.clock)),
+            Mount("/broker", broker_app(self._store, access_tokens, self.catalogue, self.clock, self.broker)),
         ]
         routes += [Mount(prefix, factory(context)) for prefix, factory in self.extra_apps.items()]
         routes.append(control_route(self.faults))

@@ -3,6 +3,12 @@
 `POST /token` (mounted under /token, so `/token/token`), form fields `grant_type` and `assertion`.
 The assertion is an RS256 JWT with the certificate chain in `x5c` (leaf first); the organisation is
 the leaf subject's serialNumber. Errors follow RFC 6749: 400 with `error` and `error_description`.
+
+An assertion may ask for an Altinn system-user token, as Maskinporten allows: `authorization_details`
+holding one entry of type `urn:altinn:systemuser` with the system user's organisation
+(`systemuser_org.ID`, `0192:<orgnr>`). On the sandbox every organisation has one system user, its
+own integration point's, which only that organisation's certificate may ask for (RFC 9396's
+`invalid_authorization_details` otherwise); the token then carries the same claim.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.clock import Clock
-from gateway.sandbox.auth import AccessTokens
+from gateway.sandbox.auth import SYSTEM_USER_TYPE, AccessTokens
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,11 @@ class GrantVerifier:
 
     def verify(self, assertion: str) -> tuple[str, list[str], str]:
         """(orgnr, scopes, client_id) of a valid assertion, or GrantRefused."""
+        orgnr, scopes, client_id, _system_user = self.verify_grant(assertion)
+        return orgnr, scopes, client_id
+
+    def verify_grant(self, assertion: str) -> tuple[str, list[str], str, str | None]:
+        """(orgnr, scopes, client_id, system user's orgnr or None) of a valid assertion, or GrantRefused."""
         now = self.clock.now()
         try:
             header = jwt.get_unverified_header(assertion)
@@ -149,7 +160,32 @@ class GrantVerifier:
                 "invalid_client", "the certificate subject has no serialNumber (organisation number)"
             )
         orgnr = str(serial_numbers[0].value).removeprefix("UN:NO-")
-        return orgnr, scopes, str(claims["iss"])
+        return orgnr, scopes, str(claims["iss"]), _system_user_of(claims.get("authorization_details"), orgnr)
+
+
+def _system_user_of(details: object, client_orgnr: str) -> str | None:
+    """The system user's organisation an assertion's `authorization_details` asks for (None: none asked)."""
+    if details is None:
+        return None
+    if not isinstance(details, list) or len(details) != 1 or not isinstance(details[0], dict):
+        raise GrantRefused("invalid_authorization_details", "authorization_details must be a list of one object")
+    detail = details[0]
+    if detail.get("type") != SYSTEM_USER_TYPE:
+        raise GrantRefused("invalid_authorization_details",
+                           f"authorization_details type must be {SYSTEM_USER_TYPE}, not {detail.get('type')!r}")
+    organisation = detail.get("systemuser_org")
+    party = organisation.get("ID") if isinstance(organisation, dict) else None
+    if not isinstance(party, str) or not re.fullmatch(r"0192:\d{9}", party):
+        raise GrantRefused("invalid_authorization_details",
+                           "authorization_details.systemuser_org.ID must be 0192:<orgnr>")
+    system_user_org = party.removeprefix("0192:")
+    if system_user_org != client_orgnr:
+        raise GrantRefused(
+            "invalid_authorization_details",
+            f"{system_user_org} has no system user for the integration point of {client_orgnr} (on the sandbox, "
+            "each organisation's only system user is its own)",
+        )
+    return system_user_org
 
 
 def token_app(verifier: GrantVerifier, access_tokens: AccessTokens) -> Starlette:
@@ -162,12 +198,13 @@ def token_app(verifier: GrantVerifier, access_tokens: AccessTokens) -> Starlette
             assertion = form.get("assertion")
             if not isinstance(assertion, str) or not assertion:
                 raise GrantRefused("invalid_request", "the assertion form field is missing")
-            orgnr, scopes, client_id = verifier.verify(assertion)
+            orgnr, scopes, client_id, system_user_org = verifier.verify_grant(assertion)
         except GrantRefused as refused:
             log.info("token grant refused: %s", refused.description)
             return JSONResponse({"error": refused.error, "error_description": refused.description}, 400)
-        access_token, expires_in = access_tokens.issue(orgnr, scopes, client_id)
-        log.info("token granted to %s for %s", orgnr, " ".join(scopes))
+        access_token, expires_in = access_tokens.issue(orgnr, scopes, client_id, system_user_org)
+        as_system_user = f" as the system user of {system_user_org}" if system_user_org else ""
+        log.info("token granted to %s for %s%s", orgnr, " ".join(scopes), as_system_user)
         return JSONResponse(
             {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in,
              "scope": " ".join(scopes)},

@@ -1,9 +1,12 @@
-"""DpoChannel.send against the sandbox broker: a repeatable package (a status message) goes in one
-request; a business message keeps the two steps that make it exactly-once. Packages may be files
-or bytes held in memory."""
+"""DpoChannel.send against the sandbox broker (as the real one: system users, a virus scan): a
+repeatable package (a status message) goes in one request; a business message keeps the two steps
+that make it exactly-once. Packages may be files or bytes held in memory. `send` returns once the
+broker has Published the transfer; a failed scan is a permanent error with the broker's reason, a
+scan still running a retryable one whose retry does not upload again."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from gateway.channels.base import Package
 from gateway.channels.dpo.channel import DpoChannel
 from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
 from gateway.clock import SystemClock
+from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.sandbox import SandboxCatalogue, SandboxOrganisation, SandboxServer
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES
@@ -47,7 +51,7 @@ class Network:
         http = httpx.Client(timeout=10, event_hooks={"request": [count]})
         key, chain = self.credentials[orgnr].key, self.credentials[orgnr].chain
         tokens = TokenClient(self.server.token_url, self.server.token_audience, f"client-{orgnr}", key, chain,
-                             ALL_SCOPES, self.http)  # token grants are not broker requests
+                             ALL_SCOPES, self.http).for_system_user(orgnr)  # token grants are not broker requests
         tokens()
         return BrokerClient(self.server.broker_url, tokens, http)
 
@@ -105,8 +109,9 @@ def test_a_repeatable_package_goes_in_one_request(
         None, journaled.append,
     )
 
-    assert network.broker_requests == ["POST /broker/api/v1/filetransfer/upload"]
+    assert network.broker_requests == ["POST /broker/api/v1/filetransfer/upload"], "one request, no scan waited for"
     assert journaled == [reference]
+    assert channel.broker.wait_while_processing(reference, 10)["fileTransferStatus"] == "Published"
     stats = network.stats()
     assert stats["initialisedByReference"][message_id] == 1
     assert stats["uploadsByReference"][message_id] == 1
@@ -122,12 +127,15 @@ def test_a_business_message_keeps_its_two_steps_with_the_reference_journaled_fir
     journaled: list[tuple[str, str]] = []
 
     def journal(reference: str) -> None:  # the transfer exists, its file not yet
-        journaled.append((reference, channel.broker.overview(reference)["fileTransferStatus"]))
+        overview = channel.broker.overview(reference)
+        journaled.append((reference, overview["fileTransferStatus"], overview["checksum"]))
 
     reference = channel.send(Package(message_id, SENDER, DPO_RECEIVER, package_in(form, tmp_path, content)),
                              None, journal)
 
-    assert journaled == [(reference, "Initialized")]
+    # The checksum goes with the initialisation (lowercase MD5 hex, as the spec says), for the broker to check.
+    assert journaled == [(reference, "Initialized", hashlib.md5(content, usedforsecurity=False).hexdigest())]
+    assert channel.broker.overview(reference)["fileTransferStatus"] == "Published", "SENDT only once Published"
     assert [line for line in network.broker_requests if "upload" in line or line.endswith("filetransfer")] == [
         "POST /broker/api/v1/filetransfer", f"POST /broker/api/v1/filetransfer/{reference}/upload",
     ]
@@ -151,4 +159,44 @@ def test_a_repeatable_package_with_a_reference_held_finishes_that_transfer(
     stats = network.stats()
     assert stats["initialisedByReference"]["status-held"] == 1
     assert stats["uploadsByReference"]["status-held"] == 1
+    channel.broker.wait_while_processing(held, 10)
     assert network.received(held) == b"status"
+
+
+def scan(network: Network, **settings: Any) -> None:
+    response = network.http.post(f"{network.server.url}/broker/_sandbox/scan", json=settings)
+    assert response.status_code == 200, response.text
+
+
+def test_a_transfer_whose_scan_finds_malware_is_refused_with_the_brokers_reason(
+    network: Network, channel: DpoChannel
+) -> None:
+    scan(network, failReferences=["business-infected"])
+    package = Package("business-infected", SENDER, DPO_RECEIVER, b"not a virus, but the scan says so")
+    journaled: list[str] = []
+    with pytest.raises(PermanentChannelError, match=r"refused transfer .*Failed: Malware scan failed: Malicious"):
+        channel.send(package, None, journaled.append)
+    # Retried (after a crash, say) with the journaled reference: refused again, never uploaded a second time.
+    with pytest.raises(PermanentChannelError, match="Malware scan failed"):
+        channel.send(package, journaled[0], lambda reference: pytest.fail("no new transfer"))
+    assert not channel.already_sent(journaled[0])
+    assert network.stats()["uploadsByReference"]["business-infected"] == 1
+
+
+def test_a_scan_still_running_is_retried_by_looking_again_not_by_uploading_again(
+    network: Network, channel: DpoChannel
+) -> None:
+    scan(network, delaySeconds=1.5)
+    try:
+        channel.scan_wait_s = 0.3
+        package = Package("business-slow-scan", SENDER, DPO_RECEIVER, b"a slow scan")
+        journaled: list[str] = []
+        with pytest.raises(RetryableChannelError, match="still processing"):
+            channel.send(package, None, journaled.append)
+        assert not channel.already_sent(journaled[0]), "UploadProcessing is not sent yet"
+        channel.scan_wait_s = 5
+        assert channel.send(package, journaled[0], lambda reference: pytest.fail("no new transfer")) == journaled[0]
+        assert channel.already_sent(journaled[0])
+        assert network.stats()["uploadsByReference"]["business-slow-scan"] == 1
+    finally:
+        scan(network, delaySeconds=0.2)

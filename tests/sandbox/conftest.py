@@ -66,12 +66,13 @@ def http() -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def token_client(sandbox: SandboxServer, pki: Pki, http: httpx.Client) -> TokenFactory:
-    """token_client(orgnr, scopes=ALL_SCOPES, credentials=None, **kwargs) -> TokenClient for that org."""
+    """token_client(orgnr, scopes=ALL_SCOPES, credentials=None, system_user=True, **kwargs) -> TokenClient
+    for that org; its grants name the org's system user (as the broker requires) unless system_user=False."""
 
     def build(orgnr: str, scopes: tuple[str, ...] = ALL_SCOPES, credentials: Credentials | None = None,
-              **kwargs: object) -> TokenClient:
+              system_user: bool = True, **kwargs: object) -> TokenClient:
         credentials = credentials or pki.orgs[orgnr]
-        return TokenClient(
+        plain = TokenClient(
             token_url=sandbox.token_url,
             audience=sandbox.token_audience,
             client_id=f"client-{orgnr}",
@@ -81,6 +82,7 @@ def token_client(sandbox: SandboxServer, pki: Pki, http: httpx.Client) -> TokenF
             http=kwargs.pop("http", http),  # type: ignore[arg-type]
             **kwargs,  # type: ignore[arg-type]
         )
+        return plain.for_system_user(orgnr) if system_user else plain
 
     return build
 

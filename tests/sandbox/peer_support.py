@@ -71,9 +71,10 @@ class SendingGateway:
         server = network.server
         self.tokens = TokenClient(server.token_url, server.token_audience, f"test-{orgnr}",
                                   self.identity.private_key, chain, PEER_SCOPES, http)
-        self.broker = BrokerClient(server.broker_url, self.tokens, http)
+        self.broker = BrokerClient(server.broker_url, self.tokens.for_system_user(orgnr), http)
         self.registry = ServiceRegistryClient(server.registry_url, self.tokens, http)
         self.work = work
+        self.scan_delay_s = server.broker.scan_delay_s or 0.0
 
     def certificate_of(self, orgnr: str, process: str = ARKIVMELDING_PROCESS) -> x509.Certificate:
         records = self.registry.lookup(orgnr, process).service_records
@@ -120,9 +121,11 @@ class SendingGateway:
         return transfer_id
 
     def receive_all(self) -> list[Received]:
-        """Download, open and confirm everything published for us now."""
+        """Download, open and confirm everything published for us now (answers uploaded a moment ago
+        included: the broker's virus scan is waited out first)."""
+        time.sleep(self.scan_delay_s + 0.1)
         received = []
-        for transfer_id in self.broker.list_published(DPO_RESOURCE_ID):
+        for transfer_id in self.broker.list_incoming(DPO_RESOURCE_ID):
             folder = self.work / f"in-{transfer_id}"
             folder.mkdir(parents=True)
             with open(folder / "sbd.zip", "wb") as target:

@@ -1,4 +1,5 @@
-"""The sandbox DPO broker and BrokerClient: a whole transfer A -> B, access rules, persistence."""
+"""The sandbox DPO broker (in its default, real-broker mode) and BrokerClient: a whole transfer A -> B,
+access rules, persistence."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psutil
 import pytest
 
 from gateway.channels.dpo.client import BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
+from gateway.clock import FakeClock
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.sandbox import SandboxCatalogue, SandboxServer
 from gateway.tokens import TokenClient
@@ -36,8 +38,10 @@ def bob(sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client) 
 
 
 def send(alice: BrokerClient, reference: str, content: bytes | Path) -> str:
+    """Initialise, upload, and wait out the virus scan: the transfer is Published."""
     transfer_id = alice.initialise(DPO_RESOURCE_ID, A, B, "sbd.zip", reference)
     alice.upload(transfer_id, content if isinstance(content, Path) else io.BytesIO(content))
+    assert alice.wait_while_processing(transfer_id, 10)["fileTransferStatus"] == "Published"
     return transfer_id
 
 
@@ -48,7 +52,7 @@ def test_a_few_megabytes_go_from_a_to_b_and_leave_the_list_once_confirmed(
     payload.write_bytes(os.urandom(5 * 1024 * 1024 + 17))
     transfer_id = send(alice, "ref-full-cycle", payload)
 
-    assert transfer_id in bob.list_published(DPO_RESOURCE_ID)
+    assert transfer_id in bob.list_incoming(DPO_RESOURCE_ID)
     overview = bob.overview(transfer_id)
     assert overview["fileTransferStatus"] == "Published"
     assert overview["fileTransferSize"] == payload.stat().st_size
@@ -64,8 +68,8 @@ def test_a_few_megabytes_go_from_a_to_b_and_leave_the_list_once_confirmed(
     assert bob.overview(transfer_id)["recipients"][0]["currentRecipientFileTransferStatusCode"] == "DownloadStarted"
 
     bob.confirm_download(transfer_id)
-    bob.confirm_download(transfer_id)  # a retry after a crash is harmless
-    assert transfer_id not in bob.list_published(DPO_RESOURCE_ID)
+    bob.confirm_download(transfer_id)  # a retry after a crash is harmless (the broker's 400 is understood)
+    assert transfer_id not in bob.list_incoming(DPO_RESOURCE_ID)
     assert alice.overview(transfer_id)["fileTransferStatus"] == "AllConfirmedDownloaded"
 
 
@@ -73,15 +77,17 @@ def test_only_recipients_may_download_or_confirm(
     sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client, alice: BrokerClient
 ) -> None:
     transfer_id = send(alice, "ref-access", b"for bob only")
-    with pytest.raises(PermanentChannelError, match="HTTP 403"):
+    with pytest.raises(PermanentChannelError, match=r"HTTP 401.*system user with access"):
         alice.download(transfer_id, io.BytesIO())
     stranger = broker_for(sandbox, token_client, DPF_RECEIVER, http)
-    with pytest.raises(PermanentChannelError, match="not a recipient"):
+    with pytest.raises(PermanentChannelError, match=r"HTTP 401.*not a recipient"):
         stranger.download(transfer_id, io.BytesIO())
-    with pytest.raises(PermanentChannelError, match="HTTP 403"):
+    with pytest.raises(PermanentChannelError, match="HTTP 401"):
         stranger.confirm_download(transfer_id)
-    assert transfer_id not in stranger.list_published(DPO_RESOURCE_ID)
-    assert transfer_id not in alice.list_published(DPO_RESOURCE_ID)
+    with pytest.raises(PermanentChannelError, match=r"HTTP 401.*neither sender nor recipient"):
+        stranger.overview(transfer_id)
+    assert transfer_id not in stranger.list_incoming(DPO_RESOURCE_ID)
+    assert transfer_id not in alice.list_incoming(DPO_RESOURCE_ID)
 
 
 def test_requests_without_a_valid_token_get_401(sandbox: SandboxServer, http: httpx.Client) -> None:
@@ -91,7 +97,7 @@ def test_requests_without_a_valid_token_get_401(sandbox: SandboxServer, http: ht
 
 
 def test_a_sender_cannot_speak_for_another_organisation(alice: BrokerClient) -> None:
-    with pytest.raises(PermanentChannelError, match="not for the sender"):
+    with pytest.raises(PermanentChannelError, match=r"HTTP 401.*not for the sender"):
         alice.initialise(DPO_RESOURCE_ID, B, A, "sbd.zip", "ref-impostor")
 
 
@@ -114,7 +120,7 @@ def test_a_checksum_mismatch_fails_the_transfer(alice: BrokerClient, bob: Broker
     with pytest.raises(PermanentChannelError, match="checksum"):
         alice.upload(transfer_id, io.BytesIO(b"content"))
     assert alice.overview(transfer_id)["fileTransferStatus"] == "Failed"
-    assert transfer_id not in bob.list_published(DPO_RESOURCE_ID)
+    assert transfer_id not in bob.list_incoming(DPO_RESOURCE_ID)
 
 
 def test_stats_count_uploads_per_reference(sandbox: SandboxServer, alice: BrokerClient, http: httpx.Client) -> None:
@@ -137,7 +143,7 @@ def test_transfers_survive_a_restart_of_the_sandbox(
         kid_before = http.get(f"{first.registry_url}/jwk").json()["keys"][0]["kid"]
     with SandboxServer(data_dir, catalogue) as second, httpx.Client(timeout=10) as http:
         second_bob = BrokerClient(second.broker_url, _tokens(second, pki, DPO_RECEIVER, http), http)
-        assert second_bob.list_published(DPO_RESOURCE_ID) == [transfer_id]
+        assert second_bob.list_incoming(DPO_RESOURCE_ID) == [transfer_id]
         target = io.BytesIO()
         second_bob.download(transfer_id, target)
         assert target.getvalue() == b"still here after a restart"
@@ -148,7 +154,7 @@ def test_transfers_survive_a_restart_of_the_sandbox(
 def test_an_unreachable_broker_is_retryable(http: httpx.Client) -> None:
     broker = BrokerClient("http://127.0.0.1:9/broker/api/v1", lambda: "token", http)
     with pytest.raises(RetryableChannelError):
-        broker.list_published(DPO_RESOURCE_ID)
+        broker.list_incoming(DPO_RESOURCE_ID)
     with pytest.raises(RetryableChannelError):
         broker.upload("00000000-0000-0000-0000-000000000000", io.BytesIO(b"x"))
 
@@ -156,7 +162,7 @@ def test_an_unreachable_broker_is_retryable(http: httpx.Client) -> None:
 def _tokens(server: SandboxServer, pki: Pki, orgnr: str, http: httpx.Client) -> TokenClient:
     credentials = pki.orgs[orgnr]
     return TokenClient(server.token_url, server.token_audience, orgnr, credentials.key, credentials.chain,
-                       ALL_SCOPES, http)
+                       ALL_SCOPES, http).for_system_user(orgnr)
 
 
 class _Zeros(io.RawIOBase):
@@ -193,6 +199,7 @@ def test_memory_does_not_grow_with_the_file_size(alice: BrokerClient, bob: Broke
     before = process.memory_info().rss
     transfer_id = alice.initialise(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-big")
     alice.upload(transfer_id, _Zeros(size))  # type: ignore[arg-type]
+    alice.wait_while_processing(transfer_id, 10)
     sink = _Sink()
     assert bob.download(transfer_id, sink) == size  # type: ignore[arg-type]
     grown = process.memory_info().rss - before
@@ -200,21 +207,47 @@ def test_memory_does_not_grow_with_the_file_size(alice: BrokerClient, bob: Broke
     assert grown < 40 * 1024 * 1024, f"client and sandbox together grew by {grown // 2**20} MB"
 
 
-def test_an_upload_refused_for_a_stale_token_is_sent_again_whole_with_a_fresh_one(pki: Pki) -> None:
-    issued, uploads = [], []
+def _refusing_broker(pki: Pki, refuse: set[str]) -> tuple[BrokerClient, TokenClient, list, FakeClock, httpx.Client]:
+    """A broker (MockTransport) answering 401 to the tokens in `refuse`, and a token endpoint counting grants."""
+    issued: list[str] = []
+    uploads: list[tuple[str, bytes]] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/token":
             issued.append(f"token-{len(issued) + 1}")
             return httpx.Response(200, json={"access_token": issued[-1], "expires_in": 120})
         uploads.append((request.headers["authorization"], request.read()))
-        if request.headers["authorization"] == "Bearer token-1":
-            return httpx.Response(401, json={"title": "Unauthorized", "detail": "the access token has expired"})
+        if request.headers["authorization"].removeprefix("Bearer ") in refuse:
+            return httpx.Response(401, json={"title": "Unauthorized", "detail": "no access"})
         return httpx.Response(200, json={"fileTransferId": "f"})
 
-    with httpx.Client(transport=httpx.MockTransport(handle)) as http:
-        credentials = pki.orgs[SENDER]
-        tokens = TokenClient("http://broker.test/token", "aud", "c", credentials.key, credentials.chain,
-                             ALL_SCOPES, http)
-        BrokerClient("http://broker.test/api/v1", tokens, http).upload("f", io.BytesIO(b"the whole file"))
+    clock = FakeClock()
+    http = httpx.Client(transport=httpx.MockTransport(handle))
+    credentials = pki.orgs[SENDER]
+    tokens = TokenClient("http://broker.test/token", "aud", "c", credentials.key, credentials.chain,
+                         ALL_SCOPES, http, clock=clock)
+    return BrokerClient("http://broker.test/api/v1", tokens, http), tokens, uploads, clock, http
+
+
+def test_an_upload_refused_for_a_stale_token_is_sent_again_whole_with_a_fresh_one(pki: Pki) -> None:
+    broker, tokens, uploads, clock, http = _refusing_broker(pki, {"token-1"})
+    with http:
+        tokens()  # token-1, fetched a while before the upload: it may have been revoked meanwhile
+        clock.advance(60)
+        broker.upload("f", io.BytesIO(b"the whole file"))
     assert uploads == [("Bearer token-1", b"the whole file"), ("Bearer token-2", b"the whole file")]
+
+
+def test_a_refusal_costs_at_most_one_new_token_per_token_lifetime(pki: Pki) -> None:
+    broker, tokens, _uploads, clock, http = _refusing_broker(pki, {"token-1", "token-2", "token-3", "token-4"})
+    with http:
+        for _ in range(3):
+            with pytest.raises(PermanentChannelError, match=r"refused access.*system user"):
+                broker.upload("f", io.BytesIO(b"x"))
+            with pytest.raises(PermanentChannelError, match=r"refused access.*HTTP 401"):
+                broker.overview("f")
+        assert tokens.grants_made == 2, "one new token after the first refusal, then the refusal stands"
+        clock.advance(100)  # the second token's lifetime is over: a new one, and once more one after a refusal
+        with pytest.raises(PermanentChannelError, match="refused access"):
+            broker.overview("f")
+        assert tokens.grants_made == 4

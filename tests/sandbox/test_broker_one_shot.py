@@ -16,6 +16,7 @@ import pytest
 from starlette.responses import FileResponse
 
 from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
+from gateway.clock import FakeClock
 from gateway.errors import PermanentChannelError, SecurityError
 from gateway.sandbox import SandboxServer, broker_form
 from gateway.sandbox import broker_app as broker_module
@@ -44,6 +45,7 @@ def leftovers(sandbox: SandboxServer) -> list[str]:
 
 
 def received(bob: BrokerClient, transfer_id: str) -> bytes:
+    bob.wait_while_processing(transfer_id, 10)  # the virus scan, as on the real broker
     target = io.BytesIO()
     bob.download(transfer_id, target)
     return target.getvalue()
@@ -59,7 +61,9 @@ def test_a_one_shot_upload_is_published_once_and_downloads_byte_for_byte(
     transfer_id = alice.initialise_and_upload(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-one-shot", payload,
                                               properties={"kind": "status"}, checksum=checksum.upper())
 
-    assert transfer_id in bob.list_published(DPO_RESOURCE_ID)
+    assert bob.overview(transfer_id)["fileTransferStatus"] == "UploadProcessing"
+    assert bob.wait_while_processing(transfer_id, 10)["fileTransferStatus"] == "Published"
+    assert transfer_id in bob.list_incoming(DPO_RESOURCE_ID)
     overview = bob.overview(transfer_id)
     assert overview["fileTransferStatus"] == "Published"
     assert overview["fileTransferSize"] == payload.stat().st_size
@@ -104,7 +108,7 @@ def test_the_answer_is_the_bare_id_as_the_api_gives_it(
 def test_a_sender_cannot_speak_for_another_organisation(
     sandbox: SandboxServer, http: httpx.Client, alice: BrokerClient
 ) -> None:
-    with pytest.raises(PermanentChannelError, match=r"HTTP 403.*not for the sender"):
+    with pytest.raises(PermanentChannelError, match=r"HTTP 401.*not for the sender"):
         alice.initialise_and_upload(DPO_RESOURCE_ID, B, A, "sbd.zip", "ref-one-shot-impostor", b"forged")
     assert "ref-one-shot-impostor" not in stats(sandbox, http)["initialisedByReference"]
     assert leftovers(sandbox) == []
@@ -129,7 +133,7 @@ def test_a_checksum_mismatch_fails_the_transfer(
     assert counts["initialisedByReference"]["ref-one-shot-md5"] == 1  # as in Altinn: initialised, then failed
     assert counts["fileTransfersByStatus"]["Failed"] >= 1
     assert not any(bob.overview(t)["sendersFileTransferReference"] == "ref-one-shot-md5"
-                   for t in bob.list_published(DPO_RESOURCE_ID))
+                   for t in bob.list_incoming(DPO_RESOURCE_ID))
     assert leftovers(sandbox) == []
 
 
@@ -258,9 +262,13 @@ def _mock_broker(pki: Pki, answer: Any) -> tuple[httpx.Client, BrokerClient, lis
         return httpx.Response(200, json=answer)
 
     http = httpx.Client(transport=httpx.MockTransport(handle))
+    token_http = httpx.Client(transport=httpx.MockTransport(handle))  # `http` stays unopened for the test's `with`
     credentials = pki.orgs[SENDER]
+    clock = FakeClock()
     tokens = TokenClient("http://broker.test/token", "aud", "c", credentials.key, credentials.chain,
-                         ALL_SCOPES, http)
+                         ALL_SCOPES, token_http, clock=clock)
+    tokens()  # token-1, fetched long enough ago to have been revoked: a 401 to it earns one new token
+    clock.advance(60)
     return http, BrokerClient("http://broker.test/api/v1", tokens, http), requests
 
 
@@ -308,6 +316,7 @@ def test_small_and_large_downloads_answer_alike(
     content = os.urandom(size)
     transfer_id = alice.initialise(DPO_RESOURCE_ID, A, B, "sbd.zip", f"ref-download-{size}")
     alice.upload(transfer_id, content)
+    alice.wait_while_processing(transfer_id, 10)
     response = http.get(f"{sandbox.broker_url}/filetransfer/{transfer_id}/download",
                         headers={"Authorization": f"Bearer {token_client(DPO_RECEIVER)()}"})
     assert response.status_code == 200
@@ -327,6 +336,7 @@ def test_a_download_larger_than_the_channel_carries_is_refused_as_it_streams(
     alice: BrokerClient, bob: BrokerClient
 ) -> None:
     transfer_id = alice.initialise_and_upload(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-too-large", bytes(300_000))
+    alice.wait_while_processing(transfer_id, 10)
     target = io.BytesIO()
     with pytest.raises(SecurityError, match="larger than 100000 bytes"):
         bob.download(transfer_id, target, max_bytes=100_000)
@@ -334,14 +344,15 @@ def test_a_download_larger_than_the_channel_carries_is_refused_as_it_streams(
     assert bob.download(transfer_id, io.BytesIO(), max_bytes=300_000) == 300_000
 
 
-def test_a_list_holds_the_100_newest_transfers_oldest_first_as_altinn_does(alice: BrokerClient, bob: BrokerClient):
+def test_a_list_holds_the_100_newest_transfers_newest_first_as_altinn_does(alice: BrokerClient, bob: BrokerClient):
     resource = "test-list-limit"
     sent = [
         alice.initialise_and_upload(resource, A, B, "sbd.zip", f"ref-list-{index}", b"x") for index in range(105)
     ]
-    listed = bob.list_published(resource)
-    assert listed == sent[5:], "the 100 last created, in the order they were created"
+    bob.wait_while_processing(sent[-1], 10)
+    listed = bob.list_incoming(resource)
+    assert listed == sent[5:][::-1], "the 100 last published, newest first"
     for transfer_id in listed:
         bob.download(transfer_id, io.BytesIO())
         bob.confirm_download(transfer_id)
-    assert bob.list_published(resource) == sent[:5], "confirmed ones leave the list; the older ones show"
+    assert bob.list_incoming(resource) == sent[:5][::-1], "confirmed ones leave the list; the older ones show"

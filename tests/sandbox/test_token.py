@@ -20,11 +20,12 @@ GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 def assertion(credentials: Credentials, audience: str, *, issued_at: float | None = None,
-              lifetime: int = 60, jti: str | None = None, scope: str = "eformidling:dpo") -> str:
+              lifetime: int = 60, jti: str | None = None, scope: str = "eformidling:dpo",
+              extra: dict | None = None) -> str:
     issued_at = issued_at if issued_at is not None else datetime.now(UTC).timestamp()
     x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in credentials.chain]
     claims = {"aud": audience, "iss": "test-client", "scope": scope, "iat": int(issued_at),
-              "exp": int(issued_at) + lifetime, "jti": jti or str(uuid.uuid4())}
+              "exp": int(issued_at) + lifetime, "jti": jti or str(uuid.uuid4()), **(extra or {})}
     return jwt.encode(claims, credentials.key, algorithm="RS256", headers={"x5c": x5c})
 
 

@@ -2,6 +2,15 @@
 
 Statuses come as the receiver's own `status` messages and kvitteringer (through the receiver), so
 `poll_statuses` has nothing to do; we owe senders the same status messages in return.
+
+The broker virus-scans every upload (UploadProcessing) before it is Published or Failed, so `send`
+returns (and the pipeline records SENDT) only once the transfer is Published: it waits a bounded
+while, in short polls of the transfer; a scan still running then is a RetryableChannelError, and the
+retry, given the journaled reference, looks again instead of uploading twice. A transfer the broker
+fails after its upload (a virus found) is a PermanentChannelError with the broker's reason: sending
+the same package again would fail the same way. Status messages (repeatable packages: no status
+file, duplicates harmless) are not waited for: a scan of seconds would hold up every MOTTATT/LEVERT
+we owe, for a package of JSON that no scan refuses.
 """
 
 from __future__ import annotations
@@ -20,11 +29,11 @@ from gateway.channels.base import (
     SentMessage,
     StatusUpdate,
 )
-from gateway.channels.dpo.client import BrokerClient
+from gateway.channels.dpo.client import PROCESSING_STATES, BrokerClient, md5_hex
 from gateway.channels.dpo.package import pack_in_memory, pack_message
 from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
 from gateway.clock import Clock
-from gateway.errors import PermanentChannelError
+from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.asice import AsicContents, AsicLimits
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument
@@ -35,8 +44,10 @@ DPO_MAX_BYTES = 1_000_000_000
 # A received package: the documents, with room for the SBD, the signature and the encryption.
 DPO_MAX_PACKAGE_BYTES = 1_100_000_000
 DPO_MESSAGE_TYPES = frozenset({"arkivmelding", "arkivmelding_kvittering", "avtalt", "status"})
-UPLOADED_STATES = frozenset({"UploadProcessing", "Published", "AllConfirmedDownloaded", "Purged"})
+PUBLISHED_STATES = frozenset({"Published", "AllConfirmedDownloaded"})
 UPLOAD_FILE_NAME = "sbd.zip"
+SCAN_WAIT_S = 10.0  # how long one send waits for the broker's virus scan before it tries again later
+MALWARE_REFUSAL = "malware"  # the real broker's Failed text for a scan that found something starts so
 
 DPO_CAPABILITIES = Capabilities(
     two_way=True,
@@ -62,8 +73,14 @@ class DpoChannel:
         clock: Clock,
         normalise_retired_prefix: bool = False,
         limits: AsicLimits | None = None,
+        scan_wait_s: float = SCAN_WAIT_S,
+        party: str | None = None,
     ) -> None:
         self.broker = broker
+        self.scan_wait_s = scan_wait_s
+        # Who the broker takes us for: the system user's organisation, or our own.
+        own = party or identity.orgnr
+        self.party = to_party_value(own) if own else None
         self.resource_id = resource_id
         self.identity = identity
         self.trust = trust
@@ -99,43 +116,75 @@ class DpoChannel:
 
     def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
         if reference is not None:
-            # An earlier attempt got this far; if its upload finished, it must not be sent twice.
-            status = self._status(reference)
-            if status in UPLOADED_STATES:
-                return reference
-            if status != "Initialized":
-                reference = None
-        if reference is None and package.repeatable:
+            # An earlier attempt got this far: look at what the broker made of it before sending anything.
+            overview = self._overview(reference)
+            state = overview.get("fileTransferStatus")
+            if state == "Initialized":
+                return self._upload(reference, package)
+            failed = state in ("Failed", "Cancelled")
+            if package.repeatable and not failed:
+                return reference  # uploaded: what becomes of a status message is not waited for
+            if state in PROCESSING_STATES:
+                return self._outcome(reference, self._scanned(reference))
+            if not failed or self._refused_for_content(overview):
+                return self._outcome(reference, overview)
+            reference = None  # the upload failed on the way (not for what it held): a new transfer
+        sender, receiver = to_party_value(package.sender), to_party_value(package.receiver)
+        checksum = md5_hex(package.content)
+        if package.repeatable:
             # A duplicate is harmless here, so one request does the work of two; the reference can only
             # be journaled afterwards (a crash in between at worst sends the package once more).
             reference = self.broker.initialise_and_upload(
-                resource_id=self.resource_id,
-                sender=to_party_value(package.sender),
-                recipient=to_party_value(package.receiver),
-                file_name=UPLOAD_FILE_NAME,
-                senders_reference=package.message_id,
-                source=package.content,
+                resource_id=self.resource_id, sender=sender, recipient=receiver, file_name=UPLOAD_FILE_NAME,
+                senders_reference=package.message_id, source=package.content, checksum=checksum,
             )
             on_reference(reference)
             return reference
-        if reference is None:
-            reference = self.broker.initialise(
-                resource_id=self.resource_id,
-                sender=to_party_value(package.sender),
-                recipient=to_party_value(package.receiver),
-                file_name=UPLOAD_FILE_NAME,
-                senders_reference=package.message_id,
-            )
-            on_reference(reference)
+        reference = self.broker.initialise(
+            resource_id=self.resource_id, sender=sender, recipient=receiver, file_name=UPLOAD_FILE_NAME,
+            senders_reference=package.message_id, checksum=checksum,
+        )
+        on_reference(reference)
+        return self._upload(reference, package)
+
+    def _upload(self, reference: str, package: Package) -> str:
         self.broker.upload(reference, package.content)
-        return reference
+        if package.repeatable:
+            return reference
+        return self._outcome(reference, self._scanned(reference))
+
+    def _scanned(self, reference: str) -> dict:
+        return self.broker.wait_while_processing(reference, self.scan_wait_s)
+
+    def _outcome(self, reference: str, overview: dict) -> str:
+        """`reference` when the transfer is Published; else the error that says what became of it."""
+        state = overview.get("fileTransferStatus")
+        reason = overview.get("fileTransferStatusText") or state
+        if state in PUBLISHED_STATES or (state == "Purged" and _downloaded(overview)):
+            return reference
+        if state in PROCESSING_STATES:
+            raise RetryableChannelError(
+                f"the broker is still processing (virus-scanning) transfer {reference} after "
+                f"{self.scan_wait_s:g} s; it is looked at again, not uploaded again"
+            )
+        raise PermanentChannelError(
+            f"the broker refused transfer {reference} after its upload ({state}: {reason}); the message was "
+            "not delivered, and sending the same package again would be refused the same way"
+        )
+
+    @staticmethod
+    def _refused_for_content(overview: dict) -> bool:
+        """A Failed transfer the broker refused for what it holds (its scan), not for a broken upload."""
+        return MALWARE_REFUSAL in str(overview.get("fileTransferStatusText") or "").lower()
 
     def already_sent(self, reference: str) -> bool:
-        return self._status(reference) in UPLOADED_STATES
+        overview = self._overview(reference)
+        state = overview.get("fileTransferStatus")
+        return state in PUBLISHED_STATES or (state == "Purged" and _downloaded(overview))
 
-    def _status(self, reference: str) -> str | None:
+    def _overview(self, reference: str) -> dict:
         try:
-            return self.broker.overview(reference).get("fileTransferStatus")
+            return self.broker.overview(reference)
         except PermanentChannelError as exc:
             raise PermanentChannelError(
                 f"the broker no longer knows transfer {reference} of this message ({exc}); it may have been "
@@ -153,7 +202,7 @@ class DpoChannel:
 
     # ---- receiving -------------------------------------------------------------------------------
     def list_inbound(self) -> list[str]:
-        return self.broker.list_published(self.resource_id)
+        return self.broker.list_incoming(self.resource_id)
 
     def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
         return self.broker.download(reference, target, max_bytes=DPO_MAX_PACKAGE_BYTES)
@@ -179,10 +228,16 @@ class DpoChannel:
         return open_payload(received, work, target, self.identity, self.trust, self.limits, self.clock.now(), durable)
 
     def acknowledge_inbound(self, reference: str) -> None:
-        self.broker.confirm_download(reference)
+        self.broker.confirm_download(reference, self.party)
 
     def reject_inbound(self, reference: str, reason: str) -> None:
         # The broker has no "refused" answer: confirming takes the transfer off our list, and the
         # quarantine keeps the package and the reason.
-        self.broker.confirm_download(reference)
+        self.broker.confirm_download(reference, self.party)
+
+
+def _downloaded(overview: dict) -> bool:
+    """Whether a recipient has taken the transfer (a purged one was published, then)."""
+    return any(row.get("currentRecipientFileTransferStatusCode") in ("DownloadStarted", "DownloadConfirmed")
+               for row in overview.get("recipients") or [])
 

@@ -5,12 +5,20 @@
 429 and 5xx are RetryableChannelError; other 4xx PermanentChannelError with Altinn's own words.
 A transfer is made in two steps (initialise, then upload: the caller can journal the id in between)
 or, where a duplicate is harmless, in one multipart request (`initialise_and_upload`).
+
+What the real broker does that shapes this client: a 401 means the token's system user has no
+access (to the resource, or to this transfer), so a new token is tried at most once and the refusal
+then says so; the list holds the caller's own sent transfers too unless it asks by `recipientStatus`;
+an upload is virus-scanned (UploadProcessing) before it is Published or Failed; and confirming a
+download a second time is a 400 (the transfer is no longer Published).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,17 +26,50 @@ from typing import Any, BinaryIO
 import httpx
 
 from gateway.errors import PermanentChannelError, SecurityError
-from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response, translated_http_errors
+from gateway.tokens import (
+    TokenClient,
+    TokenSource,
+    bearer_request,
+    check_response,
+    server_words,
+    translated_http_errors,
+    worth_a_new_token,
+)
 
 BROKER_WRITE_SCOPE = "altinn:broker.write"  # senders: initialise and upload
 BROKER_READ_SCOPE = "altinn:broker.read"  # recipients: list, download, confirm
 DPO_RESOURCE_ID = "eformidling-dpo-meldingsutveksling"
 CHUNK_SIZE = 1 << 16
+# The two recipient states of a transfer still ours to take: new, and downloaded before a crash or a
+# failure cut off its confirmation (the broker moves a recipient to DownloadStarted on download).
+INCOMING_RECIPIENT_STATES = ("Initialized", "DownloadStarted")
+PROCESSING_STATES = frozenset({"UploadStarted", "UploadProcessing"})
 
 
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:
     while chunk := handle.read(CHUNK_SIZE):
         yield chunk
+
+
+def md5_hex(source: Path | bytes) -> str:
+    """The broker's checksum of a file: MD5, lowercase hex (read in chunks)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    if isinstance(source, bytes):
+        digest.update(source)
+    else:
+        with open(source, "rb") as handle:
+            for chunk in _chunks(handle):  # type: ignore[arg-type]
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def refused_access(response: httpx.Response, what: str) -> PermanentChannelError:
+    """The error for a 401 that a new token did not cure: the token's system user lacks access."""
+    return PermanentChannelError(
+        f"{what}: the broker refused access (HTTP 401: {server_words(response)}); the access token's system user "
+        "has no access to this resource or transfer: check channels.dpo.system_user_org and the system user's "
+        "rights in Altinn"
+    )
 
 
 class BrokerClient:
@@ -39,6 +80,8 @@ class BrokerClient:
 
     def _call(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = bearer_request(self.http, self.tokens, what, method, f"{self.base_url}{path}", **kwargs)
+        if response.status_code == 401:
+            raise refused_access(response, what)
         return check_response(response, what)
 
     def initialise(
@@ -140,30 +183,56 @@ class BrokerClient:
         rewindable = handle.seekable()
         start = handle.tell() if rewindable else 0
         for attempt in range(2):
-            headers = {"Authorization": f"Bearer {self.tokens()}", "Content-Type": "application/octet-stream"}
+            token = self.tokens()
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
             if size is not None:
                 headers["Content-Length"] = str(size)
             with translated_http_errors(what):
                 response = self.http.post(url, content=_chunks(handle), headers=headers)
-            retry = attempt == 0 and rewindable and isinstance(self.tokens, TokenClient)
-            if response.status_code == 401 and retry:
-                assert isinstance(self.tokens, TokenClient)
-                self.tokens.invalidate()
-                handle.seek(start)
-                continue
+            if response.status_code == 401:
+                if attempt == 0 and rewindable and worth_a_new_token(self.tokens, token):
+                    handle.seek(start)
+                    continue
+                raise refused_access(response, what)
             check_response(response, what)
             return
 
-    def list_published(self, resource_id: str) -> list[str]:
-        """Ids of published transfers for us as recipient, on `resource_id`."""
-        what = f"listing published broker file transfers on {resource_id}"
-        response = self._call(what, "GET", "/filetransfer",
-                              params={"resourceId": resource_id, "status": "Published"},
-                              headers={"Accept": "application/json"})
-        try:
-            return [str(entry) for entry in response.json()]
-        except (ValueError, TypeError) as exc:
-            raise PermanentChannelError(f"{what}: the broker's answer is not a list of ids") from exc
+    def list_incoming(self, resource_id: str) -> list[str]:
+        """Ids of published transfers on `resource_id` that wait for us as recipient.
+
+        Asked by recipient state, which the broker answers from our recipient rows only: without it the
+        list holds our own sent transfers too, which we may not download, and they would crowd incoming
+        ones out of the 100 the broker returns. Downloaded-but-unconfirmed ones come first (a crash
+        or a failure left them), then new ones.
+        """
+        ids: list[str] = []
+        for recipient_status in reversed(INCOMING_RECIPIENT_STATES):
+            what = f"listing broker file transfers on {resource_id} waiting for us ({recipient_status})"
+            response = self._call(
+                what, "GET", "/filetransfer",
+                params={"resourceId": resource_id, "status": "Published", "recipientStatus": recipient_status},
+                headers={"Accept": "application/json"},
+            )
+            try:
+                ids += [str(entry) for entry in response.json()]
+            except (ValueError, TypeError) as exc:
+                raise PermanentChannelError(f"{what}: the broker's answer is not a list of ids") from exc
+        return list(dict.fromkeys(ids))
+
+    def wait_while_processing(self, file_transfer_id: str, timeout_s: float,
+                              first_pause_s: float = 0.05) -> dict[str, Any]:
+        """The transfer's overview once the broker has finished with its upload (the virus scan), or
+        as it stands after `timeout_s`. Short polls at first (a small file is scanned in moments), growing to a
+        second apart."""
+        deadline = time.monotonic() + timeout_s
+        pause = first_pause_s
+        while True:
+            overview = self.overview(file_transfer_id)
+            left = deadline - time.monotonic()
+            if overview.get("fileTransferStatus") not in PROCESSING_STATES or left <= 0:
+                return overview
+            time.sleep(min(pause, left))
+            pause = min(pause * 1.5, 1.0)
 
     def overview(self, file_transfer_id: str) -> dict[str, Any]:
         what = f"reading broker file transfer {file_transfer_id}"
@@ -183,11 +252,14 @@ class BrokerClient:
         what = f"downloading broker file transfer {file_transfer_id}"
         url = f"{self.base_url}/filetransfer/{file_transfer_id}/download"
         for attempt in range(2):
-            headers = {"Authorization": f"Bearer {self.tokens()}", "Accept": "application/octet-stream"}
+            token = self.tokens()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/octet-stream"}
             with translated_http_errors(what), self.http.stream("GET", url, headers=headers) as response:
-                if response.status_code == 401 and attempt == 0 and isinstance(self.tokens, TokenClient):
-                    self.tokens.invalidate()
-                    continue
+                if response.status_code == 401:
+                    response.read()
+                    if attempt == 0 and worth_a_new_token(self.tokens, token):
+                        continue
+                    raise refused_access(response, what)
                 if not response.is_success:
                     response.read()
                     check_response(response, what)
@@ -203,11 +275,31 @@ class BrokerClient:
                 return written
         raise PermanentChannelError(f"{what}: the broker refused the access token twice")
 
-    def confirm_download(self, file_transfer_id: str) -> None:
-        """Tell the broker we have the file. Confirming twice is fine (a retry after a crash)."""
+    def confirm_download(self, file_transfer_id: str, recipient: str | None = None) -> None:
+        """Tell the broker we have the file. Confirming twice is fine (a retry after a crash).
+
+        The real broker answers a second confirmation with 400 (the transfer is AllConfirmedDownloaded,
+        no longer Published): then the overview decides, and our confirmation standing there is success.
+        `recipient` (`0192:<orgnr>`) names our row; without it any confirmed transfer counts.
+        """
         what = f"confirming the download of broker file transfer {file_transfer_id}"
         response = bearer_request(self.http, self.tokens, what, "POST",
                                   f"{self.base_url}/filetransfer/{file_transfer_id}/confirmdownload")
-        if response.status_code == 409:
+        if response.status_code == 401:
+            raise refused_access(response, what)
+        if response.status_code == 400 and self._confirmed(file_transfer_id, recipient):
             return
         check_response(response, what)
+
+    def _confirmed(self, file_transfer_id: str, recipient: str | None) -> bool:
+        try:
+            overview = self.overview(file_transfer_id)
+        except PermanentChannelError:
+            return False
+        if overview.get("fileTransferStatus") in ("AllConfirmedDownloaded", "Purged") and recipient is None:
+            return True
+        return any(
+            row.get("currentRecipientFileTransferStatusCode") == "DownloadConfirmed"
+            and (recipient is None or row.get("recipient") == recipient)
+            for row in overview.get("recipients") or []
+        )
