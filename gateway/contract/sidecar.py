@@ -70,6 +70,7 @@ class Sidecar:
     in_reply_to: str | None = None
     title: str | None = None
     security_level: int | None = None
+    channel: str | None = None  # a pinned channel (DPO, DPF, DPV, DPI) instead of the routing rule
     deadline: datetime | None = None
     client_reference: str | None = None
     dpv: DpvNotification | None = None
@@ -236,6 +237,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         in_reply_to=_lower(_text(root, "inReplyTo")),
         title=_text(root, "title"),
         security_level=int(level) if level else None,
+        channel=_text(root, "channel"),
         deadline=datetime.fromisoformat(deadline) if deadline else None,
         client_reference=_text(root, "clientReference"),
         dpv=dpv,
@@ -347,6 +349,7 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
     put(root, "inReplyTo", sidecar.in_reply_to)
     put(root, "title", sidecar.title)
     put(root, "securityLevel", sidecar.security_level)
+    put(root, "channel", sidecar.channel)
     put(root, "deadline", sidecar.deadline.isoformat() if sidecar.deadline else None)
     put(root, "clientReference", sidecar.client_reference)
     if sidecar.dpv:

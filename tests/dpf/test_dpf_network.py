@@ -157,3 +157,17 @@ def test_level_4_goes_to_a_municipality_whose_svarut_takes_4_and_is_feil_where_n
     words = " ".join(d.text or "" for d in root.iter("{urn:efm-gateway:status:1}description"))
     assert "security level 4" in words
     assert not [f for f in forsendelser(sandbox) if f["eksternReferanse"] == refused_id], "nothing sent"
+
+
+def test_a_sidecar_pin_goes_where_the_registry_offers_it_and_is_refused_where_not(network):
+    _sandbox, gateway = network
+    pinned_id, _ = _drop(gateway, "pin-dpf", MUNICIPALITY, {"brev.pdf": pdf_bytes("pin")}, "<channel>DPF</channel>")
+    wait(lambda: current(gateway.status, pinned_id) == "LEST", timeout=60, message="the pinned message")
+    reason = status_of(gateway.status, pinned_id).findtext("s:route/s:reason", namespaces=NS)
+    assert "the sidecar pins channel DPF" in reason
+
+    refused_id, _ = _drop(gateway, "pin-dpv", MUNICIPALITY, {"brev.pdf": pdf_bytes("nei")}, "<channel>DPV</channel>")
+    wait(lambda: current(gateway.status, refused_id) == "FEIL", timeout=30, message="the refused pin")
+    root = status_of(gateway.status, refused_id)
+    words = " ".join(d.text or "" for d in root.iter("{urn:efm-gateway:status:1}description"))
+    assert "pins channel DPV" in words and "it offers DPF" in words
