@@ -302,6 +302,19 @@ class SvarUtStore:
             self.forsendelser[forsendelse_id] = stored
         return forsendelse_id
 
+    def seed(self, sender: str, states: list[str]) -> list[str]:
+        """Forsendelser from `sender` already in `states` (one each), without documents: for status tests."""
+        now = self.clock.now()
+        made = []
+        with self._lock:
+            for state in states:
+                stored = StoredForsendelse(str(uuid.uuid4()), sender, "", {"tittel": "seeded"}, [], now)
+                stored.status, stored.changed = state, now
+                stored.history.append((state, now))
+                self.forsendelser[stored.id] = stored
+                made.append(stored.id)
+        return made
+
     def summary(self) -> list[dict[str, Any]]:
         with self._lock:
             return [

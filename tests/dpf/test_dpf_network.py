@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from lxml import etree
 
 from tests.dpo.network import A, Gateway, SandboxProcess, gateway_config, wait
@@ -110,6 +111,12 @@ def test_a_drop_to_the_municipality_is_archived_and_its_reply_arrives_in_the_sam
     assert incoming_status(gateway.status, reply_id) == "INNKOMMENDE_MOTTATT"
     shutil.rmtree(folder)
     wait(lambda: incoming_status(gateway.status, reply_id) == "INNKOMMENDE_LEVERT", message="the pick-up")
+
+    # The SvarUt and SvarInn passwords never reach a log line.
+    dpf = yaml.safe_load(gateway.config.read_text())["channels"]["dpf"]
+    for key in ("integration_password_file", "svarinn_password_file"):
+        secret = Path(dpf[key]).read_text().strip()
+        assert secret and secret not in gateway.log() and secret not in sandbox.log.read_text()
 
 
 @pytest.mark.parametrize("kind", ["wrong_key", "bad_zip", "dotdot"])
