@@ -23,6 +23,8 @@ Errors are KS's ErrorMessage ({status, error, message, path}). Sandbox extras, w
     GET  /svarut/_sandbox/forsendelser     every forsendelse (status, history, files' SHA-256)
     GET  /svarut/_sandbox/stats            request counters (status_sok_requests, ...)
     POST /svarut/_sandbox/inject           {"sender", "receiver", "kind": wrong_key|bad_zip|dotdot}
+    POST /svarut/_sandbox/send             {"sender", "receiver", "title", "messageId", "conversationId"}:
+         a one-PDF forsendelse from a municipality's archive, as if it had sent it through SvarUt
 """
 
 from __future__ import annotations
@@ -153,6 +155,12 @@ def svarut_app(store: SvarUtStore, access_tokens: AccessTokens) -> Starlette:
                                       str(body.get("title") or "Feil forsendelse"))
         return JSONResponse({"id": forsendelse_id})
 
+    async def sandbox_send(request: Request) -> Response:
+        body = await request.json()
+        forsendelse_id = store.send_as(str(body["sender"]), str(body["receiver"]), str(body["title"]),
+                                       str(body["messageId"]), str(body["conversationId"]))
+        return JSONResponse({"id": forsendelse_id})
+
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
         return error(exc.status, exc.message, request.url.path)
@@ -175,6 +183,7 @@ def svarut_app(store: SvarUtStore, access_tokens: AccessTokens) -> Starlette:
             Route("/_sandbox/forsendelser", sandbox_forsendelser, methods=["GET"]),
             Route("/_sandbox/stats", sandbox_stats, methods=["GET"]),
             Route("/_sandbox/inject", sandbox_inject, methods=["POST"]),
+            Route("/_sandbox/send", sandbox_send, methods=["POST"]),
         ],
         exception_handlers={Refused: refused, Unauthorised: unauthorised},
     )

@@ -302,6 +302,18 @@ class SvarUtStore:
             self.forsendelser[forsendelse_id] = stored
         return forsendelse_id
 
+    def send_as(self, sender: str, receiver: str, title: str, message_id: str, conversation_id: str) -> str:
+        """A forsendelse from `sender` (a municipality's archive) to `receiver`'s SvarInn, with our ids."""
+        forsendelse = {
+            "tittel": title, "mottaker": {"navn": receiver, "digitalId": receiver},
+            "svarSendesTil": {"navn": sender, "digitalId": sender}, "kunDigitalLevering": True,
+            "eksternReferanse": message_id, "metadataFraAvleverendeSystem": {"ekstraMetadata": [
+                {"key": "eformidling.messageId", "value": message_id},
+                {"key": "eformidling.conversationId", "value": conversation_id}]},
+            "dokumenter": [{"filnavn": "brev.pdf", "mimeType": "application/pdf"}],
+        }
+        return self.accept(sender, forsendelse, [("brev.pdf", f"%PDF-1.4 {title}\n".encode())])
+
     def seed(self, sender: str, states: list[str]) -> list[str]:
         """Forsendelser from `sender` already in `states` (one each), without documents: for status tests."""
         now = self.clock.now()
