@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -70,7 +71,7 @@ def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
 
 
 def _secret(path: Any) -> str:
-    return path.read_text(encoding="utf-8").strip()
+    return Path(path).read_text(encoding="utf-8").strip()
 
 
 def _build_dpf(block: Any, tools: ChannelTools) -> Channel:

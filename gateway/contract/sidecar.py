@@ -74,6 +74,7 @@ class Sidecar:
     deadline: datetime | None = None
     client_reference: str | None = None
     dpv: DpvNotification | None = None
+    forsendelse_type: str | None = None  # DPF: <dpf><forsendelseType>
     receipt: ReceiptInfo | None = None
     avtalt: AvtaltContent | None = None
     arkivmelding_file: str | None = None
@@ -223,6 +224,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
             identifier=_text(avtalt_element, "identifier") or "",
             content=_whole_text(avtalt_element, "content"),
         )
+    dpf_element = root.find(_q("dpf"))
     level = _text(root, "securityLevel")
     deadline = _text(root, "deadline")
     received = _text(root, "received")
@@ -241,6 +243,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         deadline=datetime.fromisoformat(deadline) if deadline else None,
         client_reference=_text(root, "clientReference"),
         dpv=dpv,
+        forsendelse_type=_text(dpf_element, "forsendelseType") if dpf_element is not None else None,
         receipt=receipt,
         avtalt=avtalt,
         arkivmelding_file=_text(root, "arkivmeldingFile"),
@@ -357,6 +360,8 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
         put(dpv, "notificationText", sidecar.dpv.notification_text)
         put(dpv, "sensitiveNotificationText", sidecar.dpv.sensitive_notification_text)
         put(dpv, "daysToReply", sidecar.dpv.days_to_reply)
+    if sidecar.forsendelse_type:
+        put(etree.SubElement(root, _q("dpf")), "forsendelseType", sidecar.forsendelse_type)
     if sidecar.receipt:
         receipt = etree.SubElement(root, _q("receipt"))
         put(receipt, "receiptType", sidecar.receipt.receipt_type)

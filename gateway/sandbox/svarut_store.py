@@ -332,6 +332,8 @@ class SvarUtStore:
             return [
                 {"id": f.id, "sender": f.sender, "receiver": f.receiver, "status": f.status,
                  "eksternReferanse": f.forsendelse.get("eksternReferanse"), "tittel": f.forsendelse.get("tittel"),
+                 "forsendelsestype": f.forsendelse.get("forsendelsestype"),
+                 "krevNiva4Innlogging": bool(f.forsendelse.get("krevNiva4Innlogging")),
                  "failure": f.failure, "history": [s for s, _ in f.history],
                  "acknowledged_at": f.acknowledged_at.isoformat() if f.acknowledged_at else None,
                  "files": [{"name": x.name, "sha256": x.sha256, "size": x.size} for x in f.files]}

@@ -65,7 +65,8 @@ def _drop(gateway: Gateway, name: str, receiver: str, documents: dict[str, bytes
 def test_a_drop_to_the_municipality_is_archived_and_its_reply_arrives_in_the_same_conversation(network):
     sandbox, gateway = network
     documents = {"vedtak.pdf": pdf_bytes("vedtak") * 300, "kart.pdf": os.urandom(70_000)}
-    message_id, conversation_id = _drop(gateway, "til-kommunen", MUNICIPALITY, documents)
+    message_id, conversation_id = _drop(gateway, "til-kommunen", MUNICIPALITY, documents,
+                                        "<dpf><forsendelseType>Byggesak</forsendelseType></dpf>")
 
     wait(lambda: current(gateway.status, message_id) == "LEST", timeout=60, message="LEST through SvarUt")
     assert history(gateway.status, message_id) == ["OPPRETTET", "SENDT", "LEVERT", "LEST"]
@@ -78,6 +79,8 @@ def test_a_drop_to_the_municipality_is_archived_and_its_reply_arrives_in_the_sam
     # SvarUt took one forsendelse, with our ids, and decrypted the documents to the very bytes we dropped.
     [sent] = [f for f in forsendelser(sandbox) if f["eksternReferanse"] == message_id]
     assert sent["sender"] == A and sent["receiver"] == MUNICIPALITY
+    assert sent["forsendelsestype"] == "Byggesak" and sent["tittel"] == "Test"
+    assert not sent["krevNiva4Innlogging"]
     assert sent["history"] == ["MOTTATT", "AKSEPTERT", "KLAR_FOR_MOTTAK", "LEST"]
     assert [(f["name"], f["sha256"]) for f in sent["files"]] == [
         (name, hashlib.sha256(content).hexdigest()) for name, content in documents.items()
@@ -154,7 +157,7 @@ def test_level_4_goes_to_a_municipality_whose_svarut_takes_4_and_is_feil_where_n
     message_id, _ = _drop(gateway, "niva4", MUNICIPALITY, {"brev.pdf": pdf_bytes("4")}, level4)
     wait(lambda: current(gateway.status, message_id) == "LEST", timeout=60, message="level 4 through DPF")
     [sent] = [f for f in forsendelser(sandbox) if f["eksternReferanse"] == message_id]
-    assert sent["status"] == "LEST"
+    assert sent["status"] == "LEST" and sent["krevNiva4Innlogging"]
     reason = status_of(gateway.status, message_id).findtext("s:route/s:reason", namespaces=NS)
     assert "level 4" in reason
 
