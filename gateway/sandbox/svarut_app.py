@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -81,7 +82,14 @@ def svarut_app(store: SvarUtStore, access_tokens: AccessTokens) -> Starlette:
 
     async def send(request: Request) -> Response:
         sender = account_of(request)
-        form = await request.form(max_part_size=MAX_PART_BYTES)
+        try:
+            form = await request.form(max_part_size=MAX_PART_BYTES)
+        except MultiPartException as exc:
+            raise Refused(400, f"the multipart body cannot be read: {exc.message}") from None
+        except ClientDisconnect:
+            # The sender went away mid-upload (a crash, a lost connection): nothing was made.
+            log.info("SvarUt: a send was cut off by its client; nothing made")
+            return Response(status_code=400)
         try:
             items = list(form.multi_items())
             if not items or items[0][0] != "forsendelse":
