@@ -87,3 +87,27 @@ def test_another_accounts_forsendelser_are_not_shown(sandbox):
     [foreign] = store.seed("910077473", ["LEST"])
     with httpx.Client(timeout=30) as http:
         assert dpf_channel(sandbox, http).poll_statuses([SentMessage("m", foreign)]) == []
+
+
+def test_a_send_cut_off_after_svarut_took_it_is_found_by_its_external_reference_not_sent_again(sandbox):
+    from gateway.channels.base import Package
+    from gateway.channels.dpf.channel import PreparedForsendelse
+    from gateway.channels.dpf.client import UploadDocument
+
+    store = sandbox.svarut.store
+    message_id = "4f1d2c3b-5a69-4788-9a0b-1c2d3e4f5a6b"
+    forsendelse = {"tittel": "Brev", "mottaker": {"navn": "Kommunen", "digitalId": "944444408"},
+                   "kunDigitalLevering": True, "eksternReferanse": message_id,
+                   "dokumenter": [{"filnavn": "brev.pdf", "mimeType": "application/pdf"}]}
+    package = Package(message_id, A, "944444408",
+                      PreparedForsendelse(forsendelse, (UploadDocument("brev.pdf", b"%PDF brev"),)))
+    journaled: list[str] = []
+    with httpx.Client(timeout=30) as http:
+        channel = dpf_channel(sandbox, http)
+        first = channel.send(package, None, journaled.append)
+        sent_before = store.counters["sent"]
+        # The crash came after SvarUt made the forsendelse and before its id was journaled: try again.
+        again = channel.send(package, None, journaled.append)
+    assert again == first and journaled == [first, first]
+    assert store.counters["sent"] == sent_before, "no second forsendelse"
+    assert store.by_external_reference(A, message_id) == [first]

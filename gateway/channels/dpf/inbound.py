@@ -16,7 +16,7 @@ import stat
 import uuid
 import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +37,7 @@ MAX_TOTAL_BYTES = 1_100_000_000
 ZIP_LIMITS = ZipLimits(max_entries=MAX_FILES, max_total_bytes=MAX_TOTAL_BYTES, max_ratio=200)
 _FORBIDDEN_NAME = re.compile(r'[\x00-\x1f*:"\\/<>|?]')
 CHUNK = 1 << 20
+NO_DEADLINE = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def sbd_of(forsendelse: dict[str, Any], receiver: str, received_at: datetime) ->
         message_id=_uuid_or_none(metadata.get(MESSAGE_ID_KEY)) or forsendelse_id,
         conversation_id=_uuid_or_none(metadata.get(CONVERSATION_ID_KEY)) or forsendelse_id,
         # A forsendelse has no deadline; it stays in SvarInn until taken, so it never arrives late.
-        expected_response=received_at.replace(year=received_at.year + 1),
+        expected_response=received_at + NO_DEADLINE,
     )
 
 
