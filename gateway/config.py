@@ -105,6 +105,8 @@ class TrustConfig:
     """CA certificates (roots and intermediates, PEM) that senders' signatures must chain to."""
 
     ca_bundle: Path | None = None
+    # A shared IT service that signs for others: signer's orgnr -> the senders it may sign for.
+    signing_services: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -440,6 +442,8 @@ def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> 
             raise ConfigError(f"{path}: {dotted} must be a folder path (text), not {value!r}")
         folder = Path(os.path.expanduser(value))
         return folder if folder.is_absolute() else (base / folder)
+    if type_text.startswith("dict"):
+        return _signer_pairs(path, dotted, value)
     if type_text == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: {dotted} must be true or false, not {value!r}")
@@ -465,6 +469,23 @@ def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> 
             raise ConfigError(f"{path}: {dotted} is {value!r}; use one of {', '.join(_CHOICES[dotted])}")
         return value
     raise ConfigError(f"{path}: {dotted}: unsupported setting type {type_text}")
+
+
+def _signer_pairs(path: Path, dotted: str, value: Any) -> dict[str, tuple[str, ...]]:
+    """`signer: [sender, ...]`, every number a valid organisation number."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {dotted} must map a signer's organisation number to a list of senders")
+    pairs: dict[str, tuple[str, ...]] = {}
+    for signer, senders in value.items():
+        senders = [senders] if isinstance(senders, str | int) else senders
+        if not isinstance(senders, list) or not senders:
+            raise ConfigError(f"{path}: {dotted}.{signer} must be a list of the senders it signs for")
+        for number in (signer, *senders):
+            problem = orgnr_problem(str(number))
+            if problem:
+                raise ConfigError(f"{path}: {dotted}: {number}: {problem}")
+        pairs[str(signer)] = tuple(str(sender) for sender in senders)
+    return pairs
 
 
 def prepare_folders(config: Config) -> None:

@@ -80,6 +80,7 @@ class Sidecar:
     arkivmelding_file: str | None = None
     documents: tuple[DropDocument, ...] = field(default_factory=tuple)
     received: datetime | None = None
+    signed_by: str | None = None  # inbox only: who signed for the sender, where that is allowed
 
     @property
     def file_names(self) -> list[str]:
@@ -249,6 +250,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         arkivmelding_file=_text(root, "arkivmeldingFile"),
         documents=tuple(documents),
         received=datetime.fromisoformat(received) if received else None,
+        signed_by=_text(root, "signedBy"),
     )
 
 
@@ -385,4 +387,5 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
             put(element, "size", doc.size)
             put(element, "sha256", doc.sha256)
     put(root, "received", sidecar.received.isoformat() if sidecar.received else None)
+    put(root, "signedBy", sidecar.signed_by)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -29,6 +29,7 @@ from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.asice import AsicContents
 from gateway.formats.business import ArkivmeldingKvittering
 from gateway.formats.business import Status as StatusMessage
+from gateway.formats.keys import orgnr_of
 from gateway.formats.sbd import StandardBusinessDocument
 from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
 from gateway.inbound.inbox import Inbox, sync_tree
@@ -100,6 +101,10 @@ class Receiver:
     def _take_guarded(self, reference: str) -> int:
         try:
             return 1 if self.take(reference) else 0
+        except ChannelError as exc:
+            # Expected trouble (network, an HTTP status): one line; the channel offers it again.
+            log.warning("incoming transfer %s on %s: %s; it will be tried again at the next poll",
+                        reference, self.channel.name, exc)
         except (CryptoError, ValidationError, JournalError, OSError) as exc:
             log.exception("incoming transfer %s could not be handled (%s); it will be offered again", reference, exc)
         except Exception:
@@ -159,6 +164,20 @@ class Receiver:
             self._quarantine(sbd, reference, download, reason)
             return reason
         business = sbd.business_message
+        about_ours = isinstance(business, StatusMessage | ArkivmeldingKvittering)
+        transport = inbound.transport_sender
+        if transport != sbd.sender:
+            reason = (
+                f"{self.channel.name} says {transport} sent it, but its SBD names {sbd.sender} as the sender"
+                if transport else f"{self.channel.name} did not say who sent it, so its SBD's sender "
+                f"{sbd.sender} cannot be checked against the transport"
+            )
+            if about_ours:
+                log.warning("a %s naming message %s was dropped, not applied: %s",
+                            sbd.message_type, sbd.message_id, reason)
+                return None
+            self._quarantine(sbd, reference, download, reason)
+            return reason
         with self._message_lock(sbd.message_id):
             if isinstance(business, StatusMessage):
                 self._apply_status(sbd, business)
@@ -175,6 +194,8 @@ class Receiver:
         if record is None:
             log.info("status %s for unknown message %s ignored", business.status, sbd.message_id)
             return
+        if not self._from_its_receiver(record, sbd, f"status {business.status}"):
+            return
         # The event and what it finishes, in one step, stamped with the time the receiver sent it.
         record_status(self.journal, record.row, status, sbd.created, f"{status.value.lower()} by {sbd.sender}")
         log.info("message %s: %s from %s", sbd.message_id, status.value, sbd.sender)
@@ -186,6 +207,8 @@ class Receiver:
         if record is None:
             log.info("receipt %s for unknown message %s ignored", sbd.message_id, related)
             return
+        if not self._from_its_receiver(record, sbd, f"arkivmelding_kvittering {receipt.receipt_type}"):
+            return
         if receipt.receipt_type in RECEIPT_OK:
             description = f"arkivmelding_kvittering {receipt.receipt_type} from {sbd.sender}"
             record_status(self.journal, record.row, Status.LEST, sbd.created, description)
@@ -193,6 +216,16 @@ class Receiver:
             problems = [f"the receiver answered {receipt.receipt_type}", *texts]
             record_status(self.journal, record.row, Status.FEIL, sbd.created, "; ".join(problems), errors=problems)
         log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender)
+
+    def _from_its_receiver(self, record: MessageRecord, sbd: StandardBusinessDocument, what: str) -> bool:
+        """A status or receipt counts only from the organisation our message went to."""
+        if record.receiver == sbd.sender:
+            return True
+        log.warning(
+            "%s for message %s came from %s, but that message went to %s: a forgery or a mistake; dropped, "
+            "not applied", what, record.message_id, sbd.sender, record.receiver,
+        )
+        return False
 
     # ---- messages for the archive system ---------------------------------------------------------
     def _deliver(self, reference: str, inbound: InboundMessage, download: BinaryIO) -> str | None:
@@ -218,7 +251,8 @@ class Receiver:
                 raise MessageFormatError("the message carries no documents")
             # Durable: once the folder is renamed into the inbox, a power cut must not leave a torn document.
             contents = inbound.extract(staging, True)
-            self._write_message_xml(sbd, contents, staging)
+            signed_by = self._signer_for(sbd, contents)
+            self._write_message_xml(sbd, contents, staging, signed_by)
         except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
@@ -235,7 +269,10 @@ class Receiver:
                     sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference}
                 )
             record = self.journal.move(existing.row, Phase.IN_INBOX)
-            self.journal.add_event(record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}")
+            signed = f"; signed by {signed_by} for {sbd.sender}" if signed_by else ""
+            self.journal.add_event(
+                record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}{signed}"
+            )
             self.journal.queue_status_send(record.row, Status.MOTTATT)
         self.inbox.hand_over(record)
         log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender)
@@ -257,7 +294,23 @@ class Receiver:
             **fields,
         )
 
-    def _write_message_xml(self, sbd: StandardBusinessDocument, contents: AsicContents, folder: Path) -> None:
+    def _signer_for(self, sbd: StandardBusinessDocument, contents: AsicContents) -> str | None:
+        """The organisation that signed for the sender where config allows one to; SecurityError for any
+        other signer than the sender itself."""
+        signer = orgnr_of(contents.signer)
+        if signer == sbd.sender:
+            return None
+        if signer is not None and sbd.sender in self.config.trust.signing_services.get(signer, ()):
+            return signer
+        raise SecurityError(
+            f"the message is signed by {signer or 'a certificate without an organisation number'} "
+            f"(its certificate's serialNumber), but its SBD names {sbd.sender} as the sender; if {signer} is "
+            f"a service that signs for {sbd.sender}, list it under trust.signing_services"
+        )
+
+    def _write_message_xml(
+        self, sbd: StandardBusinessDocument, contents: AsicContents, folder: Path, signed_by: str | None = None
+    ) -> None:
         names = [file.name for file in contents.files]
         if FOLDER_SIDECAR_NAME in names:
             raise SecurityError(f"the message carries a file named {FOLDER_SIDECAR_NAME}, which the inbox reserves")
@@ -286,6 +339,7 @@ class Receiver:
             arkivmelding_file=arkivmelding_file,
             documents=documents,
             received=self.clock.now(),
+            signed_by=signed_by,
         )
         # The staging folder is ours alone and is synced before it moves: no temporary name needed.
         with open(folder / FOLDER_SIDECAR_NAME, "xb") as handle:

@@ -74,13 +74,13 @@ class Intake:
             if record is None:
                 self._journal_claim(claimed)
                 resumed += 1
-            elif record.phase in (Phase.REJECTED, Phase.EXPIRED, Phase.FAILED) and claimed.folder.exists():
-                self._park_record(record, claimed)
-                resumed += 1
-            elif record.phase in (Phase.SENT, Phase.DONE) and claimed.folder.exists():
+            elif _was_sent(self.journal, record) and claimed.folder.exists():
                 # Sent, but a crash came before its originals moved on: left here, a later start
                 # (after retention purged its row) would take it for a new drop and send it again.
                 file_sent(claimed.folder, self.config.folders.sent, claimed.name)
+                resumed += 1
+            elif record.phase in (Phase.REJECTED, Phase.EXPIRED, Phase.FAILED) and claimed.folder.exists():
+                self._park_record(record, claimed)
                 resumed += 1
         self.statuses.flush()
         if resumed:
@@ -312,6 +312,13 @@ _STAYS = (
     "It could not be moved here ({error}): {name!r} is still in the outbox. The gateway leaves it alone until "
     "it changes (its permissions, say); then it is looked at again.\n"
 )
+
+
+def _was_sent(journal: Journal, record: MessageRecord) -> bool:
+    """The channel took the message: SENT and what follows it, and a sent one that expired or failed later."""
+    if record.phase in (Phase.SENT, Phase.DELIVERED, Phase.DONE):
+        return True
+    return record.phase in (Phase.EXPIRED, Phase.FAILED) and journal.has_event(record.row, Status.SENDT)
 
 
 # SENDING is the sender's: it asks the channel whether an interrupted upload finished before it expires one.

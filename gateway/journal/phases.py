@@ -38,10 +38,11 @@ ALLOWED: dict[Phase | None, frozenset[Phase]] = {
     Phase.DELIVERED: frozenset({Phase.DONE, Phase.FAILED}),
     Phase.RECEIVED: frozenset({Phase.IN_INBOX, Phase.QUARANTINED, Phase.EXPIRED}),
     Phase.IN_INBOX: frozenset({Phase.TAKEN}),
-    Phase.DONE: frozenset(),
+    # The receiver's FEIL (a kvittering ERROR) after LEST, or the channel's after an expiry, is the last word.
+    Phase.DONE: frozenset({Phase.FAILED}),
     Phase.FAILED: frozenset(),
     # A delivery status outranks expiry: LEVERT or LEST after LEVETID_UTLOPT (of a sent message) counts.
-    Phase.EXPIRED: frozenset({Phase.DELIVERED, Phase.DONE}),
+    Phase.EXPIRED: frozenset({Phase.DELIVERED, Phase.DONE, Phase.FAILED}),
     Phase.REJECTED: frozenset(),
     Phase.TAKEN: frozenset(),
     Phase.QUARANTINED: frozenset(),

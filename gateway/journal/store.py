@@ -583,15 +583,23 @@ class Journal:
                 (name, position),
             )
 
-    def awaiting_status(self, channel: str, after_row: int, limit: int, delivered_since: float) -> list[MessageRecord]:
-        """One batch of a status poll, in row order after `after_row`: messages sent on `channel` and not yet
-        finished; and, created since `delivered_since`, delivered ones (LEST may come) and sent ones that
-        expired (a late LEVERT still counts)."""
+    def awaiting_delivery(self, channel: str, after_row: int, limit: int) -> list[MessageRecord]:
+        """Sent on `channel` and waiting for LEVERT, in row order after `after_row`: a status poll's first
+        call on every round (an index range: cheap however many rows the channel has)."""
         return self._many(
-            "channel = ? AND id > ? AND direction = 'out' AND (phase = 'sent' OR (created_at >= ? AND "
-            "(phase = 'delivered' OR (phase = 'expired' AND json_extract(detail, '$.reference') IS NOT NULL)))) "
-            "ORDER BY id LIMIT ?",
-            (channel, after_row, delivered_since, limit),
+            "channel = ? AND phase = 'sent' AND id > ? AND direction = 'out' ORDER BY id LIMIT ?",
+            (channel, after_row, limit),
+        )
+
+    def awaiting_late_status(self, channel: str, after_row: int, limit: int, since: float) -> list[MessageRecord]:
+        """Created since `since` on `channel`: delivered messages (LEST may come) and sent ones that expired
+        (a late LEVERT still counts), in row order after `after_row`."""
+        return self._many(
+            "id IN (SELECT id FROM (SELECT id FROM messages WHERE channel = ? AND phase = 'delivered' AND id > ? "
+            "AND created_at >= ? ORDER BY id LIMIT ?) UNION ALL SELECT id FROM (SELECT id FROM messages "
+            "WHERE channel = ? AND phase = 'expired' AND id > ? AND created_at >= ? "
+            "AND json_extract(detail, '$.reference') IS NOT NULL ORDER BY id LIMIT ?)) ORDER BY id LIMIT ?",
+            (channel, after_row, since, limit, channel, after_row, since, limit, limit),
         )
 
     def purge_finished(self, finished_before: float, limit: int = 1000) -> list[MessageRecord]:

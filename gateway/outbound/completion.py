@@ -1,7 +1,8 @@
 """A sent message's statuses, and when it is finished: decided from the set of statuses it holds, in
 whatever order they came.
 
-- FEIL (a kvittering ERROR, a channel's failure) ends it as failed.
+- FEIL (a kvittering ERROR, a channel's failure) ends it as failed, even after LEST or an expiry: the
+  status file's current status is FEIL then too.
 - LEST ends it as done.
 - LEVERT ends it as done where no receipt is expected; where one is, it is delivered: finished for
   expiry and retention, while LEST may still come.
@@ -17,7 +18,7 @@ from gateway.contract.statuses import Status
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 
-SETTLEABLE = (Phase.SENT, Phase.DELIVERED, Phase.EXPIRED)
+SETTLEABLE = (Phase.SENT, Phase.DELIVERED, Phase.EXPIRED, Phase.DONE)
 # Messages journaled before channels said whether they expect one: a kvittering follows an arkivmelding.
 _DEFAULT_RECEIPT_TYPES = frozenset({"arkivmelding"})
 
@@ -34,8 +35,10 @@ def settle(journal: Journal, row: int) -> None:
     if record.phase not in SETTLEABLE:
         return
     statuses = {event.status for event in journal.events(row)}
-    if Status.FEIL in statuses and record.phase in (Phase.SENT, Phase.DELIVERED):
-        journal.move(row, Phase.FAILED)
+    if Status.FEIL in statuses:
+        journal.move(row, Phase.FAILED)  # as the status file's current status says
+    elif record.phase == Phase.DONE:
+        return
     elif Status.LEST in statuses:
         journal.move(row, Phase.DONE)
     elif Status.LEVERT in statuses and record.phase != Phase.DELIVERED:

@@ -1,20 +1,23 @@
 """Poll a channel for the statuses of our open messages, a batch per round (DPV, DPF, DPI).
 
-A cursor in the journal walks the open messages in row order, so 10,000 open messages cost at most
-`batch` messages' worth of requests per round, and every message is reached in turn. Delivered
-messages (waiting for LEST) and sent ones that expired stay in the walk for `watch_days`.
+Two cursors in the journal walk the messages in row order: one over those waiting for LEVERT (three
+quarters of each batch), one over those that may still get LEST or a late LEVERT (delivered ones, and
+sent ones that expired, for `watch_days`). 10,000 open messages cost at most `batch` messages' worth
+of requests per round, every message is reached in turn, and the late walk never crowds out the
+messages whose deadline is near. Each walk's query is an index range, however large the journal.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.channels.base import Channel, SentMessage
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError
-from gateway.journal.store import Journal
+from gateway.journal.store import Journal, MessageRecord
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter
 
@@ -41,13 +44,33 @@ class StatusPoller:
         self.watch_days = watch_days
         self.cursor_name = f"status-poll:{channel.name}"
 
+    def _next(
+        self, walk: str, limit: int, query: Callable[[str, int, int], list[MessageRecord]]
+    ) -> list[MessageRecord]:
+        """The next `limit` rows of one walk, its cursor moved on (back to the start after its last row)."""
+        if limit <= 0:
+            return []
+        name = f"{self.cursor_name}:{walk}"
+        after = self.journal.cursor(name)
+        records = query(self.channel.name, after, limit)
+        if len(records) < limit and after:
+            records += [r for r in query(self.channel.name, 0, limit - len(records)) if r.row <= after]
+        # A full batch: more may follow, go on from here. A short one: the walk starts over.
+        self.journal.set_cursor(name, records[-1].row if len(records) == limit else 0)
+        return records
+
     def poll(self) -> int:
-        """One round: the next batch of open messages; returns how many statuses were new."""
-        after = self.journal.cursor(self.cursor_name)
+        """One round: the next batch of messages waiting for LEVERT first (they have a deadline), and with
+        what is left of the batch the next of those that may still get LEST or a late LEVERT. Returns how
+        many statuses were new."""
+        # Most of the batch goes to messages waiting for LEVERT; a quarter is kept for the late walk, so
+        # neither starves the other however many there are of each.
+        records = self._next("sent", self.batch - self.batch // 4, self.journal.awaiting_delivery)
         since = self.clock.now().timestamp() - self.watch_days * DAY_SECONDS
-        records = self.journal.awaiting_status(self.channel.name, after, self.batch, since)
-        if not records and after:
-            records = self.journal.awaiting_status(self.channel.name, 0, self.batch, since)  # wrap around
+        records += self._next(
+            "late", self.batch - len(records),
+            lambda channel, after, limit: self.journal.awaiting_late_status(channel, after, limit, since),
+        )
         if not records:
             return 0
         by_id = {record.message_id: record for record in records if record.detail.get("reference")}
@@ -73,8 +96,6 @@ class StatusPoller:
             if record_status(self.journal, record.row, status, update.stamped_at, update.description, errors):
                 added += 1
                 log.info("message %s: %s on %s", record.message_id, status.value, self.channel.name)
-        # A full batch: more may follow, go on from here next round. A short one: start over.
-        self.journal.set_cursor(self.cursor_name, records[-1].row if len(records) == self.batch else 0)
         if added:
             self.statuses.flush_soon()
         return added

@@ -42,6 +42,7 @@ class OneMessageChannel(DpoChannel):
         super().__init__(None, "eformidling-dpo-meldingsutveksling", identity, trust, SystemClock())  # type: ignore[arg-type]
         self.package = package
         self.acknowledged = False
+        self.sender: str | None = A
 
     def list_inbound(self) -> list[str]:
         return [] if self.acknowledged else [TRANSFER]
@@ -54,6 +55,9 @@ class OneMessageChannel(DpoChannel):
 
     def reject_inbound(self, reference: str, reason: str) -> None:
         self.acknowledged = True
+
+    def transport_sender(self, reference: str) -> str | None:
+        return self.sender  # the broker's word for who sent the transfer
 
 
 class Crash(BaseException):

@@ -118,9 +118,10 @@ def test_a_conflict_on_the_idempotency_key_returns_the_correspondence_made_befor
                                        "resourceId": "eformidling-dpv-administrasjon"}
 
 
-def test_a_conflict_nothing_explains_is_permanent_and_a_server_error_retryable(tmp_path: Path) -> None:
+def test_a_conflict_not_listed_yet_and_a_server_error_are_retryable(tmp_path: Path) -> None:
+    # Altinn holds a correspondence under our key: the message is there, never a FEIL; ask again later.
     conflict = httpx.Response(409, json={"title": "Conflict", "detail": "same idempotent key"})
-    with pytest.raises(PermanentChannelError, match=r"HTTP 409.*same idempotent key"):
+    with pytest.raises(RetryableChannelError, match=r"already has a correspondence.*same idempotent key"):
         send(client_answering([conflict, httpx.Response(200, json={"ids": []})], []), tmp_path)
     with pytest.raises(RetryableChannelError, match="HTTP 503"):
         send(client_answering([httpx.Response(503, text="down for maintenance")], []), tmp_path)

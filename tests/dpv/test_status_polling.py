@@ -70,10 +70,11 @@ def test_rounds_walk_every_open_message_in_batches_and_start_over(setting):
     poller = StatusPoller(journal, statuses, clock, channel, batch=200)
     for _ in range(3):
         poller.poll()
-    assert [len(batch) for batch in channel.batches] == [200, 200, 50]
+    # Three quarters of a batch for messages waiting for LEVERT (a quarter kept for the late walk).
+    assert [len(batch) for batch in channel.batches] == [150, 150, 150]
     assert sorted(message for batch in channel.batches for message in batch) == ids, "each once in a walk"
     poller.poll()
-    assert channel.batches[3] == ids[:200], "the walk starts over after the last batch"
+    assert channel.batches[3] == ids[:150], "the walk starts over after the last batch"
 
 
 def test_messages_that_reached_levert_leave_the_walk_unless_lest_may_follow(setting):
@@ -85,10 +86,24 @@ def test_messages_that_reached_levert_leave_the_walk_unless_lest_may_follow(sett
     assert poller.poll() == 4
     assert [journal.find_live("out", i).phase for i in ids[:4]] == [Phase.DELIVERED] * 4
     poller.poll()
-    assert channel.batches[1] == ids, "delivered messages stay polled: LEST may come"
+    assert sorted(channel.batches[1]) == ids, "delivered messages stay polled: LEST may come"
     clock.advance(31 * 86400)
     poller.poll()
     assert channel.batches[2] == ids[4:], "after the watch period only the undelivered are polled"
+
+
+def test_the_late_walk_keeps_its_share_when_many_wait_for_levert(setting):
+    clock, journal, statuses = setting
+    ids = _open_messages(journal, 20)
+    channel = CountingChannel()
+    channel.delivered = set(ids[:5])
+    poller = StatusPoller(journal, statuses, clock, channel, batch=8)
+    poller.poll()  # ids 0-5 of those waiting for LEVERT; five of them are delivered now
+    channel.batches.clear()
+    poller.poll()
+    [batch] = channel.batches
+    waiting, late = batch[:6], batch[6:]
+    assert waiting == ids[6:12] and late == ids[:2], "six for LEVERT, two kept for the delivered ones"
 
 
 def test_a_channel_failure_is_one_warning_and_the_next_round_goes_on(setting, caplog):

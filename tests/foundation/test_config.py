@@ -436,3 +436,14 @@ def test_a_key_given_twice_is_refused(tmp_path):
     message = _problem(tmp_path, text=text)
     assert "create_missing" in message
     assert "line 4" in message or "line 11" in message
+
+
+def test_signing_services_map_a_signer_to_the_senders_it_signs_for_with_valid_numbers(tmp_path):
+    settings = copy.deepcopy(GOOD)
+    settings["trust"] = {"signing_services": {"974760673": ["991825827", "910077473"]}}
+    config = load_config(_config_file(tmp_path, settings))
+    assert config.trust.signing_services == {"974760673": ("991825827", "910077473")}
+    message = _problem(tmp_path, lambda s: s.update(trust={"signing_services": {"974760673": ["991825828"]}}))
+    assert "trust.signing_services: 991825828" in message and "check digit" in message
+    message = _problem(tmp_path, lambda s: s.update(trust={"signing_services": ["974760673"]}))
+    assert "must map a signer's organisation number to a list of senders" in message

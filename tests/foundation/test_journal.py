@@ -122,9 +122,13 @@ def test_a_refused_move_names_both_phases_and_changes_nothing(journal, start, ta
     assert after.status_dirty == record.status_dirty
 
 
-# A finished message moves again only as a late delivery status says: LEVERT or LEST after an expiry,
-# LEST (or a kvittering's FEIL) after LEVERT.
-LATE_DELIVERY = {Phase.EXPIRED: {Phase.DELIVERED, Phase.DONE}, Phase.DELIVERED: {Phase.DONE, Phase.FAILED}}
+# A finished message moves again only as a late status says: LEVERT or LEST after an expiry, LEST after
+# LEVERT, and the receiver's or the channel's FEIL after any of them.
+LATE_DELIVERY = {
+    Phase.EXPIRED: {Phase.DELIVERED, Phase.DONE, Phase.FAILED},
+    Phase.DELIVERED: {Phase.DONE, Phase.FAILED},
+    Phase.DONE: {Phase.FAILED},
+}
 
 
 @pytest.mark.parametrize("phase", sorted(FINISHED))

@@ -164,7 +164,16 @@ class DpoChannel:
         def extract(target: Path, durable: bool) -> AsicContents:
             return self._extract(received, work, target, durable)
 
-        return InboundMessage(received.sbd, extract if received.encrypted_asic is not None else None)
+        return InboundMessage(
+            received.sbd,
+            extract if received.encrypted_asic is not None else None,
+            transport_sender=self.transport_sender(reference),
+        )
+
+    def transport_sender(self, reference: str) -> str | None:
+        """Who the broker says sent the transfer (bare orgnr): the link the SBD and the signature must match."""
+        sender = self.broker.overview(reference).get("sender")
+        return sender.removeprefix("0192:") if isinstance(sender, str) and sender else None
 
     def _extract(self, received: ReceivedPackage, work: Path, target: Path, durable: bool) -> AsicContents:
         return open_payload(received, work, target, self.identity, self.trust, self.limits, self.clock.now(), durable)

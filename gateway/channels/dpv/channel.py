@@ -10,6 +10,7 @@ what follows it) → LEVERT, Read → LEST, Failed → FEIL with Altinn's reason
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,10 +28,12 @@ from gateway.channels.base import (
 from gateway.channels.dpv.client import CorrespondenceClient, CorrespondenceNotFound
 from gateway.channels.dpv.models import MAX_ATTACHMENT_BYTES, Attachment, CorrespondenceDetails, NotificationRequest
 from gateway.clock import Clock
-from gateway.errors import PermanentChannelError
+from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import StandardBusinessDocument
 from gateway.routing.registry import ServiceRecord
+
+log = logging.getLogger(__name__)
 
 DPV_MAX_BYTES = 250_000_000  # the domain's limit for DPV, for the documents together
 ARKIVMELDING_NAME = "arkivmelding.xml"
@@ -41,6 +44,9 @@ DELIVERED_STATUSES = frozenset({
     "PurgedByRecipient",
 })
 READ_STATUSES = frozenset({"Read", "Replied", "Confirmed"})
+# Never delivered: the recipient has reserved itself against digital post (KRR), or Altinn failed it.
+UNDELIVERABLE_STATUSES = frozenset({"Reserved", "Failed"})
+PENDING = "pending:"  # a reference journaled before Altinn named the correspondence
 # The arkivmelding's varselTransportType, as the reference's senders write it.
 TRANSPORT_CHANNELS = {"EPOST": "Email", "SMS": "Sms", "EPOST_OG_SMS": "EmailAndSms", "EPOSTOGSMS": "EmailAndSms"}
 CHANNEL_WORDS = {
@@ -167,11 +173,13 @@ class DpvChannel:
         return package.content.note if isinstance(package.content, Correspondence) else ""
 
     def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
-        if reference is not None:
-            return reference  # the correspondence exists: its id is journaled only after the upload
+        if reference is not None and not reference.startswith(PENDING):
+            return reference  # the correspondence exists
         correspondence: Correspondence = package.content
-        # A crash after the upload but before the id is journaled uploads again with the same
-        # idempotency key: Altinn answers with the first correspondence, never a second.
+        # Altinn names the correspondence only in its answer. Journal "pending" first, so the message
+        # is known to be under way (SENDING: never expired behind the upload's back); a crash or a lost
+        # answer uploads again with the same idempotency key, and Altinn answers with the first one.
+        on_reference(f"{PENDING}{package.message_id}")
         correspondence_id = self.client.upload(
             resource_id=correspondence.resource_id,
             sender=package.sender,
@@ -190,18 +198,42 @@ class DpvChannel:
         return correspondence_id
 
     def already_sent(self, reference: str) -> bool:
-        return True  # a DPV reference is journaled only once its correspondence exists
+        if not reference.startswith(PENDING):
+            return True  # Altinn's own id: the correspondence exists
+        return bool(self.client.find_by_senders_reference(reference.removeprefix(PENDING)))
+
+    def _correspondence_id(self, reference: str) -> str | None:
+        """Altinn's id for a reference; a pending one (an upload cut off) is looked up by our messageId."""
+        if not reference.startswith(PENDING):
+            return reference
+        found = self.client.find_by_senders_reference(reference.removeprefix(PENDING))
+        return found[0] if found else None
 
     # ---- statuses --------------------------------------------------------------------------------
     def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
+        """One message's trouble never holds up the others; only when every one failed for a reason
+        that may pass (the network, Altinn down) does the round fail as a whole."""
         updates: list[StatusUpdate] = []
+        retryable: list[RetryableChannelError] = []
         for message in sent:
             try:
-                details = self.client.overview(message.reference)
+                correspondence_id = self._correspondence_id(message.reference)
+                if correspondence_id is None:
+                    continue  # the upload was cut off before Altinn had it; the sender sends it again
+                details = self.client.overview(correspondence_id)
             except CorrespondenceNotFound as exc:
                 updates.append(StatusUpdate(message.message_id, "ANNET", None, str(exc)))
                 continue
+            except RetryableChannelError as exc:
+                retryable.append(exc)
+                continue
+            except PermanentChannelError as exc:
+                log.warning("the status of message %s on DPV cannot be read: %s; asked again next round",
+                            message.message_id, exc)
+                continue
             updates.extend(_updates_from(message.message_id, details))
+        if retryable and len(retryable) == len(sent):
+            raise retryable[0]
         return updates
 
     # ---- one-way: nothing comes in -----------------------------------------------------------------
@@ -226,8 +258,8 @@ class DpvChannel:
 
 def _updates_from(message_id: str, details: CorrespondenceDetails) -> list[StatusUpdate]:
     where = f"correspondence {details.correspondence_id}"
-    if details.is_failed:
-        reason = details.status_text or "no reason given"
+    if details.is_failed or details.status in UNDELIVERABLE_STATUSES:
+        reason = details.status_text or details.status
         return [StatusUpdate(message_id, "FEIL", details.status_changed, f"Altinn could not deliver {where}: {reason}")]
     updates = []
     if details.status in DELIVERED_STATUSES or details.read is not None:

@@ -29,7 +29,7 @@ from gateway.channels.dpv.models import (
     NotificationSummary,
     StatusEvent,
 )
-from gateway.errors import PermanentChannelError
+from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response, server_words
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,12 @@ class CorrespondenceClient:
     def _already_uploaded(self, message_id: str, resource_id: str, conflict: httpx.Response, what: str) -> str:
         existing = self.find_by_senders_reference(message_id, resource_id)
         if not existing:
-            check_response(conflict, what)  # raises: a conflict we cannot explain
+            # Altinn holds a correspondence under our key, but does not list it yet (still being made):
+            # the message is there; ask again later rather than call it failed.
+            raise RetryableChannelError(
+                f"{what}: Altinn already has a correspondence under this message's idempotency key "
+                f"({server_words(conflict)}), but does not list it yet; asking again later"
+            )
         log.info("correspondence for %s was already uploaded (idempotency key known): %s", message_id, existing[0])
         return existing[0]
 
