@@ -57,6 +57,7 @@ DPF_CAPABILITIES = Capabilities(
     security_levels=frozenset({3, 4}),
     message_types=frozenset({"arkivmelding"}),
     carries_status_messages=False,
+    signs_payloads=False,  # a forsendelse carries no sender's signature; SvarInn (KS) vouches for the sender
 )
 
 
