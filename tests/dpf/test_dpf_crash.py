@@ -12,9 +12,12 @@ import shutil
 import threading
 import time
 import uuid
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
+from lxml import etree
 
 from tests.dpo.network import A, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current, inbox_message
@@ -25,6 +28,15 @@ MESSAGES = 100
 KILLS = 5
 FAST_DPF = {"channels": {"dpf": {"inbound_poll_seconds": 0.3, "status_poll_seconds": 0.5}}}
 NS = {"m": "urn:efm-gateway:message:1"}
+STATUS_NS = {"s": "urn:efm-gateway:status:1"}
+
+
+def _in_inbox_at(folder: Path, message_id: str) -> datetime | None:
+    root = etree.parse(str(folder / f"in.{message_id}.xml")).getroot()
+    for entry in root.findall("s:history/s:status", STATUS_NS):
+        if entry.findtext("s:value", namespaces=STATUS_NS) == "INNKOMMENDE_MOTTATT":
+            return datetime.fromisoformat(entry.findtext("s:time", namespaces=STATUS_NS))
+    return None
 
 
 @pytest.mark.slow
@@ -93,4 +105,8 @@ def test_kill_minus_nine_during_100_forsendelser_out_and_100_in_loses_and_duplic
     received = [f for f in summary if f["sender"] == MUNICIPALITY and f["receiver"] == A]
     assert len(received) == MESSAGES
     assert all(f["status"] == "LEST" for f in received), "every incoming forsendelse acknowledged (kvitterMottak)"
+    # Each was acknowledged only after the journal had it in the inbox (INNKOMMENDE_MOTTATT).
+    for forsendelse in received:
+        in_inbox = _in_inbox_at(gateway.status, forsendelse["eksternReferanse"])
+        assert in_inbox is not None and in_inbox <= datetime.fromisoformat(forsendelse["acknowledged_at"])
     print(f"\nkills: {kills}")
