@@ -167,11 +167,38 @@ class DpvChannelConfig:
 
 
 @dataclass(frozen=True)
+class DpfChannelConfig:
+    """DPF over KS SvarUt (sending, REST v2) and SvarInn (receiving): messages to and from municipalities.
+
+    SvarUt calls carry a Maskinporten token (scope ks:fiks) and the Fiks integration's id and password;
+    SvarInn uses the receiving system's (mottakersystem) user name and service password. Passwords are
+    read from files, never given in config.yaml.
+    """
+
+    enabled: bool = True
+    svarut_url: str | None = None  # https://svarut.ks.no/api
+    account_id: str | None = None  # the SvarUt account (kontoId) we send from
+    integration_id: str | None = None
+    integration_password_file: Path | None = None
+    svarinn_url: str | None = None  # https://svarut.ks.no/tjenester/svarinn; without it nothing is received
+    svarinn_username: str | None = None
+    svarinn_password_file: Path | None = None
+    inbound_poll_seconds: float = 900.0
+    status_poll_seconds: float = 300.0
+    status_batch: int = 2000
+
+    @property
+    def configured(self) -> bool:
+        return self.enabled and bool(self.svarut_url)
+
+
+@dataclass(frozen=True)
 class ChannelsConfig:
     """One block per channel; a channel with its URL set (and not `enabled: false`) is used."""
 
     dpo: DpoChannelConfig = field(default_factory=DpoChannelConfig)
     dpv: DpvChannelConfig = field(default_factory=DpvChannelConfig)
+    dpf: DpfChannelConfig = field(default_factory=DpfChannelConfig)
 
     def enabled(self) -> dict[str, Any]:
         """The configured channel blocks by name (dpo, dpv, ...)."""
@@ -239,6 +266,9 @@ _POSITIVE = {
     "channels.dpo.inbound_poll_seconds",
     "channels.dpv.status_poll_seconds",
     "channels.dpv.status_batch",
+    "channels.dpf.inbound_poll_seconds",
+    "channels.dpf.status_poll_seconds",
+    "channels.dpf.status_batch",
     "network.send_interval_seconds",
     "network.http_timeout_seconds",
     "network.max_parallel_sends",
@@ -310,9 +340,12 @@ def _check_combinations(path: Path, config: Config) -> None:
     urls = {f"network.{key}": getattr(config.network, key) for key in network_urls}
     urls["channels.dpo.broker_url"] = config.channels.dpo.broker_url
     urls["channels.dpv.correspondence_url"] = config.channels.dpv.correspondence_url
+    urls["channels.dpf.svarut_url"] = config.channels.dpf.svarut_url
+    urls["channels.dpf.svarinn_url"] = config.channels.dpf.svarinn_url
     for dotted, value in urls.items():
         if value is not None and not value.startswith(("https://", "http://")):
             raise ConfigError(f"{path}: {dotted} must be an http(s) URL, not {value!r}")
+    _check_dpf(path, config.channels.dpf)
     network = config.network
     channel_urls = list(config.channels.enabled())
     partly = [key for key in ("service_registry_url", "token_url") if getattr(network, key)]
@@ -338,6 +371,24 @@ def _check_combinations(path: Path, config: Config) -> None:
         )
     if config.sandbox.port < 0 or config.sandbox.port > 65535:
         raise ConfigError(f"{path}: sandbox.port must be 0 (any free port) or a port number up to 65535")
+
+
+def _check_dpf(path: Path, dpf: DpfChannelConfig) -> None:
+    if not dpf.configured:
+        return
+    needed = ["account_id", "integration_id", "integration_password_file"]
+    if dpf.svarinn_url:
+        needed += ["svarinn_username", "svarinn_password_file"]
+    for key in needed:
+        if getattr(dpf, key) is None:
+            raise ConfigError(
+                f"{path}: channels.dpf.{key} is missing; SvarUt/SvarInn need it (see the README's DPF table)"
+            )
+    for key in ("integration_password_file", "svarinn_password_file"):
+        secret = getattr(dpf, key)
+        if secret is not None and not secret.is_file():
+            raise ConfigError(f"{path}: channels.dpf.{key} ({secret}) is not a readable file; write the password "
+                              "alone in it (readable by the gateway's user only)")
 
 
 def _build_channels(path: Path, base: Path, raw: dict[str, Any], network_raw: dict[str, Any]) -> ChannelsConfig:

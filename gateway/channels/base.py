@@ -39,6 +39,9 @@ class Capabilities:
     security_levels: frozenset[int]
     message_types: frozenset[str]
     carries_status_messages: bool = False  # send_status() works: MOTTATT/LEVERT go back to senders
+    # Received messages carry the sender's signature (the ASiC-E's). False: the channel carries none and
+    # its transport vouches for the sender (DPF: SvarInn), so `extract` returns no signer.
+    signs_payloads: bool = True
 
     def expects_receipt(self, message_type: str) -> bool:
         return message_type in self.receipt_types

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from gateway.channels.base import Channel
+from gateway.channels.dpf.channel import DpfChannel
+from gateway.channels.dpf.client import (
+    FIKS_SCOPE,
+    SvarInnClient,
+    SvarInnCredentials,
+    SvarUtClient,
+    SvarUtCredentials,
+)
 from gateway.channels.dpo.channel import DpoChannel
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
 from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
@@ -73,6 +82,20 @@ def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
     return DpvChannel(CorrespondenceClient(block.correspondence_url, tools.tokens, tools.http), defaults, tools.clock)
 
 
+def _secret(path: Any) -> str:
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
+    credentials = SvarUtCredentials(block.account_id, block.integration_id, _secret(block.integration_password_file))
+    svarut = SvarUtClient(block.svarut_url, credentials, tools.tokens, tools.http)
+    svarinn = None
+    if block.svarinn_url:
+        login = SvarInnCredentials(block.svarinn_username, _secret(block.svarinn_password_file))
+        svarinn = SvarInnClient(block.svarinn_url, login, tools.http)
+    return DpfChannel(svarut, svarinn, tools.identity, tools.clock)
+
+
 KINDS: dict[str, ChannelKind] = {
     "dpo": ChannelKind(
         name="DPO",
@@ -80,6 +103,7 @@ KINDS: dict[str, ChannelKind] = {
         build=_build_dpo,
     ),
     "dpv": ChannelKind(name="DPV", scopes=(CORRESPONDENCE_WRITE_SCOPE,), build=_build_dpv),
+    "dpf": ChannelKind(name="DPF", scopes=(FIKS_SCOPE,), build=_build_dpf),
 }
 
 

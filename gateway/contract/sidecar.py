@@ -70,9 +70,11 @@ class Sidecar:
     in_reply_to: str | None = None
     title: str | None = None
     security_level: int | None = None
+    channel: str | None = None  # a pinned channel (DPO, DPF, DPV, DPI) instead of the routing rule
     deadline: datetime | None = None
     client_reference: str | None = None
     dpv: DpvNotification | None = None
+    forsendelse_type: str | None = None  # DPF: <dpf><forsendelseType>
     receipt: ReceiptInfo | None = None
     avtalt: AvtaltContent | None = None
     arkivmelding_file: str | None = None
@@ -223,6 +225,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
             identifier=_text(avtalt_element, "identifier") or "",
             content=_whole_text(avtalt_element, "content"),
         )
+    dpf_element = root.find(_q("dpf"))
     level = _text(root, "securityLevel")
     deadline = _text(root, "deadline")
     received = _text(root, "received")
@@ -237,9 +240,11 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         in_reply_to=_lower(_text(root, "inReplyTo")),
         title=_text(root, "title"),
         security_level=int(level) if level else None,
+        channel=_text(root, "channel"),
         deadline=datetime.fromisoformat(deadline) if deadline else None,
         client_reference=_text(root, "clientReference"),
         dpv=dpv,
+        forsendelse_type=_text(dpf_element, "forsendelseType") if dpf_element is not None else None,
         receipt=receipt,
         avtalt=avtalt,
         arkivmelding_file=_text(root, "arkivmeldingFile"),
@@ -349,6 +354,7 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
     put(root, "inReplyTo", sidecar.in_reply_to)
     put(root, "title", sidecar.title)
     put(root, "securityLevel", sidecar.security_level)
+    put(root, "channel", sidecar.channel)
     put(root, "deadline", sidecar.deadline.isoformat() if sidecar.deadline else None)
     put(root, "clientReference", sidecar.client_reference)
     if sidecar.dpv:
@@ -356,6 +362,8 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
         put(dpv, "notificationText", sidecar.dpv.notification_text)
         put(dpv, "sensitiveNotificationText", sidecar.dpv.sensitive_notification_text)
         put(dpv, "daysToReply", sidecar.dpv.days_to_reply)
+    if sidecar.forsendelse_type:
+        put(etree.SubElement(root, _q("dpf")), "forsendelseType", sidecar.forsendelse_type)
     if sidecar.receipt:
         receipt = etree.SubElement(root, _q("receipt"))
         put(receipt, "receiptType", sidecar.receipt.receipt_type)

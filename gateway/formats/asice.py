@@ -99,7 +99,7 @@ class AsicFile:
 @dataclass(frozen=True)
 class AsicContents:
     files: list[AsicFile]
-    signer: x509.Certificate
+    signer: x509.Certificate | None  # None: the channel carries no sender's signature (DPF)
     main_document: str | None
 
 

@@ -297,6 +297,10 @@ class Receiver:
     def _signer_for(self, sbd: StandardBusinessDocument, contents: AsicContents) -> str | None:
         """The organisation that signed for the sender where config allows one to; SecurityError for any
         other signer than the sender itself."""
+        if contents.signer is None:
+            if self.channel.capabilities.signs_payloads:
+                raise SecurityError(f"the message carries no signature, which {self.channel.name} messages must")
+            return None  # the transport's sender, checked against the SBD's, is all this channel vouches for
         signer = orgnr_of(contents.signer)
         if signer == sbd.sender:
             return None

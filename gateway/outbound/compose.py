@@ -15,6 +15,7 @@ from gateway.formats.business import (
     Arkivmelding,
     ArkivmeldingKvittering,
     Avtalt,
+    DpfSettings,
     DpvSettings,
     KvitteringMessage,
     Status,
@@ -93,6 +94,7 @@ def compose(
             sikkerhetsnivaa=sidecar.security_level,
             hoveddokument=ARKIVMELDING_NAME,
             dpv=_dpv(sidecar),
+            dpf=DpfSettings(forsendelse_type=sidecar.forsendelse_type) if sidecar.forsendelse_type else None,
         )
         documents.append(
             AsicDocument(

@@ -128,7 +128,7 @@ class Sender:
         route_fields: dict = {}
         try:
             sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
-            route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level)
+            route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level, sidecar.channel)
             channel_name = route_fields.get("channel", record.channel)
             channel = self.channels.get(channel_name or "")
             if channel is None:
@@ -183,7 +183,7 @@ class Sender:
         return uploaded
 
     def _route(
-        self, record: MessageRecord, message_type: str, security_level: int | None
+        self, record: MessageRecord, message_type: str, security_level: int | None, pinned: str | None = None
     ) -> tuple[dict, ServiceRecord | None]:
         """Look the receiver up (once per message): the journal fields to record, and the service record.
 
@@ -197,7 +197,8 @@ class Sender:
         assert record.receiver and record.process
         answer = self.registry.lookup(record.receiver, record.process, security_level, record.conversation_id)
         route = choose_route(
-            answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level
+            answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level,
+            pinned=pinned,
         )
         log.info("message %s: %s", record.message_id, route.reason)
         service = dataclasses.asdict(route.service_record) if route.service_record else None

@@ -2,7 +2,10 @@
 
 Organisation: a DPO record for the process wins, then DPF (SvarInn), then DPV (Altinn mailbox).
 Person: an active digital mailbox (DPI), else print for vedtak, else DPV. Security level 4 with no
-DPO/DPF (organisation) or DPI (person) route is an error, never a silent DPV.
+DPO/DPF (organisation) or DPI (person) route is an error, never a silent DPV; a record counts only
+where its channel offers the message's level (DPF: where the receiver's SvarUt takes level 4). A
+sidecar may pin the channel: the pin wins when the registry offers a usable record on it, and is
+refused with a reason when not.
 """
 
 from __future__ import annotations
@@ -47,10 +50,13 @@ def choose_route(
     document_type: str,
     is_person: bool,
     security_level: int | None,
+    pinned: str | None = None,
 ) -> Route:
     """The route for a message, or PermanentChannelError explaining why there is none."""
     receiver = answer.info_record.identifier or "the receiver"
     usable = [r for r in answer.service_records if _usable(r, process, document_type, security_level)]
+    if pinned:
+        return _pinned_route(answer, usable, receiver, process, security_level, pinned)
     if is_person:
         return _person_route(answer, usable, receiver, process, document_type, security_level)
 
@@ -72,6 +78,27 @@ def choose_route(
             "DPV", dpv, f"receiver has no DPO record and no SvarInn address for process {process}: DPV (Altinn mailbox)"
         )
     raise PermanentChannelError(_no_route(answer, receiver, process, document_type))
+
+
+def _pinned_route(
+    answer: RegistryAnswer,
+    usable: list[ServiceRecord],
+    receiver: str,
+    process: str,
+    security_level: int | None,
+    pinned: str,
+) -> Route:
+    record = _first(usable, pinned)
+    if record is not None:
+        return Route(pinned, record, f"the sidecar pins channel {pinned}; the receiver has a {pinned} record for "
+                                     f"process {process}: {pinned}")
+    offered = sorted({r.service for r in usable})
+    level = f" at security level {security_level}" if security_level else ""
+    raise PermanentChannelError(
+        f"the sidecar pins channel {pinned}, but the service registry offers {receiver} no {pinned} record for "
+        f"process {process}{level}; it offers {', '.join(offered) or 'no channel'} for it: remove <channel> "
+        "to let the routing rule choose, or pin one of those"
+    )
 
 
 def _person_route(

@@ -93,6 +93,10 @@ class SandboxOrganisation:
     name: str
     certificate_pem: str | None
     channels: dict[str, set[str]] = field(default_factory=dict)
+    # DPF records carry KS SvarUt's certificate (documents are encrypted to KS, not to the receiver)
+    # and the highest security level the receiver's SvarInn takes.
+    dpf_certificate_pem: str | None = None
+    dpf_security_level: int = 4
 
     def __post_init__(self) -> None:
         if not is_valid_fnr(self.orgnr):

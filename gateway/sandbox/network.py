@@ -41,11 +41,22 @@ from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.peer import AutomaticPeer
-from gateway.sandbox.server import SandboxServer
+from gateway.sandbox.server import SandboxContext, SandboxServer
+from gateway.sandbox.svarut_app import SvarUtService
+from gateway.sandbox.svarut_peer import MunicipalityPeer
+from gateway.sandbox.svarut_store import (
+    Party,
+    SvarUtStore,
+    account_id_for,
+    integration_id_for,
+    password_for,
+)
 
 GATEWAY = "gateway"  # runs an integration point (an efm-gateway) of its own
 PEER = "peer"  # answered by an AutomaticPeer inside the sandbox
 DPV_ONLY = "dpv"  # no integration point: reached in its Altinn mailbox only
+MUNICIPALITY = "dpf"  # a municipality on KS SvarUt/SvarInn, answered by a MunicipalityPeer
+KS_SVARUT = ("944444416", "KS SvarUt (sandkasse)")  # whose certificate DPF documents are encrypted to
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,13 @@ BUILTIN_ORGANISATIONS: dict[str, BuiltinOrganisation] = {
         BuiltinOrganisation("910075918", "Automatisk mottaker (sandkasse)", PEER),
         BuiltinOrganisation("974760673", "Postkasse AS (kun Altinn)", DPV_ONLY),
         BuiltinOrganisation("921000014", "Stengt postkasse AS (kun Altinn, feiler)", DPV_ONLY),
+        BuiltinOrganisation("944444408", "Fiktiv kommune (SvarInn)", MUNICIPALITY),
+        BuiltinOrganisation("944444424", "Nivå 3 kommune (SvarInn, kun nivå 3)", MUNICIPALITY),
     )
 }
+# The highest security level each municipality's SvarInn takes (default 4).
+MUNICIPALITY_LEVELS: dict[str, int] = {"944444424": 3}
+MUNICIPALITIES: tuple[str, ...] = tuple(o.orgnr for o in BUILTIN_ORGANISATIONS.values() if o.role == MUNICIPALITY)
 # Correspondences to these DPV-only organisations fail (status Failed) instead of being published:
 # a way to see FEIL on DPV end to end.
 FAILING_DPV_RECIPIENTS: dict[str, str] = {
@@ -100,6 +116,8 @@ class SandboxNetwork:
     gateways: dict[str, str]
     organisations: dict[str, str] = field(default_factory=dict)  # orgnr -> name, everyone on the network
     correspondence: CorrespondenceService = field(default_factory=CorrespondenceService)
+    svarut: SvarUtService | None = None
+    municipalities: dict[str, MunicipalityPeer] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -109,6 +127,34 @@ class SandboxNetwork:
     def correspondence_url(self) -> str:
         """The DPV correspondence API's root, as `broker_url` is the broker's."""
         return f"{self.server.url}/correspondence/api/v1"
+
+    @property
+    def svarut_url(self) -> str:
+        return f"{self.server.url}/svarut/api"
+
+    @property
+    def svarinn_url(self) -> str:
+        return f"{self.server.url}/svarut/tjenester/svarinn"
+
+    def dpf_settings(self, orgnr: str) -> dict[str, Any]:
+        """channels.dpf for `orgnr`: its SvarUt account and SvarInn receiving system (passwords in files)."""
+        secrets = self.data_dir / "svarut-secrets"
+        secrets.mkdir(mode=0o700, exist_ok=True)
+        files = {}
+        for what in ("integrasjon", "svarinn"):
+            path = secrets / f"{orgnr}.{what}"
+            path.write_text(password_for(orgnr, what) + "\n", encoding="utf-8")
+            path.chmod(0o600)
+            files[what] = str(path)
+        return {
+            "svarut_url": self.svarut_url,
+            "account_id": account_id_for(orgnr),
+            "integration_id": integration_id_for(orgnr),
+            "integration_password_file": files["integrasjon"],
+            "svarinn_url": self.svarinn_url,
+            "svarinn_username": orgnr,
+            "svarinn_password_file": files["svarinn"],
+        }
 
     @property
     def network_file(self) -> Path:
@@ -135,6 +181,7 @@ class SandboxNetwork:
                     **({"system_user_org": orgnr} if self.server.broker.system_users_only else {}),
                 },
                 "dpv": {"correspondence_url": self.correspondence_url},
+                "dpf": self.dpf_settings(orgnr),
             },
             "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
@@ -153,6 +200,8 @@ class SandboxNetwork:
             "service_registry_url": self.server.registry_url,
             "broker_url": self.server.broker_url,
             "correspondence_url": self.correspondence_url,
+            "svarut_url": self.svarut_url,
+            "svarinn_url": self.svarinn_url,
             "organisations": {
                 orgnr: {"name": name, "role": _role(orgnr, self)} for orgnr, name in self.organisations.items()
             },
@@ -176,6 +225,8 @@ class SandboxNetwork:
         return target
 
     def stop(self) -> None:
+        for municipality in self.municipalities.values():
+            municipality.stop()
         for peer in self.peers.values():
             peer.stop()
         self.server.stop()
@@ -193,6 +244,8 @@ def _role(orgnr: str, network: SandboxNetwork) -> str:
         return GATEWAY
     if orgnr in network.peers:
         return PEER
+    if orgnr in network.municipalities:
+        return MUNICIPALITY
     builtin = BUILTIN_ORGANISATIONS.get(orgnr)
     return builtin.role if builtin else PEER
 
@@ -208,7 +261,16 @@ def build_catalogue(
         certificate = (pki.folder / f"{orgnr}-cert.pem").read_text(encoding="ascii")
         organisations.append(SandboxOrganisation(orgnr, name, certificate, {"DPO": set(DPO_PROCESSES)}))
         names[orgnr] = name
+    ks_file = pki.folder / f"{KS_SVARUT[0]}-cert.pem"
+    ks_certificate = ks_file.read_text(encoding="ascii") if ks_file.exists() else None
     for builtin in BUILTIN_ORGANISATIONS.values():
+        if builtin.role == MUNICIPALITY and builtin.orgnr not in names and ks_certificate:
+            certificate = (pki.folder / f"{builtin.orgnr}-cert.pem").read_text(encoding="ascii")
+            organisations.append(SandboxOrganisation(
+                builtin.orgnr, builtin.name, certificate, {"DPF": set(ARKIVMELDING_PROCESSES)},
+                dpf_certificate_pem=ks_certificate, dpf_security_level=MUNICIPALITY_LEVELS.get(builtin.orgnr, 4),
+            ))
+            names[builtin.orgnr] = builtin.name
         if builtin.role == DPV_ONLY and builtin.orgnr not in names:
             organisations.append(
                 SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(DPV_PROCESSES)})
@@ -249,20 +311,41 @@ def start_network(
         if orgnr in gateways:
             raise ConfigError(f"sandbox network: {orgnr} cannot be both a gateway and an automatic peer")
     data_dir.mkdir(parents=True, exist_ok=True)
-    pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}})
+    municipalities = {orgnr: _name_of(orgnr) for orgnr in MUNICIPALITIES}
+    pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}, **municipalities,
+                                              KS_SVARUT[0]: KS_SVARUT[1]})
     catalogue, names = build_catalogue(pki, gateways, peers)
     correspondence_service = CorrespondenceService(
         correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
     )
+    ks_identity = dev_identity(pki, KS_SVARUT[0])
+    svarut_parties = {
+        orgnr: Party(orgnr, names[orgnr], dev_identity(pki, orgnr).certificate, MUNICIPALITY_LEVELS.get(orgnr, 4))
+        for orgnr in [*gateways, *peers, *municipalities]
+    }
+
+    def svarut_store(context: SandboxContext) -> SvarUtStore:
+        return SvarUtStore(context.data_dir / "svarut", ks_identity, svarut_parties, context.clock)
+
+    svarut_service = SvarUtService(svarut_store)
     server = SandboxServer(data_dir / "server", catalogue, port=port,
-                           extra_apps={"/correspondence": correspondence_service}, faults=faults, broker=broker)
+                           extra_apps={"/correspondence": correspondence_service, "/svarut": svarut_service},
+                           faults=faults, broker=broker)
     try:
         server.start()
     except BaseException:
         correspondence_service.close()
         raise
-    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names, correspondence_service)
+    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names, correspondence_service, svarut_service)
     try:
+        for orgnr, name in municipalities.items():
+            municipality = MunicipalityPeer(
+                orgnr, name, dev_identity(pki, orgnr), ks_identity.certificate, network.svarut_url,
+                network.svarinn_url, server.token_url, server.token_audience, data_dir / "municipalities" / orgnr,
+                reply=reply, poll_interval=poll_interval,
+            )
+            network.municipalities[orgnr] = municipality
+            municipality.start()
         trust = TrustStore.from_pem_files([pki.trust_bundle])
         for orgnr in peers:
             peer = AutomaticPeer(
@@ -311,11 +394,17 @@ def serve_network_forever(
             f"  DPO broker       {server.broker_url}",
             f"  DPV (Altinn)     {network.correspondence_url}",
             f"  DPV varsler      {server.url}/correspondence/_sandbox/notifications",
+            f"  DPF SvarUt       {network.svarut_url}",
+            f"  DPF SvarInn      {network.svarinn_url}",
             f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)",
         ]
         for orgnr, peer in network.peers.items():
             answers = "MOTTATT, LEVERT, kvittering" + (" and a reply" if peer.reply else "")
             lines.append(f"  automatic peer   {orgnr} {peer.name} (answers {answers})")
+        for orgnr, municipality in network.municipalities.items():
+            level = MUNICIPALITY_LEVELS.get(orgnr, 4)
+            answers = "archives via SvarInn" + (" and replies" if municipality.reply else "")
+            lines.append(f"  municipality     {orgnr} {municipality.name} (DPF, level {level}; {answers})")
         for orgnr, name in network.organisations.items():
             if _role(orgnr, network) == DPV_ONLY:
                 fails = " (its correspondences fail)" if orgnr in FAILING_DPV_RECIPIENTS else ""
@@ -341,6 +430,8 @@ __all__ = [
     "DPO_PROCESSES",
     "DPV_PROCESSES",
     "FAILING_DPV_RECIPIENTS",
+    "MUNICIPALITIES",
+    "MUNICIPALITY_LEVELS",
     "BuiltinOrganisation",
     "SandboxNetwork",
     "build_catalogue",

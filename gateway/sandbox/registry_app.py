@@ -55,11 +55,15 @@ def service_record(
     organisation: SandboxOrganisation, channel: str, process: str, endpoint_url: str | None
 ) -> dict[str, Any]:
     service_code, edition_code, security_level, resource = SERVICE_DETAILS[channel]
+    certificate = None if channel == "DPV" else organisation.certificate_pem
     if channel == "DPV":
         resource = dpv_resource_for(process)
+    if channel == "DPF":
+        certificate = organisation.dpf_certificate_pem or certificate
+        security_level = organisation.dpf_security_level
     return {
         "organisationNumber": organisation.orgnr,
-        "pemCertificate": None if channel == "DPV" else organisation.certificate_pem,
+        "pemCertificate": certificate,
         "process": process,
         "documentTypes": document_types_for(process, channel),
         "service": {

@@ -36,7 +36,8 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         wait_for(lambda: "efm-gateway is running" in (tmp_path / "daemon.log").read_text(), 30, message="the daemon")
         outbox, staging = var / "outbox", tmp_path / "staging"
         samples = REPO / "sample_drops"
-        for folder in ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse", "ugyldig-mottaker"):
+        for folder in ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse", "brev-til-kommune",
+                       "ugyldig-mottaker"):
             shutil.copytree(samples / folder, staging / folder)
             os.rename(staging / folder, outbox / folder)  # a folder drop arrives in one rename
         shutil.copy(samples / "flat" / "melding-flat.pdf", outbox / "melding-flat.pdf")  # documents first,
@@ -49,7 +50,7 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         wait_for(
             lambda: states() == {
                 "brev-til-sandkasse-peer": "LEST", "melding-til-altinn-postkasse": "LEST", "melding-flat": "LEST",
-                "ugyldig-mottaker": "FEIL",
+                "brev-til-kommune": "LEST", "ugyldig-mottaker": "FEIL",
             },
             90,
             interval=0.5,
@@ -60,12 +61,12 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         assert "check digit" in explanation and "'brev.pdf' is listed but not in the drop" in explanation
         assert os.listdir(outbox) == []
         assert sorted(os.listdir(var / "sent")) == [
-            "brev-til-sandkasse-peer", "melding-flat", "melding-til-altinn-postkasse",
+            "brev-til-kommune", "brev-til-sandkasse-peer", "melding-flat", "melding-til-altinn-postkasse",
         ]
         routes = {drop: channel for channel, drop in map(_channel_and_drop, status_files(var / "status"))}
         assert routes == {
             "brev-til-sandkasse-peer": "DPO", "melding-til-altinn-postkasse": "DPV", "melding-flat": "DPO",
-            "ugyldig-mottaker": None,
+            "brev-til-kommune": "DPF", "ugyldig-mottaker": None,
         }
         assert all(valid_status_file(path) for path in status_files(var / "status"))
     finally:

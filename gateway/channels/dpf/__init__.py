@@ -1,0 +1,1 @@
+"""DPF: messages to and from municipalities over KS SvarUt (send) and SvarInn (receive)."""

@@ -1,0 +1,229 @@
+"""DPF: a message to a municipality as a KS SvarUt forsendelse; messages from municipalities through
+SvarInn. Two-way; statuses by polling SvarUt's status search.
+
+Sending: each document is encrypted (CMS) to KS's certificate from the service record and posted
+with the forsendelse in one multipart request. SvarUt makes the forsendelseId, so a send cut off
+after the post is found again by its `eksternReferanse` (the messageId) before anything is posted
+twice. Receiving: SvarInn lists what waits; each forsendelse is downloaded, decrypted with our key
+and handed over, then acknowledged (kvitterMottak), or refused (mottakFeilet, permanent) when it
+cannot be read. SvarInn's acknowledgement is the only answer a sender gets: no status messages.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cryptography import x509
+
+from gateway.channels.base import (
+    Capabilities,
+    InboundMessage,
+    OutgoingMessage,
+    Package,
+    SentMessage,
+    StatusUpdate,
+)
+from gateway.channels.dpf.client import SvarInnClient, SvarUtClient, UploadDocument
+from gateway.channels.dpf.forsendelse import forsendelse_for, updates_for_state
+from gateway.channels.dpf.inbound import (
+    MAX_TOTAL_BYTES,
+    extract_forsendelse,
+    file_name_problem,
+    sbd_of,
+)
+from gateway.clock import Clock
+from gateway.errors import MessageFormatError, PermanentChannelError
+from gateway.formats.asice import AsicContents
+from gateway.formats.cms import encrypt_file, encrypt_stream
+from gateway.formats.keys import OrgIdentity
+from gateway.formats.sbd import StandardBusinessDocument
+from gateway.routing.registry import ServiceRecord
+
+DPF_MAX_BYTES = 1_000_000_000
+ARKIVMELDING_NAME = "arkivmelding.xml"
+IN_MEMORY_LIMIT = 4 << 20  # a document up to this size is encrypted in memory
+
+DPF_CAPABILITIES = Capabilities(
+    two_way=True,
+    statuses_by_polling=True,
+    receipt_types=frozenset({"arkivmelding"}),  # LEST: the municipality's archive took it (SvarUt's LEST)
+    max_bytes=DPF_MAX_BYTES,
+    security_levels=frozenset({3, 4}),
+    message_types=frozenset({"arkivmelding"}),
+    carries_status_messages=False,
+    signs_payloads=False,  # a forsendelse carries no sender's signature; SvarInn (KS) vouches for the sender
+)
+
+
+@dataclass(frozen=True)
+class PreparedForsendelse:
+    forsendelse: dict[str, Any]
+    documents: tuple[UploadDocument, ...]
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+class DpfChannel:
+    name = "DPF"
+    capabilities = DPF_CAPABILITIES
+
+    def __init__(
+        self,
+        svarut: SvarUtClient,
+        svarinn: SvarInnClient | None,
+        identity: OrgIdentity,
+        clock: Clock,
+        sender_name: str = "",
+    ) -> None:
+        self.svarut = svarut
+        self.svarinn = svarinn
+        self.identity = identity
+        self.clock = clock
+        self.sender_name = sender_name
+        self._listed: dict[str, dict[str, Any]] = {}  # forsendelseId -> its SvarInn metadata
+        self._lock = threading.Lock()
+
+    # ---- sending ---------------------------------------------------------------------------------
+    def validate(self, message: OutgoingMessage, service: ServiceRecord | None) -> list[str]:
+        problems = []
+        message_type = message.sbd.message_type
+        if message_type not in DPF_CAPABILITIES.message_types:
+            problems.append(f"DPF (SvarUt) does not carry {message_type} messages")
+        documents = [d for d in message.documents if d.name != ARKIVMELDING_NAME]
+        if message_type == "arkivmelding" and not documents:
+            problems.append("a DPF message (a SvarUt forsendelse) needs at least one document besides the arkivmelding")
+        for document in documents:
+            problem = file_name_problem(document.name)
+            if problem:
+                problems.append(f"{document.name}: SvarUt refuses it: {problem}")
+        total = sum(d.size() for d in documents)
+        if total > DPF_MAX_BYTES:
+            problems.append(f"the documents add up to {total} bytes, more than the {DPF_MAX_BYTES} DPF carries; "
+                            "split the message")
+        if service is None or not service.certificate_pem:
+            problems.append("the service registry's DPF record gives no certificate (KS SvarUt's) to encrypt the "
+                            "documents to")
+        return problems
+
+    def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
+        assert service is not None and service.certificate_pem
+        ks_certificate = x509.load_pem_x509_certificate(service.certificate_pem.encode())
+        documents = [d for d in message.documents if d.name != ARKIVMELDING_NAME]
+        uploads = []
+        for index, document in enumerate(documents):
+            if isinstance(document.source, bytes) or document.size() <= IN_MEMORY_LIMIT:
+                plain = document.source if isinstance(document.source, bytes) else document.source.read_bytes()
+                envelope = io.BytesIO()
+                encrypt_stream(io.BytesIO(plain), envelope, ks_certificate)
+                uploads.append(UploadDocument(document.name, envelope.getvalue()))
+            else:
+                work.mkdir(parents=True, exist_ok=True)
+                encrypted = work / f"dokument-{index}.cms"
+                encrypt_file(document.source, encrypted, ks_certificate)
+                uploads.append(UploadDocument(document.name, encrypted))
+        title = message.title or (documents[0].name if documents else "Melding")
+        forsendelse = forsendelse_for(message.sbd, title, [(d.name, d.mime_type) for d in documents],
+                                      self.sender_name)
+        content = PreparedForsendelse(forsendelse, tuple(uploads))
+        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
+
+    def describe(self, package: Package) -> str:
+        content = package.content
+        if isinstance(content, PreparedForsendelse) and content.forsendelse.get("krevNiva4Innlogging"):
+            return "SvarUt forsendelse at security level 4"
+        return "SvarUt forsendelse"
+
+    def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
+        if reference is not None:
+            return reference  # journaled only once SvarUt had made the forsendelse
+        # An earlier attempt may have been cut off after SvarUt took it and before its id was journaled.
+        earlier = self.svarut.find_by_external_reference(package.message_id)
+        if earlier:
+            on_reference(earlier[0])
+            return earlier[0]
+        content: PreparedForsendelse = package.content
+        forsendelse_id = self.svarut.send(content.forsendelse, content.documents)
+        on_reference(forsendelse_id)
+        return forsendelse_id
+
+    def already_sent(self, reference: str) -> bool:
+        return True  # a DPF reference is journaled only once its forsendelse exists
+
+    # ---- statuses --------------------------------------------------------------------------------
+    def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
+        by_reference = {message.reference: message.message_id for message in sent}
+        updates: list[StatusUpdate] = []
+        for entry in self.svarut.status_search(list(by_reference)):
+            message_id = by_reference.get(str(entry.get("id")))
+            if message_id is None:
+                continue
+            changed = _parse_time(entry.get("sisteStatusEndring"))
+            for update in updates_for_state(str(entry.get("status")), str(entry.get("id")), changed):
+                updates.append(StatusUpdate(message_id, update.status, update.stamped_at, update.description))
+        return updates
+
+    # ---- receiving -------------------------------------------------------------------------------
+    def list_inbound(self) -> list[str]:
+        if self.svarinn is None:
+            return []
+        listed = self.svarinn.new_forsendelser()
+        with self._lock:
+            for forsendelse in listed:
+                if isinstance(forsendelse.get("id"), str):
+                    self._listed[forsendelse["id"]] = forsendelse
+        return [str(forsendelse["id"]) for forsendelse in listed if isinstance(forsendelse.get("id"), str)]
+
+    def _metadata(self, reference: str) -> dict[str, Any]:
+        with self._lock:
+            found = self._listed.get(reference)
+        if found is None:
+            self.list_inbound()
+            with self._lock:
+                found = self._listed.get(reference)
+        if found is None:
+            raise MessageFormatError(f"SvarInn no longer lists forsendelse {reference}")
+        return found
+
+    def fetch_inbound(self, reference: str, target: BinaryIO) -> int:
+        if self.svarinn is None:
+            raise PermanentChannelError("DPF receiving is not configured (channels.dpf.svarinn_url)")
+        return self.svarinn.download(reference, target, max_bytes=MAX_TOTAL_BYTES)
+
+    def open_inbound(self, reference: str, download: BinaryIO, work: Path) -> InboundMessage:
+        forsendelse = self._metadata(reference)
+        sbd = sbd_of(forsendelse, self.identity.orgnr, self.clock.now())
+
+        def extract(target: Path, durable: bool) -> AsicContents:
+            return extract_forsendelse(forsendelse, sbd, download, self.identity, work, target, durable)
+
+        return InboundMessage(sbd, extract, transport_sender=sbd.sender)
+
+    def acknowledge_inbound(self, reference: str) -> None:
+        assert self.svarinn is not None
+        self.svarinn.acknowledge(reference)
+        with self._lock:
+            self._listed.pop(reference, None)
+
+    def reject_inbound(self, reference: str, reason: str) -> None:
+        assert self.svarinn is not None
+        # Permanent: we will never be able to take it, so SvarUt should send it on by another way.
+        self.svarinn.reject(reference, reason, permanent=True)
+        with self._lock:
+            self._listed.pop(reference, None)
+
+    def send_status(self, sbd: StandardBusinessDocument) -> None:
+        raise PermanentChannelError("DPF carries no status messages; SvarInn's kvitterMottak answers the sender")
