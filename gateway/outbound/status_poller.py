@@ -15,6 +15,7 @@ from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError
 from gateway.journal.store import Journal
+from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter
 
@@ -40,9 +41,11 @@ class StatusPoller:
         self.batch = batch
         self.watch_days = watch_days
         self.cursor_name = f"status-poll:{channel.name}"
+        self.repeated = RepeatedErrors(log, noun="polls")
 
     def poll(self) -> int:
         """One round: the next batch of open messages; returns how many statuses were new."""
+        self.repeated.flush()
         after = self.journal.cursor(self.cursor_name)
         since = self.clock.now().timestamp() - self.watch_days * DAY_SECONDS
         records = self.journal.awaiting_status(self.channel.name, after, self.batch, since)
@@ -58,7 +61,8 @@ class StatusPoller:
         try:
             updates = self.channel.poll_statuses(sent) if sent else []
         except ChannelError as exc:
-            log.warning(
+            self.repeated.log(
+                logging.WARNING, f"status poll on {self.channel.name}: {same_kind(str(exc))}",
                 "polling %s for the statuses of %d message(s) failed: %s; the next round tries again",
                 self.channel.name, len(sent), exc,
             )
