@@ -79,6 +79,7 @@ class Receiver:
         self.disk_full: DiskFull | None = None  # set while a file system we write to is full
         self._disk_lock = threading.Lock()
         self._sizes: dict[str, int] = {}  # bytes downloaded so far, per transfer being taken
+        self._writing: dict[str, Path] = {}  # the folder each transfer being taken writes to now
 
     # ---- polling -------------------------------------------------------------------------------
     def poll(self) -> int:
@@ -160,14 +161,18 @@ class Receiver:
             log.exception("incoming transfer %s failed unexpectedly; it will be offered again", reference)
         finally:
             self._sizes.pop(reference, None)
+            self._writing.pop(reference, None)
         return 0
 
     def _stop_for_full_disk(self, reference: str, exc: BaseException) -> None:
         """One line for the operator; downloading stops until there is room (poll() checks)."""
         folders = [self.downloads, self.config.folders.inbox_staging, self.quarantine, self.config.folders.state]
-        folder = self.config.folders.state if isinstance(exc, sqlite3.Error | JournalError) else full_folder(
-            exc, folders
-        )
+        if isinstance(exc, sqlite3.Error | JournalError):
+            folder = self.config.folders.state  # the journal's
+        elif getattr(exc, "filename", None) or reference not in self._writing:
+            folder = full_folder(exc, folders)
+        else:
+            folder = self._writing[reference]
         with self._disk_lock:
             if self.disk_full is not None:
                 return
@@ -190,6 +195,7 @@ class Receiver:
             log.warning("the channel offered a transfer with a malformed id %r; ignored", reference[:80])
             return False
         work = self.downloads / reference  # only a large message needs files here
+        self._writing[reference] = self.downloads  # where a full disk would be: said in the log line
         shutil.rmtree(work, ignore_errors=True)
         try:
             # A small package stays in memory; a large one rolls over to an unnamed file.
@@ -210,6 +216,7 @@ class Receiver:
                     self._quarantine_unreadable(reference, download, str(exc))
                     self.channel.reject_inbound(reference, str(exc))
                     return True
+                self._writing[reference] = self.config.folders.inbox_staging
                 rejected = self._dispatch(reference, inbound, download)
             if rejected:
                 self.channel.reject_inbound(reference, rejected)
@@ -297,6 +304,9 @@ class Receiver:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
             return str(exc)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # a full disk: no half-written folder holds the space
+            raise
         sync_tree(staging)
         # Synced before the journal says IN_INBOX: after a power cut the folder is in staging (and
         # recover() hands it over), never missing from both places and so taken for a pick-up.
