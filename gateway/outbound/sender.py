@@ -8,6 +8,7 @@ message; permanent ones end it in FEIL with the reason in the status file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -21,7 +22,7 @@ from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
-from gateway.diskspace import DiskFull, full_folder, is_disk_full
+from gateway.diskspace import MIB, DiskFull, free_bytes, full_folder, is_disk_full
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
@@ -41,6 +42,7 @@ from gateway.routing.route import choose_route
 log = logging.getLogger(__name__)
 
 SENDABLE = (Phase.SENDING, Phase.ACCEPTED)
+MIN_FREE_BYTES = 1 << 20  # beyond a drop's own needs, before sending goes on after a full disk
 
 
 class Sender:
@@ -65,6 +67,8 @@ class Sender:
         self.circuits = circuits or Circuits(clock)
         self.circuits.on_close(self._channel_answers_again)
         self.repeated = RepeatedErrors(log, noun="messages")
+        self.disk_full: DiskFull | None = None  # set while a file system we write to is full
+        self._unfiled: list[tuple[MessageRecord, Path | None]] = []  # sent, originals not yet in sent/
         self.packages = config.folders.state / "outgoing"
         # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
         shutil.rmtree(self.packages, ignore_errors=True)
@@ -82,6 +86,9 @@ class Sender:
     def send_due(self) -> int:
         """Start sending due messages, as many as there are free workers; returns how many were started."""
         self.repeated.flush()
+        if not self._room_again():
+            return 0
+        self._file_away_left()
         with self._lock:
             free = self._max_in_flight - len(self._in_flight)
             in_flight = set(self._in_flight)
@@ -104,6 +111,39 @@ class Sender:
             self._pool.submit(self._guarded, row, row in probes)
         return len(probes) + len(rows)
 
+    def _stop_for_full_disk(self, record: MessageRecord, exc: BaseException) -> None:
+        """Sending stops (one line) until the file system has room again; the message is not charged an attempt."""
+        folders = [self.packages, self.config.folders.work_area, self.config.folders.sent,
+                   self.config.folders.status, self.config.folders.state]
+        folder = self.config.folders.state if isinstance(exc, sqlite3.Error) else full_folder(exc, folders)
+        claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
+        needed = _folder_bytes(claimed.folder) if claimed else 0
+        full = DiskFull(folder, 2 * needed + MIN_FREE_BYTES)  # the package beside the drop, and a margin
+        with self._lock:
+            first = self.disk_full is None
+            if first:
+                self.disk_full = full
+        shutil.rmtree(self.packages / record.message_id, ignore_errors=True)  # a torn package only holds space
+        if record.phase in SENDABLE:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.journal.update(record.row, next_attempt_at=self.clock.now().timestamp(),
+                                    detail={**record.detail, "last_error": full.describe()})
+        if first:
+            log.error("message %s could not be prepared: %s (%s); sending stops until there is room, then goes on "
+                      "by itself", record.message_id, full.describe(), exc)
+
+    def _room_again(self) -> bool:
+        """False while the file system that filled up still lacks room; True (once, with a line) when it has it."""
+        full = self.disk_full
+        if full is None:
+            return True
+        if not full.has_room():
+            return False
+        with self._lock:
+            self.disk_full = None
+        log.info("%s has room again (%.1f MiB free): sending goes on", full.folder, free_bytes(full.folder) / MIB)
+        return True
+
     def _channel_answers_again(self, channel: str) -> None:
         """A probe got through: what waits for `channel` is due now, not at the end of its own back-off."""
         waiting = self.journal.make_due(SENDABLE, channel)
@@ -121,15 +161,11 @@ class Sender:
             # The machine, not the message: a full disk, a folder we may not write. One line, and later again.
             record = self.journal.get(row)
             if is_disk_full(exc):
-                folders = [self.packages, self.config.folders.work_area, self.config.folders.sent,
-                           self.config.folders.status, self.config.folders.state]
-                reason = DiskFull(full_folder(exc, folders), 0).describe()
+                self._stop_for_full_disk(record, exc)
+            elif record.phase in SENDABLE:
+                self._later(record, f"a file could not be written ({exc})", level=logging.ERROR)
             else:
-                reason = f"a file could not be written ({exc})"
-            if record.phase in SENDABLE:
-                self._later(record, reason, level=logging.ERROR)
-            else:
-                log.error("message %s: %s", record.message_id, reason)
+                log.error("message %s: a file could not be written (%s)", record.message_id, exc)
         except Exception:
             # One message's failure never stops the others; it is tried again later.
             log.exception("sending journal row %d failed unexpectedly; it will be tried again", row)
@@ -260,9 +296,25 @@ class Sender:
         try:
             self._file_away(record, claim_folder)
         except OSError as exc:
-            where = DiskFull(full_folder(exc, [self.config.folders.sent]), 0).describe() if is_disk_full(exc) else exc
-            log.error("message %s was sent, but its originals could not be moved to %s: %s; they stay in %s",
-                      record.message_id, self.config.folders.sent, where, claim_folder)
+            where = DiskFull(self.config.folders.sent, 0).describe() if is_disk_full(exc) else exc
+            log.error("message %s was sent, but its originals could not be moved to %s: %s; they stay in %s "
+                      "and are moved at the next send pass that finds room", record.message_id,
+                      self.config.folders.sent, where, claim_folder)
+            with self._lock:
+                self._unfiled.append((record, claim_folder))
+
+    def _file_away_left(self) -> None:
+        """Originals of sent messages that could not be moved to sent/ before: moved now (once there is room)."""
+        with self._lock:
+            unfiled, self._unfiled = self._unfiled, []
+        for index, (record, claim_folder) in enumerate(unfiled):
+            try:
+                self._file_away(record, claim_folder)
+            except OSError:
+                with self._lock:
+                    self._unfiled.extend(unfiled[index:])  # still no room: the next pass tries again, quietly
+                return
+            log.info("message %s: its originals are in %s now", record.message_id, self.config.folders.sent)
 
     def _file_away(self, record: MessageRecord, claim_folder: Path | None) -> None:
         """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
@@ -332,6 +384,14 @@ class Sender:
         if claimed is not None and claimed.folder.exists():
             park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the files in `folder` (a claimed drop), 0 when it cannot be read."""
+    try:
+        return sum(entry.stat().st_size for entry in folder.rglob("*") if entry.is_file())
+    except OSError:
+        return 0
 
 
 def _with_note(reason: str | None, note: str) -> str | None:

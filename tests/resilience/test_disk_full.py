@@ -7,14 +7,16 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current
+from tests.foundation.drops import pdf_bytes, sidecar_xml
 from tests.logcheck import log_records
 
-from .support import DOWNLOADS, counting, drop_messages, fired, set_faults
+from .support import BROKER_POSTS, DOWNLOADS, counting, drop_messages, fired, set_faults
 
 MIB = 1 << 20
 FULL_LINE = r"could not be stored: the file system of .* is full"
@@ -82,3 +84,60 @@ def test_a_full_disk_stops_downloads_says_where_and_resumes_when_space_is_freed(
             gateway.process.stop()
         sandbox.stop()
         subprocess.run(["umount", "-l", str(var_b)], check=False)
+
+
+def test_a_full_disk_at_the_sender_stops_sending_says_where_and_resumes_when_space_is_freed(tmp_path):
+    sandbox = SandboxProcess(tmp_path / "sandbox")
+    var_a = tmp_path / "a" / "var"
+    _mount_tmpfs(var_a, 32)
+    gateways = []
+    try:
+        set_faults(sandbox, counting("POST", BROKER_POSTS))
+        a = Gateway(tmp_path / "a", gateway_config(tmp_path / "a", sandbox, A), allowed_log=(SENDER_FULL_LINE,))
+        for name in ("outbox", "status", "inbox", "failed", "sent", "state"):
+            (var_a / name).mkdir(exist_ok=True)
+        staging = var_a / "drops"
+        ids = _staged_drops(staging, 2, 5 * MIB)  # packed on disk (past 4 MiB), beside the drop
+        a.start()
+        gateways.append(a)
+        ballast = _ballast(var_a, leave_free=2 * MIB)
+        for folder in sorted(staging.iterdir()):
+            folder.rename(a.outbox / folder.name)  # one rename each, as the contract says: no space needed
+
+        wait(lambda: [t for _l, t in log_records(a.log()) if "is full" in t], message="A notices the full disk")
+        time.sleep(3)  # ten send passes
+        full = [(level, text) for level, text in log_records(a.log()) if "is full" in text]
+        assert len(full) == 1, full
+        [(level, text)] = full
+        assert level == "ERROR" and "Traceback" not in a.log()
+        assert str(var_a / "state" / "outgoing") in text and "MiB needed" in text
+        assert "sending stops until there is room" in text
+        assert fired(sandbox)[0] == 0, "nothing half-packed was uploaded"
+        assert os.listdir(var_a / "state" / "outgoing") == [], "no torn package holds the space"
+
+        ballast.unlink()
+        wait(lambda: all(current(a.status, m) == "SENDT" for m in ids), timeout=20, message="both sent")
+        assert "has room again" in a.log()
+        assert sorted(os.listdir(a.var / "sent")) == ["brev-0", "brev-1"]
+    finally:
+        for gateway in gateways:
+            gateway.process.stop()
+        sandbox.stop()
+        subprocess.run(["umount", "-l", str(var_a)], check=False)
+
+
+SENDER_FULL_LINE = r"could not be prepared: the file system of .* is full"
+
+
+def _staged_drops(staging, count: int, size: int) -> list[str]:
+    ids = []
+    for index in range(count):
+        message_id = str(uuid.uuid4())
+        sidecar = sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>",
+                              documents=[{"file": "brev.pdf", "main": True, "mime": "application/pdf"}])
+        folder = staging / f"brev-{index}"
+        folder.mkdir(parents=True)
+        (folder / "brev.pdf").write_bytes(pdf_bytes(f"brev {index}") + os.urandom(size))
+        (folder / "message.xml").write_bytes(sidecar)
+        ids.append(message_id)
+    return ids
