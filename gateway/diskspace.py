@@ -4,9 +4,11 @@ how much is needed; and whether there is room again."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,4 +76,42 @@ def full_folder(exc: BaseException, candidates: Sequence[Path]) -> Path:
     return min(candidates, key=free_bytes)
 
 
-__all__ = ["DiskFull", "free_bytes", "full_folder", "is_disk_full", "mount_point"]
+
+
+class DiskPause:
+    """Work that writes (downloading, packing) stops while a file system it needs is full, and goes on by
+    itself once there is room: `stop()` when a write fails for want of space, `may_go()` before each round."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.logger = logger
+        self.what = what  # "downloading from DPO", "sending": the words for the log lines
+        self.full: DiskFull | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def stopped(self) -> bool:
+        return self.full is not None
+
+    def stop(self, full: DiskFull) -> bool:
+        """Stop until `full` has room; True for the first stop (the caller's one log line), False when stopped."""
+        with self._lock:
+            if self.full is not None:
+                return False
+            self.full = full
+            return True
+
+    def may_go(self) -> bool:
+        """False while the full file system still lacks room; True (the first time with a line) when it has it."""
+        with self._lock:
+            full = self.full
+            if full is None:
+                return True
+            if not full.has_room():
+                return False
+            self.full = None
+        self.logger.info("%s has room again (%.1f MiB free): %s goes on", full.folder,
+                         free_bytes(full.folder) / MIB, self.what)
+        return True
+
+
+__all__ = ["DiskFull", "DiskPause", "free_bytes", "full_folder", "is_disk_full", "mount_point"]

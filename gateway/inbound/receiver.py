@@ -26,7 +26,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
 from gateway.contract.statuses import Status
-from gateway.diskspace import MIB, DiskFull, free_bytes, full_folder, is_disk_full
+from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
 from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.asice import AsicContents
@@ -76,8 +76,7 @@ class Receiver:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"receive-{channel.name.lower()}")
         self._locks = [threading.Lock() for _ in range(64)]  # striped: memory stays flat
         self.repeated = RepeatedErrors(log, noun="transfers")
-        self.disk_full: DiskFull | None = None  # set while a file system we write to is full
-        self._disk_lock = threading.Lock()
+        self.disk = DiskPause(log, f"downloading from {channel.name}")
         self._sizes: dict[str, int] = {}  # bytes downloaded so far, per transfer being taken
         self._writing: dict[str, Path] = {}  # the folder each transfer being taken writes to now
 
@@ -107,7 +106,7 @@ class Receiver:
             taken = sum(self._pool.map(self._take_guarded, references))
             self.statuses.flush_soon()
             handled += taken
-            if not taken or self.disk_full is not None:
+            if not taken or self.disk.stopped:
                 break
         return handled
 
@@ -115,23 +114,19 @@ class Receiver:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _room_again(self) -> bool:
-        """False while the file system that filled up still lacks room; True (once, with a line) when it has it."""
-        full = self.disk_full
-        if full is None:
-            return True
-        if not full.has_room():
+        """Whether downloading may go on; on the way back from a full disk, the journal's log is cut too."""
+        was_stopped = self.disk.stopped
+        if not self.disk.may_go():
             return False
-        with contextlib.suppress(sqlite3.Error, JournalError):
-            self.journal.checkpoint()  # what the write-ahead log held is free again too
-        self.disk_full = None
-        log.info("%s has room again (%.1f MiB free): downloading from %s goes on",
-                 full.folder, free_bytes(full.folder) / MIB, self.channel.name)
+        if was_stopped:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.journal.checkpoint()  # what the write-ahead log held is free again too
         return True
 
     def _take_guarded(self, reference: str) -> int:
         """take(), with every expected failure one line naming the transfer and what happens next; a traceback
         only for what must be a bug."""
-        if self.disk_full is not None:
+        if self.disk.stopped:
             return 0  # another worker found the disk full: the rest wait, not download to fail
         try:
             return 1 if self.take(reference) else 0
@@ -173,16 +168,13 @@ class Receiver:
             folder = full_folder(exc, folders)
         else:
             folder = self._writing[reference]
-        with self._disk_lock:
-            if self.disk_full is not None:
-                return
-            size = self._sizes.get(reference, 0)
-            # Room for the package and its documents beside it, and a margin for the journal.
-            self.disk_full = DiskFull(folder, max(2 * size, IN_MEMORY_LIMIT) + MIN_FREE_BYTES)
-        log.error(
-            "incoming transfer %s on %s could not be stored: %s (%s); downloading stops until there is room, "
-            "then goes on by itself", reference, self.channel.name, self.disk_full.describe(), exc,
-        )
+        # Room for the package and its documents beside it, and a margin for the journal.
+        full = DiskFull(folder, max(2 * self._sizes.get(reference, 0), IN_MEMORY_LIMIT) + MIN_FREE_BYTES)
+        if self.disk.stop(full):
+            log.error(
+                "incoming transfer %s on %s could not be stored: %s (%s); downloading stops until there is room, "
+                "then goes on by itself", reference, self.channel.name, full.describe(), exc,
+            )
 
     def _message_lock(self, message_id: str) -> threading.Lock:
         """Two transfers of one message (a resend) are handled one after the other, never side by side."""

@@ -22,7 +22,7 @@ from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
-from gateway.diskspace import MIB, DiskFull, free_bytes, full_folder, is_disk_full
+from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
@@ -67,7 +67,7 @@ class Sender:
         self.circuits = circuits or Circuits(clock)
         self.circuits.on_close(self._channel_answers_again)
         self.repeated = RepeatedErrors(log, noun="messages")
-        self.disk_full: DiskFull | None = None  # set while a file system we write to is full
+        self.disk = DiskPause(log, "sending")
         self._unfiled: list[tuple[MessageRecord, Path | None]] = []  # sent, originals not yet in sent/
         self.packages = config.folders.state / "outgoing"
         # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
@@ -86,7 +86,7 @@ class Sender:
     def send_due(self) -> int:
         """Start sending due messages, as many as there are free workers; returns how many were started."""
         self.repeated.flush()
-        if not self._room_again():
+        if not self.disk.may_go():
             return 0
         self._file_away_left()
         with self._lock:
@@ -119,10 +119,7 @@ class Sender:
         claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
         needed = _folder_bytes(claimed.folder) if claimed else 0
         full = DiskFull(folder, 2 * needed + MIN_FREE_BYTES)  # the package beside the drop, and a margin
-        with self._lock:
-            first = self.disk_full is None
-            if first:
-                self.disk_full = full
+        first = self.disk.stop(full)
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)  # a torn package only holds space
         if record.phase in SENDABLE:
             with contextlib.suppress(sqlite3.Error, JournalError):
@@ -131,18 +128,6 @@ class Sender:
         if first:
             log.error("message %s could not be prepared: %s (%s); sending stops until there is room, then goes on "
                       "by itself", record.message_id, full.describe(), exc)
-
-    def _room_again(self) -> bool:
-        """False while the file system that filled up still lacks room; True (once, with a line) when it has it."""
-        full = self.disk_full
-        if full is None:
-            return True
-        if not full.has_room():
-            return False
-        with self._lock:
-            self.disk_full = None
-        log.info("%s has room again (%.1f MiB free): sending goes on", full.folder, free_bytes(full.folder) / MIB)
-        return True
 
     def _channel_answers_again(self, channel: str) -> None:
         """A probe got through: what waits for `channel` is due now, not at the end of its own back-off."""
