@@ -25,6 +25,7 @@ class _Seen:
     level: int
     what: str
     first_at: float
+    noun: str
     more: int = 0
 
 
@@ -42,10 +43,11 @@ class RepeatedErrors:
         self._lock = threading.Lock()
         self._seen: dict[str, _Seen] = {}
 
-    def log(self, level: int, kind: str, message: str, *args: object) -> bool:
+    def log(self, level: int, kind: str, message: str, *args: object, noun: str | None = None) -> bool:
         """Log `message % args` unless one of `kind` was logged within the window; True when it was logged.
 
-        `kind` names what failed and how (without ids): "fetch on DPO: network error (ConnectError ...)".
+        `kind` names what failed and how (without ids): "fetch on DPO: network error (ConnectError ...)";
+        `noun` what the summary counts, when not the default ("polls").
         """
         now = self.clock()
         with self._lock:
@@ -54,7 +56,7 @@ class RepeatedErrors:
             if seen is not None:
                 seen.more += 1
             else:
-                self._seen[kind] = _Seen(level, kind, now)
+                self._seen[kind] = _Seen(level, kind, now, noun or self.noun)
         self._emit(due)
         if seen is None:
             self.logger.log(level, message, *args)
@@ -76,7 +78,7 @@ class RepeatedErrors:
         for seen in due:
             self.logger.log(
                 seen.level, "the same error for %d more %s in the last %s: %s",
-                seen.more, self.noun, _span(self.window), seen.what,
+                seen.more, seen.noun, _span(self.window), seen.what,
             )
 
 

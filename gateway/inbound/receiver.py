@@ -101,6 +101,7 @@ class Receiver:
                 self.repeated.log(
                     logging.WARNING, f"listing on {self.channel.name}: {same_kind(str(exc))}",
                     "listing the messages waiting on %s failed: %s; the next poll tries again", self.channel.name, exc,
+                    noun="polls",
                 )
                 break
             taken = sum(self._pool.map(self._take_guarded, references))

@@ -20,14 +20,18 @@ class RetryPolicy:
     factor: float = 3.0
     max_seconds: float = 3600.0
     jitter: float = 0.2  # each delay is drawn from [1 - jitter, 1 + jitter] times the plain one
+    # While the message's channel carries other messages, its failure was this message's bad luck on a lossy
+    # network, not an outage: it is tried again within this, not after an hour.
+    working_channel_seconds: float = 60.0
     random: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def plain_delay(self, attempts: int) -> float:
         """The delay without jitter after `attempts` failed tries."""
         return min(self.first_seconds * self.factor ** max(attempts - 1, 0), self.max_seconds)
 
-    def delay(self, attempts: int, retry_after: float | None = None) -> float:
-        """Seconds until the next try after `attempts` failed tries; at least `retry_after` when the peer gave one.
+    def delay(self, attempts: int, retry_after: float | None = None, channel_working: bool = False) -> float:
+        """Seconds until the next try after `attempts` failed tries; at least `retry_after` when the peer gave one,
+        and at most about `working_channel_seconds` while the channel carries other messages.
 
         With a Retry-After the peer said when it is ready: that time, plus up to a tenth (at most 2 s) so
         the messages it held back do not all return in the same instant.
@@ -35,6 +39,8 @@ class RetryPolicy:
         if retry_after is not None:
             return retry_after + self.random.uniform(0.0, min(retry_after * 0.1, 2.0))
         plain = self.plain_delay(attempts)
+        if channel_working:
+            plain = min(plain, self.working_channel_seconds)
         return min(plain * self.random.uniform(1.0 - self.jitter, 1.0 + self.jitter), self.max_seconds)
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 FAILURES_TO_OPEN = 3
 FIRST_PAUSE_SECONDS = 1.0
+WORKING_WINDOW_SECONDS = 300.0
 MAX_PAUSE_SECONDS = 10.0  # a dead channel costs one probe per ten seconds; a live one is found as fast
 
 
@@ -49,6 +50,7 @@ class ChannelCircuit:
         self._probing = False
         self._pause = first_pause
         self._reopens_at = 0.0  # monotonic
+        self._last_success: float | None = None  # monotonic
 
     @property
     def is_open(self) -> bool:
@@ -74,8 +76,15 @@ class ChannelCircuit:
         with self._lock:
             self._probing = False
 
+    def working(self, within: float = WORKING_WINDOW_SECONDS) -> bool:
+        """Closed, and a call got through within the last `within` seconds: the channel carries traffic now."""
+        with self._lock:
+            return (not self._open and self._last_success is not None
+                    and self.clock.monotonic() - self._last_success <= within)
+
     def succeeded(self) -> None:
         with self._lock:
+            self._last_success = self.clock.monotonic()
             was_open = self._open
             self._failures = 0
             self._open = self._probing = False

@@ -32,7 +32,7 @@ from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.backoff import RetryPolicy, retry_after_of
-from gateway.outbound.circuit import Circuits
+from gateway.outbound.circuit import ChannelCircuit, Circuits
 from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.receipts.writer import StatusWriter
@@ -181,6 +181,7 @@ class Sender:
             self._fail(record, [f"the claimed drop for message {record.message_id} is gone from the work area"])
             return
         route_fields: dict = {}
+        circuit: ChannelCircuit | None = None  # known once the channel is
         try:
             sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
             route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level)
@@ -225,7 +226,8 @@ class Sender:
                 raise
             circuit.succeeded()
         except RetryableChannelError as exc:
-            self._later(record, str(exc), route_fields, retry_after_of(exc))
+            self._later(record, str(exc), route_fields, retry_after_of(exc),
+                        channel_working=circuit is not None and circuit.working())
             return
         except (PermanentChannelError, ValidationError) as exc:
             self._fail(record, [str(exc)], route_fields)
@@ -316,11 +318,11 @@ class Sender:
         if record.deadline is not None:
             next_at = min(next_at, record.deadline.timestamp())
         self.journal.update(record.row, next_attempt_at=next_at, detail=detail, **route_fields)
-        log.info("message %s waits for %s, which is paused", record.message_id, channel)
+        log.debug("message %s waits for %s, which is paused", record.message_id, channel)
 
     def _later(
         self, record: MessageRecord, reason: str, route_fields: dict | None = None, retry_after: float | None = None,
-        level: int = logging.WARNING,
+        level: int = logging.WARNING, channel_working: bool = False,
     ) -> None:
         route_fields = dict(route_fields or {})
         # Re-read: remember() may have committed the channel's reference meanwhile, and a retry that
@@ -328,7 +330,7 @@ class Sender:
         record = self.journal.get(record.row)
         detail = {**record.detail, **route_fields.pop("detail", {}), "last_error": reason}
         attempts = record.attempts + 1
-        delay = self.retry.delay(attempts, retry_after)
+        delay = self.retry.delay(attempts, retry_after, channel_working)
         next_at = self.clock.now().timestamp() + delay
         if record.deadline is not None and next_at >= record.deadline.timestamp():
             next_at = record.deadline.timestamp()  # the expiry sweep takes it from there

@@ -114,3 +114,16 @@ def test_the_same_error_again_is_counted_and_summarised_once_a_minute(caplog):
         "the same error for 57 more transfers in the last minute: downloading broker file transfer <id>: "
         "network error (ConnectError)"
     )
+
+
+def test_while_the_channel_carries_other_messages_a_failed_message_is_tried_again_within_a_minute():
+    clock = FakeClock()
+    circuit = Circuits(clock)["DPO"]
+    assert not circuit.working(), "nothing has got through yet"
+    circuit.succeeded()
+    assert circuit.working()
+    policy = RetryPolicy(random=random.Random(5))
+    assert policy.delay(6, channel_working=False) >= 3600 * 0.8, "an outage: the long back-off"
+    assert max(policy.delay(6, channel_working=True) for _ in range(50)) <= 72, "bad luck on a lossy network"
+    clock.advance(301)
+    assert not circuit.working(), "five minutes without a success: no longer evidence the channel works"
