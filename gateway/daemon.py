@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -92,7 +93,10 @@ class Daemon:
 
     def _after_delivery(self) -> None:
         assert self.network is not None
-        self.network.inbox.check_picked_up()
+        try:
+            self.network.inbox.check_picked_up()
+        except (OSError, sqlite3.Error) as exc:  # a full disk, say: the owed status messages still go
+            log.error("checking the inbox for picked-up messages failed: %s; the next check tries again", exc)
         self.network.status_sender.send_due()
 
     def _expire(self) -> None:

@@ -55,7 +55,16 @@ class ChannelError(GatewayError):
 
 
 class RetryableChannelError(ChannelError):
-    """The call may succeed later: network trouble, 5xx, 429, timeouts."""
+    """The call may succeed later: network trouble, 5xx, 429, timeouts.
+
+    `retry_after` is the peer's own word on when to ask again (Retry-After, in seconds from now), and
+    `throttled` says the peer asked us to slow down (429, 503): both concern the whole channel.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.throttled = throttled
 
 
 class PermanentChannelError(ChannelError):

@@ -3,8 +3,9 @@ clients that carry them share.
 
 `TokenClient` makes a JWT-bearer grant: a short-lived RS256 JWT signed with the organisation's
 enterprise key, the certificate chain in the `x5c` header (leaf first). The access token is cached
-until shortly before it expires. Network trouble, 429 and 5xx become RetryableChannelError; other
-4xx become PermanentChannelError carrying the server's own words.
+until shortly before it expires. Network trouble, 429 and 5xx become RetryableChannelError (with the
+server's Retry-After, and whether it asked us to slow down); other 4xx become PermanentChannelError
+carrying the server's own words.
 
 A grant may name an Altinn system user (`authorization_details` of type `urn:altinn:systemuser`, the
 system user's organisation, optionally its external reference): Digdir's DPO resource admits only
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -72,8 +76,36 @@ def check_response(response: httpx.Response, what: str) -> httpx.Response:
     words = server_words(response)
     message = f"{what}: HTTP {response.status_code} from {response.request.url.host}: {words}"
     if response.status_code == 429 or response.status_code >= 500:
-        raise RetryableChannelError(message)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+        if retry_after is not None:
+            message = f"{message} (the server asks us to wait {retry_after:.0f} s)"
+        raise RetryableChannelError(
+            message, retry_after=retry_after, throttled=response.status_code in THROTTLING_STATUSES
+        )
     raise PermanentChannelError(message)
+
+
+THROTTLING_STATUSES = (429, 503)
+MAX_RETRY_AFTER_S = 3600.0  # a server that asks for more is asked again within the hour
+
+
+def retry_after_seconds(header: str | None, now: float) -> float | None:
+    """Retry-After (RFC 9110 §10.2.3) as seconds from `now`: delay-seconds or an HTTP-date; None when absent
+    or unreadable. A date in the past means now (0); anything past an hour is capped at an hour."""
+    if not header:
+        return None
+    text = header.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # an HTTP-date is GMT
+        seconds = when.timestamp() - now
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 class TokenClient:

@@ -20,6 +20,7 @@ from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
 from gateway.journal.store import Journal
+from gateway.outbound.circuit import Circuits
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
 from gateway.receipts.writer import StatusWriter
@@ -93,13 +94,16 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
         return build_channels(blocks, tools)
 
     sending, receiving, status_channels = channels_on(send_http), channels_on(receive_http), channels_on(status_http)
-    sender = Sender(config, journal, statuses, clock, registry, sending)
+    circuits = Circuits(clock)  # one per channel, shared by the sender and the status sender
+    sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits)
     inbox = Inbox(config, journal, statuses)
     receivers = [
         Receiver(config, journal, statuses, clock, channel, inbox, workers=workers)
         for channel in receiving.values() if channel.capabilities.two_way
     ]
-    status_sender = StatusSender(journal, clock, status_channels, config.organisation.orgnr, workers=workers)
+    status_sender = StatusSender(
+        journal, clock, status_channels, config.organisation.orgnr, workers=workers, circuits=circuits
+    )
     blocks_by_channel = {channel.name: blocks[key] for key, channel in zip(blocks, sending.values(), strict=True)}
     pollers = [
         StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch)

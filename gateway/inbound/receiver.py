@@ -8,11 +8,13 @@ its download is confirmed, and the journal keeps it from reaching the inbox twic
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
 from gateway.contract.statuses import Status
+from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
 from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.asice import AsicContents
@@ -35,6 +38,7 @@ from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
 from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
@@ -45,6 +49,7 @@ RECEIPT_OK = ("OK", "WARNING")
 MAX_ARKIVMELDING_BYTES = 16 << 20
 MAX_POLL_ROUNDS = 10  # then other jobs get their turn; the next poll goes on
 IN_MEMORY_LIMIT = 4 << 20  # a download up to this size stays in memory; a larger one rolls over to a file
+MIN_FREE_BYTES = 1 << 20  # beyond a package's own needs, before downloading goes on after a full disk
 
 
 class Receiver:
@@ -71,6 +76,10 @@ class Receiver:
         self.quarantine.mkdir(exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"receive-{channel.name.lower()}")
         self._locks = [threading.Lock() for _ in range(64)]  # striped: memory stays flat
+        self.repeated = RepeatedErrors(log, noun="transfers")
+        self.disk = DiskPause(log, f"downloading from {channel.name}")
+        self._sizes: dict[str, int] = {}  # bytes downloaded so far, per transfer being taken
+        self._writing: dict[str, Path] = {}  # the folder each transfer being taken writes to now
 
     # ---- polling -------------------------------------------------------------------------------
     def poll(self) -> int:
@@ -78,39 +87,96 @@ class Receiver:
 
         A channel may list only part of what waits (the 100 newest, say), so while a
         round takes something, the next round asks again at once, up to MAX_POLL_ROUNDS.
+        While a file system we write to is full, nothing is downloaded (it would only be downloaded
+        again); the first poll that finds room goes on by itself.
         """
+        self.repeated.flush()
+        if not self._room_again():
+            return 0
         handled = 0
         for _round in range(MAX_POLL_ROUNDS):
             try:
                 references = self.channel.list_inbound()
             except ChannelError as exc:
                 # Expected trouble (network, an HTTP status): one line; the next poll asks again.
-                log.warning("listing the messages waiting on %s failed: %s; the next poll tries again",
-                            self.channel.name, exc)
+                self.repeated.log(
+                    logging.WARNING, f"listing on {self.channel.name}: {same_kind(str(exc))}",
+                    "listing the messages waiting on %s failed: %s; the next poll tries again", self.channel.name, exc,
+                    noun="polls",
+                )
                 break
             taken = sum(self._pool.map(self._take_guarded, references))
             self.statuses.flush_soon()
             handled += taken
-            if not taken:
+            if not taken or self.disk.stopped:
                 break
         return handled
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _room_again(self) -> bool:
+        """Whether downloading may go on; on the way back from a full disk, the journal's log is cut too."""
+        was_stopped = self.disk.stopped
+        if not self.disk.may_go():
+            return False
+        if was_stopped:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.journal.checkpoint()  # what the write-ahead log held is free again too
+        return True
+
     def _take_guarded(self, reference: str) -> int:
+        """take(), with every expected failure one line naming the transfer and what happens next; a traceback
+        only for what must be a bug."""
+        if self.disk.stopped:
+            return 0  # another worker found the disk full: the rest wait, not download to fail
         try:
             return 1 if self.take(reference) else 0
         except ChannelError as exc:
-            # Expected trouble (network, an HTTP status): one line; the channel offers it again.
-            log.warning("incoming transfer %s on %s: %s; it will be tried again at the next poll",
-                        reference, self.channel.name, exc)
-        except (CryptoError, ValidationError, JournalError, OSError) as exc:
-            log.exception("incoming transfer %s could not be handled (%s); it will be offered again", reference, exc)
+            self.repeated.log(
+                logging.WARNING, f"transfer on {self.channel.name}: {same_kind(str(exc))}",
+                "incoming transfer %s on %s: %s; it will be offered again at the next poll",
+                reference, self.channel.name, exc,
+            )
+        except (OSError, sqlite3.OperationalError, JournalError) as exc:
+            if is_disk_full(exc):
+                self._stop_for_full_disk(reference, exc)
+            elif isinstance(exc, OSError):
+                self.repeated.log(
+                    logging.ERROR, f"transfer on {self.channel.name}: {same_kind(str(exc))}",
+                    "incoming transfer %s on %s could not be written: %s; it will be offered again at the next poll",
+                    reference, self.channel.name, exc,
+                )
+            else:
+                log.exception("incoming transfer %s could not be journaled (%s); it will be offered again",
+                              reference, exc)
+        except (CryptoError, ValidationError) as exc:
+            log.error("incoming transfer %s on %s could not be read (%s); it will be offered again",
+                      reference, self.channel.name, exc)
         except Exception:
             # A poisoned message must not stop the others; the channel offers it again later.
             log.exception("incoming transfer %s failed unexpectedly; it will be offered again", reference)
+        finally:
+            self._sizes.pop(reference, None)
+            self._writing.pop(reference, None)
         return 0
+
+    def _stop_for_full_disk(self, reference: str, exc: BaseException) -> None:
+        """One line for the operator; downloading stops until there is room (poll() checks)."""
+        folders = [self.downloads, self.config.folders.inbox_staging, self.quarantine, self.config.folders.state]
+        if isinstance(exc, sqlite3.Error | JournalError):
+            folder = self.config.folders.state  # the journal's
+        elif getattr(exc, "filename", None) or reference not in self._writing:
+            folder = full_folder(exc, folders)
+        else:
+            folder = self._writing[reference]
+        # Room for the package and its documents beside it, and a margin for the journal.
+        full = DiskFull(folder, max(2 * self._sizes.get(reference, 0), IN_MEMORY_LIMIT) + MIN_FREE_BYTES)
+        if self.disk.stop(full):
+            log.error(
+                "incoming transfer %s on %s could not be stored: %s (%s); downloading stops until there is room, "
+                "then goes on by itself", reference, self.channel.name, full.describe(), exc,
+            )
 
     def _message_lock(self, message_id: str) -> threading.Lock:
         """Two transfers of one message (a resend) are handled one after the other, never side by side."""
@@ -123,6 +189,7 @@ class Receiver:
             log.warning("the channel offered a transfer with a malformed id %r; ignored", reference[:80])
             return False
         work = self.downloads / reference  # only a large message needs files here
+        self._writing[reference] = self.downloads  # where a full disk would be: said in the log line
         shutil.rmtree(work, ignore_errors=True)
         try:
             # A small package stays in memory; a large one rolls over to an unnamed file.
@@ -134,6 +201,8 @@ class Receiver:
                     self._quarantine_unreadable(reference, None, str(exc))
                     self.channel.reject_inbound(reference, str(exc))
                     return True
+                finally:
+                    self._sizes[reference] = download.tell()  # what a full disk must find room for
                 download.seek(0)
                 try:
                     inbound = self.channel.open_inbound(reference, download, work)
@@ -141,6 +210,7 @@ class Receiver:
                     self._quarantine_unreadable(reference, download, str(exc))
                     self.channel.reject_inbound(reference, str(exc))
                     return True
+                self._writing[reference] = self.config.folders.inbox_staging
                 rejected = self._dispatch(reference, inbound, download)
             if rejected:
                 self.channel.reject_inbound(reference, rejected)
@@ -257,6 +327,9 @@ class Receiver:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
             return str(exc)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # a full disk: no half-written folder holds the space
+            raise
         sync_tree(staging)
         # Synced before the journal says IN_INBOX: after a power cut the folder is in staging (and
         # recover() hands it over), never missing from both places and so taken for a pick-up.

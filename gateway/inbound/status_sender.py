@@ -8,16 +8,19 @@ sent is retried with back-off until the received message's deadline, then given 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
-from gateway.errors import ChannelError, PermanentChannelError
+from gateway.errors import ChannelError, PermanentChannelError, RetryableChannelError
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsummary import RepeatedErrors, same_kind
+from gateway.outbound.backoff import RetryPolicy, retry_after_of
+from gateway.outbound.circuit import Circuits
 from gateway.outbound.compose import status_sbd
-from gateway.outbound.sender import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +34,20 @@ class StatusSender:
         orgnr: str,
         retry: RetryPolicy | None = None,
         workers: int = 4,
+        circuits: Circuits | None = None,
     ) -> None:
         self.journal = journal
         self.clock = clock
         self.channels = channels
         self.orgnr = orgnr
         self.retry = retry or RetryPolicy(first_seconds=10)
+        self.circuits = circuits or Circuits(clock)
+        self.repeated = RepeatedErrors(log, noun="status messages")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-send")
 
     def send_due(self) -> int:
         """Send every status that is due, a few at a time; returns how many went."""
+        self.repeated.flush()
         return sum(self._pool.map(lambda item: self._send_one(*item), self.journal.due_status_sends()))
 
     def close(self) -> None:
@@ -54,6 +61,10 @@ class StatusSender:
         ):
             self.journal.status_send_done(record.row, status)
             return 0
+        circuit = self.circuits[channel.name]
+        probe = circuit.is_open and circuit.take_probe()
+        if circuit.is_open and not probe:
+            return 0  # the channel is paused: this waits, and goes when the channel answers again
         try:
             sbd = status_sbd(
                 sender=self.orgnr,
@@ -64,14 +75,25 @@ class StatusSender:
                 status=status.value,
                 created=self.clock.now(),
             )
-            channel.send_status(sbd)
+            try:
+                channel.send_status(sbd)
+            except RetryableChannelError as exc:
+                circuit.failed(exc)
+                raise
+            except PermanentChannelError:
+                circuit.succeeded()
+                raise
+            finally:
+                if probe:
+                    circuit.probe_done()
+            circuit.succeeded()
         except PermanentChannelError as exc:
             log.warning("status %s for message %s cannot be sent: %s", status.value, record.message_id, exc)
             self.journal.status_send_done(record.row, status)
             return 0
         except Exception as exc:
             # Network trouble, or anything else (a full disk): back off for this one, the others go on.
-            delay = self.retry.delay(attempts + 1)
+            delay = self.retry.delay(attempts + 1, retry_after_of(exc))
             now = self.clock.now().timestamp()
             if record.deadline is not None and now >= record.deadline.timestamp():
                 log.warning(
@@ -81,8 +103,12 @@ class StatusSender:
                 )
                 self.journal.status_send_done(record.row, status)
                 return 0
-            if isinstance(exc, ChannelError):
-                log.warning("status %s for %s: %s; trying again in %.0f s", status.value, record.message_id, exc, delay)
+            if isinstance(exc, ChannelError | OSError | sqlite3.OperationalError):
+                self.repeated.log(
+                    logging.WARNING, f"status on {channel.name}: {same_kind(str(exc))}",
+                    "status %s for %s on %s: %s; trying again in %.0f s",
+                    status.value, record.message_id, channel.name, exc, delay,
+                )
             else:
                 log.exception("status %s for %s failed; trying again in %.0f s", status.value, record.message_id, delay)
             due = now + delay
@@ -92,4 +118,3 @@ class StatusSender:
             return 0
         self.journal.status_send_done(record.row, status)
         return 1
-

@@ -22,6 +22,8 @@ from gateway.errors import JournalError
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
 
+WAL_SIZE_LIMIT = 4 << 20
+
 
 @dataclass(frozen=True)
 class MessageRecord:
@@ -152,6 +154,9 @@ class Journal:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # After each checkpoint the write-ahead log is cut back to this size: without it, the log keeps
+        # its largest size for good, and on a small file system holds the space an operator freed.
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._db.execute("PRAGMA foreign_keys=ON")
         try:
             self.schema_version = migrate(self._db)
@@ -353,23 +358,76 @@ class Journal:
             (phase.value, due_before, limit),
         )
 
-    def due_rows(self, phases: tuple[Phase, ...], due_before: float, limit: int, exclude: set[int]) -> list[int]:
-        """Rows in `phases` whose next attempt is due, oldest first, leaving out `exclude` (ids only: cheap)."""
+    def due_rows(
+        self,
+        phases: tuple[Phase, ...],
+        due_before: float,
+        limit: int,
+        exclude: set[int],
+        exclude_channels: set[str] | frozenset[str] = frozenset(),
+    ) -> list[int]:
+        """Rows in `phases` whose next attempt is due, oldest first, leaving out `exclude` and rows routed to
+        `exclude_channels` (ids only: cheap)."""
         if limit <= 0:
             return []
         phase_marks = ", ".join("?" for _ in phases)
         excluded = sorted(exclude)
+        paused = sorted(exclude_channels)
         # Never "NOT IN (NULL)": that is unknown for every row, and would select nothing.
         not_excluded = f"AND id NOT IN ({', '.join('?' for _ in excluded)}) " if excluded else ""
+        not_paused = (
+            f"AND (channel IS NULL OR channel NOT IN ({', '.join('?' for _ in paused)})) " if paused else ""
+        )
         connection, lock = self._reading()
         with lock:
             rows = connection.execute(
                 f"SELECT id FROM messages WHERE phase IN ({phase_marks}) "  # noqa: S608 - only placeholders
-                f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) {not_excluded}"
+                f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) {not_excluded}{not_paused}"
                 "ORDER BY next_attempt_at, id LIMIT ?",
-                (*[phase.value for phase in phases], due_before, *excluded, limit),
+                (*[phase.value for phase in phases], due_before, *excluded, *paused, limit),
             ).fetchall()
         return [row for (row,) in rows]
+
+    def next_waiting_row(self, phases: tuple[Phase, ...], channel: str, exclude: set[int]) -> int | None:
+        """The row routed to `channel` in `phases` whose next attempt comes first, due or not (a probe's message)."""
+        phase_marks = ", ".join("?" for _ in phases)
+        excluded = sorted(exclude)
+        not_excluded = f"AND id NOT IN ({', '.join('?' for _ in excluded)}) " if excluded else ""
+        connection, lock = self._reading()
+        with lock:
+            found = connection.execute(
+                f"SELECT id FROM messages WHERE phase IN ({phase_marks}) AND channel = ? "  # noqa: S608
+                f"{not_excluded}ORDER BY next_attempt_at, id LIMIT 1",
+                (*[phase.value for phase in phases], channel, *excluded),
+            ).fetchone()
+        return int(found[0]) if found else None
+
+    def make_due(self, phases: tuple[Phase, ...], channel: str) -> int:
+        """Every row routed to `channel` in `phases` is due now (the channel answers again); returns how many."""
+        now = self._now()
+        phase_marks = ", ".join("?" for _ in phases)
+        with self.transaction():
+            changed = self._db.execute(
+                f"UPDATE messages SET next_attempt_at = ? WHERE phase IN ({phase_marks}) "  # noqa: S608
+                "AND channel = ? AND next_attempt_at > ?",
+                (now, *[phase.value for phase in phases], channel, now),
+            ).rowcount
+            self._db.execute(
+                "UPDATE status_sends SET due_at = ? WHERE due_at > ? "
+                "AND message IN (SELECT id FROM messages WHERE channel = ?)",
+                (now, now, channel),
+            )
+        return changed
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and cut it to nothing, so the space it held is free again.
+
+        Readers that hold an old snapshot keep part of it; the next checkpoint takes the rest.
+        """
+        with self._lock:
+            if self._group is not None:
+                self._decide(self._group)  # steps waiting to commit go first
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def inbox_folders(self) -> list[tuple[int, str]]:
         """(row, inbox folder name) of every message waiting in the inbox: a cheap query for pick-up checks."""

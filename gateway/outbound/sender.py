@@ -8,19 +8,21 @@ message; permanent ones end it in FEIL with the reason in the status file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
+from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
@@ -28,6 +30,9 @@ from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import file_sent, park_claim
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsummary import RepeatedErrors, same_kind
+from gateway.outbound.backoff import RetryPolicy, retry_after_of
+from gateway.outbound.circuit import ChannelCircuit, Circuits
 from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.receipts.writer import StatusWriter
@@ -36,18 +41,8 @@ from gateway.routing.route import choose_route
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The reference's back-off: 20 s, times 3, capped at an hour; the deadline ends it."""
-
-    first_seconds: float = 20.0
-    factor: float = 3.0
-    max_seconds: float = 3600.0
-
-    def delay(self, attempts: int) -> float:
-        return min(self.first_seconds * self.factor ** max(attempts - 1, 0), self.max_seconds)
+SENDABLE = (Phase.SENDING, Phase.ACCEPTED)
+MIN_FREE_BYTES = 1 << 20  # beyond a drop's own needs, before sending goes on after a full disk
 
 
 class Sender:
@@ -59,7 +54,8 @@ class Sender:
         clock: Clock,
         registry: ServiceRegistryClient,
         channels: Mapping[str, Channel],
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -67,7 +63,12 @@ class Sender:
         self.clock = clock
         self.registry = registry
         self.channels = dict(channels)
-        self.retry = retry
+        self.retry = retry or RetryPolicy()
+        self.circuits = circuits or Circuits(clock)
+        self.circuits.on_close(self._channel_answers_again)
+        self.repeated = RepeatedErrors(log, noun="messages")
+        self.disk = DiskPause(log, "sending")
+        self._unfiled: list[tuple[MessageRecord, Path | None]] = []  # sent, originals not yet in sent/
         self.packages = config.folders.state / "outgoing"
         # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
         shutil.rmtree(self.packages, ignore_errors=True)
@@ -84,33 +85,87 @@ class Sender:
 
     def send_due(self) -> int:
         """Start sending due messages, as many as there are free workers; returns how many were started."""
+        self.repeated.flush()
+        if not self.disk.may_go():
+            return 0
+        self._file_away_left()
         with self._lock:
             free = self._max_in_flight - len(self._in_flight)
             in_flight = set(self._in_flight)
+        paused = self.circuits.paused()
+        probes = []
+        for channel in sorted(paused):
+            if free <= 0:
+                break
+            probe = self.journal.next_waiting_row(SENDABLE, channel, exclude=in_flight)
+            if probe is not None and self.circuits[channel].take_probe():
+                probes.append(probe)
+                in_flight.add(probe)
+                free -= 1
         rows = self.journal.due_rows(
-            (Phase.SENDING, Phase.ACCEPTED), self.clock.now().timestamp(), free, exclude=in_flight
+            SENDABLE, self.clock.now().timestamp(), free, exclude=in_flight, exclude_channels=paused
         )
-        for row in rows:
+        for row in [*probes, *rows]:
             with self._lock:
                 self._in_flight.add(row)
-            self._pool.submit(self._guarded, row)
-        return len(rows)
+            self._pool.submit(self._guarded, row, row in probes)
+        return len(probes) + len(rows)
 
-    def _guarded(self, row: int) -> None:
+    def _stop_for_full_disk(self, record: MessageRecord, exc: BaseException) -> None:
+        """Sending stops (one line) until the file system has room again; the message is not charged an attempt."""
+        folders = [self.packages, self.config.folders.work_area, self.config.folders.sent,
+                   self.config.folders.status, self.config.folders.state]
+        folder = self.config.folders.state if isinstance(exc, sqlite3.Error) else full_folder(exc, folders)
+        claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
+        needed = _folder_bytes(claimed.folder) if claimed else 0
+        full = DiskFull(folder, 2 * needed + MIN_FREE_BYTES)  # the package beside the drop, and a margin
+        first = self.disk.stop(full)
+        shutil.rmtree(self.packages / record.message_id, ignore_errors=True)  # a torn package only holds space
+        if record.phase in SENDABLE:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.journal.update(record.row, next_attempt_at=self.clock.now().timestamp(),
+                                    detail={**record.detail, "last_error": full.describe()})
+        if first:
+            log.error("message %s could not be prepared: %s (%s); sending stops until there is room, then goes on "
+                      "by itself", record.message_id, full.describe(), exc)
+
+    def _channel_answers_again(self, channel: str) -> None:
+        """A probe got through: what waits for `channel` is due now, not at the end of its own back-off."""
+        waiting = self.journal.make_due(SENDABLE, channel)
+        if waiting:
+            log.info("%s: %d waiting message(s) are due now", channel, waiting)
+        if self.on_free is not None:
+            self.on_free()
+
+    def _guarded(self, row: int, probe: bool = False) -> None:
+        record: MessageRecord | None = None
         try:
-            self.send_one(self.journal.get(row))
+            record = self.journal.get(row)
+            self.send_one(record, probe)
+        except (OSError, sqlite3.OperationalError) as exc:
+            # The machine, not the message: a full disk, a folder we may not write. One line, and later again.
+            record = self.journal.get(row)
+            if is_disk_full(exc):
+                self._stop_for_full_disk(record, exc)
+            elif record.phase in SENDABLE:
+                self._later(record, f"a file could not be written ({exc})", level=logging.ERROR)
+            else:
+                log.error("message %s: a file could not be written (%s)", record.message_id, exc)
         except Exception:
             # One message's failure never stops the others; it is tried again later.
             log.exception("sending journal row %d failed unexpectedly; it will be tried again", row)
             self._later(self.journal.get(row), "an unexpected error; see the log")
         finally:
+            if probe and record is not None and record.channel:
+                self.circuits[record.channel].probe_done()  # a probe that never reached the channel frees its turn
             with self._lock:
                 self._in_flight.discard(row)
             if self.on_free is not None:
                 self.on_free()  # a worker is free: fetch the next due message now, not at the next interval
             self.statuses.flush_soon()  # a send never waits for other messages' status files
 
-    def send_one(self, record: MessageRecord) -> None:
+    def send_one(self, record: MessageRecord, probe: bool = False) -> None:
+        """One try at `record`; a `probe` tests its channel's paused circuit (and is sent even though it waits)."""
         if record.phase not in (Phase.ACCEPTED, Phase.SENDING):
             return
         if record.deadline is not None and record.deadline <= self.clock.now():
@@ -126,6 +181,7 @@ class Sender:
             self._fail(record, [f"the claimed drop for message {record.message_id} is gone from the work area"])
             return
         route_fields: dict = {}
+        circuit: ChannelCircuit | None = None  # known once the channel is
         try:
             sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
             route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level, sidecar.channel)
@@ -141,6 +197,10 @@ class Sender:
             problems = channel.validate(message, service)
             if problems:
                 raise PermanentChannelError("; ".join(problems))
+            circuit = self.circuits[channel.name]
+            if circuit.is_open and not probe:
+                self._hold(record, channel.name, circuit.seconds_left(), route_fields)
+                return
             package = channel.prepare(message, service, self.packages / record.message_id)
             expects_receipt = channel.capabilities.expects_receipt(sidecar.message_type)
             route_fields["route_reason"] = _with_note(
@@ -156,9 +216,18 @@ class Sender:
                 }
                 self.journal.move(record.row, Phase.SENDING, detail=detail, **route_fields)
 
-            reference = channel.send(package, record.detail.get("reference"), remember)
+            try:
+                reference = channel.send(package, record.detail.get("reference"), remember)
+            except RetryableChannelError as exc:
+                circuit.failed(exc)
+                raise
+            except PermanentChannelError:
+                circuit.succeeded()  # a refusal is an answer: the channel is up
+                raise
+            circuit.succeeded()
         except RetryableChannelError as exc:
-            self._later(record, str(exc), route_fields)
+            self._later(record, str(exc), route_fields, retry_after_of(exc),
+                        channel_working=circuit is not None and circuit.working())
             return
         except (PermanentChannelError, ValidationError) as exc:
             self._fail(record, [str(exc)], route_fields)
@@ -212,7 +281,28 @@ class Sender:
             settle(self.journal, record.row)  # statuses that overtook the send (after a crash) count now
             record = self.journal.get(record.row)
         log.info("message %s sent on %s", record.message_id, record.channel)
-        self._file_away(record, claim_folder)
+        try:
+            self._file_away(record, claim_folder)
+        except OSError as exc:
+            where = DiskFull(self.config.folders.sent, 0).describe() if is_disk_full(exc) else exc
+            log.error("message %s was sent, but its originals could not be moved to %s: %s; they stay in %s "
+                      "and are moved at the next send pass that finds room", record.message_id,
+                      self.config.folders.sent, where, claim_folder)
+            with self._lock:
+                self._unfiled.append((record, claim_folder))
+
+    def _file_away_left(self) -> None:
+        """Originals of sent messages that could not be moved to sent/ before: moved now (once there is room)."""
+        with self._lock:
+            unfiled, self._unfiled = self._unfiled, []
+        for index, (record, claim_folder) in enumerate(unfiled):
+            try:
+                self._file_away(record, claim_folder)
+            except OSError:
+                with self._lock:
+                    self._unfiled.extend(unfiled[index:])  # still no room: the next pass tries again, quietly
+                return
+            log.info("message %s: its originals are in %s now", record.message_id, self.config.folders.sent)
 
     def _file_away(self, record: MessageRecord, claim_folder: Path | None) -> None:
         """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
@@ -220,19 +310,38 @@ class Sender:
             file_sent(claim_folder, self.config.folders.sent, record.drop_name or "drop")
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
-    def _later(self, record: MessageRecord, reason: str, route_fields: dict | None = None) -> None:
+    def _hold(self, record: MessageRecord, channel: str, seconds_left: float, route_fields: dict) -> None:
+        """The message's channel is paused: it waits for the channel (not an attempt of its own) and goes when the
+        channel answers again; until then, a due time past the pause keeps it out of the way."""
+        route_fields = dict(route_fields)
+        detail = {**record.detail, **route_fields.pop("detail", {})}
+        next_at = self.clock.now().timestamp() + max(seconds_left, 1.0) + self.circuits[channel].max_pause
+        if record.deadline is not None:
+            next_at = min(next_at, record.deadline.timestamp())
+        self.journal.update(record.row, next_attempt_at=next_at, detail=detail, **route_fields)
+        log.debug("message %s waits for %s, which is paused", record.message_id, channel)
+
+    def _later(
+        self, record: MessageRecord, reason: str, route_fields: dict | None = None, retry_after: float | None = None,
+        level: int = logging.WARNING, channel_working: bool = False,
+    ) -> None:
         route_fields = dict(route_fields or {})
         # Re-read: remember() may have committed the channel's reference meanwhile, and a retry that
         # forgot it would start a second transfer of a message the channel may already hold.
         record = self.journal.get(record.row)
         detail = {**record.detail, **route_fields.pop("detail", {}), "last_error": reason}
         attempts = record.attempts + 1
-        delay = self.retry.delay(attempts)
+        delay = self.retry.delay(attempts, retry_after, channel_working)
         next_at = self.clock.now().timestamp() + delay
         if record.deadline is not None and next_at >= record.deadline.timestamp():
             next_at = record.deadline.timestamp()  # the expiry sweep takes it from there
         self.journal.update(record.row, attempts=attempts, next_attempt_at=next_at, detail=detail, **route_fields)
-        log.warning("message %s: %s; trying again in %.0f s (attempt %d)", record.message_id, reason, delay, attempts)
+        channel = record.channel or route_fields.get("channel") or "no channel yet"
+        self.repeated.log(
+            level, f"sending on {channel}: {same_kind(reason)}",
+            "message %s on %s: %s; trying again in %.0f s (attempt %d)",
+            record.message_id, channel, reason, delay, attempts,
+        )
 
     def _fail(self, record: MessageRecord, problems: list[str], route_fields: dict | None = None) -> None:
         route_fields = {key: value for key, value in (route_fields or {}).items() if key != "detail"}
@@ -263,6 +372,14 @@ class Sender:
         if claimed is not None and claimed.folder.exists():
             park_claim(record, claimed.folder, claimed.name, self.config.folders.failed, self.clock.now())
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the files in `folder` (a claimed drop), 0 when it cannot be read."""
+    try:
+        return sum(entry.stat().st_size for entry in folder.rglob("*") if entry.is_file())
+    except OSError:
+        return 0
 
 
 def _with_note(reason: str | None, note: str) -> str | None:

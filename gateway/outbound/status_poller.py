@@ -18,6 +18,7 @@ from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter
 
@@ -43,6 +44,7 @@ class StatusPoller:
         self.batch = batch
         self.watch_days = watch_days
         self.cursor_name = f"status-poll:{channel.name}"
+        self.repeated = RepeatedErrors(log, noun="polls")
 
     def _next(
         self, walk: str, limit: int, query: Callable[[str, int, int], list[MessageRecord]]
@@ -63,6 +65,7 @@ class StatusPoller:
         """One round: the next batch of messages waiting for LEVERT first (they have a deadline), and with
         what is left of the batch the next of those that may still get LEST or a late LEVERT. Returns how
         many statuses were new."""
+        self.repeated.flush()
         # Most of the batch goes to messages waiting for LEVERT; a quarter is kept for the late walk, so
         # neither starves the other however many there are of each.
         records = self._next("sent", self.batch - self.batch // 4, self.journal.awaiting_delivery)
@@ -81,7 +84,8 @@ class StatusPoller:
         try:
             updates = self.channel.poll_statuses(sent) if sent else []
         except ChannelError as exc:
-            log.warning(
+            self.repeated.log(
+                logging.WARNING, f"status poll on {self.channel.name}: {same_kind(str(exc))}",
                 "polling %s for the statuses of %d message(s) failed: %s; the next round tries again",
                 self.channel.name, len(sent), exc,
             )

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.contract.status import StatusReport, render_status
+from gateway.diskspace import DiskFull, is_disk_full
 from gateway.fsio import TEMP_PREFIX, fsync_dir
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsummary import RepeatedErrors, same_kind
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class StatusWriter:
         self._background: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closing = False
+        self._repeated = RepeatedErrors(log, noun="flushes")
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -161,7 +164,16 @@ class StatusWriter:
                 dirty = self.journal.dirty(limit)
                 if not dirty:
                     return written
-                self.write_many(dirty)
+                try:
+                    self.write_many(dirty)
+                except OSError as exc:
+                    # A full disk or a folder we may not write: one line (repeats summarised), and the files
+                    # stay owed, so the next flush that can write them does.
+                    where = DiskFull(self.folder, 0).describe() if is_disk_full(exc) else str(exc)
+                    self._repeated.log(logging.ERROR, f"status files: {same_kind(where)}",
+                                       "status files could not be written to %s: %s; the next flush tries again",
+                                       self.folder, where)
+                    return written
                 self.journal.mark_clean(dirty)
                 written += len(dirty)
                 if len(dirty) < limit:

@@ -2,7 +2,8 @@
 
 Every answer is requested as `application/jose` and verified against the registry's `/jwk` key
 set before a single field is read: an unsigned answer, a bad signature or an unknown key is a
-SecurityError, never a fallback. Answers are cached per (identifier, process, security level).
+SecurityError, never a fallback. Answers are cached per (identifier, process, security level), and
+threads asking the same question at once share one request.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ def parse_answer(body: Any) -> RegistryAnswer:
     )
 
 
+class _Flight:
+    """One lookup under way; threads asking the same question wait for it instead of asking again."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: RegistryAnswer | None = None
+        self.error: BaseException | None = None
+
+
 class ServiceRegistryClient:
     """Looks receivers up in the service registry at `base_url` (…/adressetjeneste or sandbox /sr)."""
 
@@ -106,6 +116,8 @@ class ServiceRegistryClient:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, int | None], tuple[float, RegistryAnswer]] = {}
         self._keys: dict[str, Any] = {}
+        self._flights: dict[tuple[str, str, int | None], _Flight] = {}  # lookups under way, by question
+        self._keys_lock = threading.Lock()  # one key-set fetch at a time
 
     def lookup(
         self,
@@ -121,6 +133,30 @@ class ServiceRegistryClient:
             cached = self._cache.get(key)
             if cached and cached[0] > self.clock.monotonic():
                 return cached[1]
+            flight = self._flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leading:
+            # The same question is being asked already: its answer (or its error) is ours too.
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            assert flight.answer is not None
+            return flight.answer
+        try:
+            flight.answer = self._ask(key, conversation_id)
+            return flight.answer
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def _ask(self, key: tuple[str, str, int | None], conversation_id: str | None) -> RegistryAnswer:
+        identifier, process, security_level = key
         params: dict[str, str] = {}
         if security_level is not None:
             params["securityLevel"] = str(security_level)
@@ -178,7 +214,11 @@ class ServiceRegistryClient:
         with self._lock:
             if kid in self._keys:
                 return self._keys[kid]
-        self._fetch_keys()
+        with self._keys_lock:
+            with self._lock:
+                if kid in self._keys:
+                    return self._keys[kid]  # fetched by the thread we waited for
+            self._fetch_keys()
         with self._lock:
             if kid in self._keys:
                 return self._keys[kid]

@@ -1,0 +1,143 @@
+"""A full disk at the receiver: nothing half-written, one clear line naming the folder, no re-download loop,
+and every message arrives once when space is freed. B's folders live on a small tmpfs of their own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
+from tests.dpo.statusfiles import current
+from tests.foundation.drops import pdf_bytes, sidecar_xml
+from tests.logcheck import log_records
+
+from .support import BROKER_POSTS, DOWNLOADS, counting, drop_messages, fired, set_faults
+
+MIB = 1 << 20
+FULL_LINE = r"could not be stored: the file system of .* is full"
+
+
+def _mount_tmpfs(folder, size_mib: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(folder)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"this machine does not let the test mount a tmpfs: {done.stderr.strip()}")
+
+
+def _ballast(folder, leave_free: int):
+    ballast = folder / "ballast"
+    with open(ballast, "wb") as handle:
+        handle.truncate(0)
+        chunk = b"\0" * MIB
+        while shutil.disk_usage(folder).free > leave_free + MIB:
+            handle.write(chunk)
+        handle.write(b"\0" * max(shutil.disk_usage(folder).free - leave_free, 0))
+    return ballast
+
+
+def test_a_full_disk_stops_downloads_says_where_and_resumes_when_space_is_freed(tmp_path):
+    sandbox = SandboxProcess(tmp_path / "sandbox")
+    var_b = tmp_path / "b" / "var"
+    _mount_tmpfs(var_b, 16)
+    gateways = []
+    try:
+        b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B), allowed_log=(FULL_LINE,)).start()
+        gateways.append(b)
+        ballast = _ballast(var_b, leave_free=MIB + MIB // 2)
+        set_faults(sandbox, counting("GET", DOWNLOADS))
+        a = Gateway(tmp_path / "a", gateway_config(tmp_path / "a", sandbox, A)).start()
+        gateways.append(a)
+        ids = drop_messages(a, 3, size=2 * MIB)  # each document more than B has room for
+        wait(lambda: all(current(a.status, m) == "SENDT" for m in ids), message="three sent")
+        a.process.stop()  # from here on every download counted is B's (A would fetch B's MOTTATT too)
+
+        wait(lambda: [t for _l, t in log_records(b.log()) if "is full" in t], message="B notices the full disk")
+        downloads_when_full = fired(sandbox)[0]
+        time.sleep(4)  # a dozen polls of B
+        assert fired(sandbox)[0] == downloads_when_full, "nothing is downloaded again while the disk is full"
+        assert downloads_when_full <= 3
+        assert os.listdir(b.inbox) == [], "nothing half-written in the inbox"
+        assert os.listdir(b.var / "state" / "inbox-staging") == [], "nor left behind in staging"
+        full = [(level, text) for level, text in log_records(b.log()) if "is full" in text]
+        assert len(full) == 1, full
+        [(level, text)] = full
+        assert level == "ERROR" and "Traceback" not in b.log()
+        assert str(var_b / "state" / "inbox-staging") in text, "the line names the folder whose file system is full"
+        assert "MiB free" in text and "MiB needed" in text and "downloading stops until there is room" in text
+
+        ballast.unlink()
+        wait(lambda: sorted(os.listdir(b.inbox)) == sorted(ids), timeout=30, message="all three in B's inbox")
+        assert "has room again" in b.log()
+        for message_id in ids:
+            assert (b.inbox / message_id / "brev.pdf").stat().st_size > 2 * MIB
+        assert fired(sandbox)[0] <= downloads_when_full + 3, "each downloaded once more, no more"
+    finally:
+        for gateway in gateways:
+            gateway.process.stop()
+        sandbox.stop()
+        subprocess.run(["umount", "-l", str(var_b)], check=False)
+
+
+def test_a_full_disk_at_the_sender_stops_sending_says_where_and_resumes_when_space_is_freed(tmp_path):
+    sandbox = SandboxProcess(tmp_path / "sandbox")
+    var_a = tmp_path / "a" / "var"
+    _mount_tmpfs(var_a, 32)
+    gateways = []
+    try:
+        set_faults(sandbox, counting("POST", BROKER_POSTS))
+        a = Gateway(tmp_path / "a", gateway_config(tmp_path / "a", sandbox, A), allowed_log=(SENDER_FULL_LINE,))
+        for name in ("outbox", "status", "inbox", "failed", "sent", "state"):
+            (var_a / name).mkdir(exist_ok=True)
+        staging = var_a / "drops"
+        ids = _staged_drops(staging, 2, 5 * MIB)  # packed on disk (past 4 MiB), beside the drop
+        a.start()
+        gateways.append(a)
+        ballast = _ballast(var_a, leave_free=2 * MIB)
+        for folder in sorted(staging.iterdir()):
+            folder.rename(a.outbox / folder.name)  # one rename each, as the contract says: no space needed
+
+        wait(lambda: [t for _l, t in log_records(a.log()) if "is full" in t], message="A notices the full disk")
+        time.sleep(3)  # ten send passes
+        full = [(level, text) for level, text in log_records(a.log()) if "is full" in text]
+        assert len(full) == 1, full
+        [(level, text)] = full
+        assert level == "ERROR" and "Traceback" not in a.log()
+        assert str(var_a / "state" / "outgoing") in text and "MiB needed" in text
+        assert "sending stops until there is room" in text
+        assert fired(sandbox)[0] == 0, "nothing half-packed was uploaded"
+        assert os.listdir(var_a / "state" / "outgoing") == [], "no torn package holds the space"
+
+        ballast.unlink()
+        wait(lambda: all(current(a.status, m) == "SENDT" for m in ids), timeout=20, message="both sent")
+        assert "has room again" in a.log()
+        assert sorted(os.listdir(a.var / "sent")) == ["brev-0", "brev-1"]
+    finally:
+        for gateway in gateways:
+            gateway.process.stop()
+        sandbox.stop()
+        subprocess.run(["umount", "-l", str(var_a)], check=False)
+
+
+SENDER_FULL_LINE = r"could not be prepared: the file system of .* is full"
+
+
+def _staged_drops(staging, count: int, size: int) -> list[str]:
+    ids = []
+    for index in range(count):
+        message_id = str(uuid.uuid4())
+        sidecar = sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>",
+                              documents=[{"file": "brev.pdf", "main": True, "mime": "application/pdf"}])
+        folder = staging / f"brev-{index}"
+        folder.mkdir(parents=True)
+        (folder / "brev.pdf").write_bytes(pdf_bytes(f"brev {index}") + os.urandom(size))
+        (folder / "message.xml").write_bytes(sidecar)
+        ids.append(message_id)
+    return ids
