@@ -106,6 +106,8 @@ class ServiceRegistryClient:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, int | None], tuple[float, RegistryAnswer]] = {}
         self._keys: dict[str, Any] = {}
+        self.cache_hits = 0  # for the metrics
+        self.cache_misses = 0
 
     def lookup(
         self,
@@ -120,7 +122,9 @@ class ServiceRegistryClient:
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] > self.clock.monotonic():
+                self.cache_hits += 1
                 return cached[1]
+            self.cache_misses += 1
         params: dict[str, str] = {}
         if security_level is not None:
             params["securityLevel"] = str(security_level)
