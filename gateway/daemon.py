@@ -170,21 +170,23 @@ class Daemon:
             return
         self.reload_refused = None
         plan = plan_reload(self.config, fresh)
-        self.config = plan.effective
-        self._apply(plan.live)
-        self.restart_needed = plan.needs_restart
         applied = ", ".join(f"{key}={value}" for key, value in plan.live.items()) or "nothing changed"
+        # Logged at the more talkative of the old and new levels: a new level must not hide its own change.
+        root = logging.getLogger()
+        root.setLevel(min(root.level, logging.getLevelName(fresh.logging.level)))
         log.info("reloaded %s: applied %s", source, applied)
         if plan.needs_restart:
             log.warning(
                 "reloaded %s: these changes wait for a restart: %s", source, ", ".join(plan.needs_restart)
             )
+        self.config = plan.effective
+        self.restart_needed = plan.needs_restart
+        self._apply(plan.live)
         systemd.notify(f"STATUS={self.status_line()}")
 
     def _apply(self, live: dict[str, object]) -> None:
         config = self.config
-        if "logging.level" in live:
-            logging.getLogger().setLevel(config.logging.level)
+        logging.getLogger().setLevel(config.logging.level)
         if "ops.heartbeat_grace_seconds" in live:
             self.heartbeats.grace_seconds = config.ops.heartbeat_grace_seconds
         self.intake.config = config

@@ -46,6 +46,8 @@ class IntakeLoop:
         while not self._stop.is_set():
             try:
                 now = clock.monotonic()
+                # A shorter scan_interval (SIGHUP) brings the next full scan forward; a longer one waits for it.
+                full_scan_due = min(full_scan_due, now + self.scan_interval)
                 reason = self.hold_reason() if self.hold_reason else None
                 if reason != held:
                     if reason:
