@@ -59,6 +59,7 @@ class Daemon:
     def start(self) -> None:
         config = self.config
         logging.getLogger().addHandler(self.last_problem)
+        logging.getLogger("apscheduler.scheduler").addFilter(_skipped_run_filter)
         prepare_folders(config)
         if config.keystore.configured:
             for warning in checks.keystore_warnings(config, self.clock.now()):
@@ -126,7 +127,7 @@ class Daemon:
         assert self.scheduler is not None
         self.heartbeats.register(name, seconds)
         self.scheduler.add_job(
-            self.heartbeats.beating(name, run), "interval", seconds=seconds, id=name,
+            self.heartbeats.beating(name, run), "interval", seconds=seconds, id=name, name=name,
             max_instances=1, coalesce=True, misfire_grace_time=60,
         )
 
@@ -253,6 +254,7 @@ class Daemon:
         if self.lock:
             self.lock.release()
         logging.getLogger().removeHandler(self.last_problem)
+        logging.getLogger("apscheduler.scheduler").removeFilter(_skipped_run_filter)
         self._stopped.set()
 
     def run_forever(self) -> None:
@@ -291,3 +293,9 @@ def _dotted(config: Config, key: str) -> float:
         value = getattr(value, part)
     assert isinstance(value, int | float)
     return float(value)
+
+
+def _skipped_run_filter(record: logging.LogRecord) -> bool:
+    """APScheduler warns at every interval that a job still running was skipped; for a hung job the
+    watchdog says so once, by name ("worker ... has not reported")."""
+    return "maximum number of running instances reached" not in record.getMessage()
