@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.dpo.network import A, PEER, Gateway, SandboxProcess, gateway_config, wait
+from tests.dpo.network import PEER, A, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.ops.support import OpsDaemon, healthz

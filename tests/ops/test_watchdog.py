@@ -46,6 +46,7 @@ def test_a_hung_receiver_stops_the_watchdog_and_healthz_names_it(tmp_path, sandb
         httpx.post(f"{sandbox.url}/_faults", json=stall, timeout=10).raise_for_status()
         wait_for(lambda: healthz(base)[0] == 503, 20, interval=0.2, message="/healthz turning unhealthy")
         code, report = healthz(base)
+        assert code == 503 and report["healthy"] is False
         assert report["late_workers"] == ["inbound-DPO"]
         assert report["workers"]["inbound-DPO"]["late"] is True
         assert report["workers"]["intake"]["late"] is False and report["workers"]["sender"]["late"] is False
