@@ -241,6 +241,7 @@ def test_intake_resumes_by_itself_when_space_returns(tmp_path, small_disk):
         filler.unlink()
         daemon.wait_log("intake resumes: free space is back above every floor")
         wait_for(lambda: not drop.exists(), 15, message="the held drop taken")
+        wait_for(lambda: status_files(tmp_path / "var" / "status"), 15, message="its status file")
         [path] = status_files(tmp_path / "var" / "status")
         assert current_status(path) == "OPPRETTET"
     finally:
