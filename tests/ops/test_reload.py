@@ -101,3 +101,49 @@ def test_a_change_that_needs_a_restart_is_named_and_the_running_value_stays(tmp_
     finally:
         daemon.stop()
         listener.close()
+
+
+def test_a_new_job_interval_reschedules_the_job(tmp_path):
+    config, daemon = _daemon(tmp_path)
+    edit_config(config, retention={"purge_interval_minutes": 600})
+    daemon.stop()
+    daemon = OpsDaemon(config, tmp_path / "daemon.log").start()
+    try:
+        base = daemon.endpoint()
+        time.sleep(1.5)
+        _, report = healthz(base)
+        assert report["workers"]["retention"]["seconds_since_beat"] > 1.4  # every 10 hours: not run yet
+        edit_config(config, retention={"purge_interval_minutes": 0.005})  # every 0.3 s
+        daemon.hup()
+        daemon.wait_log("applied retention.purge_interval_minutes=0.005")
+        time.sleep(1)
+        _, report = healthz(base)
+        assert report["workers"]["retention"]["interval_seconds"] == 0.3
+        assert report["workers"]["retention"]["seconds_since_beat"] < 0.9
+    finally:
+        daemon.stop()
+
+
+def test_a_new_channel_poll_interval_reschedules_its_job(tmp_path):
+    from tests.dpo.network import A, SandboxProcess, gateway_config
+
+    sandbox = SandboxProcess(tmp_path / "sandbox")
+    root = tmp_path / "a"
+    config = gateway_config(root, sandbox, A, ops={"enabled": True, "port": 0},
+                            channels={"dpo": {"inbound_poll_seconds": 3600}})
+    daemon = OpsDaemon(config, root / "daemon.log").start()
+    try:
+        base = daemon.endpoint()
+        time.sleep(1.5)
+        _, report = healthz(base)
+        assert report["workers"]["inbound-DPO"]["seconds_since_beat"] > 1.4
+        edit_config(config, channels={"dpo": {"inbound_poll_seconds": 0.3}})
+        daemon.hup()
+        daemon.wait_log("applied channels.dpo.inbound_poll_seconds=0.3")
+        time.sleep(1.5)
+        _, report = healthz(base)
+        assert report["workers"]["inbound-DPO"]["interval_seconds"] == 0.3
+        assert report["workers"]["inbound-DPO"]["seconds_since_beat"] < 1.2
+    finally:
+        daemon.stop()
+        sandbox.stop()
