@@ -164,7 +164,9 @@ class Daemon:
         source = self.config.source
         try:
             fresh = self._load(source)
-        except ConfigError as exc:
+        except (ConfigError, OSError) as exc:
+            if isinstance(exc, OSError):
+                exc = ConfigError(f"{source}: cannot read it ({exc.strerror}); fix its permissions")
             self.reload_refused = str(exc)
             log.error("reload refused, running on with the configuration loaded before: %s", exc)
             systemd.notify(f"STATUS={self.status_line()}")

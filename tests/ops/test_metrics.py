@@ -107,3 +107,45 @@ def test_metrics_count_a_batch_over_dpo_and_dpv(tmp_path, sandbox):
         assert report["status"].startswith("queued 0, sending 0, failed 1")
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def replying_sandbox(tmp_path):
+    network = SandboxProcess(tmp_path / "sandbox", reply=True)
+    yield network
+    network.stop()
+
+
+def test_a_received_message_is_counted_in_the_inbox_and_when_it_is_taken(tmp_path, replying_sandbox):
+    root = tmp_path / "a"
+    config = gateway_config(
+        root, replying_sandbox, A, ops={"enabled": True, "port": 0},
+        folders={"inbox_staging": "var/inbox-staging"},
+    )
+    gateway = Gateway(root, config)
+    daemon = OpsDaemon(config, root / "daemon.log").start()
+    gateway.process = daemon
+    try:
+        base = daemon.endpoint()
+        _drop(gateway, "med-svar", PEER)
+        wait(lambda: any(gateway.inbox.iterdir()), timeout=60, message="the peer's reply in the inbox")
+        [reply] = list(gateway.inbox.iterdir())
+        assert (root / "var" / "inbox-staging").is_dir() and not any((root / "var" / "inbox-staging").iterdir())
+        assert not (root / "var" / "state" / "inbox-staging").exists()
+        wait(lambda: value(scrape(base), "efm_gateway_oldest_inbox_age_seconds") > 0.5, timeout=10,
+             message="the reply's age in the inbox")
+        samples = scrape(base)
+        assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", status="INNKOMMENDE_MOTTATT") == 1
+        assert value(samples, "efm_gateway_queue_depth", phase="in_inbox") == 1
+
+        for item in reply.iterdir():
+            item.unlink()
+        reply.rmdir()  # the archive system takes it
+        wait(lambda: value(scrape(base), "efm_gateway_queue_depth", phase="in_inbox") == 0, timeout=30,
+             message="the reply taken")
+        samples = scrape(base)
+        assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", status="INNKOMMENDE_LEVERT") == 1
+        assert value(samples, "efm_gateway_inbox_pickup_seconds_count", channel="DPO") == 1
+        assert value(samples, "efm_gateway_oldest_inbox_age_seconds") == 0
+    finally:
+        daemon.stop()
