@@ -84,6 +84,8 @@ class Daemon:
                 "no network in %s (service registry, token endpoint and a channel): drops are accepted and "
                 "journaled, but not sent", config.source,
             )
+        if self.ops:
+            self.ops.start()  # before any worker runs: a port taken stops the start cleanly
         wake_sender = self.sender_loop.wake.set if self.sender_loop else None
         self.intake = Intake(
             config,
@@ -112,8 +114,6 @@ class Daemon:
                 self._schedule(job.name, job.run, job.seconds)
             self._schedule("pick-up", self._after_delivery, PICK_UP_SECONDS)
         self.scheduler.start()
-        if self.ops:
-            self.ops.start()
         self.watchdog = Watchdog(self.heartbeats, systemd.watchdog_interval(), self.status_line)
         self.watchdog.start()
         systemd.notify("READY=1")

@@ -26,6 +26,8 @@ START_TIMEOUT_S = 15.0
 
 
 class _ThreadedUvicorn(uvicorn.Server):
+    """uvicorn in a thread of its own; off the main thread it leaves the signals to the daemon."""
+
     def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
         super().__init__(config)
         self.ready = ready
@@ -33,9 +35,6 @@ class _ThreadedUvicorn(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.ready.set()
-
-    def install_signal_handlers(self) -> None:  # the daemon owns the signals
-        pass
 
 
 class OpsServer:

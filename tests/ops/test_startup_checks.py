@@ -4,6 +4,7 @@ that does not answer, a certificate near its end) is a warning and the daemon ru
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -246,3 +247,18 @@ def test_intake_resumes_by_itself_when_space_returns(tmp_path, small_disk):
         assert current_status(path) == "OPPRETTET"
     finally:
         daemon.stop()
+
+
+def test_an_ops_port_already_taken_stops_the_start_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path)
+        edit_config(config, ops={"enabled": True, "port": port})
+        result = _cli("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert _only_line(result) == (
+        f"efm-gateway: ops.address/ops.port: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "choose a free port (or 0 for any) or turn the endpoint off with ops.enabled: false"
+    )
