@@ -114,10 +114,9 @@ class Daemon:
                 self._schedule(job.name, job.run, job.seconds)
             self._schedule("pick-up", self._after_delivery, PICK_UP_SECONDS)
         self.scheduler.start()
+        systemd.notify("READY=1")
         self.watchdog = Watchdog(self.heartbeats, systemd.watchdog_interval(), self.status_line)
         self.watchdog.start()
-        systemd.notify("READY=1")
-        systemd.notify(f"STATUS={self.status_line()}")
         log.info(
             "efm-gateway is running for organisation %s; outbox %s", config.organisation.orgnr, config.folders.outbox
         )

@@ -13,7 +13,7 @@ from gateway.errors import ConfigError, SecurityError
 from gateway.ops.httpwatch import HttpOutcomes
 
 EXPIRY_WARNING = timedelta(days=30)
-PROBE_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 3.0  # check-config runs before every start (ExecStartPre): keep it short
 
 
 def keystore_warnings(config: Config, now: datetime) -> list[str]:

@@ -56,11 +56,13 @@ class Watchdog:
 
     def _run(self) -> None:
         tick = min(self.watchdog_interval or STATUS_EVERY_S, STATUS_EVERY_S)
-        while not self._stop.wait(tick):
+        while True:
             try:
                 self.check()
             except Exception:
                 log.exception("the watchdog check failed; trying again")
+            if self._stop.wait(tick):
+                return
 
     def check(self) -> None:
         late = self.heartbeats.late()
