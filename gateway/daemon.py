@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -46,7 +47,7 @@ class Daemon:
         self.restart_needed: tuple[str, ...] = ()
         self.reload_refused: str | None = None
         self.hold_reason = intake_hold_reason(lambda: self.config)
-        self.ops = None
+        self.ops: Any = None  # gateway.ops.service.OpsEndpoint when ops.enabled
         self.watchdog: Watchdog | None = None
         self._stopped = threading.Event()
         self.lock: InstanceLock | None = None
@@ -68,16 +69,16 @@ class Daemon:
         self.lock.acquire()
         self.journal = Journal(config.folders.journal_path, self.clock)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock)
-        from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
+        if config.ops.enabled:
+            from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
 
-        self.ops = OpsEndpoint(self) if config.ops.enabled else None
+            self.ops = OpsEndpoint(self)
         if config.network_configured:
             self.network = build_network(
                 config, self.journal, self.statuses, self.clock, self.ops.http_outcomes if self.ops else None
             )
             self.sender_loop = SenderLoop(self.network.sender, config.network.send_interval_seconds)
             self.sender_loop.on_round = lambda: self.heartbeats.beat("sender")
-            self.heartbeats.register("sender", config.network.send_interval_seconds)
             threading.Thread(target=self._probe_network, name="probe", daemon=True).start()
         else:
             log.warning(
@@ -109,6 +110,7 @@ class Daemon:
         self._schedule("status-flush", self.statuses.flush, STATUS_FLUSH_SECONDS)
         self._schedule("retention", self._retention, config.retention.purge_interval_minutes * 60)
         if self.network and self.sender_loop:
+            self.heartbeats.register("sender", config.network.send_interval_seconds)
             self.sender_loop.start()
             for job in self.network.jobs:
                 self._schedule(job.name, job.run, job.seconds)

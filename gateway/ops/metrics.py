@@ -1,8 +1,8 @@
 """Prometheus metrics, read at scrape time from the journal (cheap SQL on indexed columns) and from
 the few counters the running parts keep, so the pipeline needs almost no hooks.
 
-Latency histograms are fed incrementally: each scrape reads the status events committed since the
-last one (events.id only grows) and observes them.
+Counts of statuses and the latency histograms are fed incrementally: each scrape reads the status
+events committed since the last one (events.id only grows).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -24,6 +24,7 @@ from gateway.ops.disk import folder_space
 from gateway.ops.httpwatch import HttpOutcomes
 
 OPEN_PHASES = tuple(phase.value for phase in Phase if phase not in FINISHED)
+INCOMING_PHASES = frozenset({Phase.RECEIVED, Phase.IN_INBOX, Phase.TAKEN, Phase.QUARANTINED})
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
 EVENTS_PER_SCRAPE = 100_000  # bounded work: a large backlog of events is observed over several scrapes
 
@@ -55,17 +56,23 @@ class JournalMetrics(Collector):
                 self._db = None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        reached = GaugeMetricFamily(
-            "efm_gateway_messages",
-            "Messages in the journal that have reached each status, by direction and channel",
-            labels=["direction", "channel", "status"],
+        messages = GaugeMetricFamily(
+            "efm_gateway_messages", "Messages in the journal by direction, channel and phase",
+            labels=["direction", "channel", "phase"],
         )
-        for direction, channel, status, count in self.query(
-            "SELECT m.direction, coalesce(m.channel, ''), e.status, count(*) FROM events e "
-            "JOIN messages m ON m.id = e.message GROUP BY 1, 2, 3"
+        # (channel, phase) is read from its index alone; a phase says its direction, except `expired`
+        # (an outgoing message past its deadline, or an incoming one that arrived after it).
+        for channel, phase, count in self.query(
+            "SELECT coalesce(channel, ''), phase, count(*) FROM messages GROUP BY channel, phase"
         ):
-            reached.add_metric([direction, channel, status], count)
-        yield reached
+            if phase != Phase.EXPIRED:
+                messages.add_metric([_direction(phase), channel, phase], count)
+        for channel, direction, count in self.query(
+            "SELECT coalesce(channel, ''), direction, count(*) FROM messages WHERE phase = 'expired' "
+            "GROUP BY channel, direction"
+        ):
+            messages.add_metric([direction, channel, Phase.EXPIRED.value], count)
+        yield messages
         depth = GaugeMetricFamily(
             "efm_gateway_queue_depth", "Unfinished messages in each phase of the pipeline", labels=["phase"]
         )
@@ -91,14 +98,22 @@ class JournalMetrics(Collector):
         )
 
 
-class LatencyFeed:
-    """Observes send latency (OPPRETTET → SENDT), delivery latency (SENDT → LEVERT) and inbox pick-up
-    (INNKOMMENDE_MOTTATT → INNKOMMENDE_LEVERT) from the events committed since the last scrape."""
+class EventFeed:
+    """Reads the status events committed since the last scrape (events.id only grows) into counters
+    and histograms, so no scrape walks the whole journal. They count from the daemon's start.
+
+    Statuses recorded by direction, channel and status; send latency (OPPRETTET → SENDT), delivery
+    latency (SENDT → LEVERT), inbox pick-up (INNKOMMENDE_MOTTATT → INNKOMMENDE_LEVERT).
+    """
 
     def __init__(self, journal: JournalMetrics, registry: CollectorRegistry) -> None:
         self._journal = journal
         self._lock = threading.Lock()
         self._after = journal.query("SELECT coalesce(max(id), 0) FROM events")[0][0]
+        self.statuses = Counter(
+            "efm_gateway_statuses", "Statuses recorded since the start, by direction, channel and status",
+            ["direction", "channel", "status"], registry=registry,
+        )
         self.send = Histogram(
             "efm_gateway_send_latency_seconds", "From accepted (OPPRETTET) to taken by the channel (SENDT)",
             ["channel"], buckets=LATENCY_BUCKETS, registry=registry,
@@ -111,31 +126,37 @@ class LatencyFeed:
             "efm_gateway_inbox_pickup_seconds", "From a received message in the inbox to the archive system taking it",
             ["channel"], buckets=LATENCY_BUCKETS, registry=registry,
         )
+        self._latencies = {
+            "SENDT": ("OPPRETTET", self.send),
+            "LEVERT": ("SENDT", self.delivery),
+            "INNKOMMENDE_LEVERT": ("INNKOMMENDE_MOTTATT", self.pick_up),
+        }
 
     def feed(self) -> None:
         with self._lock:
             rows = self._journal.query(
-                "SELECT e.id, e.status, e.at, m.channel FROM events e JOIN messages m ON m.id = e.message "
-                "WHERE e.id > ? AND e.status IN ('SENDT', 'LEVERT', 'INNKOMMENDE_LEVERT') ORDER BY e.id LIMIT ?",
+                "SELECT e.id, e.message, e.status, e.at, m.direction, coalesce(m.channel, '') FROM events e "
+                "JOIN messages m ON m.id = e.message WHERE e.id > ? ORDER BY e.id LIMIT ?",
                 (self._after, EVENTS_PER_SCRAPE),
             )
-            if not rows:
-                self._after = max(self._after, self._journal.query("SELECT coalesce(max(id), 0) FROM events")[0][0])
-                return
-            for row_id, status, at, channel in rows:
-                start_status, histogram = {
-                    "SENDT": ("OPPRETTET", self.send),
-                    "LEVERT": ("SENDT", self.delivery),
-                    "INNKOMMENDE_LEVERT": ("INNKOMMENDE_MOTTATT", self.pick_up),
-                }[status]
+            for _row_id, message, status, at, direction, channel in rows:
+                self.statuses.labels(direction, channel, status).inc()
+                latency = self._latencies.get(status)
+                if latency is None:
+                    continue
+                start_status, histogram = latency
                 started = self._journal.query(
-                    "SELECT at FROM events WHERE message = (SELECT message FROM events WHERE id = ?) AND status = ?",
-                    (row_id, start_status),
+                    "SELECT at FROM events WHERE message = ? AND status = ?", (message, start_status)
                 )
                 if started:
                     seconds = (datetime.fromisoformat(at) - datetime.fromisoformat(started[0][0])).total_seconds()
-                    histogram.labels(channel or "").observe(max(0.0, seconds))
-            self._after = rows[-1][0]
+                    histogram.labels(channel).observe(max(0.0, seconds))
+            if rows:
+                self._after = rows[-1][0]
+
+
+def _direction(phase: str) -> str:
+    return "in" if phase in INCOMING_PHASES else "out"
 
 
 class PartsMetrics(Collector):

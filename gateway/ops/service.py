@@ -18,7 +18,7 @@ from gateway.ops.checks import endpoint_names
 from gateway.ops.disk import MIB, folder_space
 from gateway.ops.health import Heartbeats
 from gateway.ops.httpwatch import HttpOutcomes
-from gateway.ops.metrics import JournalMetrics, LatencyFeed, PartsMetrics, commit_histogram
+from gateway.ops.metrics import EventFeed, JournalMetrics, PartsMetrics, commit_histogram
 from gateway.ops.server import OpsServer
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,12 @@ class OpsEndpoint:
         self.registry = CollectorRegistry(auto_describe=False)
         self._journal_metrics = JournalMetrics(config.folders.journal_path)
         self.registry.register(self._journal_metrics)
-        self._latency = LatencyFeed(self._journal_metrics, self.registry)
+        self._events = EventFeed(self._journal_metrics, self.registry)
         commits = commit_histogram(self.registry)
         daemon.journal.on_commit = commits.observe
         self.registry.register(PartsMetrics(lambda: daemon.config, self.http_outcomes, self._registry_counts))
         self.server = OpsServer(
-            config.ops.address, config.ops.port, self.registry, self.health, self._latency.feed,
+            config.ops.address, config.ops.port, self.registry, self.health, self._events.feed,
             extra_routes=self._operator_page(),
         )
 

@@ -72,15 +72,20 @@ def test_metrics_count_a_batch_over_dpo_and_dpv(tmp_path, sandbox):
         wait(lambda: current(gateway.status, failing) == "FEIL", timeout=60, message="the failing DPV message FEIL")
 
         samples = scrape(base)
-        messages = "efm_gateway_messages"
+        statuses = "efm_gateway_statuses_total"
         for status in ("OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"):
-            assert value(samples, messages, direction="out", channel="DPO", status=status) == 3, status
+            assert value(samples, statuses, direction="out", channel="DPO", status=status) == 3, status
         for status in ("OPPRETTET", "SENDT", "LEVERT", "LEST"):
-            assert value(samples, messages, direction="out", channel="DPV", status=status) == 2 + (
+            assert value(samples, statuses, direction="out", channel="DPV", status=status) == 2 + (
                 status in ("OPPRETTET", "SENDT")
             ), status
-        assert value(samples, messages, direction="out", channel="DPV", status="MOTTATT") == 0
-        assert value(samples, messages, direction="out", channel="DPV", status="FEIL") == 1
+        assert value(samples, statuses, direction="out", channel="DPV", status="MOTTATT") == 0
+        assert value(samples, statuses, direction="out", channel="DPV", status="FEIL") == 1
+        messages = "efm_gateway_messages"
+        assert value(samples, messages, direction="out", channel="DPO", phase="done") == 3
+        assert value(samples, messages, direction="out", channel="DPV", phase="done") == 2
+        assert value(samples, messages, direction="out", channel="DPV", phase="failed") == 1
+        assert value(samples, messages, direction="out", channel="DPO", phase="sent") == 0
         assert value(samples, "efm_gateway_send_latency_seconds_count", channel="DPO") == 3
         assert value(samples, "efm_gateway_send_latency_seconds_count", channel="DPV") == 3
         assert value(samples, "efm_gateway_delivery_latency_seconds_count", channel="DPO") == 3
@@ -135,7 +140,9 @@ def test_a_received_message_is_counted_in_the_inbox_and_when_it_is_taken(tmp_pat
         wait(lambda: value(scrape(base), "efm_gateway_oldest_inbox_age_seconds") > 0.5, timeout=10,
              message="the reply's age in the inbox")
         samples = scrape(base)
-        assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", status="INNKOMMENDE_MOTTATT") == 1
+        assert value(samples, "efm_gateway_statuses_total", direction="in", channel="DPO",
+                     status="INNKOMMENDE_MOTTATT") == 1
+        assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", phase="in_inbox") == 1
         assert value(samples, "efm_gateway_queue_depth", phase="in_inbox") == 1
 
         for item in reply.iterdir():
@@ -144,7 +151,9 @@ def test_a_received_message_is_counted_in_the_inbox_and_when_it_is_taken(tmp_pat
         wait(lambda: value(scrape(base), "efm_gateway_queue_depth", phase="in_inbox") == 0, timeout=30,
              message="the reply taken")
         samples = scrape(base)
-        assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", status="INNKOMMENDE_LEVERT") == 1
+        assert value(samples, "efm_gateway_statuses_total", direction="in", channel="DPO",
+                     status="INNKOMMENDE_LEVERT") == 1
+        assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", phase="taken") == 1
         assert value(samples, "efm_gateway_inbox_pickup_seconds_count", channel="DPO") == 1
         assert value(samples, "efm_gateway_oldest_inbox_age_seconds") == 0
     finally:
