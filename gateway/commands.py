@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         log.info("sandbox network on %s (settings in %s)", network.url, network.network_file)
-        Daemon(with_network_settings(config, network.gateway_settings(config.organisation.orgnr))).run_forever()
+        settings = network.gateway_settings(config.organisation.orgnr)
+        Daemon(
+            with_network_settings(config, settings),
+            load=lambda path: with_network_settings(load_config(path), settings),
+        ).run_forever()
     finally:
         network.stop()
     return 0
@@ -102,10 +106,13 @@ def check_config(args: argparse.Namespace) -> int:
     config = _config(args)
     prepare_folders(config)
     if config.keystore.configured:
-        from gateway.credentials import load_identity, load_trust
+        from gateway.credentials import load_identity
+        from gateway.ops.checks import keystore_warnings
 
-        identity = load_identity(config, SystemClock().now())
-        load_trust(config)
+        now = SystemClock().now()
+        identity = load_identity(config, now)
+        for warning in keystore_warnings(config, now):
+            print(f"warning: {warning}")
         print(
             f"keystore: OK (organisation {identity.orgnr}, "
             f"valid until {identity.certificate.not_valid_after_utc:%Y-%m-%d})"
@@ -122,6 +129,11 @@ def check_config(args: argparse.Namespace) -> int:
         rules = load_fault_plan(config.sandbox.faults).rules
         plural = "" if len(rules) == 1 else "s"
         print(f"sandbox.faults: OK ({len(rules)} fault rule{plural} in {config.sandbox.faults})")
+    if config.network_configured:
+        from gateway.ops.checks import reachability_warnings
+
+        for warning in reachability_warnings(config):
+            print(f"warning: {warning}")
     print(f"{args.config}: OK (organisation {config.organisation.orgnr}, outbox {config.folders.outbox})")
     return 0
 

@@ -32,15 +32,18 @@ class FoldersConfig:
     sent: Path
     state: Path
     work: Path | None = None
+    # Where a received message is assembled before its rename into the inbox: on the inbox's file
+    # system (on the share when the inbox is one). The journal stays in `state` on local disk.
+    inbox_staging: Path | None = None
     create_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inbox_staging is None:
+            object.__setattr__(self, "inbox_staging", self.state / "inbox-staging")
 
     @property
     def work_area(self) -> Path:
         return self.work or self.state / "work"
-
-    @property
-    def inbox_staging(self) -> Path:
-        return self.state / "inbox-staging"
 
     @property
     def journal_path(self) -> Path:
@@ -81,6 +84,31 @@ class RetentionConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """The operations endpoint: /metrics (Prometheus) and /healthz, on loopback unless set otherwise."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = 9181  # 0: any free port (the log names the one taken)
+    # How long past its own interval a worker may stay silent before it counts as hung.
+    heartbeat_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class DiskFloorsConfig:
+    """Free space (MiB) each folder must keep; under a floor new drops wait in the outbox. 0: no floor."""
+
+    outbox: float = 0.0
+    status: float = 0.0
+    inbox: float = 0.0
+    failed: float = 0.0
+    sent: float = 0.0
+    state: float = 0.0
+    work: float = 0.0
+    inbox_staging: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -230,6 +258,8 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    disk_floor_mb: DiskFloorsConfig = field(default_factory=DiskFloorsConfig)
 
     @property
     def network_configured(self) -> bool:
@@ -249,6 +279,8 @@ _SECTIONS: dict[str, type] = {
     "network": NetworkConfig,
     "channels": ChannelsConfig,
     "sandbox": SandboxConfig,
+    "ops": OpsConfig,
+    "disk_floor_mb": DiskFloorsConfig,
 }
 _REQUIRED_SECTIONS = ("organisation", "folders")
 _CHOICES = {
@@ -369,8 +401,11 @@ def _check_combinations(path: Path, config: Config) -> None:
             f"{path}: intake.arkivmelding_schema ({schema_path}) is not a file; give the path of arkivmelding.xsd "
             "(with metadatakatalog.xsd in the same folder), or remove the line"
         )
-    if config.sandbox.port < 0 or config.sandbox.port > 65535:
-        raise ConfigError(f"{path}: sandbox.port must be 0 (any free port) or a port number up to 65535")
+    for dotted, port in (("sandbox.port", config.sandbox.port), ("ops.port", config.ops.port)):
+        if port < 0 or port > 65535:
+            raise ConfigError(f"{path}: {dotted} must be 0 (any free port) or a port number up to 65535")
+    if not config.ops.address.strip():
+        raise ConfigError(f"{path}: ops.address is empty; give an address to listen on, such as 127.0.0.1")
 
 
 def _check_dpf(path: Path, dpf: DpfChannelConfig) -> None:
@@ -503,10 +538,13 @@ def prepare_folders(config: Config) -> None:
         "folders.sent": folders.sent,
         "folders.state": folders.state,
         "folders.work": folders.work_area,
+        "folders.inbox_staging": folders.inbox_staging,
     }
+    default_staging = folders.state / "inbox-staging"
     for key, folder in named.items():
         if not folder.exists():
-            if folders.create_missing:
+            # The default staging folder is the gateway's own, inside state/: made whatever create_missing says.
+            if folders.create_missing or folder == default_staging:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
@@ -522,13 +560,12 @@ def prepare_folders(config: Config) -> None:
             raise ConfigError(f"{key}: {folder} is not a folder; point {key} at a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(f"{key}: the folder {folder} is not writable by this user; fix its permissions")
-    folders.inbox_staging.mkdir(exist_ok=True)
     # Claims, moves to failed/ and sent/, and inbox hand-over are renames: each pair must share a file system.
     same_fs_pairs = [
         ("folders.work", "folders.outbox", "claiming a drop"),
         ("folders.failed", "folders.work", "moving a rejected drop to failed/"),
         ("folders.sent", "folders.work", "moving a sent drop to sent/"),
-        ("folders.inbox", "folders.state", "handing a received message to the inbox"),
+        ("folders.inbox_staging", "folders.inbox", "handing a received message to the inbox"),
     ]
     devices = {key: os.stat(folder).st_dev for key, folder in named.items()}
     for first, second, why in same_fs_pairs:
@@ -537,6 +574,8 @@ def prepare_folders(config: Config) -> None:
                 f"{first} ({named[first]}) and {second} ({named[second]}) are on different file systems, "
                 f"but {why} needs an atomic rename between them; put them on one file system"
                 + (" (set folders.work to a folder on the outbox's share)" if first == "folders.work" else "")
+                + (" (set folders.inbox_staging to a folder on the inbox's share)"
+                   if first == "folders.inbox_staging" else "")
             )
 
 

@@ -6,16 +6,25 @@ import logging
 import signal
 import sqlite3
 import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway import systemd
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, intake_uses_polling, prepare_folders
+from gateway.config import Config, intake_uses_polling, load_config, prepare_folders
+from gateway.errors import ConfigError
 from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.retention import run_retention
 from gateway.journal.store import InstanceLock, Journal
+from gateway.ops import checks
+from gateway.ops.disk import intake_hold_reason
+from gateway.ops.health import Heartbeats
+from gateway.ops.reload import plan_reload
+from gateway.ops.watchdog import LastProblem, Watchdog
 from gateway.receipts.writer import StatusWriter
 from gateway.wiring import NetworkParts, SenderLoop, build_network
 
@@ -27,9 +36,20 @@ PICK_UP_SECONDS = 2.0
 
 
 class Daemon:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, clock: Clock | None = None, load: Callable[[Path], Config] = load_config
+    ) -> None:
+        """`load` reads config.yaml again on SIGHUP (the sandbox command adds its network settings)."""
         self.config = config
         self.clock = clock or SystemClock()
+        self._load = load
+        self.heartbeats = Heartbeats(config.ops.heartbeat_grace_seconds)
+        self.last_problem = LastProblem()
+        self.restart_needed: tuple[str, ...] = ()
+        self.reload_refused: str | None = None
+        self.hold_reason = intake_hold_reason(lambda: self.config)
+        self.ops: Any = None  # gateway.ops.service.OpsEndpoint when ops.enabled
+        self.watchdog: Watchdog | None = None
         self._stopped = threading.Event()
         self.lock: InstanceLock | None = None
         self.journal: Journal | None = None
@@ -40,19 +60,34 @@ class Daemon:
 
     def start(self) -> None:
         config = self.config
+        logging.getLogger().addHandler(self.last_problem)
+        logging.getLogger("apscheduler.scheduler").addFilter(_skipped_run_filter)
         prepare_folders(config)
+        if config.keystore.configured:
+            for warning in checks.keystore_warnings(config, self.clock.now()):
+                log.warning("%s", warning)
         self.lock = InstanceLock(config.folders.lock_path)
         self.lock.acquire()
         self.journal = Journal(config.folders.journal_path, self.clock)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock)
+        if config.ops.enabled:
+            from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
+
+            self.ops = OpsEndpoint(self)
         if config.network_configured:
-            self.network = build_network(config, self.journal, self.statuses, self.clock)
+            self.network = build_network(
+                config, self.journal, self.statuses, self.clock, self.ops.http_outcomes if self.ops else None
+            )
             self.sender_loop = SenderLoop(self.network.sender, config.network.send_interval_seconds)
+            self.sender_loop.on_round = lambda: self.heartbeats.beat("sender")
+            threading.Thread(target=self._probe_network, name="probe", daemon=True).start()
         else:
             log.warning(
                 "no network in %s (service registry, token endpoint and a channel): drops are accepted and "
                 "journaled, but not sent", config.source,
             )
+        if self.ops:
+            self.ops.start()  # before any worker runs: a port taken stops the start cleanly
         wake_sender = self.sender_loop.wake.set if self.sender_loop else None
         self.intake = Intake(
             config,
@@ -67,29 +102,117 @@ class Daemon:
         polling, why = intake_uses_polling(config)
         log.info("intake: %s", why)
         self.loop = IntakeLoop(self.intake, config.intake.scan_interval_seconds, use_events=not polling)
+        self.loop.on_round = lambda: self.heartbeats.beat("intake")
+        self.loop.hold_reason = self.hold_reason
+        self.heartbeats.register("intake", config.intake.scan_interval_seconds)
         self.loop.start()
         self.scheduler = BackgroundScheduler(timezone="UTC")
-        defaults = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
-        self.scheduler.add_job(self._expire, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="expiry", **defaults)
-        self.scheduler.add_job(
-            self.statuses.flush, "interval", seconds=STATUS_FLUSH_SECONDS, id="status-flush", **defaults
-        )
-        self.scheduler.add_job(
-            self._retention, "interval", minutes=config.retention.purge_interval_minutes, id="retention", **defaults
-        )
+        self._schedule("expiry", self._expire, EXPIRY_SWEEP_SECONDS)
+        self._schedule("status-flush", self.statuses.flush, STATUS_FLUSH_SECONDS)
+        self._schedule("retention", self._retention, config.retention.purge_interval_minutes * 60)
         if self.network and self.sender_loop:
+            self.heartbeats.register("sender", config.network.send_interval_seconds)
             self.sender_loop.start()
             for job in self.network.jobs:
-                self.scheduler.add_job(job.run, "interval", seconds=job.seconds, id=job.name, **defaults)
-            self.scheduler.add_job(self._after_delivery, "interval", seconds=PICK_UP_SECONDS, id="pick-up", **defaults)
-        watchdog = systemd.watchdog_interval()
-        if watchdog:
-            self.scheduler.add_job(systemd.notify, "interval", seconds=watchdog, args=["WATCHDOG=1"], id="watchdog")
+                self._schedule(job.name, job.run, job.seconds)
+            self._schedule("pick-up", self._after_delivery, PICK_UP_SECONDS)
         self.scheduler.start()
         systemd.notify("READY=1")
+        self.watchdog = Watchdog(self.heartbeats, systemd.watchdog_interval(), self.status_line)
+        self.watchdog.start()
         log.info(
             "efm-gateway is running for organisation %s; outbox %s", config.organisation.orgnr, config.folders.outbox
         )
+
+    def _schedule(self, name: str, run: Callable[[], object], seconds: float) -> None:
+        """A periodic job that beats after each run: one that hangs stops the watchdog."""
+        assert self.scheduler is not None
+        self.heartbeats.register(name, seconds)
+        self.scheduler.add_job(
+            self.heartbeats.beating(name, run), "interval", seconds=seconds, id=name, name=name,
+            max_instances=1, coalesce=True, misfire_grace_time=60,
+        )
+
+    def _probe_network(self) -> None:
+        outcomes = self.ops.http_outcomes if self.ops else None
+        for warning in checks.reachability_warnings(self.config, outcomes=outcomes):
+            log.warning("%s", warning)
+
+    def status_line(self) -> str:
+        """systemd's STATUS=: what waits, what is under way, what failed, and the last problem."""
+        parts = []
+        if self.journal is not None:
+            counts = self.journal.counts()
+            parts.append(
+                f"queued {counts.get('accepted', 0)}, sending {counts.get('sending', 0)}, "
+                f"failed {counts.get('failed', 0)}"
+            )
+        late = [worker.name for worker in self.heartbeats.late()]
+        if late:
+            parts.append(f"late: {', '.join(late)}")
+        held = self.hold_reason()
+        if held:
+            parts.append("intake held: disk under its floor")
+        if self.restart_needed:
+            parts.append(f"restart needed for {', '.join(self.restart_needed)}")
+        if self.reload_refused:
+            parts.append(f"reload refused: {self.reload_refused}")
+        if self.last_problem.text:
+            parts.append(f"last problem: {self.last_problem.text}")
+        return "; ".join(parts)
+
+    def reload(self) -> None:
+        """SIGHUP: read config.yaml again; apply what can change live, name what needs a restart."""
+        source = self.config.source
+        try:
+            fresh = self._load(source)
+        except (ConfigError, OSError) as exc:
+            if isinstance(exc, OSError):
+                exc = ConfigError(f"{source}: cannot read it ({exc.strerror}); fix its permissions")
+            self.reload_refused = str(exc)
+            log.error("reload refused, running on with the configuration loaded before: %s", exc)
+            systemd.notify(f"STATUS={self.status_line()}")
+            return
+        self.reload_refused = None
+        plan = plan_reload(self.config, fresh)
+        applied = ", ".join(f"{key}={value}" for key, value in plan.live.items()) or "nothing changed"
+        # Logged at the more talkative of the old and new levels: a new level must not hide its own change.
+        root = logging.getLogger()
+        root.setLevel(min(root.level, logging.getLevelName(fresh.logging.level)))
+        log.info("reloaded %s: applied %s", source, applied)
+        if plan.needs_restart:
+            log.warning(
+                "reloaded %s: these changes wait for a restart: %s", source, ", ".join(plan.needs_restart)
+            )
+        self.config = plan.effective
+        self.restart_needed = plan.needs_restart
+        self._apply(plan.live)
+        systemd.notify(f"STATUS={self.status_line()}")
+
+    def _apply(self, live: dict[str, object]) -> None:
+        config = self.config
+        logging.getLogger().setLevel(config.logging.level)
+        if "ops.heartbeat_grace_seconds" in live:
+            self.heartbeats.grace_seconds = config.ops.heartbeat_grace_seconds
+        self.intake.config = config
+        self.intake.scanner.quiet_period = config.intake.quiet_period_seconds
+        self.intake.scanner.incomplete_timeout = config.intake.incomplete_timeout_seconds
+        if self.loop is not None:
+            self.loop.scan_interval = config.intake.scan_interval_seconds
+            self.heartbeats.set_interval("intake", config.intake.scan_interval_seconds)
+            self.loop.wake.set()
+        if self.sender_loop is not None:
+            self.sender_loop.interval = config.network.send_interval_seconds
+            self.heartbeats.set_interval("sender", config.network.send_interval_seconds)
+            self.sender_loop.wake.set()
+        intervals = {"retention": ("retention.purge_interval_minutes", config.retention.purge_interval_minutes * 60)}
+        for job in self.network.jobs if self.network else ():
+            intervals[job.name] = (job.config_key, _dotted(config, job.config_key))
+        assert self.scheduler is not None
+        for job_name, (key, seconds) in intervals.items():
+            if key in live:
+                self.scheduler.reschedule_job(job_name, trigger="interval", seconds=seconds)
+                self.heartbeats.set_interval(job_name, seconds)
 
     def _after_delivery(self) -> None:
         assert self.network is not None
@@ -120,6 +243,10 @@ class Daemon:
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
+        if self.watchdog:
+            self.watchdog.stop()
+        if self.ops:
+            self.ops.stop()
         if self.scheduler:
             self.scheduler.shutdown(wait=True)
         if self.loop:
@@ -133,21 +260,49 @@ class Daemon:
             self.journal.close()
         if self.lock:
             self.lock.release()
+        logging.getLogger().removeHandler(self.last_problem)
+        logging.getLogger("apscheduler.scheduler").removeFilter(_skipped_run_filter)
         self._stopped.set()
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
         stop_requested = threading.Event()
+        reload_requested = threading.Event()
 
         def request_stop(signum: int, _frame: object) -> None:
             log.info("received %s; stopping", signal.Signals(signum).name)
             stop_requested.set()
 
+        def request_reload(_signum: int, _frame: object) -> None:
+            reload_requested.set()
+
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        # Set before start: a SIGHUP during start-up must not kill the daemon (Python's default would).
+        signal.signal(signal.SIGHUP, request_reload)
         self.start()
         try:
-            while not stop_requested.wait(timeout=1):
-                pass
+            while not stop_requested.wait(timeout=0.2):
+                if reload_requested.is_set():
+                    reload_requested.clear()
+                    log.info("received SIGHUP; reading %s again", self.config.source)
+                    try:
+                        self.reload()
+                    except Exception:
+                        log.exception("the reload failed; running on with the configuration loaded before")
         finally:
             self.stop()
+
+
+def _dotted(config: Config, key: str) -> float:
+    value: object = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+def _skipped_run_filter(record: logging.LogRecord) -> bool:
+    """APScheduler warns at every interval that a job still running was skipped; for a hung job the
+    watchdog says so once, by name ("worker ... has not reported")."""
+    return "maximum number of running instances reached" not in record.getMessage()

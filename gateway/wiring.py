@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,6 +21,7 @@ from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
 from gateway.journal.store import Journal
+from gateway.ops.httpwatch import HttpOutcomes, WatchedTransport
 from gateway.outbound.circuit import Circuits
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
@@ -39,6 +41,7 @@ class PollingJob:
     name: str
     seconds: float
     run: object
+    config_key: str = ""  # the setting its interval comes from (a SIGHUP reschedules it)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class NetworkParts:
     status_pollers: list[StatusPoller]
     jobs: list[PollingJob] = field(default_factory=list)
     channels: dict[str, Channel] = field(default_factory=dict)
+    registry: ServiceRegistryClient | None = None
 
     def close(self) -> None:
         self.sender.close()
@@ -61,7 +65,9 @@ class NetworkParts:
             http.close()
 
 
-def build_network(config: Config, journal: Journal, statuses: StatusWriter, clock: Clock) -> NetworkParts:
+def build_network(
+    config: Config, journal: Journal, statuses: StatusWriter, clock: Clock, http_outcomes: HttpOutcomes | None = None
+) -> NetworkParts:
     network = config.network
     identity = load_identity(config, clock.now())
     trust = load_trust(config)
@@ -70,7 +76,9 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     workers = network.max_parallel_sends
     # One connection pool per worker pool: a busy receiver never waits for a sender's connection, and
     # a small pool is cheaper per request (httpx checks every pooled connection on each request).
-    send_http, receive_http, status_http = (_http_client(network.http_timeout_seconds, workers) for _ in range(3))
+    send_http, receive_http, status_http = (
+        _http_client(network.http_timeout_seconds, workers, http_outcomes) for _ in range(3)
+    )
     http = send_http  # tokens and the registry: a few calls, shared by all
     tokens = TokenClient(
         token_url=network.token_url,
@@ -104,27 +112,32 @@ def build_network(config: Config, journal: Journal, statuses: StatusWriter, cloc
     status_sender = StatusSender(
         journal, clock, status_channels, config.organisation.orgnr, workers=workers, circuits=circuits
     )
-    blocks_by_channel = {channel.name: blocks[key] for key, channel in zip(blocks, sending.values(), strict=True)}
+    key_by_channel = {channel.name: key for key, channel in zip(blocks, sending.values(), strict=True)}
+    blocks_by_channel = {name: blocks[key] for name, key in key_by_channel.items()}
     pollers = [
         StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch)
         for name, channel in status_channels.items() if channel.capabilities.statuses_by_polling
     ]
     jobs = [
         PollingJob(f"inbound-{receiver.channel.name}", blocks_by_channel[receiver.channel.name].inbound_poll_seconds,
-                   receiver.poll)
+                   receiver.poll, f"channels.{key_by_channel[receiver.channel.name]}.inbound_poll_seconds")
         for receiver in receivers
     ] + [
         PollingJob(f"status-poll-{poller.channel.name}", blocks_by_channel[poller.channel.name].status_poll_seconds,
-                   poller.poll)
+                   poller.poll, f"channels.{key_by_channel[poller.channel.name]}.status_poll_seconds")
         for poller in pollers
     ]
     return NetworkParts(
-        [send_http, receive_http, status_http], sender, inbox, receivers, status_sender, pollers, jobs, sending
+        [send_http, receive_http, status_http], sender, inbox, receivers, status_sender, pollers, jobs, sending,
+        registry,
     )
 
 
-def _http_client(timeout: float, workers: int) -> httpx.Client:
-    return httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=workers + 2))
+def _http_client(timeout: float, workers: int, outcomes: HttpOutcomes | None = None) -> httpx.Client:
+    limits = httpx.Limits(max_connections=workers + 2)
+    if outcomes is None:
+        return httpx.Client(timeout=timeout, limits=limits)
+    return httpx.Client(timeout=timeout, transport=WatchedTransport(httpx.HTTPTransport(limits=limits), outcomes))
 
 
 class SenderLoop:
@@ -137,6 +150,7 @@ class SenderLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
         sender.on_free = self.wake.set
+        self.on_round: Callable[[], None] | None = None  # called after every pass: the worker's heartbeat
 
     def start(self) -> None:
         self._thread.start()
@@ -153,4 +167,6 @@ class SenderLoop:
                 self.sender.send_due()
             except Exception:
                 log.exception("the send pass failed; trying again")
+            if self.on_round is not None:
+                self.on_round()
             self.wake.wait(timeout=self.interval)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from gateway.intake.service import Intake
 from gateway.intake.watcher import OutboxWatcher
@@ -21,6 +22,9 @@ class IntakeLoop:
         self._stop = threading.Event()
         self.watcher = OutboxWatcher(intake.config.folders.outbox, self.wake) if use_events else None
         self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+        self.on_round: Callable[[], None] | None = None  # called after every round: the worker's heartbeat
+        # Why new drops must wait in the outbox (a disk under its floor), or None; asked before each pass.
+        self.hold_reason: Callable[[], str | None] | None = None
 
     def start(self) -> None:
         if self.watcher:
@@ -38,9 +42,23 @@ class IntakeLoop:
         full_scan_due = 0.0
         clock = self.intake.clock
         outbox_problem: str | None = None
+        held: str | None = None
         while not self._stop.is_set():
             try:
                 now = clock.monotonic()
+                # A shorter scan_interval (SIGHUP) brings the next full scan forward; a longer one waits for it.
+                full_scan_due = min(full_scan_due, now + self.scan_interval)
+                reason = self.hold_reason() if self.hold_reason else None
+                if reason != held:
+                    if reason:
+                        log.warning("intake holds new drops in the outbox: %s", reason)
+                    else:
+                        log.info("intake resumes: %s", "free space is back above every floor")
+                    held = reason
+                if reason:
+                    full_scan_due = now  # hints wait in the watcher; a full scan as soon as space returns
+                    self._pause()
+                    continue
                 if self.watcher:
                     if self.watcher.hints.take_rescan():
                         full_scan_due = now
@@ -69,8 +87,18 @@ class IntakeLoop:
                 log.exception("the intake pass failed; trying again at the next interval")
                 full_scan_due = clock.monotonic() + self.scan_interval
             timeout = max(0.0, full_scan_due - clock.monotonic())
+            self._beat()
             self.wake.wait(timeout=timeout)
             self.wake.clear()
+
+    def _pause(self) -> None:
+        self._beat()
+        self.wake.wait(timeout=self.scan_interval)
+        self.wake.clear()
+
+    def _beat(self) -> None:
+        if self.on_round is not None:
+            self.on_round()
 
     def _next_interval(self) -> float:
         # While drops wait out their quiet period, look again when the first of them may be ready;

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -171,6 +171,7 @@ class Journal:
         # Reads use a connection per thread: with WAL they never wait for a writer's fsync.
         self._readers = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
+        self.on_commit: Callable[[float], None] | None = None  # told each COMMIT's duration (the metrics)
 
     def close(self) -> None:
         with self._lock:
@@ -297,7 +298,10 @@ class Journal:
         if self._group is group:
             self._group = None
         try:
+            started = time.perf_counter()
             self._db.execute("COMMIT")
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started)
         except BaseException as exc:
             group.error = exc
             with contextlib.suppress(sqlite3.Error):

@@ -118,6 +118,8 @@ class ServiceRegistryClient:
         self._keys: dict[str, Any] = {}
         self._flights: dict[tuple[str, str, int | None], _Flight] = {}  # lookups under way, by question
         self._keys_lock = threading.Lock()  # one key-set fetch at a time
+        self.cache_hits = 0  # for the metrics
+        self.cache_misses = 0
 
     def lookup(
         self,
@@ -132,9 +134,12 @@ class ServiceRegistryClient:
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] > self.clock.monotonic():
+                self.cache_hits += 1
                 return cached[1]
             flight = self._flights.get(key)
             leading = flight is None
+            if leading:
+                self.cache_misses += 1  # one request for the question, however many wait for it
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leading:

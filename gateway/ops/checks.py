@@ -1,0 +1,82 @@
+"""Start-up checks beyond config.yaml's own: the keys against the trust store, the certificate's
+remaining life, and whether the network answers (a warning: intake runs and messages wait)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import httpx
+
+from gateway.config import Config
+from gateway.credentials import load_identity, load_trust
+from gateway.errors import ConfigError, SecurityError
+from gateway.ops.httpwatch import HttpOutcomes
+
+EXPIRY_WARNING = timedelta(days=30)
+PROBE_TIMEOUT_S = 3.0  # check-config runs before every start (ExecStartPre): keep it short
+
+
+def keystore_warnings(config: Config, now: datetime) -> list[str]:
+    """Check the keystore and the trust store together; ConfigError stops the start, warnings do not."""
+    identity = load_identity(config, now)
+    trust = load_trust(config)
+    try:
+        trust.verify(identity.certificate, identity.chain, at=now)
+    except SecurityError as exc:
+        raise ConfigError(
+            f"trust.ca_bundle ({config.trust.ca_bundle}) does not hold the CA that signed our own certificate "
+            f"({identity.certificate.issuer.rfc4514_string()}): {exc}; add that CA (and its intermediates) to the "
+            "bundle, or receivers' answers signed by the same CA will be refused"
+        ) from None
+    warnings = []
+    left = identity.certificate.not_valid_after_utc - now
+    if left < EXPIRY_WARNING:
+        warnings.append(
+            f"keystore: the certificate expires on {identity.certificate.not_valid_after_utc:%Y-%m-%d} "
+            f"(in {max(0, left.days)} days); order a new enterprise certificate and replace it before then"
+        )
+    return warnings
+
+
+def network_endpoints(config: Config) -> dict[str, str]:
+    """The URLs the daemon talks to, by config key."""
+    urls = {
+        "network.service_registry_url": config.network.service_registry_url,
+        "network.token_url": config.network.token_url,
+        "channels.dpo.broker_url": config.channels.dpo.broker_url if config.channels.dpo.configured else None,
+        "channels.dpv.correspondence_url": (
+            config.channels.dpv.correspondence_url if config.channels.dpv.configured else None
+        ),
+    }
+    return {key: url for key, url in urls.items() if url}
+
+
+def endpoint_names(config: Config) -> dict[str, str]:
+    """The same URLs by short name (service_registry, token, dpo, dpv): the metrics' and /healthz's labels."""
+    return {_short(key): url for key, url in network_endpoints(config).items()}
+
+
+def _short(key: str) -> str:
+    section, name, *_rest = key.split(".")
+    return name if section == "channels" else name.removesuffix("_url")
+
+
+def reachability_warnings(
+    config: Config, timeout: float = PROBE_TIMEOUT_S, outcomes: HttpOutcomes | None = None
+) -> list[str]:
+    """One line per endpoint that does not answer at all; any HTTP answer (401, 404...) counts as reachable."""
+    warnings = []
+    with httpx.Client(timeout=timeout) as client:
+        for key, url in network_endpoints(config).items():
+            try:
+                answer = client.get(url)
+                if outcomes is not None:
+                    outcomes.note_probe(url, True, f"HTTP {answer.status_code} at start")
+            except httpx.HTTPError as exc:
+                if outcomes is not None:
+                    outcomes.note_probe(url, False, f"{type(exc).__name__} at start")
+                warnings.append(
+                    f"{key} ({url}) does not answer ({type(exc).__name__}); intake keeps running and messages "
+                    "wait until it does"
+                )
+    return warnings

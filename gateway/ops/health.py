@@ -1,0 +1,66 @@
+"""Heartbeats: every worker says it is alive; systemd's watchdog is fed only while all of them do.
+
+A worker registers with the interval it runs at and beats after each round. It counts as late when
+it has been silent for its interval plus a grace (a long pass, a slow request, is not a hang).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    name: str
+    interval: float
+    seconds_since_beat: float
+    late: bool
+
+
+class Heartbeats:
+    def __init__(self, grace_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.grace_seconds = grace_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._workers: dict[str, tuple[float, float]] = {}  # name -> (interval, last beat)
+
+    def register(self, name: str, interval: float) -> None:
+        """Declare a worker; its first beat is due within interval + grace from now."""
+        with self._lock:
+            self._workers[name] = (interval, self._monotonic())
+
+    def set_interval(self, name: str, interval: float) -> None:
+        with self._lock:
+            if name in self._workers:
+                self._workers[name] = (interval, self._workers[name][1])
+
+    def beat(self, name: str) -> None:
+        with self._lock:
+            interval = self._workers.get(name, (0.0, 0.0))[0]
+            self._workers[name] = (interval, self._monotonic())
+
+    def beating(self, name: str, run: Callable[[], object]) -> Callable[[], None]:
+        """`run` wrapped to beat after each call, whether it raised or not (a failing job is not a hung one)."""
+
+        def run_and_beat() -> None:
+            try:
+                run()
+            finally:
+                self.beat(name)
+
+        return run_and_beat
+
+    def workers(self) -> list[WorkerBeat]:
+        now = self._monotonic()
+        with self._lock:
+            items = sorted(self._workers.items())
+        return [
+            WorkerBeat(name, interval, now - last, now - last > interval + self.grace_seconds)
+            for name, (interval, last) in items
+        ]
+
+    def late(self) -> list[WorkerBeat]:
+        return [worker for worker in self.workers() if worker.late]
