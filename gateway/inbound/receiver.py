@@ -78,7 +78,7 @@ class Receiver:
         A channel may list only part of what waits (the 100 newest, say), so while a
         round takes something, the next round asks again at once, up to MAX_POLL_ROUNDS.
         """
-        handled = 0
+        handled = self.retake_released()
         for _round in range(MAX_POLL_ROUNDS):
             try:
                 references = self.channel.list_inbound()
@@ -96,6 +96,51 @@ class Receiver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---- released by an operator (efm-gateway release) ----------------------------------------------
+    def retake_released(self) -> int:
+        """Open again the kept package of each quarantined message an operator released; returns how many."""
+        taken = 0
+        for record in self.journal.released(self.channel.name):
+            try:
+                self._retake(record)
+                taken += 1
+            except (CryptoError, ValidationError, JournalError, OSError) as exc:
+                self._quarantine_again(record, f"opening it again failed: {exc}")
+            except Exception as exc:
+                # Back to quarantine rather than opened again at every poll.
+                log.exception("released message %s failed unexpectedly", record.message_id)
+                self._quarantine_again(record, f"opening it again failed unexpectedly: {exc}")
+        return taken
+
+    def _retake(self, record: MessageRecord) -> None:
+        released = record.detail["released"]
+        kept = self.quarantine / released["kept"]
+        reference = released["reference"]
+        work = self.downloads / reference
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            with open(kept, "rb") as package:
+                try:
+                    inbound = self.channel.open_inbound(reference, package, work)
+                except (MessageFormatError, SecurityError) as exc:
+                    self._quarantine_again(record, str(exc))
+                    return
+                rejected = self._dispatch(reference, inbound, package)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if rejected is None:
+            kept.unlink(missing_ok=True)  # in the inbox now: the archive system has the message
+            log.info("released message %s was opened again and delivered", record.message_id)
+
+    def _quarantine_again(self, record: MessageRecord, reason: str) -> None:
+        with self.journal.transaction():
+            current = self.journal.get(record.row)
+            if current.phase != Phase.RECEIVED:
+                return
+            self.journal.move(record.row, Phase.QUARANTINED, errors=[reason])
+            self.journal.add_event(record.row, Status.FEIL, description=f"quarantined: {reason}")
+        log.warning("released message %s quarantined again: %s", record.message_id, reason)
 
     def _take_guarded(self, reference: str) -> int:
         try:
