@@ -208,6 +208,8 @@ def _one(journal: OperatorJournal, key: str, direction: str, verb: str) -> Messa
 def _fresh(journal: OperatorJournal, seen: MessageRecord, phases: tuple[Phase, ...], verb: str) -> MessageRecord:
     """Inside the step: the row as it is now; the daemon's change committed meanwhile wins."""
     record = journal.live(seen.direction, seen.message_id)
+    if record is not None and record.phase == seen.phase and record.phase not in phases:
+        raise JournalError(_why_not(record, verb))
     if record is None or record.phase not in phases:
         now_phase = record.phase if record else "gone"
         raise JournalError(

@@ -1,0 +1,1 @@
+"""Operations: the operator page (page.py) served on the daemon's operations address."""
