@@ -34,6 +34,7 @@ from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
 from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsetup import event_fields
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
@@ -131,7 +132,8 @@ class Receiver:
             shutil.rmtree(work, ignore_errors=True)
         if rejected is None:
             kept.unlink(missing_ok=True)  # in the inbox now: the archive system has the message
-            log.info("released message %s was opened again and delivered", record.message_id)
+            log.info("released message %s was opened again and delivered", record.message_id,
+                     extra=event_fields(record.message_id, channel=self.channel.name, status="INNKOMMENDE_MOTTATT"))
 
     def _quarantine_again(self, record: MessageRecord, reason: str) -> None:
         with self.journal.transaction():
@@ -140,7 +142,8 @@ class Receiver:
                 return
             self.journal.move(record.row, Phase.QUARANTINED, errors=[reason])
             self.journal.add_event(record.row, Status.FEIL, description=f"quarantined: {reason}")
-        log.warning("released message %s quarantined again: %s", record.message_id, reason)
+        log.warning("released message %s quarantined again: %s", record.message_id, reason,
+                    extra=event_fields(record.message_id, channel=self.channel.name, status="FEIL"))
 
     def _take_guarded(self, reference: str) -> int:
         try:
