@@ -74,11 +74,14 @@ class MessageLine:
 class JournalView:
     """Read-only queries on the journal file; safe to share between threads (the page's workers)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, live: bool | None = None) -> None:
+        """`live`: the journal is open in a running daemon (True for the daemon's own page); None: tell
+        from its WAL file."""
         self.path = path
         # Without a WAL file no daemon has the journal open: read it as immutable, or SQLite would
-        # create the -wal and -shm files beside it even for a read-only connection.
-        running = path.with_name(path.name + "-wal").exists()
+        # create the -wal and -shm files beside it even for a read-only connection. An immutable
+        # view never sees later changes: the daemon's own page says live=True.
+        running = path.with_name(path.name + "-wal").exists() if live is None else live
         options = "mode=ro" if running else "mode=ro&immutable=1"
         self._db = sqlite3.connect(
             f"{path.resolve().as_uri()}?{options}", uri=True, timeout=30, check_same_thread=False,

@@ -48,7 +48,8 @@ form label { margin-right: 0.8em; }
 
 
 def page_routes(journal_reader: JournalView, refresh_seconds: int = REFRESH_SECONDS) -> list[BaseRoute]:
-    """The page's routes, for the daemon's operations server to mount; `journal_reader` is read-only."""
+    """The page's routes, for the daemon's operations server to mount. `journal_reader` is a read-only
+    view opened once the daemon's journal is: `JournalView(config.folders.journal_path, live=True)`."""
 
     def overview(request: Request) -> HTMLResponse:
         return _html(_overview(journal_reader, request, refresh_seconds))

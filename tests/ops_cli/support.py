@@ -77,7 +77,7 @@ def wait_phase(
 @contextlib.contextmanager
 def page_server(journal: Path, refresh_seconds: int = 10) -> Iterator[str]:
     """The operator page's routes in a Starlette app on uvicorn, on loopback, as the ops server mounts them."""
-    view = JournalView(journal)
+    view = JournalView(journal, live=True)
     app = Starlette(routes=page_routes(view, refresh_seconds=refresh_seconds))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
