@@ -16,6 +16,8 @@ from pathlib import Path
 
 from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status, current_status
+from gateway.errors import JournalError
+from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.store import _COLUMNS, MessageRecord, _record
 
 FAILED_PHASES = ("failed", "rejected", "quarantined")
@@ -89,6 +91,18 @@ class JournalView:
         )
         self._db.execute("PRAGMA query_only=ON")
         self._lock = threading.Lock()
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != len(MIGRATIONS):
+            self._db.close()
+            if version > len(MIGRATIONS):
+                raise JournalError(
+                    f"the journal has schema version {version}, newer than this efm-gateway knows "
+                    f"({len(MIGRATIONS)}); run the newer efm-gateway or restore a backup"
+                )
+            raise JournalError(
+                f"the journal has schema version {version}, older than this efm-gateway's ({len(MIGRATIONS)}); "
+                "the daemon of this version brings it up to date when it starts"
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from gateway.errors import JournalError
 from gateway.journal.overview import JournalView
 from gateway.journal.store import MessageRecord
 from gateway.ops.page import page_routes
@@ -49,10 +50,13 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
 def record_of(journal: Path, drop_name: str) -> MessageRecord | None:
     if not journal.exists():
         return None
-    view = JournalView(journal)
+    try:
+        view = JournalView(journal)
+    except (JournalError, sqlite3.OperationalError):  # the daemon is creating the journal this moment
+        return None
     try:
         found = view.find(drop_name)
-    except sqlite3.OperationalError:  # the daemon is creating the journal this moment
+    except sqlite3.OperationalError:
         return None
     finally:
         view.close()
