@@ -153,7 +153,7 @@ def validate(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     from gateway.operator.route_check import explain_route
 
-    fits, route_lines = explain_route(config, accepted, SystemClock())
+    fits, route_lines = explain_route(config, accepted, SystemClock(), join=with_network_settings)
     print("\n".join(route_lines))
     return 0 if fits else 1
 

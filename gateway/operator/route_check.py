@@ -3,6 +3,9 @@ use for a drop, and why, or why none fits; the same choice the sender makes (rou
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 import yaml
 
@@ -21,11 +24,13 @@ from gateway.tokens import TokenClient
 from gateway.wiring import REGISTRY_SCOPE
 
 SANDBOX_NETWORK_FILE = "network.yaml"
+Joiner = Callable[[Config, dict[str, Any]], Config]
 
 
-def network_for(config: Config) -> tuple[Config | None, str]:
+def network_for(config: Config, join: Joiner) -> tuple[Config | None, str]:
     """The configuration to ask the registry with, and where its network comes from; None (and why)
-    when no network is configured."""
+    when no network is configured. `join` puts a sandbox's settings into a configuration (the
+    command line's own, as `efm-gateway run` does)."""
     if config.network_configured:
         return config, f"the network in {config.source}"
     if config.sandbox.enabled:
@@ -36,9 +41,7 @@ def network_for(config: Config) -> tuple[Config | None, str]:
             settings = yaml.safe_load(network_file.read_text(encoding="utf-8"))
             snippet = settings.get("gateways", {}).get(config.organisation.orgnr)
             if snippet:
-                from gateway.commands import with_network_settings
-
-                return with_network_settings(config, snippet), f"the running daemon's sandbox ({network_file})"
+                return join(config, snippet), f"the running daemon's sandbox ({network_file})"
         return None, (
             "the sandbox network runs inside the daemon (sandbox.enabled) and the daemon is not running: start it "
             "(`efm-gateway run`) and validate again to see the route"
@@ -49,9 +52,9 @@ def network_for(config: Config) -> tuple[Config | None, str]:
     )
 
 
-def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock) -> tuple[bool, list[str]]:
+def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Joiner) -> tuple[bool, list[str]]:
     """(whether a channel fits, the lines that say which and why)."""
-    joined, source = network_for(config)
+    joined, source = network_for(config, join)
     if joined is None:
         return True, [f"route: not looked up: {source}"]
     sidecar = accepted.sidecar
