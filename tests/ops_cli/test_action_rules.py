@@ -105,10 +105,12 @@ def test_a_failed_message_is_retried_only_when_that_is_safe(setting):
 
 def test_a_command_of_another_schema_version_changes_nothing(setting):
     config, var, journal = setting
-    _accepted(journal, var, "venter")
+    row = _accepted(journal, var, "venter")
     with sqlite3.connect(journal.path) as db:
         db.execute("PRAGMA user_version = 2")  # an older schema than this code's
     refused = cli(config, "cancel", "venter")
     assert refused.returncode == 2
     assert f"has schema version 2, but this efm-gateway expects {len(MIGRATIONS)}" in refused.stderr
-    assert record_of(journal.path, "venter").phase == "accepted"
+    assert journal.get(row).phase == "accepted"
+    status = cli(config, "status")
+    assert status.returncode == 2 and "older than this efm-gateway's" in status.stderr
