@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from gateway.errors import GatewayError
+from gateway.journal.phases import Phase
 from gateway.logsetup import configure_logging
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("message_id", nargs="?", metavar="MESSAGEID|DROP", help="a messageId or a drop name")
     status.add_argument("--open", action="store_true", help="only unfinished messages")
     status.add_argument("--failed", action="store_true", help="only failed, rejected or quarantined messages")
+    status.add_argument("--phase", choices=[phase.value for phase in Phase], metavar="PHASE",
+                        help="only messages in this phase: " + ", ".join(phase.value for phase in Phase))
     status.add_argument("--channel", help="only messages on this channel (DPO, DPV...)")
     status.add_argument("--receiver", help="only messages to this organisation or person number")
     status.add_argument("--drop", metavar="NAME", help="only drops whose name contains NAME")

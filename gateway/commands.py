@@ -184,7 +184,8 @@ def status(args: argparse.Namespace) -> int:
             return 0
         state = "failed" if args.failed else "open" if args.open else None
         message_filter = MessageFilter(
-            state=state, channel=args.channel, receiver=args.receiver, drop_name=args.drop, since=since
+            state=state, channel=args.channel, receiver=args.receiver, drop_name=args.drop, since=since,
+            phase=args.phase,
         )
         lines = view.messages(message_filter, limit=args.limit)
         if lines:

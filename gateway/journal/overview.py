@@ -34,6 +34,7 @@ class MessageFilter:
     drop_name: str | None = None  # part of the drop's name
     since: datetime | None = None  # created at or after
     direction: str | None = None  # "out" or "in"
+    phase: str | None = None  # one phase (accepted, sent, quarantined...)
 
     def where(self) -> tuple[str, tuple]:
         clauses: list[str] = []
@@ -62,6 +63,9 @@ class MessageFilter:
         if self.direction:
             clauses.append("direction = ?")
             params.append(self.direction)
+        if self.phase:
+            clauses.append("phase = ?")
+            params.append(self.phase.lower())
         return (" AND ".join(clauses) or "1 = 1"), tuple(params)
 
 

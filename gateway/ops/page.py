@@ -99,9 +99,13 @@ def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
             since = parse_since(query["since"], datetime.now(UTC))
         except ValueError as exc:
             problems.append(str(exc))
-    chosen = {key: query.get(key, "").strip() for key in ("channel", "receiver", "drop", "since")}
+    chosen = {key: query.get(key, "").strip() for key in ("phase", "channel", "receiver", "drop", "since")}
+    phases = {phase.value for phase in Phase}
+    if chosen["phase"] and chosen["phase"] not in phases:
+        problems.append(f"phase {chosen['phase']!r}: choose one of {', '.join(sorted(phases))}")
+        chosen["phase"] = ""
     filters = dict(
-        channel=chosen["channel"] or None, receiver=chosen["receiver"] or None,
+        phase=chosen["phase"] or None, channel=chosen["channel"] or None, receiver=chosen["receiver"] or None,
         drop_name=chosen["drop"] or None, since=since,
     )
     parts = [f"<h1>efm-gateway: {sum(view.counts().values())} messages in the journal</h1>"]
@@ -147,7 +151,12 @@ def _filter_form(state: str, chosen: dict[str, str]) -> str:
     select = "".join(
         f"<option value=\"{value}\"{' selected' if value == state else ''}>{label}</option>" for value, label in options
     )
-    fields = "".join(
+    phase_options = "".join(
+        f"<option value=\"{phase.value}\"{' selected' if phase.value == chosen['phase'] else ''}>{phase.value}</option>"
+        for phase in Phase
+    )
+    fields = f"<label>phase <select name=\"phase\"><option value=\"\">any</option>{phase_options}</select></label>"
+    fields += "".join(
         f"<label>{label} <input name=\"{name}\" value=\"{escape(chosen[name])}\" size=\"{size}\"></label>"
         for name, label, size in (("channel", "channel", 5), ("receiver", "receiver", 11), ("drop", "drop name", 16),
                                   ("since", "since (2h, 1d, 2026-12-01)", 12))

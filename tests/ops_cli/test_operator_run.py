@@ -88,6 +88,17 @@ def test_the_operator_sees_a_run_in_the_browser_and_retries_and_cancels_messages
         assert f"message {waiting.message_id}: due now instead of" in retried.stdout
         wait_phase(journal, "venter", "sent", "delivered", "done", timeout=15)
 
+        # The filters: by phase, drop name, receiver (the form's fields, as the browser submits them).
+        page.goto(url + "/")
+        page.select_option("select[name=state]", "all")
+        page.select_option("select[name=phase]", "failed")
+        page.click("button[type=submit]")
+        assert set(table_rows(page, "table[data-section=all]")) == {failed.message_id, to_cancel.message_id}
+        page.goto(url + "/?state=all&drop=vent")
+        assert set(table_rows(page, "table[data-section=all]")) == {waiting.message_id}
+        page.goto(url + f"/?state=all&receiver={INVALID_RECEIVER}")
+        assert set(table_rows(page, "table[data-section=all]")) == {rejected.message_id}
+
         # Finished messages, by the filter; and one message's page: its whole history, route and reason.
         page.goto(url + "/?state=finished")
         assert finished.message_id in table_rows(page, "table[data-section=finished]")

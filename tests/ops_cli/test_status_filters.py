@@ -89,6 +89,7 @@ def test_status_filters(journal_config):
         ("--since", "2h"): {"brev-til-nav", long_name},
         ("--since", (NOW - timedelta(days=1)).strftime("%Y-%m-%d %H:%M")): set(ids) - {"gammel-sak"},
         ("--open", "--channel", "DPO"): {"brev-til-nav"},
+        ("--phase", "sent"): {"brev-til-nav"},
         ("--failed", "--since", "1d", "--channel", "DPV"): {"feilet-dpv"},
     }
     for options, expected in cases.items():
