@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from gateway.errors import GatewayError
+from gateway.journal.phases import Phase
+from gateway.logsetup import configure_logging
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -78,22 +79,52 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(
             "status",
             help="show messages from the journal",
-            description="Show one message's status history (by messageId), "
-            "or a list of recent, open or failed messages.",
+            description="Show one message's whole history (by messageId, the start of one, or its drop name): "
+            "its route and why, every status, errors and operator actions. Without one, a table of the newest "
+            "messages, narrowed by the options; it fits the terminal. Safe while the daemon runs (read-only).",
         )
     )
-    status.add_argument("message_id", nargs="?", help="a messageId; without it, a list")
+    status.add_argument("message_id", nargs="?", metavar="MESSAGEID|DROP", help="a messageId or a drop name")
     status.add_argument("--open", action="store_true", help="only unfinished messages")
     status.add_argument("--failed", action="store_true", help="only failed, rejected or quarantined messages")
+    status.add_argument("--phase", choices=[phase.value for phase in Phase], metavar="PHASE",
+                        help="only messages in this phase: " + ", ".join(phase.value for phase in Phase))
+    status.add_argument("--channel", help="only messages on this channel (DPO, DPV...)")
+    status.add_argument("--receiver", help="only messages to this organisation or person number")
+    status.add_argument("--drop", metavar="NAME", help="only drops whose name contains NAME")
+    status.add_argument("--since", metavar="WHEN", help="only messages created since: an age (30m, 2h, 1d) or a "
+                        "date or time (2026-12-01, 2026-12-01T08:00; UTC unless it says otherwise)")
     status.add_argument("--limit", type=int, default=50, help="how many to list (default: %(default)s)")
+    operator_commands = {
+        "retry": (
+            "send a message again now",
+            "send a message again now: one that failed before it was sent, or one waiting out a back-off. A failed "
+            "message goes back from failed/ to the work area and is routed and sent afresh (its FEIL stays in the "
+            "history as ANNET)",
+        ),
+        "cancel": (
+            "end a message that is not yet sent (FEIL: cancelled by the operator)",
+            "end a message that is not yet sent: FEIL \"cancelled by the operator\", its drop moved to failed/ with "
+            "the reason. A message the running daemon may be sending at this moment is left alone",
+        ),
+        "release": (
+            "take a quarantined incoming message again",
+            "take a quarantined incoming message again (after the cause is fixed, a CA added to trust.ca_bundle, "
+            "say): the daemon's receiver opens its kept package from state/quarantine/ at its next poll, and "
+            "delivers it to the inbox or quarantines it again with the reason",
+        ),
+    }
+    for name, (short, words) in operator_commands.items():
+        sub = with_config(commands.add_parser(name, help=short, description=(
+            words[0].upper() + words[1:] + ". Safe while the daemon runs: one short journal transaction; it "
+            "prints what it changed.")))
+        sub.add_argument("message_id", metavar="MESSAGEID|DROP", help="a messageId, the start of one, or a drop name")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    for chatty in ("apscheduler", "httpx", "httpcore", "uvicorn.access"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging()  # until config.yaml says otherwise (logging.level, logging.format)
     try:
         from gateway import commands
 

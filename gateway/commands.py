@@ -10,17 +10,16 @@ from pathlib import Path
 
 from gateway.clock import SystemClock
 from gateway.config import Config, KeystoreConfig, TrustConfig, load_config, prepare_folders
-from gateway.contract.statuses import current_status
 from gateway.fsio import text_name
 from gateway.intake.dryrun import judge_in_place
-from gateway.journal.store import Journal
+from gateway.logsetup import configure_logging
 
 log = logging.getLogger("efm-gateway")
 
 
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
-    logging.getLogger().setLevel(config.logging.level)
+    configure_logging(config.logging.level, config.logging.format)
     return config
 
 
@@ -164,45 +163,70 @@ def validate(args: argparse.Namespace) -> int:
     )
     for warning in verdict.warnings:
         print(f"  warning: {warning}")
-    return 0
+    from gateway.operator.route_check import explain_route
+
+    fits, route_lines = explain_route(config, accepted, SystemClock(), join=with_network_settings)
+    print("\n".join(route_lines))
+    return 0 if fits else 1
 
 
 def status(args: argparse.Namespace) -> int:
+    from gateway.journal.overview import JournalView, MessageFilter
+    from gateway.operator.listing import message_story, message_table, parse_since, terminal_width, totals_line
+
     config = _config(args)
     if not config.folders.journal_path.exists():
         print("no journal yet: the daemon has not run with this configuration")
         return 1
-    journal = Journal(config.folders.journal_path, SystemClock())
+    now = SystemClock().now()
+    try:
+        since = parse_since(args.since, now) if args.since else None
+    except ValueError as exc:
+        print(f"efm-gateway status: {exc}", file=sys.stderr)
+        return 2
+    view = JournalView(config.folders.journal_path)
     try:
         if args.message_id:
-            records = journal.find(args.message_id.lower())
+            records = view.find(args.message_id)
             if not records:
                 print(f"no message {args.message_id} in the journal")
                 return 1
             for record in records:
-                events = journal.events(record.row)
-                current = current_status([event.status for event in events])
-                print(
-                    f"message {record.message_id} ({'outgoing' if record.direction == 'out' else 'incoming'}, "
-                    f"drop {record.drop_name or '-'}, current {current or '-'}, phase {record.phase})"
-                )
-                if record.channel:
-                    print(f"  route: {record.channel}: {record.route_reason}")
-                for event in events:
-                    print(f"  {event.at.isoformat(timespec='seconds')}  {event.status:<20} {event.description or ''}")
-                for error in record.errors:
-                    print(f"  error: {error}")
+                print("\n".join(message_story(view, record, now)))
             return 0
-        records = journal.listing(open_only=args.open, failed_only=args.failed, limit=args.limit)
-        for record in records:
-            # The status file's own rule: the furthest status reached, not the last one to arrive.
-            current = current_status([event.status for event in journal.events(record.row)]) or "-"
-            print(
-                f"{record.message_id}  {record.direction:<3}  {current:<20} {record.phase:<11} "
-                f"{record.channel or '-':<4} {record.drop_name or ''}"
-            )
-        counts = journal.counts()
-        print("totals: " + (", ".join(f"{phase} {count}" for phase, count in sorted(counts.items())) or "none"))
+        state = "failed" if args.failed else "open" if args.open else None
+        message_filter = MessageFilter(
+            state=state, channel=args.channel, receiver=args.receiver, drop_name=args.drop, since=since,
+            phase=args.phase,
+        )
+        lines = view.messages(message_filter, limit=args.limit)
+        if lines:
+            print("\n".join(message_table(lines, terminal_width(), now)))
+        else:
+            print("no messages match")
+        print(totals_line(view.counts()))
         return 0
     finally:
-        journal.close()
+        view.close()
+
+
+def _operator_action(args: argparse.Namespace, action_name: str) -> int:
+    from gateway.operator import actions
+
+    config = _config(args)
+    action = getattr(actions, action_name)
+    for line in action(config, args.message_id, SystemClock()):
+        print(line)
+    return 0
+
+
+def retry(args: argparse.Namespace) -> int:
+    return _operator_action(args, "retry")
+
+
+def cancel(args: argparse.Namespace) -> int:
+    return _operator_action(args, "cancel")
+
+
+def release(args: argparse.Namespace) -> int:
+    return _operator_action(args, "release")

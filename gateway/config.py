@@ -84,6 +84,7 @@ class RetentionConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
+    format: str = "text"  # text: one line with key=value fields; json: one JSON object a line
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,7 @@ _REQUIRED_SECTIONS = ("organisation", "folders")
 _CHOICES = {
     "intake.mode": ("auto", "events", "polling"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "logging.format": ("text", "json"),
     "channels.dpv.notification_channel": ("Email", "Sms", "EmailAndSms"),
 }
 _POSITIVE = {

@@ -8,11 +8,13 @@ Every test that starts a real daemon or sandbox process checks its log when it s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
-# The format set in gateway/cli.py: "%(asctime)s %(levelname)s %(name)s: %(message)s".
+# The text format of gateway/logsetup.py: "<asctime> <LEVEL> <logger>: <message> key=value...";
+# with logging.format: json each record is one JSON object with its "level".
 _RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) ")
 _TRACEBACK = "Traceback (most recent call last)"
 _BAD_LEVELS = ("ERROR", "CRITICAL")
@@ -24,11 +26,24 @@ def log_records(text: str) -> list[tuple[str | None, str]]:
     records: list[tuple[str | None, list[str]]] = []
     for line in text.splitlines():
         start = _RECORD_START.match(line)
-        if start or not records:
-            records.append((start.group("level") if start else None, [line]))
+        level = start.group("level") if start else _json_level(line)
+        if level or not records:
+            records.append((level, [line]))
         else:
             records[-1][1].append(line)
     return [(level, "\n".join(lines)) for level, lines in records]
+
+
+def _json_level(line: str) -> str | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    # A traceback is in its "exception" field, whose text still reads "Traceback (most recent call last)".
+    level = record.get("level") if isinstance(record, dict) else None
+    return level if isinstance(level, str) else None
 
 
 def unexpected_log_records(text: str, allowed: Iterable[str] = ()) -> list[str]:

@@ -38,6 +38,7 @@ from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
 from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter, status_file_name
@@ -93,7 +94,7 @@ class Receiver:
         self.repeated.flush()
         if not self._room_again():
             return 0
-        handled = 0
+        handled = self.retake_released()
         for _round in range(MAX_POLL_ROUNDS):
             try:
                 references = self.channel.list_inbound()
@@ -124,6 +125,53 @@ class Receiver:
             with contextlib.suppress(sqlite3.Error, JournalError):
                 self.journal.checkpoint()  # what the write-ahead log held is free again too
         return True
+
+    # ---- released by an operator (efm-gateway release) ----------------------------------------------
+    def retake_released(self) -> int:
+        """Open again the kept package of each quarantined message an operator released; returns how many."""
+        taken = 0
+        for record in self.journal.released(self.channel.name):
+            try:
+                self._retake(record)
+                taken += 1
+            except (CryptoError, ValidationError, JournalError, OSError) as exc:
+                self._quarantine_again(record, f"opening it again failed: {exc}")
+            except Exception as exc:
+                # Back to quarantine rather than opened again at every poll.
+                log.exception("released message %s failed unexpectedly", record.message_id)
+                self._quarantine_again(record, f"opening it again failed unexpectedly: {exc}")
+        return taken
+
+    def _retake(self, record: MessageRecord) -> None:
+        released = record.detail["released"]
+        kept = self.quarantine / released["kept"]
+        reference = released["reference"]
+        work = self.downloads / reference
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            with open(kept, "rb") as package:
+                try:
+                    inbound = self.channel.open_inbound(reference, package, work)
+                except (MessageFormatError, SecurityError) as exc:
+                    self._quarantine_again(record, str(exc))
+                    return
+                rejected = self._dispatch(reference, inbound, package)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if rejected is None:
+            kept.unlink(missing_ok=True)  # in the inbox now: the archive system has the message
+            log.info("released message %s was opened again and delivered", record.message_id,
+                     extra=event_fields(record.message_id, channel=self.channel.name, status="INNKOMMENDE_MOTTATT"))
+
+    def _quarantine_again(self, record: MessageRecord, reason: str) -> None:
+        with self.journal.transaction():
+            current = self.journal.get(record.row)
+            if current.phase != Phase.RECEIVED:
+                return
+            self.journal.move(record.row, Phase.QUARANTINED, errors=[reason])
+            self.journal.add_event(record.row, Status.FEIL, description=f"quarantined: {reason}")
+        log.warning("released message %s quarantined again: %s", record.message_id, reason,
+                    extra=event_fields(record.message_id, channel=self.channel.name, status="FEIL"))
 
     def _take_guarded(self, reference: str) -> int:
         """take(), with every expected failure one line naming the transfer and what happens next; a traceback

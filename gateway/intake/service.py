@@ -24,6 +24,7 @@ from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, O
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsetup import event_fields
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
@@ -171,14 +172,16 @@ class Intake:
             if accepted is None:
                 counts.rejected += 1
                 count = len(record.errors)
-                log.info("rejected drop %r (messageId %s): %d problem(s)", claimed.name, record.message_id, count)
+                log.info("rejected drop %r (messageId %s): %d problem(s)", claimed.name, record.message_id, count,
+                         extra=event_fields(record.message_id, record.drop_name, status="FEIL"))
                 try:
                     self._park_record(record, claimed)
                 except Exception:
                     log.exception("could not move the rejected drop %r to failed/; retried at next start", claimed.name)
                 continue
             counts.accepted += 1
-            log.info("accepted drop %r as message %s", claimed.name, record.message_id)
+            log.info("accepted drop %r as message %s", claimed.name, record.message_id,
+                     extra=event_fields(record.message_id, record.drop_name, status="OPPRETTET"))
             if self.on_accepted is not None:
                 self.on_accepted(record, accepted)
         return records

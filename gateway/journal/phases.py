@@ -51,3 +51,17 @@ ALLOWED: dict[Phase | None, frozenset[Phase]] = {
 
 def is_allowed(current: Phase | None, new: Phase) -> bool:
     return new in ALLOWED[current]
+
+
+# Moves only an operator makes (`efm-gateway retry`, `release`), never the pipeline: a failed message
+# sent again from the start, and a quarantined incoming message opened again from its kept package.
+# Kept apart from ALLOWED so that no pipeline step can take them by mistake.
+OPERATOR_ALLOWED: dict[Phase, frozenset[Phase]] = {
+    Phase.FAILED: frozenset({Phase.ACCEPTED}),
+    Phase.QUARANTINED: frozenset({Phase.RECEIVED}),
+}
+
+
+def operator_may(current: Phase, new: Phase) -> bool:
+    """Whether an operator's command may move a message from `current` to `new`."""
+    return new in OPERATOR_ALLOWED.get(current, frozenset()) or is_allowed(current, new)

@@ -674,6 +674,15 @@ class Journal:
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(record.row,) for record in doomed])
         return doomed
 
+    # ---- operators' commands (efm-gateway release) ----------------------------------------------------
+    def released(self, channel: str, limit: int = 50) -> list[MessageRecord]:
+        """Quarantined incoming messages an operator released on `channel`, for its receiver to open again."""
+        return self._many(
+            "direction = 'in' AND phase = 'received' AND channel = ? "
+            "AND json_extract(detail, '$.released') IS NOT NULL ORDER BY id LIMIT ?",
+            (channel, limit),
+        )
+
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
     encoded = dict(fields)
@@ -706,3 +715,4 @@ class JournalReader:
 
     def close(self) -> None:
         self._db.close()
+

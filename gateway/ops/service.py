@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import Callable
@@ -13,17 +11,18 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
 from gateway.config import Config
+from gateway.journal.overview import JournalView
 from gateway.journal.store import Journal
 from gateway.ops.checks import endpoint_names
 from gateway.ops.disk import MIB, folder_space
 from gateway.ops.health import Heartbeats
 from gateway.ops.httpwatch import HttpOutcomes
 from gateway.ops.metrics import EventFeed, JournalMetrics, PartsMetrics, commit_histogram
+from gateway.ops.page import page_routes
 from gateway.ops.server import OpsServer
 
 log = logging.getLogger(__name__)
 
-OPERATOR_PAGE = "gateway.ops.page"  # the operator page's routes (page_routes), when that module is installed
 
 
 class DaemonView(Protocol):
@@ -63,9 +62,8 @@ class OpsEndpoint:
         return (registry.cache_hits, registry.cache_misses) if registry else (0, 0)
 
     def _operator_page(self) -> list[BaseRoute]:
-        if importlib.util.find_spec(OPERATOR_PAGE) is None:
-            return []
-        return list(importlib.import_module(OPERATOR_PAGE).page_routes(self.daemon.journal))
+        # A read-only view of its own: the page's requests never wait on the daemon's writer.
+        return page_routes(JournalView(self.daemon.config.folders.journal_path, live=True))
 
     def start(self) -> None:
         self.server.start()

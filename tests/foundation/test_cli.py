@@ -208,7 +208,7 @@ def test_status_failed_lists_only_the_rejected_drop_with_its_errors(tmp_path, ha
 
     failed = _cli("status", "--config", config, "--failed", cwd=tmp_path)
     assert failed.returncode == 0, failed.stderr
-    message_lines = [line for line in failed.stdout.splitlines() if not line.startswith("totals:")]
+    message_lines = [line for line in failed.stdout.splitlines() if not line.startswith(("totals:", "MESSAGE "))]
     assert len(message_lines) == 1, failed.stdout
     assert message_lines[0].startswith(rejected.message_id)
     assert "ugyldig-mottaker" in message_lines[0] and "rejected" in message_lines[0]

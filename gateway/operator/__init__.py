@@ -1,0 +1,1 @@
+"""Operators' commands on the journal: listings, and retry, cancel and release of one message."""

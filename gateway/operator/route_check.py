@@ -1,0 +1,102 @@
+"""`efm-gateway validate`'s route: ask the service registry (read-only) which channel the daemon would
+use for a drop, and why, or why none fits; the same choice the sender makes (routing.route)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import yaml
+
+from gateway.channels.registry import scopes_for
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.credentials import load_identity
+from gateway.errors import GatewayError, PermanentChannelError, RetryableChannelError
+from gateway.formats.sbd import DOCUMENT_TYPES
+from gateway.identifiers import is_person
+from gateway.intake.validate import AcceptedDrop
+from gateway.operator.actions import daemon_pid
+from gateway.routing.registry import ServiceRegistryClient
+from gateway.routing.route import choose_route
+from gateway.tokens import TokenClient
+from gateway.wiring import REGISTRY_SCOPE
+
+SANDBOX_NETWORK_FILE = "network.yaml"
+Joiner = Callable[[Config, dict[str, Any]], Config]
+
+
+def network_for(config: Config, join: Joiner) -> tuple[Config | None, str]:
+    """The configuration to ask the registry with, and where its network comes from; None (and why)
+    when no network is configured. `join` puts a sandbox's settings into a configuration (the
+    command line's own, as `efm-gateway run` does)."""
+    if config.network_configured:
+        return config, f"the network in {config.source}"
+    if config.sandbox.enabled:
+        data = config.sandbox.data or config.folders.state.parent / "sandbox"
+        network_file = data / SANDBOX_NETWORK_FILE
+        # The daemon's own sandbox listens only while that daemon runs (its port may be any free one).
+        if network_file.exists() and daemon_pid(config.folders.lock_path) is not None:
+            settings = yaml.safe_load(network_file.read_text(encoding="utf-8"))
+            snippet = settings.get("gateways", {}).get(config.organisation.orgnr)
+            if snippet:
+                return join(config, snippet), f"the running daemon's sandbox ({network_file})"
+        return None, (
+            "the sandbox network runs inside the daemon (sandbox.enabled) and the daemon is not running: start it "
+            "(`efm-gateway run`) and validate again to see the route"
+        )
+    return None, (
+        f"no network is configured in {config.source} (network.service_registry_url, token_url and a channel): "
+        "the daemon would accept the drop but not send it"
+    )
+
+
+def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Joiner) -> tuple[bool, list[str]]:
+    """(whether a channel fits, the lines that say which and why)."""
+    joined, source = network_for(config, join)
+    if joined is None:
+        return True, [f"route: not looked up: {source}"]
+    sidecar = accepted.sidecar
+    network = joined.network
+    assert network.token_url and network.service_registry_url
+    blocks = joined.channels.enabled()
+    identity = load_identity(joined, clock.now())
+    with httpx.Client(timeout=network.http_timeout_seconds) as http:
+        tokens = TokenClient(
+            token_url=network.token_url,
+            audience=network.token_audience or network.token_url,
+            client_id=network.client_id or f"efm-gateway-{joined.organisation.orgnr}",
+            private_key=identity.private_key,
+            certificate_chain=[identity.certificate, *identity.chain],
+            scopes=(REGISTRY_SCOPE, *scopes_for(blocks)),
+            http=http,
+            clock=clock,
+        )
+        registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock)
+        try:
+            answer = registry.lookup(
+                sidecar.receiver, accepted.process, sidecar.security_level, accepted.conversation_id
+            )
+            route = choose_route(
+                answer, accepted.process, DOCUMENT_TYPES.get(sidecar.message_type, ""),
+                is_person(sidecar.receiver), sidecar.security_level,
+            )
+        except RetryableChannelError as exc:
+            return True, [
+                f"route: the service registry could not be asked ({exc}); the daemon decides the route when it sends"
+            ]
+        except PermanentChannelError as exc:
+            return False, [f"route: none fits: {exc}", "  the daemon would accept the drop, then fail it (FEIL)"]
+        except GatewayError as exc:
+            return True, [f"route: not looked up: {exc}"]
+    enabled = {name.upper() for name in blocks}
+    lines = [f"route: {route.channel}: {route.reason}", f"  asked {source}"]
+    if route.channel.upper() not in enabled:
+        lines.append(
+            f"  but {route.channel} is not enabled in this gateway (channels section): the daemon would fail the "
+            f"message; enable channels.{route.channel.lower()} or agree another channel with the receiver"
+        )
+        return False, lines
+    return True, lines
+

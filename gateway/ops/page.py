@@ -1,0 +1,264 @@
+"""The operator page: a read-only HTML view of the journal that refreshes by itself.
+
+`/` counts messages by phase and channel and lists the newest ones, filtered by state, channel,
+receiver, drop name and age; `/messages/{message_id}` shows one message's whole history with its
+route and the reason for it, and why it failed or was rejected. Only GET routes: nothing here
+changes anything (the operator's commands do, `efm-gateway retry` and the rest). Every value is
+escaped; no document content is shown (the journal holds none).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Route
+
+from gateway.contract.statuses import current_status
+from gateway.journal.overview import STATES, JournalView, MessageFilter, MessageLine
+from gateway.journal.phases import Phase
+from gateway.journal.store import MessageRecord
+from gateway.operator.listing import parse_since, phase_shown
+
+REFRESH_SECONDS = 10
+LIST_LIMIT = 200
+_HEADERS = {
+    # Nothing runs, nothing loads from elsewhere, nothing frames it: the page is text and a form.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+td.n { text-align: right; }
+code { font-size: 95%; }
+.FEIL, .failed, .rejected, .quarantined { color: #a00; font-weight: 600; }
+.backoff { color: #a60; }
+form label { margin-right: 0.8em; }
+.note { color: #555; }
+"""
+
+
+def page_routes(journal_reader: JournalView, refresh_seconds: int = REFRESH_SECONDS) -> list[BaseRoute]:
+    """The page's routes, for the daemon's operations server to mount. `journal_reader` is a read-only
+    view opened once the daemon's journal is: `JournalView(config.folders.journal_path, live=True)`."""
+
+    def overview(request: Request) -> HTMLResponse:
+        return _html(_overview(journal_reader, request, refresh_seconds))
+
+    def message(request: Request) -> HTMLResponse:
+        message_id = request.path_params["message_id"]
+        records = journal_reader.find(message_id)
+        if not records:
+            body = f"<p>No message <code>{escape(message_id)}</code> in the journal.</p>"
+            return _html(_document(f"No message {message_id}", body, refresh_seconds), status_code=404)
+        return _html(_message_page(journal_reader, records, refresh_seconds))
+
+    return [
+        Route("/", overview, methods=["GET"], name="operator-overview"),
+        Route("/messages/{message_id}", message, methods=["GET"], name="operator-message"),
+    ]
+
+
+def _html(text: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status_code, headers=_HEADERS)
+
+
+def _document(title: str, body: str, refresh_seconds: int) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta http-equiv=\"refresh\" content=\"{int(refresh_seconds)}\">"
+        f"<title>{escape(title)} · efm-gateway</title><style>{_STYLE}</style></head>"
+        f"<body>{body}<p class=\"note\">Read-only; refreshes every {int(refresh_seconds)} s. "
+        f"Shown at {escape(_time(datetime.now(UTC).timestamp()))} UTC.</p></body></html>\n"
+    )
+
+
+def _time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---- the overview -----------------------------------------------------------------------------------
+def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
+    query = request.query_params
+    state = query.get("state") or "open_failed"
+    problems = []
+    since = None
+    if query.get("since"):
+        try:
+            since = parse_since(query["since"], datetime.now(UTC))
+        except ValueError as exc:
+            problems.append(str(exc))
+    chosen = {key: query.get(key, "").strip() for key in ("phase", "channel", "receiver", "drop", "since")}
+    phases = {phase.value for phase in Phase}
+    if chosen["phase"] and chosen["phase"] not in phases:
+        problems.append(f"phase {chosen['phase']!r}: choose one of {', '.join(sorted(phases))}")
+        chosen["phase"] = ""
+    filters = dict(
+        phase=chosen["phase"] or None, channel=chosen["channel"] or None, receiver=chosen["receiver"] or None,
+        drop_name=chosen["drop"] or None, since=since,
+    )
+    parts = [f"<h1>efm-gateway: {sum(view.counts().values())} messages in the journal</h1>"]
+    parts.append(_counts_table(view))
+    parts.append(_filter_form(state, chosen))
+    for problem in problems:
+        parts.append(f"<p class=\"FEIL\">{escape(problem)}</p>")
+    if state == "open_failed":
+        sections = [("Open messages", "open"), ("Failed, rejected and quarantined", "failed")]
+    elif state in STATES:
+        sections = [({"open": "Open", "failed": "Failed, rejected and quarantined", "finished": "Finished"}[state]
+                     + " messages", state)]
+    else:
+        sections = [("All messages", None)]
+    for title, section_state in sections:
+        lines = view.messages(MessageFilter(state=section_state, **filters), limit=LIST_LIMIT)
+        parts.append(f"<h2 id=\"{escape(section_state or 'all')}\">{escape(title)} ({len(lines)}"
+                     f"{'+' if len(lines) == LIST_LIMIT else ''})</h2>")
+        parts.append(_message_table(lines, section_state or "all"))
+    return _document("Operator overview", "".join(parts), refresh_seconds)
+
+
+def _counts_table(view: JournalView) -> str:
+    by_channel = view.counts_by_channel()
+    channels = sorted(by_channel)
+    phases = [phase.value for phase in Phase if any(phase.value in counts for counts in by_channel.values())]
+    head = "".join(f"<th>{escape(channel)}</th>" for channel in channels)
+    rows = []
+    for phase in phases:
+        cells = "".join(f"<td class=\"n\">{by_channel[channel].get(phase, 0)}</td>" for channel in channels)
+        total = sum(by_channel[channel].get(phase, 0) for channel in channels)
+        rows.append(f"<tr data-phase=\"{escape(phase)}\"><th class=\"{escape(phase)}\">{escape(phase)}</th>"
+                    f"{cells}<td class=\"n\">{total}</td></tr>")
+    if not rows:
+        return "<p>No messages yet.</p>"
+    return (f"<table id=\"counts\"><caption>Messages by phase and channel (\"-\": not routed)</caption>"
+            f"<tr><th>phase</th>{head}<th>all</th></tr>{''.join(rows)}</table>")
+
+
+def _filter_form(state: str, chosen: dict[str, str]) -> str:
+    options = [("open_failed", "open and failed"), ("open", "open"), ("failed", "failed"),
+               ("finished", "finished"), ("all", "all")]
+    select = "".join(
+        f"<option value=\"{value}\"{' selected' if value == state else ''}>{label}</option>" for value, label in options
+    )
+    phase_options = "".join(
+        f"<option value=\"{phase.value}\"{' selected' if phase.value == chosen['phase'] else ''}>{phase.value}</option>"
+        for phase in Phase
+    )
+    fields = f"<label>phase <select name=\"phase\"><option value=\"\">any</option>{phase_options}</select></label>"
+    fields += "".join(
+        f"<label>{label} <input name=\"{name}\" value=\"{escape(chosen[name])}\" size=\"{size}\"></label>"
+        for name, label, size in (("channel", "channel", 5), ("receiver", "receiver", 11), ("drop", "drop name", 16),
+                                  ("since", "since (2h, 1d, 2026-12-01)", 12))
+    )
+    return (f"<form method=\"get\" action=\"/\"><label>show <select name=\"state\">{select}</select></label>"
+            f"{fields}<button type=\"submit\">filter</button></form>")
+
+
+def _message_table(lines: list[MessageLine], section: str) -> str:
+    if not lines:
+        return "<p>None.</p>"
+    now = datetime.now(UTC).timestamp()
+    rows = []
+    for line in lines:
+        record = line.record
+        current = str(line.current or "-")
+        phase = phase_shown(record, now)
+        note = record.errors[0] if record.errors else record.detail.get("last_error") or ""
+        rows.append(
+            f"<tr data-message-id=\"{escape(record.message_id)}\" data-status=\"{escape(current)}\">"
+            f"<td><a href=\"/messages/{quote(record.message_id)}\"><code>{escape(record.message_id)}</code></a></td>"
+            f"<td>{'out' if record.direction == 'out' else 'in'}</td>"
+            f"<td class=\"{escape(current)}\">{escape(current)}</td><td class=\"{escape(phase)}\">{escape(phase)}</td>"
+            f"<td>{escape(record.channel or '-')}</td><td>{escape(record.sender or '-')}</td>"
+            f"<td>{escape(record.receiver or '-')}</td><td>{escape(record.drop_name or '')}</td>"
+            f"<td>{_time(record.created_at)}</td><td>{_time(record.updated_at)}</td>"
+            f"<td>{escape(_clip(note, 160))}</td></tr>"
+        )
+    head = "".join(f"<th>{name}</th>" for name in (
+        "messageId", "dir", "status", "phase", "channel", "sender", "receiver", "drop", "created (UTC)",
+        "updated (UTC)", "note"))
+    return f"<table class=\"messages\" data-section=\"{escape(section)}\"><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# ---- one message -------------------------------------------------------------------------------------
+def _message_page(view: JournalView, records: list[MessageRecord], refresh_seconds: int) -> str:
+    parts = ["<p><a href=\"/\">← overview</a></p>"]
+    for record in records:
+        events = view.events(record.row)
+        current = current_status([event.status for event in events])
+        direction = "outgoing" if record.direction == "out" else "incoming"
+        parts.append(f"<h1>Message <code>{escape(record.message_id)}</code> ({direction})</h1>")
+        facts = [
+            ("current status", str(current or "-")),
+            ("phase", phase_shown(record, datetime.now(UTC).timestamp())),
+            ("drop", record.drop_name or "-"),
+            ("conversation", record.conversation_id or "-"),
+            ("sender", record.sender or "-"),
+            ("receiver", record.receiver or "-"),
+            ("type", record.message_type or "-"),
+            ("process", record.process or "-"),
+            ("client reference", record.client_reference or "-"),
+            ("deadline", record.deadline.isoformat(timespec="seconds") if record.deadline else "-"),
+            ("channel", record.channel or "-"),
+            ("route reason", record.route_reason or "-"),
+            ("attempts", str(record.attempts)),
+        ]
+        if record.attempts and record.next_attempt_at and record.phase in (Phase.ACCEPTED, Phase.SENDING):
+            facts.append(("next attempt (UTC)", _time(record.next_attempt_at)))
+            facts.append(("last error", str(record.detail.get("last_error", "-"))))
+        rows = "".join(
+            f"<tr><th>{escape(name)}</th><td id=\"{escape(name.replace(' ', '-'))}\">{escape(value)}</td></tr>"
+            for name, value in facts
+        )
+        parts.append(f"<table class=\"facts\">{rows}</table>")
+        history = "".join(
+            f"<tr data-status=\"{escape(event.status)}\"><td>{escape(event.at.isoformat(timespec='seconds'))}</td>"
+            f"<td class=\"{escape(event.status)}\">{escape(event.status)}</td>"
+            f"<td>{escape(event.description or '')}</td>"
+            f"<td>{escape(event.learned.isoformat(timespec='seconds')) if event.learned else ''}</td></tr>"
+            for event in events
+        )
+        parts.append("<h2>History</h2><table id=\"history\"><tr><th>time</th><th>status</th><th>description</th>"
+                     f"<th>learned</th></tr>{history}</table>")
+        if record.errors:
+            heading = "Why it was rejected" if record.phase == Phase.REJECTED else "Why it failed"
+            items = "".join(f"<li>{escape(error)}</li>" for error in record.errors)
+            parts.append(f"<h2>{heading}</h2><ul id=\"errors\">{items}</ul>")
+        if record.detail.get("previous_errors"):
+            items = "".join(f"<li>{escape(str(error))}</li>" for error in record.detail["previous_errors"])
+            parts.append(f"<h2>Earlier errors</h2><ul>{items}</ul>")
+        if record.detail.get("operator"):
+            items = "".join(
+                f"<li>{escape(str(action.get('at', '?')))} {escape(str(action.get('action', '?')))}: "
+                f"{escape(str(action.get('what', '')))}</li>" for action in record.detail["operator"]
+            )
+            parts.append(f"<h2>Operator actions</h2><ul id=\"operator\">{items}</ul>")
+        hint = _command_hint(record)
+        if hint:
+            parts.append(f"<p class=\"note\">{hint}</p>")
+    return _document(f"Message {records[0].message_id}", "".join(parts), refresh_seconds)
+
+
+def _command_hint(record: MessageRecord) -> str:
+    command = {
+        Phase.FAILED: "retry", Phase.QUARANTINED: "release", Phase.ACCEPTED: "cancel",
+    }.get(record.phase)
+    if command is None or (command == "retry" and record.direction != "out"):
+        return ""
+    return f"On the gateway's host: <code>efm-gateway {command} {escape(record.message_id)}</code>"
+
