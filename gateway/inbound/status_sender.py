@@ -2,7 +2,9 @@
 
 A status message is never answered with another status: only received business messages queue
 one. A duplicate after a crash is harmless: receivers keep statuses as a set. One that cannot be
-sent is retried with back-off until the received message's deadline, then given up with a log line.
+sent is retried with back-off until the received message's deadline, and for an hour past it (a
+LEVERT is often owed after the deadline, when the archive took the message late), then given up
+with a log line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from gateway.outbound.circuit import Circuits
 from gateway.outbound.compose import status_sbd
 
 log = logging.getLogger(__name__)
+
+# One hiccup after the deadline must not lose a status the sender waits for: an hour more of tries.
+GRACE_PAST_DEADLINE_S = 3600.0
 
 
 class StatusSender:
@@ -95,7 +100,8 @@ class StatusSender:
             # Network trouble, or anything else (a full disk): back off for this one, the others go on.
             delay = self.retry.delay(attempts + 1, retry_after_of(exc))
             now = self.clock.now().timestamp()
-            if record.deadline is not None and now >= record.deadline.timestamp():
+            past_deadline = record.deadline is not None and now >= record.deadline.timestamp()
+            if past_deadline and now >= record.deadline.timestamp() + GRACE_PAST_DEADLINE_S:
                 log.warning(
                     "status %s for message %s from %s given up: it could not be sent before the message's "
                     "deadline %s (%s)", status.value, record.message_id, record.sender,
@@ -113,7 +119,8 @@ class StatusSender:
                 log.exception("status %s for %s failed; trying again in %.0f s", status.value, record.message_id, delay)
             due = now + delay
             if record.deadline is not None:
-                due = min(due, record.deadline.timestamp())  # one last try at the deadline
+                limit = record.deadline.timestamp() + (GRACE_PAST_DEADLINE_S if past_deadline else 0.0)
+                due = min(due, limit)  # a try at the deadline, and a last one at the end of the grace
             self.journal.status_send_later(record.row, status, due)
             return 0
         self.journal.status_send_done(record.row, status)

@@ -242,8 +242,13 @@ class Sender:
             return False
         try:
             uploaded = channel.already_sent(reference)
-        except RetryableChannelError:
-            return True  # cannot tell yet: ask again at the next attempt rather than expire a sent message
+        except RetryableChannelError as exc:
+            # Cannot tell yet: ask again later rather than expire a sent message. Past the deadline the
+            # usual cap would make it due at once, again and again: back off from now instead.
+            attempts = record.attempts + 1
+            delay = self.retry.delay(attempts, exc.retry_after)
+            self.journal.update(record.row, attempts=attempts, next_attempt_at=self.clock.now().timestamp() + delay)
+            return True
         except PermanentChannelError:
             return False
         if uploaded:
@@ -269,6 +274,13 @@ class Sender:
             answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level,
             pinned=pinned,
         )
+        if record.channel and record.detail.get("reference") and route.channel != record.channel:
+            # A send on the old channel may have gone through: never start another on a new one.
+            raise PermanentChannelError(
+                f"the receiver's channel changed from {record.channel} to {route.channel} while a send on "
+                f"{record.channel} ({record.detail['reference']}) was under way; it may have arrived: check with "
+                "the receiver before sending it again"
+            )
         log.info("message %s: %s", record.message_id, route.reason)
         service = dataclasses.asdict(route.service_record) if route.service_record else None
         fields = {"channel": route.channel, "route_reason": route.reason, "detail": {"service_record": service}}
