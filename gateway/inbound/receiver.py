@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.channels.base import Channel, InboundMessage
-from gateway.clock import Clock
+from gateway.clock import Clock, isoformat
 from gateway.config import Config
 from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
 from gateway.contract.statuses import Status
@@ -400,6 +400,9 @@ class Receiver:
         return None
 
     def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
+        # When the sender made it: the start of the receive latency the metrics report.
+        given = fields.pop("detail", None) or {}
+        detail = {"sent_at": isoformat(sbd.created), **given}  # type: ignore[dict-item]
         return self.journal.create(
             direction="in",
             message_id=sbd.message_id,
@@ -412,6 +415,7 @@ class Receiver:
             message_type=sbd.message_type,
             process=sbd.process,
             channel=self.channel.name,
+            detail=detail,
             **fields,
         )
 

@@ -80,7 +80,7 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
             )
             route = choose_route(
                 answer, accepted.process, DOCUMENT_TYPES.get(sidecar.message_type, ""),
-                is_person(sidecar.receiver), sidecar.security_level,
+                is_person(sidecar.receiver), sidecar.security_level, pinned=sidecar.channel,
             )
         except RetryableChannelError as exc:
             return True, [

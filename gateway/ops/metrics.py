@@ -26,6 +26,7 @@ from gateway.ops.httpwatch import HttpOutcomes
 OPEN_PHASES = tuple(phase.value for phase in Phase if phase not in FINISHED)
 INCOMING_PHASES = frozenset({Phase.RECEIVED, Phase.IN_INBOX, Phase.TAKEN, Phase.QUARANTINED})
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
+SENT_BY_THE_SENDER = "sent by the sender"  # the receive latency starts at the SBD's creation time
 EVENTS_PER_SCRAPE = 100_000  # bounded work: a large backlog of events is observed over several scrapes
 
 
@@ -122,6 +123,11 @@ class EventFeed:
             "efm_gateway_delivery_latency_seconds", "From SENDT to LEVERT at the receiver",
             ["channel"], buckets=LATENCY_BUCKETS, registry=registry,
         )
+        self.receive = Histogram(
+            "efm_gateway_receive_latency_seconds",
+            "From the sender making a received message (its SBD's creation time) to it being in our inbox",
+            ["channel"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
         self.pick_up = Histogram(
             "efm_gateway_inbox_pickup_seconds", "From a received message in the inbox to the archive system taking it",
             ["channel"], buckets=LATENCY_BUCKETS, registry=registry,
@@ -130,6 +136,7 @@ class EventFeed:
             "SENDT": ("OPPRETTET", self.send),
             "LEVERT": ("SENDT", self.delivery),
             "INNKOMMENDE_LEVERT": ("INNKOMMENDE_MOTTATT", self.pick_up),
+            "INNKOMMENDE_MOTTATT": (SENT_BY_THE_SENDER, self.receive),
         }
 
     def feed(self) -> None:
@@ -145,9 +152,15 @@ class EventFeed:
                 if latency is None:
                     continue
                 start_status, histogram = latency
-                started = self._journal.query(
-                    "SELECT at FROM events WHERE message = ? AND status = ?", (message, start_status)
-                )
+                if start_status == SENT_BY_THE_SENDER:
+                    started = self._journal.query(
+                        "SELECT json_extract(detail, '$.sent_at') FROM messages WHERE id = ? "
+                        "AND json_extract(detail, '$.sent_at') IS NOT NULL", (message,)
+                    )
+                else:
+                    started = self._journal.query(
+                        "SELECT at FROM events WHERE message = ? AND status = ?", (message, start_status)
+                    )
                 if started:
                     seconds = (datetime.fromisoformat(at) - datetime.fromisoformat(started[0][0])).total_seconds()
                     histogram.labels(channel).observe(max(0.0, seconds))

@@ -144,6 +144,9 @@ def test_a_received_message_is_counted_in_the_inbox_and_when_it_is_taken(tmp_pat
                      status="INNKOMMENDE_MOTTATT") == 1
         assert value(samples, "efm_gateway_messages", direction="in", channel="DPO", phase="in_inbox") == 1
         assert value(samples, "efm_gateway_queue_depth", phase="in_inbox") == 1
+        # From the peer making the reply (its SBD's creation time) to it being in our inbox: seconds.
+        assert value(samples, "efm_gateway_receive_latency_seconds_count", channel="DPO") == 1
+        assert 0 < value(samples, "efm_gateway_receive_latency_seconds_sum", channel="DPO") < 60
 
         for item in reply.iterdir():
             item.unlink()
