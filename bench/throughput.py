@@ -8,7 +8,9 @@ are in B's inbox, p50/p95 drop-to-SENT latency, and the gateways' peak RSS.
 gateway/sandbox/faults.py), as the real broker is some tens of milliseconds away; bench/wan.py runs
 both and compares.
 
-It also prints each process's CPU time per message (user and system), to see where the time goes.
+It also prints each process's CPU time per message (user and system), to see where the time goes, and
+beside it the floor: the same message signed, zipped and encrypted and back with `cryptography` alone
+(bench/crypto_floor.py), measured in the same run.
 Leave half a minute between runs: on ext4 without a journal (as on this VM) a file created where
 many were deleted in the last seconds costs far more kernel time, so a run started right after
 another one's cleanup measures that cleanup too.
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
+from bench.crypto_floor import floor_ms
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config
 from tests.foundation.drops import sidecar_xml
 
@@ -111,6 +114,10 @@ class Figures:
         print(f"peak RSS B:        {self.peak_rss['B'] / 2**20:8.1f} MiB")
         for name, (user, system) in self.cpu_ms_per_message.items():
             print(f"CPU {name + ':':<14} {user:6.1f} ms user + {system:5.1f} ms system per message")
+        floor = floor_ms(self.pdf_kib * 1024)
+        gateways = sum(sum(self.cpu_ms_per_message.get(name, (0.0, 0.0))) for name in ("A", "B"))
+        print(f"floor (cryptography alone, same message): {floor:5.2f} ms; A and B together: "
+              f"{gateways:.1f} ms = {gateways / floor:.1f} times the floor (target: at most 4)")
 
 
 def measure(count: int, pdf_kib: int = 50, parallel: int = 8, latency_ms: float = 0.0) -> Figures | None:
