@@ -18,7 +18,7 @@ import pytest
 
 from gateway.channels.base import Package
 from gateway.channels.dpo.channel import DpoChannel
-from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
+from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient, md5_hex
 from gateway.clock import SystemClock
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.keys import OrgIdentity, TrustStore
@@ -161,6 +161,24 @@ def test_a_repeatable_package_with_a_reference_held_finishes_that_transfer(
     assert stats["uploadsByReference"]["status-held"] == 1
     channel.broker.wait_while_processing(held, 10)
     assert network.received(held) == b"status"
+
+
+def test_a_retry_with_a_repacked_package_gets_a_transfer_of_its_own_not_a_checksum_refusal(
+    network: Network, channel: DpoChannel
+) -> None:
+    # The first attempt initialised a transfer for its package, then the upload broke. Packing again
+    # signs and encrypts anew: the retry's package has another checksum than the one the broker holds.
+    first = md5_hex(b"the first attempt's package")
+    held = channel.broker.initialise(DPO_RESOURCE_ID, f"0192:{SENDER}", f"0192:{DPO_RECEIVER}", "sbd.zip",
+                                     "repacked", checksum=first)
+    journaled: list[str] = []
+    package = Package("repacked", SENDER, DPO_RECEIVER, b"the retry's package")
+
+    reference = channel.send(package, held, journaled.append)
+
+    assert reference != held and journaled == [reference], "a transfer of its own, journaled before its upload"
+    assert network.received(reference) == b"the retry's package"
+    assert channel.broker.overview(held)["fileTransferStatus"] == "Initialized", "the old one never got a file"
 
 
 def scan(network: Network, **settings: Any) -> None:

@@ -120,7 +120,14 @@ class DpoChannel:
             overview = self._overview(reference)
             state = overview.get("fileTransferStatus")
             if state == "Initialized":
-                return self._upload(reference, package)
+                held = (overview.get("checksum") or "").lower()
+                if not held or held == md5_hex(package.content):
+                    return self._upload(reference, package)
+                # The transfer was made for the package of an earlier attempt (packing again signs and
+                # encrypts anew, so its checksum differs): it never got a file and is left unused; the
+                # new package goes in a transfer of its own.
+                reference = None
+        if reference is not None:
             failed = state in ("Failed", "Cancelled")
             if package.repeatable and not failed:
                 return reference  # uploaded: what becomes of a status message is not waited for
