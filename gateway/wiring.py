@@ -26,12 +26,11 @@ from gateway.outbound.circuit import Circuits
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
 from gateway.receipts.writer import StatusWriter
-from gateway.routing.registry import ServiceRegistryClient
+from gateway.routing.registry import REGISTRY_SCOPE, ServiceRegistryClient
 from gateway.tokens import TokenClient
 
 log = logging.getLogger(__name__)
 
-REGISTRY_SCOPE = "eformidling:dpo"  # the service registry's own scope
 
 
 @dataclass(frozen=True)

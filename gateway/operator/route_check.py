@@ -18,10 +18,9 @@ from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.validate import AcceptedDrop
 from gateway.operator.actions import daemon_pid
-from gateway.routing.registry import ServiceRegistryClient
+from gateway.routing.registry import REGISTRY_SCOPE, ServiceRegistryClient
 from gateway.routing.route import choose_route
 from gateway.tokens import TokenClient
-from gateway.wiring import REGISTRY_SCOPE
 
 SANDBOX_NETWORK_FILE = "network.yaml"
 Joiner = Callable[[Config, dict[str, Any]], Config]

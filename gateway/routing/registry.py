@@ -25,6 +25,8 @@ from gateway.tokens import TokenClient, TokenSource, bearer_request, check_respo
 JOSE = "application/jose"
 
 
+REGISTRY_SCOPE = "eformidling:dpo"  # the scope the service registry asks of its callers
+
 class ReceiverNotFound(PermanentChannelError):
     """The registry has no record of the receiver for the process asked about."""
 
