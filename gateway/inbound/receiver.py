@@ -316,7 +316,8 @@ class Receiver:
             return
         # The event and what it finishes, in one step, stamped with the time the receiver sent it.
         record_status(self.journal, record.row, status, sbd.created, f"{status.value.lower()} by {sbd.sender}")
-        log.info("message %s: %s from %s", sbd.message_id, status.value, sbd.sender)
+        log.info("message %s: %s from %s", sbd.message_id, status.value, sbd.sender,
+                 extra=event_fields(sbd.message_id, record.drop_name, self.channel.name, status.value))
 
     def _apply_receipt(self, sbd: StandardBusinessDocument, receipt: ArkivmeldingKvittering) -> None:
         related = (receipt.related_to_message_id or "").lower()
@@ -333,7 +334,8 @@ class Receiver:
         else:
             problems = [f"the receiver answered {receipt.receipt_type}", *texts]
             record_status(self.journal, record.row, Status.FEIL, sbd.created, "; ".join(problems), errors=problems)
-        log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender)
+        log.info("message %s: receipt %s from %s", related, receipt.receipt_type, sbd.sender,
+                 extra=event_fields(related, record.drop_name, self.channel.name))
 
     def _from_its_receiver(self, record: MessageRecord, sbd: StandardBusinessDocument, what: str) -> bool:
         """A status or receipt counts only from the organisation our message went to."""
@@ -396,7 +398,8 @@ class Receiver:
             )
             self.journal.queue_status_send(record.row, Status.MOTTATT)
         self.inbox.hand_over(record)
-        log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender)
+        log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender,
+                 extra=event_fields(sbd.message_id, None, self.channel.name, "INNKOMMENDE_MOTTATT"))
         return None
 
     def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
@@ -495,7 +498,8 @@ class Receiver:
             elif existing.phase == Phase.RECEIVED:
                 self.journal.move(existing.row, Phase.QUARANTINED, errors=[reason])
             self.journal.add_event(existing.row, Status.FEIL, description=f"quarantined: {reason}")
-        log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason)
+        log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason,
+                    extra=event_fields(sbd.message_id, None, self.channel.name, "FEIL"))
 
     def _quarantine_unreadable(self, reference: str, download: BinaryIO | None, reason: str) -> None:
         kept = self.quarantine / f"unreadable.{reference}.zip"

@@ -30,6 +30,7 @@ from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import file_sent, park_claim
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.backoff import RetryPolicy, retry_after_of
 from gateway.outbound.circuit import ChannelCircuit, Circuits
@@ -281,7 +282,8 @@ class Sender:
                 f"{record.channel} ({record.detail['reference']}) was under way; it may have arrived: check with "
                 "the receiver before sending it again"
             )
-        log.info("message %s: %s", record.message_id, route.reason)
+        log.info("message %s: %s", record.message_id, route.reason,
+                 extra=event_fields(record.message_id, record.drop_name, route.channel))
         service = dataclasses.asdict(route.service_record) if route.service_record else None
         fields = {"channel": route.channel, "route_reason": route.reason, "detail": {"service_record": service}}
         return fields, route.service_record
@@ -292,7 +294,8 @@ class Sender:
             self.journal.add_event(record.row, Status.SENDT, description=f"handed to {record.channel} ({reference})")
             settle(self.journal, record.row)  # statuses that overtook the send (after a crash) count now
             record = self.journal.get(record.row)
-        log.info("message %s sent on %s", record.message_id, record.channel)
+        log.info("message %s sent on %s", record.message_id, record.channel,
+                 extra=event_fields(record.message_id, record.drop_name, record.channel, "SENDT"))
         try:
             self._file_away(record, claim_folder)
         except OSError as exc:
@@ -366,7 +369,8 @@ class Sender:
         except JournalError:
             log.info("message %s changed phase before it could be marked failed", record.message_id)
             return
-        log.warning("message %s failed: %s", record.message_id, "; ".join(problems))
+        log.warning("message %s failed: %s", record.message_id, "; ".join(problems),
+                    extra=event_fields(record.message_id, record.drop_name, record.channel, "FEIL"))
         self._park(record)
 
     def _expire(self, record: MessageRecord) -> None:

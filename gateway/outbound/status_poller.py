@@ -18,6 +18,7 @@ from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError
 from gateway.journal.store import Journal, MessageRecord
+from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter
@@ -99,7 +100,8 @@ class StatusPoller:
             errors = [update.description] if status == Status.FEIL else None
             if record_status(self.journal, record.row, status, update.stamped_at, update.description, errors):
                 added += 1
-                log.info("message %s: %s on %s", record.message_id, status.value, self.channel.name)
+                log.info("message %s: %s on %s", record.message_id, status.value, self.channel.name,
+                         extra=event_fields(record.message_id, record.drop_name, self.channel.name, status.value))
         if added:
             self.statuses.flush_soon()
         return added

@@ -58,6 +58,9 @@ def test_a_message_travels_from_a_to_b_and_back(network):
     # A's status: OPPRETTET, SENDT, MOTTATT.
     wait(lambda: current(a.status, message_id) == "MOTTATT", message="MOTTATT at A")
     assert history(a.status, message_id) == ["OPPRETTET", "SENDT", "MOTTATT"]
+    # The log's one line for the event carries the message's fields, for an operator to grep.
+    assert f"sent on DPO message_id={message_id} drop=til-b channel=DPO status=SENDT" in a.log()
+    assert f"is in the inbox message_id={message_id} channel=DPO status=INNKOMMENDE_MOTTATT" in b.log()
     assert status_of(a.status, message_id).findtext("s:clientReference", namespaces=NS) == "2026/77"
     assert status_of(a.status, message_id).findtext("s:route/s:channel", namespaces=NS) == "DPO"
 
