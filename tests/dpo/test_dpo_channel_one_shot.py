@@ -218,3 +218,19 @@ def test_a_scan_still_running_is_retried_by_looking_again_not_by_uploading_again
         assert network.stats()["uploadsByReference"]["business-slow-scan"] == 1
     finally:
         scan(network, delaySeconds=0.2)
+
+
+def test_a_look_at_the_scan_that_fails_on_the_way_is_looked_again_not_a_failed_send(
+    network: Network, channel: DpoChannel
+) -> None:
+    scan(network, delaySeconds=0.5)
+    fault = network.http.post(f"{network.server.url}/_faults", json={"rules": [
+        {"fault": "error", "method": "GET", "path": "/broker/api/v1/filetransfer/*", "status": 502, "times": 2},
+    ]})
+    assert fault.status_code == 200, fault.text
+    try:
+        reference = channel.send(Package("scan-glitch", SENDER, DPO_RECEIVER, b"scanned"), None, lambda _r: None)
+    finally:
+        network.http.delete(f"{network.server.url}/_faults")
+        scan(network, delaySeconds=0.2)
+    assert network.received(reference) == b"scanned"

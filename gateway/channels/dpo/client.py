@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from gateway.errors import PermanentChannelError, SecurityError
+from gateway.errors import PermanentChannelError, RetryableChannelError, SecurityError
 from gateway.tokens import (
     TokenClient,
     TokenSource,
@@ -227,7 +227,17 @@ class BrokerClient:
         deadline = time.monotonic() + timeout_s
         pause = first_pause_s
         while True:
-            overview = self.overview(file_transfer_id)
+            try:
+                overview = self.overview(file_transfer_id)
+            except RetryableChannelError as exc:
+                # One look that failed on the way is no news about the scan: look again while there is
+                # time; the upload is done and must not be repeated for it.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(max(pause, exc.retry_after or 0.0), left))
+                pause = min(pause * 1.5, 1.0)
+                continue
             left = deadline - time.monotonic()
             if overview.get("fileTransferStatus") not in PROCESSING_STATES or left <= 0:
                 return overview
