@@ -45,7 +45,8 @@ class StatusSender:
         self.clock = clock
         self.channels = channels
         self.orgnr = orgnr
-        self.retry = retry or RetryPolicy(first_seconds=10)
+        # Small, and harmless twice: never left waiting long (at most ten minutes between tries).
+        self.retry = retry or RetryPolicy(first_seconds=10, max_seconds=600)
         self.circuits = circuits or Circuits(clock)
         self.repeated = RepeatedErrors(log, noun="status messages")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-send")
@@ -98,7 +99,8 @@ class StatusSender:
             return 0
         except Exception as exc:
             # Network trouble, or anything else (a full disk): back off for this one, the others go on.
-            delay = self.retry.delay(attempts + 1, retry_after_of(exc))
+            # Like a business message: while the channel carries others, a retry within about a minute.
+            delay = self.retry.delay(attempts + 1, retry_after_of(exc), channel_working=circuit.working())
             now = self.clock.now().timestamp()
             past_deadline = record.deadline is not None and now >= record.deadline.timestamp()
             if past_deadline and now >= record.deadline.timestamp() + GRACE_PAST_DEADLINE_S:
