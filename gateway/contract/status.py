@@ -10,7 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.clock import isoformat
-from gateway.contract.statuses import Status, current_status
+from gateway.contract.statuses import Status, current_status, history_order
 from gateway.xmlsafe import load_schema
 
 NAMESPACE = "urn:efm-gateway:status:1"
@@ -23,6 +23,11 @@ class StatusEvent:
     at: datetime  # when it happened, as its reporter stamped it
     description: str | None = None
     learned: datetime | None = None  # when we learned it
+
+
+def in_history_order(events: list[StatusEvent]) -> list[StatusEvent]:
+    """`events` (in the order they were recorded) in the order the history reads."""
+    return [events[index] for index in history_order((event.at, event.status) for event in events)]
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ def render_status(report: StatusReport) -> bytes:
         put(route, "reason", report.route_reason or "")
     put(root, "current", report.current)
     history = etree.SubElement(root, _q("history"))
-    for event in sorted(report.events, key=lambda e: e.at):
+    for event in in_history_order(list(report.events)):
         element = etree.SubElement(history, _q("status"))
         put(element, "value", event.status.value)
         put(element, "time", isoformat(event.at))

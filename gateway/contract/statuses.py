@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -29,6 +31,9 @@ _PROGRESS = {
     Status.INNKOMMENDE_LEVERT: 4,
     Status.LEST: 5,
 }
+# In a history, statuses stamped at the same moment (a clock behind ours is clamped to our SENDT)
+# read in the order a message goes through them; the ends come last.
+_HISTORY_RANK = {**_PROGRESS, Status.ANNET: 0, Status.FEIL: 6, Status.LEVETID_UTLOPT: 6}
 DELIVERED = frozenset({Status.LEVERT, Status.LEST, Status.INNKOMMENDE_LEVERT})
 
 
@@ -43,3 +48,13 @@ def current_status(statuses: list[Status] | set[Status]) -> Status | None:
         return Status.LEVETID_UTLOPT
     progress = [status for status in statuses if status in _PROGRESS]
     return max(progress, key=lambda status: _PROGRESS[status])
+
+
+def history_order(stamped: Iterable[tuple[datetime, Status]]) -> list[int]:
+    """The positions of `stamped` (moment, status) in the order a history reads: by moment (compared as
+    instants, whatever their offsets), then by how far along the status is, then as recorded."""
+    entries = list(stamped)
+    return sorted(
+        range(len(entries)),
+        key=lambda index: (entries[index][0], _HISTORY_RANK.get(entries[index][1], 6), index),
+    )

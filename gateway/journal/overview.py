@@ -18,7 +18,7 @@ from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status, current_status
 from gateway.errors import JournalError
 from gateway.journal.migrations import MIGRATIONS
-from gateway.journal.store import _COLUMNS, MessageRecord, _record
+from gateway.journal.store import _COLUMNS, MessageRecord, _record, history_of
 
 FAILED_PHASES = ("failed", "rejected", "quarantined")
 STATES = ("open", "failed", "finished")
@@ -159,15 +159,9 @@ class JournalView:
             return find_messages(self._db, key)
 
     def events(self, row: int) -> list[StatusEvent]:
-        return [
-            StatusEvent(
-                Status(status), datetime.fromisoformat(at), description,
-                datetime.fromisoformat(learned) if learned else None,
-            )
-            for status, at, description, learned in self._rows(
-                "SELECT status, at, description, learned_at FROM events WHERE message = ? ORDER BY at, id", (row,)
-            )
-        ]
+        return history_of(self._rows(
+            "SELECT status, at, description, learned_at FROM events WHERE message = ? ORDER BY id", (row,)
+        ))
 
 
 def find_messages(db: sqlite3.Connection, key: str) -> list[MessageRecord]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import Clock, isoformat
-from gateway.contract.status import StatusEvent
+from gateway.contract.status import StatusEvent, in_history_order
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.journal.migrations import migrate
@@ -145,6 +145,18 @@ class _CommitGroup:
         self.committed = False
         self.error: BaseException | None = None
 
+
+
+def history_of(rows: list[tuple[str, str, str | None, str | None]]) -> list[StatusEvent]:
+    """A message's events from its (status, at, description, learned_at) rows in recorded order,
+    in the order the history reads."""
+    return in_history_order([
+        StatusEvent(
+            Status(status), datetime.fromisoformat(at), description,
+            datetime.fromisoformat(learned) if learned else None,
+        )
+        for status, at, description, learned in rows
+    ])
 
 class Journal:
     def __init__(self, path: Path, clock: Clock) -> None:
@@ -469,15 +481,9 @@ class Journal:
         connection, lock = self._reading()
         with lock:
             rows = connection.execute(
-                "SELECT status, at, description, learned_at FROM events WHERE message = ? ORDER BY at, id", (row,)
+                "SELECT status, at, description, learned_at FROM events WHERE message = ? ORDER BY id", (row,)
             ).fetchall()
-        return [
-            StatusEvent(
-                Status(status), datetime.fromisoformat(at), description,
-                datetime.fromisoformat(learned) if learned else None,
-            )
-            for status, at, description, learned in rows
-        ]
+        return history_of(rows)
 
     def dirty(self, limit: int = 500) -> list[MessageRecord]:
         return self._many("status_dirty > 0 ORDER BY id LIMIT ?", (limit,))

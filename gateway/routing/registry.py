@@ -142,6 +142,8 @@ class ServiceRegistryClient:
             leading = flight is None
             if leading:
                 self.cache_misses += 1  # one request for the question, however many wait for it
+            else:
+                self.cache_hits += 1  # answered without a request of its own
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leading:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 from lxml import etree
@@ -119,6 +119,29 @@ def test_duplicate_and_out_of_order_statuses_are_harmless_and_the_history_is_in_
     assert root.findtext("s:current", namespaces=NS) == "LEST"
     assert [value for value, _t, _l in _history(root)] == ["OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"]
     assert h.journal.get(record.row).phase == Phase.DONE
+
+
+def test_statuses_stamped_before_our_sendt_read_in_lifecycle_order_whatever_order_they_arrive_in(harness):
+    h = harness(quiet_period_seconds=0)
+    record = _sent_message(h, "klokke")
+    behind = h.clock.now() - timedelta(minutes=5)  # the receiver's clock runs behind ours
+    # All three are clamped to our SENDT; they arrive LEST, LEVERT, MOTTATT (parallel downloads).
+    for status in (Status.LEST, Status.LEVERT, Status.MOTTATT):
+        assert record_status(h.journal, record.row, status, behind, status.value.lower())
+    expected = ["OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"]
+    assert [value for value, _t, _l in _history(_status_file(h, record))] == expected
+    assert [event.status for event in h.journal.events(record.row)] == expected
+
+
+def test_the_history_compares_stamps_as_instants_whatever_offset_the_reporter_wrote(harness):
+    h = harness(quiet_period_seconds=0)
+    record = _sent_message(h, "sone")
+    oslo = timezone(timedelta(hours=1))
+    later = h.clock.now() + timedelta(minutes=10)
+    # MOTTATT at 10:10Z written as 11:10+01:00; LEVERT at 10:40Z written in UTC: as text it sorts first.
+    assert record_status(h.journal, record.row, Status.MOTTATT, later.astimezone(oslo), "received")
+    assert record_status(h.journal, record.row, Status.LEVERT, later + timedelta(minutes=30), "delivered")
+    assert [event.status for event in h.journal.events(record.row)][-2:] == [Status.MOTTATT, Status.LEVERT]
 
 
 def test_the_cli_shows_the_same_current_status_as_the_status_file(harness, tmp_path: Path):

@@ -94,11 +94,11 @@ def test_metrics_count_a_batch_over_dpo_and_dpv(tmp_path, sandbox):
         for phase in ("accepted", "sending", "sent"):
             assert value(samples, "efm_gateway_queue_depth", phase=phase) == 0, phase
         assert value(samples, "efm_gateway_oldest_unsent_age_seconds") == 0
-        # six messages to three receivers: six look-ups, each receiver asked of the registry at least once
-        # (parallel sends may all miss before the first answer is cached)
+        # six messages to three receivers: six look-ups, one request to the registry per receiver (parallel
+        # sends asking the same question wait for the first one's answer, and count as hits)
         hits = value(samples, "efm_gateway_registry_cache_lookups_total", result="hit")
         misses = value(samples, "efm_gateway_registry_cache_lookups_total", result="miss")
-        assert hits + misses == 6 and misses >= 3, (hits, misses)
+        assert (hits, misses) == (3, 3)
         assert value(samples, "efm_gateway_channel_errors_total", endpoint="dpv", kind="http", status="503") == 1
         assert value(samples, "efm_gateway_journal_commit_seconds_count") > 0
         for folder in ("outbox", "status", "inbox", "failed", "sent", "state", "work", "inbox_staging"):

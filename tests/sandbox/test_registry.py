@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -66,6 +69,31 @@ def test_a_second_lookup_is_served_from_the_cache(sandbox: SandboxServer, token_
         assert [p for p in requests if "/identifier/" in p] == lookups == [
             f"/sr/identifier/{DPO_RECEIVER}/process/{ADMINISTRASJON}"
         ]
+
+
+def test_the_same_question_asked_at_once_costs_one_request_and_the_waiters_count_as_hits(
+    sandbox: SandboxServer, token_client: TokenFactory
+) -> None:
+    requests: list[str] = []
+
+    def slow(request: httpx.Request) -> None:
+        if "/identifier/" in request.url.path:
+            requests.append(request.url.path)
+            time.sleep(0.5)  # the others ask while this one is on the way
+
+    with httpx.Client(event_hooks={"request": [slow]}) as counting:
+        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER), counting)
+        start = threading.Barrier(5)
+
+        def ask() -> object:
+            start.wait()
+            return registry.lookup(DPO_RECEIVER, ADMINISTRASJON, security_level=3)
+
+        with ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(lambda _: ask(), range(5)))
+    assert len(requests) == 1
+    assert all(answer == answers[0] for answer in answers)
+    assert (registry.cache_hits, registry.cache_misses) == (4, 1)
 
 
 def test_an_unreachable_registry_is_retryable(token_client: TokenFactory, http: httpx.Client) -> None:
