@@ -2,7 +2,10 @@
 dropped into A's outbox at once. Prints messages per second until all are SENT at A and until all
 are in B's inbox, p50/p95 drop-to-SENT latency, and the gateways' peak RSS.
 
-    python bench/throughput.py [--messages 1000] [--pdf-kib 50] [--parallel 8] [--latency-ms 0]
+    python bench/throughput.py [--messages 1000] [--pdf-kib 50] [--parallel N] [--in-flight N] [--latency-ms 0]
+
+Without --parallel and --in-flight, both gateways run with the defaults (network.max_parallel_sends,
+channels.dpo.max_in_flight), as an installation does.
 
 `--latency-ms` makes the sandbox wait that long before every request it serves (its latency fault,
 gateway/sandbox/faults.py), as the real broker is some tens of milliseconds away; bench/wan.py runs
@@ -120,7 +123,9 @@ class Figures:
               f"{gateways:.1f} ms = {gateways / floor:.1f} times the floor (target: at most 4)")
 
 
-def measure(count: int, pdf_kib: int = 50, parallel: int = 8, latency_ms: float = 0.0) -> Figures | None:
+def measure(
+    count: int, pdf_kib: int = 50, parallel: int | None = None, latency_ms: float = 0.0, in_flight: int | None = None
+) -> Figures | None:
     """One run on a fresh sandbox and two fresh gateways; None when it timed out (said on stdout)."""
     with tempfile.TemporaryDirectory(prefix="efm-bench-") as scratch:
         root = Path(scratch)
@@ -129,10 +134,13 @@ def measure(count: int, pdf_kib: int = 50, parallel: int = 8, latency_ms: float 
             # every request to the sandbox (token, registry, broker) waits, as over a WAN
             plan = {"rules": [{"fault": "latency", "delay_ms": latency_ms}]}
             httpx.post(f"{sandbox.url}/_faults", json=plan, timeout=10).raise_for_status()
-        fast = {
-            "network": {"send_interval_seconds": 0.5, "max_parallel_sends": parallel},
-            "channels": {"dpo": {"inbound_poll_seconds": 0.2}},
-        }
+        network: dict = {"send_interval_seconds": 0.5}
+        dpo: dict = {"inbound_poll_seconds": 0.2}
+        if parallel is not None:
+            network["max_parallel_sends"] = parallel
+        if in_flight is not None:
+            dpo["max_in_flight"] = in_flight
+        fast = {"network": network, "channels": {"dpo": dpo}}
         a = Gateway(root / "a", gateway_config(root / "a", sandbox, A, **fast)).start()
         b = Gateway(root / "b", gateway_config(root / "b", sandbox, B, **fast)).start()
         try:
@@ -216,11 +224,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--pdf-kib", type=int, default=50)
-    parser.add_argument("--parallel", type=int, default=8, help="network.max_parallel_sends of both gateways")
+    parser.add_argument("--parallel", type=int, help="network.max_parallel_sends of both gateways (default: theirs)")
+    parser.add_argument("--in-flight", type=int, help="channels.dpo.max_in_flight of both gateways (default: theirs)")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="added to every request the sandbox serves (its latency fault), as over a WAN")
     args = parser.parse_args()
-    figures = measure(args.messages, args.pdf_kib, args.parallel, args.latency_ms)
+    figures = measure(args.messages, args.pdf_kib, args.parallel, args.latency_ms, args.in_flight)
     if figures is None:
         return 1
     figures.print()

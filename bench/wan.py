@@ -1,7 +1,7 @@
 """DPO throughput over a slow network: bench/throughput.py's run at 0 ms and again with a delay added to
 every request the sandbox serves (100 ms unless set), then both rates and their ratio.
 
-    python bench/wan.py [--messages 300] [--latency-ms 100] [--parallel 8] [--pause 30]
+    python bench/wan.py [--messages 300] [--latency-ms 100] [--parallel N] [--in-flight N] [--pause 30]
 
 The real broker, token endpoint and service registry are tens of milliseconds away, while the sandbox
 answers in about one: a gateway that keeps enough requests in flight loses little when each one waits,
@@ -26,7 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--pdf-kib", type=int, default=50)
-    parser.add_argument("--parallel", type=int, default=8, help="network.max_parallel_sends of both gateways")
+    parser.add_argument("--parallel", type=int, help="network.max_parallel_sends of both gateways (default: theirs)")
+    parser.add_argument("--in-flight", type=int, help="channels.dpo.max_in_flight of both gateways (default: theirs)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="added per sandbox request in the second run")
     parser.add_argument("--pause", type=float, default=30.0, help="seconds between the two runs")
     args = parser.parse_args()
@@ -36,7 +37,7 @@ def main() -> int:
         if runs:
             time.sleep(args.pause)
         print(f"--- {latency_ms:g} ms added per request", flush=True)
-        figures = measure(args.messages, args.pdf_kib, args.parallel, latency_ms)
+        figures = measure(args.messages, args.pdf_kib, args.parallel, latency_ms, args.in_flight)
         if figures is None:
             return 1
         figures.print()

@@ -165,6 +165,7 @@ class DpoChannelConfig:
     broker_url: str | None = None
     resource: str = "eformidling-dpo-meldingsutveksling"
     inbound_poll_seconds: float = 5.0
+    max_in_flight: int = 32  # requests on the wire at once: sends, downloads, status messages each
     # Digdir's DPO resource admits only Altinn system users: the organisation whose system user the
     # broker's tokens name (usually our own), and its external reference when it has several.
     system_user_org: str | None = None
@@ -183,6 +184,7 @@ class DpvChannelConfig:
     correspondence_url: str | None = None
     status_poll_seconds: float = 30.0
     status_batch: int = 200
+    max_in_flight: int = 32  # requests on the wire at once: sends and status look-ups each
     # The notification when the sidecar's dpv block gives none: Email, Sms or EmailAndSms.
     notification_channel: str = "EmailAndSms"
     notification_text: str = "Du har mottatt en melding i Altinn."
@@ -215,6 +217,7 @@ class DpfChannelConfig:
     inbound_poll_seconds: float = 900.0
     status_poll_seconds: float = 300.0
     status_batch: int = 2000
+    max_in_flight: int = 16  # requests on the wire at once: sends, downloads, status searches each
 
     @property
     def configured(self) -> bool:
@@ -303,6 +306,9 @@ _POSITIVE = {
     "channels.dpf.inbound_poll_seconds",
     "channels.dpf.status_poll_seconds",
     "channels.dpf.status_batch",
+    "channels.dpo.max_in_flight",
+    "channels.dpv.max_in_flight",
+    "channels.dpf.max_in_flight",
     "network.send_interval_seconds",
     "network.http_timeout_seconds",
     "network.max_parallel_sends",

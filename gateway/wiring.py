@@ -72,11 +72,12 @@ def build_network(
     trust = load_trust(config)
     assert network.token_url and network.service_registry_url
     blocks = config.channels.enabled()
-    workers = network.max_parallel_sends
-    # One connection pool per worker pool: a busy receiver never waits for a sender's connection, and
-    # a small pool is cheaper per request (httpx checks every pooled connection on each request).
+    # Each channel's requests on the wire at once, for each kind of work (sends, downloads, status
+    # messages, status look-ups). One connection pool per kind: a busy receiver never waits for a
+    # sender's connection.
+    connections = sum(block.max_in_flight for block in blocks.values()) + network.max_parallel_sends
     send_http, receive_http, status_http = (
-        _http_client(network.http_timeout_seconds, workers, http_outcomes) for _ in range(3)
+        _http_client(network.http_timeout_seconds, connections, http_outcomes) for _ in range(3)
     )
     http = send_http  # tokens and the registry: a few calls, shared by all
     tokens = TokenClient(
@@ -101,20 +102,23 @@ def build_network(
         return build_channels(blocks, tools)
 
     sending, receiving, status_channels = channels_on(send_http), channels_on(receive_http), channels_on(status_http)
+    key_by_channel = {channel.name: key for key, channel in zip(blocks, sending.values(), strict=True)}
+    blocks_by_channel = {name: blocks[key] for name, key in key_by_channel.items()}
+    in_flight = {name: block.max_in_flight for name, block in blocks_by_channel.items()}
     circuits = Circuits(clock)  # one per channel, shared by the sender and the status sender
-    sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits)
+    sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits, in_flight=in_flight)
     inbox = Inbox(config, journal, statuses)
     receivers = [
-        Receiver(config, journal, statuses, clock, channel, inbox, workers=workers)
+        Receiver(config, journal, statuses, clock, channel, inbox, workers=in_flight[channel.name])
         for channel in receiving.values() if channel.capabilities.two_way
     ]
     status_sender = StatusSender(
-        journal, clock, status_channels, config.organisation.orgnr, workers=workers, circuits=circuits
+        journal, clock, status_channels, config.organisation.orgnr, workers=max(in_flight.values(), default=4),
+        circuits=circuits,
     )
-    key_by_channel = {channel.name: key for key, channel in zip(blocks, sending.values(), strict=True)}
-    blocks_by_channel = {name: blocks[key] for name, key in key_by_channel.items()}
     pollers = [
-        StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch)
+        StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch,
+                     in_flight=in_flight[name])
         for name, channel in status_channels.items() if channel.capabilities.statuses_by_polling
     ]
     jobs = [
@@ -132,8 +136,8 @@ def build_network(
     )
 
 
-def _http_client(timeout: float, workers: int, outcomes: HttpOutcomes | None = None) -> httpx.Client:
-    limits = httpx.Limits(max_connections=workers + 2)
+def _http_client(timeout: float, connections: int, outcomes: HttpOutcomes | None = None) -> httpx.Client:
+    limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections + 2)
     if outcomes is None:
         return httpx.Client(timeout=timeout, limits=limits)
     return httpx.Client(timeout=timeout, transport=WatchedTransport(httpx.HTTPTransport(limits=limits), outcomes))

@@ -42,6 +42,7 @@ class Capabilities:
     # Received messages carry the sender's signature (the ASiC-E's). False: the channel carries none and
     # its transport vouches for the sender (DPF: SvarInn), so `extract` returns no signer.
     signs_payloads: bool = True
+    statuses_per_request: int = 1  # how many messages' statuses one poll_statuses request asks for
 
     def expects_receipt(self, message_type: str) -> bool:
         return message_type in self.receipt_types

@@ -4,6 +4,10 @@ A message moves ACCEPTED → SENDING (package ready, committed) → SENT. The ch
 journaled before the upload, so an interrupted send resumes on the same transfer, and an upload
 that finished before a crash is recognised instead of repeated. Retryable errors back off per
 message; permanent ones end it in FEIL with the reason in the status file.
+
+Two stages: a few workers (`network.max_parallel_sends`) route, compose, sign and encrypt; each
+channel's transport stage then keeps up to its `max_in_flight` sends on the wire. Latency costs a
+transport slot while a request is under way, never a worker that could be packing the next message.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.channels.base import Channel
+from gateway.channels.base import Channel, Package
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
@@ -44,6 +49,21 @@ log = logging.getLogger(__name__)
 
 SENDABLE = (Phase.SENDING, Phase.ACCEPTED)
 MIN_FREE_BYTES = 1 << 20  # beyond a drop's own needs, before sending goes on after a full disk
+DEFAULT_IN_FLIGHT = 32  # sends on the wire at once per channel, unless the channel's block says otherwise
+
+
+@dataclass
+class _Ready:
+    """A message packed for its channel, waiting for a transport slot."""
+
+    record: MessageRecord
+    channel: Channel
+    circuit: ChannelCircuit
+    package: Package
+    route_fields: dict
+    expects_receipt: bool
+    claim_folder: Path
+    probe: bool
 
 
 class Sender:
@@ -57,6 +77,7 @@ class Sender:
         channels: Mapping[str, Channel],
         retry: RetryPolicy | None = None,
         circuits: Circuits | None = None,
+        in_flight: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -74,15 +95,26 @@ class Sender:
         # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
         shutil.rmtree(self.packages, ignore_errors=True)
         self.packages.mkdir()
-        self._pool = ThreadPoolExecutor(max_workers=config.network.max_parallel_sends, thread_name_prefix="send")
-        # A few queued beyond the workers keep them busy; more would only hold rows out of reach.
-        self._max_in_flight = config.network.max_parallel_sends * 2
+        preparing = config.network.max_parallel_sends
+        self._pool = ThreadPoolExecutor(max_workers=preparing, thread_name_prefix="prepare")
+        # Each channel's sends on the wire: blocked in I/O, a slot costs no CPU and little memory.
+        in_flight = in_flight or {}
+        slots = {channel.name: in_flight.get(channel.name, DEFAULT_IN_FLIGHT) for channel in self.channels.values()}
+        self._transports = {
+            name: ThreadPoolExecutor(max_workers=count, thread_name_prefix=f"send-{name.lower()}")
+            for name, count in slots.items()
+        }
+        # Enough rows taken to fill every channel's slots and keep the packers busy; more would only
+        # hold rows out of reach.
+        self._max_in_flight = sum(slots.values()) + preparing * 2
         self.on_free: Callable[[], None] | None = None
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for transport in self._transports.values():
+            transport.shutdown(wait=True, cancel_futures=True)
 
     def send_due(self) -> int:
         """Start sending due messages, as many as there are free workers; returns how many were started."""
@@ -139,11 +171,30 @@ class Sender:
             self.on_free()
 
     def _guarded(self, row: int, probe: bool = False) -> None:
-        record: MessageRecord | None = None
+        """The prepare stage: a packed message goes on to its channel's transport stage."""
+        handed_on = False
         try:
-            record = self.journal.get(row)
-            self.send_one(record, probe)
-        except (OSError, sqlite3.OperationalError) as exc:
+            ready = self._prepare(self.journal.get(row), probe)
+            if ready is not None:
+                self._transports[ready.channel.name].submit(self._transmit_guarded, ready)
+                handed_on = True
+        except Exception as exc:  # sorted in _trouble: expected ones in a line, bugs with a traceback
+            self._trouble(row, exc)
+        finally:
+            if not handed_on:
+                self._release(row, probe)
+
+    def _transmit_guarded(self, ready: _Ready) -> None:
+        """The transport stage: one send on the wire, in one of the channel's slots."""
+        try:
+            self._transmit(ready)
+        except Exception as exc:  # sorted in _trouble
+            self._trouble(ready.record.row, exc)
+        finally:
+            self._release(ready.record.row, ready.probe)
+
+    def _trouble(self, row: int, exc: Exception) -> None:
+        if isinstance(exc, OSError | sqlite3.OperationalError):
             # The machine, not the message: a full disk, a folder we may not write. One line, and later again.
             record = self.journal.get(row)
             if is_disk_full(exc):
@@ -152,35 +203,46 @@ class Sender:
                 self._later(record, f"a file could not be written ({exc})", level=logging.ERROR)
             else:
                 log.error("message %s: a file could not be written (%s)", record.message_id, exc)
-        except Exception:
-            # One message's failure never stops the others; it is tried again later.
-            log.exception("sending journal row %d failed unexpectedly; it will be tried again", row)
-            self._later(self.journal.get(row), "an unexpected error; see the log")
-        finally:
-            if probe and record is not None and record.channel:
-                self.circuits[record.channel].probe_done()  # a probe that never reached the channel frees its turn
-            with self._lock:
-                self._in_flight.discard(row)
-            if self.on_free is not None:
-                self.on_free()  # a worker is free: fetch the next due message now, not at the next interval
-            self.statuses.flush_soon()  # a send never waits for other messages' status files
+            return
+        # One message's failure never stops the others; it is tried again later.
+        log.error("sending journal row %d failed unexpectedly; it will be tried again", row, exc_info=exc)
+        self._later(self.journal.get(row), "an unexpected error; see the log")
+
+    def _release(self, row: int, probe: bool) -> None:
+        if probe:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                channel = self.journal.get(row).channel
+                if channel:
+                    self.circuits[channel].probe_done()  # a probe that never reached the channel frees its turn
+        with self._lock:
+            self._in_flight.discard(row)
+        if self.on_free is not None:
+            self.on_free()  # a slot is free: fetch the next due message now, not at the next interval
+        self.statuses.flush_soon()  # a send never waits for other messages' status files
 
     def send_one(self, record: MessageRecord, probe: bool = False) -> None:
-        """One try at `record`; a `probe` tests its channel's paused circuit (and is sent even though it waits)."""
+        """One try at `record`, both stages in the calling thread; a `probe` tests its channel's paused
+        circuit (and is sent even though it waits)."""
+        ready = self._prepare(record, probe)
+        if ready is not None:
+            self._transmit(ready)
+
+    def _prepare(self, record: MessageRecord, probe: bool = False) -> _Ready | None:
+        """Route, compose, validate and pack `record`; None when it was settled here (failed, held, expired)."""
         if record.phase not in (Phase.ACCEPTED, Phase.SENDING):
-            return
+            return None
         if record.deadline is not None and record.deadline <= self.clock.now():
             if self._finished_before_a_crash(record):
-                return
+                return None
             if record.detail.get("last_error"):
                 self._fail(record, [deadline_failure(record.detail["last_error"])])
             else:
                 self._expire(record)
-            return
+            return None
         claimed = parse_claim_id(record.claim_id or "", self.config.folders.work_area)
         if claimed is None or not claimed.folder.exists():
             self._fail(record, [f"the claimed drop for message {record.message_id} is gone from the work area"])
-            return
+            return None
         route_fields: dict = {}
         circuit: ChannelCircuit | None = None  # known once the channel is
         try:
@@ -201,24 +263,37 @@ class Sender:
             circuit = self.circuits[channel.name]
             if circuit.is_open and not probe:
                 self._hold(record, channel.name, circuit.seconds_left(), route_fields)
-                return
+                return None
             package = channel.prepare(message, service, self.packages / record.message_id)
             expects_receipt = channel.capabilities.expects_receipt(sidecar.message_type)
             route_fields["route_reason"] = _with_note(
                 route_fields.get("route_reason", record.route_reason), channel.describe(package)
             )
+        except RetryableChannelError as exc:
+            self._later(record, str(exc), route_fields, retry_after_of(exc),
+                        channel_working=circuit is not None and circuit.working())
+            return None
+        except (PermanentChannelError, ValidationError) as exc:
+            self._fail(record, [str(exc)], route_fields)
+            return None
+        return _Ready(record, channel, circuit, package, route_fields, expects_receipt, claimed.folder, probe)
 
-            def remember(reference: str) -> None:
-                # One commit before the upload: the route, SENDING and the channel's reference, so a
-                # restart resumes this transfer instead of starting another.
-                detail = {
-                    **record.detail, **route_fields.pop("detail", {}),
-                    "reference": reference, "expects_receipt": expects_receipt,
-                }
-                self.journal.move(record.row, Phase.SENDING, detail=detail, **route_fields)
+    def _transmit(self, ready: _Ready) -> None:
+        """Hand the package to its channel; SENDT, a retry later, or FEIL."""
+        record, channel, circuit, route_fields = ready.record, ready.channel, ready.circuit, ready.route_fields
 
+        def remember(reference: str) -> None:
+            # One commit before the upload: the route, SENDING and the channel's reference, so a
+            # restart resumes this transfer instead of starting another.
+            detail = {
+                **record.detail, **route_fields.pop("detail", {}),
+                "reference": reference, "expects_receipt": ready.expects_receipt,
+            }
+            self.journal.move(record.row, Phase.SENDING, detail=detail, **route_fields)
+
+        try:
             try:
-                reference = channel.send(package, record.detail.get("reference"), remember)
+                reference = channel.send(ready.package, record.detail.get("reference"), remember)
             except RetryableChannelError as exc:
                 circuit.failed(exc)
                 raise
@@ -227,13 +302,12 @@ class Sender:
                 raise
             circuit.succeeded()
         except RetryableChannelError as exc:
-            self._later(record, str(exc), route_fields, retry_after_of(exc),
-                        channel_working=circuit is not None and circuit.working())
+            self._later(record, str(exc), route_fields, retry_after_of(exc), channel_working=circuit.working())
             return
         except (PermanentChannelError, ValidationError) as exc:
             self._fail(record, [str(exc)], route_fields)
             return
-        self._sent(self.journal.get(record.row), reference, claimed.folder)
+        self._sent(self.journal.get(record.row), reference, ready.claim_folder)
 
     def _finished_before_a_crash(self, record: MessageRecord) -> bool:
         """A message past its deadline whose upload finished before a crash was sent: record that, never expire it."""

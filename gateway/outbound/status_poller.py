@@ -5,15 +5,17 @@ quarters of each batch), one over those that may still get LEST or a late LEVERT
 sent ones that expired, for `watch_days`). 10,000 open messages cost at most `batch` messages' worth
 of requests per round, every message is reached in turn, and the late walk never crowds out the
 messages whose deadline is near. Each walk's query is an index range, however large the journal.
+The batch is asked in requests of the channel's `statuses_per_request`, up to `in_flight` at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from gateway.channels.base import Channel, SentMessage
+from gateway.channels.base import Channel, SentMessage, StatusUpdate
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError
@@ -37,6 +39,7 @@ class StatusPoller:
         channel: Channel,
         batch: int,
         watch_days: float = 30.0,
+        in_flight: int = 8,
     ) -> None:
         self.journal = journal
         self.statuses = statuses
@@ -46,6 +49,7 @@ class StatusPoller:
         self.watch_days = watch_days
         self.cursor_name = f"status-poll:{channel.name}"
         self.repeated = RepeatedErrors(log, noun="polls")
+        self.in_flight = in_flight
 
     def _next(
         self, walk: str, limit: int, query: Callable[[str, int, int], list[MessageRecord]]
@@ -83,7 +87,7 @@ class StatusPoller:
             for record in by_id.values()
         ]
         try:
-            updates = self.channel.poll_statuses(sent) if sent else []
+            updates = self._ask(sent) if sent else []
         except ChannelError as exc:
             self.repeated.log(
                 logging.WARNING, f"status poll on {self.channel.name}: {same_kind(str(exc))}",
@@ -105,3 +109,32 @@ class StatusPoller:
         if added:
             self.statuses.flush_soon()
         return added
+
+    def _ask(self, sent: list[SentMessage]) -> list[StatusUpdate]:
+        """The statuses of `sent`, a request's worth at a time, several requests on the wire at once. The
+        round fails only when every request failed."""
+        size = max(1, self.channel.capabilities.statuses_per_request)
+        chunks = [sent[start:start + size] for start in range(0, len(sent), size)]
+        if len(chunks) == 1:
+            return self.channel.poll_statuses(chunks[0])
+        failures: list[ChannelError] = []
+
+        def one(chunk: Sequence[SentMessage]) -> list[StatusUpdate]:
+            try:
+                return self.channel.poll_statuses(chunk)
+            except ChannelError as exc:
+                failures.append(exc)
+                return []
+
+        with ThreadPoolExecutor(max_workers=min(self.in_flight, len(chunks)),
+                                thread_name_prefix=f"status-poll-{self.channel.name.lower()}") as pool:
+            updates = [update for found in pool.map(one, chunks) for update in found]
+        if len(failures) == len(chunks):
+            raise failures[0]
+        if failures:
+            self.repeated.log(
+                logging.WARNING, f"status poll on {self.channel.name}: {same_kind(str(failures[0]))}",
+                "polling %s: %d of %d requests failed (%s); those messages are asked again in a later round",
+                self.channel.name, len(failures), len(chunks), failures[0],
+            )
+        return updates

@@ -4,7 +4,10 @@ channel's failure is one line and the next round goes on."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -20,8 +23,10 @@ from gateway.receipts.writer import StatusWriter
 
 
 class CountingChannel:
+    """A channel that answers a whole batch in one request: what is tested here is the walk."""
+
     name = "DPV"
-    capabilities = DPV_CAPABILITIES
+    capabilities = dataclasses.replace(DPV_CAPABILITIES, statuses_per_request=10_000)
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
@@ -119,3 +124,52 @@ def test_a_channel_failure_is_one_warning_and_the_next_round_goes_on(setting, ca
     channel.down = False
     poller.poll()
     assert len(channel.batches) == 1 and len(channel.batches[0]) == 5
+
+
+class OneAtATimeChannel:
+    """Like Altinn Correspondence: one request per message's status, each taking a while on the wire."""
+
+    name = "DPV"
+    capabilities = DPV_CAPABILITIES
+
+    def __init__(self, failing: set[str] = frozenset()) -> None:
+        self.failing = failing
+        self.asked: list[str] = []
+        self.on_the_wire = 0
+        self.most_on_the_wire = 0
+        self._lock = threading.Lock()
+
+    def poll_statuses(self, sent: list[SentMessage]) -> list[StatusUpdate]:
+        [message] = sent
+        with self._lock:
+            self.asked.append(message.message_id)
+            self.on_the_wire += 1
+            self.most_on_the_wire = max(self.most_on_the_wire, self.on_the_wire)
+        time.sleep(0.05)
+        with self._lock:
+            self.on_the_wire -= 1
+        if message.message_id in self.failing:
+            raise RetryableChannelError("network error (ReadTimeout)")
+        return [StatusUpdate(message.message_id, "LEVERT", datetime.now(UTC), "published")]
+
+
+def test_a_batch_is_asked_a_request_per_message_with_up_to_in_flight_on_the_wire_at_once(setting):
+    clock, journal, statuses = setting
+    ids = _open_messages(journal, 60)
+    channel = OneAtATimeChannel()
+    poller = StatusPoller(journal, statuses, clock, channel, batch=80, in_flight=12)
+    assert poller.poll() == 60
+    assert sorted(channel.asked) == ids
+    assert channel.most_on_the_wire == 12
+    assert {record.phase for message_id in ids for record in journal.find(message_id)} == {Phase.DELIVERED}
+
+
+def test_requests_that_fail_lose_only_their_own_messages_statuses_in_the_round(setting, caplog):
+    clock, journal, statuses = setting
+    ids = _open_messages(journal, 10)
+    channel = OneAtATimeChannel(failing={ids[3], ids[7]})
+    poller = StatusPoller(journal, statuses, clock, channel, batch=20, in_flight=4)
+    with caplog.at_level(logging.WARNING):
+        assert poller.poll() == 8
+    [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "2 of 10 requests failed" in line.getMessage() and line.exc_info is None

@@ -29,7 +29,7 @@ from gateway.channels.base import (
     SentMessage,
     StatusUpdate,
 )
-from gateway.channels.dpf.client import SvarInnClient, SvarUtClient, UploadDocument
+from gateway.channels.dpf.client import MAX_IDS_PER_STATUS_SEARCH, SvarInnClient, SvarUtClient, UploadDocument
 from gateway.channels.dpf.forsendelse import forsendelse_for, updates_for_state
 from gateway.channels.dpf.inbound import (
     MAX_TOTAL_BYTES,
@@ -58,6 +58,7 @@ DPF_CAPABILITIES = Capabilities(
     message_types=frozenset({"arkivmelding"}),
     carries_status_messages=False,
     signs_payloads=False,  # a forsendelse carries no sender's signature; SvarInn (KS) vouches for the sender
+    statuses_per_request=MAX_IDS_PER_STATUS_SEARCH,
 )
 
 

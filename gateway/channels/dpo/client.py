@@ -220,12 +220,14 @@ class BrokerClient:
         return list(dict.fromkeys(ids))
 
     def wait_while_processing(self, file_transfer_id: str, timeout_s: float,
-                              first_pause_s: float = 0.05) -> dict[str, Any]:
+                              first_pause_s: float = 0.2) -> dict[str, Any]:
         """The transfer's overview once the broker has finished with its upload (the virus scan), or
-        as it stands after `timeout_s`. Short polls at first (a small file is scanned in moments), growing to a
-        second apart."""
+        as it stands after `timeout_s`. The first look after `first_pause_s` (no scan is over at once: a
+        look straight after the upload is a request for nothing), then growing to a second apart."""
         deadline = time.monotonic() + timeout_s
         pause = first_pause_s
+        time.sleep(min(pause, timeout_s))
+        pause = min(pause * 1.5, 1.0)
         while True:
             try:
                 overview = self.overview(file_transfer_id)

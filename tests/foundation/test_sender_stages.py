@@ -1,0 +1,99 @@
+"""The sender's two stages: a few workers pack messages, and each channel keeps its own number of sends
+on the wire, however few packers there are; a slow channel never holds up the packing for another."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from gateway.channels.base import Package
+from gateway.channels.dpo.channel import DPO_CAPABILITIES
+from gateway.journal.phases import Phase
+from gateway.outbound.sender import Sender
+from gateway.routing.registry import InfoRecord, RegistryAnswer, ServiceRecord
+
+from .drops import make_folder_drop
+
+
+class _Registry:
+    def lookup(self, identifier, process, security_level=None, conversation_id=None):
+        record = ServiceRecord("DPO", process, ("urn:no:difi:arkivmelding:xsd::arkivmelding",), "pem",
+                               None, None, None, 4, None, identifier)
+        return RegistryAnswer(InfoRecord(identifier, "Mottaker"), [record])
+
+
+class _SlowWire:
+    """A channel whose sends wait on the wire until released, counting how many wait at once."""
+
+    name = "DPO"
+    capabilities = DPO_CAPABILITIES
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.on_the_wire = 0
+        self.most_on_the_wire = 0
+        self.packing_threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def validate(self, message, service):
+        return []
+
+    def prepare(self, message, service, work):
+        self.packing_threads.add(threading.current_thread().name)
+        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, b"package")
+
+    def describe(self, package):
+        return ""
+
+    def already_sent(self, reference):
+        return False
+
+    def send(self, package, reference, on_reference):
+        on_reference(f"transfer-{package.message_id}")
+        with self._lock:
+            self.on_the_wire += 1
+            self.most_on_the_wire = max(self.most_on_the_wire, self.on_the_wire)
+        self.open.wait(timeout=30)
+        with self._lock:
+            self.on_the_wire -= 1
+        return f"transfer-{package.message_id}"
+
+
+def _until(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_channel_keeps_its_in_flight_sends_on_the_wire_with_two_packers(harness):
+    h = harness(quiet_period_seconds=0)
+    config = dataclasses.replace(h.config, network=dataclasses.replace(h.config.network, max_parallel_sends=2))
+    for index in range(30):
+        make_folder_drop(h.outbox, f"brev-{index}")
+    h.run()
+    assert len(h.journal.in_phase(Phase.ACCEPTED)) == 30
+    wire = _SlowWire()
+    sender = Sender(config, h.journal, h.statuses, h.clock, _Registry(), {"DPO": wire}, in_flight={"DPO": 12})
+    try:
+        sender.send_due()
+        assert _until(lambda: wire.on_the_wire == 12), f"{wire.on_the_wire} sends on the wire, not 12"
+        sender.send_due()  # more rows taken while the wire is full: packed, and waiting for a slot
+        time.sleep(0.3)
+        assert wire.most_on_the_wire == 12
+        wire.open.set()
+
+        def all_sent() -> bool:
+            sender.send_due()
+            return len(h.journal.in_phase(Phase.SENT)) == 30
+
+        assert _until(all_sent)
+    finally:
+        wire.open.set()
+        sender.close()
+    assert wire.most_on_the_wire == 12
+    assert {name.rsplit("_", 1)[0] for name in wire.packing_threads} == {"prepare"}
+    assert len(wire.packing_threads) <= 2
