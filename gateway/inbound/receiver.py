@@ -17,7 +17,8 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
 MAX_ARKIVMELDING_BYTES = 16 << 20
-MAX_POLL_ROUNDS = 10  # then other jobs get their turn; the next poll goes on
+MAX_POLL_SECONDS = 15.0  # then the poll ends (and beats); the next one goes on
 IN_MEMORY_LIMIT = 4 << 20  # a download up to this size stays in memory; a larger one rolls over to a file
 MIN_FREE_BYTES = 1 << 20  # beyond a package's own needs, before downloading goes on after a full disk
 
@@ -86,32 +87,54 @@ class Receiver:
     def poll(self) -> int:
         """Take every message the channel has for us, several at a time; returns how many were handled.
 
-        A channel may list only part of what waits (the 100 newest, say), so while a
-        round takes something, the next round asks again at once, up to MAX_POLL_ROUNDS.
-        While a file system we write to is full, nothing is downloaded (it would only be downloaded
-        again); the first poll that finds room goes on by itself.
+        The takes overlap the listing: once half of those under way are done, the channel is asked
+        again, and what arrived meanwhile starts at once instead of after the slowest of the wave. A
+        channel may list only part of what waits (the 100 newest, say), so while a round brings something
+        new, the listing goes on, for up to MAX_POLL_SECONDS. While a file system we write to is full,
+        nothing is downloaded (it would only be downloaded again); the first poll that finds room goes on
+        by itself.
         """
         self.repeated.flush()
         if not self._room_again():
             return 0
         handled = self.retake_released()
-        for _round in range(MAX_POLL_ROUNDS):
-            try:
-                references = self.channel.list_inbound()
-            except ChannelError as exc:
-                # Expected trouble (network, an HTTP status): one line; the next poll asks again.
-                self.repeated.log(
-                    logging.WARNING, f"listing on {self.channel.name}: {same_kind(str(exc))}",
-                    "listing the messages waiting on %s failed: %s; the next poll tries again", self.channel.name, exc,
-                    noun="polls",
-                )
-                break
-            taken = sum(self._pool.map(self._take_guarded, references))
+        offered: set[str] = set()  # taken, or being taken, in this poll: never twice in one
+        running: set[Future[int]] = set()
+        ends = time.monotonic() + MAX_POLL_SECONDS
+        try:
+            while time.monotonic() < ends:
+                try:
+                    references = self.channel.list_inbound()
+                except ChannelError as exc:
+                    # Expected trouble (network, an HTTP status): one line; the next poll asks again.
+                    self.repeated.log(
+                        logging.WARNING, f"listing on {self.channel.name}: {same_kind(str(exc))}",
+                        "listing the messages waiting on %s failed: %s; the next poll tries again",
+                        self.channel.name, exc, noun="polls",
+                    )
+                    break
+                fresh = [reference for reference in references if reference not in offered]
+                offered.update(fresh)
+                running |= {self._pool.submit(self._take_guarded, reference) for reference in fresh}
+                if not fresh and not running:
+                    break
+                handled += self._until_half_done(running)
+                if self.disk.stopped:
+                    break
+        finally:
+            handled += sum(future.result() for future in running)  # what is under way finishes in this poll
             self.statuses.flush_soon()
-            handled += taken
-            if not taken or self.disk.stopped:
-                break
         return handled
+
+    def _until_half_done(self, running: set[Future[int]]) -> int:
+        """Wait until at most half of `running` is left (removing what finished); returns how many were taken."""
+        left = len(running) // 2
+        taken = 0
+        while running and len(running) > left:
+            done, _pending = wait(running, return_when=FIRST_COMPLETED)
+            running -= done
+            taken += sum(future.result() for future in done)
+        return taken
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
