@@ -98,6 +98,7 @@ def build_network(
         tools = ChannelTools(
             orgnr=config.organisation.orgnr, identity=identity, trust=trust, tokens=tokens, http=client, clock=clock,
             normalise_retired_prefix=config.messages.normalise_retired_prefix,
+            organisation_name=config.organisation.name,
         )
         return build_channels(blocks, tools)
 

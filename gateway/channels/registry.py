@@ -47,6 +47,7 @@ class ChannelTools:
     http: httpx.Client
     clock: Clock
     normalise_retired_prefix: bool = False
+    organisation_name: str = ""  # ours, as receivers' systems show it
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
     if block.svarinn_url:
         login = SvarInnCredentials(block.svarinn_username, _secret(block.svarinn_password_file))
         svarinn = SvarInnClient(block.svarinn_url, login, tools.http)
-    return DpfChannel(svarut, svarinn, tools.identity, tools.clock)
+    return DpfChannel(svarut, svarinn, tools.identity, tools.clock, sender_name=tools.organisation_name)
 
 
 KINDS: dict[str, ChannelKind] = {

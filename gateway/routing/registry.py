@@ -49,6 +49,7 @@ class ServiceRecord:
     security_level: int | None
     resource: str | None
     organisation_number: str | None = None
+    organisation_name: str | None = None  # the receiver's name in the registry (its infoRecord)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def parse_answer(body: Any) -> RegistryAnswer:
     if not isinstance(body, dict) or not isinstance(body.get("infoRecord"), dict):
         raise SecurityError("the service registry's answer has no infoRecord; refusing to use it")
     info = body["infoRecord"]
+    name = _optional_str(info.get("organizationName")) or None
     records = []
     for entry in body.get("serviceRecords") or []:
         service = entry.get("service") or {}
@@ -82,6 +84,7 @@ def parse_answer(body: Any) -> RegistryAnswer:
                 security_level=int(level) if level is not None else None,
                 resource=_optional_str(service.get("resource")),
                 organisation_number=_optional_str(entry.get("organisationNumber")),
+                organisation_name=name,
             )
         )
     return RegistryAnswer(

@@ -333,6 +333,8 @@ class SvarUtStore:
                 {"id": f.id, "sender": f.sender, "receiver": f.receiver, "status": f.status,
                  "eksternReferanse": f.forsendelse.get("eksternReferanse"), "tittel": f.forsendelse.get("tittel"),
                  "forsendelsestype": f.forsendelse.get("forsendelsestype"),
+                 "mottaker": (f.forsendelse.get("mottaker") or {}).get("navn"),
+                 "svarSendesTil": (f.forsendelse.get("svarSendesTil") or {}).get("navn"),
                  "krevNiva4Innlogging": bool(f.forsendelse.get("krevNiva4Innlogging")),
                  "failure": f.failure, "history": [s for s, _ in f.history],
                  "acknowledged_at": f.acknowledged_at.isoformat() if f.acknowledged_at else None,

@@ -80,6 +80,9 @@ def test_a_drop_to_the_municipality_is_archived_and_its_reply_arrives_in_the_sam
     [sent] = [f for f in forsendelser(sandbox) if f["eksternReferanse"] == message_id]
     assert sent["sender"] == A and sent["receiver"] == MUNICIPALITY
     assert sent["forsendelsestype"] == "Byggesak" and sent["tittel"] == "Test"
+    # The names the municipality's archive shows: the receiver's from the service registry, ours from config.
+    assert sent["mottaker"] == "Fiktiv kommune (SvarInn)"
+    assert sent["svarSendesTil"] == "Sandkasse kommune"
     assert not sent["krevNiva4Innlogging"]
     assert sent["history"] == ["MOTTATT", "AKSEPTERT", "KLAR_FOR_MOTTAK", "LEST"]
     assert [(f["name"], f["sha256"]) for f in sent["files"]] == [

@@ -138,7 +138,7 @@ class DpfChannel:
                 uploads.append(UploadDocument(document.name, encrypted))
         title = message.title or (documents[0].name if documents else "Melding")
         forsendelse = forsendelse_for(message.sbd, title, [(d.name, d.mime_type) for d in documents],
-                                      self.sender_name)
+                                      self.sender_name, service.organisation_name)
         content = PreparedForsendelse(forsendelse, tuple(uploads))
         return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
 

@@ -73,8 +73,12 @@ def forsendelse_for(
     title: str,
     documents: list[tuple[str, str]],
     sender_name: str,
+    receiver_name: str | None = None,
 ) -> dict[str, Any]:
-    """The forsendelse JSON of `sbd`; `documents` are (file name, MIME type), main document first."""
+    """The forsendelse JSON of `sbd`; `documents` are (file name, MIME type), main document first.
+
+    The names are what the municipality's archive shows: ours from config, the receiver's from the
+    service registry (its organisation number when the registry gave none)."""
     business = sbd.business_message
     level = business.sikkerhetsnivaa if isinstance(business, Arkivmelding) else None
     forsendelse_type = business.dpf.forsendelse_type if isinstance(business, Arkivmelding) and business.dpf else None
@@ -85,7 +89,7 @@ def forsendelse_for(
     ]
     forsendelse: dict[str, Any] = {
         "tittel": title[:MAX_TITLE],
-        "mottaker": {"navn": sbd.receiver, "digitalId": sbd.receiver},
+        "mottaker": {"navn": receiver_name or sbd.receiver, "digitalId": sbd.receiver},
         "svarSendesTil": {"navn": sender_name or sbd.sender, "digitalId": sbd.sender},
         "avgivendeSystem": AVGIVENDE_SYSTEM,
         "kunDigitalLevering": True,
