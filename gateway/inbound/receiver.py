@@ -50,6 +50,7 @@ _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 RECEIPT_OK = ("OK", "WARNING")
 MAX_ARKIVMELDING_BYTES = 16 << 20
 MAX_POLL_SECONDS = 15.0  # then the poll ends (and beats); the next one goes on
+RELIST_SECONDS = 1.0  # the least time between two listings within a poll
 IN_MEMORY_LIMIT = 4 << 20  # a download up to this size stays in memory; a larger one rolls over to a file
 MIN_FREE_BYTES = 1 << 20  # beyond a package's own needs, before downloading goes on after a full disk
 
@@ -87,12 +88,13 @@ class Receiver:
     def poll(self) -> int:
         """Take every message the channel has for us, several at a time; returns how many were handled.
 
-        The takes overlap the listing: once half of those under way are done, the channel is asked
-        again, and what arrived meanwhile starts at once instead of after the slowest of the wave. A
-        channel may list only part of what waits (the 100 newest, say), so while a round brings something
-        new, the listing goes on, for up to MAX_POLL_SECONDS. While a file system we write to is full,
-        nothing is downloaded (it would only be downloaded again); the first poll that finds room goes on
-        by itself.
+        The takes overlap the listing: while a listing brings new transfers, the channel is asked again
+        once half of those under way are done (and a second has passed), so what arrived meanwhile
+        starts at once instead of after the slowest of the wave; a listing with nothing new lets the
+        rest finish and ends the poll. A channel may list only part of what waits (the 100 newest,
+        say), so the listing goes on while it brings something new, for up to MAX_POLL_SECONDS. While
+        a file system we write to is full, nothing is downloaded (it would only be downloaded again);
+        the first poll that finds room goes on by itself.
         """
         self.repeated.flush()
         if not self._room_again():
@@ -102,7 +104,8 @@ class Receiver:
         running: set[Future[int]] = set()
         ends = time.monotonic() + MAX_POLL_SECONDS
         try:
-            while time.monotonic() < ends:
+            while time.monotonic() < ends and not self.disk.stopped:
+                listed_at = time.monotonic()
                 try:
                     references = self.channel.list_inbound()
                 except ChannelError as exc:
@@ -114,24 +117,28 @@ class Receiver:
                     )
                     break
                 fresh = [reference for reference in references if reference not in offered]
+                if not fresh:
+                    break
                 offered.update(fresh)
                 running |= {self._pool.submit(self._take_guarded, reference) for reference in fresh}
-                if not fresh and not running:
-                    break
-                handled += self._until_half_done(running)
-                if self.disk.stopped:
-                    break
+                handled += self._until_half_done(running, listed_at + RELIST_SECONDS)
         finally:
             handled += sum(future.result() for future in running)  # what is under way finishes in this poll
             self.statuses.flush_soon()
         return handled
 
-    def _until_half_done(self, running: set[Future[int]]) -> int:
-        """Wait until at most half of `running` is left (removing what finished); returns how many were taken."""
+    @staticmethod
+    def _until_half_done(running: set[Future[int]], not_before: float) -> int:
+        """Wait until at most half of `running` is left and `not_before` has passed, or none is left
+        (removing what finished from `running`); returns how many were taken."""
         left = len(running) // 2
         taken = 0
-        while running and len(running) > left:
-            done, _pending = wait(running, return_when=FIRST_COMPLETED)
+        while running:
+            wait_s = not_before - time.monotonic()
+            if len(running) <= left and wait_s <= 0:
+                break
+            done, _pending = wait(running, timeout=wait_s if len(running) <= left else None,
+                                  return_when=FIRST_COMPLETED)
             running -= done
             taken += sum(future.result() for future in done)
         return taken

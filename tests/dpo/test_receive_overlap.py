@@ -52,7 +52,7 @@ def test_a_transfer_listed_during_a_wave_starts_before_the_waves_slowest_one_end
     config, identity, trust, channel, _message_id = one_message_setting(tmp_path)
     receiver, journal = _receiver(config, identity, trust, channel)
     slow, quick, late = (str(uuid.uuid4()) for _ in range(3))
-    timed = _Timed({slow: 1.5, quick: 0.05, late: 0.05})
+    timed = _Timed({slow: 3.0, quick: 0.05, late: 0.05})
     listing = _Listing([[slow, quick], [late]])
     monkeypatch.setattr(receiver, "take", timed)
     monkeypatch.setattr(receiver.channel, "list_inbound", listing)
