@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from gateway.journal.phases import Phase
 from gateway.journal.store import MessageRecord
 
 EXPLANATION_SUFFIX = ".error.txt"
+MAX_REFUSAL_NOTES = 10  # refusals of one drop name looked for when it is taken at last
+MAX_EXPLANATION_READ = 64 * 1024
 MAX_FAILED_NAME_BYTES = 230
 
 
@@ -62,15 +65,47 @@ def park_claim(record: MessageRecord, claim_folder: Path, drop_name: str, failed
     park(claim_folder, failed, failed_name, text)
 
 
-def choose_failed_name(failed: Path, drop_name: str) -> str:
-    """A name in failed/ that neither the drop nor its explanation file would overwrite."""
+def _shortened(drop_name: str) -> str:
     encoded = drop_name.encode("utf-8", "surrogateescape")
     if len(encoded) > MAX_FAILED_NAME_BYTES:  # room for ".error.txt" and a counter within 255 bytes
-        drop_name = encoded[:MAX_FAILED_NAME_BYTES].decode("utf-8", "ignore") + "~"
-    candidate = unique_target(failed, drop_name)
+        return encoded[:MAX_FAILED_NAME_BYTES].decode("utf-8", "ignore") + "~"
+    return drop_name
+
+
+def choose_failed_name(failed: Path, drop_name: str) -> str:
+    """A name in failed/ that neither the drop nor its explanation file would overwrite."""
+    candidate = unique_target(failed, _shortened(drop_name))
     while (failed / f"{candidate.name}{EXPLANATION_SUFFIX}").exists():
         candidate = unique_target(failed, candidate.name + ".x")
     return candidate.name
+
+
+STAYS_MARKER = "is still in the outbox"  # in the explanation of a drop that could not be moved here
+
+
+def clear_stale_refusals(failed: Path, drop_name: str) -> list[Path]:
+    """Remove the explanations failed/ holds for `drop_name` from the times it was refused but could not
+    be moved (it stayed in the outbox): it has been taken since, so they no longer hold. Returns them.
+
+    Only explanations with no drop beside them and the words of such a refusal are touched: the names
+    choose_failed_name gave them, a few stats, never a scan of failed/."""
+    removed: list[Path] = []
+    candidate = _shortened(drop_name)
+    for _ in range(MAX_REFUSAL_NOTES):
+        explanation = failed / f"{candidate}{EXPLANATION_SUFFIX}"
+        if not explanation.is_file() or explanation.is_symlink():
+            break
+        if not os.path.lexists(failed / candidate):
+            try:
+                with open(explanation, encoding="utf-8", errors="replace") as handle:
+                    text = handle.read(MAX_EXPLANATION_READ)
+            except OSError:
+                text = ""
+            if STAYS_MARKER in text:
+                explanation.unlink(missing_ok=True)
+                removed.append(explanation)
+        candidate += ".x"
+    return removed
 
 
 def file_sent(source: Path, sent: Path, drop_name: str) -> Path | None:

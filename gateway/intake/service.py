@@ -19,7 +19,15 @@ from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.fsio import atomic_write_bytes, durable_rename, permission_denied, printable, text_name
 from gateway.intake.claim import ClaimedDrop, Claimer, parse_claim_id
-from gateway.intake.failed import EXPLANATION_SUFFIX, choose_failed_name, explanation_text, file_sent, park_claim
+from gateway.intake.failed import (
+    EXPLANATION_SUFFIX,
+    STAYS_MARKER,
+    choose_failed_name,
+    clear_stale_refusals,
+    explanation_text,
+    file_sent,
+    park_claim,
+)
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
@@ -169,6 +177,7 @@ class Intake:
         records: list[MessageRecord] = []
         for claimed, record, accepted in journalled:
             records.append(record)
+            self._clear_stale_refusals(record)
             if accepted is None:
                 counts.rejected += 1
                 count = len(record.errors)
@@ -185,6 +194,18 @@ class Intake:
             if self.on_accepted is not None:
                 self.on_accepted(record, accepted)
         return records
+
+    def _clear_stale_refusals(self, record: MessageRecord) -> None:
+        """A drop that was refused in place before (it could not be moved) has left the outbox now: what
+        failed/ said of it then no longer holds."""
+        try:
+            removed = clear_stale_refusals(self.config.folders.failed, record.drop_name or "")
+        except OSError as exc:
+            log.warning("could not remove the old explanation of drop %r from failed/: %s", record.drop_name, exc)
+            return
+        for explanation in removed:
+            log.info("drop %r has been taken from the outbox: its earlier explanation %s is removed",
+                     record.drop_name, explanation.name, extra=event_fields(record.message_id, record.drop_name))
 
     def _validate(self, claimed: ClaimedDrop) -> Verdict:
         """The verdict on a claimed drop; a drop that breaks validation itself is rejected, never left behind."""
@@ -312,7 +333,7 @@ class Intake:
 
 
 _STAYS = (
-    "It could not be moved here ({error}): {name!r} is still in the outbox. The gateway leaves it alone until "
+    "It could not be moved here ({error}): {name!r} " + STAYS_MARKER + ". The gateway leaves it alone until "
     "it changes (its permissions, say); then it is looked at again.\n"
 )
 

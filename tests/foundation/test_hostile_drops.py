@@ -207,6 +207,8 @@ def test_hostile_drops_are_each_explained_and_the_next_drop_is_sent(tmp_path, mo
             # A drop left in the outbox is looked at again once it changes: its permissions fixed, it is sent.
             (outbox / "closed-folder").chmod(0o755)
             wait_for(lambda: Outcomes(var).done("closed-folder", hostile.ACCEPTED), 30, message="closed-folder sent")
+            # ...and failed/ no longer says it is still in the outbox.
+            assert [name for name in os.listdir(var / "failed") if name.startswith("closed-folder")] == []
             fixed = [case for case in case_list if case.entry != "closed-folder"]
             case_list = [*fixed, hostile.Case("closed-folder", lambda a: None, hostile.ACCEPTED)]
         make_folder_drop(outbox, "good-last", staging=tmp_path / "staging")
