@@ -19,7 +19,8 @@ from gateway.errors import ConfigError
 from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.retention import run_retention
-from gateway.journal.store import InstanceLock, Journal
+from gateway.journal.lock import InstanceLock
+from gateway.journal.store import Journal
 from gateway.ops import checks
 from gateway.ops.disk import intake_hold_reason
 from gateway.ops.health import Heartbeats

@@ -13,7 +13,8 @@ from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.fsio import durable_rename, fsync_dir
 from gateway.journal.phases import Phase
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.receipts.writer import StatusWriter
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,8 @@ from gateway.formats.sbd import StandardBusinessDocument
 from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
 from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.journal.phases import Phase
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status

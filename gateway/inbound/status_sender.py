@@ -18,7 +18,8 @@ from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError, PermanentChannelError, RetryableChannelError
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.backoff import RetryPolicy, retry_after_of
 from gateway.outbound.circuit import Circuits

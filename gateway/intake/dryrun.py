@@ -18,7 +18,7 @@ from gateway.fsio import is_temporary_name, kind_of, printable
 from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES
 from gateway.intake.validate import Verdict, validate_claimed
-from gateway.journal.store import JournalReader
+from gateway.journal.reader import JournalReader
 
 
 def judge_in_place(drop: Path, config: Config) -> Verdict:

@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.clock import isoformat
 from gateway.fsio import atomic_write_bytes, durable_rename, unique_target
 from gateway.journal.phases import Phase
-from gateway.journal.store import MessageRecord
+from gateway.journal.records import MessageRecord
 
 EXPLANATION_SUFFIX = ".error.txt"
 MAX_REFUSAL_NOTES = 10  # refusals of one drop name looked for when it is taken at last

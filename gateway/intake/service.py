@@ -31,7 +31,8 @@ from gateway.intake.failed import (
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal.phases import Phase
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.receipts.writer import StatusWriter, status_file_name
 

@@ -37,7 +37,8 @@ from gateway.fsio import (
 )
 from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import FLAT_LISTS_FOLDER
-from gateway.journal.store import Journal, JournalReader
+from gateway.journal.reader import JournalReader
+from gateway.journal.store import Journal
 from gateway.xmlsafe import load_schema, parse_bytes
 
 _DEFAULT_PROCESS_BY_TYPE = {

@@ -22,7 +22,7 @@ from gateway.errors import JournalError
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.overview import find_messages
 from gateway.journal.phases import FINISHED, Phase, operator_may
-from gateway.journal.store import _COLUMNS, MessageRecord, _record
+from gateway.journal.records import COLUMNS, MessageRecord, record_of
 
 BUSY_TIMEOUT_SECONDS = 10.0
 
@@ -67,10 +67,10 @@ class OperatorJournal:
     # ---- reading inside a step ------------------------------------------------------------------
     def live(self, direction: str, message_id: str) -> MessageRecord | None:
         found = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE direction = ? AND message_id = ? AND phase != 'rejected'",  # noqa: S608
+            f"SELECT {COLUMNS} FROM messages WHERE direction = ? AND message_id = ? AND phase != 'rejected'",  # noqa: S608
             (direction, message_id),
         ).fetchone()
-        return _record(found) if found else None
+        return record_of(found) if found else None
 
     def find(self, key: str) -> list[MessageRecord]:
         return find_messages(self._db, key)

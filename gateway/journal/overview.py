@@ -18,7 +18,7 @@ from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status, current_status
 from gateway.errors import JournalError
 from gateway.journal.migrations import MIGRATIONS
-from gateway.journal.store import _COLUMNS, MessageRecord, _record, history_of
+from gateway.journal.records import COLUMNS, MessageRecord, history_of, record_of
 
 FAILED_PHASES = ("failed", "rejected", "quarantined")
 STATES = ("open", "failed", "finished")
@@ -117,7 +117,7 @@ class JournalView:
             return self._db.execute(sql, params).fetchall()
 
     def _records(self, where: str, params: tuple = ()) -> list[MessageRecord]:
-        return [_record(row) for row in self._rows(f"SELECT {_COLUMNS} FROM messages WHERE {where}", params)]  # noqa: S608
+        return [record_of(row) for row in self._rows(f"SELECT {COLUMNS} FROM messages WHERE {where}", params)]  # noqa: S608
 
     # ---- counts and listings ----------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -169,7 +169,7 @@ def find_messages(db: sqlite3.Connection, key: str) -> list[MessageRecord]:
     messageId (8 characters or more)."""
 
     def records(where: str, params: tuple) -> list[MessageRecord]:
-        return [_record(row) for row in db.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", params)]  # noqa: S608
+        return [record_of(row) for row in db.execute(f"SELECT {COLUMNS} FROM messages WHERE {where}", params)]  # noqa: S608
 
     key = key.strip()
     lowered = key.lower()

@@ -3,61 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.clock import Clock, isoformat
-from gateway.contract.status import StatusEvent, in_history_order
+from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
+from gateway.journal.records import COLUMNS, MessageRecord, encode_fields, history_of, record_of
 
 WAL_SIZE_LIMIT = 4 << 20
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    row: int
-    direction: str
-    message_id: str
-    status_name: str
-    phase: Phase
-    conversation_id: str | None = None
-    claim_id: str | None = None
-    drop_name: str | None = None
-    sender: str | None = None
-    receiver: str | None = None
-    message_type: str | None = None
-    process: str | None = None
-    client_reference: str | None = None
-    channel: str | None = None
-    route_reason: str | None = None
-    attempts: int = 0
-    next_attempt_at: float | None = None
-    deadline: datetime | None = None
-    errors: tuple[str, ...] = ()
-    detail: dict[str, Any] = field(default_factory=dict)
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    finished_at: float | None = None
-    status_dirty: int = 0  # changes since the status file was last written
-
-
-_COLUMNS = (
-    "id, direction, message_id, status_name, phase, conversation_id, claim_id, drop_name, sender, receiver, "
-    "message_type, process, client_reference, channel, route_reason, attempts, next_attempt_at, deadline, "
-    "errors, detail, created_at, updated_at, finished_at, status_dirty"
-)
 _UPDATABLE = {
     "conversation_id",
     "sender",
@@ -74,65 +36,6 @@ _UPDATABLE = {
 }
 
 
-def _record(row: tuple) -> MessageRecord:
-    deadline = datetime.fromisoformat(row[17]) if row[17] else None
-    return MessageRecord(
-        row=row[0],
-        direction=row[1],
-        message_id=row[2],
-        status_name=row[3],
-        phase=Phase(row[4]),
-        conversation_id=row[5],
-        claim_id=row[6],
-        drop_name=row[7],
-        sender=row[8],
-        receiver=row[9],
-        message_type=row[10],
-        process=row[11],
-        client_reference=row[12],
-        channel=row[13],
-        route_reason=row[14],
-        attempts=row[15],
-        next_attempt_at=row[16],
-        deadline=deadline,
-        errors=tuple(json.loads(row[18])),
-        detail=json.loads(row[19]),
-        created_at=row[20],
-        updated_at=row[21],
-        finished_at=row[22],
-        status_dirty=row[23],
-    )
-
-
-class InstanceLock:
-    """One daemon per state folder: an flock held for the process's lifetime."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = self.path.read_text().strip() or "another process"
-            raise JournalError(
-                f"another efm-gateway (pid {holder}) is running on the state folder {self.path.parent}; "
-                "stop it first, or give this one its own folders.state"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 GROUP_COMMIT_WAIT_SECONDS = 0.002
 
 
@@ -146,17 +49,6 @@ class _CommitGroup:
         self.error: BaseException | None = None
 
 
-
-def history_of(rows: list[tuple[str, str, str | None, str | None]]) -> list[StatusEvent]:
-    """A message's events from its (status, at, description, learned_at) rows in recorded order,
-    in the order the history reads."""
-    return in_history_order([
-        StatusEvent(
-            Status(status), datetime.fromisoformat(at), description,
-            datetime.fromisoformat(learned) if learned else None,
-        )
-        for status, at, description, learned in rows
-    ])
 
 class Journal:
     def __init__(self, path: Path, clock: Clock) -> None:
@@ -348,10 +240,10 @@ class Journal:
     def get(self, row: int) -> MessageRecord:
         connection, lock = self._reading()
         with lock:
-            found = connection.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row,)).fetchone()  # noqa: S608
+            found = connection.execute(f"SELECT {COLUMNS} FROM messages WHERE id = ?", (row,)).fetchone()  # noqa: S608
         if found is None:
             raise JournalError(f"no journal row {row}")
-        return _record(found)
+        return record_of(found)
 
     def find_by_claim(self, claim_id: str) -> MessageRecord | None:
         return self._one("claim_id = ?", (claim_id,))
@@ -495,8 +387,8 @@ class Journal:
     def _many(self, where: str, params: tuple) -> list[MessageRecord]:
         connection, lock = self._reading()
         with lock:
-            rows = connection.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", params).fetchall()  # noqa: S608
-        return [_record(row) for row in rows]
+            rows = connection.execute(f"SELECT {COLUMNS} FROM messages WHERE {where}", params).fetchall()  # noqa: S608
+        return [record_of(row) for row in rows]
 
     # ---- writing -------------------------------------------------------------------------
     def create(
@@ -528,7 +420,7 @@ class Journal:
             "updated_at": now,
             "finished_at": now if phase in FINISHED else None,
         }
-        values.update(_encode(fields))
+        values.update(encode_fields(fields))
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self.transaction():
@@ -547,7 +439,7 @@ class Journal:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise JournalError(f"unknown journal fields {sorted(unknown)}")
-        values = _encode(fields)
+        values = encode_fields(fields)
         values["updated_at"] = self._now()
         assignments = ", ".join(f"{name} = ?" for name in values) + ", status_dirty = status_dirty + 1"
         with self.transaction():
@@ -688,37 +580,3 @@ class Journal:
             "AND json_extract(detail, '$.released') IS NOT NULL ORDER BY id LIMIT ?",
             (channel, limit),
         )
-
-
-def _encode(fields: dict[str, Any]) -> dict[str, Any]:
-    encoded = dict(fields)
-    if "errors" in encoded:
-        encoded["errors"] = json.dumps(list(encoded["errors"]), ensure_ascii=False)
-    if "detail" in encoded:
-        encoded["detail"] = json.dumps(encoded["detail"], ensure_ascii=False)
-    return encoded
-
-
-class JournalReader:
-    """Read-only look-ups beside a running daemon (for `efm-gateway validate`): opens the journal
-    read-only and never writes to it or beside it."""
-
-    def __init__(self, path: Path) -> None:
-        # Without a WAL file no daemon has the journal open: read it as immutable, or SQLite would
-        # create the -wal and -shm files beside it even for a read-only connection.
-        running = path.with_name(path.name + "-wal").exists()
-        options = "mode=ro" if running else "mode=ro&immutable=1"
-        self._db = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, timeout=30)
-        self._db.execute("PRAGMA query_only=ON")
-
-    def find_live(self, direction: str, message_id: str) -> MessageRecord | None:
-        """As Journal.find_live."""
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE direction = ? AND message_id = ? AND phase != 'rejected' LIMIT 1",  # noqa: S608
-            (direction, message_id),
-        ).fetchone()
-        return _record(row) if row else None
-
-    def close(self) -> None:
-        self._db.close()
-

@@ -21,7 +21,7 @@ from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import EXPLANATION_SUFFIX, park_claim
 from gateway.journal.operator import OperatorJournal
 from gateway.journal.phases import Phase
-from gateway.journal.store import MessageRecord
+from gateway.journal.records import MessageRecord
 
 CANCELLED = "cancelled by the operator"
 # A message due within this long may already be in the daemon's hands (routing, packing): not cancelled.

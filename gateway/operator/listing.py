@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.contract.statuses import current_status
 from gateway.journal.overview import JournalView, MessageLine
-from gateway.journal.store import MessageRecord
+from gateway.journal.records import MessageRecord
 
 _RELATIVE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

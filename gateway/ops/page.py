@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.contract.statuses import current_status
 from gateway.journal.overview import STATES, JournalView, MessageFilter, MessageLine
 from gateway.journal.phases import Phase
-from gateway.journal.store import MessageRecord
+from gateway.journal.records import MessageRecord
 from gateway.operator.listing import parse_since, phase_shown
 
 REFRESH_SECONDS = 10

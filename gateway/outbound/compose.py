@@ -22,7 +22,7 @@ from gateway.formats.business import (
 )
 from gateway.formats.sbd import StandardBusinessDocument, new_sbd
 from gateway.fsio import UnreadableFile, file_name_problem, open_regular, read_regular_file
-from gateway.journal.store import MessageRecord
+from gateway.journal.records import MessageRecord
 
 ARKIVMELDING_NAME = "arkivmelding.xml"
 DEFAULT_MIME = "application/octet-stream"

@@ -34,7 +34,8 @@ from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import file_sent, park_claim
 from gateway.journal.phases import Phase
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.backoff import RetryPolicy, retry_after_of

@@ -19,7 +19,8 @@ from gateway.channels.base import Channel, SentMessage, StatusUpdate
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.errors import ChannelError
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.completion import record_status

@@ -13,7 +13,8 @@ from gateway.clock import Clock
 from gateway.contract.status import StatusReport, render_status
 from gateway.diskspace import DiskFull, is_disk_full
 from gateway.fsio import TEMP_PREFIX, fsync_dir
-from gateway.journal.store import Journal, MessageRecord
+from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
 
 log = logging.getLogger(__name__)

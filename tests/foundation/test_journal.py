@@ -20,9 +20,10 @@ from gateway.contract.status import NAMESPACE as STATUS_NS
 from gateway.contract.status import schema as status_schema
 from gateway.contract.statuses import Status, current_status
 from gateway.errors import GatewayError, JournalError
+from gateway.journal.lock import InstanceLock
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import FINISHED, Phase
-from gateway.journal.store import InstanceLock, Journal
+from gateway.journal.store import Journal
 from gateway.receipts.writer import StatusWriter
 
 from .drops import write_config
@@ -321,7 +322,7 @@ def test_a_journal_newer_than_the_code_is_one_line_on_the_command_line(tmp_path,
 _HOLDER = """
 import sys
 from pathlib import Path
-from gateway.journal.store import InstanceLock
+from gateway.journal.lock import InstanceLock
 lock = InstanceLock(Path(sys.argv[1]))
 lock.acquire()
 print("locked", flush=True)

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 
 from gateway.errors import JournalError
 from gateway.journal.overview import JournalView
-from gateway.journal.store import MessageRecord
+from gateway.journal.records import MessageRecord
 from gateway.ops.page import page_routes
 from tests.dpo.network import free_port, wait
 

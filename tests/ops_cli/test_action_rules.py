@@ -14,9 +14,10 @@ import pytest
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
 from gateway.intake.claim import new_claim_id
+from gateway.journal.lock import InstanceLock
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import Phase
-from gateway.journal.store import InstanceLock, Journal
+from gateway.journal.store import Journal
 from tests.foundation.drops import write_config
 
 from .support import cli, record_of
