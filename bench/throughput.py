@@ -13,7 +13,8 @@ both and compares.
 
 It also prints each process's CPU time per message (user and system), to see where the time goes, and
 beside it the floor: the same message signed, zipped and encrypted and back with `cryptography` alone
-(bench/crypto_floor.py), measured in the same run.
+(bench/crypto_floor.py), measured in the same run. And the HTTP it takes: the requests per message the
+sandbox served, and what one small request costs the HTTP client (httpx) in CPU on this machine.
 Leave half a minute between runs: on ext4 without a journal (as on this VM) a file created where
 many were deleted in the last seconds costs far more kernel time, so a run started right after
 another one's cleanup measures that cleanup too.
@@ -97,6 +98,8 @@ class Figures:
     latencies_ms: list[float]
     peak_rss: dict[str, int]
     cpu_ms_per_message: dict[str, tuple[float, float]]  # process -> (user, system)
+    requests_per_message: float = 0.0  # served by the sandbox for A and B together (polls included)
+    client_ms_per_request: float = 0.0  # the HTTP client's own CPU for one small request, measured here
 
     @property
     def sent_rate(self) -> float:
@@ -121,6 +124,21 @@ class Figures:
         gateways = sum(sum(self.cpu_ms_per_message.get(name, (0.0, 0.0))) for name in ("A", "B"))
         print(f"floor (cryptography alone, same message): {floor:5.2f} ms; A and B together: "
               f"{gateways:.1f} ms = {gateways / floor:.1f} times the floor (target: at most 4)")
+        http = self.requests_per_message * self.client_ms_per_request
+        print(f"HTTP: {self.requests_per_message:.1f} requests per message (A and B); the client's own CPU "
+              f"{self.client_ms_per_request:.2f} ms per request, so {http:.1f} ms of A's and B's CPU per message "
+              f"= {http / floor:.1f} times the floor is HTTP alone")
+
+
+def http_client_ms(base_url: str, requests: int = 300) -> float:
+    """httpx's own CPU for one small request on a kept-alive connection (a 404 of the sandbox), in ms."""
+    with httpx.Client(timeout=10) as client:
+        for _ in range(20):
+            client.get(f"{base_url}/_nothing")
+        started = time.process_time()
+        for _ in range(requests):
+            client.get(f"{base_url}/_nothing")
+        return (time.process_time() - started) / requests * 1000
 
 
 def measure(
@@ -130,10 +148,9 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="efm-bench-") as scratch:
         root = Path(scratch)
         sandbox = SandboxProcess(root / "sandbox")
-        if latency_ms:
-            # every request to the sandbox (token, registry, broker) waits, as over a WAN
-            plan = {"rules": [{"fault": "latency", "delay_ms": latency_ms}]}
-            httpx.post(f"{sandbox.url}/_faults", json=plan, timeout=10).raise_for_status()
+        # Every request to the sandbox (token, registry, broker) waits `latency_ms`, as over a WAN; the
+        # rule fires (and is counted) for each one, at 0 ms too: the requests per message.
+        counting = {"rules": [{"fault": "latency", "delay_ms": latency_ms}]}
         network: dict = {"send_interval_seconds": 0.5}
         dpo: dict = {"inbound_poll_seconds": 0.2}
         if parallel is not None:
@@ -157,6 +174,7 @@ def measure(
                     sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>")
                 )
                 names.append((folder, message_id))
+            httpx.post(f"{sandbox.url}/_faults", json=counting, timeout=10).raise_for_status()
             processes = {"A": a.process.process.pid, "B": b.process.process.pid, "sandbox": sandbox.process.pid}
             cpu_before = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
             sampler = RssSampler({"A": processes["A"], "B": processes["B"]})
@@ -196,6 +214,8 @@ def measure(
             sampler.stop_event.set()
             sampler.join()
             cpu = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
+            served = httpx.get(f"{sandbox.url}/_faults", timeout=10).json()["injected"]["latency"]
+            client_ms = http_client_ms(sandbox.url)
             if len(sent_at) < count or len(inbox_seen) < count:
                 print(f"TIMED OUT: {len(sent_at)} sent, {len(inbox_seen)} in B's inbox of {count}")
                 return None
@@ -213,6 +233,8 @@ def measure(
                            (cpu[name].system - cpu_before[name].system) / count * 1000)
                     for name in processes
                 },
+                requests_per_message=served / count,
+                client_ms_per_request=client_ms,
             )
         finally:
             a.process.stop()
