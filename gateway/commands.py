@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from gateway.clock import SystemClock
-from gateway.config import Config, KeystoreConfig, TrustConfig, load_config, prepare_folders
+from gateway.config import Config, KeystoreConfig, TrustConfig, load_config
+from gateway.folders import prepare_folders
 from gateway.fsio import text_name
 from gateway.intake.dryrun import judge_in_place
 from gateway.logsetup import configure_logging

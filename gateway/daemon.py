@@ -14,8 +14,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway import systemd
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, intake_uses_polling, load_config, prepare_folders
+from gateway.config import Config, load_config
 from gateway.errors import ConfigError
+from gateway.folders import intake_uses_polling, prepare_folders
 from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.retention import run_retention

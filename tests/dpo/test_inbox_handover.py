@@ -15,9 +15,10 @@ import pytest
 from gateway.channels.dpo.channel import DpoChannel
 from gateway.channels.dpo.package import pack_message
 from gateway.clock import SystemClock
-from gateway.config import load_config, prepare_folders
+from gateway.config import load_config
 from gateway.contract.statuses import Status
 from gateway.devcerts import create_dev_pki, dev_identity
+from gateway.folders import prepare_folders
 from gateway.formats.asice import AsicDocument
 from gateway.formats.business import Arkivmelding
 from gateway.formats.keys import OrgIdentity, TrustStore

@@ -14,9 +14,10 @@ import pytest
 from lxml import etree
 
 from gateway.channels.dpo.package import pack_in_memory, pack_message
-from gateway.config import load_config, prepare_folders
+from gateway.config import load_config
 from gateway.contract.statuses import Status
 from gateway.devcerts import create_dev_pki, dev_identity
+from gateway.folders import prepare_folders
 from gateway.formats.asice import AsicDocument
 from gateway.formats.business import Arkivmelding, ArkivmeldingKvittering
 from gateway.formats.business import Status as StatusMessage

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FakeClock
-from gateway.config import Config, load_config, prepare_folders
+from gateway.config import Config, load_config
+from gateway.folders import prepare_folders
 from gateway.intake.service import Intake
 from gateway.journal.store import Journal
 from gateway.receipts.writer import StatusWriter

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import filesystem_type, intake_uses_polling, load_config, prepare_folders
+from gateway.config import load_config
 from gateway.errors import ConfigError
+from gateway.folders import filesystem_type, intake_uses_polling, prepare_folders
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER_KEYS = ("outbox", "status", "inbox", "failed", "sent", "state")

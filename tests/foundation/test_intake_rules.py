@@ -235,7 +235,8 @@ def test_validate_reads_the_journal_read_only_and_writes_nothing(tmp_path, journ
     import sys
 
     from gateway.clock import SystemClock
-    from gateway.config import load_config, prepare_folders
+    from gateway.config import load_config
+    from gateway.folders import prepare_folders
     from gateway.journal.store import Journal
 
     from .drops import write_config
