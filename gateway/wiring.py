@@ -113,8 +113,10 @@ def build_network(
         Receiver(config, journal, statuses, clock, channel, inbox, workers=in_flight[channel.name])
         for channel in receiving.values() if channel.capabilities.two_way
     ]
+    carrying = [in_flight[name] for name, channel in status_channels.items()
+                if channel.capabilities.carries_status_messages]
     status_sender = StatusSender(
-        journal, clock, status_channels, config.organisation.orgnr, workers=max(in_flight.values(), default=4),
+        journal, clock, status_channels, config.organisation.orgnr, workers=max(carrying, default=4),
         circuits=circuits,
     )
     pollers = [

@@ -33,7 +33,7 @@ _PROGRESS = {
 }
 # In a history, statuses stamped at the same moment (a clock behind ours is clamped to our SENDT)
 # read in the order a message goes through them; the ends come last.
-_HISTORY_RANK = {**_PROGRESS, Status.ANNET: 0, Status.FEIL: 6, Status.LEVETID_UTLOPT: 6}
+_HISTORY_RANK = {**_PROGRESS, Status.ANNET: 2.5, Status.FEIL: 6, Status.LEVETID_UTLOPT: 6}
 DELIVERED = frozenset({Status.LEVERT, Status.LEST, Status.INNKOMMENDE_LEVERT})
 
 

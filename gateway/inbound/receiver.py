@@ -124,14 +124,15 @@ class Receiver:
                 running |= {self._pool.submit(self._take_guarded, reference) for reference in fresh}
                 handled += self._until_half_done(running, listed_at + RELIST_SECONDS)
         finally:
-            handled += sum(future.result() for future in running)  # what is under way finishes in this poll
+            wait(running)  # what is under way finishes in this poll
+            handled += sum(future.result() for future in running)
             self.statuses.flush_soon()
         return handled
 
     @staticmethod
     def _until_half_done(running: set[Future[int]], not_before: float) -> int:
-        """Wait until at most half of `running` is left and `not_before` has passed, or none is left
-        (removing what finished from `running`); returns how many were taken."""
+        """Wait until at most half of `running` is left, or none, and `not_before` has passed (removing
+        what finished from `running`); returns how many were taken."""
         left = len(running) // 2
         taken = 0
         while running:
@@ -142,6 +143,7 @@ class Receiver:
                                   return_when=FIRST_COMPLETED)
             running -= done
             taken += sum(future.result() for future in done)
+        time.sleep(max(0.0, not_before - time.monotonic()))  # all done early: still once a second at most
         return taken
 
     def close(self) -> None:

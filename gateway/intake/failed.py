@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 
 EXPLANATION_SUFFIX = ".error.txt"
-MAX_REFUSAL_NOTES = 10  # refusals of one drop name looked for when it is taken at last
 MAX_EXPLANATION_READ = 64 * 1024
 MAX_FAILED_NAME_BYTES = 230
 
@@ -83,29 +81,20 @@ def choose_failed_name(failed: Path, drop_name: str) -> str:
 STAYS_MARKER = "is still in the outbox"  # in the explanation of a drop that could not be moved here
 
 
-def clear_stale_refusals(failed: Path, drop_name: str) -> list[Path]:
-    """Remove the explanations failed/ holds for `drop_name` from the times it was refused but could not
-    be moved (it stayed in the outbox): it has been taken since, so they no longer hold. Returns them.
-
-    Only explanations with no drop beside them and the words of such a refusal are touched: the names
-    choose_failed_name gave them, a few stats, never a scan of failed/."""
-    removed: list[Path] = []
-    candidate = _shortened(drop_name)
-    for _ in range(MAX_REFUSAL_NOTES):
-        explanation = failed / f"{candidate}{EXPLANATION_SUFFIX}"
-        if not explanation.is_file() or explanation.is_symlink():
-            break
-        if not os.path.lexists(failed / candidate):
-            try:
-                with open(explanation, encoding="utf-8", errors="replace") as handle:
-                    text = handle.read(MAX_EXPLANATION_READ)
-            except OSError:
-                text = ""
-            if STAYS_MARKER in text:
-                explanation.unlink(missing_ok=True)
-                removed.append(explanation)
-        candidate += ".x"
-    return removed
+def remove_refusal_note(explanation: Path) -> bool:
+    """Remove `explanation`, written when a drop was refused but could not be moved (it stayed in the
+    outbox), now that the drop has left the outbox; False when it is no longer such a note."""
+    if explanation.is_symlink() or not explanation.is_file():
+        return False
+    try:
+        with open(explanation, encoding="utf-8", errors="replace") as handle:
+            text = handle.read(MAX_EXPLANATION_READ)
+    except OSError:
+        return False
+    if STAYS_MARKER not in text:
+        return False
+    explanation.unlink(missing_ok=True)
+    return True
 
 
 def file_sent(source: Path, sent: Path, drop_name: str) -> Path | None:

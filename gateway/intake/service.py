@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.config import Config
@@ -23,10 +24,10 @@ from gateway.intake.failed import (
     EXPLANATION_SUFFIX,
     STAYS_MARKER,
     choose_failed_name,
-    clear_stale_refusals,
     explanation_text,
     file_sent,
     park_claim,
+    remove_refusal_note,
 )
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
@@ -66,6 +67,8 @@ class Intake:
         self.statuses = statuses
         self.clock = clock
         self.on_accepted = on_accepted
+        # The explanation written in failed/ for each entry refused in place (it could not be moved).
+        self._refusal_notes: dict[str, Path] = {}
         folders = config.folders
         self.claimer = Claimer(folders.outbox, folders.work_area)
         self.scanner = OutboxScanner(
@@ -139,7 +142,24 @@ class Intake:
         self.scanner.forget(candidate.entry)
         for document in candidate.documents:
             self.scanner.forget(document)
+        self._clear_refusal_notes([candidate.entry, *candidate.documents])
         return claimed
+
+    def _clear_refusal_notes(self, entries: list[str]) -> None:
+        """Entries refused in place before (they could not be moved) have left the outbox now: what failed/
+        said of them then no longer holds."""
+        for entry in entries:
+            explanation = self._refusal_notes.pop(entry, None)
+            if explanation is None or os.path.lexists(self.config.folders.outbox / entry):
+                continue
+            try:
+                removed = remove_refusal_note(explanation)
+            except OSError as exc:
+                log.warning("could not remove the old explanation %s from failed/: %s", explanation.name, exc)
+                continue
+            if removed:
+                log.info("%r has been taken from the outbox: its earlier explanation %s is removed",
+                         text_name(entry), explanation.name)
 
     def _journal_claim(self, claimed: ClaimedDrop, incomplete_reason: str | None = None) -> MessageRecord | None:
         """Journal one (durably) claimed drop; None when that failed and the claim waits for the next start."""
@@ -178,7 +198,6 @@ class Intake:
         records: list[MessageRecord] = []
         for claimed, record, accepted in journalled:
             records.append(record)
-            self._clear_stale_refusals(record)
             if accepted is None:
                 counts.rejected += 1
                 count = len(record.errors)
@@ -195,18 +214,6 @@ class Intake:
             if self.on_accepted is not None:
                 self.on_accepted(record, accepted)
         return records
-
-    def _clear_stale_refusals(self, record: MessageRecord) -> None:
-        """A drop that was refused in place before (it could not be moved) has left the outbox now: what
-        failed/ said of it then no longer holds."""
-        try:
-            removed = clear_stale_refusals(self.config.folders.failed, record.drop_name or "")
-        except OSError as exc:
-            log.warning("could not remove the old explanation of drop %r from failed/: %s", record.drop_name, exc)
-            return
-        for explanation in removed:
-            log.info("drop %r has been taken from the outbox: its earlier explanation %s is removed",
-                     record.drop_name, explanation.name, extra=event_fields(record.message_id, record.drop_name))
 
     def _validate(self, claimed: ClaimedDrop) -> Verdict:
         """The verdict on a claimed drop; a drop that breaks validation itself is rejected, never left behind."""
@@ -315,6 +322,7 @@ class Intake:
             if not permission_denied(exc):
                 raise
             atomic_write_bytes(explanation, (text + _STAYS.format(name=name, error=exc.strerror)).encode("utf-8"))
+            self._refusal_notes[orphan.entry] = explanation
             self.scanner.refuse_in_place(orphan.entry)
             log.warning("rejected %r, but could not move it to failed/ (%s); it stays", name, exc.strerror)
             return
@@ -328,7 +336,9 @@ class Intake:
         text = explanation_text(
             name, None, [reason], self.clock.now(), headline="efm-gateway could not take this drop"
         ) + _STAYS.format(name=name, error="permission denied")
-        atomic_write_bytes(failed / f"{choose_failed_name(failed, name)}{EXPLANATION_SUFFIX}", text.encode("utf-8"))
+        explanation = failed / f"{choose_failed_name(failed, name)}{EXPLANATION_SUFFIX}"
+        atomic_write_bytes(explanation, text.encode("utf-8"))
+        self._refusal_notes[entry] = explanation
         self.scanner.refuse_in_place(entry)
         log.warning("could not take %r from the outbox: %s; it stays there until it changes", name, reason)
 

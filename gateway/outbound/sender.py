@@ -106,8 +106,12 @@ class Sender:
             for name, count in slots.items()
         }
         # Enough rows taken to fill every channel's slots and keep the packers busy; more would only
-        # hold rows out of reach.
+        # hold rows out of reach. A channel with its slots full and as many waiting takes no more, so
+        # one channel's backlog never holds up another's messages.
         self._max_in_flight = sum(slots.values()) + preparing * 2
+        self._channel_limit = {name: count + preparing for name, count in slots.items()}
+        self._queued: dict[str, int] = dict.fromkeys(slots, 0)  # packed or on the wire, per channel
+        self._probed: dict[int, str] = {}  # a probe's row -> the channel whose turn it holds
         self.on_free: Callable[[], None] | None = None
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
@@ -126,22 +130,25 @@ class Sender:
         with self._lock:
             free = self._max_in_flight - len(self._in_flight)
             in_flight = set(self._in_flight)
+            full = {name for name, queued in self._queued.items() if queued >= self._channel_limit[name]}
         paused = self.circuits.paused()
-        probes = []
+        probes: dict[int, str] = {}
         for channel in sorted(paused):
             if free <= 0:
                 break
             probe = self.journal.next_waiting_row(SENDABLE, channel, exclude=in_flight)
             if probe is not None and self.circuits[channel].take_probe():
-                probes.append(probe)
+                probes[probe] = channel
                 in_flight.add(probe)
                 free -= 1
         rows = self.journal.due_rows(
-            SENDABLE, self.clock.now().timestamp(), free, exclude=in_flight, exclude_channels=paused
+            SENDABLE, self.clock.now().timestamp(), free, exclude=in_flight, exclude_channels=paused | full
         )
         for row in [*probes, *rows]:
             with self._lock:
                 self._in_flight.add(row)
+                if row in probes:
+                    self._probed[row] = probes[row]
             self._pool.submit(self._guarded, row, row in probes)
         return len(probes) + len(rows)
 
@@ -173,17 +180,26 @@ class Sender:
 
     def _guarded(self, row: int, probe: bool = False) -> None:
         """The prepare stage: a packed message goes on to its channel's transport stage."""
-        handed_on = False
+        handed_on: str | None = None
         try:
             ready = self._prepare(self.journal.get(row), probe)
             if ready is not None:
-                self._transports[ready.channel.name].submit(self._transmit_guarded, ready)
-                handed_on = True
+                name = ready.channel.name
+                with self._lock:
+                    self._queued[name] = self._queued.get(name, 0) + 1
+                handed_on = name
+                self._transports[name].submit(self._transmit_guarded, ready)
+        except RuntimeError as exc:
+            if not str(exc).startswith("cannot schedule new futures"):
+                self._trouble(row, exc)
+            # else: the daemon is stopping; the message waits, packed again at the next start
+            self._release(row, handed_on)
         except Exception as exc:  # sorted in _trouble: expected ones in a line, bugs with a traceback
             self._trouble(row, exc)
-        finally:
-            if not handed_on:
-                self._release(row, probe)
+            self._release(row, handed_on)
+        else:
+            if handed_on is None:
+                self._release(row, None)
 
     def _transmit_guarded(self, ready: _Ready) -> None:
         """The transport stage: one send on the wire, in one of the channel's slots."""
@@ -192,7 +208,7 @@ class Sender:
         except Exception as exc:  # sorted in _trouble
             self._trouble(ready.record.row, exc)
         finally:
-            self._release(ready.record.row, ready.probe)
+            self._release(ready.record.row, ready.channel.name)
 
     def _trouble(self, row: int, exc: Exception) -> None:
         if isinstance(exc, OSError | sqlite3.OperationalError):
@@ -209,14 +225,15 @@ class Sender:
         log.error("sending journal row %d failed unexpectedly; it will be tried again", row, exc_info=exc)
         self._later(self.journal.get(row), "an unexpected error; see the log")
 
-    def _release(self, row: int, probe: bool) -> None:
-        if probe:
-            with contextlib.suppress(sqlite3.Error, JournalError):
-                channel = self.journal.get(row).channel
-                if channel:
-                    self.circuits[channel].probe_done()  # a probe that never reached the channel frees its turn
+    def _release(self, row: int, queued_on: str | None) -> None:
+        """The row is done with (for this try): its slot, its channel's queue place and its probe's turn freed."""
         with self._lock:
             self._in_flight.discard(row)
+            probed = self._probed.pop(row, None)
+            if queued_on is not None:
+                self._queued[queued_on] -= 1
+        if probed is not None:
+            self.circuits[probed].probe_done()  # a probe that never reached the channel frees its turn
         if self.on_free is not None:
             self.on_free()  # a slot is free: fetch the next due message now, not at the next interval
         self.statuses.flush_soon()  # a send never waits for other messages' status files
@@ -281,7 +298,21 @@ class Sender:
 
     def _transmit(self, ready: _Ready) -> None:
         """Hand the package to its channel; SENDT, a retry later, or FEIL."""
-        record, channel, circuit, route_fields = ready.record, ready.channel, ready.circuit, ready.route_fields
+        channel, circuit, route_fields = ready.channel, ready.circuit, ready.route_fields
+        # It may have waited for a slot: settled meanwhile (the expiry sweep, an operator), or its channel
+        # paused by another send's 429 or 503, it is not sent now.
+        record = self.journal.get(ready.record.row)
+        if record.phase not in SENDABLE:
+            shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+            return
+        if record.deadline is not None and record.deadline <= self.clock.now():
+            shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+            self.journal.update(record.row, next_attempt_at=self.clock.now().timestamp())  # the next pass settles it
+            return
+        if circuit.is_open and not ready.probe:
+            shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
+            self._hold(record, channel.name, circuit.seconds_left(), route_fields)
+            return
 
         def remember(reference: str) -> None:
             # One commit before the upload: the route, SENDING and the channel's reference, so a

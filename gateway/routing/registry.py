@@ -145,8 +145,6 @@ class ServiceRegistryClient:
             leading = flight is None
             if leading:
                 self.cache_misses += 1  # one request for the question, however many wait for it
-            else:
-                self.cache_hits += 1  # answered without a request of its own
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leading:
@@ -155,6 +153,8 @@ class ServiceRegistryClient:
             if flight.error is not None:
                 raise flight.error
             assert flight.answer is not None
+            with self._lock:
+                self.cache_hits += 1  # answered without a request of its own
             return flight.answer
         try:
             flight.answer = self._ask(key, conversation_id)
