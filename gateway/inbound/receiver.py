@@ -240,6 +240,7 @@ class Receiver:
         finally:
             self._sizes.pop(reference, None)
             self._writing.pop(reference, None)
+            self.statuses.flush_soon()  # its status file follows at once, not at the end of the poll
         return 0
 
     def _stop_for_full_disk(self, reference: str, exc: BaseException) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from python_multipart.multipart import parse_options_header
-
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
+from gateway.sandbox.streamed_form import StreamedForm
 
 MAX_FILE_TRANSFER_SIZE = 1 << 30  # DPO's limit: 1 GB
 # The one-shot upload's form: field names as the API spells them (ASP.NET binds them ignoring case),
@@ -34,105 +31,45 @@ MAX_FORM_FIELDS = 64
 MAX_FORM_FIELD_BYTES = 8192  # well above any valid value (a sendersFileTransferReference is at most 4096)
 
 
-
 class FormProblem(Exception):
     """The one-shot upload's form cannot be read; the text says why (a 400)."""
 
 
-class OneShotForm:
+class OneShotForm(StreamedForm):
     """Reads a one-shot upload's multipart body as it streams in: the small fields into memory, the
-    `FileTransfer` part straight into `partial` (size-capped, MD5 on the way), like the plain upload.
+    `FileTransfer` part straight into `partial` (size-capped, MD5 on the way), like the plain upload."""
 
-    Hand `callbacks()` to a python-multipart MultipartParser. Starlette's `request.form()` would
-    spool the file to a temporary file elsewhere first (through worker threads), to be copied again,
-    and could only apply the size cap once the whole body was in.
-    """
+    max_fields = MAX_FORM_FIELDS
+    max_field_bytes = MAX_FORM_FIELD_BYTES
 
     def __init__(self, partial: Path) -> None:
+        super().__init__()
         self.partial = partial
-        self.fields: list[tuple[str, str]] = []
         self.file_parts = 0
         self.file_named = False  # a file part carries a filename in its Content-Disposition
         self.size = 0
         self.digest = hashlib.md5(usedforsecurity=False)
-        self.complete = False
-        self._handle: BinaryIO | None = None
-        self._in_file = False
-        self._name = ""
-        self._value = bytearray()
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._disposition = b""
 
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._header_name.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_part_end": self._part_end,
-            "on_end": self._end,
-        }
+    def _open_file(self, name: str, options: dict[bytes, bytes], headers: dict[bytes, bytes]) -> BinaryIO | None:
+        if name.lower() != FORM_FILE:
+            return None
+        self.file_parts += 1
+        if self.file_parts > 1:
+            raise FormProblem("the form holds more than one FileTransfer part")
+        self.file_named = b"filename" in options
+        return open(self.partial, "wb")  # closed at the part's end or in discard()
 
-    def _part_begin(self) -> None:
-        self._in_file, self._name, self._disposition = False, "", b""
-        self._value.clear()
+    def _file_data(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_FILE_TRANSFER_SIZE:
+            raise FormProblem("File size exceeds maximum")
+        self.digest.update(chunk)
 
-    def _header_end(self) -> None:
-        if bytes(self._header_name).strip().lower() == b"content-disposition":
-            self._disposition = bytes(self._header_value)
-        self._header_name.clear()
-        self._header_value.clear()
-
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
-        if b"name" not in options:
-            raise FormProblem("every part of the form needs a name in its Content-Disposition header")
-        self._name = options[b"name"].decode("utf-8", "replace")
-        if self._name.lower() == FORM_FILE:
-            self.file_parts += 1
-            if self.file_parts > 1:
-                raise FormProblem("the form holds more than one FileTransfer part")
-            self.file_named = b"filename" in options
-            self._in_file = True
-            self._handle = open(self.partial, "wb")  # noqa: SIM115 - closed in _part_end or discard()
-        elif len(self.fields) >= MAX_FORM_FIELDS:
-            raise FormProblem(f"the form holds more than {MAX_FORM_FIELDS} fields")
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
-        if self._in_file:
-            assert self._handle is not None
-            self.size += len(chunk)
-            if self.size > MAX_FILE_TRANSFER_SIZE:
-                raise FormProblem("File size exceeds maximum")
-            self.digest.update(chunk)
-            self._handle.write(chunk)
-            return
-        self._value.extend(chunk)
-        if len(self._value) > MAX_FORM_FIELD_BYTES:
-            raise FormProblem(f"the form field {self._name} is longer than {MAX_FORM_FIELD_BYTES} bytes")
-
-    def _part_end(self) -> None:
-        if self._in_file:
-            assert self._handle is not None
-            self._handle.close()
-            self._handle = None
-            return
-        try:
-            self.fields.append((self._name, self._value.decode("utf-8")))
-        except UnicodeDecodeError as exc:
-            raise FormProblem(f"the form field {self._name} is not UTF-8 text") from exc
-
-    def _end(self) -> None:
-        self.complete = True
+    def _problem(self, words: str) -> Exception:
+        return FormProblem(words)
 
     def discard(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        self._close_file()
         self.partial.unlink(missing_ok=True)
 
     def metadata(self) -> dict[str, Any]:

@@ -11,14 +11,10 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
-
-from python_multipart.multipart import parse_options_header
+from typing import Any, BinaryIO
 
 from gateway.channels.dpv.models import MAX_ATTACHMENT_BYTES
-
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
+from gateway.sandbox.streamed_form import StreamedForm
 
 MAX_ATTACHMENT_SIZE = MAX_ATTACHMENT_BYTES
 MAX_FORM_FIELDS = 256
@@ -54,90 +50,43 @@ class UploadedFile:
         return str(self.digest.hexdigest())
 
 
-class UploadForm:
+class UploadForm(StreamedForm):
     """Hand `callbacks()` to a python-multipart MultipartParser; `discard()` removes every file written."""
 
+    max_fields = MAX_FORM_FIELDS
+    max_field_bytes = MAX_FORM_FIELD_BYTES
+
     def __init__(self, folder: Path) -> None:
+        super().__init__()
         self.folder = folder
-        self.fields: list[tuple[str, str]] = []
         self.files: list[UploadedFile] = []
-        self.complete = False
         self._current: UploadedFile | None = None
-        self._handle: BinaryIO | None = None
-        self._name = ""
-        self._value = bytearray()
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._headers: dict[bytes, bytes] = {}
 
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._header_name.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_part_end": self._part_end,
-            "on_end": self._end,
-        }
+    def _open_file(self, name: str, options: dict[bytes, bytes], headers: dict[bytes, bytes]) -> BinaryIO | None:
+        if name.lower() != FILE_FIELD:
+            return None
+        if len(self.files) >= MAX_FILES:
+            raise bad_request(0, f"the form holds more than {MAX_FILES} attachments")
+        file_name = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
+        content_type = headers.get(b"content-type", b"").decode("latin-1") or None
+        self._current = UploadedFile(self.folder / f"{uuid.uuid4()}.part", file_name, content_type)
+        self.files.append(self._current)
+        return open(self._current.path, "wb")  # closed at the part's end or in discard()
 
-    def _part_begin(self) -> None:
-        self._current, self._name, self._headers = None, "", {}
-        self._value.clear()
+    def _file_data(self, chunk: bytes) -> None:
+        assert self._current is not None
+        self._current.size += len(chunk)
+        if self._current.size > MAX_ATTACHMENT_SIZE:
+            raise bad_request(2004, "File must have content and has a max file size of 250 MB")
+        self._current.digest.update(chunk)
 
-    def _header_end(self) -> None:
-        self._headers[bytes(self._header_name).strip().lower()] = bytes(self._header_value).strip()
-        self._header_name.clear()
-        self._header_value.clear()
+    def _file_end(self) -> None:
+        self._current = None
 
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if b"name" not in options:
-            raise bad_request(0, "every part of the form needs a name in its Content-Disposition header")
-        self._name = options[b"name"].decode("utf-8", "replace")
-        if self._name.lower() == FILE_FIELD:
-            if len(self.files) >= MAX_FILES:
-                raise bad_request(0, f"the form holds more than {MAX_FILES} attachments")
-            file_name = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
-            content_type = self._headers.get(b"content-type", b"").decode("latin-1") or None
-            self._current = UploadedFile(self.folder / f"{uuid.uuid4()}.part", file_name, content_type)
-            self.files.append(self._current)
-            self._handle = open(self._current.path, "wb")  # noqa: SIM115 - closed in _part_end or discard()
-        elif len(self.fields) >= MAX_FORM_FIELDS:
-            raise bad_request(0, f"the form holds more than {MAX_FORM_FIELDS} fields")
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
-        if self._current is not None:
-            assert self._handle is not None
-            self._current.size += len(chunk)
-            if self._current.size > MAX_ATTACHMENT_SIZE:
-                raise bad_request(2004, "File must have content and has a max file size of 250 MB")
-            self._current.digest.update(chunk)
-            self._handle.write(chunk)
-            return
-        self._value.extend(chunk)
-        if len(self._value) > MAX_FORM_FIELD_BYTES:
-            raise bad_request(0, f"the form field {self._name} is longer than {MAX_FORM_FIELD_BYTES} bytes")
-
-    def _part_end(self) -> None:
-        if self._current is not None:
-            assert self._handle is not None
-            self._handle.close()
-            self._handle, self._current = None, None
-            return
-        try:
-            self.fields.append((self._name, self._value.decode("utf-8")))
-        except UnicodeDecodeError as exc:
-            raise bad_request(0, f"the form field {self._name} is not UTF-8 text") from exc
-
-    def _end(self) -> None:
-        self.complete = True
+    def _problem(self, words: str) -> Exception:
+        return bad_request(0, words)
 
     def discard(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        self._close_file()
         for uploaded in self.files:
             uploaded.path.unlink(missing_ok=True)

@@ -113,8 +113,9 @@ def test_a_drop_to_the_municipality_is_archived_and_its_reply_arrives_in_the_sam
     wait(lambda: next(f for f in forsendelser(sandbox) if f["id"] == answer["id"])["status"] == "LEST",
          message="kvitterMottak for the reply")
 
-    # The archive system takes it: a pick-up.
-    assert incoming_status(gateway.status, reply_id) == "INNKOMMENDE_MOTTATT"
+    # Its status file follows (written in the background); then the archive system takes it: a pick-up.
+    wait(lambda: incoming_status(gateway.status, reply_id) == "INNKOMMENDE_MOTTATT", timeout=10,
+         message="the reply's status file")
     shutil.rmtree(folder)
     wait(lambda: incoming_status(gateway.status, reply_id) == "INNKOMMENDE_LEVERT", message="the pick-up")
 
