@@ -215,6 +215,7 @@ def measure(
             sampler.join()
             cpu = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
             served = httpx.get(f"{sandbox.url}/_faults", timeout=10).json()["injected"]["latency"]
+            httpx.delete(f"{sandbox.url}/_faults", timeout=10).raise_for_status()  # measured without latency
             client_ms = http_client_ms(sandbox.url)
             if len(sent_at) < count or len(inbox_seen) < count:
                 print(f"TIMED OUT: {len(sent_at)} sent, {len(inbox_seen)} in B's inbox of {count}")
