@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from gateway.channels.base import Channel
-from gateway.channels.registry import ChannelTools, build_channels, scopes_for
+from gateway.channels.registry import ChannelTools, build_channels, token_client_for
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import load_identity, load_trust
@@ -26,8 +26,7 @@ from gateway.outbound.circuit import Circuits
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
 from gateway.receipts.writer import StatusWriter
-from gateway.routing.registry import REGISTRY_SCOPE, ServiceRegistryClient
-from gateway.tokens import TokenClient
+from gateway.routing.registry import ServiceRegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +79,7 @@ def build_network(
         _http_client(network.http_timeout_seconds, connections, http_outcomes) for _ in range(3)
     )
     http = send_http  # tokens and the registry: a few calls, shared by all
-    tokens = TokenClient(
-        token_url=network.token_url,
-        audience=network.token_audience or network.token_url,
-        client_id=network.client_id or f"efm-gateway-{config.organisation.orgnr}",
-        private_key=identity.private_key,
-        certificate_chain=[identity.certificate, *identity.chain],
-        scopes=(REGISTRY_SCOPE, *scopes_for(blocks)),
-        http=http,
-        clock=clock,
-    )
+    tokens = token_client_for(config, identity, http, clock)
     registry = ServiceRegistryClient(
         network.service_registry_url, tokens, http, cache_ttl_s=network.registry_cache_seconds, clock=clock
     )

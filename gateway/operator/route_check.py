@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.channels.registry import scopes_for
+from gateway.channels.registry import token_client_for
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import load_identity
@@ -18,9 +18,8 @@ from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.validate import AcceptedDrop
 from gateway.operator.actions import daemon_pid
-from gateway.routing.registry import REGISTRY_SCOPE, ServiceRegistryClient
+from gateway.routing.registry import ServiceRegistryClient
 from gateway.routing.route import choose_route
-from gateway.tokens import TokenClient
 
 SANDBOX_NETWORK_FILE = "network.yaml"
 Joiner = Callable[[Config, dict[str, Any]], Config]
@@ -62,16 +61,7 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
     blocks = joined.channels.enabled()
     identity = load_identity(joined, clock.now())
     with httpx.Client(timeout=network.http_timeout_seconds) as http:
-        tokens = TokenClient(
-            token_url=network.token_url,
-            audience=network.token_audience or network.token_url,
-            client_id=network.client_id or f"efm-gateway-{joined.organisation.orgnr}",
-            private_key=identity.private_key,
-            certificate_chain=[identity.certificate, *identity.chain],
-            scopes=(REGISTRY_SCOPE, *scopes_for(blocks)),
-            http=http,
-            clock=clock,
-        )
+        tokens = token_client_for(joined, identity, http, clock)
         registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock)
         try:
             answer = registry.lookup(
