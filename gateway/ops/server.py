@@ -19,22 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.errors import ConfigError
+from gateway.threaded_uvicorn import ThreadedUvicorn
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
-
-
-class _ThreadedUvicorn(uvicorn.Server):
-    """uvicorn in a thread of its own; off the main thread it leaves the signals to the daemon."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self.ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
 
 
 class OpsServer:
@@ -57,7 +46,7 @@ class OpsServer:
             Route("/healthz", self._healthz),
             *extra_routes,
         ]
-        self._server: _ThreadedUvicorn | None = None
+        self._server: ThreadedUvicorn | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -95,7 +84,7 @@ class OpsServer:
         app = Starlette(routes=self._routes)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         ready = threading.Event()
-        self._server = _ThreadedUvicorn(config, ready)
+        self._server = ThreadedUvicorn(config, ready)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [listener]}, name="ops-http", daemon=True
         )

@@ -37,6 +37,7 @@ from gateway.sandbox.faults import FaultInjector, FaultMiddleware, FaultPlan, co
 from gateway.sandbox.registry_app import registry_app
 from gateway.sandbox.signing import SandboxSigningKey
 from gateway.sandbox.token_app import GrantVerifier, token_app
+from gateway.threaded_uvicorn import ThreadedUvicorn
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,6 @@ class SandboxContext:
     signing_key: SandboxSigningKey
     access_tokens: AccessTokens
     clock: Clock
-
-
-class _ThreadedUvicorn(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self.ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
 
 
 class SandboxServer:
@@ -92,7 +83,7 @@ class SandboxServer:
         self.faults = FaultInjector(faults or FaultPlan())
         self.broker = broker or BrokerOptions()  # the real broker's ways by default
         self.url = ""
-        self._server: _ThreadedUvicorn | None = None
+        self._server: ThreadedUvicorn | None = None
         self._thread: threading.Thread | None = None
         self._store: BrokerStore | None = None
 
@@ -170,7 +161,7 @@ class SandboxServer:
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=KEEP_ALIVE_S
         )
-        self._server = _ThreadedUvicorn(config, ready)
+        self._server = ThreadedUvicorn(config, ready)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [listener]}, name="efm-sandbox", daemon=True
         )
