@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import httpx
+
+from gateway.channels.registry import scopes_for
+from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import ConfigError, KeystoreError
 from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
+from gateway.routing.registry import REGISTRY_SCOPE
+from gateway.tokens import TokenClient
 
 
 def load_identity(config: Config, at: datetime) -> OrgIdentity:
@@ -48,3 +54,19 @@ def load_trust(config: Config) -> TrustStore:
         return TrustStore.from_pem_files([bundle])
     except Exception as exc:
         raise ConfigError(f"trust.ca_bundle: {bundle} holds no readable PEM certificates ({exc})") from None
+
+
+def token_client_for(config: Config, identity: OrgIdentity, http: httpx.Client, clock: Clock) -> TokenClient:
+    """The Maskinporten client of `config`'s organisation: the registry's scope and every enabled channel's."""
+    network = config.network
+    assert network.token_url
+    return TokenClient(
+        token_url=network.token_url,
+        audience=network.token_audience or network.token_url,
+        client_id=network.client_id or f"efm-gateway-{config.organisation.orgnr}",
+        private_key=identity.private_key,
+        certificate_chain=[identity.certificate, *identity.chain],
+        scopes=(REGISTRY_SCOPE, *scopes_for(config.channels.enabled())),
+        http=http,
+        clock=clock,
+    )

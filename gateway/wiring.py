@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import httpx
 
 from gateway.channels.base import Channel
-from gateway.channels.registry import ChannelTools, build_channels, token_client_for
+from gateway.channels.registry import ChannelTools, build_channels
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.credentials import load_identity, load_trust
+from gateway.credentials import load_identity, load_trust, token_client_for
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender

@@ -30,11 +30,9 @@ from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, B
 from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
 from gateway.channels.dpv.client import CORRESPONDENCE_WRITE_SCOPE, CorrespondenceClient
 from gateway.clock import Clock
-from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.identifiers import orgnr_problem
-from gateway.routing.registry import REGISTRY_SCOPE
 from gateway.tokens import TokenClient
 
 
@@ -113,22 +111,6 @@ KINDS: dict[str, ChannelKind] = {
 def scopes_for(blocks: Mapping[str, Any]) -> tuple[str, ...]:
     """The token scopes the enabled channels need, in a stable order."""
     return tuple(dict.fromkeys(scope for name in blocks for scope in KINDS[name].scopes))
-
-
-def token_client_for(config: Config, identity: OrgIdentity, http: httpx.Client, clock: Clock) -> TokenClient:
-    """The Maskinporten client of `config`'s organisation: the registry's scope and every enabled channel's."""
-    network = config.network
-    assert network.token_url
-    return TokenClient(
-        token_url=network.token_url,
-        audience=network.token_audience or network.token_url,
-        client_id=network.client_id or f"efm-gateway-{config.organisation.orgnr}",
-        private_key=identity.private_key,
-        certificate_chain=[identity.certificate, *identity.chain],
-        scopes=(REGISTRY_SCOPE, *scopes_for(config.channels.enabled())),
-        http=http,
-        clock=clock,
-    )
 
 
 def build_channels(blocks: Mapping[str, Any], tools: ChannelTools) -> dict[str, Channel]:

@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.channels.registry import token_client_for
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.credentials import load_identity
+from gateway.credentials import load_identity, token_client_for
 from gateway.errors import GatewayError, PermanentChannelError, RetryableChannelError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person

@@ -74,7 +74,9 @@ def test_a_released_message_is_opened_again_and_reaches_the_inbox_once_its_signe
     assert released.returncode == 0, released.stderr
     assert "phase quarantined → received" in released.stdout
     wait(lambda: record_of(journal, sbd.message_id).phase == "quarantined", 30, message="quarantined again")
-    wait(lambda: "released by the operator" in _status_description(b, sbd.message_id)[1], 15, message="status")
+    # The status file may show the release (FEIL kept as ANNET) before the new FEIL: wait for both.
+    wait(lambda: _status_description(b, sbd.message_id)[0] == "FEIL"
+         and "released by the operator" in _status_description(b, sbd.message_id)[1], 15, message="status")
     current, descriptions = _status_description(b, sbd.message_id)
     assert current == "FEIL" and "untrusted" in descriptions.split("released by the operator")[-1]
     assert not (b.inbox / sbd.message_id).exists()
