@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from gateway.environments import ENVIRONMENTS, SANDBOX, TABLE, anchors_file
 from gateway.errors import ConfigError
 from gateway.identifiers import orgnr_problem
 
@@ -141,10 +142,14 @@ class TrustConfig:
 class NetworkConfig:
     """What every channel shares: the service registry, the token endpoint, HTTP and concurrency."""
 
+    # sandbox, test or production: fills in every endpoint below from gateway/environments.py (each stays
+    # overridable) and chooses the trust anchors and the certificate policy.
+    environment: str = "sandbox"
     service_registry_url: str | None = None
     token_url: str | None = None
-    token_audience: str | None = None
-    client_id: str | None = None
+    token_audience: str | None = None  # Maskinporten's issuer; by default the token URL's parent, ending in /
+    client_id: str | None = None  # the Maskinporten client's id; required outside the sandbox
+    altinn_exchange_url: str | None = None  # Maskinporten token -> Altinn token, for DPO and DPV
     # Kept for configurations written before the channels section: the same as channels.dpo.broker_url,
     # channels.dpo.resource and channels.dpo.inbound_poll_seconds.
     broker_url: str | None = None
@@ -166,7 +171,8 @@ class DpoChannelConfig:
     inbound_poll_seconds: float = 5.0
     max_in_flight: int = 32  # requests on the wire at once: sends, downloads, status messages each
     # Digdir's DPO resource admits only Altinn system users: the organisation whose system user the
-    # broker's tokens name (usually our own), and its external reference when it has several.
+    # broker's tokens name (default our own), and the name it was created with, which Altinn keeps as its
+    # externalRef (default <orgnr>_integrasjonspunkt_systembruker_<orgnr>, as the reference creates it).
     system_user_org: str | None = None
     system_user_external_ref: str | None = None
 
@@ -291,6 +297,7 @@ _CHOICES = {
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "logging.format": ("text", "json"),
     "channels.dpv.notification_channel": ("Email", "Sms", "EmailAndSms"),
+    "network.environment": ENVIRONMENTS,
 }
 _POSITIVE = {
     "intake.scan_interval_seconds",
@@ -343,6 +350,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(_SECTIONS)})")
     base = path.resolve().parent
     sections: dict[str, Any] = {}
+    raw = _with_environment(path, raw)
     for key in raw:
         if key not in _SECTIONS:
             raise ConfigError(_unknown(path, str(key), _SECTIONS))
@@ -365,6 +373,50 @@ def load_config(path: Path) -> Config:
     return config
 
 
+def _with_environment(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the endpoints of network.environment filled in where config.yaml leaves them out.
+
+    Outside the sandbox a channel is used when its block is in config.yaml (and not `enabled: false`);
+    the block's URLs come from the table. The trust anchors default to the environment's shipped bundle.
+    """
+    network_raw = raw.get("network")
+    environment = network_raw.get("environment", SANDBOX) if isinstance(network_raw, dict) else SANDBOX
+    if environment not in TABLE:
+        return raw
+    endpoints = TABLE[environment]
+    filled = dict(raw)
+    network = dict(network_raw or {})
+    for key in ("service_registry_url", "token_url", "token_audience", "altinn_exchange_url"):
+        network.setdefault(key, getattr(endpoints, key))
+    filled["network"] = network
+    channels_raw = raw.get("channels")
+    if isinstance(channels_raw, dict):
+        channels = {}
+        for name, block in channels_raw.items():
+            if isinstance(block, dict) or block is None:
+                block = dict(block or {})
+                for key, url in endpoints.channels.get(name, {}).items():
+                    if key in _URL_KEYS.get(name, ()):
+                        block.setdefault(key, url)
+            channels[name] = block
+        filled["channels"] = channels
+    trust = raw.get("trust")
+    if trust is None or (isinstance(trust, dict) and "ca_bundle" not in trust):
+        filled["trust"] = {**(trust or {}), "ca_bundle": str(anchors_file(environment))}
+    if isinstance(raw.get("sandbox"), dict) and raw["sandbox"].get("enabled"):
+        raise ConfigError(f"{path}: sandbox.enabled is true but network.environment is {environment}; "
+                          "remove one (the sandbox is its own environment)")
+    return filled
+
+
+# The URL keys each channel block has, as the environment table names them.
+_URL_KEYS: dict[str, tuple[str, ...]] = {
+    "dpo": ("broker_url",),
+    "dpv": ("correspondence_url",),
+    "dpf": ("svarut_url", "svarinn_url"),
+}
+
+
 def _check_combinations(path: Path, config: Config) -> None:
     keystore = config.keystore
     if keystore.pkcs12 and (keystore.key_pem or keystore.certificate_pem):
@@ -375,7 +427,7 @@ def _check_combinations(path: Path, config: Config) -> None:
         raise ConfigError(
             f"{path}: keystore.password (or keystore.password_file) is missing; the PKCS#12 keystore needs it"
         )
-    network_urls = ("service_registry_url", "token_url", "token_audience")
+    network_urls = ("service_registry_url", "token_url", "token_audience", "altinn_exchange_url")
     urls = {f"network.{key}": getattr(config.network, key) for key in network_urls}
     urls["channels.dpo.broker_url"] = config.channels.dpo.broker_url
     urls["channels.dpv.correspondence_url"] = config.channels.dpv.correspondence_url
@@ -385,6 +437,7 @@ def _check_combinations(path: Path, config: Config) -> None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ConfigError(f"{path}: {dotted} must be an http(s) URL, not {value!r}")
     _check_dpf(path, config.channels.dpf)
+    _check_environment(path, config, urls)
     network = config.network
     channel_urls = list(config.channels.enabled())
     partly = [key for key in ("service_registry_url", "token_url") if getattr(network, key)]
@@ -413,6 +466,25 @@ def _check_combinations(path: Path, config: Config) -> None:
             raise ConfigError(f"{path}: {dotted} must be 0 (any free port) or a port number up to 65535")
     if not config.ops.address.strip():
         raise ConfigError(f"{path}: ops.address is empty; give an address to listen on, such as 127.0.0.1")
+
+
+def _check_environment(path: Path, config: Config, urls: dict[str, str | None]) -> None:
+    network = config.network
+    if network.environment != SANDBOX:
+        if not network.client_id:
+            raise ConfigError(
+                f"{path}: network.client_id is missing; Maskinporten knows this integration point by the client id "
+                f"Samarbeidsportalen gave its client in {network.environment} (see docs/production.md)"
+            )
+        for dotted, value in urls.items():
+            if value is not None and not value.startswith("https://"):
+                raise ConfigError(f"{path}: {dotted} must be an https:// URL in {network.environment}, not {value!r}")
+    altinn = [name for name in ("dpo", "dpv") if getattr(config.channels, name).configured]
+    if altinn and config.network_configured and not network.altinn_exchange_url:
+        raise ConfigError(
+            f"{path}: network.altinn_exchange_url is missing; {' and '.join(n.upper() for n in altinn)} call Altinn "
+            "with an Altinn token exchanged for the Maskinporten token there (network.environment fills it in)"
+        )
 
 
 def _check_dpf(path: Path, dpf: DpfChannelConfig) -> None:

@@ -6,13 +6,13 @@ from datetime import datetime
 
 import httpx
 
-from gateway.channels.registry import scopes_for
+from gateway.authorisation import Authorisation
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.environments import certificate_environment_problem
 from gateway.errors import ConfigError, KeystoreError
 from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
-from gateway.routing.registry import REGISTRY_SCOPE
-from gateway.tokens import TokenClient
+from gateway.maskinporten import GrantKey, Maskinporten, default_client_id, issuer_of
 
 
 def load_identity(config: Config, at: datetime) -> OrgIdentity:
@@ -36,6 +36,9 @@ def load_identity(config: Config, at: datetime) -> OrgIdentity:
     except KeystoreError as exc:
         raise ConfigError(f"keystore: {exc}") from None
     problems = identity_problems(identity, config.organisation.orgnr, at)
+    wrong_environment = certificate_environment_problem(identity.certificate, config.network.environment)
+    if wrong_environment:
+        problems.append(wrong_environment)
     if problems:
         raise ConfigError("keystore: " + "; ".join(problems))
     return identity
@@ -56,17 +59,17 @@ def load_trust(config: Config) -> TrustStore:
         raise ConfigError(f"trust.ca_bundle: {bundle} holds no readable PEM certificates ({exc})") from None
 
 
-def token_client_for(config: Config, identity: OrgIdentity, http: httpx.Client, clock: Clock) -> TokenClient:
-    """The Maskinporten client of `config`'s organisation: the registry's scope and every enabled channel's."""
+def authorisation_for(config: Config, identity: OrgIdentity, http: httpx.Client, clock: Clock) -> Authorisation:
+    """The organisation's tokens: Maskinporten grants signed with our enterprise key (leaf certificate in
+    x5c), and the Altinn exchange, as network.* sets them."""
     network = config.network
     assert network.token_url
-    return TokenClient(
+    maskinporten = Maskinporten(
         token_url=network.token_url,
-        audience=network.token_audience or network.token_url,
-        client_id=network.client_id or f"efm-gateway-{config.organisation.orgnr}",
-        private_key=identity.private_key,
-        certificate_chain=[identity.certificate, *identity.chain],
-        scopes=(REGISTRY_SCOPE, *scopes_for(config.channels.enabled())),
+        audience=network.token_audience or issuer_of(network.token_url),
+        client_id=network.client_id or default_client_id(config.organisation.orgnr),
+        key=GrantKey(identity.private_key, certificate=identity.certificate),
         http=http,
         clock=clock,
     )
+    return Authorisation(maskinporten, network.altinn_exchange_url, http, clock)

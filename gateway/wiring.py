@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import httpx
 
 from gateway.channels.base import Channel
-from gateway.channels.registry import ChannelTools, build_channels
+from gateway.channels.registry import ChannelTools, build_channels, registry_scopes
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.credentials import load_identity, load_trust, token_client_for
+from gateway.credentials import authorisation_for, load_identity, load_trust
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
@@ -79,14 +79,15 @@ def build_network(
         _http_client(network.http_timeout_seconds, connections, http_outcomes) for _ in range(3)
     )
     http = send_http  # tokens and the registry: a few calls, shared by all
-    tokens = token_client_for(config, identity, http, clock)
+    auth = authorisation_for(config, identity, http, clock)
     registry = ServiceRegistryClient(
-        network.service_registry_url, tokens, http, cache_ttl_s=network.registry_cache_seconds, clock=clock
+        network.service_registry_url, auth.maskinporten(registry_scopes(blocks)), http,
+        cache_ttl_s=network.registry_cache_seconds, clock=clock,
     )
 
     def channels_on(client: httpx.Client) -> dict[str, Channel]:
         tools = ChannelTools(
-            orgnr=config.organisation.orgnr, identity=identity, trust=trust, tokens=tokens, http=client, clock=clock,
+            orgnr=config.organisation.orgnr, identity=identity, trust=trust, auth=auth, http=client, clock=clock,
             normalise_retired_prefix=config.messages.normalise_retired_prefix,
             organisation_name=config.organisation.name,
         )

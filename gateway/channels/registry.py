@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from gateway.authorisation import Authorisation
 from gateway.channels.base import Channel
 from gateway.channels.dpf.channel import DpfChannel
 from gateway.channels.dpf.client import (
@@ -28,22 +29,22 @@ from gateway.channels.dpf.client import (
 from gateway.channels.dpo.channel import DpoChannel
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, BrokerClient
 from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
-from gateway.channels.dpv.client import CORRESPONDENCE_WRITE_SCOPE, CorrespondenceClient
+from gateway.channels.dpv.client import DPV_PROXY_SCOPE, CorrespondenceClient
 from gateway.clock import Clock
 from gateway.errors import ConfigError
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.identifiers import orgnr_problem
-from gateway.tokens import TokenClient
+from gateway.maskinporten import SystemUser, default_system_user_name
 
 
 @dataclass(frozen=True)
 class ChannelTools:
-    """What every channel may use: our identity, the trusted CAs, tokens, an HTTP pool and the clock."""
+    """What every channel may use: our identity, the trusted CAs, tokens by use, an HTTP pool and the clock."""
 
     orgnr: str
     identity: OrgIdentity
     trust: TrustStore
-    tokens: TokenClient
+    auth: Authorisation
     http: httpx.Client
     clock: Clock
     normalise_retired_prefix: bool = False
@@ -53,23 +54,28 @@ class ChannelTools:
 @dataclass(frozen=True)
 class ChannelKind:
     name: str  # DPO, DPV, ... as in service records and status files
-    scopes: tuple[str, ...]
+    registry_scope: str  # what the service registry asks of a caller that looks receivers up for this channel
     build: Callable[[Any, ChannelTools], Channel]
 
 
+def dpo_system_user(block: Any, orgnr: str) -> SystemUser:
+    """The Altinn system user DPO's broker tokens name: channels.dpo.system_user_org (default our own) and the
+    name it was created with (its externalRef)."""
+    system_user_org = block.system_user_org or orgnr
+    problem = orgnr_problem(system_user_org)
+    if problem:
+        raise ConfigError(f"channels.dpo.system_user_org: {problem}; give the system user's organisation number")
+    return SystemUser(system_user_org, block.system_user_external_ref or default_system_user_name(orgnr))
+
+
 def _build_dpo(block: Any, tools: ChannelTools) -> Channel:
-    tokens = tools.tokens
-    if block.system_user_org:
-        problem = orgnr_problem(block.system_user_org)
-        if problem:
-            raise ConfigError(f"channels.dpo.system_user_org: {problem}; give the system user's organisation number")
-        # The broker's tokens name the system user; the service registry's stay plain.
-        tokens = tokens.for_system_user(
-            block.system_user_org, block.system_user_external_ref, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)
-        )
-    broker = BrokerClient(block.broker_url, tokens, tools.http)
+    # One Altinn token per scope, as the reference asks: reading (list, get, download, confirm) and writing
+    # (initialise, upload), each naming the system user.
+    system_user = dpo_system_user(block, tools.orgnr)
+    broker = BrokerClient(block.broker_url, tools.auth.altinn((BROKER_READ_SCOPE,), system_user), tools.http,
+                          write_tokens=tools.auth.altinn((BROKER_WRITE_SCOPE,), system_user))
     return DpoChannel(broker, block.resource, tools.identity, tools.trust, tools.clock, tools.normalise_retired_prefix,
-                      party=block.system_user_org)
+                      party=system_user.orgnr)
 
 
 def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
@@ -80,7 +86,9 @@ def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
         email_subject=block.email_subject,
         days_to_reply=block.days_to_reply,
     )
-    return DpvChannel(CorrespondenceClient(block.correspondence_url, tools.tokens, tools.http), defaults, tools.clock)
+    # Through Digdir's correspondence proxy: an Altinn token for eformidling:dpv, no system user.
+    correspondence = CorrespondenceClient(block.correspondence_url, tools.auth.altinn((DPV_PROXY_SCOPE,)), tools.http)
+    return DpvChannel(correspondence, defaults, tools.clock)
 
 
 def _secret(path: Any) -> str:
@@ -89,7 +97,10 @@ def _secret(path: Any) -> str:
 
 def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
     credentials = SvarUtCredentials(block.account_id, block.integration_id, _secret(block.integration_password_file))
-    svarut = SvarUtClient(block.svarut_url, credentials, tools.tokens, tools.http)
+    # A Maskinporten token for ks:fiks (not exchanged); status and reference look-ups name us as consumer_org,
+    # as the reference does.
+    svarut = SvarUtClient(block.svarut_url, credentials, tools.auth.maskinporten((FIKS_SCOPE,)), tools.http,
+                          lookup_tokens=tools.auth.maskinporten((FIKS_SCOPE,), consumer_org=tools.orgnr))
     svarinn = None
     if block.svarinn_url:
         login = SvarInnCredentials(block.svarinn_username, _secret(block.svarinn_password_file))
@@ -98,19 +109,15 @@ def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
 
 
 KINDS: dict[str, ChannelKind] = {
-    "dpo": ChannelKind(
-        name="DPO",
-        scopes=(BROKER_READ_SCOPE, BROKER_WRITE_SCOPE),
-        build=_build_dpo,
-    ),
-    "dpv": ChannelKind(name="DPV", scopes=(CORRESPONDENCE_WRITE_SCOPE,), build=_build_dpv),
-    "dpf": ChannelKind(name="DPF", scopes=(FIKS_SCOPE,), build=_build_dpf),
+    "dpo": ChannelKind(name="DPO", registry_scope="eformidling:dpo", build=_build_dpo),
+    "dpv": ChannelKind(name="DPV", registry_scope="eformidling:dpv", build=_build_dpv),
+    "dpf": ChannelKind(name="DPF", registry_scope="eformidling:dpf", build=_build_dpf),
 }
 
 
-def scopes_for(blocks: Mapping[str, Any]) -> tuple[str, ...]:
-    """The token scopes the enabled channels need, in a stable order."""
-    return tuple(dict.fromkeys(scope for name in blocks for scope in KINDS[name].scopes))
+def registry_scopes(blocks: Mapping[str, Any]) -> tuple[str, ...]:
+    """The service registry's scopes for the enabled channels (the reference's eformidling:dpX per channel)."""
+    return tuple(dict.fromkeys(KINDS[name].registry_scope for name in blocks)) or ("eformidling:dpo",)
 
 
 def build_channels(blocks: Mapping[str, Any], tools: ChannelTools) -> dict[str, Channel]:

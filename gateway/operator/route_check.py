@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import yaml
 
+from gateway.channels.registry import registry_scopes
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.credentials import load_identity, token_client_for
+from gateway.credentials import authorisation_for, load_identity
 from gateway.errors import GatewayError, PermanentChannelError, RetryableChannelError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
@@ -60,7 +61,8 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
     blocks = joined.channels.enabled()
     identity = load_identity(joined, clock.now())
     with httpx.Client(timeout=network.http_timeout_seconds) as http:
-        tokens = token_client_for(joined, identity, http, clock)
+        tokens = authorisation_for(joined, identity, http, clock).maskinporten(
+            registry_scopes(joined.channels.enabled()))
         registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock)
         try:
             answer = registry.lookup(

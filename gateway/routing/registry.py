@@ -20,12 +20,11 @@ from jwt.algorithms import RSAAlgorithm
 
 from gateway.clock import Clock, SystemClock
 from gateway.errors import PermanentChannelError, SecurityError
-from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response
+from gateway.tokens import TokenSource, bearer_request, check_response
 
 JOSE = "application/jose"
 
 
-REGISTRY_SCOPE = "eformidling:dpo"  # the scope the service registry asks of its callers
 
 class ReceiverNotFound(PermanentChannelError):
     """The registry has no record of the receiver for the process asked about."""
@@ -108,7 +107,7 @@ class ServiceRegistryClient:
     def __init__(
         self,
         base_url: str,
-        tokens: TokenClient | TokenSource,
+        tokens: TokenSource,
         http: httpx.Client,
         cache_ttl_s: float = 300,
         clock: Clock | None = None,

@@ -1,4 +1,9 @@
-"""Access tokens on the sandbox network: issued by the token endpoint, checked by every other app."""
+"""Access tokens on the sandbox network: Maskinporten tokens from the token endpoint, Altinn tokens from the
+Altinn platform's exchange, each checked by the apps that take it.
+
+The service registry and SvarUt take Maskinporten tokens; the broker and the correspondence service take
+only Altinn tokens, as the real ones do: a Maskinporten token there is a 401 that says to exchange it.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,18 @@ from gateway.clock import Clock
 from gateway.sandbox.signing import SandboxSigningKey
 
 ACCESS_TOKEN_LIFETIME_S = 120
+ALTINN_TOKEN_LIFETIME_S = 30 * 60
+MASKINPORTEN = "Maskinporten"
+ALTINN = "Altinn"
 ORG_AUTHORITY = "iso6523-actorid-upis"
 SYSTEM_USER_TYPE = "urn:altinn:systemuser"
 _SYSTEM_USER_NAMESPACE = uuid.UUID("0b7d6f2e-5c1a-4e8b-9a43-7d2f1c9e6a15")
+
+
+def sandbox_exchange_url(token_url: str) -> str:
+    """The sandbox's Altinn exchange beside its token endpoint (`<url>/token/token`)."""
+    root = token_url.rstrip("/").removesuffix("/token/token")
+    return f"{root}/authentication/api/v1/exchange/maskinporten"
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,8 @@ class Caller:
     scopes: frozenset[str]
     client_id: str
     system_user_org: str | None = None  # the organisation of the Altinn system user, when the token names one
+    kind: str = MASKINPORTEN  # who issued the token: MASKINPORTEN, or ALTINN (exchanged)
+    token: str = ""  # the token itself, for the exchange
 
     @property
     def party(self) -> str:
@@ -45,11 +61,13 @@ class Unauthorised(Exception):
 class AccessTokens:
     """Issues and checks the sandbox's access tokens (JWTs signed with the sandbox key)."""
 
-    def __init__(self, signing_key: SandboxSigningKey, issuer: str, clock: Clock) -> None:
+    def __init__(self, signing_key: SandboxSigningKey, issuer: str, clock: Clock, altinn_issuer: str = "") -> None:
         self.signing_key = signing_key
         self.issuer = issuer
+        self.altinn_issuer = altinn_issuer
         self.clock = clock
         self._verified: dict[str, tuple[Caller, float]] = {}
+        self.exchanges: dict[str, int] = {}  # orgnr -> Altinn tokens issued by exchange
 
     def issue(self, orgnr: str, scopes: list[str], client_id: str,
               system_user_org: str | None = None) -> tuple[str, int]:
@@ -72,6 +90,30 @@ class AccessTokens:
                 "system_id": f"{orgnr}_integrasjonspunkt",
             }]
         return self.signing_key.sign_claims(claims), ACCESS_TOKEN_LIFETIME_S
+
+    def exchange(self, caller: Caller) -> tuple[str, int]:
+        """An Altinn token for a Maskinporten token's caller (Altinn's exchange/maskinporten)."""
+        now = int(self.clock.now().timestamp())
+        claims: dict[str, object] = {
+            "iss": self.altinn_issuer,
+            "client_id": caller.client_id,
+            "consumer": {"authority": ORG_AUTHORITY, "ID": f"0192:{caller.orgnr}"},
+            "urn:altinn:orgNumber": caller.orgnr,
+            "urn:altinn:authenticatemethod": "maskinporten",
+            "urn:altinn:authlevel": 3,
+            "scope": " ".join(sorted(caller.scopes)),
+            "iat": now,
+            "exp": now + ALTINN_TOKEN_LIFETIME_S,
+            "jti": str(uuid.uuid4()),
+        }
+        if caller.system_user_org:
+            claims["authorization_details"] = {
+                "type": SYSTEM_USER_TYPE,
+                "systemuser_org": {"authority": ORG_AUTHORITY, "ID": f"0192:{caller.system_user_org}"},
+                "systemuser_id": [str(uuid.uuid5(_SYSTEM_USER_NAMESPACE, f"{caller.orgnr}/{caller.system_user_org}"))],
+            }
+        self.exchanges[caller.orgnr] = self.exchanges.get(caller.orgnr, 0) + 1
+        return self.signing_key.sign_claims(claims), ALTINN_TOKEN_LIFETIME_S
 
     def verify(self, token: str) -> Caller:
         """The caller a token names; a token's signature is checked once, its expiry on every call."""
@@ -96,7 +138,7 @@ class AccessTokens:
                 token,
                 self.signing_key.private_key.public_key(),
                 algorithms=["RS256"],
-                issuer=self.issuer,
+                issuer=[self.issuer, self.altinn_issuer] if self.altinn_issuer else self.issuer,
                 options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
                          "require": ["exp", "iss", "consumer"]},
             )
@@ -106,7 +148,8 @@ class AccessTokens:
             raise Unauthorised(401, "the access token has expired; fetch a new one")
         consumer_id = str(claims["consumer"].get("ID", ""))
         system_user_org = None
-        for detail in claims.get("authorization_details") or []:
+        details = claims.get("authorization_details") or []
+        for detail in details if isinstance(details, list) else [details]:
             if isinstance(detail, dict) and detail.get("type") == SYSTEM_USER_TYPE:
                 system_user_org = str((detail.get("systemuser_org") or {}).get("ID", "")).removeprefix("0192:")
         caller = Caller(
@@ -114,16 +157,24 @@ class AccessTokens:
             scopes=frozenset(str(claims.get("scope", "")).split()),
             client_id=str(claims.get("client_id", "")),
             system_user_org=system_user_org or None,
+            kind=ALTINN if claims["iss"] == self.altinn_issuer else MASKINPORTEN,
+            token=token,
         )
         return caller, float(claims["exp"])
 
-    def caller_of(self, request: Request, needs_any_scope: tuple[str, ...] = ()) -> Caller:
-        """The caller of `request`, or Unauthorised (401 no/bad token, 403 missing scope)."""
+    def caller_of(self, request: Request, needs_any_scope: tuple[str, ...] = (), kind: str = MASKINPORTEN) -> Caller:
+        """The caller of `request`, or Unauthorised (401 no/bad token or a token of the other `kind`, 403
+        missing scope)."""
         authorization = request.headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorised(401, "a bearer access token from the token endpoint is required")
+            raise Unauthorised(401, f"a bearer access token ({kind}) is required")
         caller = self.verify(token.strip())
+        if caller.kind != kind:
+            if kind == ALTINN:
+                raise Unauthorised(401, "this API takes an Altinn token: exchange the Maskinporten token at the "
+                                        "Altinn platform's /authentication/api/v1/exchange/maskinporten first")
+            raise Unauthorised(401, "this API takes a Maskinporten token, not an Altinn token")
         if needs_any_scope and not caller.scopes & set(needs_any_scope):
             raise Unauthorised(403, f"the access token lacks the scope {' or '.join(needs_any_scope)}")
         return caller

@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
 from gateway.clock import Clock
-from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
+from gateway.sandbox.auth import ALTINN, AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
 from gateway.sandbox.broker_form import FORM_NAMES, MAX_FILE_TRANSFER_SIZE, FormProblem, OneShotForm
 from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.broker_store import BrokerStore, FileTransfer, NewTransfer
@@ -125,7 +125,7 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
     behaviour = options or BrokerOptions()
 
     def caller_of(request: Request, scopes: tuple[str, ...]) -> Caller:
-        caller = access_tokens.caller_of(request, scopes)
+        caller = access_tokens.caller_of(request, scopes, kind=ALTINN)
         if behaviour.system_users_only and caller.system_user_org is None:
             raise Unauthorised(401, f"{NO_ACCESS} (the token names no system user: ask Maskinporten with an "
                                     "authorization_details claim of type urn:altinn:systemuser)")

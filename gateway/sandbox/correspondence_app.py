@@ -47,11 +47,12 @@ from starlette.routing import Route
 from gateway.channels.dpv.client import (
     CORRESPONDENCE_READ_SCOPE,
     CORRESPONDENCE_WRITE_SCOPE,
+    DPV_PROXY_SCOPE,
     ORGANISATION_URN,
     PERSON_URN,
 )
 from gateway.clock import Clock
-from gateway.sandbox.auth import AccessTokens, Caller, Unauthorised, unauthorised_handler
+from gateway.sandbox.auth import ALTINN, AccessTokens, Caller, Unauthorised, unauthorised_handler
 from gateway.sandbox.catalogue import DPV_RESOURCES, SandboxCatalogue
 from gateway.sandbox.correspondence_form import UploadForm, UploadProblem
 from gateway.sandbox.correspondence_records import CorrespondenceOptions, RecordedNotification, StoredCorrespondence
@@ -65,7 +66,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_SCOPES = (CORRESPONDENCE_READ_SCOPE, CORRESPONDENCE_WRITE_SCOPE)
+# A sender comes through Digdir's proxy (eformidling:dpv) or to Altinn itself (.write); either way with an
+# Altinn token, exchanged for the Maskinporten token.
+SEND_SCOPES = (DPV_PROXY_SCOPE, CORRESPONDENCE_WRITE_SCOPE)
+READ_SCOPES = (CORRESPONDENCE_READ_SCOPE, *SEND_SCOPES)
 ATTACHMENT_LIFETIME = timedelta(days=365)
 ROLES = ("Recipient", "Sender", "RecipientAndSender")
 
@@ -175,7 +179,7 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
         return None
 
     async def upload(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, (CORRESPONDENCE_WRITE_SCOPE,))
+        caller = access_tokens.caller_of(request, SEND_SCOPES, kind=ALTINN)
         media_type, options = parse_options_header(request.headers.get("content-type"))
         if media_type != b"multipart/form-data" or not options.get(b"boundary"):
             return problem(415, "the body must be multipart/form-data (with a boundary)")
@@ -232,7 +236,7 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
         })
 
     async def list_correspondences(request: Request) -> Response:
-        caller = access_tokens.caller_of(request, READ_SCOPES)
+        caller = access_tokens.caller_of(request, READ_SCOPES, kind=ALTINN)
         query = request.query_params
         role = query.get("role") or "RecipientAndSender"
         if role not in ROLES:
@@ -242,21 +246,24 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
         return JSONResponse({"ids": ids})
 
     async def overview(request: Request) -> Response:
-        found = visible(request, access_tokens.caller_of(request, READ_SCOPES))
+        found = visible(request, access_tokens.caller_of(request, READ_SCOPES, kind=ALTINN))
         return JSONResponse(overview_json(found)) if found else not_found(request.path_params["correspondence_id"])
 
     async def details(request: Request) -> Response:
-        found = visible(request, access_tokens.caller_of(request, READ_SCOPES))
+        found = visible(request, access_tokens.caller_of(request, READ_SCOPES, kind=ALTINN))
         return JSONResponse(details_json(found)) if found else not_found(request.path_params["correspondence_id"])
 
+    def recipient_of(request: Request) -> Caller:
+        return access_tokens.caller_of(request, (CORRESPONDENCE_READ_SCOPE,), kind=ALTINN)
+
     async def mark_as_read(request: Request) -> Response:
-        found = visible(request, access_tokens.caller_of(request, (CORRESPONDENCE_READ_SCOPE,)), recipient_only=True)
+        found = visible(request, recipient_of(request), recipient_only=True)
         if found is None or not store.mark_read(found.id):
             return not_found(request.path_params["correspondence_id"])
         return JSONResponse(found.id)
 
     async def confirm(request: Request) -> Response:
-        found = visible(request, access_tokens.caller_of(request, (CORRESPONDENCE_READ_SCOPE,)), recipient_only=True)
+        found = visible(request, recipient_of(request), recipient_only=True)
         if found is None:
             return not_found(request.path_params["correspondence_id"])
         if not store.confirm(found.id):
@@ -264,7 +271,7 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
         return JSONResponse(found.id)
 
     async def download(request: Request) -> Response:
-        found = visible(request, access_tokens.caller_of(request, (CORRESPONDENCE_READ_SCOPE,)), recipient_only=True)
+        found = visible(request, recipient_of(request), recipient_only=True)
         attachment_id = request.path_params["attachment_id"]
         attachment = next((a for a in found.attachments if a.id == attachment_id), None) if found else None
         if attachment is None:

@@ -28,6 +28,7 @@ from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity
 from gateway.errors import ConfigError
 from gateway.formats.keys import TrustStore
 from gateway.identifiers import orgnr_problem
+from gateway.maskinporten import default_client_id
 from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.catalogue import (
     ARKIVMELDING_PROCESSES,
@@ -170,9 +171,12 @@ class SandboxNetwork:
             )
         return {
             "network": {
+                "environment": "sandbox",
                 "service_registry_url": self.server.registry_url,
                 "token_url": self.server.token_url,
                 "token_audience": self.server.token_audience,
+                "client_id": default_client_id(orgnr),  # the sandbox registers MOVE_IP_<orgnr> for everyone
+                "altinn_exchange_url": self.server.altinn_exchange_url,
             },
             "channels": {
                 "dpo": {
@@ -197,6 +201,7 @@ class SandboxNetwork:
             "url": self.url,
             "token_url": self.server.token_url,
             "token_audience": self.server.token_audience,
+            "altinn_exchange_url": self.server.altinn_exchange_url,
             "service_registry_url": self.server.registry_url,
             "broker_url": self.server.broker_url,
             "correspondence_url": self.correspondence_url,
@@ -276,7 +281,8 @@ def build_catalogue(
                 SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(DPV_PROCESSES)})
             )
             names[builtin.orgnr] = builtin.name
-    trusted = [pki.ca_certificate.read_text(encoding="ascii")]
+    # Root and intermediate: grants carry only the leaf in x5c, as Maskinporten's clients send them.
+    trusted = [pki.trust_bundle.read_text(encoding="ascii")]
     return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted), names
 
 
@@ -361,6 +367,7 @@ def start_network(
                 poll_interval=poll_interval,
                 name=names[orgnr],
                 system_user=server.broker.system_users_only,
+                altinn_exchange_url=server.altinn_exchange_url,
             )
             network.peers[orgnr] = peer
             peer.start()
@@ -390,6 +397,7 @@ def serve_network_forever(
         lines = [
             f"sandbox network on {server.url}",
             f"  token endpoint   {server.token_url} (aud {server.token_audience})",
+            f"  Altinn exchange  {server.altinn_exchange_url}",
             f"  service registry {server.registry_url}",
             f"  DPO broker       {server.broker_url}",
             f"  DPV (Altinn)     {network.correspondence_url}",

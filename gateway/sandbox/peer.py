@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
+from gateway.authorisation import Authorisation
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
 from gateway.channels.dpo.package import pack_message
 from gateway.channels.dpo.unpack import open_package, open_payload
@@ -45,12 +46,12 @@ from gateway.formats.sbd import (
     Status,
     new_sbd,
 )
+from gateway.maskinporten import GrantKey, Maskinporten, SystemUser, default_client_id, default_system_user_name
 from gateway.routing.registry import ServiceRegistryClient
-from gateway.tokens import TokenClient
+from gateway.sandbox.auth import sandbox_exchange_url
 
 log = logging.getLogger(__name__)
 
-PEER_SCOPES = (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE, "eformidling:dpo")
 ANSWERED_TYPES = ("arkivmelding", "avtalt")
 RECORDED_TYPES = ("status", "arkivmelding_kvittering")
 # A transfer whose answers keep failing for a passing reason is tried this many times, then given up.
@@ -198,6 +199,7 @@ class AutomaticPeer:
         clock: Clock | None = None,
         name: str | None = None,
         system_user: bool = True,
+        altinn_exchange_url: str | None = None,
     ) -> None:
         self.orgnr = orgnr
         self.name = name or f"Automatisk mottaker {orgnr}"
@@ -209,21 +211,18 @@ class AutomaticPeer:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._http = httpx.Client(timeout=60)
-        chain = [identity.certificate, *(c for c in identity.chain if c.subject != c.issuer)]
-        self._tokens = TokenClient(
-            token_url=token_url,
-            audience=token_audience,
-            client_id=f"sandbox-peer-{orgnr}",
-            private_key=identity.private_key,
-            certificate_chain=chain,
-            scopes=PEER_SCOPES,
-            http=self._http,
-            clock=self.clock,
-        )
-        # The broker admits the organisation's system user (as on Digdir's DPO resource); the registry, any token.
-        broker_tokens = self._tokens.for_system_user(orgnr) if system_user else self._tokens
-        self._broker = BrokerClient(broker_url, broker_tokens, self._http)
-        self._registry = ServiceRegistryClient(registry_url, self._tokens, self._http, clock=self.clock)
+        # The peer authenticates as a real integration point does: Maskinporten for the registry, Altinn tokens
+        # (exchanged) naming its system user for the broker, one per scope.
+        maskinporten = Maskinporten(token_url, token_audience, default_client_id(orgnr),
+                                    GrantKey(identity.private_key, certificate=identity.certificate), self._http,
+                                    self.clock)
+        auth = Authorisation(maskinporten, altinn_exchange_url or sandbox_exchange_url(token_url), self._http,
+                             self.clock)
+        user = SystemUser(orgnr, default_system_user_name(orgnr)) if system_user else None
+        self._broker = BrokerClient(broker_url, auth.altinn((BROKER_READ_SCOPE,), user), self._http,
+                                    write_tokens=auth.altinn((BROKER_WRITE_SCOPE,), user))
+        self._registry = ServiceRegistryClient(registry_url, auth.maskinporten(("eformidling:dpo",)), self._http,
+                                               clock=self.clock)
         self._seen = _SeenStore(self.work_dir / "peer.sqlite")
         self._poll_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -524,7 +523,6 @@ def _title_of(contents: AsicContents) -> str | None:
 
 
 __all__ = [
-    "PEER_SCOPES",
     "AutomaticPeer",
     "PeerCounters",
     "PeerEvent",

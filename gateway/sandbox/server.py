@@ -2,6 +2,7 @@
 
     /sr      service registry (signed answers)        registry_app.py
     /token   Maskinporten-like token endpoint         token_app.py
+    /authentication  the Altinn platform's token exchange  altinn_app.py
     /broker  Altinn-3-broker-like DPO transport       broker_app.py
     /_faults the fault-injection control endpoint     faults.py
 
@@ -28,6 +29,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from gateway.clock import Clock, SystemClock
+from gateway.sandbox.altinn_app import altinn_platform_app
 from gateway.sandbox.auth import AccessTokens
 from gateway.sandbox.broker_app import broker_app
 from gateway.sandbox.broker_options import BrokerOptions
@@ -97,6 +99,10 @@ class SandboxServer:
         return f"{self.url}/token/"
 
     @property
+    def altinn_exchange_url(self) -> str:
+        return f"{self.url}/authentication/api/v1/exchange/maskinporten"
+
+    @property
     def registry_url(self) -> str:
         return f"{self.url}/sr"
 
@@ -114,10 +120,12 @@ class SandboxServer:
 
     def _build_app(self) -> ASGIApp:
         signing_key = SandboxSigningKey.load_or_create(self.data_dir)
-        issuer = f"{self.url}/token/"
-        access_tokens = AccessTokens(signing_key, issuer, self.clock)
-        audiences = {f"{self.url}/token", f"{self.url}/token/", self.token_url}
-        verifier = GrantVerifier(self.catalogue.trusted_ca_pems, audiences, self.clock)
+        access_tokens = AccessTokens(signing_key, self.token_audience, self.clock,
+                                     altinn_issuer=f"{self.url}/authentication/api/v1/openid/")
+        clients = [org.orgnr for org in self.catalogue.organisations if org.certificate_pem]
+        self.grants = GrantVerifier.for_organisations(self.catalogue.trusted_ca_pems, self.token_audience, self.clock,
+                                                      clients)
+        self.access_tokens = access_tokens
         self._store = BrokerStore(self.data_dir / "broker")
         endpoint_urls = {
             "DPO": self.broker_url,
@@ -130,7 +138,8 @@ class SandboxServer:
         )
         routes = [
             Mount("/sr", registry_app(self.catalogue, signing_key, access_tokens, endpoint_urls)),
-            Mount("/token", token_app(verifier, access_tokens)),
+            Mount("/token", token_app(self.grants, access_tokens)),
+            Mount("/authentication", altinn_platform_app(access_tokens)),
             Mount("/broker", broker_app(self._store, access_tokens, self.catalogue, self.clock, self.broker)),
         ]
         routes += [Mount(prefix, factory(context)) for prefix, factory in self.extra_apps.items()]

@@ -32,9 +32,9 @@ from gateway.clock import SystemClock
 from gateway.errors import GatewayError
 from gateway.formats.cms import encrypt_stream
 from gateway.formats.keys import OrgIdentity
+from gateway.maskinporten import GrantKey, Maskinporten, default_client_id
 from gateway.sandbox.peer import small_pdf
 from gateway.sandbox.svarut_store import account_id_for, integration_id_for, password_for
-from gateway.tokens import TokenClient
 
 log = logging.getLogger(__name__)
 _REPLY_NAMESPACE = uuid.UUID("3d0f7f0e-9a41-4c55-8b8e-2e0d5b7f6c19")
@@ -70,9 +70,10 @@ class MunicipalityPeer:
         self.archive.mkdir(parents=True, exist_ok=True)
         self.clock = SystemClock()
         self._http = httpx.Client(timeout=60)
-        chain = [identity.certificate, *(c for c in identity.chain if c.subject != c.issuer)]
-        tokens = TokenClient(token_url, token_audience, f"sandbox-municipality-{orgnr}", identity.private_key,
-                             chain, [FIKS_SCOPE], self._http, clock=self.clock)
+        maskinporten = Maskinporten(token_url, token_audience, default_client_id(orgnr),
+                                    GrantKey(identity.private_key, certificate=identity.certificate), self._http,
+                                    self.clock)
+        tokens = maskinporten.tokens((FIKS_SCOPE,))
         self._svarut = SvarUtClient(svarut_url, SvarUtCredentials(
             account_id_for(orgnr), integration_id_for(orgnr), password_for(orgnr, "integrasjon")), tokens, self._http)
         self._svarinn = SvarInnClient(svarinn_url, SvarInnCredentials(orgnr, password_for(orgnr, "svarinn")),

@@ -16,7 +16,7 @@ from gateway.config import DpfChannelConfig
 from gateway.devcerts import dev_identity
 from gateway.formats.keys import TrustStore
 from gateway.sandbox.network import start_network
-from gateway.tokens import TokenClient
+from tests.sandbox.support import Credentials, authorisation_for
 
 A = "991825827"
 STATUS_SPEC = Path(__file__).parents[2] / ".." / "shared" / "reference" / "api" / "svarut"
@@ -57,9 +57,9 @@ def dpf_channel(network, http: httpx.Client):
     identity = dev_identity(network.pki, A)
     settings = network.gateway_settings(A)["channels"]["dpf"]
     block = DpfChannelConfig(**{k: Path(v) if k.endswith("_file") else v for k, v in settings.items()})
-    tokens = TokenClient(network.server.token_url, network.server.token_audience, "test", identity.private_key,
-                         [identity.certificate, identity.chain[0]], ["ks:fiks"], http)
-    tools = ChannelTools(A, identity, TrustStore.from_pem_files([network.pki.trust_bundle]), tokens, http,
+    credentials = Credentials(identity.private_key, [identity.certificate])
+    auth = authorisation_for(network.server, credentials, A, http)
+    tools = ChannelTools(A, identity, TrustStore.from_pem_files([network.pki.trust_bundle]), auth, http,
                          SystemClock())
     return build_channels({"dpf": block}, tools)["DPF"]
 

@@ -24,7 +24,6 @@ from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.sandbox import SandboxCatalogue, SandboxOrganisation, SandboxServer
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES
-from gateway.tokens import TokenClient
 from tests.sandbox.support import (
     ALL_SCOPES,
     DPO_RECEIVER,
@@ -32,6 +31,7 @@ from tests.sandbox.support import (
     Credentials,
     make_ca,
     make_enterprise_certificate,
+    tokens_for,
 )
 
 
@@ -49,10 +49,8 @@ class Network:
             self.broker_requests.append(f"{request.method} {request.url.path}")
 
         http = httpx.Client(timeout=10, event_hooks={"request": [count]})
-        key, chain = self.credentials[orgnr].key, self.credentials[orgnr].chain
-        tokens = TokenClient(self.server.token_url, self.server.token_audience, f"client-{orgnr}", key, chain,
-                             ALL_SCOPES, self.http).for_system_user(orgnr)  # token grants are not broker requests
-        tokens()
+        tokens = tokens_for(self.server, self.credentials[orgnr], orgnr, ALL_SCOPES, self.http)
+        tokens()  # token grants and exchanges are not broker requests
         return BrokerClient(self.server.broker_url, tokens, http)
 
     def stats(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.sandbox import SandboxCatalogue, SandboxOrganisation, SandboxServer
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES, DIGITALPOST_PROCESSES, RESPONSE_PROCESS
-from gateway.tokens import TokenClient
+from gateway.tokens import TokenSource
 from tests.sandbox.support import (
     ALL_SCOPES,
     DPF_RECEIVER,
@@ -22,6 +22,7 @@ from tests.sandbox.support import (
     TokenFactory,
     make_ca,
     make_enterprise_certificate,
+    tokens_for,
 )
 
 
@@ -48,7 +49,7 @@ def catalogue(pki: Pki) -> SandboxCatalogue:
             SandboxOrganisation(DPV_RECEIVER, "Liten stiftelse", None, {"DPV": set(ARKIVMELDING_PROCESSES)}),
             SandboxOrganisation(PERSON, "Ola Nordmann", pki.orgs[PERSON].pem, {"DPI": set(DIGITALPOST_PROCESSES)}),
         ],
-        trusted_ca_pems=[pki.root.pem],
+        trusted_ca_pems=[pki.root.pem, pki.intermediate.pem],
     )
 
 
@@ -66,23 +67,15 @@ def http() -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def token_client(sandbox: SandboxServer, pki: Pki, http: httpx.Client) -> TokenFactory:
-    """token_client(orgnr, scopes=ALL_SCOPES, credentials=None, system_user=True, **kwargs) -> TokenClient
-    for that org; its grants name the org's system user (as the broker requires) unless system_user=False."""
+    """token_client(orgnr, scopes=ALL_SCOPES, credentials=None, system_user=True, http=None) -> a token source
+    for that org: for Altinn scopes an Altinn token exchanged for the Maskinporten one (as the broker and the
+    correspondence service require), naming the org's system user unless system_user=False; for the others
+    (the registry's) a Maskinporten token."""
 
     def build(orgnr: str, scopes: tuple[str, ...] = ALL_SCOPES, credentials: Credentials | None = None,
-              system_user: bool = True, **kwargs: object) -> TokenClient:
-        credentials = credentials or pki.orgs[orgnr]
-        plain = TokenClient(
-            token_url=sandbox.token_url,
-            audience=sandbox.token_audience,
-            client_id=f"client-{orgnr}",
-            private_key=credentials.key,
-            certificate_chain=credentials.chain,
-            scopes=scopes,
-            http=kwargs.pop("http", http),  # type: ignore[arg-type]
-            **kwargs,  # type: ignore[arg-type]
-        )
-        return plain.for_system_user(orgnr) if system_user else plain
+              system_user: bool = True, http_client: httpx.Client | None = None) -> TokenSource:
+        return tokens_for(sandbox, credentials or pki.orgs[orgnr], orgnr, scopes, http_client or http,
+                          system_user=system_user)
 
     return build
 

@@ -23,8 +23,8 @@ from gateway.formats.keys import TrustStore
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, Arkivmelding, StandardBusinessDocument, new_sbd
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.sandbox.network import SandboxNetwork
-from gateway.sandbox.peer import PEER_SCOPES, PeerEvent, small_pdf
-from gateway.tokens import TokenClient
+from gateway.sandbox.peer import PeerEvent, small_pdf
+from tests.sandbox.support import ALL_SCOPES, REGISTRY_SCOPES, Credentials, tokens_for
 
 Tamper = Callable[[Path], None]
 
@@ -67,12 +67,11 @@ class SendingGateway:
         self.orgnr = orgnr
         self.identity = dev_identity(network.pki, orgnr)
         self.trust = TrustStore.from_pem_files([network.pki.trust_bundle])
-        chain = [self.identity.certificate, *(c for c in self.identity.chain if c.subject != c.issuer)]
         server = network.server
-        self.tokens = TokenClient(server.token_url, server.token_audience, f"test-{orgnr}",
-                                  self.identity.private_key, chain, PEER_SCOPES, http)
-        self.broker = BrokerClient(server.broker_url, self.tokens.for_system_user(orgnr), http)
-        self.registry = ServiceRegistryClient(server.registry_url, self.tokens, http)
+        credentials = Credentials(self.identity.private_key, [self.identity.certificate])
+        self.broker = BrokerClient(server.broker_url, tokens_for(server, credentials, orgnr, ALL_SCOPES, http), http)
+        self.registry = ServiceRegistryClient(
+            server.registry_url, tokens_for(server, credentials, orgnr, REGISTRY_SCOPES, http), http)
         self.work = work
         self.scan_delay_s = server.broker.scan_delay_s or 0.0
 

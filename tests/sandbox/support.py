@@ -5,21 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.altinn_tokens import AltinnTokens
+from gateway.authorisation import Authorisation
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
-from gateway.tokens import TokenClient
+from gateway.clock import Clock, SystemClock
+from gateway.maskinporten import GrantKey, Maskinporten, SystemUser, default_client_id, default_system_user_name
+from gateway.tokens import TokenSource
 
 SENDER = "910077473"  # DPO both ways: the gateway under test
 DPO_RECEIVER = "910075918"  # DPO for arkivmelding and responses
 DPF_RECEIVER = "910076787"  # a municipality on SvarInn
 DPV_RECEIVER = "991825827"  # no integration point: Altinn mailbox only
 PERSON = "09118532322"  # a citizen with a digital mailbox
-ALL_SCOPES = ("eformidling:dpo", BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)
+ALL_SCOPES = (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)  # the broker's: an Altinn token
+REGISTRY_SCOPES = ("eformidling:dpo",)  # the service registry's: a Maskinporten token
 
 
 @dataclass(frozen=True)
@@ -104,4 +111,31 @@ class Pki:
     rogue: Credentials  # the sender's orgnr, from a CA nobody trusts
 
 
-TokenFactory = Callable[..., TokenClient]
+TokenFactory = Callable[..., TokenSource]
+
+
+class _Server(Protocol):
+    token_url: str
+    token_audience: str
+    altinn_exchange_url: str
+
+
+def authorisation_for(server: _Server, credentials: Credentials, orgnr: str, http: httpx.Client,
+                      clock: Clock | None = None) -> Authorisation:
+    """The org's tokens on a sandbox, as a gateway makes them (its client MOVE_IP_<orgnr>, the leaf in x5c)."""
+    clock = clock or SystemClock()
+    maskinporten = Maskinporten(server.token_url, server.token_audience, default_client_id(orgnr),
+                                GrantKey(credentials.key, certificate=credentials.chain[0]), http, clock)
+    return Authorisation(maskinporten, server.altinn_exchange_url, http, clock)
+
+
+def tokens_for(server: _Server, credentials: Credentials, orgnr: str, scopes: tuple[str, ...], http: httpx.Client,
+               system_user: bool = True, clock: Clock | None = None) -> TokenSource:
+    """An Altinn token source for Altinn scopes (naming the org's system user unless system_user=False), a
+    Maskinporten one for the others."""
+    auth = authorisation_for(server, credentials, orgnr, http, clock)
+    if any(scope.startswith("altinn:") or scope == "eformidling:dpv" for scope in scopes):
+        user = SystemUser(orgnr, default_system_user_name(orgnr)) if system_user else None
+        tokens: AltinnTokens = auth.altinn(scopes, user)
+        return tokens
+    return auth.maskinporten(scopes)

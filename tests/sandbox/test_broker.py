@@ -15,9 +15,10 @@ import pytest
 from gateway.channels.dpo.client import BROKER_WRITE_SCOPE, DPO_RESOURCE_ID, BrokerClient
 from gateway.clock import FakeClock
 from gateway.errors import PermanentChannelError, RetryableChannelError
+from gateway.maskinporten import GrantKey, TokenClient
 from gateway.sandbox import SandboxCatalogue, SandboxServer
-from gateway.tokens import TokenClient
-from tests.sandbox.support import ALL_SCOPES, DPF_RECEIVER, DPO_RECEIVER, SENDER, Pki, TokenFactory
+from gateway.tokens import TokenSource
+from tests.sandbox.support import ALL_SCOPES, DPF_RECEIVER, DPO_RECEIVER, SENDER, Pki, TokenFactory, tokens_for
 
 A, B = f"0192:{SENDER}", f"0192:{DPO_RECEIVER}"
 
@@ -159,10 +160,8 @@ def test_an_unreachable_broker_is_retryable(http: httpx.Client) -> None:
         broker.upload("00000000-0000-0000-0000-000000000000", io.BytesIO(b"x"))
 
 
-def _tokens(server: SandboxServer, pki: Pki, orgnr: str, http: httpx.Client) -> TokenClient:
-    credentials = pki.orgs[orgnr]
-    return TokenClient(server.token_url, server.token_audience, orgnr, credentials.key, credentials.chain,
-                       ALL_SCOPES, http).for_system_user(orgnr)
+def _tokens(server: SandboxServer, pki: Pki, orgnr: str, http: httpx.Client) -> TokenSource:
+    return tokens_for(server, pki.orgs[orgnr], orgnr, ALL_SCOPES, http)
 
 
 class _Zeros(io.RawIOBase):
@@ -224,8 +223,8 @@ def _refusing_broker(pki: Pki, refuse: set[str]) -> tuple[BrokerClient, TokenCli
     clock = FakeClock()
     http = httpx.Client(transport=httpx.MockTransport(handle))
     credentials = pki.orgs[SENDER]
-    tokens = TokenClient("http://broker.test/token", "aud", "c", credentials.key, credentials.chain,
-                         ALL_SCOPES, http, clock=clock)
+    tokens = TokenClient("http://broker.test/token", "aud", "c", GrantKey(credentials.key,
+                         certificate=credentials.chain[0]), ALL_SCOPES, http, clock=clock)
     return BrokerClient("http://broker.test/api/v1", tokens, http), tokens, uploads, clock, http
 
 

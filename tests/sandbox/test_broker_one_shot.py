@@ -18,9 +18,9 @@ from starlette.responses import FileResponse
 from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
 from gateway.clock import FakeClock
 from gateway.errors import PermanentChannelError, SecurityError
+from gateway.maskinporten import GrantKey, TokenClient
 from gateway.sandbox import SandboxServer, broker_form
 from gateway.sandbox import broker_app as broker_module
-from gateway.tokens import TokenClient
 from tests.sandbox.support import ALL_SCOPES, DPF_RECEIVER, DPO_RECEIVER, SENDER, Pki, TokenFactory
 
 A, B = f"0192:{SENDER}", f"0192:{DPO_RECEIVER}"
@@ -265,7 +265,8 @@ def _mock_broker(pki: Pki, answer: Any) -> tuple[httpx.Client, BrokerClient, lis
     token_http = httpx.Client(transport=httpx.MockTransport(handle))  # `http` stays unopened for the test's `with`
     credentials = pki.orgs[SENDER]
     clock = FakeClock()
-    tokens = TokenClient("http://broker.test/token", "aud", "c", credentials.key, credentials.chain,
+    tokens = TokenClient("http://broker.test/token", "aud", "c", GrantKey(credentials.key,
+                         certificate=credentials.chain[0]),
                          ALL_SCOPES, token_http, clock=clock)
     tokens()  # token-1, fetched long enough ago to have been revoked: a 401 to it earns one new token
     clock.advance(60)

@@ -17,8 +17,7 @@ from gateway.channels.dpo.client import DPO_RESOURCE_ID, BrokerClient
 from gateway.errors import PermanentChannelError
 from gateway.sandbox import SandboxCatalogue, SandboxServer
 from gateway.sandbox.broker_options import BrokerOptions
-from gateway.tokens import TokenClient
-from tests.sandbox.support import ALL_SCOPES, DPF_RECEIVER, DPO_RECEIVER, SENDER, Pki, TokenFactory
+from tests.sandbox.support import ALL_SCOPES, DPF_RECEIVER, DPO_RECEIVER, SENDER, Pki, TokenFactory, tokens_for
 from tests.sandbox.test_token import GRANT, assertion
 
 A, B = f"0192:{SENDER}", f"0192:{DPO_RECEIVER}"
@@ -145,7 +144,7 @@ def test_only_system_user_tokens_are_admitted(
     with pytest.raises(PermanentChannelError, match=r"HTTP 401.*names no system user"):
         plain.list_incoming(DPO_RESOURCE_ID)
     claims = jwt.decode(token_client(SENDER)(), options={"verify_signature": False})
-    detail = claims["authorization_details"][0]
+    detail = claims["authorization_details"]  # an Altinn token's: one object
     assert detail["type"] == "urn:altinn:systemuser"
     assert detail["systemuser_org"] == {"authority": "iso6523-actorid-upis", "ID": A}
 
@@ -158,12 +157,14 @@ def test_the_token_endpoint_grants_a_system_user_only_to_its_own_organisation(
                            extra={"authorization_details": details})
         return http.post(sandbox.token_url, data={"grant_type": GRANT, "assertion": signed})
 
-    own = {"type": "urn:altinn:systemuser", "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": A}}
+    own = {"type": "urn:altinn:systemuser", "systemuser_org": {"authority": "iso6523-actorid-upis", "ID": A},
+           "externalRef": f"{SENDER}_integrasjonspunkt_systembruker_{SENDER}"}
     assert ask([own]).status_code == 200
-    for details in ([{**own, "systemuser_org": {"ID": B}}], [{**own, "type": "urn:altinn:other"}], own, []):
+    for details, code in (([{**own, "systemuser_org": {"ID": B}}], "MP-302"),
+                          ([{**own, "type": "urn:altinn:other"}], "MP-301"), (own, "MP-301"), ([], "MP-301")):
         refused = ask(details)
         assert refused.status_code == 400, details
-        assert refused.json()["error"] == "invalid_authorization_details"
+        assert refused.json()["error_description"].endswith(f"({code})"), details
 
 
 def test_the_lenient_mode_takes_plain_tokens_and_publishes_at_once(
@@ -171,9 +172,7 @@ def test_the_lenient_mode_takes_plain_tokens_and_publishes_at_once(
 ) -> None:
     with SandboxServer(tmp_path, catalogue, broker=BrokerOptions.lenient()) as server:
         def client(orgnr: str) -> BrokerClient:
-            credentials = pki.orgs[orgnr]
-            tokens = TokenClient(server.token_url, server.token_audience, orgnr, credentials.key, credentials.chain,
-                                 ALL_SCOPES, http)
+            tokens = tokens_for(server, pki.orgs[orgnr], orgnr, ALL_SCOPES, http, system_user=False)
             return BrokerClient(server.broker_url, tokens, http)
 
         transfer_id = client(SENDER).initialise_and_upload(DPO_RESOURCE_ID, A, B, "sbd.zip", "ref-lenient", b"x")

@@ -30,8 +30,8 @@ from gateway.errors import PermanentChannelError
 from gateway.sandbox import SandboxCatalogue, SandboxServer
 from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
-from gateway.tokens import TokenClient
-from tests.sandbox.support import DPF_RECEIVER, DPO_RECEIVER, DPV_RECEIVER, SENDER, Pki
+from gateway.tokens import TokenSource
+from tests.sandbox.support import DPF_RECEIVER, DPO_RECEIVER, DPV_RECEIVER, SENDER, Pki, authorisation_for, tokens_for
 
 RESOURCE = "eformidling-dpv-administrasjon"
 FAILING = DPF_RECEIVER  # correspondences to it fail on this sandbox
@@ -73,10 +73,8 @@ def api_url(sandbox: SandboxServer) -> str:
 
 @pytest.fixture
 def tokens(dpv_sandbox: SandboxServer, pki: Pki, http: httpx.Client, clock: FakeClock):  # type: ignore[no-untyped-def]
-    def build(orgnr: str, scopes: tuple[str, ...] = SCOPES) -> TokenClient:
-        credentials = pki.orgs[orgnr]
-        return TokenClient(dpv_sandbox.token_url, dpv_sandbox.token_audience, f"client-{orgnr}", credentials.key,
-                           credentials.chain, scopes, http, clock=clock)
+    def build(orgnr: str, scopes: tuple[str, ...] = SCOPES) -> TokenSource:
+        return tokens_for(dpv_sandbox, pki.orgs[orgnr], orgnr, scopes, http, system_user=False, clock=clock)
 
     return build
 
@@ -377,14 +375,14 @@ def test_an_upload_refused_for_an_expired_token_is_sent_again_whole_with_a_fresh
     tmp_path: Path,
 ) -> None:
     credentials = pki.orgs[SENDER]
-    stale = TokenClient(dpv_sandbox.token_url, dpv_sandbox.token_audience, "client-stale", credentials.key,
-                        credentials.chain, SCOPES, http, clock=_FrozenCache(clock))  # type: ignore[arg-type]
+    auth = authorisation_for(dpv_sandbox, credentials, SENDER, http, _FrozenCache(clock))  # type: ignore[arg-type]
+    stale = auth.altinn(SCOPES)
     client = CorrespondenceClient(api_url(dpv_sandbox), stale, http)
     upload(client, new_id())
-    clock.advance(200)  # past the access token's 120 s
+    clock.advance(31 * 60)  # past the Altinn token's 30 minutes
     attachments = documents(tmp_path)
     correspondence_id = upload(client, new_id(), attachments=attachments)
-    assert stale.grants_made == 2
+    assert stale.exchanges_made == 2
     stored = service.store.get(correspondence_id)
     assert stored is not None
     assert stored.attachments[0].path.read_bytes() == attachments[0].source.read_bytes()  # type: ignore[union-attr]
@@ -416,9 +414,8 @@ def test_a_restarted_sandbox_keeps_its_correspondences(
 ) -> None:
     def client_of(server: SandboxServer) -> CorrespondenceClient:
         credentials = pki.orgs[SENDER]
-        return CorrespondenceClient(api_url(server), TokenClient(
-            server.token_url, server.token_audience, "client-restart", credentials.key, credentials.chain, SCOPES,
-            http), http)
+        return CorrespondenceClient(api_url(server), tokens_for(server, credentials, SENDER, SCOPES, http,
+                                                                system_user=False), http)
 
     first_service = CorrespondenceService(CorrespondenceOptions(read_delay_s=None))
     with SandboxServer(tmp_path, catalogue, extra_apps={"/correspondence": first_service}) as server:

@@ -16,7 +16,8 @@ from gateway.channels.dpv.models import Attachment, NotificationRequest
 from gateway.devcerts import dev_identity
 from gateway.routing import ReceiverNotFound, ServiceRegistryClient
 from gateway.sandbox.network import BUILTIN_ORGANISATIONS, FAILING_DPV_RECIPIENTS, SandboxNetwork, start_network
-from gateway.tokens import TokenClient
+from gateway.tokens import TokenSource
+from tests.sandbox.support import Credentials, tokens_for
 
 GATEWAY = "991825827"
 MAILBOX_ONLY = "974760673"
@@ -38,18 +39,18 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def tokens(network: SandboxNetwork, http: httpx.Client) -> TokenClient:
+def tokens(network: SandboxNetwork, http: httpx.Client, registry: bool = False) -> TokenSource:
+    """The gateway's Altinn token for the correspondence service, or its Maskinporten token for the registry."""
     identity = dev_identity(network.pki, GATEWAY)
-    chain = [identity.certificate, *(c for c in identity.chain if c.subject != c.issuer)]
-    return TokenClient(network.server.token_url, network.server.token_audience, "test-gateway",
-                       identity.private_key, chain,
-                       ("eformidling:dpo", CORRESPONDENCE_WRITE_SCOPE, CORRESPONDENCE_READ_SCOPE), http)
+    credentials = Credentials(identity.private_key, [identity.certificate])
+    scopes = ("eformidling:dpo",) if registry else (CORRESPONDENCE_WRITE_SCOPE, CORRESPONDENCE_READ_SCOPE)
+    return tokens_for(network.server, credentials, GATEWAY, scopes, http, system_user=False)
 
 
 def test_the_mailbox_only_organisations_have_dpv_records_and_nothing_else(
     network: SandboxNetwork, http: httpx.Client
 ) -> None:
-    registry = ServiceRegistryClient(network.server.registry_url, tokens(network, http), http)
+    registry = ServiceRegistryClient(network.server.registry_url, tokens(network, http, registry=True), http)
     for orgnr in (MAILBOX_ONLY, FAILING):
         assert BUILTIN_ORGANISATIONS[orgnr].role == "dpv"
         for process in (ADMINISTRASJON, DIGITALPOST_INFO):

@@ -18,7 +18,7 @@ from gateway.channels.dpo.client import DPO_RESOURCE_ID
 from gateway.errors import ConfigError
 from gateway.sandbox import SandboxCatalogue, SandboxContext, SandboxServer
 from gateway.sandbox.faults import FaultPlan, FaultRule, fault_plan_from_dict, load_fault_plan
-from tests.sandbox.support import DPO_RECEIVER, SENDER, TokenFactory
+from tests.sandbox.support import DPO_RECEIVER, REGISTRY_SCOPES, SENDER, TokenFactory
 
 INITIALISE = "/broker/api/v1/filetransfer"
 
@@ -32,7 +32,14 @@ def no_faults_left(sandbox: SandboxServer) -> Iterator[None]:
 
 @pytest.fixture
 def auth(token_client: TokenFactory) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_client(SENDER).access_token()}"}
+    """The broker's (an Altinn token)."""
+    return {"Authorization": f"Bearer {token_client(SENDER)()}"}
+
+
+@pytest.fixture
+def registry_auth(token_client: TokenFactory) -> dict[str, str]:
+    """The service registry's (a Maskinporten token)."""
+    return {"Authorization": f"Bearer {token_client(SENDER, REGISTRY_SCOPES)()}"}
 
 
 def initialise_body(reference: str) -> dict:
@@ -108,13 +115,13 @@ def test_a_reset_is_a_tcp_rst(sandbox: SandboxServer) -> None:
             client.recv(64)
 
 
-def test_a_stall_outlasts_the_client_timeout(sandbox: SandboxServer, auth: dict, http: httpx.Client) -> None:
+def test_a_stall_outlasts_the_client_timeout(sandbox: SandboxServer, registry_auth: dict, http: httpx.Client) -> None:
     sandbox.faults.set_rules(FaultRule("stall", path="/sr/*", stall_seconds=20, times=1))
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}", timeout=0.5)
     assert 0.5 <= time.monotonic() - started < 5
-    assert http.get(f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}", headers=auth).status_code == 200
+    assert http.get(f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}", headers=registry_auth).status_code == 200
 
 
 def test_a_stall_after_acting_loses_only_the_answer(sandbox: SandboxServer, auth: dict) -> None:
@@ -166,11 +173,12 @@ def test_latency_adds_to_another_fault(sandbox: SandboxServer, http: httpx.Clien
     assert time.monotonic() - started >= 0.100
 
 
-def test_rules_select_by_method_and_path(sandbox: SandboxServer, auth: dict, http: httpx.Client) -> None:
+def test_rules_select_by_method_and_path(sandbox: SandboxServer, auth: dict, registry_auth: dict,
+                                         http: httpx.Client) -> None:
     sandbox.faults.set_rules(FaultRule("error", method="POST", path="/broker/*"))
     assert http.get(f"{sandbox.broker_url}/filetransfer", headers=auth,
                     params={"resourceId": DPO_RESOURCE_ID}).status_code == 200
-    assert http.get(f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}", headers=auth).status_code == 200
+    assert http.get(f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}", headers=registry_auth).status_code == 200
     assert http.post(f"{sandbox.url}{INITIALISE}", json=initialise_body("x"), headers=auth).status_code == 500
 
 

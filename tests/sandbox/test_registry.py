@@ -18,7 +18,7 @@ from jwt.algorithms import RSAAlgorithm
 from gateway.errors import RetryableChannelError, SecurityError
 from gateway.routing import ReceiverNotFound, ServiceRegistryClient, choose_route
 from gateway.sandbox import SandboxServer
-from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, SENDER, Pki, TokenFactory
+from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, REGISTRY_SCOPES, SENDER, Pki, TokenFactory
 
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
@@ -26,7 +26,7 @@ ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 
 @pytest.fixture
 def registry(sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client) -> ServiceRegistryClient:
-    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER), http)
+    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), http)
 
 
 def test_a_dpo_receiver_comes_back_with_its_certificate_and_a_reason(registry: ServiceRegistryClient,
@@ -62,7 +62,7 @@ def test_no_record_for_the_process_is_receiver_not_found(registry: ServiceRegist
 def test_a_second_lookup_is_served_from_the_cache(sandbox: SandboxServer, token_client: TokenFactory) -> None:
     requests: list[str] = []
     with httpx.Client(event_hooks={"request": [lambda r: requests.append(r.url.path)]}) as counting:
-        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER), counting)
+        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), counting)
         first = registry.lookup(DPO_RECEIVER, ADMINISTRASJON, security_level=3)
         lookups = [p for p in requests if "/identifier/" in p]
         assert registry.lookup(DPO_RECEIVER, ADMINISTRASJON, security_level=3) == first
@@ -82,7 +82,7 @@ def test_the_same_question_asked_at_once_costs_one_request_and_the_waiters_count
             time.sleep(0.5)  # the others ask while this one is on the way
 
     with httpx.Client(event_hooks={"request": [slow]}) as counting:
-        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER), counting)
+        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), counting)
         start = threading.Barrier(5)
 
         def ask() -> object:
@@ -97,7 +97,7 @@ def test_the_same_question_asked_at_once_costs_one_request_and_the_waiters_count
 
 
 def test_an_unreachable_registry_is_retryable(token_client: TokenFactory, http: httpx.Client) -> None:
-    registry = ServiceRegistryClient("http://127.0.0.1:9/sr", token_client(SENDER), http)
+    registry = ServiceRegistryClient("http://127.0.0.1:9/sr", token_client(SENDER, REGISTRY_SCOPES), http)
     with pytest.raises(RetryableChannelError, match="network error"):
         registry.lookup(DPO_RECEIVER, ADMINISTRASJON)
 
@@ -107,7 +107,7 @@ def test_the_registry_wants_a_token_and_signs_with_kid_and_x5c(
 ) -> None:
     url = f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}/process/{ADMINISTRASJON}"
     assert http.get(url).status_code == 401
-    token = token_client(SENDER).access_token()
+    token = token_client(SENDER, REGISTRY_SCOPES).access_token()
     signed = http.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/jose"})
     assert signed.headers["content-type"].startswith("application/jose")
     header = jwt.get_unverified_header(signed.text)
@@ -120,7 +120,7 @@ def test_the_plain_answer_has_the_shape_of_the_real_registry(
     sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client, reference_dir: Path
 ) -> None:
     sample = json.loads((reference_dir / "samples/service-registry/910075918.json").read_text())
-    token = token_client(SENDER).access_token()
+    token = token_client(SENDER, REGISTRY_SCOPES).access_token()
     ours = http.get(f"{sandbox.registry_url}/identifier/{DPO_RECEIVER}/process/{ADMINISTRASJON}",
                     headers={"Authorization": f"Bearer {token}"}).json()
     assert set(sample) == set(ours)

@@ -9,7 +9,7 @@ import pytest
 from gateway.routing import ReceiverNotFound, ServiceRegistryClient, choose_route
 from gateway.sandbox import SandboxServer
 from gateway.sandbox.catalogue import RESPONSE_PROCESS, dpv_resource_for
-from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, SENDER, TokenFactory
+from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, REGISTRY_SCOPES, SENDER, TokenFactory
 
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 TAUSHETSBELAGT = "urn:no:difi:profile:arkivmelding:taushetsbelagt:ver1.0"
@@ -18,7 +18,7 @@ ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 
 @pytest.fixture
 def registry(sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client) -> ServiceRegistryClient:
-    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER), http)
+    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), http)
 
 
 def test_a_dpv_only_receiver_gets_a_dpv_record_with_its_altinn_resource_and_no_certificate(

@@ -17,9 +17,8 @@ from gateway.clock import FakeClock
 from gateway.errors import ConfigError
 from gateway.sandbox import SandboxCatalogue, SandboxServer, catalogue_from_dict
 from gateway.sandbox.catalogue import ARKIVMELDING_PROCESSES, RESPONSE_PROCESS
-from gateway.tokens import TokenClient
 from tests.logcheck import assert_clean_log
-from tests.sandbox.support import ALL_SCOPES, DPO_RECEIVER, DPV_RECEIVER, SENDER, Pki, TokenFactory
+from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, REGISTRY_SCOPES, SENDER, Pki, TokenFactory, tokens_for
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
@@ -62,7 +61,7 @@ def test_a_wrong_catalogue_says_what_is_wrong(entry: dict, complaint: str, pki: 
 def test_info_virksert_and_all_records_of_an_identifier(
     sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client, pki: Pki
 ) -> None:
-    auth = {"Authorization": f"Bearer {token_client(SENDER).access_token()}"}
+    auth = {"Authorization": f"Bearer {token_client(SENDER, REGISTRY_SCOPES)()}"}
     info = http.get(f"{sandbox.registry_url}/info/{DPO_RECEIVER}", headers=auth).json()
     assert info == {"infoRecord": {"identifier": DPO_RECEIVER, "organizationName": "Mottaker kommune",
                                    "postadresse": None, "entityType": {"name": "ORGL"}}}
@@ -78,9 +77,8 @@ def test_info_virksert_and_all_records_of_an_identifier(
 def test_an_expired_access_token_gets_401(tmp_path: Path, catalogue: SandboxCatalogue, pki: Pki) -> None:
     clock = FakeClock(datetime.now(UTC))
     with SandboxServer(tmp_path, catalogue, clock=clock) as sandbox, httpx.Client(timeout=10) as http:
-        tokens = TokenClient(sandbox.token_url, sandbox.token_audience, "c", pki.orgs[SENDER].key,
-                             pki.orgs[SENDER].chain, ALL_SCOPES, http, clock=clock)
-        auth = {"Authorization": f"Bearer {tokens.access_token()}"}
+        tokens = tokens_for(sandbox, pki.orgs[SENDER], SENDER, REGISTRY_SCOPES, http, clock=clock)
+        auth = {"Authorization": f"Bearer {tokens()}"}
         url = f"{sandbox.registry_url}/info/{DPO_RECEIVER}"
         assert http.get(url, headers=auth).status_code == 200
         clock.advance(121)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from gateway.errors import PermanentChannelError, RetryableChannelError, SecurityError
-from gateway.tokens import TokenClient, TokenSource, translated_http_errors
+from gateway.tokens import TokenSource, translated_http_errors
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +52,32 @@ class SvarUtCredentials:
 
 
 class SvarUtClient:
-    def __init__(self, base_url: str, credentials: SvarUtCredentials, tokens: TokenClient | TokenSource,
-                 http: httpx.Client) -> None:
+    def __init__(self, base_url: str, credentials: SvarUtCredentials, tokens: TokenSource,
+                 http: httpx.Client, lookup_tokens: TokenSource | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
-        self.tokens = tokens
+        self.tokens = tokens  # sending
+        self.lookup_tokens = lookup_tokens or tokens  # status search and reference look-ups (consumer_org set)
         self.http = http
 
     @property
     def _account_url(self) -> str:
         return f"{self.base_url}/v2/kontoer/{self.credentials.account_id}/forsendelser"
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, tokens: TokenSource | None = None) -> dict[str, str]:
         return {
-            "Authorization": f"Bearer {self.tokens()}",
+            "Authorization": f"Bearer {(tokens or self.tokens)()}",
             "IntegrasjonId": self.credentials.integration_id,
             "IntegrasjonPassord": self.credentials.integration_password,
             "Accept": "application/json",
         }
 
     def _request(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A look-up (status search, reference): with the lookup tokens; a 401 renews the token once."""
         for attempt in range(2):
             with translated_http_errors(what):
-                response = self.http.request(method, url, headers=self._headers(), **kwargs)
-            if response.status_code == 401 and attempt == 0 and isinstance(self.tokens, TokenClient):
-                self.tokens.invalidate()
+                response = self.http.request(method, url, headers=self._headers(self.lookup_tokens), **kwargs)
+            if response.status_code == 401 and attempt == 0 and _invalidated(self.lookup_tokens):
                 continue
             return check_response(response, what)
         raise PermanentChannelError(f"{what}: SvarUt refused the access token twice")
@@ -100,8 +101,7 @@ class SvarUtClient:
                 with translated_http_errors(what):
                     response = self.http.post(self._account_url, headers=self._headers(), files=parts,
                                               timeout=SEND_TIMEOUT)
-                if response.status_code == 401 and attempt == 0 and isinstance(self.tokens, TokenClient):
-                    self.tokens.invalidate()
+                if response.status_code == 401 and attempt == 0 and _invalidated(self.tokens):
                     continue
                 check_response(response, what)
                 return _id_of(response, what)
@@ -195,6 +195,15 @@ class SvarInnClient:
             response = self.http.post(f"{self.base_url}/mottakFeilet/forsendelse/{forsendelse_id}", auth=self.auth,
                                       json={"feilmelding": reason[:1000], "permanent": permanent})
         check_response(response, what)
+
+
+def _invalidated(tokens: TokenSource) -> bool:
+    """Forget a renewable source's token (a 401): whether there is a new one to try."""
+    invalidate = getattr(tokens, "invalidate", None)
+    if invalidate is None:
+        return False
+    invalidate()
+    return True
 
 
 def check_response(response: httpx.Response, what: str) -> httpx.Response:

@@ -27,7 +27,6 @@ import httpx
 
 from gateway.errors import PermanentChannelError, RetryableChannelError, SecurityError
 from gateway.tokens import (
-    TokenClient,
     TokenSource,
     bearer_request,
     check_response,
@@ -73,13 +72,19 @@ def refused_access(response: httpx.Response, what: str) -> PermanentChannelError
 
 
 class BrokerClient:
-    def __init__(self, base_url: str, tokens: TokenClient | TokenSource, http: httpx.Client) -> None:
+    """`tokens` carry altinn:broker.read (list, get, download, confirm) and `write_tokens` altinn:broker.write
+    (initialise, upload); one source may carry both."""
+
+    def __init__(self, base_url: str, tokens: TokenSource, http: httpx.Client,
+                 write_tokens: TokenSource | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
+        self.write_tokens = write_tokens or tokens
         self.http = http
 
-    def _call(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = bearer_request(self.http, self.tokens, what, method, f"{self.base_url}{path}", **kwargs)
+    def _call(self, what: str, method: str, path: str, write: bool = False, **kwargs: Any) -> httpx.Response:
+        tokens = self.write_tokens if write else self.tokens
+        response = bearer_request(self.http, tokens, what, method, f"{self.base_url}{path}", **kwargs)
         if response.status_code == 401:
             raise refused_access(response, what)
         return check_response(response, what)
@@ -107,7 +112,7 @@ class BrokerClient:
         }
         what = f"initialising a broker file transfer for {senders_reference}"
         response = self._call(
-            what, "POST", "/filetransfer", json=body, headers={"Accept": "application/json"}
+            what, "POST", "/filetransfer", write=True, json=body, headers={"Accept": "application/json"}
         )
         try:
             return str(response.json()["fileTransferId"])
@@ -148,7 +153,7 @@ class BrokerClient:
             # httpx rewinds a file part each time it renders the body, so the 401 retry resends it whole.
             content = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
             response = self._call(
-                what, "POST", "/filetransfer/upload", data=fields,
+                what, "POST", "/filetransfer/upload", write=True, data=fields,
                 files={"FileTransfer": (file_name, content, "application/octet-stream")},
                 headers={"Accept": "application/json"},
             )
@@ -183,14 +188,14 @@ class BrokerClient:
         rewindable = handle.seekable()
         start = handle.tell() if rewindable else 0
         for attempt in range(2):
-            token = self.tokens()
+            token = self.write_tokens()
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
             if size is not None:
                 headers["Content-Length"] = str(size)
             with translated_http_errors(what):
                 response = self.http.post(url, content=_chunks(handle), headers=headers)
             if response.status_code == 401:
-                if attempt == 0 and rewindable and worth_a_new_token(self.tokens, token):
+                if attempt == 0 and rewindable and worth_a_new_token(self.write_tokens, token):
                     handle.seek(start)
                     continue
                 raise refused_access(response, what)

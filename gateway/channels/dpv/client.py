@@ -30,7 +30,7 @@ from gateway.channels.dpv.models import (
     StatusEvent,
 )
 from gateway.errors import PermanentChannelError, RetryableChannelError
-from gateway.tokens import TokenClient, TokenSource, bearer_request, check_response, server_words
+from gateway.tokens import TokenSource, bearer_request, check_response, server_words
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _details_from(answer: Any, what: str) -> CorrespondenceDetails:
 class CorrespondenceClient:
     """One organisation's calls to the Correspondence API; `tokens` carries the Altinn scopes above."""
 
-    def __init__(self, base_url: str, tokens: TokenClient | TokenSource, http: httpx.Client) -> None:
+    def __init__(self, base_url: str, tokens: TokenSource, http: httpx.Client) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.http = http
