@@ -482,8 +482,9 @@ def _check_environment(path: Path, config: Config, urls: dict[str, str | None]) 
     altinn = [name for name in ("dpo", "dpv") if getattr(config.channels, name).configured]
     if altinn and config.network_configured and not network.altinn_exchange_url:
         raise ConfigError(
-            f"{path}: network.altinn_exchange_url is missing; {' and '.join(n.upper() for n in altinn)} call Altinn "
-            "with an Altinn token exchanged for the Maskinporten token there (network.environment fills it in)"
+            f"{path}: network.altinn_exchange_url is missing; {' and '.join(n.upper() for n in altinn)} "
+            f"{'call' if len(altinn) > 1 else 'calls'} Altinn with an Altinn token exchanged for the Maskinporten "
+            "token there (network.environment fills it in)"
         )
 
 

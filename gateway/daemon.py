@@ -139,6 +139,17 @@ class Daemon:
         outcomes = self.ops.http_outcomes if self.ops else None
         for warning in checks.reachability_warnings(self.config, outcomes=outcomes):
             log.warning("%s", warning)
+        parts = self.network
+        if parts is None or parts.auth is None or parts.identity is None or parts.trust is None:
+            return
+        from gateway.ops.online import OK, online_checks
+
+        # The daemon keeps running whatever these say (messages wait for what is missing): each finding is one
+        # warning line with its fix; check-config --online shows the same on demand.
+        for result in online_checks(self.config, parts.identity, parts.trust, parts.auth, parts.http_clients[0],
+                                    self.clock):
+            if result.level != OK and result.key != "keystore":  # the certificate's life: said above at start
+                log.warning("start-up check: %s", result.line)
 
     def status_line(self) -> str:
         """systemd's STATUS=: what waits, what is under way, what failed, and the last problem."""

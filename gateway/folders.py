@@ -23,11 +23,11 @@ def prepare_folders(config: Config) -> None:
         "folders.work": folders.work_area,
         "folders.inbox_staging": folders.inbox_staging,
     }
-    default_staging = folders.state / "inbox-staging"
+    # The default work and staging folders are the gateway's own, inside state/: made whatever create_missing says.
+    own = {folders.state / "inbox-staging", folders.state / "work"}
     for key, folder in named.items():
         if not folder.exists():
-            # The default staging folder is the gateway's own, inside state/: made whatever create_missing says.
-            if folders.create_missing or folder == default_staging:
+            if folders.create_missing or folder in own:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from gateway.authorisation import Authorisation
 from gateway.channels.base import Channel
 from gateway.channels.registry import ChannelTools, build_channels, registry_scopes
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import authorisation_for, load_identity, load_trust
+from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
@@ -53,6 +55,10 @@ class NetworkParts:
     jobs: list[PollingJob] = field(default_factory=list)
     channels: dict[str, Channel] = field(default_factory=dict)
     registry: ServiceRegistryClient | None = None
+    # What the start-up's online checks ask with: the daemon's own tokens, identity and trust.
+    auth: Authorisation | None = None
+    identity: OrgIdentity | None = None
+    trust: TrustStore | None = None
 
     def close(self) -> None:
         self.sender.close()
@@ -126,7 +132,7 @@ def build_network(
     ]
     return NetworkParts(
         [send_http, receive_http, status_http], sender, inbox, receivers, status_sender, pollers, jobs, sending,
-        registry,
+        registry, auth, identity, trust,
     )
 
 

@@ -56,6 +56,9 @@ class ChannelKind:
     name: str  # DPO, DPV, ... as in service records and status files
     registry_scope: str  # what the service registry asks of a caller that looks receivers up for this channel
     build: Callable[[Any, ChannelTools], Channel]
+    # Each endpoint asked once with the channel's real authentication and nothing changed: (config key, URL,
+    # what answered); a ChannelError when it does not answer or refuses.
+    probe: Callable[[Any, ChannelTools], list[tuple[str, str, str]]] | None = None
 
 
 def dpo_system_user(block: Any, orgnr: str) -> SystemUser:
@@ -108,10 +111,40 @@ def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
     return DpfChannel(svarut, svarinn, tools.identity, tools.clock, sender_name=tools.organisation_name)
 
 
+def _probe_dpo(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
+    system_user = dpo_system_user(block, tools.orgnr)
+    broker = BrokerClient(block.broker_url, tools.auth.altinn((BROKER_READ_SCOPE,), system_user), tools.http)
+    waiting = broker.list_incoming(block.resource)
+    return [("channels.dpo.broker_url", block.broker_url,
+             f"the broker lists {len(waiting)} incoming transfer(s) for the system user of {system_user.orgnr} "
+             "(Altinn token exchanged, altinn:broker.read)")]
+
+
+def _probe_dpv(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
+    correspondence = CorrespondenceClient(block.correspondence_url, tools.auth.altinn((DPV_PROXY_SCOPE,)), tools.http)
+    correspondence.find_by_senders_reference(f"efm-gateway-check-{tools.orgnr}")
+    return [("channels.dpv.correspondence_url", block.correspondence_url,
+             "the correspondence service answers a search (Altinn token exchanged, eformidling:dpv)")]
+
+
+def _probe_dpf(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
+    channel = _build_dpf(block, tools)
+    assert isinstance(channel, DpfChannel)
+    channel.svarut.find_by_external_reference(f"efm-gateway-check-{tools.orgnr}")
+    results = [("channels.dpf.svarut_url", block.svarut_url,
+                f"SvarUt answers for account {block.account_id} (Maskinporten ks:fiks and the integration's id)")]
+    if channel.svarinn is not None:
+        waiting = channel.svarinn.new_forsendelser()
+        results.append(("channels.dpf.svarinn_url", block.svarinn_url,
+                        f"SvarInn lists {len(waiting)} new forsendelse(r) for {block.svarinn_username} (listed only, "
+                        "none taken)"))
+    return results
+
+
 KINDS: dict[str, ChannelKind] = {
-    "dpo": ChannelKind(name="DPO", registry_scope="eformidling:dpo", build=_build_dpo),
-    "dpv": ChannelKind(name="DPV", registry_scope="eformidling:dpv", build=_build_dpv),
-    "dpf": ChannelKind(name="DPF", registry_scope="eformidling:dpf", build=_build_dpf),
+    "dpo": ChannelKind(name="DPO", registry_scope="eformidling:dpo", build=_build_dpo, probe=_probe_dpo),
+    "dpv": ChannelKind(name="DPV", registry_scope="eformidling:dpv", build=_build_dpv, probe=_probe_dpv),
+    "dpf": ChannelKind(name="DPF", registry_scope="eformidling:dpf", build=_build_dpf, probe=_probe_dpf),
 }
 
 

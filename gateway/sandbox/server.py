@@ -14,6 +14,7 @@ app, extra ones included, sits behind the fault-injection middleware (`SandboxSe
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import signal
 import socket
@@ -26,7 +27,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.clock import Clock, SystemClock
 from gateway.sandbox.altinn_app import altinn_platform_app
@@ -58,6 +59,28 @@ class SandboxContext:
     signing_key: SandboxSigningKey
     access_tokens: AccessTokens
     clock: Clock
+
+
+class DateHeader:
+    """Every answer's Date from the sandbox's own clock, as a real service's comes from its clock: a test that
+    sets the sandbox's clock off sees a gateway measure the skew."""
+
+    def __init__(self, app: ASGIApp, clock: Clock) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stamp = email.utils.formatdate(self.clock.now().timestamp(), usegmt=True).encode("ascii")
+                message = {**message, "headers": [*message.get("headers", []), (b"date", stamp)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class SandboxServer:
@@ -144,7 +167,8 @@ class SandboxServer:
         ]
         routes += [Mount(prefix, factory(context)) for prefix, factory in self.extra_apps.items()]
         routes.append(control_route(self.faults))
-        return FaultMiddleware(Starlette(routes=routes), self.faults, uvicorn_transport_finder(self._open_connections))
+        app = FaultMiddleware(Starlette(routes=routes), self.faults, uvicorn_transport_finder(self._open_connections))
+        return DateHeader(app, self.clock)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -168,7 +192,8 @@ class SandboxServer:
         # Idle connections are kept for a while, as real services keep them (uvicorn's 5 s would race
         # clients that keep theirs 5 s too: a request sent on a connection the server is closing).
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=KEEP_ALIVE_S
+            app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=KEEP_ALIVE_S,
+            date_header=False,  # DateHeader writes it from the sandbox's clock
         )
         self._server = ThreadedUvicorn(config, ready)
         self._thread = threading.Thread(

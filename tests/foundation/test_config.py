@@ -191,7 +191,8 @@ def test_network_section_needs_the_registry_the_token_endpoint_and_a_channel(tmp
 
 
 def test_any_one_channel_makes_a_network_and_the_legacy_broker_keys_fill_channels_dpo(tmp_path):
-    network = {"token_url": "https://token.example", "service_registry_url": "https://sr.example"}
+    network = {"token_url": "https://token.example", "service_registry_url": "https://sr.example",
+               "altinn_exchange_url": "https://altinn.example/authentication/api/v1/exchange/maskinporten"}
     settings = copy.deepcopy(GOOD)
     settings.update(network=network, channels={"dpv": {"correspondence_url": "https://c.example/api"}})
     config = load_config(_config_file(tmp_path, settings))
@@ -417,6 +418,7 @@ def test_check_config_with_a_network_but_no_keystore_exits_2(tmp_path):
     settings["network"] = {
         "service_registry_url": "https://registry.example",
         "token_url": "https://token.example",
+        "altinn_exchange_url": "https://altinn.example/authentication/api/v1/exchange/maskinporten",
         "broker_url": "https://broker.example",
     }
     result = _cli("check-config", "--config", str(_config_file(tmp_path, settings)), cwd=tmp_path)
@@ -448,3 +450,16 @@ def test_signing_services_map_a_signer_to_the_senders_it_signs_for_with_valid_nu
     assert "trust.signing_services: 991825828" in message and "check digit" in message
     message = _problem(tmp_path, lambda s: s.update(trust={"signing_services": ["974760673"]}))
     assert "must map a signer's organisation number to a list of senders" in message
+
+
+def test_the_gateways_own_folders_inside_state_are_made_even_without_create_missing(tmp_path):
+    settings = copy.deepcopy(GOOD)
+    settings["folders"] = {key: str(tmp_path / key) for key in FOLDER_KEYS}  # create_missing: false
+    for key in FOLDER_KEYS:
+        (tmp_path / key).mkdir()
+    config = load_config(_config_file(tmp_path, settings))
+    prepare_folders(config)
+    assert (tmp_path / "state" / "work").is_dir() and (tmp_path / "state" / "inbox-staging").is_dir()
+    (tmp_path / "outbox").rmdir()  # the archive system's folders are never made for it
+    with pytest.raises(ConfigError, match=r"folders\.outbox: the folder .* does not exist"):
+        prepare_folders(config)

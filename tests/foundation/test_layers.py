@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "gateway"
-FOUNDATIONS = ("errors", "clock", "fsio", "xmlsafe", "identifiers", "config")
+FOUNDATIONS = ("errors", "clock", "fsio", "xmlsafe", "identifiers", "environments", "config")
 
 
 def _module_name(path: Path) -> str:

@@ -142,7 +142,8 @@ def test_an_unreachable_network_is_a_warning_and_intake_keeps_running(tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"
     edit_config(
         config,
-        network={"service_registry_url": f"{closed}/sr", "token_url": f"{closed}/token", "http_timeout_seconds": 2},
+        network={"service_registry_url": f"{closed}/sr", "token_url": f"{closed}/token", "http_timeout_seconds": 2,
+                 "altinn_exchange_url": f"{closed}/authentication/api/v1/exchange/maskinporten"},
         channels={"dpo": {"broker_url": f"{closed}/broker/api/v1"}},
     )
     result = _cli("check-config", "--config", str(config), cwd=tmp_path)

@@ -31,6 +31,7 @@ def setting(tmp_path: Path):
     # A network in config (nothing listens there; no daemon is started): the daemon would be sending.
     config.write_text(config.read_text() + (
         "network:\n  service_registry_url: http://127.0.0.1:9/sr\n  token_url: http://127.0.0.1:9/token\n"
+        "  altinn_exchange_url: http://127.0.0.1:9/authentication/api/v1/exchange/maskinporten\n"
         "channels:\n  dpo:\n    broker_url: http://127.0.0.1:9/broker\n"
     ))
     var = tmp_path / "var"
