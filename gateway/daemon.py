@@ -137,6 +137,8 @@ class Daemon:
 
     def _probe_network(self) -> None:
         outcomes = self.ops.http_outcomes if self.ops else None
+        for line in checks.outbound_lines(self.config):
+            log.info("%s", line)
         for warning in checks.reachability_warnings(self.config, outcomes=outcomes):
             log.warning("%s", warning)
 
