@@ -453,8 +453,8 @@ def _check_outbound(path: Path, network: NetworkConfig) -> None:
             found = "a port that is not a number"
         else:
             found = (
-                (f"the scheme {proxy.scheme!r}" if proxy.scheme else "no scheme")
-                if proxy.scheme not in ("http", "https")
+                "no scheme" if "://" not in network.proxy
+                else f"the scheme {proxy.scheme!r}" if proxy.scheme not in ("http", "https")
                 else "" if proxy.hostname else "no host"
             )
         if found:

@@ -137,10 +137,10 @@ class Daemon:
 
     def _probe_network(self) -> None:
         outcomes = self.ops.http_outcomes if self.ops else None
-        for line in checks.outbound_lines(self.config):
-            log.info("%s", line)
         for warning in checks.reachability_warnings(self.config, outcomes=outcomes):
             log.warning("%s", warning)
+        for line in checks.outbound_lines(self.config):  # the way the probe took, and every request takes
+            log.info("%s", line)
 
     def status_line(self) -> str:
         """systemd's STATUS=: what waits, what is under way, what failed, and the last problem."""
