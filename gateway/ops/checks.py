@@ -91,7 +91,7 @@ def reachability_warnings(
                     outcomes.note_probe(url, False, f"{type(exc).__name__} at start")
                 warnings.append(
                     f"{key} ({url}) {_why_unreachable(settings.way_for(url), exc)}; intake keeps running and "
-                    "messages wait until it answers"
+                    "messages wait until it does"
                 )
     return warnings
 
