@@ -130,8 +130,9 @@ def check_config(args: argparse.Namespace) -> int:
         plural = "" if len(rules) == 1 else "s"
         print(f"sandbox.faults: OK ({len(rules)} fault rule{plural} in {config.sandbox.faults})")
     if config.network_configured:
-        from gateway.ops.checks import reachability_warnings
+        from gateway.ops.checks import outbound_lines, reachability_warnings
 
+        print("\n".join(outbound_lines(config)))
         for warning in reachability_warnings(config):
             print(f"warning: {warning}")
     print(f"{args.config}: OK (organisation {config.organisation.orgnr}, outbox {config.folders.outbox})")

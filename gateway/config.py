@@ -5,10 +5,13 @@ Every problem stops the daemon with one line naming the key and the fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import ssl
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -159,6 +162,13 @@ class NetworkConfig:
     send_interval_seconds: float = 1.0
     http_timeout_seconds: float = 30.0
     max_parallel_sends: int = 4
+    # Outbound HTTP (gateway/outbound_http.py): one proxy for http and https, used instead of the proxy
+    # environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY); the hosts, domains and CIDR networks
+    # that go direct (a comma list, instead of NO_PROXY); extra CAs (PEM) trusted for outbound TLS beside
+    # the default ones, for a TLS-inspecting proxy.
+    proxy: str | None = None
+    no_proxy: str | None = None
+    tls_ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -438,6 +448,7 @@ def _check_combinations(path: Path, config: Config) -> None:
             raise ConfigError(f"{path}: {dotted} must be an http(s) URL, not {value!r}")
     _check_dpf(path, config.channels.dpf)
     _check_environment(path, config, urls)
+    _check_outbound(path, config.network)
     network = config.network
     channel_urls = list(config.channels.enabled())
     partly = [key for key in ("service_registry_url", "token_url") if getattr(network, key)]
@@ -504,6 +515,51 @@ def _check_dpf(path: Path, dpf: DpfChannelConfig) -> None:
         if secret is not None and not secret.is_file():
             raise ConfigError(f"{path}: channels.dpf.{key} ({secret}) is not a readable file; write the password "
                               "alone in it (readable by the gateway's user only)")
+
+
+def _check_outbound(path: Path, network: NetworkConfig) -> None:
+    if network.proxy is not None:
+        try:
+            proxy = urlsplit(network.proxy)
+            proxy.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            found = "a port that is not a number"
+        else:
+            found = (
+                "no scheme" if "://" not in network.proxy
+                else f"the scheme {proxy.scheme!r}" if proxy.scheme not in ("http", "https")
+                else "" if proxy.hostname else "no host"
+            )
+        if found:
+            # The value itself is not repeated: it may hold the proxy's password.
+            raise ConfigError(
+                f"{path}: network.proxy must be an http(s) URL with a host, such as http://proxy.example.no:3128 "
+                f"(user:password@ before the host when the proxy asks for them); this one has {found}"
+            )
+    for entry in (network.no_proxy or "").split(","):
+        address, slash, bits = (entry.strip().partition("://")[2] or entry.strip()).partition("/")
+        if slash and (address.replace(".", "").isdigit() or ":" in address):
+            try:
+                ipaddress.ip_network(f"{address}/{bits}", strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}: network.no_proxy: {entry.strip()!r} is not a network; give hosts, "
+                    "domains, IP addresses or CIDR networks such as 10.0.0.0/8, separated by commas"
+                ) from None
+    bundle = network.tls_ca_bundle
+    if bundle is not None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(bundle))
+        except ssl.SSLError:
+            raise ConfigError(
+                f"{path}: network.tls_ca_bundle ({bundle}) holds no PEM CA certificate; give the CA certificates "
+                "as PEM (-----BEGIN CERTIFICATE-----)"
+            ) from None
+        except OSError:
+            raise ConfigError(
+                f"{path}: network.tls_ca_bundle ({bundle}) is not a readable file; give the PEM file of the CA "
+                "certificates to trust for outbound TLS (such as your TLS-inspecting proxy's), or remove the line"
+            ) from None
 
 
 def _build_channels(path: Path, base: Path, raw: dict[str, Any], network_raw: dict[str, Any]) -> ChannelsConfig:

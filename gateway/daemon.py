@@ -139,6 +139,8 @@ class Daemon:
         outcomes = self.ops.http_outcomes if self.ops else None
         for warning in checks.reachability_warnings(self.config, outcomes=outcomes):
             log.warning("%s", warning)
+        for line in checks.outbound_lines(self.config):  # the way the probe took, and every request takes
+            log.info("%s", line)
         parts = self.network
         if parts is None or parts.auth is None or parts.identity is None or parts.trust is None:
             return

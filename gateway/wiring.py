@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -27,6 +28,7 @@ from gateway.ops.httpwatch import HttpOutcomes, WatchedTransport
 from gateway.outbound.circuit import Circuits
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
+from gateway.outbound_http import outbound_client
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRegistryClient
 
@@ -81,9 +83,7 @@ def build_network(
     # messages, status look-ups). One connection pool per kind: a busy receiver never waits for a
     # sender's connection.
     connections = sum(block.max_in_flight for block in blocks.values()) + network.max_parallel_sends
-    send_http, receive_http, status_http = (
-        _http_client(network.http_timeout_seconds, connections, http_outcomes) for _ in range(3)
-    )
+    send_http, receive_http, status_http = (_http_client(config, connections, http_outcomes) for _ in range(3))
     http = send_http  # tokens and the registry: a few calls, shared by all
     auth = authorisation_for(config, identity, http, clock)
     registry = ServiceRegistryClient(
@@ -136,11 +136,11 @@ def build_network(
     )
 
 
-def _http_client(timeout: float, connections: int, outcomes: HttpOutcomes | None = None) -> httpx.Client:
-    limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections + 2)
-    if outcomes is None:
-        return httpx.Client(timeout=timeout, limits=limits)
-    return httpx.Client(timeout=timeout, transport=WatchedTransport(httpx.HTTPTransport(limits=limits), outcomes))
+def _http_client(config: Config, connections: int, outcomes: HttpOutcomes | None = None) -> httpx.Client:
+    """One of the daemon's clients: its proxy, trust and User-Agent from outbound_http; the metrics' watch
+    wraps the whole routed transport, so a proxied request is seen as any other."""
+    wrap = None if outcomes is None else partial(WatchedTransport, outcomes=outcomes)
+    return outbound_client(config, config.network.http_timeout_seconds, connections, wrap=wrap)
 
 
 class SenderLoop:

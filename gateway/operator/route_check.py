@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import yaml
 
 from gateway.channels.registry import registry_scopes
@@ -18,6 +17,7 @@ from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.validate import AcceptedDrop
 from gateway.operator.actions import daemon_pid
+from gateway.outbound_http import outbound_client
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.routing.route import choose_route
 
@@ -60,7 +60,7 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
     assert network.token_url and network.service_registry_url
     blocks = joined.channels.enabled()
     identity = load_identity(joined, clock.now())
-    with httpx.Client(timeout=network.http_timeout_seconds) as http:
+    with outbound_client(joined, network.http_timeout_seconds) as http:
         tokens = authorisation_for(joined, identity, http, clock).maskinporten(
             registry_scopes(joined.channels.enabled()))
         registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock)

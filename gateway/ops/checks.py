@@ -11,6 +11,7 @@ from gateway.config import Config
 from gateway.credentials import load_identity, load_trust
 from gateway.errors import ConfigError, SecurityError
 from gateway.ops.httpwatch import HttpOutcomes
+from gateway.outbound_http import Way, describe_tls, outbound_client, proxy_settings
 
 EXPIRY_WARNING = timedelta(days=30)
 PROBE_TIMEOUT_S = 3.0  # check-config runs before every start (ExecStartPre): keep it short
@@ -61,12 +62,25 @@ def _short(key: str) -> str:
     return name if section == "channels" else name.removesuffix("_url")
 
 
+def outbound_lines(config: Config) -> list[str]:
+    """How the endpoints are reached, grouped by way (through which proxy, its credentials masked, or
+    direct and why), and what outbound TLS trusts: for check-config and the start-up log."""
+    settings = proxy_settings(config)
+    keys_by_way: dict[str, list[str]] = {}
+    for key, url in network_endpoints(config).items():
+        keys_by_way.setdefault(str(settings.way_for(url)), []).append(key)
+    lines = [f"outbound: {way} for {', '.join(keys)}" for way, keys in keys_by_way.items()]
+    return [*lines, f"outbound {describe_tls(config)}"]
+
+
 def reachability_warnings(
     config: Config, timeout: float = PROBE_TIMEOUT_S, outcomes: HttpOutcomes | None = None
 ) -> list[str]:
-    """One line per endpoint that does not answer at all; any HTTP answer (401, 404...) counts as reachable."""
+    """One line per endpoint that does not answer at all; any HTTP answer (401, 404...) counts as reachable.
+    The probe takes the daemon's way out (outbound_http): through its proxy when it has one."""
     warnings = []
-    with httpx.Client(timeout=timeout) as client:
+    settings = proxy_settings(config)
+    with outbound_client(config, timeout) as client:
         for key, url in network_endpoints(config).items():
             try:
                 answer = client.get(url)
@@ -76,7 +90,21 @@ def reachability_warnings(
                 if outcomes is not None:
                     outcomes.note_probe(url, False, f"{type(exc).__name__} at start")
                 warnings.append(
-                    f"{key} ({url}) does not answer ({type(exc).__name__}); intake keeps running and messages "
-                    "wait until it does"
+                    f"{key} ({url}) {_why_unreachable(settings.way_for(url), exc)}; intake keeps running and "
+                    "messages wait until it does"
                 )
     return warnings
+
+
+def _why_unreachable(way: Way, exc: httpx.HTTPError) -> str:
+    name = type(exc).__name__
+    if way.proxy is None:
+        return f"does not answer ({name})"
+    if isinstance(exc, httpx.ProxyError):
+        return f"cannot be reached: the proxy {way.proxy} would not connect to it ({name}: {exc})"
+    # With a proxy, every connection goes to the proxy: a failed connection is the proxy's.
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot be reached: no connection to the proxy {way.proxy} ({name}: {exc})"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"cannot be reached: the proxy {way.proxy} does not answer ({name})"
+    return f"does not answer through the proxy {way.proxy} ({name})"
