@@ -92,13 +92,30 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class OpsConfig:
-    """The operations endpoint: /metrics (Prometheus) and /healthz, on loopback unless set otherwise."""
+    """The operations endpoint: /metrics (Prometheus), /healthz and /readyz, on loopback unless set otherwise;
+    and the operator page, on a listener of its own (it shows who sends to whom)."""
 
     enabled: bool = False
     address: str = "127.0.0.1"
     port: int = 9181  # 0: any free port (the log names the one taken)
     # How long past its own interval a worker may stay silent before it counts as hung.
     heartbeat_grace_seconds: float = 30.0
+    operator_page: bool = False
+    operator_address: str = "127.0.0.1"
+    operator_port: int = 9182
+    # The names both listeners answer to (the Host header), against DNS rebinding; empty: their listen
+    # addresses, localhost, 127.0.0.1 and ::1.
+    allowed_hosts: tuple[str, ...] = ()
+
+    def hosts_answered(self) -> frozenset[str]:
+        """allowed_hosts, or the default, in the form `host_of` gives a Host header."""
+        names = self.allowed_hosts or (self.address, self.operator_address, "localhost", "127.0.0.1", "::1")
+        return frozenset(host_name(name) for name in names)
+
+
+def host_name(host: str) -> str:
+    """A host as compared: lower case, no IPv6 brackets, no trailing dot."""
+    return host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -472,11 +489,37 @@ def _check_combinations(path: Path, config: Config) -> None:
             f"{path}: intake.arkivmelding_schema ({schema_path}) is not a file; give the path of arkivmelding.xsd "
             "(with metadatakatalog.xsd in the same folder), or remove the line"
         )
-    for dotted, port in (("sandbox.port", config.sandbox.port), ("ops.port", config.ops.port)):
-        if port < 0 or port > 65535:
-            raise ConfigError(f"{path}: {dotted} must be 0 (any free port) or a port number up to 65535")
-    if not config.ops.address.strip():
-        raise ConfigError(f"{path}: ops.address is empty; give an address to listen on, such as 127.0.0.1")
+    if config.sandbox.port < 0 or config.sandbox.port > 65535:
+        raise ConfigError(f"{path}: sandbox.port must be 0 (any free port) or a port number up to 65535")
+    _check_ops(path, config.ops)
+
+
+def _check_ops(path: Path, ops: OpsConfig) -> None:
+    for key in ("port", "operator_port"):
+        if getattr(ops, key) > 65535:
+            raise ConfigError(f"{path}: ops.{key} must be 0 (any free port) or a port number up to 65535")
+    for key in ("address", "operator_address"):
+        if not getattr(ops, key).strip():
+            raise ConfigError(f"{path}: ops.{key} is empty; give an address to listen on, such as 127.0.0.1")
+    if ops.operator_page and not ops.enabled:
+        raise ConfigError(f"{path}: ops.operator_page is true but ops.enabled is false; the page is served by the "
+                          "operations endpoint, so set ops.enabled: true too")
+    same_place = ops.operator_address == ops.address and ops.operator_port == ops.port != 0
+    if ops.operator_page and same_place:
+        raise ConfigError(f"{path}: ops.operator_port is ops.port ({ops.port}); give the operator page a port of "
+                          "its own (or 0 for any free one)")
+    for host in ops.allowed_hosts:
+        bare = host_name(host)
+        if not bare or any(mark in host for mark in ("/", " ", "@")) or (":" in bare and not _is_ipv6(bare)):
+            raise ConfigError(f"{path}: ops.allowed_hosts: {host!r} is not a host name or address; give names "
+                              "as a browser or Prometheus writes them in a URL, without scheme, port or path")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 def _check_environment(path: Path, config: Config, urls: dict[str, str | None]) -> None:
@@ -619,6 +662,10 @@ def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> 
         return folder if folder.is_absolute() else (base / folder)
     if type_text.startswith("dict"):
         return _signer_pairs(path, dotted, value)
+    if type_text == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+            raise ConfigError(f"{path}: {dotted} must be a list of names, such as [gateway.example.no, 10.0.0.5]")
+        return tuple(item.strip() for item in value)
     if type_text == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: {dotted} must be true or false, not {value!r}")

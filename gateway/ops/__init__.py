@@ -1,2 +1,2 @@
-"""Operations: heartbeats and the watchdog, metrics and /healthz, disk floors, start-up checks, reload,
-and the operator page (page.py), served on the daemon's operations address."""
+"""Operations: heartbeats and the watchdog, metrics, /healthz and /readyz, disk floors, start-up checks,
+reload, and the operator page (page.py), each served on its own listener behind a Host check."""

@@ -3,6 +3,7 @@ remaining life, and whether the network answers (a warning: intake runs and mess
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import httpx
@@ -40,26 +41,36 @@ def keystore_warnings(config: Config, now: datetime) -> list[str]:
 
 
 def network_endpoints(config: Config) -> dict[str, str]:
-    """The URLs the daemon talks to, by config key."""
+    """The URLs the daemon talks to, by config key: the registry, the token endpoint, and every `..._url`
+    of every enabled channel block (so a channel added to config is probed and measured with no edit here)."""
     urls = {
         "network.service_registry_url": config.network.service_registry_url,
         "network.token_url": config.network.token_url,
-        "channels.dpo.broker_url": config.channels.dpo.broker_url if config.channels.dpo.configured else None,
-        "channels.dpv.correspondence_url": (
-            config.channels.dpv.correspondence_url if config.channels.dpv.configured else None
-        ),
     }
+    for name, block in config.channels.enabled().items():
+        for key in _url_fields(block):
+            urls[f"channels.{name}.{key}"] = getattr(block, key)
     return {key: url for key, url in urls.items() if url}
 
 
 def endpoint_names(config: Config) -> dict[str, str]:
-    """The same URLs by short name (service_registry, token, dpo, dpv): the metrics' and /healthz's labels."""
-    return {_short(key): url for key, url in network_endpoints(config).items()}
+    """The same URLs by short name, the metrics' and /healthz's labels: service_registry, token, a channel's
+    name where its block has one URL (dpo, dpv), else the channel and the URL's name (dpf_svarut, dpf_svarinn)."""
+    return {_short(config, key): url for key, url in network_endpoints(config).items()}
 
 
-def _short(key: str) -> str:
-    section, name, *_rest = key.split(".")
-    return name if section == "channels" else name.removesuffix("_url")
+def _url_fields(block: object) -> list[str]:
+    return [spec.name for spec in dataclasses.fields(block) if spec.name.endswith("_url")]  # type: ignore[arg-type]
+
+
+def _short(config: Config, key: str) -> str:
+    section, name, *rest = key.split(".")
+    if section != "channels":
+        return name.removesuffix("_url")
+    field_name = rest[0]
+    if len(_url_fields(getattr(config.channels, name))) == 1:
+        return name
+    return f"{name}_{field_name.removesuffix('_url')}"
 
 
 def outbound_lines(config: Config) -> list[str]:

@@ -4,11 +4,13 @@
 receiver, drop name and age; `/messages/{message_id}` shows one message's whole history with its
 route and the reason for it, and why it failed or was rejected. Only GET routes: nothing here
 changes anything (the operator's commands do, `efm-gateway retry` and the rest). Every value is
-escaped; no document content is shown (the journal holds none).
+escaped, and national identity numbers are shown as their first six digits (the birth date) and
+*****; no document content is shown (the journal holds none).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote
@@ -24,6 +26,12 @@ from gateway.journal.records import MessageRecord
 from gateway.operator.listing import parse_since, phase_shown
 
 REFRESH_SECONDS = 10
+# An 11-digit run (a fødselsnummer or D-number, valid or mistyped) that is not part of a longer number;
+# message ids (UUIDs) are matched first and kept, their hex groups can hold 11 digits in a row.
+_IDENTITY_NUMBER = re.compile(
+    r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"|(?<!\d)(?P<birth>\d{6})\d{5}(?!\d)"
+)
 LIST_LIMIT = 200
 _HEADERS = {
     # Nothing runs, nothing loads from elsewhere, nothing frames it: the page is text and a form.
@@ -47,6 +55,16 @@ form label { margin-right: 0.8em; }
 """
 
 
+def mask_identity_numbers(text: str) -> str:
+    """Every national identity number in `text` as its first six digits and *****."""
+    return _IDENTITY_NUMBER.sub(lambda found: found["uuid"] or found["birth"] + "*****", text)
+
+
+def shown(value: object) -> str:
+    """A value as the page shows it: national identity numbers masked, then HTML-escaped."""
+    return escape(mask_identity_numbers(str(value)))
+
+
 def page_routes(journal_reader: JournalView, refresh_seconds: int = REFRESH_SECONDS) -> list[BaseRoute]:
     """The page's routes, for the daemon's operations server to mount. `journal_reader` is a read-only
     view opened once the daemon's journal is: `JournalView(config.folders.journal_path, live=True)`."""
@@ -58,7 +76,7 @@ def page_routes(journal_reader: JournalView, refresh_seconds: int = REFRESH_SECO
         message_id = request.path_params["message_id"]
         records = journal_reader.find(message_id)
         if not records:
-            body = f"<p>No message <code>{escape(message_id)}</code> in the journal.</p>"
+            body = f"<p>No message <code>{shown(message_id)}</code> in the journal.</p>"
             return _html(_document(f"No message {message_id}", body, refresh_seconds), status_code=404)
         return _html(_message_page(journal_reader, records, refresh_seconds))
 
@@ -76,9 +94,9 @@ def _document(title: str, body: str, refresh_seconds: int) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta http-equiv=\"refresh\" content=\"{int(refresh_seconds)}\">"
-        f"<title>{escape(title)} · efm-gateway</title><style>{_STYLE}</style></head>"
+        f"<title>{shown(title)} · efm-gateway</title><style>{_STYLE}</style></head>"
         f"<body>{body}<p class=\"note\">Read-only; refreshes every {int(refresh_seconds)} s. "
-        f"Shown at {escape(_time(datetime.now(UTC).timestamp()))} UTC.</p></body></html>\n"
+        f"Shown at {shown(_time(datetime.now(UTC).timestamp()))} UTC.</p></body></html>\n"
     )
 
 
@@ -112,7 +130,7 @@ def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
     parts.append(_counts_table(view))
     parts.append(_filter_form(state, chosen))
     for problem in problems:
-        parts.append(f"<p class=\"FEIL\">{escape(problem)}</p>")
+        parts.append(f"<p class=\"FEIL\">{shown(problem)}</p>")
     if state == "open_failed":
         sections = [("Open messages", "open"), ("Failed, rejected and quarantined", "failed")]
     elif state in STATES:
@@ -122,7 +140,7 @@ def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
         sections = [("All messages", None)]
     for title, section_state in sections:
         lines = view.messages(MessageFilter(state=section_state, **filters), limit=LIST_LIMIT)
-        parts.append(f"<h2 id=\"{escape(section_state or 'all')}\">{escape(title)} ({len(lines)}"
+        parts.append(f"<h2 id=\"{shown(section_state or 'all')}\">{shown(title)} ({len(lines)}"
                      f"{'+' if len(lines) == LIST_LIMIT else ''})</h2>")
         parts.append(_message_table(lines, section_state or "all"))
     return _document("Operator overview", "".join(parts), refresh_seconds)
@@ -132,12 +150,12 @@ def _counts_table(view: JournalView) -> str:
     by_channel = view.counts_by_channel()
     channels = sorted(by_channel)
     phases = [phase.value for phase in Phase if any(phase.value in counts for counts in by_channel.values())]
-    head = "".join(f"<th>{escape(channel)}</th>" for channel in channels)
+    head = "".join(f"<th>{shown(channel)}</th>" for channel in channels)
     rows = []
     for phase in phases:
         cells = "".join(f"<td class=\"n\">{by_channel[channel].get(phase, 0)}</td>" for channel in channels)
         total = sum(by_channel[channel].get(phase, 0) for channel in channels)
-        rows.append(f"<tr data-phase=\"{escape(phase)}\"><th class=\"{escape(phase)}\">{escape(phase)}</th>"
+        rows.append(f"<tr data-phase=\"{shown(phase)}\"><th class=\"{shown(phase)}\">{shown(phase)}</th>"
                     f"{cells}<td class=\"n\">{total}</td></tr>")
     if not rows:
         return "<p>No messages yet.</p>"
@@ -157,7 +175,7 @@ def _filter_form(state: str, chosen: dict[str, str]) -> str:
     )
     fields = f"<label>phase <select name=\"phase\"><option value=\"\">any</option>{phase_options}</select></label>"
     fields += "".join(
-        f"<label>{label} <input name=\"{name}\" value=\"{escape(chosen[name])}\" size=\"{size}\"></label>"
+        f"<label>{label} <input name=\"{name}\" value=\"{shown(chosen[name])}\" size=\"{size}\"></label>"
         for name, label, size in (("channel", "channel", 5), ("receiver", "receiver", 11), ("drop", "drop name", 16),
                                   ("since", "since (2h, 1d, 2026-12-01)", 12))
     )
@@ -176,19 +194,19 @@ def _message_table(lines: list[MessageLine], section: str) -> str:
         phase = phase_shown(record, now)
         note = record.errors[0] if record.errors else record.detail.get("last_error") or ""
         rows.append(
-            f"<tr data-message-id=\"{escape(record.message_id)}\" data-status=\"{escape(current)}\">"
-            f"<td><a href=\"/messages/{quote(record.message_id)}\"><code>{escape(record.message_id)}</code></a></td>"
+            f"<tr data-message-id=\"{shown(record.message_id)}\" data-status=\"{shown(current)}\">"
+            f"<td><a href=\"/messages/{quote(record.message_id)}\"><code>{shown(record.message_id)}</code></a></td>"
             f"<td>{'out' if record.direction == 'out' else 'in'}</td>"
-            f"<td class=\"{escape(current)}\">{escape(current)}</td><td class=\"{escape(phase)}\">{escape(phase)}</td>"
-            f"<td>{escape(record.channel or '-')}</td><td>{escape(record.sender or '-')}</td>"
-            f"<td>{escape(record.receiver or '-')}</td><td>{escape(record.drop_name or '')}</td>"
+            f"<td class=\"{shown(current)}\">{shown(current)}</td><td class=\"{shown(phase)}\">{shown(phase)}</td>"
+            f"<td>{shown(record.channel or '-')}</td><td>{shown(record.sender or '-')}</td>"
+            f"<td>{shown(record.receiver or '-')}</td><td>{shown(record.drop_name or '')}</td>"
             f"<td>{_time(record.created_at)}</td><td>{_time(record.updated_at)}</td>"
-            f"<td>{escape(_clip(note, 160))}</td></tr>"
+            f"<td>{shown(_clip(mask_identity_numbers(note), 160))}</td></tr>"
         )
     head = "".join(f"<th>{name}</th>" for name in (
         "messageId", "dir", "status", "phase", "channel", "sender", "receiver", "drop", "created (UTC)",
         "updated (UTC)", "note"))
-    return f"<table class=\"messages\" data-section=\"{escape(section)}\"><tr>{head}</tr>{''.join(rows)}</table>"
+    return f"<table class=\"messages\" data-section=\"{shown(section)}\"><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _clip(text: str, width: int) -> str:
@@ -202,7 +220,7 @@ def _message_page(view: JournalView, records: list[MessageRecord], refresh_secon
         events = view.events(record.row)
         current = current_status([event.status for event in events])
         direction = "outgoing" if record.direction == "out" else "incoming"
-        parts.append(f"<h1>Message <code>{escape(record.message_id)}</code> ({direction})</h1>")
+        parts.append(f"<h1>Message <code>{shown(record.message_id)}</code> ({direction})</h1>")
         facts = [
             ("current status", str(current or "-")),
             ("phase", phase_shown(record, datetime.now(UTC).timestamp())),
@@ -222,30 +240,30 @@ def _message_page(view: JournalView, records: list[MessageRecord], refresh_secon
             facts.append(("next attempt (UTC)", _time(record.next_attempt_at)))
             facts.append(("last error", str(record.detail.get("last_error", "-"))))
         rows = "".join(
-            f"<tr><th>{escape(name)}</th><td id=\"{escape(name.replace(' ', '-'))}\">{escape(value)}</td></tr>"
+            f"<tr><th>{shown(name)}</th><td id=\"{shown(name.replace(' ', '-'))}\">{shown(value)}</td></tr>"
             for name, value in facts
         )
         parts.append(f"<table class=\"facts\">{rows}</table>")
         history = "".join(
-            f"<tr data-status=\"{escape(event.status)}\"><td>{escape(event.at.isoformat(timespec='seconds'))}</td>"
-            f"<td class=\"{escape(event.status)}\">{escape(event.status)}</td>"
-            f"<td>{escape(event.description or '')}</td>"
-            f"<td>{escape(event.learned.isoformat(timespec='seconds')) if event.learned else ''}</td></tr>"
+            f"<tr data-status=\"{shown(event.status)}\"><td>{shown(event.at.isoformat(timespec='seconds'))}</td>"
+            f"<td class=\"{shown(event.status)}\">{shown(event.status)}</td>"
+            f"<td>{shown(event.description or '')}</td>"
+            f"<td>{shown(event.learned.isoformat(timespec='seconds')) if event.learned else ''}</td></tr>"
             for event in events
         )
         parts.append("<h2>History</h2><table id=\"history\"><tr><th>time</th><th>status</th><th>description</th>"
                      f"<th>learned</th></tr>{history}</table>")
         if record.errors:
             heading = "Why it was rejected" if record.phase == Phase.REJECTED else "Why it failed"
-            items = "".join(f"<li>{escape(error)}</li>" for error in record.errors)
+            items = "".join(f"<li>{shown(error)}</li>" for error in record.errors)
             parts.append(f"<h2>{heading}</h2><ul id=\"errors\">{items}</ul>")
         if record.detail.get("previous_errors"):
-            items = "".join(f"<li>{escape(str(error))}</li>" for error in record.detail["previous_errors"])
+            items = "".join(f"<li>{shown(str(error))}</li>" for error in record.detail["previous_errors"])
             parts.append(f"<h2>Earlier errors</h2><ul>{items}</ul>")
         if record.detail.get("operator"):
             items = "".join(
-                f"<li>{escape(str(action.get('at', '?')))} {escape(str(action.get('action', '?')))}: "
-                f"{escape(str(action.get('what', '')))}</li>" for action in record.detail["operator"]
+                f"<li>{shown(str(action.get('at', '?')))} {shown(str(action.get('action', '?')))}: "
+                f"{shown(str(action.get('what', '')))}</li>" for action in record.detail["operator"]
             )
             parts.append(f"<h2>Operator actions</h2><ul id=\"operator\">{items}</ul>")
         hint = _command_hint(record)
@@ -260,5 +278,5 @@ def _command_hint(record: MessageRecord) -> str:
     }.get(record.phase)
     if command is None or (command == "retry" and record.direction != "out"):
         return ""
-    return f"On the gateway's host: <code>efm-gateway {command} {escape(record.message_id)}</code>"
+    return f"On the gateway's host: <code>efm-gateway {command} {shown(record.message_id)}</code>"
 

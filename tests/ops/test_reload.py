@@ -22,6 +22,10 @@ def test_a_new_log_level_and_scan_interval_take_effect_without_a_restart(tmp_pat
     try:
         base = daemon.endpoint()
         pid = daemon.process.pid
+        # The intake thread's first scan runs at once, after the endpoint is named: a drop made before it
+        # ends would be taken by it, not by the new interval.
+        daemon.wait_log("efm-gateway is running")
+        time.sleep(0.5)
         make_folder_drop(outbox, "first")
         time.sleep(2)
         assert (outbox / "first").exists(), "an hour's scan interval: nothing is taken yet"
