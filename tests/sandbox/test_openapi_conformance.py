@@ -4,8 +4,8 @@ Every exchange with the broker, the correspondence service and SvarUt/SvarInn is
 sandbox server (`SandboxServer.observe`) and checked, request and answer, with openapi-core
 (openapi_check.py): in a sample run of two real gateways (DPO to the automatic peer and between the two
 gateways with a kvittering and a reply, DPF to the municipality and its reply through SvarInn, DPV to an
-Altinn mailbox until it is read), and for the error answers a gateway meets in normal life, provoked
-with the gateway's own clients.
+Altinn mailbox until it is read), for the error answers a gateway meets in normal life, and for the
+calls the sandbox serves that the sample run does not make, both provoked with the gateway's own clients.
 """
 
 from __future__ import annotations
