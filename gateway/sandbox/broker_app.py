@@ -35,7 +35,8 @@ from starlette.routing import Route
 
 from gateway.channels.dpo.client import BROKER_READ_SCOPE, BROKER_WRITE_SCOPE
 from gateway.clock import Clock
-from gateway.sandbox.auth import ALTINN, AccessTokens, Caller, Unauthorised, problem, unauthorised_handler
+from gateway.sandbox.altinn_problem import download_errors, problem, unauthorised_handler
+from gateway.sandbox.auth import ALTINN, AccessTokens, Caller, Unauthorised
 from gateway.sandbox.broker_form import FORM_NAMES, MAX_FILE_TRANSFER_SIZE, FormProblem, OneShotForm
 from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.broker_store import BrokerStore, FileTransfer, NewTransfer
@@ -329,7 +330,7 @@ def broker_app(store: BrokerStore, access_tokens: AccessTokens, catalogue: Sandb
             Route("/api/v1/filetransfer/{file_transfer_id}/upload", upload, methods=["POST"]),
             Route("/api/v1/filetransfer/{file_transfer_id}", overview, methods=["GET"]),
             Route("/api/v1/filetransfer/{file_transfer_id}/details", overview, methods=["GET"]),
-            Route("/api/v1/filetransfer/{file_transfer_id}/download", download, methods=["GET"]),
+            Route("/api/v1/filetransfer/{file_transfer_id}/download", download_errors(download), methods=["GET"]),
             Route("/api/v1/filetransfer/{file_transfer_id}/confirmdownload", confirm_download,
                   methods=["POST"]),
             Route("/_sandbox/stats", stats, methods=["GET"]),

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import timedelta
-from http import HTTPStatus
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from python_multipart.exceptions import FormParserError
@@ -52,7 +51,9 @@ from gateway.channels.dpv.client import (
     PERSON_URN,
 )
 from gateway.clock import Clock
-from gateway.sandbox.auth import ALTINN, AccessTokens, Caller, Unauthorised, unauthorised_handler
+from gateway.sandbox.altinn_problem import download_errors, unauthorised_handler
+from gateway.sandbox.altinn_problem import problem as altinn_problem
+from gateway.sandbox.auth import ALTINN, AccessTokens, Caller, Unauthorised
 from gateway.sandbox.catalogue import DPV_RESOURCES, SandboxCatalogue
 from gateway.sandbox.correspondence_form import UploadForm, UploadProblem
 from gateway.sandbox.correspondence_records import CorrespondenceOptions, RecordedNotification, StoredCorrespondence
@@ -76,11 +77,7 @@ ROLES = ("Recipient", "Sender", "RecipientAndSender")
 
 def problem(status: int, detail: str, code: int = 0) -> JSONResponse:
     """An RFC 7807 ProblemDetails, with Altinn's error number as `errorCode` where it has one."""
-    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-                            "detail": detail}
-    if code:
-        body["errorCode"] = code
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return altinn_problem(status, None, detail, code)
 
 
 def not_found(correspondence_id: str) -> JSONResponse:
@@ -136,7 +133,8 @@ def _common_json(correspondence: StoredCorrespondence) -> dict[str, Any]:
          "checksum": a.checksum, "sendersReference": a.senders_reference, "id": a.id,
          "dataLocationType": "AltinnCorrespondenceAttachment", "created": a.created, "status": "Published",
          "statusText": "Attachment is published", "statusChanged": a.created, "dataType": a.data_type,
-         "expirationTime": None}
+         # A date-time, never null, in the description: Altinn keeps an attachment for a limited time.
+         "expirationTime": (datetime.fromisoformat(a.created) + ATTACHMENT_LIFETIME).isoformat()}
         for a in correspondence.attachments
     ]}
     return body | {
@@ -276,8 +274,8 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
         attachment = next((a for a in found.attachments if a.id == attachment_id), None) if found else None
         if attachment is None:
             return problem(404, f"The requested attachment was not found ({attachment_id})", 2001)
-        return FileResponse(attachment.path, media_type=attachment.data_type or "application/octet-stream",
-                            filename=attachment.file_name)
+        # As the description has it: the bytes as application/octet-stream, whatever the attachment's dataType.
+        return FileResponse(attachment.path, media_type="application/octet-stream", filename=attachment.file_name)
 
     async def sandbox_notifications(request: Request) -> Response:
         everything = request.query_params.get("all", "").lower() == "true"
@@ -315,7 +313,8 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
             Route(f"{base}/{{correspondence_id}}/details", details, methods=["GET"]),
             Route(f"{base}/{{correspondence_id}}/markasread", mark_as_read, methods=["POST"]),
             Route(f"{base}/{{correspondence_id}}/confirm", confirm, methods=["POST"]),
-            Route(f"{base}/{{correspondence_id}}/attachment/{{attachment_id}}/download", download, methods=["GET"]),
+            Route(f"{base}/{{correspondence_id}}/attachment/{{attachment_id}}/download", download_errors(download),
+                  methods=["GET"]),
             Route("/_sandbox/notifications", sandbox_notifications, methods=["GET"]),
             Route("/_sandbox/correspondences", sandbox_correspondences, methods=["GET"]),
             Route("/_sandbox/correspondences/{correspondence_id}/markasread", sandbox_mark_as_read,

@@ -18,6 +18,7 @@ from gateway.channels.dpv.models import NOTIFICATION_CHANNELS, NOTIFICATION_TEMP
 from gateway.sandbox.correspondence_form import UploadedFile, UploadForm, bad_request
 
 LANGUAGES = ("nb", "nn", "en")
+ENUM_ECHOES = frozenset({"emailContentType", "notificationChannel", "reminderNotificationChannel"})
 EMAIL_CONTENT_TYPES = ("Plain", "Html")
 REFERENCE_TYPES = ("Generic", "AltinnAppInstance", "AltinnBrokerFileTransfer", "DialogportenDialogId",
                    "DialogportenProcessId")
@@ -90,7 +91,7 @@ class NotificationOrder:
 
     def echo(self) -> dict[str, Any]:
         """The InitializeCorrespondenceNotificationExt that `/details` shows."""
-        return {
+        echoed = {
             "notificationTemplate": self.template, "emailSubject": self.email_subject,
             "emailBody": self.email_body, "emailContentType": self.email_content_type,
             "smsBody": self.sms_body, "sendReminder": self.send_reminder,
@@ -99,6 +100,9 @@ class NotificationOrder:
             "reminderNotificationChannel": self.reminder_channel, "sendersReference": self.senders_reference,
             "requestedSendTime": self.requested_send_time.isoformat() if self.requested_send_time else None,
         }
+        # The description gives these enums no null (NotificationChannelExt, EmailContentType): one the upload
+        # did not set is left out, where the real API may send null. A client reads both alike.
+        return {key: value for key, value in echoed.items() if value is not None or key not in ENUM_ECHOES}
 
 
 @dataclass(frozen=True)

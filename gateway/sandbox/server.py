@@ -9,7 +9,8 @@
 `SandboxServer` runs uvicorn in a background thread (the aiosmtpd controller pattern): the same
 object serves `efm-gateway sandbox` (through `serve_forever`) and the test fixtures. It listens on
 loopback only. Other sandbox services plug in through `extra_apps` without touching this file. Every
-app, extra ones included, sits behind the fault-injection middleware (`SandboxServer.faults`).
+app, extra ones included, sits behind the fault-injection middleware (`SandboxServer.faults`). Tests may
+watch every answer the apps give (`observe`, observer.py); unobserved, nothing stands in the way.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.broker_store import BrokerStore
 from gateway.sandbox.catalogue import SandboxCatalogue
 from gateway.sandbox.faults import FaultInjector, FaultMiddleware, FaultPlan, control_route, uvicorn_transport_finder
+from gateway.sandbox.observer import Observer, ObservingMiddleware
 from gateway.sandbox.registry_app import registry_app
 from gateway.sandbox.signing import SandboxSigningKey
 from gateway.sandbox.token_app import GrantVerifier, token_app
@@ -111,6 +113,9 @@ class SandboxServer:
         self._server: ThreadedUvicorn | None = None
         self._thread: threading.Thread | None = None
         self._store: BrokerStore | None = None
+        self._observer: Observer | None = None
+        self._routed: ASGIApp | None = None  # the apps, inside the fault middleware
+        self._faulted: FaultMiddleware | None = None
 
     # Where the services are, for config.yaml and for clients.
     @property
@@ -167,8 +172,22 @@ class SandboxServer:
         ]
         routes += [Mount(prefix, factory(context)) for prefix, factory in self.extra_apps.items()]
         routes.append(control_route(self.faults))
-        app = FaultMiddleware(Starlette(routes=routes), self.faults, uvicorn_transport_finder(self._open_connections))
-        return DateHeader(app, self.clock)
+        self._routed = Starlette(routes=routes)
+        self._faulted = FaultMiddleware(self._observed(), self.faults, uvicorn_transport_finder(self._open_connections))
+        return DateHeader(self._faulted, self.clock)
+
+    def _observed(self) -> ASGIApp:
+        assert self._routed is not None
+        if self._observer is None:
+            return self._routed
+        return ObservingMiddleware(self._routed, self._observer)
+
+    def observe(self, observer: Observer | None) -> None:
+        """Hand every request the apps answer, with its answer, to `observer` (None: stop watching); before
+        or after `start`. The apps' own answers are seen, before any injected fault changes them."""
+        self._observer = observer
+        if self._faulted is not None:
+            self._faulted.app = self._observed()
 
     def start(self) -> None:
         if self._thread is not None:

@@ -204,7 +204,7 @@ def test_a_form_lacking_or_spoiling_a_field_is_refused_with_400(
 ) -> None:
     response = post_form(sandbox, token_client, http, multipart(parts))
     assert response.status_code == 400, response.text
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == "application/json", "the description's media type for errors"
     assert re.search(expected, response.json()["detail"]), response.json()["detail"]
     assert "ref-one-shot-bad-form" not in stats(sandbox, http)["initialisedByReference"]
     assert leftovers(sandbox) == []

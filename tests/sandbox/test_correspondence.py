@@ -255,7 +255,8 @@ def test_without_a_token_401_and_without_the_scope_403(
 ) -> None:
     url = f"{api_url(dpv_sandbox)}/correspondence/upload"
     answer = http.post(url, files={"attachments": ("a.txt", b"x")})
-    assert answer.status_code == 401 and answer.headers["content-type"] == "application/problem+json"
+    # ProblemDetails as application/json: the media type the OpenAPI description gives every error
+    assert answer.status_code == 401 and answer.headers["content-type"] == "application/json"
     reader = CorrespondenceClient(api_url(dpv_sandbox), tokens(SENDER, (CORRESPONDENCE_READ_SCOPE,)), http)
     with pytest.raises(PermanentChannelError, match=r"HTTP 403.*altinn:correspondence.write"):
         upload(reader, new_id())
