@@ -14,13 +14,14 @@ import httpx
 
 from gateway.altinn_tokens import AltinnTokens
 from gateway.clock import Clock
-from gateway.maskinporten import Maskinporten, SystemUser, TokenClient
+from gateway.maskinporten import GrantKey, Maskinporten, SystemUser, TokenClient
 
 
 class Authorisation:
     def __init__(self, maskinporten: Maskinporten, altinn_exchange_url: str | None, http: httpx.Client,
-                 clock: Clock) -> None:
+                 clock: Clock, altinn_key: GrantKey | None = None) -> None:
         self.maskinporten_client = maskinporten
+        self.altinn_key = altinn_key  # a registered key (kid) for the Altinn grants; None: the certificate
         self.altinn_exchange_url = altinn_exchange_url
         self.http = http
         self.clock = clock
@@ -40,8 +41,8 @@ class Authorisation:
         with self._lock:
             tokens = self._altinn.get(key)
             if tokens is None:
-                tokens = AltinnTokens(self.altinn_exchange_url, self.maskinporten(scopes, system_user), self.http,
-                                      self.clock)
+                grant = self.maskinporten_client.tokens(scopes, system_user=system_user, key=self.altinn_key)
+                tokens = AltinnTokens(self.altinn_exchange_url, grant, self.http, self.clock)
                 self._altinn[key] = tokens
             return tokens
 

@@ -170,6 +170,11 @@ class NetworkConfig:
     token_audience: str | None = None  # Maskinporten's issuer; by default the token URL's parent, ending in /
     client_id: str | None = None  # the Maskinporten client's id; required outside the sandbox
     altinn_exchange_url: str | None = None  # Maskinporten token -> Altinn token, for DPO and DPV
+    # A key registered on the Maskinporten client (its kid, and the private key as PEM): the Altinn grants (DPO,
+    # DPV) name it instead of carrying the certificate, as the reference's JWK mode does for synthetic test
+    # organisations that have no enterprise certificate of their own. The rest keep the certificate.
+    jwk_key_id: str | None = None
+    jwk_private_key: Path | None = None
     # Kept for configurations written before the channels section: the same as channels.dpo.broker_url,
     # channels.dpo.resource and channels.dpo.inbound_poll_seconds.
     broker_url: str | None = None
@@ -524,6 +529,12 @@ def _is_ipv6(text: str) -> bool:
 
 def _check_environment(path: Path, config: Config, urls: dict[str, str | None]) -> None:
     network = config.network
+    if (network.jwk_key_id is None) != (network.jwk_private_key is None):
+        raise ConfigError(f"{path}: network.jwk_key_id and network.jwk_private_key go together; give both (the kid "
+                          "registered on the Maskinporten client and its private key) or neither")
+    if network.jwk_private_key is not None and not network.jwk_private_key.is_file():
+        raise ConfigError(f"{path}: network.jwk_private_key ({network.jwk_private_key}) is not a readable file; give "
+                          "the PEM file of the key registered on the Maskinporten client")
     if network.environment != SANDBOX:
         if not network.client_id:
             raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
 from gateway.authorisation import Authorisation
 from gateway.clock import Clock
@@ -64,6 +65,14 @@ def authorisation_for(config: Config, identity: OrgIdentity, http: httpx.Client,
     x5c), and the Altinn exchange, as network.* sets them."""
     network = config.network
     assert network.token_url
+    altinn_key = None
+    if network.jwk_key_id and network.jwk_private_key:
+        try:
+            registered = serialization.load_pem_private_key(network.jwk_private_key.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"network.jwk_private_key: {network.jwk_private_key} holds no readable unencrypted "
+                              f"PEM private key ({exc})") from None
+        altinn_key = GrantKey(registered, key_id=network.jwk_key_id)
     maskinporten = Maskinporten(
         token_url=network.token_url,
         audience=network.token_audience or issuer_of(network.token_url),
@@ -72,4 +81,4 @@ def authorisation_for(config: Config, identity: OrgIdentity, http: httpx.Client,
         http=http,
         clock=clock,
     )
-    return Authorisation(maskinporten, network.altinn_exchange_url, http, clock)
+    return Authorisation(maskinporten, network.altinn_exchange_url, http, clock, altinn_key=altinn_key)

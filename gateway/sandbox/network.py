@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity
 from gateway.errors import ConfigError
@@ -191,6 +193,11 @@ class SandboxNetwork:
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
         }
 
+    def jwk_settings(self, orgnr: str) -> dict[str, str]:
+        """network.jwk_key_id and jwk_private_key of the key registered on `orgnr`'s client (JWK mode)."""
+        key_id, path = registered_jwk(self.pki, orgnr)
+        return {"jwk_key_id": key_id, "jwk_private_key": str(path)}
+
     def config_snippet(self, orgnr: str) -> dict[str, Any]:
         """gateway_settings plus the organisation block: the part of config.yaml to paste."""
         return {"organisation": {"orgnr": orgnr, "name": self.organisations[orgnr]}, **self.gateway_settings(orgnr)}
@@ -211,6 +218,8 @@ class SandboxNetwork:
                 orgnr: {"name": name, "role": _role(orgnr, self)} for orgnr, name in self.organisations.items()
             },
             "gateways": {orgnr: self.config_snippet(orgnr) for orgnr in self.gateways},
+            # Keys registered on the gateways' Maskinporten clients, for network.jwk_key_id/jwk_private_key.
+            "maskinporten_keys": {orgnr: self.jwk_settings(orgnr) for orgnr in self.gateways},
             "peers": {orgnr: {"name": self.organisations[orgnr], "reply": peer.reply}
                       for orgnr, peer in self.peers.items()},
         }
@@ -242,6 +251,19 @@ class SandboxNetwork:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def registered_jwk(pki: DevPki, orgnr: str) -> tuple[str, Path]:
+    """The key registered on `orgnr`'s sandbox Maskinporten client (its kid, and its PEM file), made once."""
+    path = pki.folder / f"{orgnr}-maskinporten-jwk.pem"
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(pem)
+    return f"sandbox-jwk-{orgnr}", path
 
 
 def _role(orgnr: str, network: SandboxNetwork) -> str:
@@ -343,6 +365,11 @@ def start_network(
         correspondence_service.close()
         raise
     network = SandboxNetwork(server, {}, pki, data_dir, gateways, names, correspondence_service, svarut_service)
+    for orgnr in gateways:
+        key_id, key_file = registered_jwk(pki, orgnr)
+        registered = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        assert isinstance(registered, rsa.RSAPrivateKey)
+        server.grants.register_key(key_id, registered.public_key(), orgnr)
     try:
         for orgnr, name in municipalities.items():
             municipality = MunicipalityPeer(

@@ -34,11 +34,12 @@ from gateway.errors import PermanentChannelError
 from gateway.sandbox.network import SandboxNetwork, start_network
 from gateway.sandbox.observer import Exchange
 from gateway.sandbox.svarut_store import account_id_for, integration_id_for, password_for
-from gateway.tokens import TokenClient
+from gateway.tokens import TokenSource
 from tests.dpo.network import Gateway, wait
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.sandbox.openapi_check import Verdict, check, observed_service, report
+from tests.sandbox.support import Credentials, tokens_for
 
 A, B = "991825827", "910077473"  # the sandbox's two gateway organisations
 PEER = "910075918"  # the automatic DPO peer
@@ -243,15 +244,16 @@ def test_every_answer_of_a_sample_run_is_as_the_descriptions_say(recorded, tmp_p
 
 # The error answers a gateway meets in normal life.
 
-def _tokens(network: SandboxNetwork, http: httpx.Client, orgnr: str, scopes: tuple[str, ...]) -> TokenClient:
+def _tokens(network: SandboxNetwork, http: httpx.Client, orgnr: str, scopes: tuple[str, ...],
+            system_user: bool = False) -> TokenSource:
+    """An Altinn token for Altinn scopes, a Maskinporten token for the others, as the gateway makes them."""
     identity = dev_identity(network.pki, orgnr)
-    chain = [identity.certificate, *(c for c in identity.chain if c.subject != c.issuer)]
-    return TokenClient(network.server.token_url, network.server.token_audience, f"openapi-{orgnr}",
-                       identity.private_key, chain, scopes, http)
+    return tokens_for(network.server, Credentials(identity.private_key, [identity.certificate]), orgnr, scopes, http,
+                      system_user=system_user)
 
 
 def _broker(network: SandboxNetwork, http: httpx.Client, orgnr: str) -> BrokerClient:
-    tokens = _tokens(network, http, orgnr, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE)).for_system_user(orgnr)
+    tokens = _tokens(network, http, orgnr, (BROKER_READ_SCOPE, BROKER_WRITE_SCOPE), system_user=True)
     return BrokerClient(network.server.broker_url, tokens, http)
 
 
