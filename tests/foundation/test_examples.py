@@ -166,6 +166,8 @@ def test_check_config_passes_the_example_and_probes_only_its_environments_hosts(
         "network.token_url": config.network.token_url,
         "channels.dpo.broker_url": config.channels.dpo.broker_url,
         "channels.dpv.correspondence_url": config.channels.dpv.correspondence_url,
+        "channels.dpf.svarut_url": config.channels.dpf.svarut_url,
+        "channels.dpf.svarinn_url": config.channels.dpf.svarinn_url,
     }
     # The only warnings are the probes the proxy refused; nothing else speaks of an error.
     warnings = [line for line in lines if line.startswith("warning:")]
