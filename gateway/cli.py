@@ -8,7 +8,9 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.exitcodes import ExitCode, summary
@@ -31,7 +33,18 @@ def version() -> str:
         return "unknown (not installed: run from a source tree)"
 
 
-def config_path(given: Path | None, environ: dict[str, str] | os._Environ[str]) -> tuple[Path, str]:
+class _PrintVersion(argparse.Action):
+    """--version, looked up only when asked for: every other start stays as quick as it can be."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the installed version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        print(f"efm-gateway {version()}")
+        parser.exit()
+
+
+def config_path(given: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
     """The config.yaml to use and where that choice came from: --config, else $EFM_GATEWAY_CONFIG, else
     /etc/efm-gateway/config.yaml."""
     if given is not None:
@@ -49,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "through its channel, writes status files, and delivers received messages to an inbox folder.",
         epilog=summary() + " Results go to stdout, errors to stderr.",
     )
-    parser.add_argument("--version", action="version", version=f"efm-gateway {version()}")
+    parser.add_argument("--version", action=_PrintVersion)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -263,8 +263,9 @@ def status(args: argparse.Namespace) -> int:
                 return ExitCode.NOT_FOUND
             if args.json:
                 _print_json(json_forms.stories(view, records, now))
-            for record in records if not args.json else ():
-                print("\n".join(message_story(view, record, now)))
+            else:
+                for record in records:
+                    print("\n".join(message_story(view, record, now)))
             return ExitCode.OK
         state = "failed" if args.failed else "open" if args.open else None
         message_filter = MessageFilter(
