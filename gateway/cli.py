@@ -1,16 +1,58 @@
-"""The efm-gateway command line."""
+"""The efm-gateway command line: results on stdout, errors on stderr, the exit statuses of gateway.exitcodes."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.exitcodes import ExitCode, summary
 from gateway.journal.phases import Phase
 from gateway.logsetup import configure_logging
 
-DEFAULT_CONFIG = Path("config.yaml")
+CONFIG_VARIABLE = "EFM_GATEWAY_CONFIG"
+SYSTEM_CONFIG = Path("/etc/efm-gateway/config.yaml")
+# Long-running commands log to stdout (the journal under systemd); the others keep stdout for their results.
+LOGS_TO_STDOUT = ("run", "sandbox")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("efm-gateway")
+    except PackageNotFoundError:
+        return "unknown (not installed: run from a source tree)"
+
+
+class _PrintVersion(argparse.Action):
+    """--version, looked up only when asked for: every other start stays as quick as it can be."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the installed version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        print(f"efm-gateway {version()}")
+        parser.exit()
+
+
+def config_path(given: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """The config.yaml to use and where that choice came from: --config, else $EFM_GATEWAY_CONFIG, else
+    /etc/efm-gateway/config.yaml."""
+    if given is not None:
+        return given, "--config"
+    from_environment = environ.get(CONFIG_VARIABLE, "")
+    if from_environment:
+        return Path(from_environment), f"${CONFIG_VARIABLE}"
+    return SYSTEM_CONFIG, f"the default: no --config given and ${CONFIG_VARIABLE} is not set"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,13 +60,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="efm-gateway",
         description="A file-drop eFormidling integration point: watches an outbox folder, sends each message "
         "through its channel, writes status files, and delivers received messages to an inbox folder.",
+        epilog=summary() + " Results go to stdout, errors to stderr.",
     )
+    parser.add_argument("--version", action=_PrintVersion)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(
-            "--config", type=Path, default=DEFAULT_CONFIG, help="path of config.yaml (default: %(default)s)"
+            "--config", type=Path, default=None,
+            help=f"path of config.yaml (default: ${CONFIG_VARIABLE}, else {SYSTEM_CONFIG})",
         )
+        return sub
+
+    def with_json(sub: argparse.ArgumentParser, what: str) -> argparse.ArgumentParser:
+        sub.add_argument("--json", action="store_true", help=f"print {what} as one JSON document (keys in the README)")
         return sub
 
     with_config(
@@ -35,13 +84,18 @@ def _parser() -> argparse.ArgumentParser:
             "inbox. Logs go to stdout (journald under systemd).",
         )
     )
-    with_config(
+    check = with_json(with_config(
         commands.add_parser(
             "check-config",
             help="check config.yaml, the folders and the keys, then exit",
             description="Check config.yaml, create or check every folder, and report any problem in one line. "
             "Exit status 0 when the daemon could start.",
         )
+    ), "the results")
+    check.add_argument(
+        "--online", action="store_true",
+        help="also ask every endpoint once with its real authentication (Maskinporten, the Altinn exchange, the "
+        "registry's certificate for us, each channel), and compare the clock; nothing is changed anywhere",
     )
     sandbox = commands.add_parser(
         "sandbox",
@@ -75,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     validate.add_argument("drop", type=Path, help="a drop folder, or a flat drop's sidecar file")
+    with_json(validate, "the verdict and the route")
     status = with_config(
         commands.add_parser(
             "status",
@@ -95,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--since", metavar="WHEN", help="only messages created since: an age (30m, 2h, 1d) or a "
                         "date or time (2026-12-01, 2026-12-01T08:00; UTC unless it says otherwise)")
     status.add_argument("--limit", type=int, default=50, help="how many to list (default: %(default)s)")
+    with_json(status, "the messages")
     operator_commands = {
         "retry": (
             "send a message again now",
@@ -122,9 +178,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def hold_reloads() -> threading.Event:
+    """Catch SIGHUP from the first moment of `run`: a reload asked for while the daemon is still starting (the
+    sandbox network, the journal) is kept and done once it runs, where Python's default would end the process."""
+    asked = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: asked.set())
+    return asked
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (gateway.exitcodes). A closed stdout ends it quietly."""
+    try:
+        code = _run_command(argv)
+        sys.stdout.flush()  # a pipe's reader that has gone shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # Nothing more reaches the reader; point stdout at /dev/null so the interpreter's own flush at exit
+        # does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.PIPE_CLOSED
+
+
+def _run_command(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging()  # until config.yaml says otherwise (logging.level, logging.format)
+    if args.command == "run":
+        args.reload_requested = hold_reloads()
+    if "config" in args:
+        args.config, args.config_origin = config_path(args.config, os.environ)
+    args.log_stream = sys.stdout if args.command in LOGS_TO_STDOUT else sys.stderr
+    configure_logging(stream=args.log_stream)  # until config.yaml says otherwise (logging.level, logging.format)
     try:
         from gateway import commands
 
@@ -132,7 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except GatewayError as exc:
         print(f"efm-gateway: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        raise
+    except Exception:
+        traceback.print_exc()
+        print("efm-gateway: an unexpected error (a bug); please report it with the lines above", file=sys.stderr)
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":

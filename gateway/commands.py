@@ -4,24 +4,77 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import os
+import pwd
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway.clock import SystemClock
 from gateway.config import Config, KeystoreConfig, TrustConfig, load_config
+from gateway.errors import ConfigError, GatewayError, JournalError
+from gateway.exitcodes import ExitCode
 from gateway.folders import prepare_folders
 from gateway.fsio import text_name
 from gateway.intake.dryrun import judge_in_place
 from gateway.logsetup import configure_logging
 
+if TYPE_CHECKING:
+    from gateway.config_check import Finding
+    from gateway.intake.validate import Verdict
+    from gateway.operator.route_check import RouteAnswer
+
 log = logging.getLogger("efm-gateway")
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    configure_logging(config.logging.level, config.logging.format)
+    problem = _unreadable(args.config, args.config_origin)
+    if problem:
+        raise ConfigError(f"{args.config} ({args.config_origin}): {problem}")
+    try:
+        config = load_config(args.config)
+    except PermissionError as exc:  # a file config.yaml names, checked as it is read (a DPF password file, say)
+        raise ConfigError(
+            f"{args.config}: {exc.filename} cannot be read by user {_user()} (permission denied); run the command "
+            "as a user who may read it (root, outside the service)"
+        ) from None
+    configure_logging(config.logging.level, config.logging.format, stream=args.log_stream)
     return config
+
+
+def _unreadable(path: Path, origin: str) -> str | None:
+    """Why config.yaml at `path` (chosen by `origin`) cannot be read, and what to do; or None."""
+    try:
+        with open(path, "rb"):
+            return None
+    except PermissionError:
+        return (f"cannot read it (permission denied for user {_user()}); run the command as the service's user "
+                "(sudo -u efm-gateway efm-gateway ...) or as root")
+    except OSError as exc:
+        problem = {FileNotFoundError: "no such file", IsADirectoryError: "it is a folder, not a file"}.get(
+            type(exc), f"cannot read it ({exc.strerror})")
+    hint = {
+        "--config": "check the path given to --config",
+        "$EFM_GATEWAY_CONFIG": "set EFM_GATEWAY_CONFIG to your config.yaml, or pass --config",
+    }.get(origin, "pass --config with the path of your config.yaml, or set EFM_GATEWAY_CONFIG to it")
+    return f"{problem}; {hint}"
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+def _error(text: str) -> None:
+    print(f"efm-gateway: {text}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     if not config.sandbox.enabled:
-        Daemon(config).run_forever()
-        return 0
+        Daemon(config).run_forever(args.reload_requested)
+        return ExitCode.OK
     # The sandbox runs beside the daemon in this process; the daemon itself only sees URLs and keys.
     from gateway.sandbox.faults import load_fault_plan
     from gateway.sandbox.network import DEFAULT_GATEWAYS, start_network
@@ -48,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
         Daemon(
             with_network_settings(config, settings),
             load=lambda path: with_network_settings(load_config(path), settings),
-        ).run_forever()
+        ).run_forever(args.reload_requested)
     finally:
         network.stop()
-    return 0
+    return ExitCode.OK
 
 
 def with_network_settings(config: Config, settings: dict) -> Config:
@@ -79,7 +132,7 @@ def sandbox(args: argparse.Namespace) -> int:
 
     faults = load_fault_plan(args.faults) if args.faults else None
     serve_network_forever(args.data, args.port, reply=args.reply, faults=faults)
-    return 0
+    return ExitCode.OK
 
 
 def dev_certs(args: argparse.Namespace) -> int:
@@ -92,69 +145,99 @@ def dev_certs(args: argparse.Namespace) -> int:
         problem = orgnr_problem(orgnr)
         if problem:
             print(f"efm-gateway dev-certs: {problem}", file=sys.stderr)
-            return 2
+            return ExitCode.CONFIG
         organisations[orgnr] = name or f"Testorganisasjon {orgnr}"
     pki = create_dev_pki(args.out, organisations)
     print(f"test CA: {pki.ca_certificate}")
     print(f"trust bundle (trust.ca_bundle): {pki.trust_bundle}")
     for orgnr in organisations:
         print(f"{orgnr}: keystore {args.out / (orgnr + '.p12')} (password {P12_PASSWORD!r})")
-    return 0
+    return ExitCode.OK
 
 
 def check_config(args: argparse.Namespace) -> int:
-    config = _config(args)
-    prepare_folders(config)
-    if config.keystore.configured:
-        from gateway.credentials import load_identity
-        from gateway.ops.checks import keystore_warnings
+    """The daemon's start-up checks, each a finding (gateway.config_check) that the text and --json both print."""
+    from gateway.config_check import (
+        Finding,
+        document,
+        folders_check,
+        keystore_check,
+        online_findings,
+        reachability_check,
+        run_checks,
+    )
 
-        now = SystemClock().now()
-        identity = load_identity(config, now)
-        for warning in keystore_warnings(config, now):
-            print(f"warning: {warning}")
-        print(
-            f"keystore: OK (organisation {identity.orgnr}, "
-            f"valid until {identity.certificate.not_valid_after_utc:%Y-%m-%d})"
-        )
-    elif config.network_configured:
-        print(
-            "efm-gateway: keystore is missing; the network section needs the organisation's certificate",
-            file=sys.stderr,
-        )
-        return 2
-    if config.sandbox.faults:
-        from gateway.sandbox.faults import load_fault_plan
+    try:
+        config = _config(args)
+    except GatewayError as exc:
+        findings = [Finding("error", "config", str(exc))]
+    else:
+        checks = [
+            ("folders", folders_check),
+            ("keystore", keystore_check(SystemClock().now())),
+            ("sandbox.faults", _faults_check),
+            ("network", reachability_check),
+        ]
+        findings = run_checks(config, checks)
+        if getattr(args, "online", False) and not any(finding.level == "error" for finding in findings):
+            findings[-1:-1] = online_findings(config, SystemClock())
+    for finding in findings:
+        if finding.level == "error":
+            _error(finding.text)
+        elif not args.json:
+            print(finding.line())
+    if args.json:
+        _print_json(document(str(args.config), findings))
+    if any(finding.level == "error" for finding in findings):
+        online_only = all(finding.online for finding in findings if finding.level == "error")
+        return ExitCode.ONLINE_CHECK_FAILED if online_only else ExitCode.CONFIG
+    return ExitCode.OK
 
-        rules = load_fault_plan(config.sandbox.faults).rules
-        plural = "" if len(rules) == 1 else "s"
-        print(f"sandbox.faults: OK ({len(rules)} fault rule{plural} in {config.sandbox.faults})")
-    if config.network_configured:
-        from gateway.ops.checks import outbound_lines, reachability_warnings
 
-        print("\n".join(outbound_lines(config)))
-        for warning in reachability_warnings(config):
-            print(f"warning: {warning}")
-    print(f"{args.config}: OK (organisation {config.organisation.orgnr}, outbox {config.folders.outbox})")
-    return 0
+def _faults_check(config: Config) -> list[Finding]:
+    from gateway.config_check import Finding
+
+    if not config.sandbox.faults:
+        return []
+    from gateway.sandbox.faults import load_fault_plan
+
+    rules = load_fault_plan(config.sandbox.faults).rules
+    plural = "" if len(rules) == 1 else "s"
+    return [Finding("ok", "sandbox.faults",
+                    f"sandbox.faults: OK ({len(rules)} fault rule{plural} in {config.sandbox.faults})")]
 
 
 def validate(args: argparse.Namespace) -> int:
     """The daemon's own checks on a drop where it lies: read-only, nothing copied or written."""
+    from gateway.operator.json_forms import validation
+    from gateway.operator.route_check import explain_route
+
     config = _config(args)
     drop: Path = args.drop
     try:
         verdict = judge_in_place(drop, config)
     except FileNotFoundError:
-        print(f"{drop}: no such file or folder", file=sys.stderr)
-        return 2
+        _error(f"{drop}: no such file or folder")
+        return ExitCode.NOT_FOUND
+    accepted = verdict.accepted
+    route = explain_route(config, accepted, SystemClock(), join=with_network_settings) if accepted else None
+    if args.json:
+        _print_json(validation(drop, verdict, route))
+    else:
+        _print_verdict(drop, verdict, route)
+    if route is None or not route.fits:
+        return ExitCode.REJECTED
+    return ExitCode.ROUTE_NOT_CHECKED if route.outcome == "not_asked" else ExitCode.OK
+
+
+def _print_verdict(drop: Path, verdict: Verdict, route: RouteAnswer | None) -> None:
     shown = text_name(drop.name)
-    if verdict.accepted is None:
+    accepted = verdict.accepted
+    if accepted is None:
         print(f"REJECTED: the daemon would move {shown!r} to failed/ with status FEIL, because:")
         for problem in verdict.problems:
             print(f"  - {problem}")
-        return 1
-    accepted = verdict.accepted
+        return
     sidecar = accepted.sidecar
     print(f"ACCEPTED: {shown!r} would become message {accepted.message_id} (status OPPRETTET)")
     print(f"  type {sidecar.message_type}, process {accepted.process}")
@@ -165,49 +248,53 @@ def validate(args: argparse.Namespace) -> int:
     )
     for warning in verdict.warnings:
         print(f"  warning: {warning}")
-    from gateway.operator.route_check import explain_route
-
-    fits, route_lines = explain_route(config, accepted, SystemClock(), join=with_network_settings)
-    print("\n".join(route_lines))
-    return 0 if fits else 1
+    if route is not None:
+        print("\n".join(route.lines))
 
 
 def status(args: argparse.Namespace) -> int:
     from gateway.journal.overview import JournalView, MessageFilter
+    from gateway.operator import json_forms
     from gateway.operator.listing import message_story, message_table, parse_since, terminal_width, totals_line
 
     config = _config(args)
-    if not config.folders.journal_path.exists():
-        print("no journal yet: the daemon has not run with this configuration")
-        return 1
     now = SystemClock().now()
     try:
         since = parse_since(args.since, now) if args.since else None
     except ValueError as exc:
         print(f"efm-gateway status: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
+    if not config.folders.journal_path.exists():
+        _error(f"no journal yet at {config.folders.journal_path}: the daemon has not run with this configuration")
+        return ExitCode.NOT_FOUND
     view = JournalView(config.folders.journal_path)
     try:
         if args.message_id:
             records = view.find(args.message_id)
             if not records:
-                print(f"no message {args.message_id} in the journal")
-                return 1
-            for record in records:
-                print("\n".join(message_story(view, record, now)))
-            return 0
+                _error(f"no message {args.message_id} in the journal")
+                return ExitCode.NOT_FOUND
+            if args.json:
+                _print_json(json_forms.stories(view, records, now))
+            else:
+                for record in records:
+                    print("\n".join(message_story(view, record, now)))
+            return ExitCode.OK
         state = "failed" if args.failed else "open" if args.open else None
         message_filter = MessageFilter(
             state=state, channel=args.channel, receiver=args.receiver, drop_name=args.drop, since=since,
             phase=args.phase,
         )
         lines = view.messages(message_filter, limit=args.limit)
+        if args.json:
+            _print_json(json_forms.listing(lines, view.counts(), now))
+            return ExitCode.OK
         if lines:
             print("\n".join(message_table(lines, terminal_width(), now)))
         else:
             print("no messages match")
         print(totals_line(view.counts()))
-        return 0
+        return ExitCode.OK
     finally:
         view.close()
 
@@ -217,9 +304,31 @@ def _operator_action(args: argparse.Namespace, action_name: str) -> int:
 
     config = _config(args)
     action = getattr(actions, action_name)
-    for line in action(config, args.message_id, SystemClock()):
+    try:
+        changed = action(config, args.message_id, SystemClock())
+    except JournalError as refusal:
+        _error(str(refusal))
+        return _refusal_code(config, args.message_id)
+    for line in changed:
         print(line)
-    return 0
+    return ExitCode.OK
+
+
+def _refusal_code(config: Config, key: str) -> ExitCode:
+    """Why an action was refused, as an exit status: the message (or the journal) is not there, the journal cannot
+    be used by this version, or the message's state does not allow the action."""
+    from gateway.journal.overview import JournalView
+
+    if not config.folders.journal_path.exists():
+        return ExitCode.NOT_FOUND
+    try:
+        view = JournalView(config.folders.journal_path)
+    except JournalError:  # another schema version: the refusal said so
+        return ExitCode.CONFIG
+    try:
+        return ExitCode.REFUSED if view.find(key) else ExitCode.NOT_FOUND
+    finally:
+        view.close()
 
 
 def retry(args: argparse.Namespace) -> int:

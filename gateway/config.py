@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -669,7 +670,7 @@ def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> 
     if type_text.startswith("Path"):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{path}: {dotted} must be a folder path (text), not {value!r}")
-        folder = Path(os.path.expanduser(value))
+        folder = Path(os.path.expanduser(_expand_variables(path, dotted, value)))
         return folder if folder.is_absolute() else (base / folder)
     if type_text.startswith("dict"):
         return _signer_pairs(path, dotted, value)
@@ -702,6 +703,31 @@ def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> 
             raise ConfigError(f"{path}: {dotted} is {value!r}; use one of {', '.join(_CHOICES[dotted])}")
         return value
     raise ConfigError(f"{path}: {dotted}: unsupported setting type {type_text}")
+
+
+_VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)(?::-(?P<fallback>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))")
+
+
+def _expand_variables(path: Path, dotted: str, value: str) -> str:
+    """$NAME, ${NAME} and ${NAME:-fallback} in a path, from the environment: systemd hands the service its
+    credentials in ${CREDENTIALS_DIRECTORY} (LoadCredential=). A variable that is not set is an error, never an
+    empty string: "/keystore-password" would be a wrong file, read quietly."""
+
+    def value_of(found: re.Match[str]) -> str:
+        name = found["braced"] or found["bare"]
+        given = os.environ.get(name)
+        if given:
+            return given
+        if found["fallback"] is not None:
+            return found["fallback"]
+        why = (" (systemd sets it for the service when its unit has LoadCredential= lines; a command run outside "
+               "the service does not have it)") if name == "CREDENTIALS_DIRECTORY" else ""
+        raise ConfigError(
+            f"{path}: {dotted} ({value}) uses ${{{name}}}, which is not set (or empty) in the environment{why}; "
+            f"set it, or write ${{{name}:-/a/folder}} to name the folder to use without it"
+        )
+
+    return _VARIABLE.sub(value_of, value)
 
 
 def _signer_pairs(path: Path, dotted: str, value: Any) -> dict[str, tuple[str, ...]]:

@@ -279,10 +279,11 @@ class Daemon:
         logging.getLogger("apscheduler.scheduler").removeFilter(_skipped_run_filter)
         self._stopped.set()
 
-    def run_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
+    def run_forever(self, reload_requested: threading.Event | None = None) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly. `reload_requested` is set by a SIGHUP caught before
+        this was called (the command line catches it from its first moment): that reload is done once running."""
         stop_requested = threading.Event()
-        reload_requested = threading.Event()
+        reload_requested = reload_requested or threading.Event()
 
         def request_stop(signum: int, _frame: object) -> None:
             log.info("received %s; stopping", signal.Signals(signum).name)

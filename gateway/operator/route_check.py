@@ -4,6 +4,7 @@ use for a drop, and why, or why none fits; the same choice the sender makes (rou
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -23,6 +24,26 @@ from gateway.routing.route import choose_route
 
 SANDBOX_NETWORK_FILE = "network.yaml"
 Joiner = Callable[[Config, dict[str, Any]], Config]
+# What came of the question (RouteAnswer.outcome): a channel fits; the registry offers one this gateway has not
+# enabled; none fits; there is no network to ask (none configured, or the daemon's own sandbox is not running);
+# the network could not be asked (the registry did not answer, or its answer could not be used).
+OUTCOMES = ("found", "not_enabled", "none", "no_network", "not_asked")
+
+
+@dataclass(frozen=True)
+class RouteAnswer:
+    """The route validate shows: the outcome, the channel and its reason where one was found, where the answer
+    came from, and the lines that say it."""
+
+    outcome: str
+    lines: list[str]
+    channel: str | None = None
+    reason: str | None = None
+    source: str | None = None
+
+    @property
+    def fits(self) -> bool:
+        return self.outcome not in ("none", "not_enabled")
 
 
 def network_for(config: Config, join: Joiner) -> tuple[Config | None, str]:
@@ -50,11 +71,11 @@ def network_for(config: Config, join: Joiner) -> tuple[Config | None, str]:
     )
 
 
-def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Joiner) -> tuple[bool, list[str]]:
-    """(whether a channel fits, the lines that say which and why)."""
+def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Joiner) -> RouteAnswer:
+    """Which channel the daemon would use for `accepted`, and why; or why none fits, or why it was not asked."""
     joined, source = network_for(config, join)
-    if joined is None:
-        return True, [f"route: not looked up: {source}"]
+    if joined is None:  # no network configured, or the daemon's own sandbox network is down with the daemon
+        return RouteAnswer("no_network", [f"route: not looked up: {source}"])
     sidecar = accepted.sidecar
     network = joined.network
     assert network.token_url and network.service_registry_url
@@ -73,13 +94,16 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
                 is_person(sidecar.receiver), sidecar.security_level, pinned=sidecar.channel,
             )
         except RetryableChannelError as exc:
-            return True, [
+            return RouteAnswer("not_asked", [
                 f"route: the service registry could not be asked ({exc}); the daemon decides the route when it sends"
-            ]
+            ], source=source)
         except PermanentChannelError as exc:
-            return False, [f"route: none fits: {exc}", "  the daemon would accept the drop, then fail it (FEIL)"]
+            return RouteAnswer(
+                "none", [f"route: none fits: {exc}", "  the daemon would accept the drop, then fail it (FEIL)"],
+                source=source,
+            )
         except GatewayError as exc:
-            return True, [f"route: not looked up: {exc}"]
+            return RouteAnswer("not_asked", [f"route: not looked up: {exc}"], source=source)
     enabled = {name.upper() for name in blocks}
     lines = [f"route: {route.channel}: {route.reason}", f"  asked {source}"]
     if route.channel.upper() not in enabled:
@@ -87,6 +111,6 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
             f"  but {route.channel} is not enabled in this gateway (channels section): the daemon would fail the "
             f"message; enable channels.{route.channel.lower()} or agree another channel with the receiver"
         )
-        return False, lines
-    return True, lines
+        return RouteAnswer("not_enabled", lines, route.channel, route.reason, source)
+    return RouteAnswer("found", lines, route.channel, route.reason, source)
 

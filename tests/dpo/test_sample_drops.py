@@ -10,6 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from tests.foundation.process import DaemonProcess, status_files, wait_for
+from tests.ops_cli.support import repository_config
 
 from .statusfiles import NS, valid_status_file
 
@@ -28,8 +29,9 @@ def _channel_and_drop(path: Path) -> tuple[str | None, str | None]:
 
 
 def test_sample_drops_through_the_repository_config(tmp_path):
-    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    daemon = DaemonProcess(tmp_path / "config.yaml", tmp_path / "daemon.log").start()
+    # The README's daemon may run from this checkout meanwhile: the copy keeps its folders here and takes any
+    # free port for its operations endpoint.
+    daemon = DaemonProcess(repository_config(tmp_path), tmp_path / "daemon.log").start()
     try:
         var = tmp_path / "var"
         wait_for(lambda: (var / "sandbox" / "network.yaml").exists(), 60, message="the sandbox network")

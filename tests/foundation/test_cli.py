@@ -1,4 +1,5 @@
-"""The operator's command line: help texts, `validate` (a dry run on a drop) and `status`."""
+"""The operator's command line: help texts, the version, where config.yaml is looked for, `validate` (a dry
+run on a drop) and `status`."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from .drops import write_config
+from .process import without_dac_command, without_dac_problem
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_drops"
@@ -75,6 +78,73 @@ def test_no_command_is_a_usage_error(tmp_path):
     result = _cli(cwd=tmp_path)
     assert result.returncode == 2
     assert "usage: efm-gateway" in result.stderr
+    assert result.stdout == ""
+
+
+def test_the_version_is_the_installed_packages(tmp_path):
+    result = _cli("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"efm-gateway {version('efm-gateway')}\n"
+
+
+# ---- which config.yaml --------------------------------------------------------------------------
+
+
+def _cli_env(*args: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "EFM_GATEWAY_CONFIG"}
+    env.update(environment)
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_without_config_the_variable_names_it(tmp_path):
+    config = write_config(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _cli_env("check-config", cwd=elsewhere, EFM_GATEWAY_CONFIG=str(config))
+    assert result.returncode == 0, result.stderr
+    assert f"{config}: OK (organisation" in result.stdout
+    # --config wins over the variable.
+    other = write_config(elsewhere)
+    result = _cli_env("check-config", "--config", str(other), cwd=tmp_path, EFM_GATEWAY_CONFIG=str(config))
+    assert f"{other}: OK (organisation" in result.stdout
+
+
+def test_without_config_or_variable_it_is_the_system_file_and_says_so(tmp_path):
+    if Path("/etc/efm-gateway/config.yaml").exists():
+        pytest.skip("this host has an efm-gateway installed in /etc/efm-gateway: the default is taken")
+    write_config(tmp_path)  # a config.yaml in the working folder is not taken by chance
+    result = _cli_env("status", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "efm-gateway: /etc/efm-gateway/config.yaml (the default: no --config given and $EFM_GATEWAY_CONFIG is not "
+        "set): no such file; pass --config with the path of your config.yaml, or set EFM_GATEWAY_CONFIG to it"
+    ]
+
+
+def test_a_config_that_cannot_be_read_is_named_with_where_it_came_from(tmp_path):
+    missing = tmp_path / "nowhere.yaml"
+    result = _cli_env("status", cwd=tmp_path, EFM_GATEWAY_CONFIG=str(missing))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"efm-gateway: {missing} ($EFM_GATEWAY_CONFIG): no such file; set "
+                                     "EFM_GATEWAY_CONFIG to your config.yaml, or pass --config")
+    result = _cli_env("validate", "--config", str(tmp_path), str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"efm-gateway: {tmp_path} (--config): it is a folder, not a file; check the "
+                                     "path given to --config")
+    problem = without_dac_problem()
+    if problem:
+        pytest.skip(problem)
+    config = write_config(tmp_path)
+    config.chmod(0o000)
+    command = without_dac_command([sys.executable, "-m", "gateway.cli", "status", "--config", str(config)])
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"efm-gateway: {config} (--config): cannot read it (permission denied for user root); run the command as "
+        "the service's user (sudo -u efm-gateway efm-gateway ...) or as root"
+    )
 
 
 # ---- validate -------------------------------------------------------------------------------------
@@ -146,8 +216,8 @@ def test_validate_checks_a_flat_drops_size_and_hash(tmp_path, samples):
 
 def test_validate_a_path_that_does_not_exist(tmp_path, samples):
     result = _cli("validate", "--config", str(tmp_path / "config.yaml"), str(samples / "nothing-here"), cwd=tmp_path)
-    assert result.returncode == 2
-    assert "no such file or folder" in result.stderr
+    assert result.returncode == 3  # not found
+    assert "no such file or folder" in result.stderr and result.stdout == ""
 
 
 # ---- status ---------------------------------------------------------------------------------------
@@ -171,8 +241,8 @@ def _drop_samples(h, staging: Path) -> None:
 def test_status_without_a_journal_says_so(tmp_path):
     config = write_config(tmp_path)
     result = _cli("status", "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 1
-    assert "no journal yet" in result.stdout
+    assert result.returncode == 3  # not found
+    assert "no journal yet" in result.stderr and result.stdout == ""
 
 
 def test_status_lists_messages_and_shows_one_messages_history(tmp_path, harness):
@@ -227,5 +297,5 @@ def test_status_of_an_unknown_message(tmp_path, harness):
     h = harness(quiet_period_seconds=0)
     h.run()
     result = _cli("status", "--config", str(h.config.source), MESSAGE_ID, cwd=tmp_path)
-    assert result.returncode == 1
-    assert f"no message {MESSAGE_ID}" in result.stdout
+    assert result.returncode == 3  # not found
+    assert result.stderr == f"efm-gateway: no message {MESSAGE_ID} in the journal\n" and result.stdout == ""

@@ -10,21 +10,41 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import uvicorn
+import yaml
 from starlette.applications import Starlette
 
+from gateway.clock import FakeClock
+from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.journal.overview import JournalView
+from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
+from gateway.journal.store import Journal
 from gateway.ops.page import page_routes
 from tests.dpo.network import free_port, wait
+from tests.foundation.drops import write_config
 
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_drops"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "sample_drops"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+NOW = datetime.now(UTC)
+
+
+def repository_config(folder: Path) -> Path:
+    """The repository's config.yaml (the README's first command) copied into `folder`, so its var/ is there too,
+    with the operations endpoint on any free port: the README's own daemon may hold 9181 meanwhile."""
+    settings = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    settings["ops"]["port"] = 0
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
 
 
 def drop(outbox: Path, name: str, receiver: str = "910075918", staging: Path | None = None) -> None:
@@ -45,6 +65,54 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "gateway.cli", command, "--config", str(config), *rest],
         capture_output=True, text=True, timeout=60, cwd=config.parent,
     )
+
+
+def journal_message(journal: Journal, drop: str, phase: Phase, *, channel: str | None, receiver: str,
+                    hours_ago: float, errors: tuple[str, ...] = ()) -> str:
+    """An outgoing message written straight into the journal (its clock a FakeClock), as the daemon leaves one
+    in `phase`; its messageId."""
+    message_id = str(uuid.uuid4())
+    journal.clock._now = NOW - timedelta(hours=hours_ago)  # each message made at its own time
+    start = Phase.REJECTED if phase == Phase.REJECTED else Phase.ACCEPTED
+    record = journal.create(direction="out", message_id=message_id, status_name=f"{drop}.{message_id}.xml",
+                            phase=start, drop_name=drop, receiver=receiver, channel=channel, errors=list(errors),
+                            route_reason=f"reason for {channel}" if channel else None)
+    journal.add_event(record.row, Status.OPPRETTET, description="the drop was accepted")
+    if phase in (Phase.SENT, Phase.DONE, Phase.FAILED):
+        journal.move(record.row, Phase.SENDING)
+        journal.move(record.row, Phase.SENT)
+        journal.add_event(record.row, Status.SENDT)
+    if phase == Phase.DONE:
+        journal.move(record.row, Phase.DONE)
+        journal.add_event(record.row, Status.LEST)
+    if phase in (Phase.FAILED, Phase.REJECTED):
+        if phase == Phase.FAILED:
+            journal.move(record.row, Phase.FAILED)
+        journal.add_event(record.row, Status.FEIL, description=errors[0])
+    return message_id
+
+
+def filled_journal(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A config.yaml and a journal of five outgoing messages in different phases; (the config, {drop: messageId})."""
+    config = write_config(tmp_path)
+    state = tmp_path / "var" / "state"
+    state.mkdir(parents=True)
+    journal = Journal(state / "journal.sqlite", FakeClock(NOW))
+    long_name = "postkasse-melding-med-et-langt-navn-som-ikke-får-plass"
+    ids = {
+        "brev-til-nav": journal_message(journal, "brev-til-nav", Phase.SENT, channel="DPO", receiver="889640782",
+                                        hours_ago=1),
+        long_name: journal_message(journal, long_name, Phase.ACCEPTED, channel="DPV", receiver="974760673",
+                                   hours_ago=0.5),
+        "gammel-sak": journal_message(journal, "gammel-sak", Phase.DONE, channel="DPO", receiver="889640782",
+                                      hours_ago=50),
+        "avvist": journal_message(journal, "avvist", Phase.REJECTED, channel=None, receiver="910075919", hours_ago=2,
+                                  errors=("message.xml line 3, <receiver>: its check digit is wrong",)),
+        "feilet-dpv": journal_message(journal, "feilet-dpv", Phase.FAILED, channel="DPV", receiver="921000014",
+                                      hours_ago=3, errors=("the correspondence failed",)),
+    }
+    journal.close()
+    return config, ids
 
 
 def record_of(journal: Path, drop_name: str) -> MessageRecord | None:

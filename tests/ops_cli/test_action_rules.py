@@ -63,7 +63,7 @@ def test_a_message_due_now_is_not_cancelled_while_a_daemon_runs(setting):
         refused = cli(config, "cancel", "nettopp-tatt")
     finally:
         lock.release()
-    assert refused.returncode == 2
+    assert refused.returncode == 4  # refused
     assert "is due now, so the running daemon may be sending it" in refused.stderr
     assert record_of(journal.path, "nettopp-tatt").phase == "accepted"
     assert not list((var / "failed").iterdir())
@@ -101,7 +101,7 @@ def test_a_failed_message_is_retried_only_when_that_is_safe(setting):
         ("borte", "are no longer in"),
     ):
         refused = cli(config, "retry", drop)
-        assert refused.returncode == 2 and words in refused.stderr, (drop, refused.stderr)
+        assert refused.returncode == 4 and words in refused.stderr, (drop, refused.stderr)
         assert record_of(journal.path, drop).phase == "failed"
 
 

@@ -142,5 +142,5 @@ def test_the_operator_sees_a_run_in_the_browser_and_retries_and_cancels_messages
         ("release", "ferdig", "is an outgoing message; only retry or cancel applies"),
     ):
         refused = cli(config, command, key)
-        assert refused.returncode == 2 and words in refused.stderr, (command, refused.stderr)
+        assert refused.returncode == 4 and words in refused.stderr, (command, refused.stderr)
     assert record_of(journal, "ferdig").phase == "done"

@@ -99,4 +99,4 @@ def test_a_released_message_is_opened_again_and_reaches_the_inbox_once_its_signe
 
     # A message that is not quarantined cannot be released.
     again = cli(config_path, "release", sbd.message_id)
-    assert again.returncode == 2 and "cannot be released: it is in the inbox" in again.stderr
+    assert again.returncode == 4 and "cannot be released: it is in the inbox" in again.stderr

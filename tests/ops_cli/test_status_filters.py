@@ -10,66 +10,17 @@ import subprocess
 import sys
 import termios
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.contract.statuses import Status
-from gateway.journal.phases import Phase
-from gateway.journal.store import Journal
-from tests.foundation.drops import write_config
-
-from .support import cli
-
-NOW = datetime.now(UTC)
-
-
-def _message(journal: Journal, drop: str, phase: Phase, *, channel: str | None, receiver: str, hours_ago: float,
-             errors: tuple[str, ...] = ()) -> str:
-    message_id = str(uuid.uuid4())
-    journal.clock._now = NOW - timedelta(hours=hours_ago)  # each message made at its own time
-    start = Phase.REJECTED if phase == Phase.REJECTED else Phase.ACCEPTED
-    record = journal.create(direction="out", message_id=message_id, status_name=f"{drop}.{message_id}.xml",
-                            phase=start, drop_name=drop, receiver=receiver, channel=channel, errors=list(errors),
-                            route_reason=f"reason for {channel}" if channel else None)
-    journal.add_event(record.row, Status.OPPRETTET, description="the drop was accepted")
-    if phase in (Phase.SENT, Phase.DONE, Phase.FAILED):
-        journal.move(record.row, Phase.SENDING)
-        journal.move(record.row, Phase.SENT)
-        journal.add_event(record.row, Status.SENDT)
-    if phase == Phase.DONE:
-        journal.move(record.row, Phase.DONE)
-        journal.add_event(record.row, Status.LEST)
-    if phase in (Phase.FAILED, Phase.REJECTED):
-        if phase == Phase.FAILED:
-            journal.move(record.row, Phase.FAILED)
-        journal.add_event(record.row, Status.FEIL, description=errors[0])
-    return message_id
+from .support import NOW, cli, filled_journal
 
 
 @pytest.fixture
 def journal_config(tmp_path: Path):
-    config = write_config(tmp_path)
-    state = tmp_path / "var" / "state"
-    state.mkdir(parents=True)
-    journal = Journal(state / "journal.sqlite", FakeClock(NOW))
-    ids = {
-        "brev-til-nav": _message(journal, "brev-til-nav", Phase.SENT, channel="DPO", receiver="889640782",
-                                 hours_ago=1),
-        "postkasse-melding-med-et-langt-navn-som-ikke-får-plass": _message(
-            journal, "postkasse-melding-med-et-langt-navn-som-ikke-får-plass", Phase.ACCEPTED, channel="DPV",
-            receiver="974760673", hours_ago=0.5),
-        "gammel-sak": _message(journal, "gammel-sak", Phase.DONE, channel="DPO", receiver="889640782", hours_ago=50),
-        "avvist": _message(journal, "avvist", Phase.REJECTED, channel=None, receiver="910075919", hours_ago=2,
-                           errors=("message.xml line 3, <receiver>: its check digit is wrong",)),
-        "feilet-dpv": _message(journal, "feilet-dpv", Phase.FAILED, channel="DPV", receiver="921000014", hours_ago=3,
-                               errors=("the correspondence failed",)),
-    }
-    journal.close()
-    return config, ids
+    return filled_journal(tmp_path)
 
 
 def _drops(output: str) -> set[str]:
@@ -113,7 +64,7 @@ def test_one_message_by_drop_name_or_the_start_of_its_id(journal_config):
     assert f"message {ids['feilet-dpv']} (outgoing, drop feilet-dpv, current FEIL, phase failed)" in by_drop.stdout
     assert "route: DPV: reason for DPV" in by_drop.stdout
     assert "error: the correspondence failed" in by_drop.stdout
-    assert cli(config, "status", "0000000").returncode == 1  # too short to stand for an id
+    assert cli(config, "status", "0000000").returncode == 3  # too short to stand for an id: not found
 
 
 def _in_terminal(config: Path, columns: int) -> str:
