@@ -4,7 +4,11 @@ the clock's skew, our certificate against the registry's, and Maskinporten's ref
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +38,7 @@ def config_for(network: SandboxNetwork, folder: Path, **network_overrides: str) 
     settings = network.config_snippet(ORGNR)
     settings["network"].update(network_overrides)
     settings["folders"] = {key: str(folder / key) for key in ("outbox", "status", "inbox", "failed", "sent", "state")}
+    settings["folders"]["create_missing"] = True
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(settings))
     return load_config(path)
@@ -100,3 +105,30 @@ def test_the_certificates_remaining_life(network: SandboxNetwork) -> None:
 @pytest.fixture
 def catalogue_for_clock(network: SandboxNetwork) -> SandboxCatalogue:
     return dataclasses.replace(network.server.catalogue)
+
+
+def _check_config_online(config: Config) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--online", "--json", "--config",
+                           str(config.source)], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+
+
+def test_check_config_online_prints_one_result_per_endpoint_and_exits_0(network: SandboxNetwork,
+                                                                        tmp_path: Path) -> None:
+    result = _check_config_online(config_for(network, tmp_path))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    online = {entry["key"]: entry for entry in document["results"] if entry.get("online")}
+    assert {"clock", "network.token_url", "virksert", "channels.dpo.broker_url", "channels.dpv.correspondence_url",
+            "channels.dpf.svarut_url", "channels.dpf.svarinn_url"} <= set(online)
+    assert {entry["level"] for entry in online.values()} == {OK}
+    assert document["ok"] is True
+
+
+def test_check_config_online_with_a_wrong_client_id_exits_6_with_the_fix_on_stderr(network: SandboxNetwork,
+                                                                                  tmp_path: Path) -> None:
+    result = _check_config_online(config_for(network, tmp_path, client_id="efm-gateway-910077473"))
+    assert result.returncode == 6, (result.stdout, result.stderr)
+    assert "MP-100" in result.stderr and "set network.client_id" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["ok"] is False
