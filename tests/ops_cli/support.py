@@ -39,9 +39,11 @@ NOW = datetime.now(UTC)
 
 def repository_config(folder: Path) -> Path:
     """The repository's config.yaml (the README's first command) copied into `folder`, so its var/ is there too,
-    with the operations endpoint on any free port: the README's own daemon may hold 9181 meanwhile."""
+    with the operations endpoint and the operator page on any free port: the README's own daemon may hold 9181
+    and 9182 meanwhile."""
     settings = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     settings["ops"]["port"] = 0
+    settings["ops"]["operator_port"] = 0
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return path
