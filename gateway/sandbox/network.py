@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,7 @@ from gateway.sandbox.svarut_store import (
     password_for,
 )
 from gateway.trust.policy import SANDBOX_REGISTRY, SANDBOX_SVARUT_ORGNR
+from gateway.trust.registry import RegistrySigners
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,11 @@ class SandboxNetwork:
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
         }
 
+    def registry_signers(self) -> RegistrySigners:
+        """Who signs this network's registry answers, as a gateway on it checks them: the registry's own
+        certificate from the dev CA (chained to the PKI's trust bundle)."""
+        return RegistrySigners(TrustStore.from_pem_files([self.pki.trust_bundle]), SANDBOX_REGISTRY[0])
+
     def jwk_settings(self, orgnr: str) -> dict[str, str]:
         """network.jwk_key_id and jwk_private_key of the key registered on `orgnr`'s client (JWK mode)."""
         key_id, path = registered_jwk(self.pki, orgnr)
@@ -287,7 +293,8 @@ def _role(orgnr: str, network: SandboxNetwork) -> str:
 
 
 def build_catalogue(
-    pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str]
+    pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str],
+    extra_organisations: Sequence[SandboxOrganisation] = (),
 ) -> tuple[SandboxCatalogue, dict[str, str]]:
     """The catalogue: gateways and peers on DPO (every arkivmelding process, response, avtalt), the
     DPV-only organisations on DPV. Returns it with orgnr -> name of everyone on it."""
@@ -312,6 +319,9 @@ def build_catalogue(
                 SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(DPV_PROCESSES)})
             )
             names[builtin.orgnr] = builtin.name
+    for extra in extra_organisations:
+        organisations.append(extra)
+        names[extra.orgnr] = extra.name
     # Root and intermediate: grants carry only the leaf in x5c, as Maskinporten's clients send them.
     trusted = [pki.trust_bundle.read_text(encoding="ascii")]
     return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted), names
@@ -327,6 +337,7 @@ def start_network(
     correspondence: CorrespondenceOptions | None = None,
     faults: FaultPlan | None = None,
     broker: BrokerOptions | None = None,
+    extra_organisations: Callable[[DevPki], Sequence[SandboxOrganisation]] | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
@@ -336,7 +347,8 @@ def start_network(
     how the DPV service behaves (default: published at once, read after 3 s, the failing built-in
     organisation failing). `faults` are the server's first fault rules (the peers' own requests go
     through them too). `broker` sets how the DPO broker behaves (default: as the real one, system
-    users only and a short virus scan).
+    users only and a short virus scan). `extra_organisations` adds registry entries made with the PKI (tests:
+    receivers whose record serves an expired, revoked or foreign certificate); nobody answers for them.
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -354,7 +366,7 @@ def start_network(
     pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}, **municipalities,
                                               KS_SVARUT[0]: KS_SVARUT[1], SANDBOX_REGISTRY[0]: SANDBOX_REGISTRY[1]},
                          revocation_port=port or None)
-    catalogue, names = build_catalogue(pki, gateways, peers)
+    catalogue, names = build_catalogue(pki, gateways, peers, extra_organisations(pki) if extra_organisations else ())
     correspondence_service = CorrespondenceService(
         correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
     )
