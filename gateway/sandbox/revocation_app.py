@@ -44,9 +44,9 @@ def _name_hash(certificate: x509.Certificate, algorithm: hashes.HashAlgorithm) -
     return hashlib.new(algorithm.name, certificate.subject.public_bytes()).digest()
 
 
-def certificate_list(pki: DevPki, which: str, now: datetime) -> bytes:
+def certificate_list(pki: DevPki, which: str, now: datetime, authorities: tuple | None = None) -> bytes:
     """The DER CRL of the root (`root.crl`) or the enterprise CA (`intermediate.crl`), made now."""
-    root, intermediate = load_authorities(pki)
+    root, intermediate = authorities or load_authorities(pki)
     issuer = root if which == ROOT_CRL else intermediate
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -64,7 +64,7 @@ def certificate_list(pki: DevPki, which: str, now: datetime) -> bytes:
     return builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-def ocsp_answer(pki: DevPki, request_der: bytes, now: datetime) -> bytes:
+def ocsp_answer(pki: DevPki, request_der: bytes, now: datetime, authorities: tuple | None = None) -> bytes:
     """The DER OCSP response to one request: good, revoked, or unknown (not our issuer)."""
     try:
         request = ocsp.load_der_ocsp_request(request_der)
@@ -72,7 +72,7 @@ def ocsp_answer(pki: DevPki, request_der: bytes, now: datetime) -> bytes:
         return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
             serialization.Encoding.DER)
     algorithm = request.hash_algorithm
-    issuer = next((authority for authority in load_authorities(pki)
+    issuer = next((authority for authority in authorities or load_authorities(pki)
                    if _key_hash(authority.certificate, algorithm) == request.issuer_key_hash
                    and _name_hash(authority.certificate, algorithm) == request.issuer_name_hash), None)
     if issuer is None:
@@ -97,11 +97,12 @@ def ocsp_answer(pki: DevPki, request_der: bytes, now: datetime) -> bytes:
 
 
 def revocation_app(pki: DevPki, now: Callable[[], datetime]) -> Starlette:
+    authorities = load_authorities(pki)  # the CAs never change under a running sandbox; reading keys is slow
     async def crl(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in (ROOT_CRL, INTERMEDIATE_CRL):
             return Response(status_code=404)
-        return Response(certificate_list(pki, name, now()), media_type="application/pkix-crl")
+        return Response(certificate_list(pki, name, now(), authorities), media_type="application/pkix-crl")
 
     async def responder(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/ocsp-request":
@@ -109,6 +110,6 @@ def revocation_app(pki: DevPki, now: Callable[[], datetime]) -> Starlette:
         body = await request.body()
         if len(body) > MAX_OCSP_REQUEST:
             return Response(status_code=413)
-        return Response(ocsp_answer(pki, body, now()), media_type="application/ocsp-response")
+        return Response(ocsp_answer(pki, body, now(), authorities), media_type="application/ocsp-response")
 
     return Starlette(routes=[Route("/crl/{name}", crl), Route("/ocsp", responder, methods=["POST"])])
