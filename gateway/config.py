@@ -152,11 +152,24 @@ class KeystoreConfig:
 
 @dataclass(frozen=True)
 class TrustConfig:
-    """CA certificates (roots and intermediates, PEM) that senders' signatures must chain to."""
+    """CA certificates (roots and intermediates, PEM) that senders' signatures, receivers' certificates and the
+    service registry's signing certificate must chain to, and the rules around them (gateway/trust/)."""
 
     ca_bundle: Path | None = None
     # A shared IT service that signs for others: signer's orgnr -> the senders it may sign for.
     signing_services: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # When neither a certificate's CRL nor its OCSP responder answers: refuse it, or accept it with a warning in
+    # the status file. Default: refuse in production, warn in test and the sandbox.
+    revocation: str | None = None
+    # Whose certificate signs the service registry's answers (its x5c): default Digdir's, 991825827.
+    registry_orgnr: str | None = None
+    # Instead of the x5c chain: the registry's signing keys pinned, as a JWK set (JSON) or PEM certificates.
+    registry_keys: Path | None = None
+    # Whose certificate DPF documents are encrypted to: default KS's, 971032146.
+    svarut_orgnr: str | None = None
+    # A receiver served by another organisation's integration point: receiver orgnr -> the organisations whose
+    # certificate may stand for it (beyond what the service record itself says).
+    served_by: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -331,6 +344,7 @@ _CHOICES = {
     "logging.format": ("text", "json"),
     "channels.dpv.notification_channel": ("Email", "Sms", "EmailAndSms"),
     "network.environment": ENVIRONMENTS,
+    "trust.revocation": ("refuse", "warn"),
 }
 _POSITIVE = {
     "intake.scan_interval_seconds",

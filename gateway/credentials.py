@@ -14,6 +14,11 @@ from gateway.environments import certificate_environment_problem
 from gateway.errors import ConfigError, KeystoreError
 from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
 from gateway.maskinporten import GrantKey, Maskinporten, default_client_id, issuer_of
+from gateway.trust.policy import trust_settings
+from gateway.trust.receivers import ReceiverTrust
+from gateway.trust.registry import RegistrySigners
+from gateway.trust.revocation import RevocationSource
+from gateway.trust.store import Revocation
 
 
 def load_identity(config: Config, at: datetime) -> OrgIdentity:
@@ -45,7 +50,9 @@ def load_identity(config: Config, at: datetime) -> OrgIdentity:
     return identity
 
 
-def load_trust(config: Config) -> TrustStore:
+def load_trust(config: Config, revocation_http: httpx.Client | None = None) -> TrustStore:
+    """The trust store of trust.ca_bundle; with `revocation_http` it also checks revocation (CRL, OCSP) as
+    trust.revocation says. Without, only the chain: the start-up checks of our own certificate."""
     bundle = config.trust.ca_bundle
     if bundle is None:
         raise ConfigError(
@@ -54,10 +61,26 @@ def load_trust(config: Config) -> TrustStore:
         )
     if not bundle.is_file():
         raise ConfigError(f"trust.ca_bundle: {bundle} does not exist; point it at a PEM file of CA certificates")
+    revocation = None
+    if revocation_http is not None:
+        revocation = Revocation(trust_settings(config).revocation, RevocationSource(revocation_http))
     try:
-        return TrustStore.from_pem_files([bundle])
+        return TrustStore.from_pem_files([bundle], revocation)
     except Exception as exc:
         raise ConfigError(f"trust.ca_bundle: {bundle} holds no readable PEM certificates ({exc})") from None
+
+
+def registry_signers(config: Config, trust: TrustStore) -> RegistrySigners:
+    """Who may sign the service registry's answers: the keys of trust.registry_keys, else the x5c chain to the
+    anchors with the registry's organisation number."""
+    if config.trust.registry_keys is not None:
+        return RegistrySigners.pinned_from_file(config.trust.registry_keys)
+    return RegistrySigners(trust, trust_settings(config).registry_orgnr)
+
+
+def receiver_trust(config: Config, trust: TrustStore) -> ReceiverTrust:
+    settings = trust_settings(config)
+    return ReceiverTrust(trust, settings.served_by, settings.svarut_orgnr)
 
 
 def authorisation_for(config: Config, identity: OrgIdentity, http: httpx.Client, clock: Clock) -> Authorisation:

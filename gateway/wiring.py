@@ -18,7 +18,7 @@ from gateway.channels.base import Channel
 from gateway.channels.registry import ChannelTools, build_channels, registry_scopes
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.credentials import authorisation_for, load_identity, load_trust
+from gateway.credentials import authorisation_for, load_identity, load_trust, receiver_trust, registry_signers
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
@@ -76,7 +76,6 @@ def build_network(
 ) -> NetworkParts:
     network = config.network
     identity = load_identity(config, clock.now())
-    trust = load_trust(config)
     assert network.token_url and network.service_registry_url
     blocks = config.channels.enabled()
     # Each channel's requests on the wire at once, for each kind of work (sends, downloads, status
@@ -84,17 +83,19 @@ def build_network(
     # sender's connection.
     connections = sum(block.max_in_flight for block in blocks.values()) + network.max_parallel_sends
     send_http, receive_http, status_http = (_http_client(config, connections, http_outcomes) for _ in range(3))
-    http = send_http  # tokens and the registry: a few calls, shared by all
+    http = send_http  # tokens, the registry and revocation look-ups: a few calls, shared by all
+    trust = load_trust(config, revocation_http=http)
     auth = authorisation_for(config, identity, http, clock)
     registry = ServiceRegistryClient(
         network.service_registry_url, auth.maskinporten(registry_scopes(blocks)), http,
-        cache_ttl_s=network.registry_cache_seconds, clock=clock,
+        cache_ttl_s=network.registry_cache_seconds, clock=clock, signers=registry_signers(config, trust),
     )
+    receivers = receiver_trust(config, trust)
 
     def channels_on(client: httpx.Client) -> dict[str, Channel]:
         tools = ChannelTools(
             orgnr=config.organisation.orgnr, identity=identity, trust=trust, auth=auth, http=client, clock=clock,
-            normalise_retired_prefix=config.messages.normalise_retired_prefix,
+            receivers=receivers, normalise_retired_prefix=config.messages.normalise_retired_prefix,
             organisation_name=config.organisation.name,
         )
         return build_channels(blocks, tools)

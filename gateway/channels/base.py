@@ -76,6 +76,8 @@ class Package:
     # A duplicate delivery is harmless (a status message, say): the channel may skip the two-step that
     # makes business messages exactly-once (journal the reference, then upload) and send in one request.
     repeatable: bool = False
+    # What the status file should say of how it was packed: whose certificate it was encrypted to.
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from gateway.errors import ConfigError
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.identifiers import orgnr_problem
 from gateway.maskinporten import SystemUser, default_system_user_name
+from gateway.trust.receivers import ReceiverTrust
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class ChannelTools:
     clock: Clock
     normalise_retired_prefix: bool = False
     organisation_name: str = ""  # ours, as receivers' systems show it
+    # The certificates we encrypt to, checked before we do (default: the trust store, no one served by another)
+    receivers: ReceiverTrust | None = None
+
+    def receiver_trust(self) -> ReceiverTrust:
+        return self.receivers or ReceiverTrust(self.trust)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def _build_dpo(block: Any, tools: ChannelTools) -> Channel:
     broker = BrokerClient(block.broker_url, tools.auth.altinn((BROKER_READ_SCOPE,), system_user), tools.http,
                           write_tokens=tools.auth.altinn((BROKER_WRITE_SCOPE,), system_user))
     return DpoChannel(broker, block.resource, tools.identity, tools.trust, tools.clock, tools.normalise_retired_prefix,
-                      party=system_user.orgnr)
+                      party=system_user.orgnr, receivers=tools.receiver_trust())
 
 
 def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
@@ -108,7 +114,8 @@ def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
     if block.svarinn_url:
         login = SvarInnCredentials(block.svarinn_username, _secret(block.svarinn_password_file))
         svarinn = SvarInnClient(block.svarinn_url, login, tools.http)
-    return DpfChannel(svarut, svarinn, tools.identity, tools.clock, sender_name=tools.organisation_name)
+    return DpfChannel(svarut, svarinn, tools.identity, tools.clock, sender_name=tools.organisation_name,
+                      receivers=tools.receiver_trust())
 
 
 def _probe_dpo(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:

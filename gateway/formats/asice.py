@@ -101,6 +101,9 @@ class AsicContents:
     files: list[AsicFile]
     signer: x509.Certificate | None  # None: the channel carries no sender's signature (DPF)
     main_document: str | None
+    # What the trust check accepted with a reservation (the signer's revocation status could not be had,
+    # trust.revocation warn): written into the incoming message's status.
+    trust_warnings: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -467,7 +470,7 @@ def _read(
     if signature_info is None:
         raise SecurityError(f"the signature {signature_name!r} named in the ASiC manifest is missing")
     _check_metadata_entries(infos, manifests[0], signature_info)
-    signer = cades.verify_detached(_read_small(archive, signature_info, budget), manifest, trust, at)
+    verdict = cades.check_detached(_read_small(archive, signature_info, budget), manifest, trust, at)
 
     by_name: dict[str, _Reference] = {}
     for reference in references:
@@ -491,4 +494,4 @@ def _read(
         else:
             files.append(_extract(archive, info, by_name[info.filename], extract_to, budget, durable))
     files.sort(key=lambda item: item.name != main_document)
-    return AsicContents(files, signer, main_document)
+    return AsicContents(files, verdict.certificate, main_document, verdict.warnings)

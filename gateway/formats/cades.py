@@ -17,11 +17,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.x509.oid import ExtensionOID
 
 from gateway.errors import SecurityError
 from gateway.formats import der
-from gateway.formats.keys import OrgIdentity, TrustStore, describe, validity_problem
+from gateway.formats.keys import OrgIdentity, TrustStore, describe
+from gateway.trust.store import Purpose, TrustVerdict
 
 _DIGESTS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
     "sha1": ("sha1", hashes.SHA1),
@@ -201,20 +201,16 @@ def _check_algorithm_protection(signed_attributes: asn1_cms.CMSAttributes, signe
         raise SecurityError("the CMSAlgorithmProtection attribute names another signature algorithm than the signer")
 
 
-def _check_key_usage(certificate: x509.Certificate) -> None:
-    try:
-        usage = certificate.extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
-    except x509.ExtensionNotFound:
-        return
-    if not (usage.digital_signature or usage.content_commitment):
-        raise SecurityError(f"the signer's certificate {describe(certificate)} is not meant for signatures")
-
-
 def verify_detached(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -> x509.Certificate:
     """Check a detached signature over `content` and the signer's chain; returns the signer's certificate.
 
     `at` is when the message was received, on the caller's clock: the certificates must be valid then.
     """
+    return check_detached(signature, content, trust, at).certificate
+
+
+def check_detached(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -> TrustVerdict:
+    """verify_detached, with what the trust store had to say beside its yes (revocation not checked)."""
     try:
         return _verify(signature, content, trust, at)
     except (ValueError, TypeError, KeyError) as exc:
@@ -222,7 +218,7 @@ def verify_detached(signature: bytes, content: bytes, trust: TrustStore, at: dat
         raise SecurityError(f"the signature file is not a readable CMS SignedData: {exc}") from None
 
 
-def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -> x509.Certificate:
+def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -> TrustVerdict:
     signed_data = _parse(signature)
     encapsulated = signed_data["encap_content_info"]
     if encapsulated["content_type"].native != "data":
@@ -262,10 +258,6 @@ def _verify(signature: bytes, content: bytes, trust: TrustStore, at: datetime) -
         raise SecurityError(
             f"the signature value does not verify with the signer's certificate {describe(signer_certificate)}"
         ) from None
-    _check_key_usage(signer_certificate)
-    expiry = validity_problem(signer_certificate, at, "the signer's certificate")
-    if expiry:
-        raise SecurityError(expiry)
+    # The chain, validity, revocation, key usage (digitalSignature), and no CA certificate as a signer.
     others = [certificate for certificate in certificates if certificate != signer_certificate]
-    trust.verify(signer_certificate, others, at)
-    return signer_certificate
+    return trust.verify(signer_certificate, others, at, purpose=Purpose.SIGNING, role="the signer's certificate")

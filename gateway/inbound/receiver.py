@@ -427,6 +427,8 @@ class Receiver:
                 )
             record = self.journal.move(existing.row, Phase.IN_INBOX)
             signed = f"; signed by {signed_by} for {sbd.sender}" if signed_by else ""
+            # What the signer's trust check accepted with a reservation (trust.revocation warn).
+            signed += "".join(f"; {warning}" for warning in contents.trust_warnings)
             self.journal.add_event(
                 record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}{signed}"
             )
@@ -470,7 +472,7 @@ class Receiver:
             return signer
         raise SecurityError(
             f"the message is signed by {signer or 'a certificate without an organisation number'} "
-            f"(its certificate's serialNumber), but its SBD names {sbd.sender} as the sender; if {signer} is "
+            f"(its certificate's serialNumber or organizationIdentifier), but its SBD names {sbd.sender} as the sender; if {signer} is "
             f"a service that signs for {sbd.sender}, list it under trust.signing_services"
         )
 

@@ -12,7 +12,7 @@ import yaml
 from gateway.channels.registry import registry_scopes
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.credentials import authorisation_for, load_identity
+from gateway.credentials import authorisation_for, load_identity, load_trust, registry_signers
 from gateway.errors import GatewayError, PermanentChannelError, RetryableChannelError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
@@ -84,7 +84,8 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
     with outbound_client(joined, network.http_timeout_seconds) as http:
         tokens = authorisation_for(joined, identity, http, clock).maskinporten(
             registry_scopes(joined.channels.enabled()))
-        registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock)
+        registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock,
+                                         signers=registry_signers(joined, load_trust(joined, revocation_http=http)))
         try:
             answer = registry.lookup(
                 sidecar.receiver, accepted.process, sidecar.security_level, accepted.conversation_id

@@ -1,29 +1,50 @@
 """The service-registry client: who receives a process on which channel, with which certificate.
 
-Every answer is requested as `application/jose` and verified against the registry's `/jwk` key
-set before a single field is read: an unsigned answer, a bad signature or an unknown key is a
-SecurityError, never a fallback. Answers are cached per (identifier, process, security level), and
-threads asking the same question at once share one request.
+Every answer is requested as `application/jose` and its signature checked (gateway/trust/registry.py:
+the x5c certificate chained to the trust anchors and naming the registry, or a pinned key) before a
+single field is read: an unsigned answer, a bad signature or an unknown signer is a SecurityError, never
+a fallback. The registry is asked over https, or over http on loopback only (the sandbox). Answers are
+cached per (identifier, process, security level), and threads asking the same question at once share
+one request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import jwt
-from jwt.algorithms import RSAAlgorithm
 
 from gateway.clock import Clock, SystemClock
-from gateway.errors import PermanentChannelError, SecurityError
+from gateway.errors import ConfigError, PermanentChannelError, SecurityError
 from gateway.tokens import TokenSource, bearer_request, check_response
+from gateway.trust.registry import RegistrySigners
 
 JOSE = "application/jose"
 
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_registry_url(url: str) -> None:
+    """ConfigError unless `url` is https, or http on loopback (a signed answer over plain http elsewhere can
+    be withheld or replayed by anyone on the way)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or "")):
+        return
+    raise ConfigError(f"network.service_registry_url {url}: the service registry is asked over https only "
+                      "(http is allowed on loopback, for the sandbox)")
 
 
 class ReceiverNotFound(PermanentChannelError):
@@ -111,7 +132,11 @@ class ServiceRegistryClient:
         http: httpx.Client,
         cache_ttl_s: float = 300,
         clock: Clock | None = None,
+        *,
+        signers: RegistrySigners,
     ) -> None:
+        check_registry_url(base_url)
+        self.signers = signers
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.http = http
@@ -119,9 +144,7 @@ class ServiceRegistryClient:
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, int | None], tuple[float, RegistryAnswer]] = {}
-        self._keys: dict[str, Any] = {}
         self._flights: dict[tuple[str, str, int | None], _Flight] = {}  # lookups under way, by question
-        self._keys_lock = threading.Lock()  # one key-set fetch at a time
         self.cache_hits = 0  # for the metrics
         self.cache_misses = 0
 
@@ -208,50 +231,11 @@ class ServiceRegistryClient:
             raise SecurityError(
                 f"the service registry's answer is signed with {header.get('alg')!r}, not RS256"
             )
-        kid = header.get("kid")
-        if not kid:
-            raise SecurityError("the service registry's answer names no signing key (kid)")
-        public_key = self._signing_key(str(kid))
         try:
-            payload = jwt.api_jws.decode(compact, public_key, algorithms=["RS256"])
+            payload = self.signers.payload(compact)
         except jwt.PyJWTError as exc:
             raise SecurityError(f"the service registry's answer has a bad signature: {exc}") from exc
         try:
             return json.loads(payload)
         except ValueError as exc:
             raise SecurityError("the service registry's signed answer does not hold JSON") from exc
-
-    def _signing_key(self, kid: str) -> Any:
-        with self._lock:
-            if kid in self._keys:
-                return self._keys[kid]
-        with self._keys_lock:
-            with self._lock:
-                if kid in self._keys:
-                    return self._keys[kid]  # fetched by the thread we waited for
-            self._fetch_keys()
-        with self._lock:
-            if kid in self._keys:
-                return self._keys[kid]
-        raise SecurityError(
-            f"the service registry's answer is signed by key {kid!r}, which is not in its key set (/jwk)"
-        )
-
-    def _fetch_keys(self) -> None:
-        what = "fetching the service registry's signing keys"
-        response = check_response(
-            bearer_request(self.http, self.tokens, what, "GET", f"{self.base_url}/jwk",
-                           headers={"Accept": "application/json"}),
-            what,
-        )
-        try:
-            key_set = response.json()
-            keys = {
-                str(jwk["kid"]): RSAAlgorithm.from_jwk(jwk)
-                for jwk in key_set.get("keys", [])
-                if jwk.get("kty") == "RSA" and jwk.get("kid")
-            }
-        except (ValueError, KeyError, AttributeError, jwt.PyJWTError) as exc:
-            raise SecurityError(f"the service registry's key set (/jwk) cannot be read: {exc}") from exc
-        with self._lock:
-            self._keys = keys

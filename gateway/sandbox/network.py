@@ -14,17 +14,21 @@ Every organisation here is fictional (valid check digits, no real party behind t
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.types import ASGIApp
 
 from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity
 from gateway.errors import ConfigError
@@ -44,7 +48,9 @@ from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.peer import AutomaticPeer
+from gateway.sandbox.revocation_app import revocation_app
 from gateway.sandbox.server import SandboxContext, SandboxServer
+from gateway.sandbox.signing import SandboxSigningKey
 from gateway.sandbox.svarut_app import SvarUtService
 from gateway.sandbox.svarut_peer import MunicipalityPeer
 from gateway.sandbox.svarut_store import (
@@ -54,12 +60,16 @@ from gateway.sandbox.svarut_store import (
     integration_id_for,
     password_for,
 )
+from gateway.trust.policy import SANDBOX_REGISTRY, SANDBOX_SVARUT_ORGNR
+from gateway.trust.registry import RegistrySigners
+
+log = logging.getLogger(__name__)
 
 GATEWAY = "gateway"  # runs an integration point (an efm-gateway) of its own
 PEER = "peer"  # answered by an AutomaticPeer inside the sandbox
 DPV_ONLY = "dpv"  # no integration point: reached in its Altinn mailbox only
 MUNICIPALITY = "dpf"  # a municipality on KS SvarUt/SvarInn, answered by a MunicipalityPeer
-KS_SVARUT = ("944444416", "KS SvarUt (sandkasse)")  # whose certificate DPF documents are encrypted to
+KS_SVARUT = (SANDBOX_SVARUT_ORGNR, "KS SvarUt (sandkasse)")  # whose certificate DPF documents are encrypted to
 
 
 @dataclass(frozen=True)
@@ -193,6 +203,11 @@ class SandboxNetwork:
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
         }
 
+    def registry_signers(self) -> RegistrySigners:
+        """Who signs this network's registry answers, as a gateway on it checks them: the registry's own
+        certificate from the dev CA (chained to the PKI's trust bundle)."""
+        return RegistrySigners(TrustStore.from_pem_files([self.pki.trust_bundle]), SANDBOX_REGISTRY[0])
+
     def jwk_settings(self, orgnr: str) -> dict[str, str]:
         """network.jwk_key_id and jwk_private_key of the key registered on `orgnr`'s client (JWK mode)."""
         key_id, path = registered_jwk(self.pki, orgnr)
@@ -278,7 +293,8 @@ def _role(orgnr: str, network: SandboxNetwork) -> str:
 
 
 def build_catalogue(
-    pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str]
+    pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str],
+    extra_organisations: Sequence[SandboxOrganisation] = (),
 ) -> tuple[SandboxCatalogue, dict[str, str]]:
     """The catalogue: gateways and peers on DPO (every arkivmelding process, response, avtalt), the
     DPV-only organisations on DPV. Returns it with orgnr -> name of everyone on it."""
@@ -303,6 +319,9 @@ def build_catalogue(
                 SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(DPV_PROCESSES)})
             )
             names[builtin.orgnr] = builtin.name
+    for extra in extra_organisations:
+        organisations.append(extra)
+        names[extra.orgnr] = extra.name
     # Root and intermediate: grants carry only the leaf in x5c, as Maskinporten's clients send them.
     trusted = [pki.trust_bundle.read_text(encoding="ascii")]
     return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted), names
@@ -318,6 +337,7 @@ def start_network(
     correspondence: CorrespondenceOptions | None = None,
     faults: FaultPlan | None = None,
     broker: BrokerOptions | None = None,
+    extra_organisations: Callable[[DevPki], Sequence[SandboxOrganisation]] | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
@@ -327,7 +347,8 @@ def start_network(
     how the DPV service behaves (default: published at once, read after 3 s, the failing built-in
     organisation failing). `faults` are the server's first fault rules (the peers' own requests go
     through them too). `broker` sets how the DPO broker behaves (default: as the real one, system
-    users only and a short virus scan).
+    users only and a short virus scan). `extra_organisations` adds registry entries made with the PKI (tests:
+    receivers whose record serves an expired, revoked or foreign certificate); nobody answers for them.
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -340,9 +361,12 @@ def start_network(
             raise ConfigError(f"sandbox network: {orgnr} cannot be both a gateway and an automatic peer")
     data_dir.mkdir(parents=True, exist_ok=True)
     municipalities = {orgnr: _name_of(orgnr) for orgnr in MUNICIPALITIES}
+    # The PKI's CRLs and OCSP responder are on the sandbox server: at `port` when one is asked for, else at the
+    # port the PKI recorded when it was made (certificates name that address).
     pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}, **municipalities,
-                                              KS_SVARUT[0]: KS_SVARUT[1]})
-    catalogue, names = build_catalogue(pki, gateways, peers)
+                                              KS_SVARUT[0]: KS_SVARUT[1], SANDBOX_REGISTRY[0]: SANDBOX_REGISTRY[1]},
+                         revocation_port=port or None)
+    catalogue, names = build_catalogue(pki, gateways, peers, extra_organisations(pki) if extra_organisations else ())
     correspondence_service = CorrespondenceService(
         correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
     )
@@ -356,11 +380,28 @@ def start_network(
         return SvarUtStore(context.data_dir / "svarut", ks_identity, svarut_parties, context.clock)
 
     svarut_service = SvarUtService(svarut_store)
-    server = SandboxServer(data_dir / "server", catalogue, port=port,
-                           extra_apps={"/correspondence": correspondence_service, "/svarut": svarut_service},
-                           faults=faults, broker=broker)
+
+    def pki_app(context: SandboxContext) -> ASGIApp:
+        return revocation_app(pki, lambda: datetime.now(UTC))  # real time: gateways check CRLs against theirs
+
+    def server_on(server_port: int) -> SandboxServer:
+        return SandboxServer(data_dir / "server", catalogue, port=server_port,
+                             extra_apps={"/correspondence": correspondence_service, "/svarut": svarut_service,
+                                         "/pki": pki_app},
+                             faults=faults, broker=broker,
+                             signing_key=SandboxSigningKey.from_identity(dev_identity(pki, SANDBOX_REGISTRY[0])))
+
+    server = server_on(port or pki.revocation_port or 0)
     try:
-        server.start()
+        try:
+            server.start()
+        except OSError as exc:
+            if port or exc.errno != errno.EADDRINUSE:
+                raise
+            log.warning("the dev PKI's revocation address (port %s) is taken; the sandbox serves on another port, "
+                        "and its certificates' CRL and OCSP addresses go unanswered", pki.revocation_port)
+            server = server_on(0)
+            server.start()
     except BaseException:
         correspondence_service.close()
         raise

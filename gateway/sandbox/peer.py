@@ -49,6 +49,8 @@ from gateway.formats.sbd import (
 from gateway.maskinporten import GrantKey, Maskinporten, SystemUser, default_client_id, default_system_user_name
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.sandbox.auth import sandbox_exchange_url
+from gateway.trust.policy import SANDBOX_REGISTRY
+from gateway.trust.registry import RegistrySigners
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,8 @@ class AutomaticPeer:
         self._broker = BrokerClient(broker_url, auth.altinn((BROKER_READ_SCOPE,), user), self._http,
                                     write_tokens=auth.altinn((BROKER_WRITE_SCOPE,), user))
         self._registry = ServiceRegistryClient(registry_url, auth.maskinporten(("eformidling:dpo",)), self._http,
-                                               clock=self.clock)
+                                               clock=self.clock,
+                                               signers=RegistrySigners(trust, SANDBOX_REGISTRY[0]))
         self._seen = _SeenStore(self.work_dir / "peer.sqlite")
         self._poll_lock = threading.Lock()
         self._state_lock = threading.Lock()

@@ -98,6 +98,7 @@ class SandboxServer:
         extra_apps: Mapping[str, Callable[[SandboxContext], ASGIApp]] | None = None,
         faults: FaultPlan | None = None,
         broker: BrokerOptions | None = None,
+        signing_key: SandboxSigningKey | None = None,
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the sandbox listens on loopback only, not on {host!r}")
@@ -109,6 +110,7 @@ class SandboxServer:
         self.extra_apps = dict(extra_apps or {})
         self.faults = FaultInjector(faults or FaultPlan())
         self.broker = broker or BrokerOptions()  # the real broker's ways by default
+        self.signing_key = signing_key  # None: a self-signed key of its own, made at start
         self.url = ""
         self._server: ThreadedUvicorn | None = None
         self._thread: threading.Thread | None = None
@@ -147,7 +149,8 @@ class SandboxServer:
         return list(server.server_state.connections) if server is not None else []
 
     def _build_app(self) -> ASGIApp:
-        signing_key = SandboxSigningKey.load_or_create(self.data_dir)
+        signing_key = self.signing_key or SandboxSigningKey.load_or_create(self.data_dir)
+        self.signing_key = signing_key
         access_tokens = AccessTokens(signing_key, self.token_audience, self.clock,
                                      altinn_issuer=f"{self.url}/authentication/api/v1/openid/")
         clients = [org.orgnr for org in self.catalogue.organisations if org.certificate_pem]
@@ -197,7 +200,11 @@ class SandboxServer:
         # it is TCP, and without it uvicorn's separate head and body writes wait ~40 ms for a delayed ACK.
         listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
+        try:
+            listener.bind((self.host, self.port))
+        except OSError:
+            listener.close()
+            raise
         self.port = listener.getsockname()[1]
         display_host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{display_host}:{self.port}"

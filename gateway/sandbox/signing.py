@@ -1,7 +1,9 @@
 """The sandbox's own signing key: signs service-registry answers and access tokens.
 
 Kept in the data folder so a restarted sandbox keeps the same key (clients that cached the JWK
-set go on verifying).
+set go on verifying). On a sandbox network the key is the registry's enterprise key, its certificate
+issued by the dev PKI (`from_identity`): gateways check the `x5c` chain as they do Digdir's. A bare
+server makes itself a self-signed one, which only a client that pins it trusts.
 """
 
 from __future__ import annotations
@@ -53,10 +55,19 @@ def _write_private(path: Path, content: bytes) -> None:
 class SandboxSigningKey:
     """An RSA key with a self-signed certificate (for the `x5c` header) and its `kid`."""
 
-    def __init__(self, private_key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> None:
+    def __init__(self, private_key: rsa.RSAPrivateKey, certificate: x509.Certificate,
+                 chain: tuple[x509.Certificate, ...] = ()) -> None:
         self.private_key = private_key
         self.certificate = certificate
+        self.chain = chain  # the intermediates after the certificate in x5c
         self.kid = jwk_thumbprint(private_key.public_key())
+
+    @classmethod
+    def from_identity(cls, identity: Any) -> SandboxSigningKey:
+        """The key and certificate of an OrgIdentity (the registry's, issued by the dev PKI); its
+        intermediates go into x5c, the root stays out, as a real signer's chain does."""
+        chain = tuple(cert for cert in identity.chain if cert.issuer != cert.subject)
+        return cls(identity.private_key, identity.certificate, chain)
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> SandboxSigningKey:
@@ -92,8 +103,8 @@ class SandboxSigningKey:
         return cls(private_key, certificate)
 
     def headers(self) -> dict[str, Any]:
-        der = self.certificate.public_bytes(serialization.Encoding.DER)
-        return {"kid": self.kid, "x5c": [base64.b64encode(der).decode("ascii")]}
+        ders = [cert.public_bytes(serialization.Encoding.DER) for cert in (self.certificate, *self.chain)]
+        return {"kid": self.kid, "x5c": [base64.b64encode(der).decode("ascii") for der in ders]}
 
     def sign_bytes(self, payload: bytes) -> str:
         """A compact JWS (RS256) over `payload`."""

@@ -71,7 +71,8 @@ class SendingGateway:
         credentials = Credentials(self.identity.private_key, [self.identity.certificate])
         self.broker = BrokerClient(server.broker_url, tokens_for(server, credentials, orgnr, ALL_SCOPES, http), http)
         self.registry = ServiceRegistryClient(
-            server.registry_url, tokens_for(server, credentials, orgnr, REGISTRY_SCOPES, http), http)
+            server.registry_url, tokens_for(server, credentials, orgnr, REGISTRY_SCOPES, http), http,
+            signers=network.registry_signers())
         self.work = work
         self.scan_delay_s = server.broker.scan_delay_s or 0.0
 

@@ -50,7 +50,8 @@ def tokens(network: SandboxNetwork, http: httpx.Client, registry: bool = False) 
 def test_the_mailbox_only_organisations_have_dpv_records_and_nothing_else(
     network: SandboxNetwork, http: httpx.Client
 ) -> None:
-    registry = ServiceRegistryClient(network.server.registry_url, tokens(network, http, registry=True), http)
+    registry = ServiceRegistryClient(network.server.registry_url, tokens(network, http, registry=True), http,
+                                     signers=network.registry_signers())
     for orgnr in (MAILBOX_ONLY, FAILING):
         assert BUILTIN_ORGANISATIONS[orgnr].role == "dpv"
         for process in (ADMINISTRASJON, DIGITALPOST_INFO):

@@ -15,18 +15,27 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from gateway.errors import RetryableChannelError, SecurityError
+from gateway.errors import ConfigError, RetryableChannelError, SecurityError
 from gateway.routing import ReceiverNotFound, ServiceRegistryClient, choose_route
 from gateway.sandbox import SandboxServer
+from gateway.trust.registry import RegistrySigners
 from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, REGISTRY_SCOPES, SENDER, Pki, TokenFactory
 
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 
 
+def pinned(sandbox: SandboxServer) -> RegistrySigners:
+    """A bare sandbox server signs with a self-signed key of its own: these tests pin it (a sandbox network's
+    registry key is issued by its dev CA instead, and checked as Digdir's is: tests/trust)."""
+    assert sandbox.signing_key is not None
+    return RegistrySigners(pinned=[sandbox.signing_key.certificate.public_key()])
+
+
 @pytest.fixture
 def registry(sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client) -> ServiceRegistryClient:
-    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), http)
+    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), http,
+                                 signers=pinned(sandbox))
 
 
 def test_a_dpo_receiver_comes_back_with_its_certificate_and_a_reason(registry: ServiceRegistryClient,
@@ -62,7 +71,8 @@ def test_no_record_for_the_process_is_receiver_not_found(registry: ServiceRegist
 def test_a_second_lookup_is_served_from_the_cache(sandbox: SandboxServer, token_client: TokenFactory) -> None:
     requests: list[str] = []
     with httpx.Client(event_hooks={"request": [lambda r: requests.append(r.url.path)]}) as counting:
-        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), counting)
+        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), counting,
+                                         signers=pinned(sandbox))
         first = registry.lookup(DPO_RECEIVER, ADMINISTRASJON, security_level=3)
         lookups = [p for p in requests if "/identifier/" in p]
         assert registry.lookup(DPO_RECEIVER, ADMINISTRASJON, security_level=3) == first
@@ -82,7 +92,8 @@ def test_the_same_question_asked_at_once_costs_one_request_and_the_waiters_count
             time.sleep(0.5)  # the others ask while this one is on the way
 
     with httpx.Client(event_hooks={"request": [slow]}) as counting:
-        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), counting)
+        registry = ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), counting,
+                                         signers=pinned(sandbox))
         start = threading.Barrier(5)
 
         def ask() -> object:
@@ -97,7 +108,8 @@ def test_the_same_question_asked_at_once_costs_one_request_and_the_waiters_count
 
 
 def test_an_unreachable_registry_is_retryable(token_client: TokenFactory, http: httpx.Client) -> None:
-    registry = ServiceRegistryClient("http://127.0.0.1:9/sr", token_client(SENDER, REGISTRY_SCOPES), http)
+    registry = ServiceRegistryClient("http://127.0.0.1:9/sr", token_client(SENDER, REGISTRY_SCOPES), http,
+                                     signers=RegistrySigners(pinned=[_key().public_key()]))
     with pytest.raises(RetryableChannelError, match="network error"):
         registry.lookup(DPO_RECEIVER, ADMINISTRASJON)
 
@@ -163,25 +175,34 @@ def test_an_answer_with_a_tampered_payload_is_refused() -> None:
     forged = dict(GOOD_BODY, infoRecord={"identifier": DPO_RECEIVER, "organizationName": "Mallory"})
     payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
     tampered = f"{header}.{payload}.{signature}"
-    registry = ServiceRegistryClient("http://sr.test", lambda: "token", _impostor(key, tampered, calls))
-    with pytest.raises(SecurityError, match="bad signature"):
+    registry = ServiceRegistryClient("https://sr.test", lambda: "token", _impostor(key, tampered, calls),
+                                     signers=RegistrySigners(pinned=[key.public_key()]))
+    with pytest.raises(SecurityError, match="not signed by any of the keys pinned"):
         registry.lookup(DPO_RECEIVER, ADMINISTRASJON)
 
 
-def test_an_answer_signed_by_an_unknown_key_is_refused_after_one_refetch_of_the_key_set() -> None:
+def test_an_answer_signed_by_another_key_is_refused_and_the_jwk_endpoint_is_never_asked() -> None:
     published, stranger, calls = _key(), _key(), []
     registry = ServiceRegistryClient(
-        "http://sr.test", lambda: "token", _impostor(published, _signed(stranger, "stranger", GOOD_BODY), calls)
+        "https://sr.test", lambda: "token", _impostor(published, _signed(stranger, "stranger", GOOD_BODY), calls),
+        signers=RegistrySigners(pinned=[published.public_key()]),
     )
-    with pytest.raises(SecurityError, match="not in its key set"):
+    with pytest.raises(SecurityError, match="not signed by any of the keys pinned"):
         registry.lookup(DPO_RECEIVER, ADMINISTRASJON)
-    assert calls.count("/jwk") == 1
-    with pytest.raises(SecurityError):
-        registry.lookup(DPO_RECEIVER, ADMINISTRASJON)
-    assert calls.count("/jwk") == 2  # refetched once per unknown kid, never accepted
+    assert "/jwk" not in calls  # whatever the host serves as its key set is no proof of anything
 
 
 def test_an_unsigned_answer_is_refused() -> None:
-    registry = ServiceRegistryClient("http://sr.test", lambda: "token", _impostor(_key(), None, []))
+    key = _key()
+    registry = ServiceRegistryClient("https://sr.test", lambda: "token", _impostor(key, None, []),
+                                     signers=RegistrySigners(pinned=[key.public_key()]))
     with pytest.raises(SecurityError, match="without a signature"):
         registry.lookup(DPO_RECEIVER, ADMINISTRASJON)
+
+
+def test_plain_http_is_refused_except_on_loopback() -> None:
+    signers = RegistrySigners(pinned=[_key().public_key()])
+    with pytest.raises(ConfigError, match="https only"):
+        ServiceRegistryClient("http://sr.test/adressetjeneste", lambda: "token", httpx.Client(), signers=signers)
+    for loopback in ("http://127.0.0.1:9/sr", "http://localhost:9/sr", "http://[::1]:9/sr"):
+        ServiceRegistryClient(loopback, lambda: "token", httpx.Client(), signers=signers)

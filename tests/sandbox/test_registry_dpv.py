@@ -10,6 +10,7 @@ from gateway.routing import ReceiverNotFound, ServiceRegistryClient, choose_rout
 from gateway.sandbox import SandboxServer
 from gateway.sandbox.catalogue import RESPONSE_PROCESS, dpv_resource_for
 from tests.sandbox.support import DPO_RECEIVER, DPV_RECEIVER, REGISTRY_SCOPES, SENDER, TokenFactory
+from tests.sandbox.test_registry import pinned
 
 ADMINISTRASJON = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 TAUSHETSBELAGT = "urn:no:difi:profile:arkivmelding:taushetsbelagt:ver1.0"
@@ -18,7 +19,8 @@ ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"
 
 @pytest.fixture
 def registry(sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client) -> ServiceRegistryClient:
-    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), http)
+    return ServiceRegistryClient(sandbox.registry_url, token_client(SENDER, REGISTRY_SCOPES), http,
+                                 signers=pinned(sandbox))
 
 
 def test_a_dpv_only_receiver_gets_a_dpv_record_with_its_altinn_resource_and_no_certificate(

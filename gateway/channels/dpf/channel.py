@@ -44,6 +44,8 @@ from gateway.formats.cms import encrypt_file, encrypt_stream
 from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import StandardBusinessDocument
 from gateway.routing.registry import ServiceRecord
+from gateway.trust.receivers import ReceiverTrust
+from gateway.trust.store import TrustStore
 
 DPF_MAX_BYTES = 1_000_000_000
 ARKIVMELDING_NAME = "arkivmelding.xml"
@@ -89,12 +91,16 @@ class DpfChannel:
         identity: OrgIdentity,
         clock: Clock,
         sender_name: str = "",
+        receivers: ReceiverTrust | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self.svarut = svarut
         self.svarinn = svarinn
         self.identity = identity
         self.clock = clock
         self.sender_name = sender_name
+        # The certificate documents are encrypted to must be KS SvarUt's; `trust` alone: any trusted one.
+        self.receivers = receivers or (ReceiverTrust(trust) if trust is not None else None)
         self._listed: dict[str, dict[str, Any]] = {}  # forsendelseId -> its SvarInn metadata
         self._lock = threading.Lock()
 
@@ -122,7 +128,13 @@ class DpfChannel:
 
     def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
         assert service is not None and service.certificate_pem
-        ks_certificate = x509.load_pem_x509_certificate(service.certificate_pem.encode())
+        note = ""
+        if self.receivers is not None:
+            # Chain, validity, revocation, key usage, and that it is KS's: checked before a byte is encrypted.
+            checked = self.receivers.check(message.sbd.receiver, service.certificate_pem, dpf=True)
+            ks_certificate, note = checked.certificate, checked.note
+        else:
+            ks_certificate = x509.load_pem_x509_certificate(service.certificate_pem.encode())
         documents = [d for d in message.documents if d.name != ARKIVMELDING_NAME]
         uploads = []
         for index, document in enumerate(documents):
@@ -140,13 +152,14 @@ class DpfChannel:
         forsendelse = forsendelse_for(message.sbd, title, [(d.name, d.mime_type) for d in documents],
                                       self.sender_name, service.organisation_name)
         content = PreparedForsendelse(forsendelse, tuple(uploads))
-        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
+        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content, note=note)
 
     def describe(self, package: Package) -> str:
         content = package.content
+        words = "SvarUt forsendelse"
         if isinstance(content, PreparedForsendelse) and content.forsendelse.get("krevNiva4Innlogging"):
-            return "SvarUt forsendelse at security level 4"
-        return "SvarUt forsendelse"
+            words = "SvarUt forsendelse at security level 4"
+        return f"{words}; {package.note}" if package.note else words
 
     def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
         if reference is not None:

@@ -5,6 +5,13 @@ there is one, a zip of them when there are more. We write the documents beside a
 made from the forsendelse's metadata, so the inbox folder looks as it does for DPO. Our ids come back
 in `ekstraMetadata` when the sender is an eFormidling gateway (a reply in our conversation); a
 forsendelse without them gets its forsendelseId as messageId and conversationId.
+
+Trust: a forsendelse carries no sender's signature (no ASiC-E, no CAdES). What SvarInn (KS) vouches for
+is that it came through a SvarUt account and is addressed to our SvarInn account; what we check is that
+it decrypts with our key (it was encrypted to our certificate) and that each file's SHA-256 matches the
+list SvarInn gives. The sending organisation's number is only what the forsendelse says (`avsender`,
+else `svarSendesTil`, the reply-to address): nobody signs it, so it is reported as the sender, never
+taken as proof of who sent it.
 """
 
 from __future__ import annotations
@@ -64,7 +71,8 @@ def _orgnr_of(party: Any) -> str | None:
 
 
 def sender_of(forsendelse: dict[str, Any]) -> str | None:
-    """The sending organisation: SvarInn names it in `avsender` or, for answers, `svarSendesTil`."""
+    """The sending organisation as the forsendelse states it: `avsender`, else `svarSendesTil` (the reply-to
+    address). Unsigned: see the module's docstring for what SvarInn vouches for."""
     return _orgnr_of(forsendelse.get("avsender")) or _orgnr_of(forsendelse.get("svarSendesTil"))
 
 

@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from cryptography import x509
-
 from gateway.channels.base import (
     Capabilities,
     InboundMessage,
@@ -39,6 +37,7 @@ from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument
 from gateway.identifiers import to_party_value
 from gateway.routing.registry import ServiceRecord
+from gateway.trust.receivers import ReceiverTrust
 
 DPO_MAX_BYTES = 1_000_000_000
 # A received package: the documents, with room for the SBD, the signature and the encryption.
@@ -75,6 +74,7 @@ class DpoChannel:
         limits: AsicLimits | None = None,
         scan_wait_s: float = SCAN_WAIT_S,
         party: str | None = None,
+        receivers: ReceiverTrust | None = None,
     ) -> None:
         self.broker = broker
         self.scan_wait_s = scan_wait_s
@@ -84,6 +84,7 @@ class DpoChannel:
         self.resource_id = resource_id
         self.identity = identity
         self.trust = trust
+        self.receivers = receivers or ReceiverTrust(trust)
         self.clock = clock
         self.normalise_retired_prefix = normalise_retired_prefix
         self.limits = limits or AsicLimits()
@@ -104,15 +105,17 @@ class DpoChannel:
         return problems
 
     def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
-        certificate = None
+        certificate, note = None, ""
         if message.documents:
-            assert service is not None and service.certificate_pem
-            certificate = x509.load_pem_x509_certificate(service.certificate_pem.encode())
+            assert service is not None
+            # Chain, validity, revocation, key usage and whose it is: checked before a byte is encrypted.
+            checked = self.receivers.check(message.sbd.receiver, service.certificate_pem, service.organisation_number)
+            certificate, note = checked.certificate, checked.note
         content = pack_message(message.sbd, message.documents, self.identity, certificate, work)
-        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
+        return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content, note=note)
 
     def describe(self, package: Package) -> str:
-        return ""
+        return package.note
 
     def send(self, package: Package, reference: str | None, on_reference: Callable[[str], None]) -> str:
         if reference is not None:
