@@ -472,8 +472,8 @@ class Receiver:
             return signer
         raise SecurityError(
             f"the message is signed by {signer or 'a certificate without an organisation number'} "
-            f"(its certificate's serialNumber or organizationIdentifier), but its SBD names {sbd.sender} as the sender; if {signer} is "
-            f"a service that signs for {sbd.sender}, list it under trust.signing_services"
+            f"(its certificate's serialNumber or organizationIdentifier), but its SBD names {sbd.sender} as the "
+            f"sender; if {signer} is a service that signs for {sbd.sender}, list it under trust.signing_services"
         )
 
     def _write_message_xml(
