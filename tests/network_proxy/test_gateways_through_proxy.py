@@ -30,8 +30,8 @@ FINAL = {
     "brev-til-sandkasse-peer": "LEST", "melding-til-altinn-postkasse": "LEST", "melding-flat": "LEST",
     "brev-til-kommune": "LEST", "ugyldig-mottaker": "FEIL",
 }
-SERVICES = {"sr", "token", "authentication", "broker", "correspondence", "svarut"}  # registry, Maskinporten, the
-# Altinn token exchange, DPO, DPV, DPF
+SERVICES = {"sr", "token", "authentication", "broker", "correspondence", "svarut", "pki"}  # registry, Maskinporten,
+# the Altinn token exchange, DPO, DPV, DPF, and the CA's revocation services (OCSP, CRL)
 PASSWORD = "pr0xy-s3cret"
 
 
