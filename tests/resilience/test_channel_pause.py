@@ -9,10 +9,12 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
+from gateway.channels.dpf.client import check_response as svarut_check
 from gateway.channels.dpo.client import BrokerClient
 from gateway.clock import FakeClock
-from gateway.errors import RetryableChannelError
+from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.outbound.circuit import ChannelPaused, Circuits
+from gateway.tokens import check_response as tokens_check
 from gateway.tokens import retry_after_seconds
 
 
@@ -118,3 +120,18 @@ def test_the_virus_scan_look_is_not_asked_again_after_a_429(tmp_path):
         client.wait_while_processing("7c5b0f3e-9c1e-4c55-9d8c-3c7a1f0e2b11", timeout_s=5.0, first_pause_s=0.01)
     assert raised.value.retry_after == 30.0 and raised.value.throttled
     assert len(asked) == 1
+
+
+@pytest.mark.parametrize("check", [tokens_check, svarut_check], ids=["altinn", "svarut"])
+def test_408_is_tried_again_and_the_servers_retry_after_reaches_the_channel(check):
+    def answer(status: int, **headers: str) -> httpx.Response:
+        return httpx.Response(status, headers=headers, json={"title": "nope", "message": "nope"},
+                              request=httpx.Request("POST", "http://peer.test/x"))
+
+    with pytest.raises(RetryableChannelError):
+        check(answer(408), "sending")
+    with pytest.raises(RetryableChannelError) as raised:
+        check(answer(429, **{"Retry-After": "30"}), "sending")
+    assert (raised.value.retry_after, raised.value.throttled) == (30.0, True)
+    with pytest.raises(PermanentChannelError, match=r"HTTP 400 from peer\.test: nope"):
+        check(answer(400), "sending")
