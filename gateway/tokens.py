@@ -52,7 +52,7 @@ def check_response(response: httpx.Response, what: str) -> httpx.Response:
         return response
     words = server_words(response)
     message = f"{what}: HTTP {response.status_code} from {response.request.url.host}: {words}"
-    if response.status_code == 429 or response.status_code >= 500:
+    if response.status_code in (408, 429) or response.status_code >= 500:  # 408: the request timed out there
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
         if retry_after is not None:
             message = f"{message} (the server asks us to wait {retry_after:.0f} s)"

@@ -104,11 +104,13 @@ def build_network(
     key_by_channel = {channel.name: key for key, channel in zip(blocks, sending.values(), strict=True)}
     blocks_by_channel = {name: blocks[key] for name, key in key_by_channel.items()}
     in_flight = {name: block.max_in_flight for name, block in blocks_by_channel.items()}
-    circuits = Circuits(clock)  # one per channel, shared by the sender and the status sender
+    # One per channel, shared by everything that calls it: a pause the peer asks for holds for every call.
+    circuits = Circuits(clock)
     sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits, in_flight=in_flight)
     inbox = Inbox(config, journal, statuses)
     receivers = [
-        Receiver(config, journal, statuses, clock, channel, inbox, workers=in_flight[channel.name])
+        Receiver(config, journal, statuses, clock, channel, inbox, workers=in_flight[channel.name],
+                 circuit=circuits[channel.name])
         for channel in receiving.values() if channel.capabilities.two_way
     ]
     carrying = [in_flight[name] for name, channel in status_channels.items()
@@ -119,7 +121,7 @@ def build_network(
     )
     pollers = [
         StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch,
-                     in_flight=in_flight[name])
+                     in_flight=in_flight[name], circuit=circuits[name])
         for name, channel in status_channels.items() if channel.capabilities.statuses_by_polling
     ]
     jobs = [

@@ -97,6 +97,9 @@ class StatusUpdate:
     status: str  # a contract.statuses.Status value
     stamped_at: datetime | None  # when the channel (or the receiver) says it happened
     description: str
+    # The provider no longer has the message (a status poll answered 404 or 410): no status can come any more,
+    # and the poller stops asking for it.
+    ends_polling: bool = False
 
 
 @dataclass(frozen=True)

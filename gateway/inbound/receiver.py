@@ -18,9 +18,10 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from gateway.channels.base import Channel, InboundMessage
 from gateway.clock import Clock, isoformat
@@ -42,10 +43,12 @@ from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
+from gateway.outbound.circuit import ChannelCircuit, ChannelPaused
 from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
@@ -66,8 +69,11 @@ class Receiver:
         channel: Channel,
         inbox: Inbox,
         workers: int = 4,
+        circuit: ChannelCircuit | None = None,
     ) -> None:
         self.config = config
+        # The channel's pause (the peer asked us to wait): nothing is listed, downloaded or confirmed meanwhile.
+        self.circuit = circuit
         self.journal = journal
         self.statuses = statuses
         self.clock = clock
@@ -100,6 +106,9 @@ class Receiver:
         self.repeated.flush()
         if not self._room_again():
             return 0
+        if self.circuit is not None and self.circuit.seconds_left() > 0:
+            log.debug("%s is paused: nothing is received this poll", self.channel.name)
+            return 0
         handled = self.retake_released()
         offered: set[str] = set()  # taken, or being taken, in this poll: never twice in one
         running: set[Future[int]] = set()
@@ -108,7 +117,9 @@ class Receiver:
             while time.monotonic() < ends and not self.disk.stopped:
                 listed_at = time.monotonic()
                 try:
-                    references = self.channel.list_inbound()
+                    references = self._call(self.channel.list_inbound)
+                except ChannelPaused:
+                    break
                 except ChannelError as exc:
                     # Expected trouble (network, an HTTP status): one line; the next poll asks again.
                     self.repeated.log(
@@ -213,6 +224,8 @@ class Receiver:
             return 0  # another worker found the disk full: the rest wait, not download to fail
         try:
             return 1 if self.take(reference) else 0
+        except ChannelPaused:
+            log.debug("incoming transfer %s on %s waits: the channel is paused", reference, self.channel.name)
         except ChannelError as exc:
             self.repeated.log(
                 logging.WARNING, f"transfer on {self.channel.name}: {same_kind(str(exc))}",
@@ -260,6 +273,17 @@ class Receiver:
                 "then goes on by itself", reference, self.channel.name, full.describe(), exc,
             )
 
+    def _call(self, call: Callable[..., T], *args: object) -> T:
+        """A call on the channel, unless it is paused (ChannelPaused); an answer asking us to wait pauses it."""
+        if self.circuit is None:
+            return call(*args)
+        self.circuit.guard()
+        try:
+            return call(*args)
+        except ChannelError as exc:
+            self.circuit.heed(exc)
+            raise
+
     def _message_lock(self, message_id: str) -> threading.Lock:
         """Two transfers of one message (a resend) are handled one after the other, never side by side."""
         return self._locks[hash(message_id) % len(self._locks)]
@@ -277,27 +301,29 @@ class Receiver:
             # A small package stays in memory; a large one rolls over to an unnamed file.
             with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_LIMIT, dir=self.downloads) as download:
                 try:
-                    self.channel.fetch_inbound(reference, download)
+                    self._call(self.channel.fetch_inbound, reference, download)
                 except SecurityError as exc:
                     # Larger than the channel carries: offered again, it would be downloaded again forever.
                     self._quarantine_unreadable(reference, None, str(exc))
-                    self.channel.reject_inbound(reference, str(exc))
+                    self._call(self.channel.reject_inbound, reference, str(exc))
                     return True
                 finally:
                     self._sizes[reference] = download.tell()  # what a full disk must find room for
                 download.seek(0)
                 try:
-                    inbound = self.channel.open_inbound(reference, download, work)
+                    inbound = self._call(self.channel.open_inbound, reference, download, work)
                 except (MessageFormatError, SecurityError) as exc:
                     self._quarantine_unreadable(reference, download, str(exc))
-                    self.channel.reject_inbound(reference, str(exc))
+                    self._call(self.channel.reject_inbound, reference, str(exc))
                     return True
                 self._writing[reference] = self.config.folders.inbox_staging
                 rejected = self._dispatch(reference, inbound, download)
+            # Paused meanwhile: not confirmed now. The channel offers it again, and the journal keeps it
+            # from reaching the inbox twice.
             if rejected:
-                self.channel.reject_inbound(reference, rejected)
+                self._call(self.channel.reject_inbound, reference, rejected)
             else:
-                self.channel.acknowledge_inbound(reference)
+                self._call(self.channel.acknowledge_inbound, reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True

@@ -71,6 +71,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_open_channel ON messages (channel, phase, id);
     """,
+    # 4: when each sent message's status is next asked for (status polling backs off for messages whose
+    # status has stood still; NULL: never again). Messages sent before are due at once.
+    """
+    ALTER TABLE messages ADD COLUMN next_poll_at REAL;
+    UPDATE messages SET next_poll_at = 0 WHERE direction = 'out' AND phase IN ('sent', 'delivered', 'expired')
+        AND json_extract(detail, '$.reference') IS NOT NULL;
+    CREATE INDEX messages_poll_due ON messages (channel, phase, next_poll_at) WHERE next_poll_at IS NOT NULL;
+    """,
 ]
 
 

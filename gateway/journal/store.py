@@ -18,6 +18,7 @@ from gateway.errors import JournalError
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
 from gateway.journal.records import COLUMNS, MessageRecord, encode_fields, history_of, record_of
+from gateway.journal.status_polls import StatusPollRows
 
 WAL_SIZE_LIMIT = 4 << 20
 _UPDATABLE = {
@@ -37,6 +38,8 @@ _UPDATABLE = {
 
 
 GROUP_COMMIT_WAIT_SECONDS = 0.002
+_POLLS_START = frozenset({Phase.SENT})
+_POLLS_END = frozenset({Phase.DONE, Phase.FAILED})
 
 
 class _CommitGroup:
@@ -50,7 +53,7 @@ class _CommitGroup:
 
 
 
-class Journal:
+class Journal(StatusPollRows):
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
         self.clock = clock
@@ -460,6 +463,10 @@ class Journal:
                 "UPDATE messages SET phase = ?, finished_at = ?, status_dirty = status_dirty + 1 WHERE id = ?",
                 (new_phase.value, finished, row),
             )
+            if new_phase in _POLLS_START or new_phase in _POLLS_END:
+                # Sent: its status is asked for from now on. Done or failed: no status can change it any more.
+                next_poll = self._now() if new_phase in _POLLS_START else None
+                self._db.execute("UPDATE messages SET next_poll_at = ? WHERE id = ?", (next_poll, row))
             self.update(row, **fields)
         return self.get(row)
 
@@ -542,25 +549,6 @@ class Journal:
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, position),
             )
-
-    def awaiting_delivery(self, channel: str, after_row: int, limit: int) -> list[MessageRecord]:
-        """Sent on `channel` and waiting for LEVERT, in row order after `after_row`: a status poll's first
-        call on every round (an index range: cheap however many rows the channel has)."""
-        return self._many(
-            "channel = ? AND phase = 'sent' AND id > ? AND direction = 'out' ORDER BY id LIMIT ?",
-            (channel, after_row, limit),
-        )
-
-    def awaiting_late_status(self, channel: str, after_row: int, limit: int, since: float) -> list[MessageRecord]:
-        """Created since `since` on `channel`: delivered messages (LEST may come) and sent ones that expired
-        (a late LEVERT still counts), in row order after `after_row`."""
-        return self._many(
-            "id IN (SELECT id FROM (SELECT id FROM messages WHERE channel = ? AND phase = 'delivered' AND id > ? "
-            "AND created_at >= ? ORDER BY id LIMIT ?) UNION ALL SELECT id FROM (SELECT id FROM messages "
-            "WHERE channel = ? AND phase = 'expired' AND id > ? AND created_at >= ? "
-            "AND json_extract(detail, '$.reference') IS NOT NULL ORDER BY id LIMIT ?)) ORDER BY id LIMIT ?",
-            (channel, after_row, since, limit, channel, after_row, since, limit, limit),
-        )
 
     def purge_finished(self, finished_before: float, limit: int = 1000) -> list[MessageRecord]:
         """Delete finished messages older than `finished_before`; returns what was deleted."""

@@ -39,7 +39,7 @@ from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.backoff import RetryPolicy, retry_after_of
-from gateway.outbound.circuit import ChannelCircuit, Circuits
+from gateway.outbound.circuit import ChannelCircuit, ChannelPaused, Circuits
 from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.receipts.writer import StatusWriter
@@ -347,13 +347,16 @@ class Sender:
         channel = self.channels.get(record.channel or "")
         if record.phase != Phase.SENDING or not reference or channel is None:
             return False
+        circuit = self.circuits[channel.name]
         try:
+            circuit.guard()  # the question is a call on the channel too: not while it is paused
             uploaded = channel.already_sent(reference)
         except RetryableChannelError as exc:
+            circuit.heed(exc)
             # Cannot tell yet: ask again later rather than expire a sent message. Past the deadline the
             # usual cap would make it due at once, again and again: back off from now instead.
-            attempts = record.attempts + 1
-            delay = self.retry.delay(attempts, exc.retry_after)
+            attempts = record.attempts + (0 if isinstance(exc, ChannelPaused) else 1)
+            delay = max(self.retry.delay(max(attempts, 1), exc.retry_after), circuit.seconds_left())
             self.journal.update(record.row, attempts=attempts, next_attempt_at=self.clock.now().timestamp() + delay)
             return True
         except PermanentChannelError:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import fnmatch
 import random
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ import yaml
 from gateway.errors import ConfigError
 
 FAULT_KINDS = ("error", "reset", "stall", "truncate", "latency")
-_COMMON_KEYS = {"fault", "method", "path", "probability", "times"}
+_COMMON_KEYS = {"fault", "method", "path", "caller", "probability", "times"}
 _KEYS_OF_KIND = {
     "error": {"status", "after", "retry_after_seconds"},
     "reset": {"after"},
@@ -27,7 +29,7 @@ _KEYS_OF_KIND = {
     "latency": {"delay_ms"},
 }
 _VALUE_KINDS = {
-    "fault": "text", "method": "text", "path": "text", "after": "true or false",
+    "fault": "text", "method": "text", "path": "text", "caller": "text", "after": "true or false",
     "times": "a whole number", "status": "a whole number", "retry_after_seconds": "a whole number",
     "probability": "a number", "stall_seconds": "a number", "keep_fraction": "a number", "delay_ms": "a number",
 }
@@ -40,6 +42,9 @@ class FaultRule:
     fault: str
     method: str = "*"
     path: str = "*"
+    # The organisation a request is made for (its access token's consumer, or its HTTP Basic user name), as a
+    # pattern: one gateway's requests apart from the automatic peers' on the same paths.
+    caller: str = "*"
     probability: float = 1.0
     times: int | None = None
     status: int = 500
@@ -59,6 +64,8 @@ class FaultRule:
             return f"unknown fault {self.fault!r}; the faults are {', '.join(FAULT_KINDS)}"
         if not isinstance(self.method, str) or not isinstance(self.path, str) or not self.path:
             return "method and path must be text (a method name or '*', a path pattern such as /broker/*)"
+        if not isinstance(self.caller, str) or not self.caller:
+            return "caller must be text (an organisation number, or a pattern such as '*')"
         if not 0.0 <= self.probability <= 1.0:
             return f"probability must be between 0 and 1, not {self.probability!r}"
         if self.times is not None and self.times < 1:
@@ -75,8 +82,12 @@ class FaultRule:
             return f"keep_fraction must be at least 0 and less than 1, not {self.keep_fraction!r}"
         return None
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method == "*" or self.method.upper() == method.upper()) and fnmatch.fnmatchcase(path, self.path)
+    def matches(self, method: str, path: str, caller: str = "") -> bool:
+        return (
+            (self.method == "*" or self.method.upper() == method.upper())
+            and fnmatch.fnmatchcase(path, self.path)
+            and (self.caller == "*" or fnmatch.fnmatchcase(caller, self.caller))
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The rule in its config form, with only the keys its fault uses."""
@@ -153,11 +164,15 @@ def load_fault_plan(path: Path) -> FaultPlan:
     return fault_plan_from_dict(raw if raw is not None else [], where=str(path))
 
 
+FIRED_AT_KEPT = 1000  # the times of a rule's latest requests kept for GET /_faults
+
+
 @dataclass
 class _RuleState:
     rule: FaultRule
     remaining: int | None
     injected: int = 0
+    fired_at: deque[float] = field(default_factory=lambda: deque(maxlen=FIRED_AT_KEPT))
 
 
 @dataclass(frozen=True)
@@ -206,21 +221,24 @@ class FaultInjector:
             return totals
 
     def describe(self) -> dict[str, Any]:
-        """The rules with their counters, as the control endpoint shows them."""
+        """The rules with their counters, as the control endpoint shows them; `fired_at` holds when each of a
+        rule's latest requests came (epoch seconds, the sandbox's clock), oldest first."""
         with self._lock:
-            rules = [{**s.rule.as_dict(), "injected": s.injected, "remaining": s.remaining} for s in self._states]
+            rules = [{**s.rule.as_dict(), "injected": s.injected, "remaining": s.remaining,
+                      "fired_at": list(s.fired_at)} for s in self._states]
             seed = self.plan.seed
         return {"seed": seed, "rules": rules, "injected": self.injected()}
 
-    def choose(self, method: str, path: str) -> _Choice:
+    def choose(self, method: str, path: str, caller: str = "") -> _Choice:
         delay_ms = 0.0
         with self._lock:
             for state in self._states:
-                if state.remaining == 0 or not state.rule.matches(method, path):
+                if state.remaining == 0 or not state.rule.matches(method, path, caller):
                     continue
                 if state.rule.probability < 1.0 and self._random.random() >= state.rule.probability:
                     continue
                 state.injected += 1
+                state.fired_at.append(round(time.time(), 3))
                 if state.remaining is not None:
                     state.remaining -= 1
                 if state.rule.fault == "latency":

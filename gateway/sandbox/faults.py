@@ -1,8 +1,9 @@
 """Fault injection for the sandbox network: ASGI middleware that breaks chosen requests on purpose.
 
 A rule picks requests by method and path pattern (fnmatch on the whole path, e.g. `/broker/*/upload`),
-with a probability (drawn from one seeded RNG, so a run can be repeated) and/or a count (`times`: the
-next N requests it picks), and does one of:
+optionally by `caller` (the organisation number a request's access token is for, or its HTTP Basic user
+name: one gateway's requests apart from the automatic peers'), with a probability (drawn from one seeded
+RNG, so a run can be repeated) and/or a count (`times`: the next N requests it picks), and does one of:
 
     error     answer `status` (500 unless set) instead of the app's answer, with Retry-After when
               `retry_after_seconds` is set (503, 429); before the app runs, or with `after: true`
@@ -18,14 +19,16 @@ next N requests it picks), and does one of:
 
 Rules come from config (`fault_plan_from_dict`, a YAML file for `efm-gateway sandbox --faults`), from the
 Python API (`SandboxServer.faults`), or at run time from the control endpoint `/_faults`: GET shows the
-rules and how often each fired, POST replaces them (JSON `{"seed": 7, "rules": [...]}`), DELETE clears
-them. The control endpoint is never faulted. The daemon never knows: it only sees HTTP. The rules, their
-config form and the injector that picks requests and counts them are in fault_rules.py.
+rules, how often each fired and when (`fired_at`, epoch seconds), POST replaces them (JSON
+`{"seed": 7, "rules": [...]}`), DELETE clears them. The control endpoint is never faulted. The daemon never
+knows: it only sees HTTP. The rules, their config form and the injector that picks requests and counts them
+are in fault_rules.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import struct
@@ -69,7 +72,7 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"] == CONTROL_PATH:
             await self.app(scope, receive, send)
             return
-        choice = self.injector.choose(scope["method"], scope["path"])
+        choice = self.injector.choose(scope["method"], scope["path"], caller_of(scope))
         if choice.delay_ms:
             await asyncio.sleep(choice.delay_ms / 1000)
         rule = choice.fault
@@ -137,6 +140,24 @@ class FaultMiddleware:
                     "more_body": True})
         self._transport(scope).close()  # what was written is flushed first, then FIN
         await _until_disconnected(receive)
+
+
+def caller_of(scope: Scope) -> str:
+    """The organisation a request is made for: its bearer token's consumer (read, not verified: the apps
+    verify it), or its HTTP Basic user name; "" when it names none."""
+    header = next((value for name, value in scope.get("headers", []) if name == b"authorization"), b"")
+    scheme, _, credentials = header.decode("latin-1").partition(" ")
+    try:
+        if scheme.lower() == "bearer":
+            payload = credentials.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            consumer = str(claims.get("consumer", {}).get("ID", ""))
+            return consumer.removeprefix("0192:")
+        if scheme.lower() == "basic":
+            return base64.b64decode(credentials).decode("utf-8").partition(":")[0]
+    except (ValueError, IndexError, AttributeError, UnicodeDecodeError):
+        return ""
+    return ""
 
 
 def _error_response(rule: FaultRule) -> Response:
@@ -209,6 +230,7 @@ __all__ = [
     "FaultMiddleware",
     "FaultPlan",
     "FaultRule",
+    "caller_of",
     "control_route",
     "fault_plan_from_dict",
     "fault_rule_from_dict",

@@ -21,6 +21,7 @@ service password):
 Errors are KS's ErrorMessage ({status, error, message, path}). Sandbox extras, without credentials:
 
     GET  /svarut/_sandbox/forsendelser     every forsendelse (status, history, files' SHA-256)
+    DELETE /svarut/_sandbox/forsendelser/{id}  forget it, as SvarUt does once it is deleted there
     GET  /svarut/_sandbox/stats            request counters (status_sok_requests, ...)
     POST /svarut/_sandbox/inject           {"sender", "receiver", "kind": wrong_key|bad_zip|dotdot}
     POST /svarut/_sandbox/send             {"sender", "receiver", "title", "messageId", "conversationId"}:
@@ -154,6 +155,11 @@ def svarut_app(store: SvarUtStore, access_tokens: AccessTokens) -> Starlette:
     async def sandbox_forsendelser(request: Request) -> Response:
         return JSONResponse(store.summary())
 
+    async def sandbox_delete(request: Request) -> Response:
+        if not store.delete(request.path_params["id"]):
+            raise Refused(404, f"no forsendelse {request.path_params['id']}")
+        return Response(status_code=204)
+
     async def sandbox_stats(request: Request) -> Response:
         return JSONResponse(dict(store.counters))
 
@@ -189,6 +195,7 @@ def svarut_app(store: SvarUtStore, access_tokens: AccessTokens) -> Starlette:
             Route(f"{svarinn}/kvitterMottak/forsendelse/{{id}}", acknowledge, methods=["POST"]),
             Route(f"{svarinn}/mottakFeilet/forsendelse/{{id}}", failed, methods=["POST"]),
             Route("/_sandbox/forsendelser", sandbox_forsendelser, methods=["GET"]),
+            Route("/_sandbox/forsendelser/{id}", sandbox_delete, methods=["DELETE"]),
             Route("/_sandbox/stats", sandbox_stats, methods=["GET"]),
             Route("/_sandbox/inject", sandbox_inject, methods=["POST"]),
             Route("/_sandbox/send", sandbox_send, methods=["POST"]),

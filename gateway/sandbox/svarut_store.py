@@ -184,6 +184,15 @@ class SvarUtStore:
         stored.status, stored.changed = status, now
         stored.history.append((status, now))
 
+    def delete(self, forsendelse_id: str) -> bool:
+        """Forget a forsendelse, as SvarUt does once it is deleted there: no status search or look-up finds it."""
+        with self._lock:
+            stored = self.forsendelser.pop(forsendelse_id, None)
+        if stored is None:
+            return False
+        shutil.rmtree(self.folder / stored.id, ignore_errors=True)  # a known id only: never a path from outside
+        return True
+
     def by_external_reference(self, sender: str, reference: str) -> list[str]:
         with self._lock:
             return [f.id for f in self.forsendelser.values()

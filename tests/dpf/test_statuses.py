@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,9 @@ from gateway.channels.registry import ChannelTools, build_channels
 from gateway.clock import SystemClock
 from gateway.config import DpfChannelConfig
 from gateway.devcerts import dev_identity
+from gateway.errors import PermanentChannelError
 from gateway.formats.keys import TrustStore
+from gateway.sandbox.fault_rules import FaultRule
 from gateway.sandbox.network import start_network
 from tests.sandbox.support import Credentials, authorisation_for
 
@@ -53,9 +56,9 @@ def sandbox(tmp_path_factory):
         network.stop()
 
 
-def dpf_channel(network, http: httpx.Client):
+def dpf_channel(network, http: httpx.Client, **changed: str):
     identity = dev_identity(network.pki, A)
-    settings = network.gateway_settings(A)["channels"]["dpf"]
+    settings = {**network.gateway_settings(A)["channels"]["dpf"], **changed}
     block = DpfChannelConfig(**{k: Path(v) if k.endswith("_file") else v for k, v in settings.items()})
     credentials = Credentials(identity.private_key, [identity.certificate])
     auth = authorisation_for(network.server, credentials, A, http)
@@ -111,3 +114,48 @@ def test_a_send_cut_off_after_svarut_took_it_is_found_by_its_external_reference_
     assert again == first and journaled == [first, first]
     assert store.counters["sent"] == sent_before, "no second forsendelse"
     assert store.by_external_reference(A, message_id) == [first]
+
+
+STATUS_SEARCH = "/svarut/api/v2/kontoer/*/forsendelser/status-sok"
+
+
+@pytest.fixture
+def faults(sandbox):
+    sandbox.server.faults.clear()
+    yield sandbox.server.faults
+    sandbox.server.faults.clear()
+
+
+def test_a_status_search_answered_404_is_narrowed_to_the_forsendelse_svarut_no_longer_has(sandbox, faults):
+    store = sandbox.svarut.store
+    ids = store.seed(A, ["KLAR_FOR_MOTTAK", "KLAR_FOR_MOTTAK", "LEST", "KLAR_FOR_MOTTAK"])
+    sent = [SentMessage(f"message-{index}", forsendelse_id) for index, forsendelse_id in enumerate(ids)]
+    # The batch, its first half and the first forsendelse alone are answered 404: that one is gone.
+    faults.set_rules(FaultRule("error", method="POST", path=STATUS_SEARCH, caller=A, status=404, times=3))
+    before = store.counters["status_sok_requests"]
+    with httpx.Client(timeout=30) as http:
+        updates = dpf_channel(sandbox, http).poll_statuses(sent)
+    [gone] = [update for update in updates if update.ends_polling]
+    assert (gone.message_id, gone.status) == ("message-0", "ANNET")
+    assert gone.description.startswith("deleted at the provider: SvarUt no longer has forsendelse " + ids[0])
+    assert "HTTP 404" in gone.description
+    assert {(u.message_id, u.status) for u in updates if not u.ends_polling} == {
+        ("message-2", "LEVERT"), ("message-2", "LEST")}, "the others' statuses still come in the same round"
+    assert store.counters["status_sok_requests"] - before == 2, "message-1 alone, then the second half"
+
+
+def test_a_404_for_a_forsendelse_svarut_still_finds_by_its_reference_is_not_called_deleted(sandbox, faults):
+    store = sandbox.svarut.store
+    [kept] = store.seed(A, ["KLAR_FOR_MOTTAK"])
+    store.forsendelser[kept].forsendelse["eksternReferanse"] = "message-kept"
+    faults.set_rules(FaultRule("error", method="POST", path=STATUS_SEARCH, caller=A, status=404, times=1))
+    with httpx.Client(timeout=30) as http:
+        assert dpf_channel(sandbox, http).poll_statuses([SentMessage("message-kept", kept)]) == []
+
+
+def test_a_wrong_account_fails_the_round_instead_of_calling_every_message_deleted(sandbox):
+    [forsendelse_id] = sandbox.svarut.store.seed(A, ["KLAR_FOR_MOTTAK"])
+    with httpx.Client(timeout=30) as http:
+        channel = dpf_channel(sandbox, http, account_id=str(uuid.uuid4()))
+        with pytest.raises(PermanentChannelError, match=r"HTTP 404.*no SvarUt account"):
+            channel.poll_statuses([SentMessage("message-0", forsendelse_id)])

@@ -1,6 +1,6 @@
-"""The status poller walks open messages a batch per round with a journal cursor: every open message
-is reached in turn, a round never asks for more than its batch, finished ones drop out, and a
-channel's failure is one line and the next round goes on."""
+"""The status poller takes the open messages whose poll is due, a batch per round, those due longest
+first: every open message is reached in turn, a round never asks for more than its batch, finished ones
+drop out, and a channel's failure is one line and the next round goes on."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ class CountingChannel:
         ]
 
 
+ROUND_SECONDS = 30.0  # DPV's status_poll_seconds: the time between two rounds
+
+
+def rounds(poller: StatusPoller, clock: FakeClock, count: int = 1) -> None:
+    """`count` rounds, each a round's time after the one before (or after the messages were sent)."""
+    for _ in range(count):
+        clock.advance(ROUND_SECONDS)
+        poller.poll()
+
+
 @pytest.fixture
 def setting(tmp_path):
     clock = FakeClock()
@@ -73,12 +83,11 @@ def test_rounds_walk_every_open_message_in_batches_and_start_over(setting):
                    phase=Phase.ACCEPTED, drop_name="dpo")  # not on DPV: never polled there
     channel = CountingChannel()
     poller = StatusPoller(journal, statuses, clock, channel, batch=200)
-    for _ in range(3):
-        poller.poll()
+    rounds(poller, clock, 3)
     # Three quarters of a batch for messages waiting for LEVERT (a quarter kept for the late walk).
     assert [len(batch) for batch in channel.batches] == [150, 150, 150]
     assert sorted(message for batch in channel.batches for message in batch) == ids, "each once in a walk"
-    poller.poll()
+    rounds(poller, clock)
     assert channel.batches[3] == ids[:150], "the walk starts over after the last batch"
 
 
@@ -88,9 +97,10 @@ def test_messages_that_reached_levert_leave_the_walk_unless_lest_may_follow(sett
     channel = CountingChannel()
     channel.delivered = set(ids[:4])
     poller = StatusPoller(journal, statuses, clock, channel, batch=100)
+    clock.advance(ROUND_SECONDS)
     assert poller.poll() == 4
     assert [journal.find_live("out", i).phase for i in ids[:4]] == [Phase.DELIVERED] * 4
-    poller.poll()
+    rounds(poller, clock)
     assert sorted(channel.batches[1]) == ids, "delivered messages stay polled: LEST may come"
     clock.advance(31 * 86400)
     poller.poll()
@@ -103,7 +113,7 @@ def test_the_late_walk_keeps_its_share_when_many_wait_for_levert(setting):
     channel = CountingChannel()
     channel.delivered = set(ids[:5])
     poller = StatusPoller(journal, statuses, clock, channel, batch=8)
-    poller.poll()  # ids 0-5 of those waiting for LEVERT; five of them are delivered now
+    rounds(poller, clock)  # ids 0-5 of those waiting for LEVERT; five of them are delivered now
     channel.batches.clear()
     poller.poll()
     [batch] = channel.batches

@@ -86,6 +86,25 @@ def test_unavailable_and_too_many_requests_carry_retry_after(
     assert response.json()["status"] == status
 
 
+def test_a_rule_for_one_caller_leaves_the_others_requests_alone(
+    sandbox: SandboxServer, token_client: TokenFactory, http: httpx.Client
+) -> None:
+    """A gateway's requests apart from an automatic peer's on the same path: by the organisation its access
+    token is for, or its HTTP Basic user name."""
+    sandbox.faults.set_rules(FaultRule("error", method="POST", path=INITIALISE, caller=SENDER, status=429,
+                                       retry_after_seconds=30))
+    as_receiver = {"Authorization": f"Bearer {token_client(DPO_RECEIVER).access_token()}"}
+    as_sender = {"Authorization": f"Bearer {token_client(SENDER).access_token()}"}
+    assert http.post(f"{sandbox.url}{INITIALISE}", json=initialise_body(str(uuid.uuid4())),
+                     headers=as_receiver).status_code != 429
+    assert http.post(f"{sandbox.url}{INITIALISE}", json=initialise_body(str(uuid.uuid4())),
+                     headers=as_sender).status_code == 429
+    sandbox.faults.set_rules(FaultRule("error", path="/nowhere", caller="9100*", status=503))
+    assert http.get(f"{sandbox.url}/nowhere", auth=("910077473", "secret")).status_code == 503
+    assert http.get(f"{sandbox.url}/nowhere", auth=("991825827", "secret")).status_code == 404
+    assert http.get(f"{sandbox.url}/nowhere").status_code == 404, "a request for no one is no caller's"
+
+
 def test_a_reset_is_a_read_error_and_nothing_happens(sandbox: SandboxServer, auth: dict, http: httpx.Client) -> None:
     sandbox.faults.set_rules(FaultRule("reset", method="POST", path=INITIALISE))
     reference = str(uuid.uuid4())
@@ -216,13 +235,17 @@ def test_the_control_endpoint_changes_the_rules_at_run_time(sandbox: SandboxServ
     shown = http.post(sandbox.faults_url, json=plan)
     assert shown.status_code == 200
     assert shown.json()["rules"][0]["remaining"] == 2
+    before = time.time()
     assert http.get(f"{sandbox.url}/nowhere").status_code == 429
+    after = time.time()
     # the control endpoint itself is never faulted, even by a rule for every path
     counters = http.get(sandbox.faults_url)
     assert counters.status_code == 200
-    assert counters.json()["rules"][0] == {"fault": "error", "method": "*", "path": "*", "probability": 1.0,
-                                                "times": 2, "status": 429, "after": False,
-                                                "retry_after_seconds": 2, "injected": 1, "remaining": 1}
+    rule = counters.json()["rules"][0]
+    [fired_at] = rule.pop("fired_at")
+    assert before - 0.01 <= fired_at <= after + 0.01, "when the faulted request came, on the sandbox's clock"
+    assert rule == {"fault": "error", "method": "*", "path": "*", "caller": "*", "probability": 1.0, "times": 2,
+                    "status": 429, "after": False, "retry_after_seconds": 2, "injected": 1, "remaining": 1}
     assert counters.json()["injected"]["error"] == 1
     assert http.delete(sandbox.faults_url).json()["rules"] == []
     assert http.get(f"{sandbox.url}/nowhere").status_code == 404
@@ -233,8 +256,8 @@ def test_the_control_endpoint_refuses_a_wrong_rule(sandbox: SandboxServer, http:
     refused = http.post(sandbox.faults_url, json=[{"fault": "error", "delay_ms": 5}])
     assert refused.status_code == 400
     assert refused.json()["title"] == ("POST /_faults, rule 1: 'delay_ms' does not apply to error faults; their keys "
-                                       "are after, fault, method, path, probability, retry_after_seconds, status, "
-                                       "times")
+                                       "are after, caller, fault, method, path, probability, retry_after_seconds, "
+                                       "status, times")
     assert http.post(sandbox.faults_url, content=b"{not json").status_code == 400
     assert len(sandbox.faults.describe()["rules"]) == 1  # the rules in force are kept
 

@@ -56,8 +56,8 @@ def test_a_wrong_faults_file_stops_the_sandbox_command_with_one_line(tmp_path: P
     result = _cli("sandbox", "--data", "net", "--port", str(free_port()), "--faults", "faults.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "efm-gateway: faults.yaml, rule 1: 'latency' does not apply to error faults; their keys are after, fault, "
-        "method, path, probability, retry_after_seconds, status, times"
+        "efm-gateway: faults.yaml, rule 1: 'latency' does not apply to error faults; their keys are after, caller, "
+        "fault, method, path, probability, retry_after_seconds, status, times"
     ]
 
 

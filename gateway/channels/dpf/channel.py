@@ -29,7 +29,13 @@ from gateway.channels.base import (
     SentMessage,
     StatusUpdate,
 )
-from gateway.channels.dpf.client import MAX_IDS_PER_STATUS_SEARCH, SvarInnClient, SvarUtClient, UploadDocument
+from gateway.channels.dpf.client import (
+    MAX_IDS_PER_STATUS_SEARCH,
+    ForsendelseNotFound,
+    SvarInnClient,
+    SvarUtClient,
+    UploadDocument,
+)
 from gateway.channels.dpf.forsendelse import forsendelse_for, updates_for_state
 from gateway.channels.dpf.inbound import (
     MAX_TOTAL_BYTES,
@@ -68,6 +74,12 @@ DPF_CAPABILITIES = Capabilities(
 class PreparedForsendelse:
     forsendelse: dict[str, Any]
     documents: tuple[UploadDocument, ...]
+
+
+def deleted_at_svarut(reference: str, why: str) -> str:
+    """ANNET's words for a forsendelse SvarUt no longer has."""
+    return (f"deleted at the provider: SvarUt no longer has forsendelse {reference} ({why}; nor is it found by "
+            "the message's id); no further status can come, so the gateway has stopped asking for it")
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -179,16 +191,50 @@ class DpfChannel:
 
     # ---- statuses --------------------------------------------------------------------------------
     def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
+        """The statuses of `sent`; a forsendelse SvarUt no longer has ends its message's polling (ANNET).
+
+        A status search answered 404 or 410 is asked again in halves, down to each forsendelse alone, to find
+        which SvarUt no longer has; one is called deleted only when the account, asked for the message's
+        ekstern referanse, answers without it. A wrong account (every search 404, and the look-up too) is
+        then an error of the round, never every message "deleted". An id the search merely leaves out (one
+        of another account, after the account changed) is no news, and is asked for again.
+        """
         by_reference = {message.reference: message.message_id for message in sent}
         updates: list[StatusUpdate] = []
-        for entry in self.svarut.status_search(list(by_reference)):
-            message_id = by_reference.get(str(entry.get("id")))
+        entries, not_found = self._search(list(by_reference))
+        for entry in entries:
+            reference = str(entry.get("id"))
+            message_id = by_reference.get(reference)
             if message_id is None:
                 continue
             changed = _parse_time(entry.get("sisteStatusEndring"))
-            for update in updates_for_state(str(entry.get("status")), str(entry.get("id")), changed):
+            for update in updates_for_state(str(entry.get("status")), reference, changed):
                 updates.append(StatusUpdate(message_id, update.status, update.stamped_at, update.description))
+        for reference, why in not_found.items():
+            message_id = by_reference[reference]
+            if self._gone(reference, message_id):
+                updates.append(StatusUpdate(message_id, "ANNET", None, deleted_at_svarut(reference, why),
+                                            ends_polling=True))
         return updates
+
+    def _search(self, references: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The status search's entries for `references`, and the references SvarUt answered 404 or 410 for
+        when asked for them alone (with its words). A batch answered so is asked in halves, down to each
+        reference alone, to find which it is."""
+        try:
+            return self.svarut.status_search(references), {}
+        except ForsendelseNotFound as exc:
+            if len(references) == 1:
+                return [], {references[0]: str(exc)}
+        middle = len(references) // 2
+        first_entries, first_missing = self._search(references[:middle])
+        second_entries, second_missing = self._search(references[middle:])
+        return first_entries + second_entries, first_missing | second_missing
+
+    def _gone(self, reference: str, message_id: str) -> bool:
+        """Whether SvarUt, asked for the forsendelser sent under `message_id` (our eksternReferanse), answers
+        without `reference`: then it no longer has it. An error here (a wrong account too) fails the round."""
+        return reference not in self.svarut.find_by_external_reference(message_id)
 
     # ---- receiving -------------------------------------------------------------------------------
     def list_inbound(self) -> list[str]:

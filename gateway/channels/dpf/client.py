@@ -4,9 +4,10 @@ SvarUt: `base_url` is the API root (`https://svarut.ks.no/api` in production, `<
 loopback); every call carries a Maskinporten token (scope `ks:fiks`) and the Fiks integration's id and
 password (`IntegrasjonId`, `IntegrasjonPassord` headers), and acts for one account (`kontoId`).
 SvarInn: `base_url` is `https://svarut.ks.no/tjenester/svarinn`; HTTP Basic with the receiving
-system's (mottakersystem) user name and service password. Errors: network, 429 and 5xx are
-RetryableChannelError; other answers PermanentChannelError with KS's own words. Secrets never reach
-a log line or an error text.
+system's (mottakersystem) user name and service password. Errors: network, 408, 429 and 5xx are
+RetryableChannelError (with KS's Retry-After, and whether it asked us to slow down); other answers
+PermanentChannelError with KS's own words, and a status search answered 404 or 410 is
+ForsendelseNotFound. Secrets never reach a log line or an error text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,12 @@ from typing import Any, BinaryIO
 import httpx
 
 from gateway.errors import PermanentChannelError, RetryableChannelError, SecurityError
-from gateway.tokens import TokenSource, translated_http_errors
+from gateway.tokens import (
+    THROTTLING_STATUSES,
+    TokenSource,
+    retry_after_seconds,
+    translated_http_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,13 @@ CHUNK_SIZE = 1 << 20
 # status-sok takes a list of ids; KS documents no limit, so we keep each request modest.
 MAX_IDS_PER_STATUS_SEARCH = 500
 SEND_TIMEOUT = httpx.Timeout(30.0, read=16 * 60.0, write=16 * 60.0)  # KS: allow 16 minutes for large sends
+
+
+GONE_STATUSES = (404, 410)
+
+
+class ForsendelseNotFound(PermanentChannelError):
+    """SvarUt answered a status search with 404 or 410: it knows (one of) the forsendelser asked for no more."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +87,14 @@ class SvarUtClient:
         }
 
     def _request(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """A look-up (status search, reference): with the lookup tokens; a 401 renews the token once."""
+        """A look-up (status search, reference) with the lookup tokens, sent once more with a new token after a
+        401; the answer unchecked."""
         for attempt in range(2):
             with translated_http_errors(what):
                 response = self.http.request(method, url, headers=self._headers(self.lookup_tokens), **kwargs)
             if response.status_code == 401 and attempt == 0 and _invalidated(self.lookup_tokens):
                 continue
-            return check_response(response, what)
+            return response
         raise PermanentChannelError(f"{what}: SvarUt refused the access token twice")
 
     def send(self, forsendelse: dict[str, Any], documents: Sequence[UploadDocument]) -> str:
@@ -110,7 +125,9 @@ class SvarUtClient:
     def find_by_external_reference(self, external_reference: str) -> list[str]:
         """The forsendelseIds of this account sent with `eksternReferanse` (a send cut off by a crash)."""
         what = f"looking up forsendelser with ekstern referanse {external_reference} in SvarUt"
-        response = self._request(what, "GET", f"{self._account_url}/", params={"eksternRef": external_reference})
+        response = check_response(
+            self._request(what, "GET", f"{self._account_url}/", params={"eksternRef": external_reference}), what
+        )
         body = _json(response, what)
         ids = body.get("forsendelseIds") if isinstance(body, dict) else None
         if not isinstance(ids, list):
@@ -118,14 +135,18 @@ class SvarUtClient:
         return [str(forsendelse_id) for forsendelse_id in ids]
 
     def status_search(self, forsendelse_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The current state of each forsendelse (one request per MAX_IDS_PER_STATUS_SEARCH ids)."""
+        """The current state of each forsendelse (one request per MAX_IDS_PER_STATUS_SEARCH ids). SvarUt leaves
+        out ids it does not know; an answer of 404 or 410 is ForsendelseNotFound."""
         found: list[dict[str, Any]] = []
         for start in range(0, len(forsendelse_ids), MAX_IDS_PER_STATUS_SEARCH):
             chunk = list(forsendelse_ids[start:start + MAX_IDS_PER_STATUS_SEARCH])
             what = f"searching SvarUt for the status of {len(chunk)} forsendelse(r)"
             response = self._request(what, "POST", f"{self._account_url}/status-sok",
                                      json={"forsendelseIds": chunk})
-            body = _json(response, what)
+            if response.status_code in GONE_STATUSES:
+                raise ForsendelseNotFound(f"{what}: HTTP {response.status_code} from {response.request.url.host}: "
+                                          f"{_words(response)}")
+            body = _json(check_response(response, what), what)
             statuses = body.get("statuser") if isinstance(body, dict) else None
             if not isinstance(statuses, list):
                 raise RetryableChannelError(f"{what}: the answer holds no statuser")
@@ -207,21 +228,29 @@ def _invalidated(tokens: TokenSource) -> bool:
 
 
 def check_response(response: httpx.Response, what: str) -> httpx.Response:
-    """A 2xx response, or the channel error with KS's words (its ErrorMessage `message`)."""
+    """A 2xx response, or the channel error with KS's words (its ErrorMessage `message`); a retryable one
+    carries KS's Retry-After and whether it asked us to slow down (429, 503)."""
     if response.is_success:
         return response
+    message = f"{what}: HTTP {response.status_code} from {response.request.url.host}: {_words(response)}"
+    if response.status_code in (408, 429) or response.status_code >= 500:
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+        if retry_after is not None:
+            message = f"{message} (the server asks us to wait {retry_after:.0f} s)"
+        raise RetryableChannelError(message, retry_after=retry_after,
+                                    throttled=response.status_code in THROTTLING_STATUSES)
+    raise PermanentChannelError(message)
+
+
+def _words(response: httpx.Response) -> str:
+    """KS's words in an error answer: its ErrorMessage `message`, else the start of the body."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("message"):
-        words = str(body["message"])[:300]
-    else:
-        words = response.text[:300].strip() or response.reason_phrase
-    message = f"{what}: HTTP {response.status_code} from {response.request.url.host}: {words}"
-    if response.status_code == 429 or response.status_code >= 500:
-        raise RetryableChannelError(message)
-    raise PermanentChannelError(message)
+        return str(body["message"])[:300]
+    return response.text[:300].strip() or response.reason_phrase
 
 
 def _json(response: httpx.Response, what: str) -> Any:

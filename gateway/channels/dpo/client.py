@@ -238,11 +238,13 @@ class BrokerClient:
                 overview = self.overview(file_transfer_id)
             except RetryableChannelError as exc:
                 # One look that failed on the way is no news about the scan: look again while there is
-                # time; the upload is done and must not be repeated for it.
+                # time; the upload is done and must not be repeated for it. A broker that asks us to wait
+                # (429, 503, Retry-After) is not asked again here: the send is tried again once its wait is
+                # over, and that try looks at the transfer instead of uploading again.
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or exc.throttled or exc.retry_after is not None:
                     raise
-                time.sleep(min(max(pause, exc.retry_after or 0.0), left))
+                time.sleep(min(pause, left))
                 pause = min(pause * 1.5, 1.0)
                 continue
             left = deadline - time.monotonic()

@@ -212,7 +212,9 @@ class DpvChannel:
     # ---- statuses --------------------------------------------------------------------------------
     def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
         """One message's trouble never holds up the others; only when every one failed for a reason
-        that may pass (the network, Altinn down) does the round fail as a whole."""
+        that may pass (the network, Altinn down) does the round fail as a whole. Altinn asking us to wait
+        (429, 503, Retry-After) ends the round at once: nothing more is asked of it until the wait is over.
+        A correspondence Altinn no longer has (404, 410) ends that message's polling."""
         updates: list[StatusUpdate] = []
         retryable: list[RetryableChannelError] = []
         for message in sent:
@@ -222,9 +224,12 @@ class DpvChannel:
                     continue  # the upload was cut off before Altinn had it; the sender sends it again
                 details = self.client.overview(correspondence_id)
             except CorrespondenceNotFound as exc:
-                updates.append(StatusUpdate(message.message_id, "ANNET", None, str(exc)))
+                updates.append(StatusUpdate(message.message_id, "ANNET", None, deleted_at_altinn(exc),
+                                            ends_polling=True))
                 continue
             except RetryableChannelError as exc:
+                if exc.throttled or exc.retry_after is not None:
+                    raise
                 retryable.append(exc)
                 continue
             except PermanentChannelError as exc:
@@ -254,6 +259,12 @@ class DpvChannel:
 
     def send_status(self, sbd: StandardBusinessDocument) -> None:
         raise PermanentChannelError("DPV carries no status messages")
+
+
+def deleted_at_altinn(not_found: CorrespondenceNotFound) -> str:
+    """ANNET's words for a correspondence Altinn no longer has."""
+    return (f"deleted at the provider: Altinn no longer has the correspondence ({not_found}); no further status "
+            "can come, so the gateway has stopped asking for it")
 
 
 def _updates_from(message_id: str, details: CorrespondenceDetails) -> list[StatusUpdate]:

@@ -48,7 +48,7 @@ MD5_CHUNK = 1 << 20
 
 
 class CorrespondenceNotFound(PermanentChannelError):
-    """Altinn has no such correspondence (404): never made, not ours, or purged."""
+    """Altinn has no such correspondence (404, or 410): never made, not ours, or deleted."""
 
 
 def recipient_urn(identifier: str) -> str:
@@ -296,9 +296,9 @@ class CorrespondenceClient:
 
     def _read(self, correspondence_id: str, path: str, what: str) -> CorrespondenceDetails:
         response = self._request(what, "GET", path)
-        if response.status_code == 404:
-            raise CorrespondenceNotFound(f"{what}: HTTP 404 from {response.request.url.host}: "
-                                         f"{server_words(response)} (never made, not ours, or purged)")
+        if response.status_code in (404, 410):
+            raise CorrespondenceNotFound(f"{what}: HTTP {response.status_code} from {response.request.url.host}: "
+                                         f"{server_words(response)}")
         return _details_from(self._json(check_response(response, what), what), what)
 
     def details(self, correspondence_id: str) -> CorrespondenceDetails:
