@@ -165,6 +165,7 @@ def check_config(args: argparse.Namespace) -> int:
         online_findings,
         reachability_check,
         run_checks,
+        secrets_check,
     )
 
     try:
@@ -176,6 +177,7 @@ def check_config(args: argparse.Namespace) -> int:
             ("folders", folders_check),
             ("keystore", keystore_check(SystemClock().now())),
             ("sandbox.faults", _faults_check),
+            ("secrets", secrets_check),
             ("network", reachability_check),
         ]
         findings = run_checks(config, checks)

@@ -579,11 +579,8 @@ def _check_dpf(path: Path, dpf: DpfChannelConfig) -> None:
             raise ConfigError(
                 f"{path}: channels.dpf.{key} is missing; SvarUt/SvarInn need it (see the README's DPF table)"
             )
-    for key in ("integration_password_file", "svarinn_password_file"):
-        secret = getattr(dpf, key)
-        if secret is not None and not secret.is_file():
-            raise ConfigError(f"{path}: channels.dpf.{key} ({secret}) is not a readable file; write the password "
-                              "alone in it (readable by the gateway's user only)")
+    # Whether the password files can be read is checked where they are read (check-config and the daemon's
+    # start): operator commands load this file too, as a user that may not read the service's credentials.
 
 
 def _check_outbound(path: Path, network: NetworkConfig) -> None:

@@ -66,6 +66,20 @@ def keystore_check(now: datetime) -> Check:
     return check
 
 
+def secrets_check(config: Config) -> list[Finding]:
+    """The channels' password files, read as the daemon will read them."""
+    from gateway.channels.registry import read_secret
+
+    dpf = config.channels.dpf
+    if not dpf.configured:
+        return []
+    for key in ("integration_password_file", "svarinn_password_file"):
+        path = getattr(dpf, key)
+        if path is not None:
+            read_secret(path, f"channels.dpf.{key}")
+    return []
+
+
 def reachability_check(config: Config) -> list[Finding]:
     if not config.network_configured:
         return []

@@ -100,19 +100,27 @@ def _build_dpv(block: Any, tools: ChannelTools) -> Channel:
     return DpvChannel(correspondence, defaults, tools.clock)
 
 
-def _secret(path: Any) -> str:
-    return Path(path).read_text(encoding="utf-8").strip()
+def read_secret(path: Any, key: str) -> str:
+    """A password alone in a file (a systemd credential, say); ConfigError naming `key` when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{key} ({path}) cannot be read ({why}); write the password alone in it, readable by "
+                          "the gateway's user only") from None
 
 
 def _build_dpf(block: Any, tools: ChannelTools) -> Channel:
-    credentials = SvarUtCredentials(block.account_id, block.integration_id, _secret(block.integration_password_file))
+    password = read_secret(block.integration_password_file, "channels.dpf.integration_password_file")
+    credentials = SvarUtCredentials(block.account_id, block.integration_id, password)
     # A Maskinporten token for ks:fiks (not exchanged); status and reference look-ups name us as consumer_org,
     # as the reference does.
     svarut = SvarUtClient(block.svarut_url, credentials, tools.auth.maskinporten((FIKS_SCOPE,)), tools.http,
                           lookup_tokens=tools.auth.maskinporten((FIKS_SCOPE,), consumer_org=tools.orgnr))
     svarinn = None
     if block.svarinn_url:
-        login = SvarInnCredentials(block.svarinn_username, _secret(block.svarinn_password_file))
+        login = SvarInnCredentials(block.svarinn_username,
+                                   read_secret(block.svarinn_password_file, "channels.dpf.svarinn_password_file"))
         svarinn = SvarInnClient(block.svarinn_url, login, tools.http)
     return DpfChannel(svarut, svarinn, tools.identity, tools.clock, sender_name=tools.organisation_name,
                       receivers=tools.receiver_trust())

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config
+from gateway.config_check import secrets_check
 from gateway.errors import ConfigError
 
 FOLDER_KEYS = ("outbox", "status", "inbox", "failed", "sent", "state")
@@ -61,9 +62,11 @@ def test_without_svarinn_nothing_is_received_but_sending_is_configured(tmp_path)
 
 
 def test_a_password_file_that_is_not_there_is_named_and_no_password_is_accepted_inline(tmp_path):
-    with pytest.raises(ConfigError) as refused:
-        load_config(_config(tmp_path, {**FULL, "integration_password_file": "nowhere.secret"}))
-    assert "channels.dpf.integration_password_file" in str(refused.value) and "not a readable file" in str(
+    # Operator commands load config.yaml as users that may not read the service's credentials: no refusal there.
+    config = load_config(_config(tmp_path, {**FULL, "integration_password_file": "nowhere.secret"}))
+    with pytest.raises(ConfigError) as refused:  # check-config and the daemon's start read it, and say so
+        secrets_check(config)
+    assert "channels.dpf.integration_password_file" in str(refused.value) and "cannot be read (No such file" in str(
         refused.value)
     with pytest.raises(ConfigError) as inline:
         load_config(_config(tmp_path, {**FULL, "integration_password": "hemmelig"}))
