@@ -223,7 +223,8 @@ class TokenClient:
         code = found.group(0) if found else (error or f"HTTP {response.status_code}")
         fix = FIXES.get(code, "").format(client_id=self.client_id, audience=self.audience, scopes=" ".join(self.scopes))
         words = description or error or response.reason_phrase
-        message = f"{what}: Maskinporten refused the grant ({code}: {words})"
+        said = words if code in words else f"{code}: {words}"
+        message = f"{what}: Maskinporten refused the grant ({said})"
         return GrantRefused(f"{message}; {fix}" if fix else message, code)
 
     def invalidate(self) -> None:
