@@ -175,9 +175,9 @@ def check_config(args: argparse.Namespace) -> int:
     else:
         checks = [
             ("folders", folders_check),
+            ("secrets", secrets_check),
             ("keystore", keystore_check(SystemClock().now())),
             ("sandbox.faults", _faults_check),
-            ("secrets", secrets_check),
             ("network", reachability_check),
         ]
         findings = run_checks(config, checks)

@@ -84,7 +84,9 @@ def test_a_folder_may_name_a_variable_too(tmp_path):
     assert f"outbox {share / 'ut'})" in result.stdout and (share / "ut").is_dir()
 
 
-def test_a_secret_config_yaml_names_but_the_user_may_not_see_is_one_line(tmp_path):
+def test_a_secret_the_user_may_not_see_stops_only_what_reads_it(tmp_path):
+    """Operator commands read no secret: they run as the service's user although /etc/credstore is closed to it;
+    check-config, which reads the password files as the daemon will, names the one it cannot read."""
     problem = without_dac_problem()
     if problem:
         pytest.skip(problem)
@@ -98,11 +100,17 @@ def test_a_secret_config_yaml_names_but_the_user_may_not_see_is_one_line(tmp_pat
                                   "integration_password_file": f"${{CREDENTIALS_DIRECTORY:-{credstore}}}/"
                                                                "efm-gateway.svarut-password"}})
     os.chown(credstore, 12345, 12345)  # another user's folder: closed to root without CAP_DAC_OVERRIDE
-    command = without_dac_command([sys.executable, "-m", "gateway.cli", "status", "--config", str(config)])
     env = {key: value for key, value in os.environ.items() if key != "CREDENTIALS_DIRECTORY"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"efm-gateway: {config}: {credstore / 'efm-gateway.svarut-password'} cannot be read by user root "
-        "(permission denied); run the command as a user who may read it (root, outside the service)"
-    ]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = without_dac_command([sys.executable, "-m", "gateway.cli", *args, "--config", str(config)])
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    status = run("status")
+    assert status.returncode == 3, status.stderr  # no journal yet: the status command itself ran
+    assert "Traceback" not in status.stderr
+    check = run("check-config")
+    assert check.returncode == 2
+    lines = check.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "channels.dpf.integration_password_file" in lines[0] and "cannot be read (Permission denied)" in lines[0]

@@ -185,6 +185,7 @@ def test_a_message_that_fails_verification_gets_no_answer_and_blocks_nothing(
     good, good_documents = gateway.arkivmelding(PEER, "I orden")
     gateway.send(good, good_documents)
     wait_for_outcome(network, good.message_id, ANSWERED)
+    wait_for_outcome(network, bad.message_id, REJECTED)  # taken side by side: the good one may be done first
 
     rejected = event_for(peer_of(network).events(), bad.message_id)
     assert [e.outcome for e in rejected] == [REJECTED]
