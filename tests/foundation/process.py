@@ -114,12 +114,18 @@ def status_files(folder: Path) -> list[Path]:
 
 
 def current_status(path: Path) -> str | None:
+    """The current status in the status file at `path`; None while there is no such file. A file that does not
+    parse fails the test: status files are replaced atomically, so a reader never sees one half-written."""
     from lxml import etree
 
     try:
         root = etree.parse(str(path)).getroot()
-    except (OSError, etree.XMLSyntaxError):
-        return None
+    except OSError:
+        if not path.exists():
+            return None
+        raise
+    except etree.XMLSyntaxError as exc:
+        raise AssertionError(f"the status file {path} does not parse: {exc}") from None
     return root.findtext("{urn:efm-gateway:status:1}current")
 
 
