@@ -9,12 +9,11 @@ import subprocess
 import time
 import uuid
 
-import pytest
-
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import pdf_bytes, sidecar_xml
 from tests.logcheck import log_records
+from tests.tools import machine_skip, require_tool
 
 from .support import BROKER_POSTS, DOWNLOADS, counting, drop_messages, fired, set_faults
 
@@ -25,11 +24,11 @@ FULL_LINE = r"could not be stored: the file system of .* is full"
 def _mount_tmpfs(folder, size_mib: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(folder)],
-                          capture_output=True, text=True, check=False)
+        machine_skip("mounting a small tmpfs to fill needs root")
+    done = subprocess.run([require_tool("mount", package="mount"), "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs",
+                           str(folder)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        pytest.skip(f"this machine does not let the test mount a tmpfs: {done.stderr.strip()}")
+        machine_skip(f"this machine does not let the test mount a tmpfs: {done.stderr.strip()}")
 
 
 def _ballast(folder, leave_free: int):
