@@ -104,7 +104,7 @@ class Daemon:
         polling, why = intake_uses_polling(config)
         log.info("intake: %s", why)
         self.loop = IntakeLoop(self.intake, config.intake.scan_interval_seconds, use_events=not polling)
-        self.loop.on_round = lambda: self.heartbeats.beat("intake")
+        self.loop.on_round = lambda: self.heartbeats.beat("intake", self.intake.trouble)
         self.loop.hold_reason = self.hold_reason
         self.heartbeats.register("intake", config.intake.scan_interval_seconds)
         self.loop.start()
@@ -165,6 +165,7 @@ class Daemon:
         late = [worker.name for worker in self.heartbeats.late()]
         if late:
             parts.append(f"late: {', '.join(late)}")
+        parts.extend(f"{worker.name}: {worker.trouble}" for worker in self.heartbeats.workers() if worker.trouble)
         held = self.hold_reason()
         if held:
             parts.append("intake held: disk under its floor")

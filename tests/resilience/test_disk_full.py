@@ -4,8 +4,6 @@ and every message arrives once when space is freed. B's folders live on a small 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 import uuid
 
@@ -13,44 +11,32 @@ from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wai
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import pdf_bytes, sidecar_xml
 from tests.logcheck import log_records
-from tests.tools import machine_skip, require_tool
 
-from .support import BROKER_POSTS, DOWNLOADS, counting, drop_messages, fired, set_faults
+from .support import (
+    BROKER_POSTS,
+    DOWNLOADS,
+    MIB,
+    ballast_file,
+    counting,
+    drop_messages,
+    fired,
+    mount_tmpfs,
+    set_faults,
+    unmount,
+)
 
-MIB = 1 << 20
 FULL_LINE = r"could not be stored: the file system of .* is full"
-
-
-def _mount_tmpfs(folder, size_mib: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        machine_skip("mounting a small tmpfs to fill needs root")
-    done = subprocess.run([require_tool("mount", package="mount"), "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs",
-                           str(folder)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        machine_skip(f"this machine does not let the test mount a tmpfs: {done.stderr.strip()}")
-
-
-def _ballast(folder, leave_free: int):
-    ballast = folder / "ballast"
-    with open(ballast, "wb") as handle:
-        handle.truncate(0)
-        chunk = b"\0" * MIB
-        while shutil.disk_usage(folder).free > leave_free + MIB:
-            handle.write(chunk)
-        handle.write(b"\0" * max(shutil.disk_usage(folder).free - leave_free, 0))
-    return ballast
 
 
 def test_a_full_disk_stops_downloads_says_where_and_resumes_when_space_is_freed(tmp_path):
     sandbox = SandboxProcess(tmp_path / "sandbox")
     var_b = tmp_path / "b" / "var"
-    _mount_tmpfs(var_b, 16)
+    mount_tmpfs(var_b, 16)
     gateways = []
     try:
         b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B), allowed_log=(FULL_LINE,)).start()
         gateways.append(b)
-        ballast = _ballast(var_b, leave_free=MIB + MIB // 2)
+        ballast = ballast_file(var_b, leave_free=MIB + MIB // 2)
         set_faults(sandbox, counting("GET", DOWNLOADS))
         a = Gateway(tmp_path / "a", gateway_config(tmp_path / "a", sandbox, A)).start()
         gateways.append(a)
@@ -79,16 +65,18 @@ def test_a_full_disk_stops_downloads_says_where_and_resumes_when_space_is_freed(
             assert (b.inbox / message_id / "brev.pdf").stat().st_size > 2 * MIB
         assert fired(sandbox)[0] <= downloads_when_full + 3, "each downloaded once more, no more"
     finally:
-        for gateway in gateways:
-            gateway.process.stop()
-        sandbox.stop()
-        subprocess.run(["umount", "-l", str(var_b)], check=False)
+        try:
+            for gateway in gateways:
+                gateway.process.stop()
+            sandbox.stop()
+        finally:
+            unmount(var_b)  # also when a log check fails: a tmpfs left mounted would outlive the test
 
 
 def test_a_full_disk_at_the_sender_stops_sending_says_where_and_resumes_when_space_is_freed(tmp_path):
     sandbox = SandboxProcess(tmp_path / "sandbox")
     var_a = tmp_path / "a" / "var"
-    _mount_tmpfs(var_a, 32)
+    mount_tmpfs(var_a, 32)
     gateways = []
     try:
         set_faults(sandbox, counting("POST", BROKER_POSTS))
@@ -100,7 +88,7 @@ def test_a_full_disk_at_the_sender_stops_sending_says_where_and_resumes_when_spa
         ids = _staged_drops(staging, 2, 5 * MIB)  # packed on disk (past 4 MiB), beside the drop
         a.start()
         gateways.append(a)
-        ballast = _ballast(var_a, leave_free=2 * MIB)
+        ballast = ballast_file(var_a, leave_free=2 * MIB)
         for folder in sorted(staging.iterdir()):
             folder.rename(a.outbox / folder.name)  # one rename each, as the contract says: no space needed
 
@@ -124,10 +112,12 @@ def test_a_full_disk_at_the_sender_stops_sending_says_where_and_resumes_when_spa
         assert "has room again" in a.log()
         assert sorted(os.listdir(a.var / "sent")) == ["brev-0", "brev-1"]
     finally:
-        for gateway in gateways:
-            gateway.process.stop()
-        sandbox.stop()
-        subprocess.run(["umount", "-l", str(var_a)], check=False)
+        try:
+            for gateway in gateways:
+                gateway.process.stop()
+            sandbox.stop()
+        finally:
+            unmount(var_a)  # also when a log check fails: a tmpfs left mounted would outlive the test
 
 
 SENDER_FULL_LINE = r"could not be prepared: the file system of .* is full"
