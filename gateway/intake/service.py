@@ -29,12 +29,12 @@ from gateway.intake.failed import (
     STAYS_MARKER,
     choose_failed_name,
     explanation_text,
-    file_sent,
     park_claim,
     remove_refusal_note,
 )
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
+from gateway.journal import originals
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -92,14 +92,22 @@ class Intake:
         """Finish every claim a previous run left in the work area. Returns how many were resumed."""
         resumed = 0
         for claimed in self.claimer.claimed_drops():
-            record = self.journal.find_by_claim(text_name(claimed.claim_id))
-            if record is None:
+            claim_id = text_name(claimed.claim_id)
+            record = self.journal.find_by_claim(claim_id)
+            if record is None and originals.find(self.journal, claim_id) is not None:
+                # Sent, and its message row purged since, but its originals could not move on: to sent/
+                # now, never taken for a new drop (that would send it again).
+                self._file_sent(claim_id)
+                resumed += 1
+            elif record is None:
                 self._journal_claim(claimed)
                 resumed += 1
             elif _was_sent(self.journal, record) and claimed.folder.exists():
-                # Sent, but a crash came before its originals moved on: left here, a later start
-                # (after retention purged its row) would take it for a new drop and send it again.
-                file_sent(claimed.folder, self.config.folders.sent, claimed.name)
+                # Sent, but a crash came before its originals moved on.
+                if originals.find(self.journal, claim_id) is None:  # sent by a version that did not note them
+                    originals.note_sent(self.journal, claim_id, record.message_id, record.drop_name or claimed.name,
+                                        self.clock.now().timestamp())
+                self._file_sent(claim_id)
                 resumed += 1
             elif record.phase in (Phase.REJECTED, Phase.EXPIRED, Phase.FAILED) and claimed.folder.exists():
                 self._park_record(record, claimed)
@@ -108,6 +116,19 @@ class Intake:
         if resumed:
             log.info("resumed %d claimed drops left by the previous run", resumed)
         return resumed
+
+    def _file_sent(self, claim_id: str) -> None:
+        folders = self.config.folders
+        try:
+            originals.file_away(self.journal, claim_id, folders.work_area, folders.sent, self.clock.now().timestamp())
+        except (OSError, sqlite3.Error) as exc:  # the sender's next pass tries again
+            log.warning("the originals of the sent claim %s could not be moved to %s yet: %s", claim_id, folders.sent,
+                        exc)
+
+    def _unjournaled(self, claimed: ClaimedDrop) -> bool:
+        """A claim no journal row knows of: neither a message nor the originals of a sent one."""
+        claim_id = text_name(claimed.claim_id)
+        return self.journal.find_by_claim(claim_id) is None and originals.find(self.journal, claim_id) is None
 
     @property
     def trouble(self) -> str | None:
@@ -187,10 +208,7 @@ class Intake:
         if now < self._journal_retry_at:
             return False
         self._journal_retry_at = now + self.config.intake.scan_interval_seconds
-        waiting = [
-            claimed for claimed in self.claimer.claimed_drops()
-            if self.journal.find_by_claim(text_name(claimed.claim_id)) is None
-        ]
+        waiting = [claimed for claimed in self.claimer.claimed_drops() if self._unjournaled(claimed)]
         self._journal_trouble = None
         for start in range(0, len(waiting), JOURNAL_BATCH):
             self._journal_claims([(claimed, None) for claimed in waiting[start : start + JOURNAL_BATCH]], counts)

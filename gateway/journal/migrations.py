@@ -71,6 +71,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_open_channel ON messages (channel, phase, id);
     """,
+    # 4: the originals of sent messages, kept apart from their message rows (which retention may purge
+    # sooner): waiting in the work area (filed_at NULL) until they are in sent/ as sent_name, then kept
+    # there counting from sent_at. A claim_id of NULL: an entry found in sent/ with no row (from before 4).
+    """
+    CREATE TABLE sent_originals (
+        id         INTEGER PRIMARY KEY,
+        claim_id   TEXT UNIQUE,
+        message_id TEXT,
+        drop_name  TEXT NOT NULL,
+        sent_at    REAL NOT NULL,
+        sent_name  TEXT UNIQUE,
+        filed_at   REAL
+    );
+    CREATE INDEX sent_originals_waiting ON sent_originals (id) WHERE filed_at IS NULL;
+    CREATE INDEX sent_originals_sent_at ON sent_originals (sent_at) WHERE filed_at IS NOT NULL;
+    """,
 ]
 
 

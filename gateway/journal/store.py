@@ -572,6 +572,18 @@ class Journal:
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(record.row,) for record in doomed])
         return doomed
 
+    # ---- statements of the journal's smaller tables (journal/originals.py) ------------------------------
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        """One write statement, a step of its own (or of this thread's transaction); the rows it changed."""
+        with self.transaction():
+            return self._db.execute(sql, params).rowcount
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one read statement."""
+        connection, lock = self._reading()
+        with lock:
+            return connection.execute(sql, params).fetchall()
+
     # ---- operators' commands (efm-gateway release) ----------------------------------------------------
     def released(self, channel: str, limit: int = 50) -> list[MessageRecord]:
         """Quarantined incoming messages an operator released on `channel`, for its receiver to open again."""

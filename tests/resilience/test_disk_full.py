@@ -3,12 +3,17 @@ and every message arrives once when space is freed. B's folders live on a small 
 
 from __future__ import annotations
 
+import collections
 import os
+import shutil
+import threading
 import time
 import uuid
 
+import pytest
+
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
-from tests.dpo.statusfiles import current
+from tests.dpo.statusfiles import current, history
 from tests.foundation.drops import pdf_bytes, sidecar_xml
 from tests.logcheck import log_records
 
@@ -136,3 +141,74 @@ def _staged_drops(staging, count: int, size: int) -> list[str]:
         (folder / "message.xml").write_bytes(sidecar)
         ids.append(message_id)
     return ids
+
+
+class _Archive:
+    """B's archive system, once started: takes each message out of the inbox and counts it per messageId."""
+
+    def __init__(self, inbox) -> None:
+        self.inbox = inbox
+        self.taken: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for folder in list(self.inbox.iterdir()):
+                if (folder / "message.xml").exists():
+                    self.taken[folder.name] += 1
+                    shutil.rmtree(folder)
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+# Every line B may log at ERROR while its disk is full: each an expected condition, said in one line.
+RECEIVER_FULL_LINES = (r"is full",)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_500_messages_into_a_20_mib_receiver_lose_nothing_double_nothing_and_log_no_traceback(tmp_path):
+    sandbox = SandboxProcess(tmp_path / "sandbox")
+    var_b = tmp_path / "b" / "var"
+    mount_tmpfs(var_b, 20)
+    gateways = []
+    archive = None
+    try:
+        b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B), allowed_log=RECEIVER_FULL_LINES).start()
+        a = Gateway(tmp_path / "a", gateway_config(tmp_path / "a", sandbox, A)).start()
+        gateways += [b, a]
+        # Room for a few hundred small messages in the inbox, but not for everything the journal and the
+        # status files of 500 want too: the disk fills under every part of B that writes.
+        ballast = ballast_file(var_b, leave_free=3 * MIB)
+        archive = _Archive(b.inbox)
+        archive.start()
+        ids = drop_messages(a, 500)
+        wait(lambda: "is full" in b.log(), timeout=300, message="B's disk fills up")
+        time.sleep(5)  # B's jobs run on a full disk for a while
+        ballast.unlink()
+        wait(lambda: set(archive.taken) >= set(ids), timeout=600, message="all 500 in B's archive")
+        wait(lambda: all("LEVERT" in history(a.status, m) for m in ids), timeout=300, message="LEVERT for all")
+        time.sleep(2)  # a second delivery still under way would be counted now
+    finally:
+        if archive is not None:
+            archive.stop()
+        try:
+            for gateway in gateways:
+                gateway.process.stop()
+            sandbox.stop()
+        finally:
+            unmount(var_b)
+    assert set(archive.taken) == set(ids)
+    assert {m: n for m, n in archive.taken.items() if n != 1} == {}, "each message delivered once"
+    log = b.log()
+    assert "Traceback" not in log, "a full disk is an expected condition: no traceback"
+    full = [text for level, text in log_records(log) if level == "ERROR"]
+    assert 1 <= len(full) <= 8, full  # one line for each part of B that found the disk full
