@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from gateway.journal.store import Journal
 
 _COLUMNS = "claim_id, message_id, drop_name, sent_at, sent_name, filed_at"
 MAX_SENT_NAME_BYTES = 240  # room for a counter within the file system's 255 bytes
+# One claim is filed by one thread at a time (the send that finished, and the pass that moves what waits).
+_LOCKS = [threading.Lock() for _ in range(64)]
 
 
 @dataclass(frozen=True)
@@ -55,18 +58,21 @@ def waiting(journal: Journal, limit: int = 100) -> list[SentOriginals]:
     return [_of(row) for row in rows]
 
 
-def file_in_sent(journal: Journal, originals: SentOriginals, claim_folder: Path, sent: Path, now: float) -> bool:
+def _file_in_sent(journal: Journal, originals: SentOriginals, claim_folder: Path, sent: Path, now: float) -> bool:
     """Move `claim_folder` to sent/ under a name journaled first; repeatable after a crash at any point.
     True when the originals are in sent/ now, False when there was nothing left to move."""
     assert originals.claim_id is not None
     name = originals.sent_name
     moved = False
-    if os.path.lexists(claim_folder):
+    while os.path.lexists(claim_folder) and not moved:
         if name is None or os.path.lexists(sent / name):
             name = unique_target(sent, _shortened(originals.drop_name)).name
             journal.execute("UPDATE sent_originals SET sent_name = ? WHERE claim_id = ?", (name, originals.claim_id))
-        durable_rename(claim_folder, sent / name)
-        moved = True
+        try:
+            durable_rename(claim_folder, sent / name)
+            moved = True
+        except FileExistsError:
+            continue  # another message's originals took that name a moment ago: choose again
     present = moved or (name is not None and os.path.lexists(sent / name))
     journal.execute(
         "UPDATE sent_originals SET filed_at = ?, sent_name = ? WHERE claim_id = ?",
@@ -78,10 +84,11 @@ def file_in_sent(journal: Journal, originals: SentOriginals, claim_folder: Path,
 def file_away(journal: Journal, claim_id: str, work: Path, sent: Path, now: float) -> bool:
     """Move the noted originals of the claim `claim_id` (its folder in `work`) to sent/; False when none are
     noted or nothing was left to move. Raises OSError (or sqlite3.Error) when the move cannot be made now."""
-    noted = find(journal, claim_id)
-    if noted is None:
-        return False
-    return file_in_sent(journal, noted, work / claim_id, sent, now)
+    with _LOCKS[hash(claim_id) % len(_LOCKS)]:
+        noted = find(journal, claim_id)
+        if noted is None or noted.filed_at is not None:
+            return False  # none owed, or filed by another thread a moment ago
+        return _file_in_sent(journal, noted, work / claim_id, sent, now)
 
 
 def purge_sent(journal: Journal, sent: Path, now: float, keep_seconds: float) -> int:

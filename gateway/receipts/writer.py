@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -175,7 +176,14 @@ class StatusWriter:
                                        "status files could not be written to %s: %s; the next flush tries again",
                                        self.folder, where)
                     return written
-                self.journal.mark_clean(dirty)
+                try:
+                    self.journal.mark_clean(dirty)
+                except sqlite3.OperationalError as exc:
+                    # Written, but not noted (a full disk under the journal): written again at the next flush.
+                    self._repeated.log(logging.ERROR, f"status files noted: {same_kind(str(exc))}",
+                                       "status files were written to %s, but the journal could not note it: %s; "
+                                       "they are written again at the next flush", self.folder, exc)
+                    return written
                 written += len(dirty)
                 if len(dirty) < limit:
                     return written

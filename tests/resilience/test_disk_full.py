@@ -211,4 +211,7 @@ def test_500_messages_into_a_20_mib_receiver_lose_nothing_double_nothing_and_log
     log = b.log()
     assert "Traceback" not in log, "a full disk is an expected condition: no traceback"
     full = [text for level, text in log_records(log) if level == "ERROR"]
-    assert 1 <= len(full) <= 8, full  # one line for each part of B that found the disk full
+    # One line for each part of B that found the disk full, each time it filled again (the archive frees
+    # space while B takes more): a handful, never one a run or one a message.
+    assert 1 <= len(full) <= 12, full
+    assert all("full" in text for text in full), full
