@@ -385,14 +385,21 @@ class Receiver:
     def _deliver(self, reference: str, inbound: InboundMessage, download: BinaryIO) -> str | None:
         sbd = inbound.sbd
         existing = self.journal.find_live("in", sbd.message_id)
-        if existing is not None and existing.phase != Phase.RECEIVED:
+        # A copy sent again after the first one was quarantined: it gets its own chance.
+        again = existing is not None and _another_copy(existing, reference)
+        if existing is not None and existing.phase != Phase.RECEIVED and not again:
             self.inbox.hand_over(existing)  # finishes a hand-over a crash cut off; nothing when it is done
             log.info("message %s already received (%s); duplicate ignored", sbd.message_id, existing.phase)
             return None
         now = self.clock.now()
-        if existing is None and sbd.expected_response is not None and sbd.expected_response <= now:
+        fresh = existing is None or again
+        if fresh and sbd.expected_response is not None and sbd.expected_response <= now:
             with self.journal.transaction():
-                record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
+                if existing is not None:
+                    record = self.journal.move(self._reopen(existing, reference).row, Phase.EXPIRED,
+                                               errors=["the message arrived after its deadline"])
+                else:
+                    record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
                 self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description="arrived after its deadline")
             log.info("message %s from %s arrived after its deadline; discarded", sbd.message_id, sbd.sender)
             return None
@@ -425,6 +432,8 @@ class Receiver:
                 existing = self._create(
                     sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference}
                 )
+            elif again:
+                existing = self._reopen(existing, reference, inbox_folder=folder_name)
             record = self.journal.move(existing.row, Phase.IN_INBOX)
             signed = f"; signed by {signed_by} for {sbd.sender}" if signed_by else ""
             self.journal.add_event(
@@ -435,6 +444,15 @@ class Receiver:
         log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender,
                  extra=event_fields(sbd.message_id, None, self.channel.name, "INNKOMMENDE_MOTTATT"))
         return None
+
+    def _reopen(self, quarantined: MessageRecord, reference: str, **detail: object) -> MessageRecord:
+        """Inside a step: a quarantined message back to RECEIVED for its new copy (transfer `reference`). The
+        first copy's FEIL stays in its history (as ANNET, with its words), its package in quarantine/."""
+        self.journal.retire_failure(quarantined.row, f"the sender sent it again (transfer {reference})")
+        kept = {key: value for key, value in quarantined.detail.items() if key != "released"}
+        kept["previous_errors"] = [*kept.get("previous_errors", []), *quarantined.errors]
+        return self.journal.move(quarantined.row, Phase.RECEIVED, errors=[],
+                                 detail={**kept, **detail, "reference": reference})
 
     def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
         # When the sender made it: the start of the receive latency the metrics report.
@@ -523,12 +541,17 @@ class Receiver:
     ) -> None:
         """Keep the raw package for an operator, with a FEIL status; the next message goes on."""
         kept = self.quarantine / f"{sbd.message_id}.{reference}.zip"
-        _keep(download, kept)
+        _keep(download, kept)  # beside the packages of earlier copies: each transfer its own
         with self.journal.transaction():
             if existing is None:
                 existing = self.journal.find_live("in", sbd.message_id)
             if existing is None:
-                existing = self._create(sbd, Phase.QUARANTINED, errors=[reason], detail={"kept": kept.name})
+                existing = self._create(sbd, Phase.QUARANTINED, errors=[reason],
+                                        detail={"kept": kept.name, "reference": reference})
+            elif _another_copy(existing, reference):
+                # A new copy, bad as well: both quarantines stay in view (the first as ANNET).
+                existing = self._reopen(existing, reference, kept=kept.name)
+                self.journal.move(existing.row, Phase.QUARANTINED, errors=[reason])
             elif existing.phase == Phase.RECEIVED:
                 self.journal.move(existing.row, Phase.QUARANTINED, errors=[reason])
             self.journal.add_event(existing.row, Status.FEIL, description=f"quarantined: {reason}")
@@ -541,6 +564,15 @@ class Receiver:
             _keep(download, kept)
         atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
+
+
+def _another_copy(record: MessageRecord, reference: str) -> bool:
+    """Whether transfer `reference` is a new copy of the quarantined message `record` (not the same transfer
+    offered again because its rejection did not get through)."""
+    if record.phase != Phase.QUARANTINED:
+        return False
+    kept = record.detail.get("kept") or ""
+    return record.detail.get("reference", kept.removeprefix(f"{record.message_id}.").removesuffix(".zip")) != reference
 
 
 def _keep(download: BinaryIO, kept: Path) -> None:

@@ -482,6 +482,27 @@ class Journal:
                 )
         return added
 
+    def retire_failure(self, row: int, note: str) -> None:
+        """The message's FEIL becomes history (an ANNET event with FEIL's time and words, and `note`), so the
+        next copy of a quarantined message has its own FEIL or delivery: a message has one event per status."""
+        with self.transaction():
+            feil = self._db.execute(
+                "SELECT id, description FROM events WHERE message = ? AND status = 'FEIL'", (row,)
+            ).fetchone()
+            if feil is None:
+                return
+            words = f"FEIL: {feil[1] or '(no description)'}; {note}"
+            annet = self._db.execute(
+                "SELECT id, description FROM events WHERE message = ? AND status = 'ANNET'", (row,)
+            ).fetchone()
+            if annet is None:
+                self._db.execute("UPDATE events SET status = 'ANNET', description = ? WHERE id = ?", (words, feil[0]))
+            else:
+                self._db.execute("UPDATE events SET description = ? WHERE id = ?", (f"{annet[1] or ''} | {words}",
+                                                                                   annet[0]))
+                self._db.execute("DELETE FROM events WHERE id = ?", (feil[0],))
+            self._db.execute("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?", (row,))
+
     def has_event(self, row: int, status: Status) -> bool:
         connection, lock = self._reading()
         with lock:
