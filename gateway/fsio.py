@@ -246,3 +246,56 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     if len(content) > limit:
         raise UnreadableFile(path, f"{path.name!r} grew past {limit} bytes while it was read")
     return content
+
+
+MAX_SAFE_PART_BYTES = 200  # below the 255 of every common file system, with room for " (12)" and the like
+_UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
+
+
+def archive_safe_names(names: list[str]) -> dict[str, str]:
+    """For each incoming document path (parts split by '/'), a path that any archive's file system can hold:
+    Windows' characters and reserved device names (aux.pdf), trailing dots and spaces, and over-long parts are
+    changed, and two names that differ only in case or Unicode form (A.pdf, a.pdf) get distinct names. A name
+    that needs no change keeps it (the first of several that collide does); a changed one gets " (2)" and so on
+    when what it would become is taken.
+    """
+    taken: set[str] = set()
+    safe: dict[str, str] = {}
+    for name in names:  # first every name that can stay as it is, so that no changed name takes its place
+        if "/".join(_safe_part(part) for part in name.split("/")) == name and _folded(name) not in taken:
+            taken.add(_folded(name))
+            safe[name] = name
+    for name in names:
+        if name in safe:
+            continue
+        parts = [_safe_part(part) for part in name.split("/")]
+        candidate = "/".join(parts)
+        counter = 2
+        while _folded(candidate) in taken:
+            stem, dot, suffix = parts[-1].rpartition(".")
+            numbered = f"{stem} ({counter}).{suffix}" if dot and stem else f"{parts[-1]} ({counter})"
+            candidate = "/".join([*parts[:-1], numbered])
+            counter += 1
+        taken.add(_folded(candidate))
+        safe[name] = candidate
+    return {name: safe[name] for name in names}
+
+
+def _folded(path: str) -> str:
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def _safe_part(part: str) -> str:
+    part = unicodedata.normalize("NFC", _UNSAFE_IN_NAMES.sub("_", part))
+    stripped = part.rstrip(". ")
+    if stripped != part:
+        part = stripped + "_"  # Windows drops trailing dots and spaces: "rapport." would become "rapport"
+    if _WINDOWS_RESERVED.fullmatch(part):
+        part = "_" + part
+    encoded = part.encode("utf-8")
+    if len(encoded) > MAX_SAFE_PART_BYTES:
+        stem, dot, suffix = part.rpartition(".")
+        suffix = f".{suffix}" if dot and stem and len(suffix.encode("utf-8")) <= 16 else ""
+        room = MAX_SAFE_PART_BYTES - len(suffix.encode("utf-8"))
+        part = encoded[:room].decode("utf-8", "ignore") + suffix
+    return part or "_"

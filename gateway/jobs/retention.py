@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.journal import originals
+from gateway.journal import originals, transfer_failures
 from gateway.journal.store import Journal
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ def purge_sent(journal: Journal, sent: Path, clock: Clock, keep_days: float) -> 
 def purge_journal(journal: Journal, status_folder: Path, clock: Clock, keep_days: float) -> int:
     """Delete finished messages older than `keep_days` from the journal, and their status files."""
     cutoff = clock.now().timestamp() - keep_days * 86400
+    transfer_failures.purge_older(journal, cutoff)  # counts of transfers the channel no longer offers
     removed = 0
     while True:
         purged = journal.purge_finished(cutoff)

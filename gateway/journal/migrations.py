@@ -87,6 +87,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sent_originals_waiting ON sent_originals (id) WHERE filed_at IS NULL;
     CREATE INDEX sent_originals_sent_at ON sent_originals (sent_at) WHERE filed_at IS NOT NULL;
     """,
+    # 5: incoming transfers whose documents could not be written (not for want of space), counted so that
+    # one is quarantined after a few tries instead of being downloaded again at every poll
+    """
+    CREATE TABLE transfer_failures (
+        channel    TEXT NOT NULL,
+        reference  TEXT NOT NULL,
+        failures   INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, reference)
+    );
+    """,
 ]
 
 
