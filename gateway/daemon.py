@@ -73,7 +73,7 @@ class Daemon:
         self.lock = InstanceLock(config.folders.lock_path)
         self.lock.acquire()
         self.journal = Journal(config.folders.journal_path, self.clock)
-        self.statuses = StatusWriter(self.journal, config.folders.status, self.clock)
+        self.statuses = StatusWriter(self.journal, config.folders.status, self.clock, config.folders.group_id)
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
 

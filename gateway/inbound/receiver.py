@@ -32,7 +32,7 @@ from gateway.formats.business import ArkivmeldingKvittering
 from gateway.formats.business import Status as StatusMessage
 from gateway.formats.keys import orgnr_of
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
+from gateway.fsio import PRIVATE_FILE_MODE, TAKEN_FOLDER_MODE, atomic_write_bytes, atomic_writer, fsync_dir, share_tree
 from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.inbound.message_xml import write_message_xml
 from gateway.journal import transfer_failures
@@ -436,6 +436,8 @@ class Receiver:
                       f"({failures} tries; the last: {exc})")
             self._quarantine(sbd, reference, download, reason, existing)
             return reason
+        # Readable by the archive system's group alone, and its folders removable by it, whatever our umask.
+        share_tree(staging, self.config.folders.group_id, TAKEN_FOLDER_MODE)
         sync_tree(staging)
         # Synced before the journal says IN_INBOX: after a power cut the folder is in staging (and
         # recover() hands it over), never missing from both places and so taken for a pick-up.
@@ -540,7 +542,7 @@ class Receiver:
         kept = self.quarantine / f"unreadable.{reference}.zip"
         if download is not None:
             _keep(download, kept)
-        atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
+        atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode(), PRIVATE_FILE_MODE)
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
 
 
@@ -560,5 +562,5 @@ def _another_copy(record: MessageRecord, reference: str) -> bool:
 def _keep(download: BinaryIO, kept: Path) -> None:
     """A copy of the downloaded package, whole or not at all."""
     download.seek(0)
-    with atomic_writer(kept) as target:
+    with atomic_writer(kept, PRIVATE_FILE_MODE) as target:  # a received message: the gateway's eyes only
         shutil.copyfileobj(download, target, 1 << 20)

@@ -120,7 +120,8 @@ class Intake:
     def _file_sent(self, claim_id: str) -> None:
         folders = self.config.folders
         try:
-            originals.file_away(self.journal, claim_id, folders.work_area, folders.sent, self.clock.now().timestamp())
+            originals.file_away(self.journal, claim_id, folders.work_area, folders.sent, self.clock.now().timestamp(),
+                                folders.group_id)
         except (OSError, sqlite3.Error) as exc:  # the sender's next pass tries again
             log.warning("the originals of the sent claim %s could not be moved to %s yet: %s", claim_id, folders.sent,
                         exc)

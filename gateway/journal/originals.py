@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.fsio import durable_rename, unique_target
+from gateway.fsio import durable_rename, share_tree, unique_target
 from gateway.journal.store import Journal
 
 _COLUMNS = "claim_id, message_id, drop_name, sent_at, sent_name, filed_at"
@@ -58,7 +58,9 @@ def waiting(journal: Journal, limit: int = 100) -> list[SentOriginals]:
     return [_of(row) for row in rows]
 
 
-def _file_in_sent(journal: Journal, originals: SentOriginals, claim_folder: Path, sent: Path, now: float) -> bool:
+def _file_in_sent(
+    journal: Journal, originals: SentOriginals, claim_folder: Path, sent: Path, now: float, group: int | None
+) -> bool:
     """Move `claim_folder` to sent/ under a name journaled first; repeatable after a crash at any point.
     True when the originals are in sent/ now, False when there was nothing left to move."""
     assert originals.claim_id is not None
@@ -73,6 +75,7 @@ def _file_in_sent(journal: Journal, originals: SentOriginals, claim_folder: Path
             moved = True
         except FileExistsError:
             continue  # another message's originals took that name a moment ago: choose again
+        share_tree(sent / name, group)  # the archive system's to read (what of it is ours to give)
     present = moved or (name is not None and os.path.lexists(sent / name))
     journal.execute(
         "UPDATE sent_originals SET filed_at = ?, sent_name = ? WHERE claim_id = ?",
@@ -81,14 +84,15 @@ def _file_in_sent(journal: Journal, originals: SentOriginals, claim_folder: Path
     return present
 
 
-def file_away(journal: Journal, claim_id: str, work: Path, sent: Path, now: float) -> bool:
-    """Move the noted originals of the claim `claim_id` (its folder in `work`) to sent/; False when none are
-    noted or nothing was left to move. Raises OSError (or sqlite3.Error) when the move cannot be made now."""
+def file_away(journal: Journal, claim_id: str, work: Path, sent: Path, now: float, group: int | None = None) -> bool:
+    """Move the noted originals of the claim `claim_id` (its folder in `work`) to sent/, readable by `group`;
+    False when none are noted or nothing was left to move. Raises OSError (or sqlite3.Error) when the move
+    cannot be made now."""
     with _LOCKS[hash(claim_id) % len(_LOCKS)]:
         noted = find(journal, claim_id)
         if noted is None or noted.filed_at is not None:
             return False  # none owed, or filed by another thread a moment ago
-        return _file_in_sent(journal, noted, work / claim_id, sent, now)
+        return _file_in_sent(journal, noted, work / claim_id, sent, now, group)
 
 
 def purge_sent(journal: Journal, sent: Path, now: float, keep_seconds: float) -> int:

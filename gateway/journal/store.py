@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from gateway.clock import Clock, isoformat
 from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
+from gateway.fsio import PRIVATE_FILE_MODE
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
 from gateway.journal.records import COLUMNS, MessageRecord, encode_fields, history_of, record_of
@@ -55,6 +58,7 @@ class Journal:
         self.path = path
         self.clock = clock
         self._lock = threading.RLock()
+        _keep_private(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -613,3 +617,13 @@ class Journal:
             "AND json_extract(detail, '$.released') IS NOT NULL ORDER BY id LIMIT ?",
             (channel, limit),
         )
+
+
+def _keep_private(path: Path) -> None:
+    """The journal (who sends what to whom) is readable by the gateway alone, whatever its umask: made 0600
+    before SQLite opens it, and SQLite gives its -wal and -shm files the same mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):  # another owner's: SQLite says the rest
+            if stat.S_IMODE(companion.stat().st_mode) != PRIVATE_FILE_MODE:
+                os.chmod(companion, PRIVATE_FILE_MODE)

@@ -420,7 +420,8 @@ class Sender:
         try:
             for left in originals.waiting(self.journal):
                 if left.claim_id and originals.file_away(
-                    self.journal, left.claim_id, folders.work_area, folders.sent, self.clock.now().timestamp()
+                    self.journal, left.claim_id, folders.work_area, folders.sent, self.clock.now().timestamp(),
+                    folders.group_id,
                 ):
                     log.info("message %s: its originals are in %s now", left.message_id, folders.sent)
         except (OSError, sqlite3.Error):
@@ -429,8 +430,9 @@ class Sender:
     def _file_away(self, record: MessageRecord, claim_folder: Path | None) -> None:
         """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
         if claim_folder is not None and record.claim_id:
-            originals.file_away(self.journal, record.claim_id, self.config.folders.work_area, self.config.folders.sent,
-                                self.clock.now().timestamp())
+            folders = self.config.folders
+            originals.file_away(self.journal, record.claim_id, folders.work_area, folders.sent,
+                                self.clock.now().timestamp(), folders.group_id)
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
     def _hold(self, record: MessageRecord, channel: str, seconds_left: float, route_fields: dict) -> None:
