@@ -546,8 +546,9 @@ class Receiver:
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
 
 
-class _OfferedAgain(Exception):
-    """The transfer is left for the next poll (not confirmed), its trouble logged already."""
+class _OfferedAgain(OSError):
+    """The transfer is left for the next poll (not confirmed), its trouble logged already. An OSError: a released
+    message that meets it goes back to quarantine with its words."""
 
 
 def _another_copy(record: MessageRecord, reference: str) -> bool:
