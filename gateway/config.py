@@ -5,6 +5,7 @@ Every problem stops the daemon with one line naming the key and the fix.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
 import re
@@ -40,10 +41,31 @@ class FoldersConfig:
     # system (on the share when the inbox is one). The journal stays in `state` on local disk.
     inbox_staging: Path | None = None
     create_missing: bool = False
+    # The archive system's group: what the gateway writes for it (status files, received messages, sent
+    # originals) is given to this group, readable by it and by no one else. None: the group files get anyway
+    # (the process's own, or a setgid folder's).
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if self.inbox_staging is None:
             object.__setattr__(self, "inbox_staging", self.state / "inbox-staging")
+        if self.group is not None:
+            self.group_id  # noqa: B018 - checked when read: an unknown group stops the start
+
+    @property
+    def group_id(self) -> int | None:
+        """The numeric id of `group` (a name, or a number), or None."""
+        if self.group is None:
+            return None
+        if self.group.isdigit():
+            return int(self.group)
+        try:
+            return grp.getgrnam(self.group).gr_gid
+        except KeyError:
+            raise ConfigError(
+                f"folders.group: there is no group {self.group!r} on this machine; create it (groupadd) or name the "
+                "archive system's group"
+            ) from None
 
     @property
     def work_area(self) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +26,11 @@ from gateway.trust.store import Revocation
 def load_identity(config: Config, at: datetime) -> OrgIdentity:
     """Load and check the enterprise certificate; one line per problem, naming the key to fix."""
     keystore = config.keystore
+    for key, path in (("keystore.pkcs12", keystore.pkcs12), ("keystore.key_pem", keystore.key_pem),
+                      ("keystore.password_file", keystore.password_file)):
+        problem = readable_by_others(key, path)
+        if problem:
+            raise ConfigError(problem)
     try:
         if keystore.pkcs12 is not None:
             password = keystore.password
@@ -48,6 +55,20 @@ def load_identity(config: Config, at: datetime) -> OrgIdentity:
     if problems:
         raise ConfigError("keystore: " + "; ".join(problems))
     return identity
+
+
+def readable_by_others(key: str, path: Path | None) -> str | None:
+    """Why the secret at `path` must not be used (every user of the machine may read it), or None."""
+    if path is None:
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # missing or unreadable: loading it says so, in its own words
+    if mode & stat.S_IROTH:
+        return (f"{key}: {path} can be read by every user of this machine (mode {mode:04o}); make it readable by "
+                f"the gateway alone: chmod 600 {path}")
+    return None
 
 
 def load_trust(config: Config, revocation_http: httpx.Client | None = None) -> TrustStore:

@@ -15,10 +15,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from gateway import systemd
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, load_config
+from gateway.diskspace import is_disk_full
 from gateway.errors import ConfigError
 from gateway.folders import intake_uses_polling, prepare_folders
 from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
+from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
 from gateway.journal.lock import InstanceLock
 from gateway.journal.store import Journal
@@ -71,7 +73,7 @@ class Daemon:
         self.lock = InstanceLock(config.folders.lock_path)
         self.lock.acquire()
         self.journal = Journal(config.folders.journal_path, self.clock)
-        self.statuses = StatusWriter(self.journal, config.folders.status, self.clock)
+        self.statuses = StatusWriter(self.journal, config.folders.status, self.clock, config.folders.group_id)
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
 
@@ -104,7 +106,7 @@ class Daemon:
         polling, why = intake_uses_polling(config)
         log.info("intake: %s", why)
         self.loop = IntakeLoop(self.intake, config.intake.scan_interval_seconds, use_events=not polling)
-        self.loop.on_round = lambda: self.heartbeats.beat("intake")
+        self.loop.on_round = lambda: self.heartbeats.beat("intake", self.intake.trouble)
         self.loop.hold_reason = self.hold_reason
         self.heartbeats.register("intake", config.intake.scan_interval_seconds)
         self.loop.start()
@@ -127,11 +129,15 @@ class Daemon:
         )
 
     def _schedule(self, name: str, run: Callable[[], object], seconds: float) -> None:
-        """A periodic job that beats after each run: one that hangs stops the watchdog."""
+        """A periodic job that beats after each run (one that hangs stops the watchdog), and says a full disk in
+        one line rather than a traceback at every run."""
         assert self.scheduler is not None
         self.heartbeats.register(name, seconds)
+        folders = self.config.folders
+        guarded = FullDiskGuard(name, run, folders.state, [folders.status, folders.inbox, folders.inbox_staging,
+                                                             folders.sent, folders.failed, folders.work_area])
         self.scheduler.add_job(
-            self.heartbeats.beating(name, run), "interval", seconds=seconds, id=name, name=name,
+            self.heartbeats.beating(name, guarded), "interval", seconds=seconds, id=name, name=name,
             max_instances=1, coalesce=True, misfire_grace_time=60,
         )
 
@@ -165,6 +171,7 @@ class Daemon:
         late = [worker.name for worker in self.heartbeats.late()]
         if late:
             parts.append(f"late: {', '.join(late)}")
+        parts.extend(f"{worker.name}: {worker.trouble}" for worker in self.heartbeats.workers() if worker.trouble)
         held = self.hold_reason()
         if held:
             parts.append("intake held: disk under its floor")
@@ -231,11 +238,16 @@ class Daemon:
 
     def _after_delivery(self) -> None:
         assert self.network is not None
+        failed: BaseException | None = None
         try:
             self.network.inbox.check_picked_up()
         except (OSError, sqlite3.Error) as exc:  # a full disk, say: the owed status messages still go
-            log.error("checking the inbox for picked-up messages failed: %s; the next check tries again", exc)
+            failed = exc
         self.network.status_sender.send_due()
+        if failed is not None and is_disk_full(failed):
+            raise failed  # the job's guard says it once, not at every check
+        if failed is not None:
+            log.error("checking the inbox for picked-up messages failed: %s; the next check tries again", failed)
 
     def _expire(self) -> None:
         assert self.journal is not None

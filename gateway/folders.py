@@ -43,6 +43,12 @@ def prepare_folders(config: Config) -> None:
             raise ConfigError(f"{key}: {folder} is not a folder; point {key} at a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(f"{key}: the folder {folder} is not writable by this user; fix its permissions")
+    group = folders.group_id
+    if group is not None and os.geteuid() != 0 and group not in (os.getegid(), *os.getgroups()):
+        raise ConfigError(
+            f"folders.group: this user is not in the group {folders.group}, so it cannot give the archive system "
+            f"its files; add it (usermod -a -G {folders.group} <the gateway's user>) and start again"
+        )
     # Claims, moves to failed/ and sent/, and inbox hand-over are renames: each pair must share a file system.
     same_fs_pairs = [
         ("folders.work", "folders.outbox", "claiming a drop"),

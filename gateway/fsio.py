@@ -27,10 +27,10 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path) -> Iterator[BinaryIO]:
+def atomic_writer(target: Path, mode: int | None = None) -> Iterator[BinaryIO]:
     """Write to a temporary name beside `target`, fsync, rename over it, fsync the folder.
 
-    Readers see the old file or the new one, never a partial one.
+    Readers see the old file or the new one, never a partial one. `mode`: the file's, whatever the umask.
     """
     folder = target.parent
     # Unique per writer (two threads may replace the same file at once: the last rename wins, whole),
@@ -38,6 +38,8 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     temp = folder / f"{TEMP_PREFIX}{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}"
     with open(temp, "wb") as handle:
         try:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -49,8 +51,8 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     fsync_dir(folder)
 
 
-def atomic_write_bytes(target: Path, content: bytes) -> None:
-    with atomic_writer(target) as handle:
+def atomic_write_bytes(target: Path, content: bytes, mode: int | None = None) -> None:
+    with atomic_writer(target, mode) as handle:
         handle.write(content)
 
 
@@ -246,3 +248,95 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     if len(content) > limit:
         raise UnreadableFile(path, f"{path.name!r} grew past {limit} bytes while it was read")
     return content
+
+
+MAX_SAFE_PART_BYTES = 200  # below the 255 of every common file system, with room for " (12)" and the like
+_UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
+
+
+def archive_safe_names(names: list[str]) -> dict[str, str]:
+    """For each incoming document path (parts split by '/'), a path that any archive's file system can hold:
+    Windows' characters and reserved device names (aux.pdf), trailing dots and spaces, and over-long parts are
+    changed, and two names that differ only in case or Unicode form (A.pdf, a.pdf) get distinct names. A name
+    that needs no change keeps it (the first of several that collide does); a changed one gets " (2)" and so on
+    when what it would become is taken.
+    """
+    taken: set[str] = set()
+    safe: dict[str, str] = {}
+    for name in names:  # first every name that can stay as it is, so that no changed name takes its place
+        if "/".join(_safe_part(part) for part in name.split("/")) == name and _folded(name) not in taken:
+            taken.add(_folded(name))
+            safe[name] = name
+    for name in names:
+        if name in safe:
+            continue
+        parts = [_safe_part(part) for part in name.split("/")]
+        candidate = "/".join(parts)
+        counter = 2
+        while _folded(candidate) in taken:
+            stem, dot, suffix = parts[-1].rpartition(".")
+            numbered = f"{stem} ({counter}).{suffix}" if dot and stem else f"{parts[-1]} ({counter})"
+            candidate = "/".join([*parts[:-1], numbered])
+            counter += 1
+        taken.add(_folded(candidate))
+        safe[name] = candidate
+    return {name: safe[name] for name in names}
+
+
+def _folded(path: str) -> str:
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def _safe_part(part: str) -> str:
+    part = unicodedata.normalize("NFC", _UNSAFE_IN_NAMES.sub("_", part))
+    stripped = part.rstrip(". ")
+    if stripped != part:
+        part = stripped + "_"  # Windows drops trailing dots and spaces: "rapport." would become "rapport"
+    if _WINDOWS_RESERVED.fullmatch(part):
+        part = "_" + part
+    encoded = part.encode("utf-8")
+    if len(encoded) > MAX_SAFE_PART_BYTES:
+        stem, dot, suffix = part.rpartition(".")
+        suffix = f".{suffix}" if dot and stem and len(suffix.encode("utf-8")) <= 16 else ""
+        room = MAX_SAFE_PART_BYTES - len(suffix.encode("utf-8"))
+        part = encoded[:room].decode("utf-8", "ignore") + suffix
+    return part or "_"
+
+
+# What the gateway hands the archive system (status files, received messages, sent originals) is readable by
+# its owner and one group, whatever umask the process runs with; the journal, the keys and what only the
+# gateway reads are its owner's alone.
+SHARED_FILE_MODE = 0o640
+SHARED_FOLDER_MODE = 0o750
+TAKEN_FOLDER_MODE = 0o770  # an inbox message's folders: the archive system removes (or moves) what is inside
+PRIVATE_FILE_MODE = 0o600
+
+
+def share_fd(fd: int, group: int | None) -> None:
+    """Give the open file `fd` the shared mode, and `group` when one is set."""
+    os.fchmod(fd, SHARED_FILE_MODE)
+    if group is not None:
+        os.fchown(fd, -1, group)
+
+
+def share_tree(top: Path, group: int | None, folder_mode: int = SHARED_FOLDER_MODE) -> None:
+    """Files under `top` get the shared mode, `top` and the folders under it `folder_mode`, all of them `group`
+    when one is set. Links are left alone, and so is what this user does not own (an archive system's drop,
+    moved to sent/ as it was)."""
+    for root, folders, files in os.walk(top):
+        for name in files:
+            _share_entry(Path(root) / name, SHARED_FILE_MODE, group)
+        for name in folders:
+            _share_entry(Path(root) / name, folder_mode, group)
+    _share_entry(top, folder_mode, group)
+
+
+def _share_entry(path: Path, mode: int, group: int | None) -> None:
+    try:
+        if stat_module.S_ISLNK(os.lstat(path).st_mode):
+            return
+        os.chmod(path, mode)
+        if group is not None:
+            os.chown(path, -1, group)
+    except PermissionError:
+        return

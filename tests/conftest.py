@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import MACHINE, in_ci
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
@@ -15,3 +17,18 @@ REFERENCE = SHARED / "reference"
 def reference_dir() -> Path:
     assert REFERENCE.is_dir(), f"the shared reference folder is missing at {REFERENCE}"
     return REFERENCE
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under CI, a skip is a failure unless it says it is about the machine (tests/tools.py): .ci/run installs
+    every tool the tests use, so any other skip would hide a test that did not run."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if MACHINE in reason:
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI=true, where every tool is installed: {reason}"

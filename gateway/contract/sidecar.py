@@ -34,6 +34,7 @@ class DropDocument:
     main: bool = False
     size: int | None = None
     sha256: str | None = None
+    original_file: str | None = None  # inbox only: the sender's name, when `file` had to differ from it
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
                     main=doc.get("main", "false").strip() in ("true", "1"),
                     size=int(size) if size is not None else None,
                     sha256=sha.lower() if sha else None,
+                    original_file=_whole_text(doc, "originalFile") if doc.find(_q("originalFile")) is not None
+                    else None,
                 )
             )
     dpv = None
@@ -386,6 +389,7 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
             put(element, "mimeType", doc.mime_type)
             put(element, "size", doc.size)
             put(element, "sha256", doc.sha256)
+            put(element, "originalFile", doc.original_file)
     put(root, "received", sidecar.received.isoformat() if sidecar.received else None)
     put(root, "signedBy", sidecar.signed_by)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

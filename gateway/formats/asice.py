@@ -25,6 +25,7 @@ from gateway.errors import SecurityError
 from gateway.formats import cades
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.ziplimits import ZIP_ERRORS, ZipLimits, check_declared_sizes, check_expansion, zip_error_text
+from gateway.fsio import archive_safe_names
 from gateway.identifiers import to_party_value
 from gateway.xmlsafe import parse_bytes
 
@@ -90,8 +91,8 @@ class AsicLimits:
 
 @dataclass(frozen=True)
 class AsicFile:
-    name: str
-    path: Path
+    name: str  # as the sender named it
+    path: Path  # where it was written: under a name any archive's file system can hold (fsio.archive_safe_names)
     mime_type: str
     size: int
 
@@ -225,7 +226,8 @@ def _name_problem(name: str) -> str | None:
 
 
 def _zip_limits(limits: AsicLimits) -> ZipLimits:
-    return ZipLimits(limits.max_entries, limits.max_total_bytes, limits.max_ratio, ratio_floor=_RATIO_FLOOR)
+    return ZipLimits(limits.max_entries, limits.max_total_bytes, limits.max_ratio, ratio_floor=_RATIO_FLOOR,
+                     names_differ_in_case=True)
 
 
 def _check_entries(infos: list[zipfile.ZipInfo], limits: AsicLimits) -> None:
@@ -352,8 +354,9 @@ def _extract(
     extract_to: Path,
     budget: _Budget,
     durable: bool,
+    stored_as: str,
 ) -> AsicFile:
-    path = _target_path(extract_to, info.filename)
+    path = _target_path(extract_to, stored_as)
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.new(reference.digest_name)
 
@@ -488,10 +491,14 @@ def _read(
     extract_to.mkdir(parents=True, exist_ok=True)
     main_document = None
     files = []
+    # Names the archive's file system may refuse (aux.pdf, a:b.pdf, "rapport.", A.pdf beside a.pdf) are written
+    # under safe ones; each AsicFile keeps the sender's name beside the path.
+    stored_as = archive_safe_names([info.filename for info in data_infos if info.filename != EFM_MANIFEST])
     for info in data_infos:
         if info.filename == EFM_MANIFEST:
             main_document = _main_document(_checked_content(archive, info, by_name[info.filename], budget))
         else:
-            files.append(_extract(archive, info, by_name[info.filename], extract_to, budget, durable))
+            files.append(_extract(archive, info, by_name[info.filename], extract_to, budget, durable,
+                                  stored_as[info.filename]))
     files.sort(key=lambda item: item.name != main_document)
     return AsicContents(files, verdict.certificate, main_document, verdict.warnings)

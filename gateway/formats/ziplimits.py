@@ -30,6 +30,9 @@ class ZipLimits:
     # An entry that expands to no more than this is not ratio-checked: small files compress well.
     ratio_floor: int = 1 << 16
     max_entry_bytes: Mapping[str, int] = field(default_factory=dict)
+    # Names that differ only in case are two entries (A.pdf beside a.pdf, from a case-sensitive sender) rather
+    # than a duplicate; the reader then writes them under distinct names.
+    names_differ_in_case: bool = False
 
 
 def check_declared_sizes(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits, what: str) -> None:
@@ -43,9 +46,10 @@ def check_declared_sizes(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits, wh
     declared_total = 0
     for info in infos:
         name = info.filename
-        if name.casefold() in seen:
+        key = name if limits.names_differ_in_case else name.casefold()
+        if key in seen:
             raise SecurityError(f"duplicate entry name {name!r} in {what}")
-        seen.add(name.casefold())
+        seen.add(key)
         if info.compress_type not in READABLE_METHODS:
             raise SecurityError(
                 f"the entry {name!r} in {what} uses zip compression method {info.compress_type}; "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 import shutil
 import sqlite3
@@ -26,18 +25,18 @@ from typing import BinaryIO, TypeVar
 from gateway.channels.base import Channel, InboundMessage
 from gateway.clock import Clock, isoformat
 from gateway.config import Config
-from gateway.contract.sidecar import FOLDER_SIDECAR_NAME, DropDocument, Sidecar, write_sidecar
 from gateway.contract.statuses import Status
 from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
-from gateway.formats.arkivmelding import read_arkivmelding
 from gateway.formats.asice import AsicContents
 from gateway.formats.business import ArkivmeldingKvittering
 from gateway.formats.business import Status as StatusMessage
 from gateway.formats.keys import orgnr_of
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.fsio import atomic_write_bytes, atomic_writer, fsync_dir
+from gateway.fsio import PRIVATE_FILE_MODE, TAKEN_FOLDER_MODE, atomic_write_bytes, atomic_writer, fsync_dir, share_tree
 from gateway.inbound.inbox import Inbox, sync_tree
+from gateway.inbound.message_xml import write_message_xml
+from gateway.journal import transfer_failures
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -52,9 +51,9 @@ T = TypeVar("T")
 
 _TRANSFER_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RECEIPT_OK = ("OK", "WARNING")
-MAX_ARKIVMELDING_BYTES = 16 << 20
 MAX_POLL_SECONDS = 15.0  # then the poll ends (and beats); the next one goes on
 RELIST_SECONDS = 1.0  # the least time between two listings within a poll
+MAX_WRITE_FAILURES = 3  # tries at writing a message's documents before it is quarantined
 IN_MEMORY_LIMIT = 4 << 20  # a download up to this size stays in memory; a larger one rolls over to a file
 MIN_FREE_BYTES = 1 << 20  # beyond a package's own needs, before downloading goes on after a full disk
 
@@ -232,6 +231,8 @@ class Receiver:
                 "incoming transfer %s on %s: %s; it will be offered again at the next poll",
                 reference, self.channel.name, exc,
             )
+        except _OfferedAgain:
+            pass  # said where it happened; the channel offers it again
         except (OSError, sqlite3.OperationalError, JournalError) as exc:
             if is_disk_full(exc):
                 self._stop_for_full_disk(reference, exc)
@@ -411,14 +412,21 @@ class Receiver:
     def _deliver(self, reference: str, inbound: InboundMessage, download: BinaryIO) -> str | None:
         sbd = inbound.sbd
         existing = self.journal.find_live("in", sbd.message_id)
-        if existing is not None and existing.phase != Phase.RECEIVED:
+        # A copy sent again after the first one was quarantined: it gets its own chance.
+        again = existing is not None and _another_copy(existing, reference)
+        if existing is not None and existing.phase != Phase.RECEIVED and not again:
             self.inbox.hand_over(existing)  # finishes a hand-over a crash cut off; nothing when it is done
             log.info("message %s already received (%s); duplicate ignored", sbd.message_id, existing.phase)
             return None
         now = self.clock.now()
-        if existing is None and sbd.expected_response is not None and sbd.expected_response <= now:
+        fresh = existing is None or again
+        if fresh and sbd.expected_response is not None and sbd.expected_response <= now:
             with self.journal.transaction():
-                record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
+                if existing is not None:
+                    record = self.journal.move(self._reopen(existing, reference).row, Phase.EXPIRED,
+                                               errors=["the message arrived after its deadline"])
+                else:
+                    record = self._create(sbd, Phase.EXPIRED, errors=["the message arrived after its deadline"])
                 self.journal.add_event(record.row, Status.LEVETID_UTLOPT, description="arrived after its deadline")
             log.info("message %s from %s arrived after its deadline; discarded", sbd.message_id, sbd.sender)
             return None
@@ -432,14 +440,30 @@ class Receiver:
             # Durable: once the folder is renamed into the inbox, a power cut must not leave a torn document.
             contents = inbound.extract(staging, True)
             signed_by = self._signer_for(sbd, contents)
-            self._write_message_xml(sbd, contents, staging, signed_by)
+            write_message_xml(sbd, contents, staging, self.clock.now(), signed_by)
         except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
             return str(exc)
-        except OSError:
+        except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)  # a full disk: no half-written folder holds the space
-            raise
+            if is_disk_full(exc):
+                raise
+            # Its own folder could be made, its documents not: what it holds may be what fails (a path too long
+            # for the file system, say). Tried a few times, then quarantined, never downloaded for ever.
+            failures = transfer_failures.count(self.journal, self.channel.name, reference, str(exc),
+                                               now.timestamp())
+            if failures < MAX_WRITE_FAILURES:
+                log.warning("message %s from %s: its documents could not be written to %s (%s); try %d of %d, then "
+                            "it is quarantined", sbd.message_id, sbd.sender, self.config.folders.inbox_staging, exc,
+                            failures, MAX_WRITE_FAILURES)
+                raise _OfferedAgain from exc
+            reason = (f"its documents could not be written to {self.config.folders.inbox_staging} "
+                      f"({failures} tries; the last: {exc})")
+            self._quarantine(sbd, reference, download, reason, existing)
+            return reason
+        # Readable by the archive system's group alone, and its folders removable by it, whatever our umask.
+        share_tree(staging, self.config.folders.group_id, TAKEN_FOLDER_MODE)
         sync_tree(staging)
         # Synced before the journal says IN_INBOX: after a power cut the folder is in staging (and
         # recover() hands it over), never missing from both places and so taken for a pick-up.
@@ -451,6 +475,8 @@ class Receiver:
                 existing = self._create(
                     sbd, Phase.RECEIVED, detail={"inbox_folder": folder_name, "reference": reference}
                 )
+            elif again:
+                existing = self._reopen(existing, reference, inbox_folder=folder_name)
             record = self.journal.move(existing.row, Phase.IN_INBOX)
             signed = f"; signed by {signed_by} for {sbd.sender}" if signed_by else ""
             # What the signer's trust check accepted with a reservation (trust.revocation warn).
@@ -459,10 +485,20 @@ class Receiver:
                 record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}{signed}"
             )
             self.journal.queue_status_send(record.row, Status.MOTTATT)
+            transfer_failures.forget(self.journal, self.channel.name, reference)
         self.inbox.hand_over(record)
         log.info("message %s from %s is in the inbox", sbd.message_id, sbd.sender,
                  extra=event_fields(sbd.message_id, None, self.channel.name, "INNKOMMENDE_MOTTATT"))
         return None
+
+    def _reopen(self, quarantined: MessageRecord, reference: str, **detail: object) -> MessageRecord:
+        """Inside a step: a quarantined message back to RECEIVED for its new copy (transfer `reference`). The
+        first copy's FEIL stays in its history (as ANNET, with its words), its package in quarantine/."""
+        self.journal.retire_failure(quarantined.row, f"the sender sent it again (transfer {reference})")
+        kept = {key: value for key, value in quarantined.detail.items() if key != "released"}
+        kept["previous_errors"] = [*kept.get("previous_errors", []), *quarantined.errors]
+        return self.journal.move(quarantined.row, Phase.RECEIVED, errors=[],
+                                 detail={**kept, **detail, "reference": reference})
 
     def _create(self, sbd: StandardBusinessDocument, phase: Phase, **fields: object) -> MessageRecord:
         # When the sender made it: the start of the receive latency the metrics report.
@@ -502,45 +538,6 @@ class Receiver:
             f"sender; if {signer} is a service that signs for {sbd.sender}, list it under trust.signing_services"
         )
 
-    def _write_message_xml(
-        self, sbd: StandardBusinessDocument, contents: AsicContents, folder: Path, signed_by: str | None = None
-    ) -> None:
-        names = [file.name for file in contents.files]
-        if FOLDER_SIDECAR_NAME in names:
-            raise SecurityError(f"the message carries a file named {FOLDER_SIDECAR_NAME}, which the inbox reserves")
-        title = None
-        arkivmelding_file = "arkivmelding.xml" if "arkivmelding.xml" in names else None
-        # The title is read from a bounded arkivmelding.xml only: a huge one stays in the inbox unread.
-        if arkivmelding_file and (folder / arkivmelding_file).stat().st_size <= MAX_ARKIVMELDING_BYTES:
-            title = read_arkivmelding((folder / arkivmelding_file).read_bytes()).title
-        documents = tuple(
-            DropDocument(
-                file=file.name, mime_type=file.mime_type, size=file.size, main=file.name == contents.main_document
-            )
-            for file in contents.files
-            if file.name != arkivmelding_file
-        )
-        sidecar = Sidecar(
-            receiver=sbd.receiver,
-            sender=sbd.sender,
-            on_behalf_of=sbd.sender_on_behalf_of,
-            message_type=sbd.message_type if sbd.message_type in ("arkivmelding", "avtalt") else "arkivmelding",
-            process=sbd.process,
-            message_id=sbd.message_id,
-            conversation_id=sbd.conversation_id,
-            title=title,
-            deadline=sbd.expected_response,
-            arkivmelding_file=arkivmelding_file,
-            documents=documents,
-            received=self.clock.now(),
-            signed_by=signed_by,
-        )
-        # The staging folder is ours alone and is synced before it moves: no temporary name needed.
-        with open(folder / FOLDER_SIDECAR_NAME, "xb") as handle:
-            handle.write(write_sidecar(sidecar))
-            handle.flush()
-            os.fsync(handle.fileno())
-
     def _quarantine(
         self,
         sbd: StandardBusinessDocument,
@@ -551,15 +548,21 @@ class Receiver:
     ) -> None:
         """Keep the raw package for an operator, with a FEIL status; the next message goes on."""
         kept = self.quarantine / f"{sbd.message_id}.{reference}.zip"
-        _keep(download, kept)
+        _keep(download, kept)  # beside the packages of earlier copies: each transfer its own
         with self.journal.transaction():
             if existing is None:
                 existing = self.journal.find_live("in", sbd.message_id)
             if existing is None:
-                existing = self._create(sbd, Phase.QUARANTINED, errors=[reason], detail={"kept": kept.name})
+                existing = self._create(sbd, Phase.QUARANTINED, errors=[reason],
+                                        detail={"kept": kept.name, "reference": reference})
+            elif _another_copy(existing, reference):
+                # A new copy, bad as well: both quarantines stay in view (the first as ANNET).
+                existing = self._reopen(existing, reference, kept=kept.name)
+                self.journal.move(existing.row, Phase.QUARANTINED, errors=[reason])
             elif existing.phase == Phase.RECEIVED:
                 self.journal.move(existing.row, Phase.QUARANTINED, errors=[reason])
             self.journal.add_event(existing.row, Status.FEIL, description=f"quarantined: {reason}")
+            transfer_failures.forget(self.journal, self.channel.name, reference)
         log.warning("message %s from %s quarantined: %s", sbd.message_id, sbd.sender, reason,
                     extra=event_fields(sbd.message_id, None, self.channel.name, "FEIL"))
 
@@ -567,12 +570,26 @@ class Receiver:
         kept = self.quarantine / f"unreadable.{reference}.zip"
         if download is not None:
             _keep(download, kept)
-        atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode())
+        atomic_write_bytes(kept.with_suffix(".error.txt"), f"{reason}\n".encode(), PRIVATE_FILE_MODE)
         log.warning("incoming transfer %s quarantined: %s", reference, reason)
+
+
+class _OfferedAgain(OSError):
+    """The transfer is left for the next poll (not confirmed), its trouble logged already. An OSError: a released
+    message that meets it goes back to quarantine with its words."""
+
+
+def _another_copy(record: MessageRecord, reference: str) -> bool:
+    """Whether transfer `reference` is a new copy of the quarantined message `record` (not the same transfer
+    offered again because its rejection did not get through)."""
+    if record.phase != Phase.QUARANTINED:
+        return False
+    kept = record.detail.get("kept") or ""
+    return record.detail.get("reference", kept.removeprefix(f"{record.message_id}.").removesuffix(".zip")) != reference
 
 
 def _keep(download: BinaryIO, kept: Path) -> None:
     """A copy of the downloaded package, whole or not at all."""
     download.seek(0)
-    with atomic_writer(kept) as target:
+    with atomic_writer(kept, PRIVATE_FILE_MODE) as target:  # a received message: the gateway's eyes only
         shutil.copyfileobj(download, target, 1 << 20)

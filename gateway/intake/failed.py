@@ -97,15 +97,6 @@ def remove_refusal_note(explanation: Path) -> bool:
     return True
 
 
-def file_sent(source: Path, sent: Path, drop_name: str) -> Path | None:
-    """Move a sent drop's originals to sent/ (kept for the retention period). Repeatable; durable."""
-    if not source.exists():
-        return None
-    target = sent / choose_failed_name(sent, drop_name)
-    durable_rename(source, target)
-    return target
-
-
 def park(source: Path, failed: Path, failed_name: str, explanation: str) -> Path:
     """Write the explanation, then move `source` (a folder or file) to failed/<failed_name>. Repeatable."""
     target = failed / failed_name

@@ -2,13 +2,16 @@
 
 Order for every drop: claim (rename) → journal commit → visible side effects (status file, move to
 failed/). After a crash, `recover()` finds each claim in the work area and finishes it from its
-journal row, or journals it if the crash came first; nothing is taken twice.
+journal row, or journals it if the crash came first; nothing is taken twice. A commit that fails
+while the daemon runs (a full disk) leaves its claims in the work area: the same daemon journals
+them as soon as the journal takes writes again, and meanwhile takes no new drops.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from pathlib import Path
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
+from gateway.diskspace import DiskFull, is_disk_full
 from gateway.errors import JournalError
 from gateway.fsio import atomic_write_bytes, durable_rename, permission_denied, printable, text_name
 from gateway.intake.claim import ClaimedDrop, Claimer, parse_claim_id
@@ -25,12 +29,12 @@ from gateway.intake.failed import (
     STAYS_MARKER,
     choose_failed_name,
     explanation_text,
-    file_sent,
     park_claim,
     remove_refusal_note,
 )
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
+from gateway.journal import originals
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -69,6 +73,11 @@ class Intake:
         self.on_accepted = on_accepted
         # The explanation written in failed/ for each entry refused in place (it could not be moved).
         self._refusal_notes: dict[str, Path] = {}
+        # Why claimed drops wait in the work area for the journal (a commit failed), or None; see `trouble`.
+        self._journal_trouble: str | None = None
+        self._journal_trouble_cause = ""
+        self._journal_trouble_said = False
+        self._journal_retry_at = 0.0
         folders = config.folders
         self.claimer = Claimer(folders.outbox, folders.work_area)
         self.scanner = OutboxScanner(
@@ -83,14 +92,22 @@ class Intake:
         """Finish every claim a previous run left in the work area. Returns how many were resumed."""
         resumed = 0
         for claimed in self.claimer.claimed_drops():
-            record = self.journal.find_by_claim(text_name(claimed.claim_id))
-            if record is None:
+            claim_id = text_name(claimed.claim_id)
+            record = self.journal.find_by_claim(claim_id)
+            if record is None and originals.find(self.journal, claim_id) is not None:
+                # Sent, and its message row purged since, but its originals could not move on: to sent/
+                # now, never taken for a new drop (that would send it again).
+                self._file_sent(claim_id)
+                resumed += 1
+            elif record is None:
                 self._journal_claim(claimed)
                 resumed += 1
             elif _was_sent(self.journal, record) and claimed.folder.exists():
-                # Sent, but a crash came before its originals moved on: left here, a later start
-                # (after retention purged its row) would take it for a new drop and send it again.
-                file_sent(claimed.folder, self.config.folders.sent, claimed.name)
+                # Sent, but a crash came before its originals moved on.
+                if originals.find(self.journal, claim_id) is None:  # sent by a version that did not note them
+                    originals.note_sent(self.journal, claim_id, record.message_id, record.drop_name or claimed.name,
+                                        self.clock.now().timestamp())
+                self._file_sent(claim_id)
                 resumed += 1
             elif record.phase in (Phase.REJECTED, Phase.EXPIRED, Phase.FAILED) and claimed.folder.exists():
                 self._park_record(record, claimed)
@@ -100,9 +117,30 @@ class Intake:
             log.info("resumed %d claimed drops left by the previous run", resumed)
         return resumed
 
+    def _file_sent(self, claim_id: str) -> None:
+        folders = self.config.folders
+        try:
+            originals.file_away(self.journal, claim_id, folders.work_area, folders.sent, self.clock.now().timestamp(),
+                                folders.group_id)
+        except (OSError, sqlite3.Error) as exc:  # the sender's next pass tries again
+            log.warning("the originals of the sent claim %s could not be moved to %s yet: %s", claim_id, folders.sent,
+                        exc)
+
+    def _unjournaled(self, claimed: ClaimedDrop) -> bool:
+        """A claim no journal row knows of: neither a message nor the originals of a sent one."""
+        claim_id = text_name(claimed.claim_id)
+        return self.journal.find_by_claim(claim_id) is None and originals.find(self.journal, claim_id) is None
+
+    @property
+    def trouble(self) -> str | None:
+        """Why claimed drops wait in the work area instead of being journaled, or None (for /healthz)."""
+        return self._journal_trouble
+
     # ---- one pass ------------------------------------------------------------------------------
     def run_once(self, only: Iterable[str] | None = None) -> IntakeCounts:
         counts = IntakeCounts()
+        if self._journal_trouble is not None and not self._journal_waiting_claims(counts):
+            return counts  # new drops wait in the outbox while the journal takes nothing
         result = self.scanner.scan(self.config.intake.max_drops_per_scan, only=only)
         counts.more = result.more
         claims: list[tuple[ClaimedDrop, str | None]] = []
@@ -124,6 +162,10 @@ class Intake:
             self.claimer.sync()
             for start in range(0, len(claims), JOURNAL_BATCH):
                 self._journal_claims(claims[start : start + JOURNAL_BATCH], counts)
+                if self._journal_trouble is not None:
+                    # The rest of this pass's claims wait in the work area too, journaled with these.
+                    self._journal_trouble = self._trouble_text(len(claims) - start, self._journal_trouble_cause)
+                    break
                 if start + JOURNAL_BATCH < len(claims):
                     # Write this batch's status files while the next batch is validated.
                     self.statuses.flush_soon()
@@ -161,6 +203,45 @@ class Intake:
                 log.info("%r has been taken from the outbox: its earlier explanation %s is removed",
                          text_name(entry), explanation.name)
 
+    def _journal_waiting_claims(self, counts: IntakeCounts) -> bool:
+        """Journal the claims a failed commit left in the work area (once per scan interval); True once done."""
+        now = self.clock.monotonic()
+        if now < self._journal_retry_at:
+            return False
+        self._journal_retry_at = now + self.config.intake.scan_interval_seconds
+        waiting = [claimed for claimed in self.claimer.claimed_drops() if self._unjournaled(claimed)]
+        self._journal_trouble = None
+        for start in range(0, len(waiting), JOURNAL_BATCH):
+            self._journal_claims([(claimed, None) for claimed in waiting[start : start + JOURNAL_BATCH]], counts)
+            if self._journal_trouble is not None:
+                self._journal_trouble = self._trouble_text(len(waiting) - start, self._journal_trouble_cause)
+                return False
+        self._journal_trouble_said = False
+        self.statuses.flush()
+        log.info("the journal takes drops again: %d claimed drop(s) that waited in %s are journaled; intake goes on",
+                 len(waiting), self.config.folders.work_area)
+        return True
+
+    def _journal_failed(self, count: int, exc: BaseException) -> None:
+        """A commit failed: its claims wait in the work area, journaled by `_journal_waiting_claims`. One line."""
+        self._journal_trouble_cause = (
+            DiskFull(self.config.folders.state, 0).describe() if is_disk_full(exc) else printable(str(exc))
+        )
+        self._journal_trouble = self._trouble_text(count, self._journal_trouble_cause)
+        self._journal_retry_at = self.clock.monotonic() + self.config.intake.scan_interval_seconds
+        if not self._journal_trouble_said:
+            self._journal_trouble_said = True
+            log.error(
+                "intake could not journal %d claimed drop(s): %s; they wait in %s and are journaled by this daemon as "
+                "soon as the journal takes writes again (tried every %g s); new drops wait in the outbox until then",
+                count, self._journal_trouble_cause, self.config.folders.work_area,
+                self.config.intake.scan_interval_seconds,
+            )
+
+    def _trouble_text(self, count: int, cause: str) -> str:
+        return (f"{count} claimed drop(s) wait in {self.config.folders.work_area} for the journal, which cannot "
+                f"commit ({cause}); new drops wait in the outbox")
+
     def _journal_claim(self, claimed: ClaimedDrop, incomplete_reason: str | None = None) -> MessageRecord | None:
         """Journal one (durably) claimed drop; None when that failed and the claim waits for the next start."""
         counts = IntakeCounts()
@@ -174,26 +255,34 @@ class Intake:
 
         Validation (which may hash large documents) runs before the transaction, so the journal is
         held only for the inserts. A failure with one drop leaves its claim in the work area, where
-        `recover()` takes it up at the next start, and does not stop the others.
+        `recover()` takes it up at the next start, and does not stop the others. When the journal
+        itself fails (the commit, or SQLite under one insert), every claim of the batch waits in the
+        work area and this daemon journals them once it can (`trouble` says so meanwhile).
         """
         verdicts: list[tuple[ClaimedDrop, str | None, Verdict]] = []
         for claimed, incomplete_reason in claims:
             verdicts.append((claimed, incomplete_reason, self._validate(claimed)))
         journalled: list[tuple[ClaimedDrop, MessageRecord, AcceptedDrop | None]] = []
-        with self.journal.transaction():
-            message_ids: set[str] = set()
-            for claimed, incomplete_reason, verdict in verdicts:
-                try:
-                    if verdict.accepted is not None and verdict.message_id in message_ids:
-                        # Two drops of this batch share a messageId: validate again, seeing the first one.
-                        verdict = self._validate(claimed)
-                    with self.journal.savepoint():
-                        record, accepted = self._record_verdict(claimed, verdict, incomplete_reason)
-                except Exception:
-                    log.exception("could not journal the claimed drop %r; retried at the next start", claimed.name)
-                    continue
-                message_ids.add(verdict.message_id)
-                journalled.append((claimed, record, accepted))
+        try:
+            with self.journal.transaction():
+                message_ids: set[str] = set()
+                for claimed, incomplete_reason, verdict in verdicts:
+                    try:
+                        if verdict.accepted is not None and verdict.message_id in message_ids:
+                            # Two drops of this batch share a messageId: validate again, seeing the first one.
+                            verdict = self._validate(claimed)
+                        with self.journal.savepoint():
+                            record, accepted = self._record_verdict(claimed, verdict, incomplete_reason)
+                    except sqlite3.OperationalError:
+                        raise  # the journal's trouble, not this drop's: the whole batch waits
+                    except Exception:
+                        log.exception("could not journal the claimed drop %r; retried at the next start", claimed.name)
+                        continue
+                    message_ids.add(verdict.message_id)
+                    journalled.append((claimed, record, accepted))
+        except sqlite3.OperationalError as exc:
+            self._journal_failed(len(verdicts), exc)
+            return []
         # Committed: now the visible side effects.
         records: list[MessageRecord] = []
         for claimed, record, accepted in journalled:

@@ -79,6 +79,34 @@ MIGRATIONS: list[str] = [
         AND json_extract(detail, '$.reference') IS NOT NULL;
     CREATE INDEX messages_poll_due ON messages (channel, phase, next_poll_at) WHERE next_poll_at IS NOT NULL;
     """,
+    # 5: the originals of sent messages, kept apart from their message rows (which retention may purge
+    # sooner): waiting in the work area (filed_at NULL) until they are in sent/ as sent_name, then kept
+    # there counting from sent_at. A claim_id of NULL: an entry found in sent/ with no row (from before 5).
+    """
+    CREATE TABLE sent_originals (
+        id         INTEGER PRIMARY KEY,
+        claim_id   TEXT UNIQUE,
+        message_id TEXT,
+        drop_name  TEXT NOT NULL,
+        sent_at    REAL NOT NULL,
+        sent_name  TEXT UNIQUE,
+        filed_at   REAL
+    );
+    CREATE INDEX sent_originals_waiting ON sent_originals (id) WHERE filed_at IS NULL;
+    CREATE INDEX sent_originals_sent_at ON sent_originals (sent_at) WHERE filed_at IS NOT NULL;
+    """,
+    # 6: incoming transfers whose documents could not be written (not for want of space), counted so that
+    # one is quarantined after a few tries instead of being downloaded again at every poll
+    """
+    CREATE TABLE transfer_failures (
+        channel    TEXT NOT NULL,
+        reference  TEXT NOT NULL,
+        failures   INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, reference)
+    );
+    """,
 ]
 
 

@@ -45,7 +45,8 @@ ALLOWED: dict[Phase | None, frozenset[Phase]] = {
     Phase.EXPIRED: frozenset({Phase.DELIVERED, Phase.DONE, Phase.FAILED}),
     Phase.REJECTED: frozenset(),
     Phase.TAKEN: frozenset(),
-    Phase.QUARANTINED: frozenset(),
+    # A new copy of a quarantined message (its sender sent it again) gets its own chance.
+    Phase.QUARANTINED: frozenset({Phase.RECEIVED}),
 }
 
 

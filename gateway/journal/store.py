@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from gateway.clock import Clock, isoformat
 from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
+from gateway.fsio import PRIVATE_FILE_MODE
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
 from gateway.journal.records import COLUMNS, MessageRecord, encode_fields, history_of, record_of
@@ -58,6 +61,7 @@ class Journal(StatusPollRows):
         self.path = path
         self.clock = clock
         self._lock = threading.RLock()
+        _keep_private(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -489,6 +493,27 @@ class Journal(StatusPollRows):
                 )
         return added
 
+    def retire_failure(self, row: int, note: str) -> None:
+        """The message's FEIL becomes history (an ANNET event with FEIL's time and words, and `note`), so the
+        next copy of a quarantined message has its own FEIL or delivery: a message has one event per status."""
+        with self.transaction():
+            feil = self._db.execute(
+                "SELECT id, description FROM events WHERE message = ? AND status = 'FEIL'", (row,)
+            ).fetchone()
+            if feil is None:
+                return
+            words = f"FEIL: {feil[1] or '(no description)'}; {note}"
+            annet = self._db.execute(
+                "SELECT id, description FROM events WHERE message = ? AND status = 'ANNET'", (row,)
+            ).fetchone()
+            if annet is None:
+                self._db.execute("UPDATE events SET status = 'ANNET', description = ? WHERE id = ?", (words, feil[0]))
+            else:
+                self._db.execute("UPDATE events SET description = ? WHERE id = ?", (f"{annet[1] or ''} | {words}",
+                                                                                   annet[0]))
+                self._db.execute("DELETE FROM events WHERE id = ?", (feil[0],))
+            self._db.execute("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?", (row,))
+
     def has_event(self, row: int, status: Status) -> bool:
         connection, lock = self._reading()
         with lock:
@@ -560,6 +585,18 @@ class Journal(StatusPollRows):
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(record.row,) for record in doomed])
         return doomed
 
+    # ---- statements of the journal's smaller tables (journal/originals.py) ------------------------------
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        """One write statement, a step of its own (or of this thread's transaction); the rows it changed."""
+        with self.transaction():
+            return self._db.execute(sql, params).rowcount
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one read statement."""
+        connection, lock = self._reading()
+        with lock:
+            return connection.execute(sql, params).fetchall()
+
     # ---- operators' commands (efm-gateway release) ----------------------------------------------------
     def released(self, channel: str, limit: int = 50) -> list[MessageRecord]:
         """Quarantined incoming messages an operator released on `channel`, for its receiver to open again."""
@@ -568,3 +605,13 @@ class Journal(StatusPollRows):
             "AND json_extract(detail, '$.released') IS NOT NULL ORDER BY id LIMIT ?",
             (channel, limit),
         )
+
+
+def _keep_private(path: Path) -> None:
+    """The journal (who sends what to whom) is readable by the gateway alone, whatever its umask: made 0600
+    before SQLite opens it, and SQLite gives its -wal and -shm files the same mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
+    for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):  # another owner's: SQLite says the rest
+            if stat.S_IMODE(companion.stat().st_mode) != PRIVATE_FILE_MODE:
+                os.chmod(companion, PRIVATE_FILE_MODE)

@@ -1,7 +1,9 @@
 """Heartbeats: every worker says it is alive; systemd's watchdog is fed only while all of them do.
 
 A worker registers with the interval it runs at and beats after each round. It counts as late when
-it has been silent for its interval plus a grace (a long pass, a slow request, is not a hang).
+it has been silent for its interval plus a grace (a long pass, a slow request, is not a hang). A beat
+may carry the worker's trouble: it is alive and retries by itself, but cannot do its work now (intake
+with claimed drops the journal does not take); /healthz reports it, while the watchdog is still fed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class WorkerBeat:
     interval: float
     seconds_since_beat: float
     late: bool
+    trouble: str | None = None
 
 
 class Heartbeats:
@@ -26,6 +29,7 @@ class Heartbeats:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._workers: dict[str, tuple[float, float]] = {}  # name -> (interval, last beat)
+        self._troubles: dict[str, str] = {}  # name -> what its last beat said is wrong
 
     def register(self, name: str, interval: float) -> None:
         """Declare a worker; its first beat is due within interval + grace from now."""
@@ -37,10 +41,15 @@ class Heartbeats:
             if name in self._workers:
                 self._workers[name] = (interval, self._workers[name][1])
 
-    def beat(self, name: str) -> None:
+    def beat(self, name: str, trouble: str | None = None) -> None:
+        """`name` is alive; `trouble` says what keeps it from its work now (None: nothing)."""
         with self._lock:
             interval = self._workers.get(name, (0.0, 0.0))[0]
             self._workers[name] = (interval, self._monotonic())
+            if trouble is None:
+                self._troubles.pop(name, None)
+            else:
+                self._troubles[name] = trouble
 
     def beating(self, name: str, run: Callable[[], object]) -> Callable[[], None]:
         """`run` wrapped to beat after each call, whether it raised or not (a failing job is not a hung one)."""
@@ -57,8 +66,9 @@ class Heartbeats:
         now = self._monotonic()
         with self._lock:
             items = sorted(self._workers.items())
+            troubles = dict(self._troubles)
         return [
-            WorkerBeat(name, interval, now - last, now - last > interval + self.grace_seconds)
+            WorkerBeat(name, interval, now - last, now - last > interval + self.grace_seconds, troubles.get(name))
             for name, (interval, last) in items
         ]
 

@@ -112,18 +112,21 @@ class OpsEndpoint:
         daemon = self.daemon
         workers = daemon.heartbeats.workers()
         late = [worker.name for worker in workers if worker.late]
+        troubled = [worker.name for worker in workers if worker.trouble]
         spaces = folder_space(daemon.config)
         low = [space.key for space in spaces if space.below_floor]
         _errors, last = self.http_outcomes.snapshot()
         now = time.time()
         report = {
-            "healthy": not late,
+            "healthy": not late and not troubled,
             "late_workers": late,
+            "troubled_workers": troubled,
             "workers": {
                 worker.name: {
                     "seconds_since_beat": round(worker.seconds_since_beat, 3),
                     "interval_seconds": worker.interval,
                     "late": worker.late,
+                    "trouble": worker.trouble,
                 }
                 for worker in workers
             },
@@ -146,7 +149,7 @@ class OpsEndpoint:
             "status": daemon.status_line(),
             "restart_needed": list(daemon.restart_needed),
         }
-        return not late, report
+        return not late and not troubled, report
 
 
 def _certificate_window(config: Config) -> CertificateWindow | None:

@@ -32,7 +32,8 @@ from gateway.errors import ChannelError, JournalError, PermanentChannelError, Re
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import file_sent, park_claim
+from gateway.intake.failed import park_claim
+from gateway.journal import originals
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -91,7 +92,6 @@ class Sender:
         self.circuits.on_close(self._channel_answers_again)
         self.repeated = RepeatedErrors(log, noun="messages")
         self.disk = DiskPause(log, "sending")
-        self._unfiled: list[tuple[MessageRecord, Path | None]] = []  # sent, originals not yet in sent/
         self.packages = config.folders.state / "outgoing"
         # Packages are a cache, rebuilt on demand: one torn by a power cut must never be uploaded.
         shutil.rmtree(self.packages, ignore_errors=True)
@@ -403,35 +403,39 @@ class Sender:
             self.journal.add_event(record.row, Status.SENDT, description=f"handed to {record.channel} ({reference})")
             settle(self.journal, record.row)  # statuses that overtook the send (after a crash) count now
             record = self.journal.get(record.row)
+            if record.claim_id:  # its originals are owed to sent/, journaled apart from the message's row
+                originals.note_sent(self.journal, record.claim_id, record.message_id, record.drop_name or "drop",
+                                    self.clock.now().timestamp())
         log.info("message %s sent on %s", record.message_id, record.channel,
                  extra=event_fields(record.message_id, record.drop_name, record.channel, "SENDT"))
         try:
             self._file_away(record, claim_folder)
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             where = DiskFull(self.config.folders.sent, 0).describe() if is_disk_full(exc) else exc
             log.error("message %s was sent, but its originals could not be moved to %s: %s; they stay in %s "
                       "and are moved at the next send pass that finds room", record.message_id,
                       self.config.folders.sent, where, claim_folder)
-            with self._lock:
-                self._unfiled.append((record, claim_folder))
 
     def _file_away_left(self) -> None:
-        """Originals of sent messages that could not be moved to sent/ before: moved now (once there is room)."""
-        with self._lock:
-            unfiled, self._unfiled = self._unfiled, []
-        for index, (record, claim_folder) in enumerate(unfiled):
-            try:
-                self._file_away(record, claim_folder)
-            except OSError:
-                with self._lock:
-                    self._unfiled.extend(unfiled[index:])  # still no room: the next pass tries again, quietly
-                return
-            log.info("message %s: its originals are in %s now", record.message_id, self.config.folders.sent)
+        """Originals of sent messages that could not be moved to sent/ before (the journal keeps them): moved now,
+        once there is room."""
+        folders = self.config.folders
+        try:
+            for left in originals.waiting(self.journal):
+                if left.claim_id and originals.file_away(
+                    self.journal, left.claim_id, folders.work_area, folders.sent, self.clock.now().timestamp(),
+                    folders.group_id,
+                ):
+                    log.info("message %s: its originals are in %s now", left.message_id, folders.sent)
+        except (OSError, sqlite3.Error):
+            return  # still no room: the next pass tries again, quietly
 
     def _file_away(self, record: MessageRecord, claim_folder: Path | None) -> None:
         """The originals go to sent/ (kept for the retention period); the package is no longer needed."""
-        if claim_folder is not None:
-            file_sent(claim_folder, self.config.folders.sent, record.drop_name or "drop")
+        if claim_folder is not None and record.claim_id:
+            folders = self.config.folders
+            originals.file_away(self.journal, record.claim_id, folders.work_area, folders.sent,
+                                self.clock.now().timestamp(), folders.group_id)
         shutil.rmtree(self.packages / record.message_id, ignore_errors=True)
 
     def _hold(self, record: MessageRecord, channel: str, seconds_left: float, route_fields: dict) -> None:

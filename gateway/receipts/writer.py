@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from gateway.clock import Clock
 from gateway.contract.status import StatusReport, render_status
 from gateway.diskspace import DiskFull, is_disk_full
-from gateway.fsio import TEMP_PREFIX, fsync_dir
+from gateway.fsio import SHARED_FILE_MODE, TEMP_PREFIX, fsync_dir, share_fd
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
@@ -22,11 +23,13 @@ log = logging.getLogger(__name__)
 SYNC_THREADS = 8  # status files written and fsynced at once in a batch
 
 
-def _write_synced(path: str, content: bytes) -> BaseException | None:
-    """Write `content` to a new file at `path` and fsync it; the error instead of raising it."""
+def _write_synced(path: str, content: bytes, group: int | None = None) -> BaseException | None:
+    """Write `content` to a new file at `path` (0640, `group`'s when set) and fsync it; the error instead of
+    raising it."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, SHARED_FILE_MODE)
         try:
+            share_fd(fd, group)
             view = memoryview(content)
             while view:
                 view = view[os.write(fd, view) :]
@@ -45,10 +48,12 @@ def status_file_name(drop_name: str | None, message_id: str, direction: str) -> 
 
 
 class StatusWriter:
-    def __init__(self, journal: Journal, folder: Path, clock: Clock) -> None:
+    def __init__(self, journal: Journal, folder: Path, clock: Clock, group: int | None = None) -> None:
+        """`group`: the archive system's (folders.group), given every status file; None keeps the one it gets."""
         self.journal = journal
         self.folder = folder
         self.clock = clock
+        self.group = group
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
         self._soon = threading.Event()
@@ -96,9 +101,9 @@ class StatusWriter:
             for record in records
         ]
         if len(jobs) == 1:
-            outcomes: list[BaseException | None] = [_write_synced(*jobs[0][::2])]
+            outcomes: list[BaseException | None] = [_write_synced(jobs[0][0], jobs[0][2], self.group)]
         else:
-            outcomes = list(self._pool().map(lambda job: _write_synced(job[0], job[2]), jobs))
+            outcomes = list(self._pool().map(lambda job: _write_synced(job[0], job[2], self.group), jobs))
         failure = next((outcome for outcome in outcomes if outcome is not None), None)
         if failure is not None:
             for temp, _target, _content in jobs:
@@ -175,7 +180,14 @@ class StatusWriter:
                                        "status files could not be written to %s: %s; the next flush tries again",
                                        self.folder, where)
                     return written
-                self.journal.mark_clean(dirty)
+                try:
+                    self.journal.mark_clean(dirty)
+                except sqlite3.OperationalError as exc:
+                    # Written, but not noted (a full disk under the journal): written again at the next flush.
+                    self._repeated.log(logging.ERROR, f"status files noted: {same_kind(str(exc))}",
+                                       "status files were written to %s, but the journal could not note it: %s; "
+                                       "they are written again at the next flush", self.folder, exc)
+                    return written
                 written += len(dirty)
                 if len(dirty) < limit:
                     return written

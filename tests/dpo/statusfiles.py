@@ -13,13 +13,27 @@ NS = {"s": "urn:efm-gateway:status:1", "m": "urn:efm-gateway:message:1"}
 
 
 def status_of(folder: Path, message_id: str) -> etree._Element | None:
+    """The status file of our message `message_id`, parsed; None when there is none yet.
+
+    Status files are replaced atomically, so one that does not parse is never "not yet": it is a broken
+    file the archive system would choke on, and the test fails.
+    """
     matches = [p for p in folder.glob(f"*.{message_id}.xml") if not p.name.startswith("in.")]
     if not matches:
         return None
+    return parse_status_file(matches[0])
+
+
+def parse_status_file(path: Path) -> etree._Element | None:
+    """The root of the status file at `path`; None when it is not there (purged, or not written yet)."""
     try:
-        return etree.parse(str(matches[0])).getroot()
-    except etree.XMLSyntaxError:
-        return None
+        return etree.parse(str(path)).getroot()
+    except OSError:
+        if not path.exists():
+            return None
+        raise
+    except etree.XMLSyntaxError as exc:
+        raise AssertionError(f"the status file {path} does not parse: {exc}") from None
 
 
 def history(folder: Path, message_id: str) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tests.logcheck import assert_clean_log
+from tests.tools import machine_reason, require_tool
 
 
 class DaemonProcess:
@@ -79,13 +80,11 @@ def without_dac_command(command: list[str]) -> list[str]:
 
 def without_dac_problem() -> str | None:
     """Why permission cases cannot run here (no setpriv, not root, capabilities not droppable), or None."""
-    import shutil
     import tempfile
 
     if os.geteuid() != 0:
-        return "not running as root: the permission cases drop root's capabilities with setpriv"
-    if shutil.which("setpriv") is None:
-        return "setpriv (util-linux) is not installed"
+        return machine_reason("not running as root: the permission cases drop root's capabilities with setpriv")
+    require_tool("setpriv", package="util-linux")
     with tempfile.TemporaryDirectory() as folder:
         probe = Path(folder) / "closed"
         probe.write_text("x")
@@ -94,9 +93,9 @@ def without_dac_problem() -> str | None:
             without_dac_command([sys.executable, "-c", f"open({str(probe)!r}).read()"]), capture_output=True
         )
         if result.returncode == 0:
-            return "setpriv could not drop CAP_DAC_OVERRIDE here (a mode-000 file was still readable)"
+            return machine_reason("setpriv could not drop CAP_DAC_OVERRIDE here (a mode-000 file was still readable)")
         if b"PermissionError" not in result.stderr:
-            return f"setpriv does not work here: {result.stderr.decode(errors='replace')[-200:]}"
+            return machine_reason(f"setpriv does not work here: {result.stderr.decode(errors='replace')[-200:]}")
     return None
 
 
@@ -114,12 +113,18 @@ def status_files(folder: Path) -> list[Path]:
 
 
 def current_status(path: Path) -> str | None:
+    """The current status in the status file at `path`; None while there is no such file. A file that does not
+    parse fails the test: status files are replaced atomically, so a reader never sees one half-written."""
     from lxml import etree
 
     try:
         root = etree.parse(str(path)).getroot()
-    except (OSError, etree.XMLSyntaxError):
-        return None
+    except OSError:
+        if not path.exists():
+            return None
+        raise
+    except etree.XMLSyntaxError as exc:
+        raise AssertionError(f"the status file {path} does not parse: {exc}") from None
     return root.findtext("{urn:efm-gateway:status:1}current")
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import machine_skip, require_tool
+
 from .drops import write_config
 from .process import without_dac_command, without_dac_problem
 
@@ -46,9 +48,7 @@ def test_top_level_help_explains_the_gateway_and_lists_the_commands(tmp_path):
 
 
 def test_the_installed_efm_gateway_script_answers_help(tmp_path):
-    script = shutil.which("efm-gateway")
-    if script is None:
-        pytest.skip("the efm-gateway script is not on PATH (package not installed with its scripts)")
+    script = require_tool("efm-gateway", package="efm-gateway itself (pip install -e ., as .ci/run does)")
     result = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "usage: efm-gateway" in result.stdout
@@ -112,7 +112,7 @@ def test_without_config_the_variable_names_it(tmp_path):
 
 def test_without_config_or_variable_it_is_the_system_file_and_says_so(tmp_path):
     if Path("/etc/efm-gateway/config.yaml").exists():
-        pytest.skip("this host has an efm-gateway installed in /etc/efm-gateway: the default is taken")
+        machine_skip("this host has an efm-gateway installed in /etc/efm-gateway: the default is taken")
     write_config(tmp_path)  # a config.yaml in the working folder is not taken by chance
     result = _cli_env("status", cwd=tmp_path)
     assert result.returncode == 2

@@ -15,6 +15,7 @@ import yaml
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.folders import filesystem_type, intake_uses_polling, prepare_folders
+from tests.tools import machine_reason, machine_skip
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER_KEYS = ("outbox", "status", "inbox", "failed", "sent", "state")
@@ -262,7 +263,9 @@ def test_a_folder_that_cannot_be_created_names_the_key(tmp_path):
     assert "cannot create" in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any folder; see the regular-file test above")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason=machine_reason("root may write to any folder; see the regular-file test above")
+)
 def test_an_unwritable_folder_is_refused(tmp_path):
     settings = copy.deepcopy(GOOD)
     path = _config_file(tmp_path, settings)
@@ -281,9 +284,9 @@ def test_an_unwritable_folder_is_refused(tmp_path):
 def test_folders_on_different_file_systems_are_refused_with_the_fix(tmp_path):
     shm = Path("/dev/shm")
     if not shm.is_dir() or not os.access(shm, os.W_OK):
-        pytest.skip("no writable /dev/shm")
+        machine_skip("no writable /dev/shm")
     if os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("/dev/shm and the test folder are on the same file system here")
+        machine_skip("/dev/shm and the test folder are on the same file system here")
     elsewhere = shm / f"efm-test-{uuid.uuid4().hex}"
     try:
         message = _problem(tmp_path, lambda s: s["folders"].update(failed=str(elsewhere / "failed")))
@@ -299,7 +302,7 @@ def test_folders_on_different_file_systems_are_refused_with_the_fix(tmp_path):
 def test_a_work_folder_away_from_the_outbox_suggests_setting_folders_work(tmp_path):
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("needs /dev/shm on another file system")
+        machine_skip("needs /dev/shm on another file system")
     elsewhere = shm / f"efm-test-{uuid.uuid4().hex}"
     try:
         message = _problem(tmp_path, lambda s: s["folders"].update(outbox=str(elsewhere / "outbox")))

@@ -87,6 +87,7 @@ def _runnable_copy(example: Path, tmp_path: Path) -> Path:
         assert name.startswith(str(root)), f"{name} was not moved under the test's folder"
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         Path(name).write_bytes(content)
+        Path(name).chmod(0o600)  # secrets: the gateway refuses to start on one every user may read
     for folder in raw["folders"].values():
         if isinstance(folder, str):
             assert folder.startswith(str(root)), f"{folder} was not moved under the test's folder"

@@ -16,7 +16,9 @@ from gateway.contract.status import schema as status_schema
 from gateway.contract.statuses import Status
 from gateway.intake.service import expire_overdue
 from gateway.jobs.retention import purge_journal, purge_sent, run_retention
+from gateway.journal import originals
 from gateway.journal.phases import Phase
+from gateway.journal.store import Journal
 
 from .drops import make_flat_drop, make_folder_drop, pdf_bytes, sidecar_xml
 
@@ -297,37 +299,44 @@ def _age(path: Path, now: datetime, days: float) -> None:
     os.utime(path, (moment, moment), follow_symlinks=False)
 
 
-def test_purge_sent_removes_only_entries_older_than_sent_days(tmp_path):
+def test_purge_sent_goes_by_when_each_entry_was_sent_never_by_its_mtime(tmp_path):
     clock = FakeClock(datetime.now(UTC))
-    sent = tmp_path / "sent"
+    journal = Journal(tmp_path / "journal.sqlite", clock)
+    sent, work = tmp_path / "sent", tmp_path / "work"
     sent.mkdir()
+    work.mkdir()
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep-me.pdf").write_bytes(b"not ours")
+    try:
+        # Sent through the journal: kept for keep_days from when it was sent.
+        (work / "claim-1").mkdir()
+        (work / "claim-1" / "brev.pdf").write_bytes(b"x")
+        _age(work / "claim-1", clock.now(), 400)  # copied with cp -a from a year-old folder
+        originals.note_sent(journal, "claim-1", str(uuid.uuid4()), "brev", clock.now().timestamp())
+        assert originals.file_away(journal, "claim-1", work, sent, clock.now().timestamp())
+        # Found in sent/ with no row (sent before the journal kept sent times): kept for keep_days from now.
+        (sent / "old-folder").mkdir()
+        (sent / "old-file.pdf").write_bytes(b"x")
+        (sent / "old-link").symlink_to(outside, target_is_directory=True)
+        for name in ("old-folder", "old-file.pdf", "old-link"):
+            _age(sent / name, clock.now(), 100)
 
-    (sent / "old-folder").mkdir()
-    (sent / "old-folder" / "brev.pdf").write_bytes(b"x")
-    (sent / "old-file.pdf").write_bytes(b"x")
-    (sent / "new-folder").mkdir()
-    (sent / "new-folder" / "brev.pdf").write_bytes(b"x")
-    (sent / "new-file.pdf").write_bytes(b"x")
-    (sent / "old-link").symlink_to(outside, target_is_directory=True)
-    _age(sent / "old-folder" / "brev.pdf", clock.now(), 40)
-    _age(sent / "old-folder", clock.now(), 31)
-    _age(sent / "old-file.pdf", clock.now(), 30.01)
-    _age(sent / "new-folder", clock.now(), 29.9)
-    _age(sent / "new-file.pdf", clock.now(), 1)
-    _age(sent / "old-link", clock.now(), 31)
-
-    assert purge_sent(sent, clock, keep_days=30) == 3
-    assert sorted(os.listdir(sent)) == ["new-file.pdf", "new-folder"]
-    assert (sent / "new-folder" / "brev.pdf").exists()
-    # A link is removed as a link: what it points at is not ours to delete.
-    assert (outside / "keep-me.pdf").read_bytes() == b"not ours"
-
-    clock.advance(DAY)
-    assert purge_sent(sent, clock, keep_days=30) == 1
-    assert os.listdir(sent) == ["new-file.pdf"]
+        assert purge_sent(journal, sent, clock, keep_days=30) == 0
+        clock.advance(29 * DAY)
+        (sent / "later.pdf").write_bytes(b"x")
+        assert purge_sent(journal, sent, clock, keep_days=30) == 0
+        assert sorted(os.listdir(sent)) == ["brev", "later.pdf", "old-file.pdf", "old-folder", "old-link"]
+        clock.advance(1.01 * DAY)
+        assert purge_sent(journal, sent, clock, keep_days=30) == 4
+        assert os.listdir(sent) == ["later.pdf"]
+        # A link is removed as a link: what it points at is not ours to delete.
+        assert (outside / "keep-me.pdf").read_bytes() == b"not ours"
+        clock.advance(29 * DAY)
+        assert purge_sent(journal, sent, clock, keep_days=30) == 1
+        assert os.listdir(sent) == []
+    finally:
+        journal.close()
 
 
 def test_purge_journal_removes_old_finished_messages_and_their_status_files(harness):
@@ -383,12 +392,12 @@ def test_run_retention_does_both(harness):
     rejected = _record(h, "feil")
     sent = h.config.folders.sent
     (sent / "gammel").mkdir()
-    (sent / "ny").mkdir()
-    h.clock.advance(400 * DAY)
-    _age(sent / "gammel", h.clock.now(), 31)
-    _age(sent / "ny", h.clock.now(), 29)
     run_retention(h.journal, sent, h.status, h.clock, sent_days=30, journal_days=90)
-    assert os.listdir(sent) == ["ny"]
+    h.clock.advance(2 * DAY)
+    (sent / "ny").mkdir()
+    h.clock.advance(398 * DAY)
+    run_retention(h.journal, sent, h.status, h.clock, sent_days=30, journal_days=90)
+    assert os.listdir(sent) == ["ny"], "'ny' was first seen by this run: its 30 days start now"
     assert h.journal.find(rejected.message_id) == []
     assert not (h.status / rejected.status_name).exists()
 
@@ -406,3 +415,63 @@ def test_a_sent_drop_left_in_the_work_area_by_a_crash_moves_to_sent_at_restart(h
     assert _work_entries(h) == []
     assert sorted(os.listdir(h.config.folders.sent)) == ["sendt"]
     assert os.listdir(h.failed) == []
+
+
+def _sent_through_the_sender(h, name: str) -> object:
+    """The drop `name` (in the outbox, due within two hours) taken and sent by the real Sender: its upload had
+    finished before a crash."""
+    h.run()
+    record = _record(h, name)
+    h.journal.move(record.row, Phase.SENDING, channel="DPO", detail={**record.detail, "reference": "transfer-1"})
+    h.clock.advance(2 * 3600)  # past its deadline: the sender asks the channel whether the upload finished
+    record = h.journal.get(record.row)
+    sender = _sender(h, _Channel(uploaded=True))
+    try:
+        sender.send_one(record)
+    finally:
+        sender.close()
+    return h.journal.get(record.row)
+
+
+def test_a_drop_copied_with_its_old_mtime_stays_in_sent_for_sent_days_from_its_sending(harness):
+    h = harness(quiet_period_seconds=0)
+    # cp -a and rsync -a keep the source's times: this drop folder and its files say they are a year old.
+    _drop_with_deadline(h, "kopiert", h.clock.now() + timedelta(hours=1))
+    for path in (h.outbox / "kopiert" / "brev.pdf", h.outbox / "kopiert" / "message.xml", h.outbox / "kopiert"):
+        _age(path, h.clock.now(), 365)
+    record = _sent_through_the_sender(h, "kopiert")
+    assert record.phase == Phase.SENT
+    sent = h.config.folders.sent
+    assert os.listdir(sent) == ["kopiert"]
+
+    run_retention(h.journal, sent, h.status, h.clock, sent_days=30, journal_days=90)
+    assert os.listdir(sent) == ["kopiert"], "sent an hour ago: its originals are kept for 30 days"
+    h.clock.advance(29 * DAY)
+    run_retention(h.journal, sent, h.status, h.clock, sent_days=30, journal_days=90)
+    assert os.listdir(sent) == ["kopiert"]
+    h.clock.advance(2 * DAY)
+    run_retention(h.journal, sent, h.status, h.clock, sent_days=30, journal_days=90)
+    assert os.listdir(sent) == []
+
+
+def test_originals_that_could_not_move_to_sent_are_not_sent_again_after_a_restart_past_journal_retention(harness):
+    h = harness(quiet_period_seconds=0)
+    _drop_with_deadline(h, "sendt", h.clock.now() + timedelta(hours=1))
+    sent = h.config.folders.sent
+    away = sent.with_name("sent.away")
+    sent.rename(away)
+    sent.write_bytes(b"")  # sent/ is not a folder now: the move of the originals fails
+    record = _sent_through_the_sender(h, "sendt")
+    assert record.phase == Phase.SENT
+    assert len(_work_entries(h)) == 1, "the originals wait in the work area"
+
+    # The message is delivered and finished; the journal's retention purges its row; then a restart.
+    h.journal.move(record.row, Phase.DELIVERED)
+    h.clock.advance(100 * DAY)
+    assert purge_journal(h.journal, h.status, h.clock, keep_days=90) == 1
+    sent.unlink()
+    away.rename(sent)
+    h.intake.recover()
+    assert h.journal.listing() == [], "not taken for a new drop: it would be sent again"
+    assert _work_entries(h) == []
+    assert os.listdir(sent) == ["sendt"]

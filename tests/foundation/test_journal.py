@@ -124,11 +124,13 @@ def test_a_refused_move_names_both_phases_and_changes_nothing(journal, start, ta
 
 
 # A finished message moves again only as a late status says: LEVERT or LEST after an expiry, LEST after
-# LEVERT, and the receiver's or the channel's FEIL after any of them.
+# LEVERT, and the receiver's or the channel's FEIL after any of them; and a quarantined one when a new
+# copy of it arrives.
 LATE_DELIVERY = {
     Phase.EXPIRED: {Phase.DELIVERED, Phase.DONE, Phase.FAILED},
     Phase.DELIVERED: {Phase.DONE, Phase.FAILED},
     Phase.DONE: {Phase.FAILED},
+    Phase.QUARANTINED: {Phase.RECEIVED},  # not a late status: a new copy of the message, sent again
 }
 
 

@@ -75,6 +75,7 @@ def test_check_config_takes_the_key_entry_keystore_alias_names_from_a_multi_entr
         ("signering", issue_identity(pki, "910077473", "Annen AS")),
     ]
     multi_entry_keystore(tmp_path / "multi.p12", entries, P12_PASSWORD)
+    (tmp_path / "multi.p12").chmod(0o600)  # the gateway refuses a keystore every user may read
 
     chosen = _with_keystore(tmp_path, pkcs12="multi.p12", password=P12_PASSWORD, alias="virksomhet")
     result = _cli("check-config", "--config", str(chosen), cwd=tmp_path)

@@ -19,6 +19,7 @@ from tests.dpo.network import free_port
 from tests.foundation.drops import OUR_ORGNR, make_folder_drop, write_config
 from tests.foundation.process import current_status, status_files, wait_for, without_dac_command, without_dac_problem
 from tests.ops.support import NotifyListener, OpsDaemon, edit_config
+from tests.tools import machine_skip, require_tool
 
 
 def _cli(*args: str, cwd: Path, dac: bool = True) -> subprocess.CompletedProcess:
@@ -79,7 +80,7 @@ def test_a_folder_that_is_not_writable_stops_the_start_with_one_line(tmp_path):
 def test_inbox_staging_on_another_file_system_than_the_inbox_stops_the_start(tmp_path):
     shm = Path("/dev/shm")
     if not shm.is_dir() or not os.access(shm, os.W_OK) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("needs a writable /dev/shm on another file system")
+        machine_skip("needs a writable /dev/shm on another file system")
     staging = shm / f"efm-test-{uuid.uuid4().hex}"
     config = write_config(tmp_path)
     edit_config(config, folders={"inbox_staging": str(staging)})
@@ -216,10 +217,10 @@ def small_disk(tmp_path):
     """A 32 MiB tmpfs of its own (needs root and mount), unmounted after the test."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run([require_tool("mount", package="mount"), "-t", "tmpfs", "-o", "size=32m", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        machine_skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 

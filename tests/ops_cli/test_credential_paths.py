@@ -30,6 +30,7 @@ def _credentials(folder: Path, certs: Path) -> Path:
     folder.mkdir()
     shutil.copy(certs / f"{OUR_ORGNR}.p12", folder / "efm-gateway.keystore.p12")
     (folder / "efm-gateway.keystore-password").write_text(P12_PASSWORD + "\n")
+    (folder / "efm-gateway.keystore-password").chmod(0o600)  # as LoadCredential= hands it over: the gateway's alone
     return folder
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config
+from tests.tools import machine_skip
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "packaging" / "install.sh"
@@ -55,7 +56,7 @@ def _installed(prefix: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_install_then_upgrade_on_a_root_of_its_own(tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("install.sh runs as root (it makes a system user); the suite runs as root in CI")
+        machine_skip("install.sh runs as root (it makes a system user); the suite runs as root in CI")
     root, prefix = tmp_path / "root", tmp_path / "opt" / "efm-gateway"
     root.mkdir()
     first = _install(root, prefix, _wheel(tmp_path, "9.0.0"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -10,6 +13,37 @@ import httpx
 
 from tests.dpo.network import B, Gateway, SandboxProcess
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
+from tests.tools import machine_skip, require_tool
+
+MIB = 1 << 20
+
+
+def mount_tmpfs(folder: Path, size_mib: int) -> None:
+    """A tmpfs of `size_mib` MiB of its own at `folder` (root only); unmount it with unmount()."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        machine_skip("mounting a small tmpfs to fill needs root")
+    done = subprocess.run([require_tool("mount", package="mount"), "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs",
+                           str(folder)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        machine_skip(f"this machine does not let the test mount a tmpfs: {done.stderr.strip()}")
+
+
+def ballast_file(folder: Path, leave_free: int) -> Path:
+    """A file that fills `folder`'s file system until `leave_free` bytes are left; delete it to free the space."""
+    ballast = folder / "ballast"
+    with open(ballast, "wb") as handle:
+        handle.truncate(0)
+        chunk = b"\0" * MIB
+        while shutil.disk_usage(folder).free > leave_free + MIB:
+            handle.write(chunk)
+        handle.write(b"\0" * max(shutil.disk_usage(folder).free - leave_free, 0))
+    return ballast
+
+
+def unmount(folder: Path) -> None:
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
 
 BROKER_POSTS = "/broker/api/v1/filetransfer*"  # initialise, initialise-and-upload, upload
 DOWNLOADS = "/broker/api/v1/filetransfer/*/download"

@@ -36,6 +36,7 @@ from gateway.formats.cms import decrypt_stream
 from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, PROCESSES, StandardBusinessDocument, new_sbd
 from gateway.formats.ziplimits import ZIP_ERRORS, ZipLimits, check_declared_sizes, check_expansion, zip_error_text
+from gateway.fsio import archive_safe_names
 from gateway.identifiers import is_valid_orgnr
 
 ARKIVMELDING_NAME = "arkivmelding.xml"
@@ -169,15 +170,17 @@ def extract_forsendelse(
             except CryptoError as exc:
                 raise CryptoError(f"the forsendelse could not be decrypted with our key: {exc}") from exc
         written: list[AsicFile] = []
+        # Names the archive's file system may refuse (aux.pdf, "rapport.") are written under safe ones.
+        stored_as = archive_safe_names([f.name for f in files])
         if len(files) == 1:
-            written.append(_copy_single(plain_path, files[0], target, durable))
+            written.append(_copy_single(plain_path, files[0], target / stored_as[files[0].name], durable))
         else:
-            written.extend(_unzip(plain_path, files, target, durable))
+            written.extend(_unzip(plain_path, files, target, durable, stored_as))
     finally:
         plain_path.unlink(missing_ok=True)
     arkivmelding = build_arkivmelding(
         title=title_of(forsendelse),
-        files=[ArkivmeldingFile(f.name, f.name, main=index == 0) for index, f in enumerate(written)],
+        files=[ArkivmeldingFile(f.path.name, f.name, main=index == 0) for index, f in enumerate(written)],
         created=sbd.created,
         system_name="SvarUt",
         message_id=sbd.message_id,
@@ -202,8 +205,7 @@ def _check_digest(meta: FileMetadata, digest: str) -> None:
         raise SecurityError(f"{meta.name}: its SHA-256 does not match the one SvarUt lists (filmetadata)")
 
 
-def _copy_single(plain_path: Path, meta: FileMetadata, target: Path, durable: bool) -> AsicFile:
-    destination = target / meta.name
+def _copy_single(plain_path: Path, meta: FileMetadata, destination: Path, durable: bool) -> AsicFile:
     digest = hashlib.sha256()
     size = 0
     with open(plain_path, "rb") as source, open(destination, "xb") as sink:
@@ -218,7 +220,9 @@ def _copy_single(plain_path: Path, meta: FileMetadata, target: Path, durable: bo
     return AsicFile(meta.name, destination, meta.mime_type, size)
 
 
-def _unzip(plain_path: Path, files: list[FileMetadata], target: Path, durable: bool) -> list[AsicFile]:
+def _unzip(
+    plain_path: Path, files: list[FileMetadata], target: Path, durable: bool, stored_as: dict[str, str]
+) -> list[AsicFile]:
     by_name = {f.name: f for f in files}
     written: list[AsicFile] = []
     try:
@@ -241,7 +245,7 @@ def _unzip(plain_path: Path, files: list[FileMetadata], target: Path, durable: b
             for name in [f.name for f in files]:  # the order SvarUt lists: the main document first
                 info = archive.getinfo(name)
                 meta = by_name[name]
-                destination = target / name
+                destination = target / stored_as[name]
                 digest = hashlib.sha256()
                 size = 0
                 with archive.open(info) as source, open(destination, "xb") as sink:
