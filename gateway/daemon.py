@@ -55,6 +55,7 @@ class Daemon:
         self.ops: Any = None  # gateway.ops.service.OpsEndpoint when ops.enabled
         self.watchdog: Watchdog | None = None
         self._stopped = threading.Event()
+        self._stopping = threading.Event()  # stop() has begun: the clients background work uses may be closed
         self.lock: InstanceLock | None = None
         self.journal: Journal | None = None
         self.loop: IntakeLoop | None = None
@@ -154,8 +155,14 @@ class Daemon:
 
         # The daemon keeps running whatever these say (messages wait for what is missing): each finding is one
         # warning line with its fix; check-config --online shows the same on demand.
-        for result in online_checks(self.config, parts.identity, parts.trust, parts.auth, parts.http_clients[0],
-                                    self.clock):
+        try:
+            results = online_checks(self.config, parts.identity, parts.trust, parts.auth, parts.http_clients[0],
+                                    self.clock)
+        except Exception:
+            if self._stopping.is_set():
+                return  # stopped while the checks were under way: their clients are closed
+            raise
+        for result in results:
             if result.level != OK and result.key != "keystore":  # the certificate's life: said above at start
                 log.warning("start-up check: %s", result.line)
 
@@ -269,6 +276,7 @@ class Daemon:
         )
 
     def stop(self) -> None:
+        self._stopping.set()
         systemd.notify("STOPPING=1")
         if self.watchdog:
             self.watchdog.stop()

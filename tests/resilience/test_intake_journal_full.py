@@ -20,11 +20,11 @@ JOURNAL_LINE = r"intake could not journal \d+ claimed drop"
 def _fill(folder) -> object:
     """Fill the file system of `folder` to the last byte."""
     ballast = folder / "ballast"
-    with open(ballast, "wb") as handle:
+    # Unbuffered: a buffered file that met a full disk fails again when it is closed, with its rest unwritten.
+    with open(ballast, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError:
             pass
     return ballast
