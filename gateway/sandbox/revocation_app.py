@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -107,7 +107,10 @@ def revocation_app(pki: DevPki, now: Callable[[], datetime]) -> Starlette:
     async def responder(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/ocsp-request":
             return Response("an OCSP request is application/ocsp-request", status_code=415)
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the asker went away (a gateway killed mid-request): nobody to answer
+            return Response(status_code=400)
         if len(body) > MAX_OCSP_REQUEST:
             return Response(status_code=413)
         return Response(ocsp_answer(pki, body, now(), authorities), media_type="application/ocsp-response")

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -295,7 +295,11 @@ def _system_user_of(details: object, client_orgnr: str) -> str | None:
 def token_app(verifier: GrantVerifier, access_tokens: AccessTokens) -> Starlette:
     async def token(request: Request) -> JSONResponse:
         # Parsed by hand: form-urlencoded needs no multipart library.
-        form = {key: values[0] for key, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the client went away (killed mid-request): nobody to answer
+            return JSONResponse({"error": "invalid_request", "error_description": "the request was cut off"}, 400)
+        form = {key: values[0] for key, values in parse_qs(raw.decode("utf-8", "replace")).items()}
         try:
             if form.get("grant_type") != JWT_BEARER_GRANT:
                 raise GrantRefused("unsupported_grant_type", "MP-011", f"grant_type must be {JWT_BEARER_GRANT}")
