@@ -8,36 +8,30 @@ anew a few minutes before it ends; a service's 401 renews it once (see TokenClie
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import httpx
 import jwt
 
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.errors import RetryableChannelError
-from gateway.maskinporten import REFUSAL_PAUSE_S, TokenClient
+from gateway.maskinporten import REFUSAL_PAUSE_S, CachedToken, TokenClient
 from gateway.tokens import check_response, translated_http_errors
 
 DEFAULT_LIFETIME_S = 30 * 60.0  # Altinn's; used when a token does not say
 RENEW_BEFORE_S = 5 * 60.0  # the reference keeps 25 of the 30 minutes
 
 
-class AltinnTokens:
+class AltinnTokens(CachedToken):
     """One Maskinporten scope set's Altinn token; thread-safe, one exchange at a time."""
 
     def __init__(self, exchange_url: str, maskinporten: TokenClient, http: httpx.Client,
                  clock: Clock | None = None, renew_before_s: float = RENEW_BEFORE_S) -> None:
+        super().__init__(clock)
         self.exchange_url = exchange_url
         self.maskinporten = maskinporten
         self.http = http
-        self.clock = clock or SystemClock()
         self.renew_before_s = renew_before_s
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._valid_until = 0.0  # monotonic
-        self._is_renewal = False
-        self._renewing = False
         self.exchanges_made = 0
 
     @property
@@ -46,14 +40,12 @@ class AltinnTokens:
 
     def access_token(self) -> str:
         with self._lock:
-            if self._token is not None and self.clock.monotonic() < self._valid_until:
-                return self._token
+            cached = self._cached()
+            if cached is not None:
+                return cached
             token = self._exchange()
-            self._token = token
-            self._is_renewal, self._renewing = self._renewing, False
             lifetime = _lifetime_s(token, self.clock.now().timestamp())
-            self._valid_until = self.clock.monotonic() + max(lifetime - self.renew_before_s, lifetime / 2)
-            return token
+            return self._keep(token, max(lifetime - self.renew_before_s, lifetime / 2))
 
     def _exchange(self) -> str:
         what = f"exchanging a Maskinporten token ({' '.join(self.scopes)}) for an Altinn token at {self.exchange_url}"
@@ -80,23 +72,11 @@ class AltinnTokens:
                                     retry_after=REFUSAL_PAUSE_S, throttled=True)
 
     def renew_after_refusal(self, refused: str) -> bool:
-        """An Altinn service answered 401 to `refused`: renew it once (see TokenClient.renew_after_refusal)."""
-        with self._lock:
-            if refused != self._token:
-                return True
-            if self._is_renewal:
-                return False
-            self._token = None
-            self._renewing = True
-        self.maskinporten.invalidate()
-        return True
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._token = None
-
-    def __call__(self) -> str:
-        return self.access_token()
+        """An Altinn service answered 401 to `refused`: renew it once, with a new Maskinporten token too."""
+        renew = super().renew_after_refusal(refused)
+        if renew and self._renewing:  # this token was forgotten (not merely replaced by another thread meanwhile)
+            self.maskinporten.invalidate()
+        return renew
 
 
 def _lifetime_s(token: str, now: float) -> float:

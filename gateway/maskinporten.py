@@ -136,7 +136,59 @@ class SystemUser:
         }]
 
 
-class TokenClient:
+class CachedToken:
+    """A token kept until shortly before it ends, one fetch at a time, renewed at most once after a refusal.
+
+    Subclasses fetch in `access_token` under `_lock`, using `_cached()` and `_keep()`.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._valid_until = 0.0  # on the monotonic clock
+        self._is_renewal = False  # the cached token was fetched because its predecessor was refused
+        self._renewing = False
+
+    def _cached(self) -> str | None:
+        if self._token is not None and self.clock.monotonic() < self._valid_until:
+            return self._token
+        return None
+
+    def _keep(self, token: str, seconds: float) -> str:
+        self._token = token
+        self._is_renewal, self._renewing = self._renewing, False
+        self._valid_until = self.clock.monotonic() + seconds
+        return token
+
+    def access_token(self) -> str:
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        """Forget the cached token: the next call fetches a new one."""
+        with self._lock:
+            self._token = None
+
+    def renew_after_refusal(self, refused: str) -> bool:
+        """A service answered 401 to `refused`: whether a new token is worth one more try.
+
+        Yes when another thread has fetched a newer token meanwhile, or when the refused one may have
+        expired or been revoked (it is then forgotten). No when it was itself fetched after a refusal.
+        """
+        with self._lock:
+            if refused != self._token:
+                return True
+            if self._is_renewal:
+                return False
+            self._token = None
+            self._renewing = True
+            return True
+
+    def __call__(self) -> str:
+        return self.access_token()
+
+
+class TokenClient(CachedToken):
     """One scope set's access token from Maskinporten, cached until shortly before it expires; thread-safe."""
 
     def __init__(
@@ -152,21 +204,16 @@ class TokenClient:
         system_user: SystemUser | None = None,
         consumer_org: str | None = None,
     ) -> None:
+        super().__init__(clock)
         self.token_url = token_url
         self.audience = audience
         self.client_id = client_id
         self.key = key
         self.scopes = tuple(scopes)
         self.http = http
-        self.clock = clock or SystemClock()
         self.leeway_s = leeway_s
         self.system_user = system_user
         self.consumer_org = consumer_org
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._valid_until = 0.0  # on the monotonic clock
-        self._is_renewal = False  # the cached token was fetched because its predecessor was refused
-        self._renewing = False
         self.grants_made = 0
 
     def assertion(self) -> str:
@@ -188,8 +235,9 @@ class TokenClient:
 
     def access_token(self) -> str:
         with self._lock:
-            if self._token is not None and self.clock.monotonic() < self._valid_until:
-                return self._token
+            cached = self._cached()
+            if cached is not None:
+                return cached
             what = f"getting a Maskinporten token for {' '.join(self.scopes)} from {self.token_url}"
             with translated_http_errors(what):
                 response = self.http.post(
@@ -207,10 +255,7 @@ class TokenClient:
                 expires_in = float(body.get("expires_in", 60))
             except (ValueError, KeyError, TypeError) as exc:
                 raise RetryableChannelError(f"{what}: the answer holds no access_token") from exc
-            self._token = token
-            self._is_renewal, self._renewing = self._renewing, False
-            self._valid_until = self.clock.monotonic() + max(expires_in - self.leeway_s, 0.0)
-            return token
+            return self._keep(token, max(expires_in - self.leeway_s, 0.0))
 
     def _refusal(self, response: httpx.Response, what: str) -> GrantRefused:
         try:
@@ -226,29 +271,6 @@ class TokenClient:
         said = words if code in words else f"{code}: {words}"
         message = f"{what}: Maskinporten refused the grant ({said})"
         return GrantRefused(f"{message}; {fix}" if fix else message, code)
-
-    def invalidate(self) -> None:
-        """Forget the cached token: the next call makes a new grant."""
-        with self._lock:
-            self._token = None
-
-    def renew_after_refusal(self, refused: str) -> bool:
-        """A service answered 401 to `refused`: whether a new token is worth one more try.
-
-        Yes when another thread has fetched a newer token meanwhile, or when the refused one may have
-        expired or been revoked (it is then forgotten). No when it was itself fetched after a refusal.
-        """
-        with self._lock:
-            if refused != self._token:
-                return True
-            if self._is_renewal:
-                return False
-            self._token = None
-            self._renewing = True
-            return True
-
-    def __call__(self) -> str:
-        return self.access_token()
 
 
 class Maskinporten:

@@ -22,7 +22,7 @@ from gateway.errors import JournalError
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.overview import find_messages
 from gateway.journal.phases import FINISHED, Phase, operator_may
-from gateway.journal.records import COLUMNS, MessageRecord, record_of
+from gateway.journal.records import COLUMNS, MessageRecord, record_of, retire_failure_event
 
 BUSY_TIMEOUT_SECONDS = 10.0
 
@@ -110,18 +110,4 @@ class OperatorJournal:
         """The message's FEIL becomes history (an ANNET event with FEIL's time and words, and `note`):
         FEIL ends a message, so one that is sent or opened again must not carry it. A message has one
         event per status; a second retry adds its words to the ANNET already there."""
-        feil = self._db.execute(
-            "SELECT id, description FROM events WHERE message = ? AND status = 'FEIL'", (row,)
-        ).fetchone()
-        if feil is None:
-            return
-        words = f"FEIL: {feil[1] or '(no description)'}; {note}"
-        annet = self._db.execute(
-            "SELECT id, description FROM events WHERE message = ? AND status = 'ANNET'", (row,)
-        ).fetchone()
-        if annet is None:
-            self._db.execute("UPDATE events SET status = 'ANNET', description = ? WHERE id = ?", (words, feil[0]))
-        else:
-            merged = f"{annet[1] or ''} | {words}"
-            self._db.execute("UPDATE events SET description = ? WHERE id = ?", (merged, annet[0]))
-            self._db.execute("DELETE FROM events WHERE id = ?", (feil[0],))
+        retire_failure_event(self._db, row, note)

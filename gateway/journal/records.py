@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -96,3 +97,18 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "detail" in encoded:
         encoded["detail"] = json.dumps(encoded["detail"], ensure_ascii=False)
     return encoded
+
+
+def retire_failure_event(db: sqlite3.Connection, row: int, note: str) -> None:
+    """The message's FEIL becomes history: an ANNET event with FEIL's time and words, and `note`. A message has
+    one event per status, so a second retirement adds its words to the ANNET already there."""
+    feil = db.execute("SELECT id, description FROM events WHERE message = ? AND status = 'FEIL'", (row,)).fetchone()
+    if feil is None:
+        return
+    words = f"FEIL: {feil[1] or '(no description)'}; {note}"
+    annet = db.execute("SELECT id, description FROM events WHERE message = ? AND status = 'ANNET'", (row,)).fetchone()
+    if annet is None:
+        db.execute("UPDATE events SET status = 'ANNET', description = ? WHERE id = ?", (words, feil[0]))
+    else:
+        db.execute("UPDATE events SET description = ? WHERE id = ?", (f"{annet[1] or ''} | {words}", annet[0]))
+        db.execute("DELETE FROM events WHERE id = ?", (feil[0],))

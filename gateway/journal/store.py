@@ -20,7 +20,14 @@ from gateway.errors import JournalError
 from gateway.fsio import PRIVATE_FILE_MODE
 from gateway.journal.migrations import migrate
 from gateway.journal.phases import FINISHED, Phase, is_allowed
-from gateway.journal.records import COLUMNS, MessageRecord, encode_fields, history_of, record_of
+from gateway.journal.records import (
+    COLUMNS,
+    MessageRecord,
+    encode_fields,
+    history_of,
+    record_of,
+    retire_failure_event,
+)
 from gateway.journal.status_polls import StatusPollRows
 
 WAL_SIZE_LIMIT = 4 << 20
@@ -497,21 +504,7 @@ class Journal(StatusPollRows):
         """The message's FEIL becomes history (an ANNET event with FEIL's time and words, and `note`), so the
         next copy of a quarantined message has its own FEIL or delivery: a message has one event per status."""
         with self.transaction():
-            feil = self._db.execute(
-                "SELECT id, description FROM events WHERE message = ? AND status = 'FEIL'", (row,)
-            ).fetchone()
-            if feil is None:
-                return
-            words = f"FEIL: {feil[1] or '(no description)'}; {note}"
-            annet = self._db.execute(
-                "SELECT id, description FROM events WHERE message = ? AND status = 'ANNET'", (row,)
-            ).fetchone()
-            if annet is None:
-                self._db.execute("UPDATE events SET status = 'ANNET', description = ? WHERE id = ?", (words, feil[0]))
-            else:
-                self._db.execute("UPDATE events SET description = ? WHERE id = ?", (f"{annet[1] or ''} | {words}",
-                                                                                   annet[0]))
-                self._db.execute("DELETE FROM events WHERE id = ?", (feil[0],))
+            retire_failure_event(self._db, row, note)
             self._db.execute("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?", (row,))
 
     def has_event(self, row: int, status: Status) -> bool:
