@@ -1,59 +1,71 @@
-"""DPI (digital post to citizens) message formats for Corner 2: a library, no I/O beyond the files it is given.
+"""DPI (digital post to citizens) message formats for Corner 2: a library, no HTTP.
 
 The DPI client (client.py) and the sandbox's Corner 2 build and read every DPI message through these
-functions; nothing here talks HTTP. All errors are `DpiFormatError` (a `ValueError`) with words fit for a
-status file, or `gateway.errors.CryptoError`/`SecurityError` from the shared crypto modules.
+functions. Errors: `DpiFormatError` (a MessageFormatError: the input breaks a rule; words fit for a status
+file) and `gateway.errors.SecurityError` (a signature, digest, certificate or limit check failed), plus
+CryptoError from formats/cms when a package cannot be decrypted.
 
-business.py: the business messages as dataclasses, each with `to_json() -> dict` and `from_json(dict)`:
-    Digital(avsender: Avsender, postkasseadresse: str, ikkesensitivtittel: str, spraak="NO",
-            sikkerhetsnivaa=3, virkningstidspunkt: datetime|None, aapningskvittering=False,
-            varsler: Varsler = Varsler(epost=None, sms=None), fingerprint: Fingeravtrykk|None,
-            maskinportentoken: str|None)
-    Utskrift(avsender, mottaker: PostAdresse, retur: Retur, utskriftstype "FARGE"|"SORT_HVIT",
-             posttype "A"|"B", fingerprint, maskinportentoken)
-    Avsender(orgnr: str, avsenderidentifikator: str|None=None, fakturareferanse: str|None=None)
-    PostAdresse(navn, adresselinje1..4, postnummer, poststed, land) / Retur(mottaker, returposthaandtering)
-    EpostVarsel(epostadresse, varslingstekst, repetisjoner) / SmsVarsel(mobiltelefonnummer, ...)
-    Fingeravtrykk.of_digest(sha256: bytes) ; business_from_json(name, dict) -> Digital | Utskrift
+Sending a letter (what the client does, in this order):
+    check_documents(docs, print_letter=...)                # before anything is built: 50 MB, types, names
+    pakke = build_dokumentpakke(docs, ManifestParties(...), identity, recipient_cert, target_path,
+                                print_letter=...)          # -> Dokumentpakke(path, size, fingerprint)
+    letter = dataclasses.replace(Digital(...) or Utskrift(...), fingerprint=pakke.fingerprint,
+                                 maskinportentoken=token)
+    sbd = build_sbd(letter, sender=our_orgnr, receiver=provider_orgnr, message_id=..., conversation_id=...)
+    jwt = sign_jwt(sbd, identity)                          # RS256, x5c = [leaf]
+    POST multipart: forretningsmelding (application/jwt, sbd.jwt) = jwt; dokumentpakke (application/cms,
+    asic.cms) = the bytes of pakke.path
 
-package.py: the dokumentpakke (ASiC-E signed with XAdES, CMS-encrypted).
-    MAX_DOKUMENTPAKKE_BYTES = 50 MiB (the documents' total, checked before anything is built)
-    DpiDocument(name: str, source: Path | bytes, mime_type: str, title: str | None = None)
-    check_documents(documents: Sequence[DpiDocument]) -> None      raises DpiFormatError (size, type, names)
-    ManifestParties(avsender_orgnr, postkasseadresse: str|None, personidentifikator: str|None,
-                    avsenderidentifikator: str|None, fakturareferanse: str|None)   (no person for print)
-    build_dokumentpakke(documents, parties: ManifestParties, identity: OrgIdentity,
-                        recipient: x509.Certificate, target: Path, *, signing_time=None) -> Dokumentpakke
-        Dokumentpakke(path: Path (the CMS), size: int, fingerprint: Fingeravtrykk)   fingerprint = SHA-256 of the CMS
-    cms_fingerprint(path_or_bytes) -> Fingeravtrykk                   (streams a file in chunks)
-    read_dokumentpakke(cms: Path, private_key, certificate, extract_to: Path, *, at: datetime|None=None)
-        -> PackageContents(files: list[PackageFile(name, path, mime_type, size)], main_document: str,
-                           manifest: bytes, signer: x509.Certificate, chain, signing_time)
-        decrypts, checks the ASiC-E, every XAdES digest, SignedProperties and SignatureValue.
-    read_asice(zip: Path, extract_to: Path) -> PackageContents         (already decrypted)
+Receiving (the sandbox's Corner 2, the tests):
+    signed = read_jwt(jwt, at=None)                        # -> SignedSbd; verified against its own x5c[0]
+    check_fingerprint(signed, cms_path_or_bytes)           # SHA-256 of the CMS bytes, not of the zip
+    contents = read_dokumentpakke(cms_path, key, cert, extract_to)   # -> PackageContents (files, signer, ...)
+    letter = business_from_json(signed.type, signed.business)        # -> Digital | Utskrift
 
-xades.py: XAdES signatures.xml as in Digdir's examples.
-    sign_signatures_xml(references: Sequence[XadesReference(name, mime_type, digest: bytes sha256)],
-                        identity: OrgIdentity, signing_time: datetime|None = None) -> bytes
-    verify_signatures_xml(xml: bytes, digests: Mapping[str, bytes]) -> XadesVerdict(signer, chain, signing_time)
+Receipts:
+    sbd = build_receipt("leveringskvittering", provider_orgnr=..., sender_orgnr=..., message_id=...,
+                        conversation_id=..., letter_type="digital")   # the sandbox issues them
+    jwt = sign_jwt(sbd, provider_identity, "RS512")                    # as Digipost signs them
+    receipt = read_receipt(jwt)  # -> Receipt(type, message_id, conversation_id, timestamp, status, description,
+                                 #            provider, details); status MOTTATT|LEVERT|LEST|FEIL|ANNET
 
-forretningsmelding.py: the SBD as a JWS (compact, RS256, x5c = [leaf]).
-    build_sbd(business: Digital|Utskrift|receipt, *, sender: str, receiver: str, message_id: str,
-              conversation_id: str, created: datetime|None=None, expected_response: datetime|None=None) -> dict
-    sign_jwt(sbd: dict, identity: OrgIdentity, algorithm="RS256") -> str
-    read_jwt(token: str|bytes, *, at: datetime|None=None) -> SignedSbd(sbd: dict, type: str, message_id,
-             conversation_id, sender, receiver, business: dict, certificate: x509.Certificate, algorithm)
-        verifies the signature against x5c[0] (RS256/RS512) and, when `at` is given, the certificate's validity.
-    check_fingerprint(signed: SignedSbd, cms: Path | bytes) -> None      raises DpiFormatError on a mismatch
-
-receipts.py: DPI receipts (kvitteringer) and feil.
-    RECEIPT_TYPES = ("mottakskvittering", "leveringskvittering", "aapningskvittering",
-                     "returpostkvittering", "feil", "varslingfeiletkvittering")
-    Receipt(type, message_id, conversation_id, timestamp: datetime, status: str (MOTTATT|LEVERT|LEST|FEIL|ANNET),
-            description: str (the receipt's words), details: dict)
-    read_receipt(token: str|bytes, *, at=None) -> Receipt           (a signed JWT from Corner 2)
-    receipt_from_sbd(sbd: dict) -> Receipt                           (already verified)
-    build_receipt(type, *, provider_orgnr, sender_orgnr, message_id, conversation_id, timestamp,
-                  feiltype=None, detaljer=None, varslingskanal=None, beskrivelse=None) -> dict (an SBD)
-        for the sandbox's Corner 2 to issue receipts (then sign_jwt(sbd, identity, "RS512") as Digipost does).
+Modules: business.py (Digital, Utskrift, Avsender, PostAdresse, Retur, Varsler, EpostVarsel, SmsVarsel,
+Fingeravtrykk), package.py (writing), package_reader.py (reading), xades.py (signatures.xml),
+forretningsmelding.py (SBD and JWT), receipts.py.
 """
+
+from gateway.channels.dpi.business import (
+    Avsender,
+    BusinessMessage,
+    Digital,
+    DpiFormatError,
+    EpostVarsel,
+    Fingeravtrykk,
+    PostAdresse,
+    Retur,
+    SmsVarsel,
+    Utskrift,
+    Varsler,
+    business_from_json,
+)
+from gateway.channels.dpi.forretningsmelding import SignedSbd, build_sbd, check_fingerprint, read_jwt, sign_jwt
+from gateway.channels.dpi.package import (
+    MAX_DOKUMENTPAKKE_BYTES,
+    Dokumentpakke,
+    DpiDocument,
+    ManifestParties,
+    build_dokumentpakke,
+    check_documents,
+    cms_fingerprint,
+)
+from gateway.channels.dpi.package_reader import PackageContents, PackageFile, read_asice, read_dokumentpakke
+from gateway.channels.dpi.receipts import RECEIPT_TYPES, Receipt, build_receipt, read_receipt, receipt_from_sbd
+
+__all__ = [
+    "MAX_DOKUMENTPAKKE_BYTES", "RECEIPT_TYPES", "Avsender", "BusinessMessage", "Digital", "Dokumentpakke",
+    "DpiDocument", "DpiFormatError", "EpostVarsel", "Fingeravtrykk", "ManifestParties", "PackageContents",
+    "PackageFile", "PostAdresse", "Receipt", "Retur", "SignedSbd", "SmsVarsel", "Utskrift", "Varsler",
+    "build_dokumentpakke", "build_receipt", "build_sbd", "business_from_json", "check_documents",
+    "check_fingerprint", "cms_fingerprint", "read_asice", "read_dokumentpakke", "read_jwt", "read_receipt",
+    "receipt_from_sbd", "sign_jwt",
+]
