@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from gateway.errors import MessageFormatError
@@ -33,10 +33,14 @@ def bare_orgnr(value: str) -> str:
     return value.split(":", 1)[1] if ":" in value else value
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
+    """A time as Digdir's (Java) writers put it: an offset, and a fraction of a second only as long as needed."""
     if moment.tzinfo is None:
         raise DpiFormatError("a DPI time needs a time zone")
-    return moment.isoformat(timespec="milliseconds")
+    text = moment.isoformat(timespec="microseconds")
+    clock, offset = text[:26], text[26:]
+    clock = clock.rstrip("0").rstrip(".")
+    return clock + offset
 
 
 def _time(value: str | None, what: str) -> datetime | None:
@@ -46,6 +50,15 @@ def _time(value: str | None, what: str) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise DpiFormatError(f"{what} is not a date and time: {value!r}") from None
+
+
+def _date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise DpiFormatError(f"digital.virkningsdato is not a date: {value!r}") from None
 
 
 def _get(data: dict[str, Any], key: str, what: str) -> Any:
@@ -151,6 +164,7 @@ class Digital:
     spraak: str = "NO"
     sikkerhetsnivaa: int = 3
     virkningstidspunkt: datetime | None = None
+    virkningsdato: date | None = None  # the older, day-only form; Digdir's examples use virkningstidspunkt
     aapningskvittering: bool = False
     varsler: Varsler = field(default_factory=Varsler)
     fingerprint: Fingeravtrykk | None = None
@@ -171,7 +185,8 @@ class Digital:
             "dokumentpakkefingeravtrykk": self.fingerprint.to_json() if self.fingerprint else None,
             "maskinportentoken": self.maskinportentoken,
             "sikkerhetsnivaa": self.sikkerhetsnivaa,
-            "virkningstidspunkt": _iso(self.virkningstidspunkt) if self.virkningstidspunkt else None,
+            "virkningsdato": self.virkningsdato.isoformat() if self.virkningsdato else None,
+            "virkningstidspunkt": iso_time(self.virkningstidspunkt) if self.virkningstidspunkt else None,
             "aapningskvittering": self.aapningskvittering,
             "ikkesensitivtittel": self.ikkesensitivtittel,
             "spraak": self.spraak,
@@ -188,6 +203,7 @@ class Digital:
             spraak=data.get("spraak", "NO"),
             sikkerhetsnivaa=data.get("sikkerhetsnivaa", 3),
             virkningstidspunkt=_time(data.get("virkningstidspunkt"), "digital.virkningstidspunkt"),
+            virkningsdato=_date(data.get("virkningsdato")),
             aapningskvittering=bool(data.get("aapningskvittering", False)),
             varsler=Varsler.from_json(data.get("varsler") or {}),
             fingerprint=Fingeravtrykk.from_json(fingerprint) if fingerprint else None,

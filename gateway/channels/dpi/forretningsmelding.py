@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from gateway.channels.dpi.business import AUTHORITY, BusinessMessage, DpiFormatError, party_value
+from gateway.channels.dpi.business import AUTHORITY, BusinessMessage, DpiFormatError, iso_time, party_value
 from gateway.channels.dpi.package import cms_fingerprint
 from gateway.errors import SecurityError
 from gateway.formats.keys import OrgIdentity
@@ -52,10 +52,6 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
-
-
 def sbd_document(
     type_name: str,
     body: dict[str, Any],
@@ -79,9 +75,9 @@ def sbd_document(
         "typeVersion": "1.0",
         "instanceIdentifier": message_id,
         "type": type_name,
-        "creationDateAndTime": _iso(created),
+        "creationDateAndTime": iso_time(created),
     }
-    scope_information = [{"expectedResponseDateTime": _iso(expected_response)}] if expected_response else []
+    scope_information = [{"expectedResponseDateTime": iso_time(expected_response)}] if expected_response else []
     header["businessScope"] = {"scope": [{
         "type": "ConversationId",
         "instanceIdentifier": conversation_id,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.channels.dpi.business import AUTHORITY, DpiFormatError, party_value
+from gateway.channels.dpi.business import AUTHORITY, DpiFormatError, iso_time, party_value
 from gateway.channels.dpi.forretningsmelding import PROCESS, SignedSbd, read_jwt, sbd_document
 
 RECEIPT_TYPES = ("mottakskvittering", "leveringskvittering", "aapningskvittering", "returpostkvittering", "feil",
@@ -121,7 +121,7 @@ def build_receipt(
     body: dict[str, Any] = {
         "avsender": {"virksomhetsidentifikator": {"authority": AUTHORITY, "value": party_value(provider_orgnr)}},
         "mottaker": {"virksomhetsidentifikator": {"authority": AUTHORITY, "value": party_value(sender_orgnr)}},
-        "tidspunkt": moment.isoformat(timespec="milliseconds"),
+        "tidspunkt": iso_time(moment),
     }
     if type_name == "feil":
         if feiltype not in _FEILTYPER:
