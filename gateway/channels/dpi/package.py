@@ -146,7 +146,13 @@ def sdp_manifest(parties: ManifestParties, documents: Sequence[DpiDocument]) -> 
         tag = "hoveddokument" if index == 0 else "vedlegg"
         element = etree.SubElement(root, f"{{{SDP_NS}}}{tag}", href=document.name, mime=document.mime_type)
         etree.SubElement(element, f"{{{SDP_NS}}}tittel", lang=parties.language).text = document.title or document.name
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+    return xml_document(root)
+
+
+def xml_document(root: etree._Element, standalone: str = "yes") -> bytes:
+    """The XML with its declaration written as Digdir's (Java) writers do, in double quotes."""
+    declaration = f'<?xml version="1.0" encoding="UTF-8" standalone="{standalone}"?>'.encode("ascii")
+    return declaration + etree.tostring(root, encoding="UTF-8")
 
 
 def _odf_manifest(entries: Sequence[tuple[str, str]]) -> bytes:
@@ -154,7 +160,7 @@ def _odf_manifest(entries: Sequence[tuple[str, str]]) -> bytes:
     prefix = f"{{{ODF_NS}}}"
     for name, mime in (("/", MIMETYPE), *entries):
         etree.SubElement(root, f"{prefix}file-entry", {f"{prefix}full-path": name, f"{prefix}media-type": mime})
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+    return xml_document(root)
 
 
 def _entry(name: str, compress: int) -> zipfile.ZipInfo:

@@ -155,7 +155,8 @@ def sign_signatures_xml(
     signature_value.text = _b64(
         identity.private_key.sign(_c14n(signed_info), padding.PKCS1v15(), hashes.SHA256())
     )
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=False)
+    declaration = b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>'  # as Digdir's examples
+    return declaration + etree.tostring(root, encoding="UTF-8")
 
 
 # ---------------------------------------------------------------------------------------- verifying
