@@ -109,6 +109,12 @@ def _sub(parent: etree._Element, tag: str, text: str | None = None, **attributes
     return element
 
 
+def _signing_time(moment: datetime) -> str:
+    """Milliseconds and the offset, `Z` for UTC, as the Java signers write it."""
+    text = moment.isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
 def sign_signatures_xml(
     references: Sequence[XadesReference], identity: OrgIdentity, signing_time: datetime | None = None
 ) -> bytes:
@@ -139,7 +145,7 @@ def sign_signatures_xml(
                                   {"Target": "#Signature"}, nsmap={None: XADES, "ns2": DS})
     signed_properties = _sub(qualifying, f"{{{XADES}}}SignedProperties", Id="SignedProperties")
     signature_properties = _sub(signed_properties, f"{{{XADES}}}SignedSignatureProperties")
-    _sub(signature_properties, f"{{{XADES}}}SigningTime", moment.isoformat(timespec="milliseconds"))
+    _sub(signature_properties, f"{{{XADES}}}SigningTime", _signing_time(moment))
     cert = _sub(_sub(signature_properties, f"{{{XADES}}}SigningCertificate"), f"{{{XADES}}}Cert")
     cert_digest = _sub(cert, f"{{{XADES}}}CertDigest")
     _sub(cert_digest, f"{{{DS}}}DigestMethod", Algorithm=f"{DS}sha1")  # as Digdir's examples (and XAdES 1.3.2)
