@@ -17,10 +17,12 @@ from gateway.channels.dpi import (
     Utskrift,
     business_from_json,
     check_fingerprint,
+    check_sender,
     read_asice,
     read_dokumentpakke,
     read_jwt,
     read_receipt,
+    sign_jwt,
 )
 from gateway.errors import SecurityError
 from gateway.formats import cms
@@ -44,6 +46,26 @@ def test_digdir_forretningsmelding_verifies_and_reads_as_its_json(scenario: str)
     letter = business_from_json(signed.type, signed.business)
     assert isinstance(letter, Utskrift if scenario == "utskrift" else Digital)
     assert letter.to_json() == signed.business  # nothing lost or added reading and writing it again
+
+
+@pytest.mark.parametrize(
+    ("scenario", "orgnr"),
+    [("digital", "991825827"), ("digital-avsenderidentifikator", "991825827"),
+     ("digital-pa-vegne-av", "810969342"),  # the data processor, not the avsender 910076787 it sends for
+     ("utskrift", "991825827")],  # only in organizationIdentifier NTRNO-991825827
+)
+def test_the_signer_is_the_sbd_sender(scenario: str, orgnr: str) -> None:
+    assert check_sender(read_jwt(_jwt(scenario))) == orgnr
+
+
+def test_a_jwt_signed_by_another_organisation_than_its_sender_is_refused(sender: OrgIdentity) -> None:
+    with pytest.raises(SecurityError, match="signed by organisation 910077473, but its SBD says it is from 991825827"):
+        check_sender(read_jwt(sign_jwt(example_json("digital"), sender)))
+
+
+def test_digipost_receipt_certificates_name_no_organisation() -> None:
+    with pytest.raises(SecurityError, match="names no organisation number"):
+        check_sender(read_jwt((RECEIPTS / "feil.jwt").read_text()))
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -18,6 +18,7 @@ Sending a letter (what the client does, in this order):
 
 Receiving (the sandbox's Corner 2, the tests):
     signed = read_jwt(jwt, at=None)                        # -> SignedSbd; verified against its own x5c[0]
+    check_sender(signed)                                   # x5c's organisation number = the SBDH sender
     check_fingerprint(signed, cms_path_or_bytes)           # SHA-256 of the CMS bytes, not of the zip
     contents = read_dokumentpakke(cms_path, key, cert, extract_to)   # -> PackageContents (files, signer, ...)
     letter = business_from_json(signed.type, signed.business)        # -> Digital | Utskrift
@@ -48,7 +49,14 @@ from gateway.channels.dpi.business import (
     Varsler,
     business_from_json,
 )
-from gateway.channels.dpi.forretningsmelding import SignedSbd, build_sbd, check_fingerprint, read_jwt, sign_jwt
+from gateway.channels.dpi.forretningsmelding import (
+    SignedSbd,
+    build_sbd,
+    check_fingerprint,
+    check_sender,
+    read_jwt,
+    sign_jwt,
+)
 from gateway.channels.dpi.package import (
     MAX_DOKUMENTPAKKE_BYTES,
     Dokumentpakke,
@@ -66,6 +74,6 @@ __all__ = [
     "DpiDocument", "DpiFormatError", "EpostVarsel", "Fingeravtrykk", "ManifestParties", "PackageContents",
     "PackageFile", "PostAdresse", "Receipt", "Retur", "SignedSbd", "SmsVarsel", "Utskrift", "Varsler",
     "build_dokumentpakke", "build_receipt", "build_sbd", "business_from_json", "check_documents",
-    "check_fingerprint", "cms_fingerprint", "read_asice", "read_dokumentpakke", "read_jwt", "read_receipt",
-    "receipt_from_sbd", "sign_jwt",
+    "check_fingerprint", "check_sender", "cms_fingerprint", "read_asice", "read_dokumentpakke", "read_jwt",
+    "read_receipt", "receipt_from_sbd", "sign_jwt",
 ]

@@ -19,10 +19,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from gateway.channels.dpi.business import AUTHORITY, BusinessMessage, DpiFormatError, iso_time, party_value
+from gateway.channels.dpi.business import (
+    AUTHORITY,
+    BusinessMessage,
+    DpiFormatError,
+    bare_orgnr,
+    iso_time,
+    party_value,
+)
 from gateway.channels.dpi.package import cms_fingerprint
 from gateway.errors import SecurityError
-from gateway.formats.keys import OrgIdentity
+from gateway.formats.keys import OrgIdentity, orgnr_of
 
 STANDARD = (
     "urn:fdc:digdir.no:2020:innbyggerpost:xsd::innbyggerpost##urn:fdc:digdir.no:2020:innbyggerpost:schema:{}::1.0"
@@ -212,3 +219,17 @@ def check_fingerprint(signed: SignedSbd, cms: Path | bytes) -> None:
     if named.get("digestValue") != actual.digest_value:
         raise SecurityError(
             "the dokumentpakke does not match the fingerprint in the forretningsmelding (SHA-256 of the CMS bytes)")
+
+
+def check_sender(signed: SignedSbd) -> str:
+    """The signer must be the SBD's sender: the organisation number in the x5c certificate (serialNumber, or
+    organizationIdentifier NTRNO-) equals the SBDH sender's. Not the business message's `avsender`, which is
+    the organisation a data processor sends for. Returns the organisation number."""
+    certified = orgnr_of(signed.certificate)
+    if certified is None:
+        raise SecurityError(
+            f"the DPI JWT's certificate ({signed.certificate.subject.rfc4514_string()}) names no organisation number")
+    if certified != bare_orgnr(signed.sender):
+        raise SecurityError(f"the DPI JWT is signed by organisation {certified}, but its SBD says it is from "
+                            f"{bare_orgnr(signed.sender)}")
+    return certified

@@ -52,6 +52,8 @@ class DpiDocument:
     source: Path | bytes  # a file streamed from disk, or the bytes themselves
     mime_type: str
     title: str | None = None  # shown in the mailbox; the name when absent
+    # The main document's data file (SDP `<data>`, e.g. a link or the arkivmelding's metadata), not a vedlegg
+    main_data: bool = False
 
     def size(self) -> int:
         return len(self.source) if isinstance(self.source, bytes) else self.source.stat().st_size
@@ -127,7 +129,8 @@ def check_documents(documents: Sequence[DpiDocument], *, print_letter: bool = Fa
 
 
 def sdp_manifest(parties: ManifestParties, documents: Sequence[DpiDocument]) -> bytes:
-    """The SDP `manifest.xml` (namespace schema_v10): documents[0] is the main document, the rest vedlegg."""
+    """The SDP `manifest.xml` (namespace schema_v10): documents[0] is the main document, the rest vedlegg
+    (or the main document's `<data>` where marked so)."""
     root = etree.Element(f"{{{SDP_NS}}}manifest", nsmap={None: SDP_NS})
     if parties.postkasseadresse or parties.personidentifikator:
         person = etree.SubElement(etree.SubElement(root, f"{{{SDP_NS}}}mottaker"), f"{{{SDP_NS}}}person")
@@ -142,11 +145,23 @@ def sdp_manifest(parties: ManifestParties, documents: Sequence[DpiDocument]) -> 
         etree.SubElement(avsender, f"{{{SDP_NS}}}avsenderidentifikator").text = parties.avsenderidentifikator
     if parties.fakturareferanse:
         etree.SubElement(avsender, f"{{{SDP_NS}}}fakturaReferanse").text = parties.fakturareferanse
-    for index, document in enumerate(documents):
-        tag = "hoveddokument" if index == 0 else "vedlegg"
-        element = etree.SubElement(root, f"{{{SDP_NS}}}{tag}", href=document.name, mime=document.mime_type)
-        etree.SubElement(element, f"{{{SDP_NS}}}tittel", lang=parties.language).text = document.title or document.name
+    main, rest = documents[0], documents[1:]
+    data = [document for document in rest if document.main_data]
+    if len(data) > 1 or main.main_data:
+        raise DpiFormatError("a DPI letter has at most one data file for its main document, and it is not the main one")
+    element = _manifest_document(root, "hoveddokument", main, parties.language)
+    for document in data:
+        etree.SubElement(element, f"{{{SDP_NS}}}data", href=document.name, mime=document.mime_type)
+    for document in rest:
+        if not document.main_data:
+            _manifest_document(root, "vedlegg", document, parties.language)
     return xml_document(root)
+
+
+def _manifest_document(root: etree._Element, tag: str, document: DpiDocument, language: str) -> etree._Element:
+    element = etree.SubElement(root, f"{{{SDP_NS}}}{tag}", href=document.name, mime=document.mime_type)
+    etree.SubElement(element, f"{{{SDP_NS}}}tittel", lang=language).text = document.title or document.name
+    return element
 
 
 def xml_document(root: etree._Element, standalone: str = "yes") -> bytes:
