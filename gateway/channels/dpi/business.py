@@ -17,6 +17,7 @@ AUTHORITY = "iso6523-actorid-upis"
 SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
 PRINT_TYPES = ("FARGE", "SORT_HVIT")
 POST_TYPES = ("A", "B")
+_NORWAY = {"", "norge", "noreg", "norway", "no", "nor"}
 RETURN_HANDLING = ("DIREKTE_RETUR", "MAKULERING_MED_MELDING")
 
 
@@ -223,11 +224,20 @@ class PostAdresse:
     land: str | None = None  # set for an address abroad, which has no postnummer/poststed
 
     def __post_init__(self) -> None:
-        if not self.navn:
+        """A Norwegian address (no land, or Norway) needs a four-digit postnummer and a poststed; one abroad its
+        first address line and the land (SDP's NorskPostadresse and UtenlandskPostadresse)."""
+        if not (self.navn or "").strip():
             raise DpiFormatError("a postal address needs a name (navn)")
-        if self.land is None and not (self.postnummer and self.poststed):
-            raise DpiFormatError(
-                f"the postal address of {self.navn!r} needs postnummer and poststed (or land, for one abroad)")
+        if self.is_norwegian():
+            if not (self.postnummer or "").isdigit() or len(self.postnummer or "") != 4 or not self.poststed:
+                raise DpiFormatError(
+                    f"the postal address of {self.navn!r} needs a four-digit postnummer and a poststed "
+                    f"(given: postnummer {self.postnummer!r}, poststed {self.poststed!r})")
+        elif not (self.adresselinje1 or "").strip():
+            raise DpiFormatError(f"the address abroad of {self.navn!r} ({self.land}) needs adresselinje1")
+
+    def is_norwegian(self) -> bool:
+        return self.land is None or self.land.strip().casefold() in _NORWAY
 
     def to_json(self) -> dict[str, Any]:
         return _drop_none({
