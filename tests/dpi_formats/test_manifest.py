@@ -7,7 +7,7 @@ import re
 import pytest
 from lxml import etree
 
-from gateway.channels.dpi import DpiDocument, DpiFormatError, ManifestParties
+from gateway.channels.dpi import DpiDocument, DpiFormatError, ManifestParties, check_documents
 from gateway.channels.dpi.package import sdp_manifest
 from gateway.xmlsafe import load_schema, parse_bytes
 
@@ -56,3 +56,30 @@ def test_the_xsd_refuses_what_it_should() -> None:
     """The schema check above can fail: a manifest without its main document is invalid."""
     broken = re.sub(rb"<hoveddokument.*</hoveddokument>", b"", (VECTORS / sorted(CASES)[0]).read_bytes(), flags=re.S)
     assert not load_schema(XSD).validate(parse_bytes(broken))
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: ManifestParties("910077473", language="nob"), "two-letter ISO 639-1"),
+        (lambda: ManifestParties("910077473", avsenderidentifikator="x" * 101), "avsenderidentifikator"),
+        (lambda: ManifestParties("910077473", fakturareferanse="x" * 41), "fakturaReferanse"),
+        (lambda: check_documents([DpiDocument("a.b", b"x", "text/plain")]), "names of 4 to 100 characters"),
+        (lambda: check_documents([DpiDocument("x" * 97 + ".pdf", b"x", "application/pdf")]), "4 to 100"),
+        (lambda: check_documents([DpiDocument("brev.pdf", b"x", "pdf")]), "no usable MIME type"),
+        (lambda: check_documents([DpiDocument("brev.pdf", b"x", "application/pdf", "")]), "title"),
+    ],
+)
+def test_what_the_xsd_would_refuse_is_refused_before_with_words(build, words: str) -> None:
+    with pytest.raises(DpiFormatError, match=words):
+        build()
+
+
+def test_the_longest_names_and_titles_we_accept_are_xsd_valid() -> None:
+    documents = [DpiDocument("x" * 96 + ".pdf", b"%PDF-", "application/pdf", "T" * 255),
+                 DpiDocument("a.pd", b"x", "application/" + "y" * 88)]
+    check_documents(documents)
+    parties = ManifestParties("910077473", postkasseadresse="p", avsenderidentifikator="a" * 100,
+                              fakturareferanse="f" * 40, language="en")
+    schema = load_schema(XSD)
+    assert schema.validate(parse_bytes(sdp_manifest(parties, documents))), schema.error_log

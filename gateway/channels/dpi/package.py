@@ -74,7 +74,15 @@ class ManifestParties:
     personidentifikator: str | None = None
     avsenderidentifikator: str | None = None
     fakturareferanse: str | None = None
-    language: str = "NO"
+    language: str = "NO"  # ISO 639-1, two letters
+
+    def __post_init__(self) -> None:
+        if len(self.language) != 2 or not self.language.isalpha():
+            raise DpiFormatError(f"the language must be a two-letter ISO 639-1 code, not {self.language!r}")
+        if self.avsenderidentifikator is not None and not 1 <= len(self.avsenderidentifikator) <= 100:
+            raise DpiFormatError("avsenderidentifikator must be 1 to 100 characters")
+        if self.fakturareferanse is not None and not 1 <= len(self.fakturareferanse) <= 40:
+            raise DpiFormatError("fakturaReferanse must be 1 to 40 characters")
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,8 @@ def _name_problem(name: str) -> str | None:
         return "it must be a plain file name without folders or control characters"
     if name in (".", "..", "mimetype", SDP_MANIFEST) or name.upper().startswith("META-INF"):
         return "the package uses that name itself"
-    if len(name) > 100:
-        return "the SDP manifest allows at most 100 characters"
+    if not 4 <= len(name) <= 100:
+        return "the SDP manifest takes names of 4 to 100 characters"
     return None
 
 
@@ -107,6 +115,10 @@ def check_documents(documents: Sequence[DpiDocument], *, print_letter: bool = Fa
         problem = _name_problem(document.name)
         if problem:
             raise DpiFormatError(f"the document name {document.name!r} cannot be used in DPI: {problem}")
+        if not 1 <= len(document.mime_type) <= 100 or "/" not in document.mime_type:
+            raise DpiFormatError(f"{document.name!r} has no usable MIME type ({document.mime_type!r})")
+        if document.title is not None and not 1 <= len(document.title) <= 255:
+            raise DpiFormatError(f"the title of {document.name!r} must be 1 to 255 characters")
         if document.name.casefold() in seen:
             raise DpiFormatError(f"the document name {document.name!r} is used twice")
         seen.add(document.name.casefold())
