@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
@@ -140,6 +141,26 @@ def test_our_package_has_the_layout_of_digdirs_and_openssl_decrypts_it(tmp_path:
         # signatures.xml: the same elements and attributes in the same places (values aside).
         assert _skeleton(ours.read("META-INF/signatures.xml"), certificates=False) == _skeleton(
             theirs.read("META-INF/signatures.xml"), certificates=False)
+
+
+def _cms_outline(data: bytes) -> tuple:
+    info = asn1_cms.ContentInfo.load(data)
+    envelope = info["content"]
+    recipient = envelope["recipient_infos"][0].chosen
+    oaep = recipient["key_encryption_algorithm"]["parameters"]
+    content = envelope["encrypted_content_info"]
+    return (data[:2], info["content_type"].native, envelope["version"].native, len(envelope["recipient_infos"]),
+            recipient["rid"].name, recipient["key_encryption_algorithm"]["algorithm"].native,
+            oaep["hash_algorithm"]["algorithm"].native, oaep["mask_gen_algorithm"]["parameters"]["algorithm"].native,
+            content["content_type"].native, content["content_encryption_algorithm"]["algorithm"].native)
+
+
+def test_our_cms_is_built_as_digdirs(tmp_path: Path, sender: OrgIdentity, mailbox: OrgIdentity) -> None:
+    """BER with indefinite lengths, one recipient by issuer and serial, RSAES-OAEP SHA-256/MGF1-SHA-256, AES-256-CBC."""
+    pakke = _pack(tmp_path, sender, mailbox, [DpiDocument("Test.txt", b"Test", "text/plain")], ManifestParties(SENDER))
+    theirs = _cms_outline((KOMPLETTE / "digital-dokumentpakke.cms").read_bytes())
+    assert _cms_outline(pakke.path.read_bytes()) == theirs
+    assert theirs[0] == b"\x30\x80" and theirs[-1] == "aes256_cbc"
 
 
 def _skeleton(xml: bytes, certificates: bool = True) -> list[tuple[str, tuple[str, ...]]]:
