@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import tracemalloc
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.channels.dpi import (
     MAX_DOKUMENTPAKKE_BYTES,
@@ -17,6 +22,7 @@ from gateway.channels.dpi import (
     check_documents,
     read_dokumentpakke,
 )
+from gateway.errors import CryptoError
 from gateway.formats.keys import OrgIdentity
 
 from .conftest import SENDER
@@ -105,3 +111,18 @@ def test_a_large_document_is_packed_and_read_with_flat_memory(
     # A few 1 MiB chunks in flight, never the 40 MiB document.
     assert built_peak < 8 * 1024 * 1024, f"building held {built_peak} bytes at its peak"
     assert read_peak < 8 * 1024 * 1024, f"reading held {read_peak} bytes at its peak"
+
+
+def test_a_package_that_cannot_be_encrypted_leaves_nothing_behind(tmp_path: Path, sender: OrgIdentity) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EC mottaker")])
+    now = datetime.now(UTC)
+    ec_certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                      .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+                      .sign(key, hashes.SHA256()))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(CryptoError, match="eFormidling needs RSA"):
+        build_dokumentpakke([DpiDocument("brev.pdf", PDF, "application/pdf")], ManifestParties(SENDER), sender,
+                            ec_certificate, folder / "asic.cms")
+    assert list(folder.iterdir()) == []

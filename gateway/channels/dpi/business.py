@@ -148,10 +148,10 @@ class Varsler:
     def from_json(cls, data: dict[str, Any]) -> Varsler:
         epost, sms = data.get("epostvarsel"), data.get("smsvarsel")
         return cls(
-            EpostVarsel(epost["epostadresse"], epost["varslingstekst"], tuple(epost.get("repetisjoner", ())))
-            if epost else None,
-            SmsVarsel(sms["mobiltelefonnummer"], sms["varslingstekst"], tuple(sms.get("repetisjoner", ())))
-            if sms else None,
+            EpostVarsel(_get(epost, "epostadresse", "epostvarsel"), _get(epost, "varslingstekst", "epostvarsel"),
+                        tuple(epost.get("repetisjoner", ()))) if epost else None,
+            SmsVarsel(_get(sms, "mobiltelefonnummer", "smsvarsel"), _get(sms, "varslingstekst", "smsvarsel"),
+                      tuple(sms.get("repetisjoner", ()))) if sms else None,
         )
 
 

@@ -258,12 +258,16 @@ def build_dokumentpakke(
     """Check the documents, write the signed ASiC-E to a temporary file beside `target`, and encrypt it to
     `recipient` into `target`. Memory stays flat whatever the documents' size."""
     check_documents(documents, print_letter=print_letter)
-    with tempfile.TemporaryFile(dir=target.parent, prefix=".asice-") as plain:
-        write_asice(plain, documents, parties, identity, signing_time=signing_time)
-        plain.seek(0)
-        with open(target, "wb") as envelope:
-            writer = _HashingWriter(envelope)
-            cms.encrypt_stream(plain, writer, recipient, chunk_size=_CHUNK)  # type: ignore[arg-type]
+    try:
+        with tempfile.TemporaryFile(dir=target.parent, prefix=".asice-") as plain:
+            write_asice(plain, documents, parties, identity, signing_time=signing_time)
+            plain.seek(0)
+            with open(target, "wb") as envelope:
+                writer = _HashingWriter(envelope)
+                cms.encrypt_stream(plain, writer, recipient, chunk_size=_CHUNK)  # type: ignore[arg-type]
+    except BaseException:
+        target.unlink(missing_ok=True)  # no half-written package for anyone to send
+        raise
     return Dokumentpakke(target, writer.size, Fingeravtrykk.of_digest(writer.digest.digest()))
 
 

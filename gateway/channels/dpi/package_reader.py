@@ -28,6 +28,7 @@ from gateway.xmlsafe import parse_bytes
 _CHUNK = 1 << 20
 _LIMITS = ZipLimits(max_entries=210, max_total_bytes=2 * MAX_DOKUMENTPAKKE_BYTES, max_ratio=200)
 _MAX_SIGNATURES_BYTES = 4 << 20
+_MAX_MANIFEST_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def _read(archive: zipfile.ZipFile, extract_to: Path, at: datetime | None) -> Pa
         raise SecurityError("the DPI package's mimetype entry is not application/vnd.etsi.asic-e+zip")
     if SIGNATURES not in by_name or by_name[SIGNATURES].file_size > _MAX_SIGNATURES_BYTES:
         raise SecurityError("the DPI package has no META-INF/signatures.xml (or an impossibly large one)")
-    if SDP_MANIFEST not in by_name:
-        raise DpiFormatError("the DPI package has no manifest.xml")
+    if SDP_MANIFEST not in by_name or by_name[SDP_MANIFEST].file_size > _MAX_MANIFEST_BYTES:
+        raise DpiFormatError("the DPI package has no manifest.xml (or an impossibly large one)")
     manifest = archive.read(SDP_MANIFEST)
     listed = _documents_in_manifest(manifest)
     digests: dict[str, bytes] = {SDP_MANIFEST: hashlib.sha256(manifest).digest()}
