@@ -11,6 +11,7 @@ import subprocess
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
@@ -271,3 +272,36 @@ def test_the_reference_clients_sbd_for_the_same_inputs(kind: str) -> None:
                      expected_response=datetime.fromisoformat("2021-04-21T15:29:58.753+02:00"))
     assert _times_parsed(ours) == _times_parsed(expected)
 
+
+
+def _cucumber_letter(kind: str) -> Digital | Utskrift:
+    """The reference's NextMove input of its Corner 2 scenario, with its configuration (avsenderidentifikator,
+    fakturaReferanse, SORT_HVIT, B-post) and its mocks (postkasseadresse "dummy", the token), as our types."""
+    message = json.loads((VECTORS / "ip-cucumber" / f"{kind}-scenario1" / "input-nextmove-message.json").read_text())
+    avsender = Avsender("910077473", "avsender910077473", "faktura910077473")
+    fingerprint = Fingeravtrykk("dummy")
+    if kind == "digital":
+        body = message["digital"]
+        info = body["digitalPostInfo"]
+        # The effective date is midnight in Norway, written in UTC; the mocked person gets no notification texts.
+        effective = datetime.fromisoformat(info["virkningsdato"]).replace(tzinfo=ZoneInfo("Europe/Oslo"))
+        return Digital(avsender, "dummy", body["tittel"], spraak=body["spraak"],
+                       sikkerhetsnivaa=body["sikkerhetsnivaa"], virkningstidspunkt=effective.astimezone(UTC),
+                       aapningskvittering=info["aapningskvittering"] == "true",
+                       fingerprint=fingerprint, maskinportentoken="DummyMaskinportenToken")
+    body = message["print"]
+    return Utskrift(avsender, PostAdresse(**body["mottaker"]),
+                    Retur(PostAdresse(**body["retur"]["mottaker"]), body["retur"]["returhaandtering"]),
+                    fingerprint=fingerprint, maskinportentoken="DummyMaskinportenToken")
+
+
+@pytest.mark.parametrize("kind", ["digital", "utskrift"])
+def test_the_sbd_the_reference_sends_to_corner_2_in_its_own_scenarios(kind: str) -> None:
+    expected = json.loads((VECTORS / "ip-cucumber" / f"{kind}-scenario1" / "expected-c2-sbd.json").read_text())
+    header = expected["standardBusinessDocumentHeader"]
+    ours = build_sbd(_cucumber_letter(kind), sender="910077473", receiver="987464291",
+                     message_id=header["documentIdentification"]["instanceIdentifier"],
+                     conversation_id=header["businessScope"]["scope"][0]["instanceIdentifier"],
+                     created=datetime(2019, 3, 25, 11, 38, 23, tzinfo=UTC),
+                     expected_response=datetime(2019, 5, 9, 23, 31, 52, tzinfo=UTC))
+    assert ours["standardBusinessDocument"] == expected  # every value as the reference writes it

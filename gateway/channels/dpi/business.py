@@ -35,13 +35,14 @@ def bare_orgnr(value: str) -> str:
 
 
 def iso_time(moment: datetime) -> str:
-    """A time as Digdir's (Java) writers put it: an offset, and a fraction of a second only as long as needed."""
+    """A time as the reference's (Java) writer puts it: the offset (`Z` for UTC), and a fraction of a second
+    only as long as needed."""
     if moment.tzinfo is None:
         raise DpiFormatError("a DPI time needs a time zone")
     text = moment.isoformat(timespec="microseconds")
     clock, offset = text[:26], text[26:]
     clock = clock.rstrip("0").rstrip(".")
-    return clock + offset
+    return clock + ("Z" if offset == "+00:00" else offset)
 
 
 def _time(value: str | None, what: str) -> datetime | None:
@@ -243,7 +244,8 @@ class PostAdresse:
         return _drop_none({
             "navn": self.navn, "adresselinje1": self.adresselinje1, "adresselinje2": self.adresselinje2,
             "adresselinje3": self.adresselinje3, "adresselinje4": self.adresselinje4,
-            "postnummer": self.postnummer, "poststed": self.poststed, "land": self.land,
+            "postnummer": self.postnummer, "poststed": self.poststed,
+            "land": None if self.is_norwegian() else self.land,  # the reference leaves out "Norway"
         })
 
     @classmethod
