@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import re
 import subprocess
 import zipfile
 from datetime import UTC, date, datetime
@@ -305,3 +306,24 @@ def test_the_sbd_the_reference_sends_to_corner_2_in_its_own_scenarios(kind: str)
                      created=datetime(2019, 3, 25, 11, 38, 23, tzinfo=UTC),
                      expected_response=datetime(2019, 5, 9, 23, 31, 52, tzinfo=UTC))
     assert ours["standardBusinessDocument"] == expected  # every value as the reference writes it
+
+
+@pytest.mark.parametrize("kind", ["digital", "utskrift"])
+def test_the_package_the_reference_sends_in_its_own_scenarios(
+    kind: str, tmp_path: Path, sender: OrgIdentity, mailbox: OrgIdentity
+) -> None:
+    """The uploads pass through unchanged, with the manifest the reference expects (test.txt is the arkivmelding's
+    data file in the digital letter, a vedlegg in the print letter)."""
+    folder = VECTORS / "ip-cucumber" / f"{kind}-scenario1"
+    documents = [DpiDocument("arkivmelding.xml", folder / "upload-arkivmelding.xml", "application/xml", "Arkivmelding"),
+                 DpiDocument("test.txt", folder / "upload-test.txt", "text/plain", "Test", main_data=kind == "digital")]
+    parties = ManifestParties("910077473", postkasseadresse="dummy" if kind == "digital" else None,
+                              avsenderidentifikator="avsender910077473", fakturareferanse="faktura910077473")
+    pakke = build_dokumentpakke(documents, parties, sender, mailbox.certificate, tmp_path / "asic.cms")
+    contents = read_dokumentpakke(pakke.path, mailbox.private_key, mailbox.certificate, tmp_path / "out")
+    assert sorted(f.name for f in contents.files) == ["arkivmelding.xml", "test.txt"]
+    for file in contents.files:
+        assert file.path.read_bytes() == (folder / f"expected-asic-{file.name}").read_bytes()
+    normal = [etree.tostring(etree.fromstring(re.sub(rb">\s+<", b"><", xml.strip())), method="c14n")
+              for xml in (contents.manifest, (folder / "expected-asic-manifest.xml").read_bytes())]
+    assert normal[0] == normal[1]
