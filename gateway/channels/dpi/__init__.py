@@ -5,6 +5,17 @@ functions. Errors: `DpiFormatError` (a MessageFormatError: the input breaks a ru
 file) and `gateway.errors.SecurityError` (a signature, digest, certificate or limit check failed), plus
 CryptoError from formats/cms when a package cannot be decrypted.
 
+Types: DpiDocument(name, source: Path | bytes, mime_type, title=None, main_data=False); ManifestParties(
+avsender_orgnr, postkasseadresse=None (digital only), personidentifikator=None, avsenderidentifikator=None,
+fakturareferanse=None, language="NO"); Digital(avsender: Avsender, postkasseadresse, ikkesensitivtittel, spraak,
+sikkerhetsnivaa, virkningstidspunkt, virkningsdato, aapningskvittering, varsler: Varsler, fingerprint,
+maskinportentoken); Utskrift(avsender, mottaker: PostAdresse, retur: Retur, utskriftstype, posttype, fingerprint,
+maskinportentoken). Organisation numbers may be bare (991825827) or ISO 6523 (0192:991825827).
+
+Trust: read_jwt and read_dokumentpakke check signatures against the certificates the messages carry (x5c,
+KeyInfo) and, with `at=`, their validity at that time; whether that certificate is trusted (its chain to a CA,
+revocation) is the caller's question (gateway/trust), and check_sender binds it to the SBD's sender.
+
 Sending a letter (what the client does, in this order):
     check_documents(docs, print_letter=...)                # before anything is built: 50 MB, types, names
     pakke = build_dokumentpakke(docs, ManifestParties(...), identity, recipient_cert, target_path,
