@@ -2,8 +2,9 @@
 
 One ds:Signature over one Reference per file (by name, no transforms, SHA-256) and a Reference to the
 XAdES SignedProperties (inclusive C14N 1.0). The files are hashed by the caller, chunk by chunk, so a large
-document never has to be in memory here. Built with lxml and cryptography: the shape is fixed and small, and
-signxml's XAdES writer neither takes precomputed digests of detached files nor writes Digdir's layout.
+document never has to be in memory here. Built with lxml and cryptography rather than signxml: the shape is
+fixed and small (our output reproduces the SDP client's golden signature byte for byte), and signxml's XAdES
+signer lays out its own Ids and properties and signs data it is handed, not detached files by their digests.
 """
 
 from __future__ import annotations
