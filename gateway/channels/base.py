@@ -107,12 +107,16 @@ class InboundMessage:
     """A received transfer, opened: the SBD says what it is; `extract` verifies and unpacks its documents.
 
     `transport_sender` is who the channel itself says sent it (the broker transfer's sender), for the
-    trust check against the SBD and the signature.
+    trust check against the SBD and the signature; `sender_unverified` says why there is none.
     """
 
     sbd: StandardBusinessDocument
     extract: Callable[[Path, bool], AsicContents] | None
     transport_sender: str | None = None
+    # Words saying where the SBD's sender came from when neither the transport nor a signature vouches for it
+    # (DPF: the forsendelse's own, unsigned fields); empty when one does. Such a message is delivered with the
+    # words beside it, and never changes the status of a message of ours.
+    sender_unverified: str = ""
 
 
 class Channel(Protocol):

@@ -82,6 +82,7 @@ class Sidecar:
     documents: tuple[DropDocument, ...] = field(default_factory=tuple)
     received: datetime | None = None
     signed_by: str | None = None  # inbox only: who signed for the sender, where that is allowed
+    sender_not_verified: str | None = None  # inbox only: why nobody vouches for the sender (DPF), in words
 
     @property
     def file_names(self) -> list[str]:
@@ -254,6 +255,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         documents=tuple(documents),
         received=datetime.fromisoformat(received) if received else None,
         signed_by=_text(root, "signedBy"),
+        sender_not_verified=_text(root, "senderNotVerified"),
     )
 
 
@@ -392,4 +394,5 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
             put(element, "originalFile", doc.original_file)
     put(root, "received", sidecar.received.isoformat() if sidecar.received else None)
     put(root, "signedBy", sidecar.signed_by)
+    put(root, "senderNotVerified", sidecar.sender_not_verified)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -24,6 +24,7 @@ ARKIVMELDING_NAME = "arkivmelding.xml"
 def write_message_xml(
     sbd: StandardBusinessDocument, contents: AsicContents, folder: Path, received: datetime,
     signed_by: str | None = None,
+    sender_unverified: str = "",
 ) -> None:
     """Write `folder`/message.xml for the documents extracted into `folder` (a staging folder of our own)."""
     stored = {file.name: _make_room_for_message_xml(folder, file.path.relative_to(folder).as_posix())
@@ -55,6 +56,7 @@ def write_message_xml(
         documents=documents,
         received=received,
         signed_by=signed_by,
+        sender_not_verified=sender_unverified or None,
     )
     # The staging folder is ours alone and is synced before it moves: no temporary name needed.
     with open(folder / FOLDER_SIDECAR_NAME, "xb") as handle:

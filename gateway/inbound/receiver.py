@@ -345,7 +345,13 @@ class Receiver:
         business = sbd.business_message
         about_ours = isinstance(business, StatusMessage | ArkivmeldingKvittering)
         transport = inbound.transport_sender
-        if transport != sbd.sender:
+        if inbound.sender_unverified:
+            # Nobody vouches for the sender: delivered with words saying so, never applied to a message of ours.
+            if about_ours:
+                log.warning("a %s naming message %s was dropped, not applied: %s", sbd.message_type,
+                            sbd.message_id, inbound.sender_unverified)
+                return None
+        elif transport != sbd.sender:
             reason = (
                 f"{self.channel.name} says {transport} sent it, but its SBD names {sbd.sender} as the sender"
                 if transport else f"{self.channel.name} did not say who sent it, so its SBD's sender "
@@ -440,7 +446,7 @@ class Receiver:
             # Durable: once the folder is renamed into the inbox, a power cut must not leave a torn document.
             contents = inbound.extract(staging, True)
             signed_by = self._signer_for(sbd, contents)
-            write_message_xml(sbd, contents, staging, self.clock.now(), signed_by)
+            write_message_xml(sbd, contents, staging, self.clock.now(), signed_by, inbound.sender_unverified)
         except (SecurityError, CryptoError, MessageFormatError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             self._quarantine(sbd, reference, download, str(exc), existing)
@@ -481,6 +487,8 @@ class Receiver:
             signed = f"; signed by {signed_by} for {sbd.sender}" if signed_by else ""
             # What the signer's trust check accepted with a reservation (trust.revocation warn).
             signed += "".join(f"; {warning}" for warning in contents.trust_warnings)
+            if inbound.sender_unverified:
+                signed += f"; not verified: {inbound.sender_unverified}"
             self.journal.add_event(
                 record.row, Status.INNKOMMENDE_MOTTATT, description=f"in the inbox as {folder_name}{signed}"
             )

@@ -104,6 +104,8 @@ def test_a_drop_to_the_municipality_is_archived_and_its_reply_arrives_in_the_sam
     folder = reply_folder()
     described = inbox_message(folder)
     assert described.findtext("m:sender", namespaces=NS) == MUNICIPALITY
+    # SvarInn names the municipality only in the reply-to address, which nobody signs: said so, not trusted.
+    assert "svarSendesTil" in described.findtext("m:senderNotVerified", default="", namespaces=NS)
     assert described.findtext("m:conversationId", namespaces=NS) == conversation_id
     assert described.findtext("m:title", namespaces=NS) == "Svar: Test"
     assert sorted(os.listdir(folder)) == ["arkivmelding.xml", "message.xml", "svar.pdf"]

@@ -42,6 +42,7 @@ from gateway.channels.dpf.inbound import (
     extract_forsendelse,
     file_name_problem,
     sbd_of,
+    stated_sender,
 )
 from gateway.clock import Clock
 from gateway.errors import MessageFormatError, PermanentChannelError
@@ -270,7 +271,10 @@ class DpfChannel:
         def extract(target: Path, durable: bool) -> AsicContents:
             return extract_forsendelse(forsendelse, sbd, download, self.identity, work, target, durable)
 
-        return InboundMessage(sbd, extract, transport_sender=sbd.sender)
+        stated = stated_sender(forsendelse)
+        # SvarInn names no sending organisation of its own: the transport vouches for no sender (see inbound.py).
+        return InboundMessage(sbd, extract, transport_sender=None,
+                              sender_unverified=stated.words() if stated else "")
 
     def acknowledge_inbound(self, reference: str) -> None:
         assert self.svarinn is not None

@@ -9,9 +9,11 @@ forsendelse without them gets its forsendelseId as messageId and conversationId.
 Trust: a forsendelse carries no sender's signature (no ASiC-E, no CAdES). What SvarInn (KS) vouches for
 is that it came through a SvarUt account and is addressed to our SvarInn account; what we check is that
 it decrypts with our key (it was encrypted to our certificate) and that each file's SHA-256 matches the
-list SvarInn gives. The sending organisation's number is only what the forsendelse says (`avsender`,
-else `svarSendesTil`, the reply-to address): nobody signs it, so it is reported as the sender, never
-taken as proof of who sent it.
+list SvarInn gives. The sending organisation's number is only what the forsendelse says: `avsender`
+where it carries one (real SvarUt does not), else `svarSendesTil`, the reply-to address. Nobody signs
+either, so the number is reported as the sender with words saying where it came from (`StatedSender`),
+in the status history and the inbox's message.xml; it is never taken as proof of who sent it, and a
+forsendelse never changes the status of a message of ours.
 """
 
 from __future__ import annotations
@@ -71,10 +73,33 @@ def _orgnr_of(party: Any) -> str | None:
     return None
 
 
-def sender_of(forsendelse: dict[str, Any]) -> str | None:
+@dataclass(frozen=True)
+class StatedSender:
+    """The sending organisation as the forsendelse states it, and in which field: nobody vouches for it."""
+
+    orgnr: str
+    field: str  # "avsender" or "svarSendesTil"
+
+    def words(self) -> str:
+        where = ("the forsendelse's avsender" if self.field == "avsender"
+                 else "the forsendelse's reply-to address (svarSendesTil)")
+        return (f"the sender {self.orgnr} is only what {where} says: SvarInn vouches for the SvarUt account it came "
+                "through, not for the organisation, and a forsendelse is not signed")
+
+
+def stated_sender(forsendelse: dict[str, Any]) -> StatedSender | None:
     """The sending organisation as the forsendelse states it: `avsender`, else `svarSendesTil` (the reply-to
     address). Unsigned: see the module's docstring for what SvarInn vouches for."""
-    return _orgnr_of(forsendelse.get("avsender")) or _orgnr_of(forsendelse.get("svarSendesTil"))
+    for field in ("avsender", "svarSendesTil"):
+        orgnr = _orgnr_of(forsendelse.get(field))
+        if orgnr:
+            return StatedSender(orgnr, field)
+    return None
+
+
+def sender_of(forsendelse: dict[str, Any]) -> str | None:
+    stated = stated_sender(forsendelse)
+    return stated.orgnr if stated else None
 
 
 def file_name_problem(name: str) -> str | None:
