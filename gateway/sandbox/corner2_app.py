@@ -12,7 +12,8 @@ Mounted at `/dpi` (the DPI endpoint the sandbox registry names). The API of Digd
                                                404 for a message Corner 2 never had, 410 for one it let go
     GET  /dpi/messages/in[?avsenderidentifikator=&kanal=&page_size=]
                                                receipts waiting: [{forretningsmelding}] (204 when none)
-    POST /dpi/messages/in/{id}/read            the receipt is taken; 404 for an unknown one
+    POST /dpi/messages/in/{id}/read            the receipts offered under that id (a receipt carries its letter's
+                                               messageId) are taken; 404 when there is none unread
     GET  /dpi/messages/in/{id}                 404: in version 1.0 only receipts come in
 
 Sandbox extras, without credentials (as the other sandbox services have them):
@@ -210,7 +211,7 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
 
     async def mark_read(request: Request) -> Response:
         owner = caller(request)
-        if not store.mark_read(request.path_params["id"], owner):
+        if not store.mark_read(request.path_params["id"], owner, clock.now()):
             return problem(404, "Not Found", f"no incoming message {request.path_params['id']} for 0192:{owner}")
         return Response(status_code=200)
 

@@ -60,7 +60,7 @@ class OutMessage:
 
 @dataclass
 class WaitingReceipt:
-    receipt_id: str
+    receipt_id: str  # the store's own key (on the wire a receipt carries its letter's messageId)
     owner: str
     for_message: str
     receipt_type: str
@@ -172,13 +172,16 @@ class Corner2Store:
             ]
         return sorted(found, key=lambda receipt: receipt.available_at)[:page_size]
 
-    def mark_read(self, receipt_id: str, owner: str) -> bool:
+    def mark_read(self, message_id: str, owner: str, now: datetime) -> bool:
+        """Mark the receipts `owner` has been offered under `message_id` (a receipt carries its letter's id) read;
+        False when there is none unread. One that comes later (an open receipt) is offered in its time."""
         with self._lock:
-            receipt = self._receipts.get(receipt_id)
-            if receipt is None or receipt.owner != owner:
-                return False
-            receipt.read = True
-            return True
+            offered = [receipt for receipt in self._receipts.values()
+                       if receipt.for_message == message_id and receipt.owner == owner and not receipt.read
+                       and receipt.available_at <= now]
+            for receipt in offered:
+                receipt.read = True
+            return bool(offered)
 
     # ---- inspection ------------------------------------------------------------------------------
     def message(self, message_id: str) -> OutMessage | None:
