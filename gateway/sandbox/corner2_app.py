@@ -28,6 +28,7 @@ Sandbox extras, without credentials (as the other sandbox services have them):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -187,6 +188,8 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
         owner = caller(request)
         store.status_request_started()
         try:
+            if store.status_delay_s:
+                await asyncio.sleep(store.status_delay_s)  # a slow Corner 2: polls on the wire at the same time
             message_id = request.path_params["id"]
             try:
                 found = store.statuses(message_id, owner, clock.now())

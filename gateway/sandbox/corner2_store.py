@@ -26,6 +26,7 @@ class Corner2Options:
     print_delay_s: float = 1.0  # print: mottakskvittering -> leveringskvittering
     return_delay_s: float = 3.0  # print to a person who has moved: -> returpostkvittering
     keep_s: float = 7 * 24 * 3600.0  # how long a message's statuses are kept before it answers 410
+    status_delay_s: float = 0.0  # how long a status poll takes to answer (Corner2Store.status_delay_s at run time)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Corner2Store:
         self.refused: list[tuple[str | None, int, str]] = []  # (messageId when known, status, why)
         self.status_requests = Counter[str]()  # messageId -> GET .../statuses answered
         self.in_flight_status_requests = 0
+        self.status_delay_s = options.status_delay_s  # tests change it while the server runs
         self.most_status_requests_at_once = 0
 
     # ---- sending ---------------------------------------------------------------------------------
