@@ -18,7 +18,7 @@ Mounted at `/dpi` (the DPI endpoint the sandbox registry names). The API of Digd
 
 Sandbox extras, without credentials (as the other sandbox services have them):
 
-    GET    /dpi/_sandbox/messages              every message: statuses, receipts, times accepted, polls
+    GET    /dpi/_sandbox/messages              every message: statuses, receipts, times accepted and delivered, polls
     DELETE /dpi/_sandbox/messages/{id}         let a message go (its statuses then answer 410)
     GET    /dpi/_sandbox/mailbox/{fnr}         the letters in a person's mailbox, with notifications
     GET    /dpi/_sandbox/mailbox/{fnr}/{messageId}/{name}   one document, byte for byte
@@ -224,7 +224,8 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
 
     # ---- sandbox inspection ----------------------------------------------------------------------
     async def sandbox_messages(request: Request) -> Response:
-        return JSONResponse(store.describe())
+        return JSONResponse([{**entry, "deliveries": providers.deliveries(entry["messageId"])}
+                             for entry in store.describe()])
 
     async def sandbox_forget(request: Request) -> Response:
         if not store.forget(request.path_params["id"]):

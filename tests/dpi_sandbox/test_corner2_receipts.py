@@ -170,6 +170,9 @@ def test_print_to_the_moved_person_comes_back_as_returned_post(
     assert job.returned and job.address["navn"] == "Frida Flyttet"
     assert (job.colour, job.post_type) == ("SORT_HVIT", "B")
     assert [d.path.read_bytes() for d in job.documents] == [LETTER[0].content]
+    [shown] = [j for j in http.get(f"{network.corner2_url}/_sandbox/print").json() if j["messageId"] == message_id]
+    assert (shown["returned"], shown["address"]["postnummer"], shown["retur"]["returposthaandtering"]) == (
+        True, "4006", "DIREKTE_RETUR")
 
 
 def test_print_to_a_person_at_home_is_delivered_and_not_returned(

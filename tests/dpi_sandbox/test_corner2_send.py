@@ -186,6 +186,10 @@ def test_the_same_message_id_is_taken_once(
     message_id = sbd_id(forretningsmelding)
     assert corner2(network).store.accepted[message_id] == 1
     assert corner2(network).providers.deliveries(message_id) == 1
+    [shown] = [m for m in http.get(f"{network.corner2_url}/_sandbox/messages").json() if m["messageId"] == message_id]
+    assert (shown["accepted"], shown["deliveries"], shown["receipts"][0]["type"]) == (1, 1, "leveringskvittering")
+    refusals = http.get(f"{network.corner2_url}/_sandbox/stats").json()["refused"]
+    assert any(r["messageId"] == message_id and "already been sent" in r["detail"] for r in refusals)
 
 
 def test_a_bad_kanal_and_a_missing_part_are_refused(
