@@ -38,6 +38,7 @@ import httpx
 
 from gateway.authorisation import Authorisation
 from gateway.channels.base import SentMessage, StatusUpdate
+from gateway.channels.dpi.package import MAX_DOKUMENTPAKKE_BYTES  # DPI's limit (eformidling.md: 50 MB)
 from gateway.clock import Clock, SystemClock
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.tokens import TokenSource, bearer_request, check_response, server_words
@@ -45,7 +46,6 @@ from gateway.tokens import TokenSource, bearer_request, check_response, server_w
 log = logging.getLogger(__name__)
 
 DPI_SCOPE = "digitalpostinnbygger:send"  # networks.md §1: the Corner 2 token's scope
-MAX_DOKUMENTPAKKE_BYTES = 50 * 1024 * 1024  # DPI's limit (eformidling.md)
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_PAGE_SIZE = 100
 HOUR = 3600.0
