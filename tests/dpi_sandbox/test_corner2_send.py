@@ -209,3 +209,14 @@ def test_statuses_of_a_message_corner2_never_had_are_404(network: SandboxNetwork
                       headers={"Authorization": f"Bearer {dpi_token}"})
     assert answer.status_code == 404
 
+
+
+def test_a_business_message_without_what_the_schema_requires_is_refused(
+    network: SandboxNetwork, http: httpx.Client, identity: OrgIdentity, dpi_token: str,
+    mailbox_certificate: x509.Certificate
+) -> None:
+    cms = encrypt(asice(LETTER, GATEWAY, PERSON_WITH_MAILBOX, MAILBOX_ADDRESS), mailbox_certificate)
+    business = digital_business(GATEWAY, MAILBOX_ADDRESS, dpi_token, cms)
+    del business["ikkesensitivtittel"]
+    forretningsmelding = sign(sbd("digital", business, GATEWAY, MAILBOX_PROVIDER[0]), identity)
+    refused_for(post(network, http, dpi_token, forretningsmelding, cms), "lacks ikkesensitivtittel")
