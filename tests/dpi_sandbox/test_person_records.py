@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -160,3 +161,11 @@ def test_the_gateways_registry_client_reads_and_verifies_the_person_records(
     printed = registry.lookup(RESERVED_PERSON, VEDTAK_PROCESS).service_records
     assert [(r.service, r.document_types) for r in printed] == [
         ("DPI", ("urn:no:difi:digitalpost:xsd:fysisk::print",))]
+
+
+def test_network_yaml_names_corner2_and_the_persons(network: SandboxNetwork) -> None:
+    written = yaml.safe_load(network.network_file.read_text(encoding="utf-8"))
+    assert written["corner2_url"] == network.corner2_url
+    assert set(written["persons"]) == {person.fnr for person in BUILTIN_PERSONS}
+    assert written["persons"][MOVED_PERSON]["moved"] is True
+    assert written["persons"][PERSON_WITH_MAILBOX]["mailbox"] == "kari.postkasse#1AB2"
