@@ -48,7 +48,9 @@ class CrlCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._crls: dict[str, tuple[datetime, asn1_crl.CertificateList]] = {}
+        # DER bytes, parsed afresh for each caller: asn1crypto's lazily parsed objects are not safe to share
+        # between threads validating at once.
+        self._crls: dict[str, tuple[datetime, bytes]] = {}
         self._failures: dict[str, tuple[datetime, str]] = {}
         self.fetches = 0  # requests made, for tests and the curious
 
@@ -56,7 +58,7 @@ class CrlCache:
         with self._lock:
             cached = self._crls.get(url)
         if cached is not None and cached[0] > now:
-            return cached[1]
+            return asn1_crl.CertificateList.load(cached[1])
         return None
 
     def recent_failure(self, url: str, now: datetime) -> str | None:
@@ -68,7 +70,7 @@ class CrlCache:
         next_update = certificate_list["tbs_cert_list"]["next_update"].native
         expires = next_update if isinstance(next_update, datetime) else now + DEFAULT_CRL_LIFETIME
         with self._lock:
-            self._crls[url] = (expires, certificate_list)
+            self._crls[url] = (expires, certificate_list.dump())
             self._failures.pop(url, None)
 
     def failed(self, url: str, why: str, now: datetime) -> None:

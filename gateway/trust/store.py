@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -193,11 +194,28 @@ class TrustStore:
             raise KeystoreError("the trust store is empty; give at least one CA certificate")
         self.revocation = revocation
         subjects = {cert.subject for cert in self._certificates}
-        self._roots, self._intermediates = [], []
+        self._root_ders: list[bytes] = []
+        self._intermediate_ders: list[bytes] = []
         for cert in self._certificates:
             self_issued = cert.issuer == cert.subject
-            (self._roots if self_issued or cert.issuer not in subjects else self._intermediates).append(_asn1(cert))
-        self._crls = [asn1_crl.CertificateList.load(data) for data in revocation.crls] if revocation else []
+            ders = self._root_ders if self_issued or cert.issuer not in subjects else self._intermediate_ders
+            ders.append(cert.public_bytes(serialization.Encoding.DER))
+        self._crl_ders = list(revocation.crls) if revocation else []
+        # asn1crypto parses lazily and is not safe to share between threads (two senders validating at once broke
+        # inside its hashing): every thread validates with its own parsed copies, made once.
+        self._parsed = threading.local()
+
+    def _anchors(self) -> tuple[list[asn1_x509.Certificate], list[asn1_x509.Certificate],
+                                list[asn1_crl.CertificateList]]:
+        parsed = getattr(self._parsed, "value", None)
+        if parsed is None:
+            parsed = (
+                [asn1_x509.Certificate.load(der) for der in self._root_ders],
+                [asn1_x509.Certificate.load(der) for der in self._intermediate_ders],
+                [asn1_crl.CertificateList.load(der) for der in self._crl_ders],
+            )
+            self._parsed.value = parsed
+        return parsed
 
     @classmethod
     def from_pem_files(cls, paths: Iterable[Path], revocation: Revocation | None = None) -> TrustStore:
@@ -231,7 +249,7 @@ class TrustStore:
         if problem:
             raise SecurityError(problem)
         others = [_asn1(cert) for cert in untrusted if cert != leaf]
-        checks = self.revocation is not None and (self.revocation.source is not None or bool(self._crls))
+        checks = self.revocation is not None and (self.revocation.source is not None or bool(self._crl_ders))
         try:
             self._validate(leaf, others, at, checks)
         except InsufficientRevinfoError as exc:
@@ -257,13 +275,14 @@ class TrustStore:
                   revocation: bool) -> None:
         fetchers = self.revocation.source.fetchers() if revocation and self.revocation and self.revocation.source \
             else None
+        roots, intermediates, crls = self._anchors()
         context = ValidationContext(
-            trust_roots=self._roots,
-            other_certs=[*self._intermediates, *others],
+            trust_roots=roots,
+            other_certs=[*intermediates, *others],
             moment=at,
             allow_fetching=fetchers is not None,
             fetchers=fetchers,
-            crls=self._crls if revocation and self._crls else None,
+            crls=crls if revocation and crls else None,
             revinfo_policy=_CHECK_REVOCATION if revocation else _NO_REVOCATION,
             time_tolerance=CLOCK_SKEW,
         )
