@@ -151,6 +151,9 @@ class ChannelKind:
     probe: Callable[[Any, ChannelTools], list[tuple[str, str, str]]] | None = None
     routing: ChannelRouting | None = None
     options: SidecarOptions | None = None
+    # Senders encrypt what they send us on this channel to the certificate the service registry holds for us:
+    # a missing or wrong one there is an error at start, not a warning.
+    encrypted_to_registered_certificate: bool = False
 
     def endpoints(self, block: Any) -> dict[str, str]:
         """The block's URLs by their labels in metrics and /healthz: the channel's key where it has one URL key

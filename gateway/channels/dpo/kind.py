@@ -45,4 +45,4 @@ def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
 
 
 KIND = ChannelKind(name="DPO", key="dpo", registry_scope="eformidling:dpo", settings=SETTINGS, build=build,
-                   probe=probe, routing=ROUTING)
+                   probe=probe, routing=ROUTING, encrypted_to_registered_certificate=True)
