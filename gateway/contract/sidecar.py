@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
-from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
+from gateway.channels.registry import KINDS
 from gateway.contract.schema_messages import describe_schema_error
+from gateway.contract.sidecar_schema import (  # noqa: F401 - NAMESPACE, SCHEMA_PATH and schema are read from here
+    NAMESPACE,
+    SCHEMA_PATH,
+    SidecarSchema,
+    channel_options,
+    schema,
+)
 from gateway.errors import MessageFormatError
 from gateway.fsio import file_name_problem
 from gateway.identifiers import receiver_problem
-from gateway.xmlsafe import load_schema, parse_bytes
+from gateway.xmlsafe import parse_bytes
 
-NAMESPACE = "urn:efm-gateway:message:1"
-SCHEMA_PATH = Path(__file__).with_name("sidecar.xsd")
 FOLDER_SIDECAR_NAME = "message.xml"
 SUPPLIED_ARKIVMELDING_NAME = "arkivmelding.xml"
 MAX_SIDECAR_BYTES = 4 << 20
@@ -35,13 +41,6 @@ class DropDocument:
     size: int | None = None
     sha256: str | None = None
     original_file: str | None = None  # inbox only: the sender's name, when `file` had to differ from it
-
-
-@dataclass(frozen=True)
-class DpvNotification:
-    notification_text: str | None = None
-    sensitive_notification_text: str | None = None
-    days_to_reply: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,11 @@ class Sidecar:
     in_reply_to: str | None = None
     title: str | None = None
     security_level: int | None = None
-    channel: str | None = None  # a pinned channel (DPO, DPF, DPV, DPI) instead of the routing rule
+    channel: str | None = None  # a pinned channel (its name, as in status files) instead of the routing rule
     deadline: datetime | None = None
     client_reference: str | None = None
-    dpv: DpvNotification | None = None
-    forsendelse_type: str | None = None  # DPF: <dpf><forsendelseType>
+    # The channels' options blocks, read by each channel (gateway/channels/<name>/options.py): channel key -> value.
+    options: Mapping[str, Any] = field(default_factory=dict)
     receipt: ReceiptInfo | None = None
     avtalt: AvtaltContent | None = None
     arkivmelding_file: str | None = None
@@ -105,11 +104,6 @@ class SidecarProblem:
         if self.field:
             where += f", <{self.field}>"
         return f"{where}: {self.text}"
-
-
-@cache
-def schema() -> etree.XMLSchema:
-    return load_schema(SCHEMA_PATH)
 
 
 def _q(name: str) -> str:
@@ -146,7 +140,7 @@ def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sid
                 "split it into several messages",
             )
         ]
-    validator = schema()
+    validator = SidecarSchema()
     if not validator.validate(tree):
         problems = []
         for error in validator.error_log:
@@ -205,15 +199,11 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
                     else None,
                 )
             )
-    dpv = None
-    dpv_element = root.find(_q("dpv"))
-    if dpv_element is not None:
-        days = _text(dpv_element, "daysToReply")
-        dpv = DpvNotification(
-            notification_text=_text(dpv_element, "notificationText"),
-            sensitive_notification_text=_text(dpv_element, "sensitiveNotificationText"),
-            days_to_reply=int(days) if days is not None else None,
-        )
+    options = {}
+    for element, (key, block) in channel_options().items():
+        found = root.find(_q(element))
+        if found is not None:
+            options[key] = block.read(found)
     receipt = None
     receipt_element = root.find(_q("receipt"))
     if receipt_element is not None:
@@ -229,7 +219,6 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
             identifier=_text(avtalt_element, "identifier") or "",
             content=_whole_text(avtalt_element, "content"),
         )
-    dpf_element = root.find(_q("dpf"))
     level = _text(root, "securityLevel")
     deadline = _text(root, "deadline")
     received = _text(root, "received")
@@ -247,8 +236,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         channel=_text(root, "channel"),
         deadline=datetime.fromisoformat(deadline) if deadline else None,
         client_reference=_text(root, "clientReference"),
-        dpv=dpv,
-        forsendelse_type=_text(dpf_element, "forsendelseType") if dpf_element is not None else None,
+        options=options,
         receipt=receipt,
         avtalt=avtalt,
         arkivmelding_file=_text(root, "arkivmeldingFile"),
@@ -287,6 +275,9 @@ def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> l
             party_problem = receiver_problem(value)
             if party_problem:
                 add(name, party_problem, line_of(name))
+    names = [kind.name for kind in KINDS.values()]
+    if sidecar.channel is not None and sidecar.channel not in names:
+        add("channel", f"{sidecar.channel!r} is not allowed; use one of {', '.join(names)}", line_of("channel"))
     if sidecar.deadline is not None and sidecar.deadline.tzinfo is None:
         add("deadline", "the deadline has no time zone; add one, like +01:00 or Z", line_of("deadline"))
     if sidecar.message_type == "arkivmelding_kvittering" and sidecar.receipt is None:
@@ -362,13 +353,10 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
     put(root, "channel", sidecar.channel)
     put(root, "deadline", sidecar.deadline.isoformat() if sidecar.deadline else None)
     put(root, "clientReference", sidecar.client_reference)
-    if sidecar.dpv:
-        dpv = etree.SubElement(root, _q("dpv"))
-        put(dpv, "notificationText", sidecar.dpv.notification_text)
-        put(dpv, "sensitiveNotificationText", sidecar.dpv.sensitive_notification_text)
-        put(dpv, "daysToReply", sidecar.dpv.days_to_reply)
-    if sidecar.forsendelse_type:
-        put(etree.SubElement(root, _q("dpf")), "forsendelseType", sidecar.forsendelse_type)
+    for key, value in sidecar.options.items():
+        block = KINDS[key].options
+        assert block is not None, f"channel {key} takes no options block"
+        block.write(value, etree.SubElement(root, _q(block.element)))
     if sidecar.receipt:
         receipt = etree.SubElement(root, _q("receipt"))
         put(receipt, "receiptType", sidecar.receipt.receipt_type)
