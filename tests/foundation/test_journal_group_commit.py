@@ -12,7 +12,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
-from gateway.journal import store
+from gateway.journal import commit
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 
@@ -32,7 +32,7 @@ def _committed_ids(path: Path) -> set[str]:
 def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # Long enough that every waiting step joins, however slow the machine: the test is about who
     # shares a COMMIT, not about timing.
-    monkeypatch.setattr(store, "GROUP_COMMIT_WAIT_SECONDS", 5.0)
+    monkeypatch.setattr(commit, "GROUP_COMMIT_WAIT_SECONDS", 5.0)
     opened = Journal(tmp_path / "journal.sqlite", FakeClock())
     commits: list[str] = []
     opened._db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
