@@ -22,6 +22,7 @@ from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
+from gateway.journal.engine import engine_for
 from gateway.journal.lock import InstanceLock
 from gateway.journal.store import Journal
 from gateway.ops import checks
@@ -73,7 +74,7 @@ class Daemon:
                 log.warning("%s", warning)
         self.lock = InstanceLock(config.folders.lock_path)
         self.lock.acquire()
-        self.journal = Journal(config.folders.journal_path, self.clock)
+        self.journal = Journal(engine_for(config.journal, config.folders.journal_path), self.clock)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock, config.folders.group_id)
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on

@@ -1,27 +1,22 @@
-"""The journal's commit engine: SQLite in WAL with synchronous=FULL, one writer connection shared by the
+"""The journal's commit engine: one writer connection (SQLite's or PostgreSQL's, from the engine) shared by the
 daemon's threads behind one lock, their steps made durable together by group commit."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from gateway.errors import JournalError
-from gateway.fsio import PRIVATE_FILE_MODE
-from gateway.journal.migrations import migrate
+from gateway.journal.engine import Connection, Engine
 
-WAL_SIZE_LIMIT = 4 << 20
 GROUP_COMMIT_WAIT_SECONDS = 0.002
 
 
 class _CommitGroup:
-    """Steps of several threads in one SQLite transaction, made durable by one COMMIT."""
+    """Steps of several threads in one transaction, made durable by one COMMIT."""
 
     __slots__ = ("committed", "error")
 
@@ -30,35 +25,26 @@ class _CommitGroup:
         self.error: BaseException | None = None
 
 
-
 class GroupCommitJournal:
     """The journal's connections and transactions: one writer shared by the daemon's threads with group commit,
     and a reader per thread. The queries live in the classes built on it (store.py and its mixins)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.path = getattr(engine, "path", None)  # the SQLite file, where the journal is one
         self._lock = threading.RLock()
-        _keep_private(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        # After each checkpoint the write-ahead log is cut back to this size: without it, the log keeps
-        # its largest size for good, and on a small file system holds the space an operator freed.
-        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db: Connection = engine.writer()
         try:
-            self.schema_version = migrate(self._db)
+            self.schema_version = engine.migrate(self._db)
         except BaseException:
             self._db.close()
+            engine.close()
             raise
         self._in_transaction = False
         self._transaction_owner: int | None = None
         self._group: _CommitGroup | None = None
         self._counter_lock = threading.Lock()
         self._steps_coming = 0  # threads in transaction() whose step has not finished
-        # Reads use a connection per thread: with WAL they never wait for a writer's fsync.
-        self._readers = threading.local()
-        self._reader_connections: list[sqlite3.Connection] = []
         self.on_commit: Callable[[float], None] | None = None  # told each COMMIT's duration (the metrics)
 
     def close(self) -> None:
@@ -66,21 +52,13 @@ class GroupCommitJournal:
             if self._group is not None:
                 self._decide(self._group)  # steps waiting to commit are committed, not dropped
             self._db.close()
-            for connection in self._reader_connections:
-                connection.close()
+            self.engine.close()
 
-    def _reading(self) -> tuple[sqlite3.Connection, threading.RLock | contextlib.nullcontext]:
-        """The connection to read with: the writer's inside this thread's own transaction, else this thread's own."""
+    def _reading(self) -> tuple[Connection, threading.RLock | contextlib.nullcontext]:
+        """The connection to read with: the writer's inside this thread's own transaction, else the engine's reader."""
         if self._transaction_owner == threading.get_ident():
             return self._db, self._lock
-        connection = getattr(self._readers, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            connection.execute("PRAGMA query_only=ON")
-            self._readers.connection = connection
-            with self._lock:
-                self._reader_connections.append(connection)
-        return connection, contextlib.nullcontext()
+        return self.engine.reader(), contextlib.nullcontext()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -127,7 +105,7 @@ class GroupCommitJournal:
         """The group to add a step to (under the lock): the open one, or a new transaction."""
         if self._group is not None and not self._db.in_transaction:
             # SQLite ended the transaction under a step (an error it rolled back all by itself).
-            self._fail_group(self._group, sqlite3.OperationalError("SQLite rolled the transaction back"))
+            self._fail_group(self._group, sqlite3.OperationalError("the database rolled the transaction back"))
         if self._group is None:
             if self._db.in_transaction:
                 # Left open by a commit that failed and could not roll back: nothing in it is promised.
@@ -139,7 +117,7 @@ class GroupCommitJournal:
     def _finish_step(self, group: _CommitGroup) -> None:
         if group.committed or not self._db.in_transaction:
             # The transaction was lost during the step (its caller caught the error): fail the group.
-            self._fail_group(group, sqlite3.OperationalError("SQLite rolled the transaction back during a step"))
+            self._fail_group(group, sqlite3.OperationalError("the database rolled the transaction back during a step"))
             return
         try:
             self._db.execute("RELEASE step_of_a_group")
@@ -153,7 +131,7 @@ class GroupCommitJournal:
                 self._db.execute("ROLLBACK TO step_of_a_group")
                 self._db.execute("RELEASE step_of_a_group")
                 return
-        self._fail_group(group, sqlite3.OperationalError("SQLite rolled the transaction back during a step"))
+        self._fail_group(group, sqlite3.OperationalError("the database rolled the transaction back during a step"))
 
     def _fail_group(self, group: _CommitGroup, error: BaseException) -> None:
         """Under the lock: the group's steps are lost; every thread in it is told so."""
@@ -218,14 +196,21 @@ class GroupCommitJournal:
                 self._db.execute("RELEASE step")
 
     def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database and cut it to nothing, so the space it held is free again.
-
-        Readers that hold an old snapshot keep part of it; the next checkpoint takes the rest.
-        """
+        """Give the engine's logs back to the file system where it keeps them (SQLite's write-ahead log)."""
         with self._lock:
             if self._group is not None:
                 self._decide(self._group)  # steps waiting to commit go first
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self.engine.checkpoint(self._db)
+
+    @contextlib.contextmanager
+    def guarded_statement(self) -> Iterator[None]:
+        """Around a statement whose failure the caller handles and goes on: where a failed statement spoils the
+        whole transaction (PostgreSQL), it runs in a savepoint of its own; on SQLite nothing is added."""
+        if self.engine.failed_statement_aborts_transaction:
+            with self.savepoint():
+                yield
+        else:
+            yield
 
     # ---- statements of the journal's smaller tables (journal/originals.py) ------------------------------
     def execute(self, sql: str, params: tuple = ()) -> int:
@@ -238,13 +223,3 @@ class GroupCommitJournal:
         connection, lock = self._reading()
         with lock:
             return connection.execute(sql, params).fetchall()
-
-
-def _keep_private(path: Path) -> None:
-    """The journal (who sends what to whom) is readable by the gateway alone, whatever its umask: made 0600
-    before SQLite opens it, and SQLite gives its -wal and -shm files the same mode."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
-    for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError, PermissionError):  # another owner's: SQLite says the rest
-            if stat.S_IMODE(companion.stat().st_mode) != PRIVATE_FILE_MODE:
-                os.chmod(companion, PRIVATE_FILE_MODE)

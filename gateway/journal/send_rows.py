@@ -28,7 +28,8 @@ class SendRows:
         if due_before is None:
             return self._many("phase = ? ORDER BY id LIMIT ?", (phase.value, limit))
         return self._many(
-            "phase = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY next_attempt_at, id LIMIT ?",
+            "phase = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY next_attempt_at NULLS FIRST, id "
+            "LIMIT ?",
             (phase.value, due_before, limit),
         )
 
@@ -57,7 +58,7 @@ class SendRows:
             rows = connection.execute(
                 f"SELECT id FROM messages WHERE phase IN ({phase_marks}) "  # noqa: S608 - only placeholders
                 f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) {not_excluded}{not_paused}"
-                "ORDER BY next_attempt_at, id LIMIT ?",
+                "ORDER BY next_attempt_at NULLS FIRST, id LIMIT ?",
                 (*[phase.value for phase in phases], due_before, *excluded, *paused, limit),
             ).fetchall()
         return [row for (row,) in rows]
@@ -71,7 +72,7 @@ class SendRows:
         with lock:
             found = connection.execute(
                 f"SELECT id FROM messages WHERE phase IN ({phase_marks}) AND channel = ? "  # noqa: S608
-                f"{not_excluded}ORDER BY next_attempt_at, id LIMIT 1",
+                f"{not_excluded}ORDER BY next_attempt_at NULLS FIRST, id LIMIT 1",
                 (*[phase.value for phase in phases], channel, *excluded),
             ).fetchone()
         return int(found[0]) if found else None

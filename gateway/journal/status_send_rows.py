@@ -27,7 +27,7 @@ class StatusSendRows:
     def queue_status_send(self, row: int, status: Status) -> None:
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO status_sends (message, status, due_at) VALUES (?, ?, ?)",
+                "INSERT INTO status_sends (message, status, due_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (row, status.value, self._now()),
             )
 

@@ -13,7 +13,8 @@ from gateway.clock import Clock, isoformat
 from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
-from gateway.journal.commit import WAL_SIZE_LIMIT, GroupCommitJournal
+from gateway.journal.commit import GroupCommitJournal
+from gateway.journal.engine import Engine
 from gateway.journal.housekeeping_rows import HousekeepingRows
 from gateway.journal.phases import FINISHED, Phase, is_allowed
 from gateway.journal.records import (
@@ -25,6 +26,7 @@ from gateway.journal.records import (
     retire_failure_event,
 )
 from gateway.journal.send_rows import SendRows
+from gateway.journal.sqlite_engine import WAL_SIZE_LIMIT, SqliteEngine
 from gateway.journal.status_polls import StatusPollRows
 from gateway.journal.status_send_rows import StatusSendRows
 
@@ -47,8 +49,9 @@ _POLLS_END = frozenset({Phase.DONE, Phase.FAILED})
 
 
 class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, HousekeepingRows):
-    def __init__(self, path: Path, clock: Clock) -> None:
-        super().__init__(path)
+    def __init__(self, where: Path | Engine, clock: Clock) -> None:
+        """`where`: the SQLite file, or the engine of the configuration (engine.engine_for)."""
+        super().__init__(SqliteEngine(where) if isinstance(where, Path) else where)
         self.clock = clock
 
     def _now(self) -> float:
@@ -145,14 +148,13 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
         marks = ", ".join("?" for _ in values)
         with self.transaction():
             try:
-                cursor = self._db.execute(
-                    f"INSERT INTO messages ({columns}) VALUES ({marks})",  # noqa: S608
-                    tuple(values.values()),
-                )
+                with self.guarded_statement():
+                    [(row,)] = self._db.execute(
+                        f"INSERT INTO messages ({columns}) VALUES ({marks}) RETURNING id",  # noqa: S608
+                        tuple(values.values()),
+                    ).fetchall()
             except sqlite3.IntegrityError as exc:
                 raise JournalError(f"journal refused message {message_id}: {exc}") from exc
-            row = cursor.lastrowid
-        assert row is not None
         return self.get(row)
 
     def update(self, row: int, **fields: Any) -> None:
@@ -195,7 +197,8 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
         learned = self.clock.now()
         with self.transaction():
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO events (message, status, at, description, learned_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (message, status, at, description, learned_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (row, status.value, isoformat(at or learned), description, isoformat(learned)),
             )
             added = cursor.rowcount == 1
