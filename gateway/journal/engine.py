@@ -41,6 +41,9 @@ class Engine(Protocol):
     # Whether a failed statement spoils its whole transaction until a rollback (PostgreSQL), so that a
     # statement whose failure the caller handles must run in a savepoint of its own.
     failed_statement_aborts_transaction: bool
+    # Whether writers can lock rows (SELECT ... FOR UPDATE [SKIP LOCKED]: PostgreSQL); without, the one writer at
+    # a time that BEGIN IMMEDIATE takes (SQLite) serialises claims instead.
+    locks_rows: bool
 
     def writer(self) -> Connection: ...
     def reader(self) -> Connection:

@@ -110,6 +110,26 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (channel, reference)
     );
     """,
+    # 7: the nodes that share the journal (a name each, a heartbeat; the run that holds the name now), and claims
+    # on work with a lease and a fencing token that only grows, so a node that slept past its lease cannot write
+    # over the node that took the work over
+    """
+    CREATE TABLE nodes (
+        name         TEXT PRIMARY KEY,
+        instance     TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        started_at   REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        stopped_at   REAL
+    );
+    CREATE TABLE claims (
+        work       TEXT PRIMARY KEY,
+        node       TEXT,
+        token      INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -163,6 +163,7 @@ class PooledReader:
 class PostgresEngine:
     name = "postgresql"
     failed_statement_aborts_transaction = True
+    locks_rows = True
 
     def __init__(self, url: str, password: str | None, pool_size: int = POOL_SIZE) -> None:
         if psycopg is None:

@@ -18,6 +18,7 @@ WAL_SIZE_LIMIT = 4 << 20
 class SqliteEngine:
     name = "sqlite"
     failed_statement_aborts_transaction = False
+    locks_rows = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
