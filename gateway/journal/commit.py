@@ -64,11 +64,12 @@ class GroupCommitJournal:
     def transaction(self) -> Iterator[None]:
         """One atomic, durable step. Nested use joins the outer transaction.
 
-        Group commit: the steps of several threads share one SQLite transaction and one COMMIT (one
-        fsync). Each step is a savepoint of its own, so a failing step is undone alone; a thread
-        returns only once a COMMIT covering its step is on disk, and raises sqlite3.OperationalError
-        when that COMMIT failed. With one fsync per step, the journal was the bottleneck of a busy
-        gateway (its lock held ~80 % of the time).
+        Group commit: the steps of several threads share one transaction and one COMMIT (one fsync,
+        or one round trip to PostgreSQL and its WAL flush). Each step is a savepoint of its own, so a
+        failing step is undone alone; a thread returns only once a COMMIT covering its step is durable,
+        and raises sqlite3.OperationalError when that COMMIT failed (on either engine: see engine.py).
+        With one fsync per step, the journal was the bottleneck of a busy gateway (its lock held ~80 %
+        of the time).
         """
         if self._transaction_owner == threading.get_ident():
             with self._lock:  # nested in this thread's own step: part of it
