@@ -27,6 +27,12 @@ except ImportError:  # the SQLite engine needs neither
 
 POOL_SIZE = 8
 CONNECT_TIMEOUT_SECONDS = 10
+# A node paused inside a transaction (SIGSTOP, a frozen VM) holds its row locks until the server ends its session:
+# after this long idle in a transaction, the server rolls it back and the others go on. The journal's steps never
+# wait on the network or a peer inside a transaction, so a live node never comes near it.
+IDLE_IN_TRANSACTION_SECONDS = 10.0
+# How long a statement waits for another node's row lock before it fails (and its step with it, to be retried).
+LOCK_TIMEOUT_SECONDS = 15.0
 # One number for every node: the nodes that start together migrate one after the other.
 _MIGRATION_LOCK = 0x6566_6D6A  # "efmj"
 
@@ -43,11 +49,22 @@ class JournalStatementError(sqlite3.DatabaseError):
     """Any other error of PostgreSQL's: a bug in the statement, a missing grant."""
 
 
-def _translated(exc: Exception) -> sqlite3.Error:
+# SQLSTATE classes and codes that say the session or its transaction is gone, not that the statement is wrong:
+# connection exceptions, transaction rollbacks (serialisation, deadlock), insufficient resources, operator
+# intervention (a shutdown, a terminated backend), system errors; an idle transaction ended by the server, and
+# a lock that was not granted in time.
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+_UNAVAILABLE_CODES = ("25P03", "55P03")
+
+
+def _translated(exc: Exception, connection: Any = None) -> sqlite3.Error:
     words = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, psycopg.IntegrityError):
         return JournalRowRefused(words)
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    lost = connection is not None and (connection.closed or connection.broken)
+    if (lost or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+            or sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES):
         return JournalUnavailable(f"PostgreSQL: {words}")
     return JournalStatementError(f"PostgreSQL: {words}")
 
@@ -89,7 +106,7 @@ def _run(connection: Any, sql: str, params: Sequence[Any]) -> _Rows:
         rows = cursor.fetchall() if cursor.description is not None else []
         return _Rows(rows, cursor.rowcount)
     except psycopg.Error as exc:
-        raise _translated(exc) from exc
+        raise _translated(exc, connection) from exc
 
 
 class PostgresWriter:
@@ -118,7 +135,7 @@ class PostgresWriter:
                 cursor.executemany(postgresql_sql(sql), [tuple(values) for values in params])
                 return _Rows([], cursor.rowcount)
         except psycopg.Error as exc:
-            raise _translated(exc) from exc
+            raise _translated(exc, self._connection) from exc
 
     def _reopen(self) -> None:
         try:
@@ -182,8 +199,10 @@ class PostgresEngine:
         self._pool_lock = threading.Lock()
 
     def connect(self) -> Any:
-        """A new connection of its own (autocommit: transactions are begun by the journal's SQL)."""
-        return psycopg.connect(self._url, **self._options)
+        """A new writer's connection (autocommit: transactions are begun by the journal's SQL)."""
+        limits = (f"-c idle_in_transaction_session_timeout={int(IDLE_IN_TRANSACTION_SECONDS * 1000)} "
+                  f"-c lock_timeout={int(LOCK_TIMEOUT_SECONDS * 1000)}")
+        return psycopg.connect(self._url, **self._options, options=limits)
 
     def writer(self) -> PostgresWriter:
         try:

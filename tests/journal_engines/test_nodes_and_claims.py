@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -175,3 +176,47 @@ def test_two_nodes_claiming_due_sends_at_once_each_get_their_own(two_journals, c
     assert errors == []
     assert sorted(got["node-a"] + got["node-b"]) == rows, "every due send claimed, and by one node only"
     assert Claims(first, "node-a", clock).claim_due_sends((Phase.ACCEPTED,), now, limit=5) == []
+
+
+@pytest.mark.postgres
+def test_a_node_paused_inside_a_transaction_holds_no_lock_for_long(postgres_database, clock, monkeypatch):
+    """A node stopped while its step holds the claim's row lock: the server ends its session after the idle
+    limit, the other node takes the work over, and the paused node's step, when it wakes, writes nothing."""
+    from gateway.journal import postgres_engine
+    from gateway.journal.postgres_engine import PostgresEngine
+    from gateway.journal.store import Journal
+
+    monkeypatch.setattr(postgres_engine, "IDLE_IN_TRANSACTION_SECONDS", 1.0)
+    paused_journal = Journal(PostgresEngine(postgres_database.url, postgres_database.password), clock)
+    taker_journal = Journal(PostgresEngine(postgres_database.url, postgres_database.password), clock)
+    try:
+        [row] = _accepted(paused_journal, 1)
+        sleeper = Claims(paused_journal, "node-a", clock, lease_seconds=5)
+        claim = sleeper.claim(send_work(row))
+        assert claim is not None
+        inside, wake = threading.Event(), threading.Event()
+        outcome: list[BaseException | None] = []
+
+        def paused_step() -> None:
+            try:
+                with sleeper.fenced(claim):
+                    inside.set()
+                    wake.wait(30)  # the pause, with the claim's row locked
+                    paused_journal.add_event(row, Status.ANNET, description="written after the pause")
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=paused_step)
+        thread.start()
+        assert inside.wait(10)
+        clock.advance(6)  # past node-a's lease
+        taken = Claims(taker_journal, "node-b", clock).claim(send_work(row))  # waits for the server to end node-a's
+        assert taken is not None and taken.token == claim.token + 1
+        wake.set()
+        thread.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], sqlite3.OperationalError)
+        assert not taker_journal.has_event(row, Status.ANNET)
+    finally:
+        paused_journal.close()
+        taker_journal.close()
