@@ -213,8 +213,10 @@ class PostgresEngine:
     def reader(self) -> PooledReader:
         with self._pool_lock:
             if self._pool is None:
+                # Read-only sessions: a reader's statement can never change the journal behind the commit engine.
+                readers = {**self._options, "options": "-c default_transaction_read_only=on"}
                 self._pool = psycopg_pool.ConnectionPool(
-                    self._url, kwargs=self._options, min_size=1, max_size=self._pool_size, open=True,
+                    self._url, kwargs=readers, min_size=1, max_size=self._pool_size, open=True,
                     name="efm-gateway-journal", timeout=CONNECT_TIMEOUT_SECONDS,
                 )
             return PooledReader(self._pool)

@@ -128,3 +128,14 @@ def test_the_journals_sql_as_postgresql_gets_it():
     assert postgresql_sql("SELECT COALESCE(json_extract(detail, '$.inbox_folder'), message_id) FROM messages") == \
         "SELECT COALESCE((detail::jsonb ->> 'inbox_folder'), message_id) FROM messages"
     assert postgresql_sql("BEGIN IMMEDIATE") == "BEGIN"
+
+
+def test_the_readers_cannot_write(postgres_database):
+    journal = _node(postgres_database)
+    try:
+        made = _create(journal)
+        with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+            journal.query("UPDATE messages SET phase = 'failed' WHERE id = ?", (made.row,))
+        assert journal.get(made.row).phase == Phase.ACCEPTED
+    finally:
+        journal.close()
