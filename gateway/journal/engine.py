@@ -49,6 +49,8 @@ class Engine(Protocol):
     def reader(self) -> Connection:
         """The connection the calling thread reads with, outside its own transaction."""
     def migrate(self, writer: Connection) -> int: ...
+    def schema_version(self, connection: Connection) -> int:
+        """How many migrations the journal has had (read on any of the engine's connections)."""
     def checkpoint(self, writer: Connection) -> None: ...
     def close(self) -> None:
         """Close the readers (the commit engine closes its writer itself)."""

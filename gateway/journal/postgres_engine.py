@@ -244,6 +244,13 @@ class PostgresEngine:
             raise
         return len(MIGRATIONS)
 
+    def schema_version(self, connection: PostgresWriter | PooledReader) -> int:  # type: ignore[override]
+        try:
+            found = connection.execute("SELECT version FROM journal_schema").fetchone()
+        except JournalStatementError:  # no such table: no efm-gateway has opened this database yet
+            return 0
+        return int(found[0]) if found else 0
+
     def checkpoint(self, writer: PostgresWriter) -> None:  # type: ignore[override]
         """PostgreSQL recycles its own write-ahead log."""
 

@@ -51,6 +51,9 @@ class SqliteEngine:
     def migrate(self, writer: sqlite3.Connection) -> int:  # type: ignore[override]
         return migrate(writer)
 
+    def schema_version(self, connection: sqlite3.Connection) -> int:  # type: ignore[override]
+        return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
     def checkpoint(self, writer: sqlite3.Connection) -> None:  # type: ignore[override]
         """Copy the write-ahead log into the database and cut it to nothing, so the space it held is free again.
 
