@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
@@ -302,6 +303,56 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    """Where the journal is: without a url, the SQLite file in folders.state (one node); a postgresql:// URL names
+    a database that every node shares. Its password comes from password_file (a file only the service can read,
+    or ${CREDENTIALS_DIRECTORY}/<name> with systemd's LoadCredential=), never from the URL in config.yaml."""
+
+    url: str | None = None
+    password_file: Path | None = None
+
+    def problem(self) -> str | None:
+        """What is wrong with this section, in one line; None when nothing is. Never repeats the URL: it may
+        hold the very password it is refused for."""
+        if self.url is None:
+            return "journal.password_file is set without journal.url; remove it, or add the url" \
+                if self.password_file is not None else None
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            return ("journal.url must be a postgresql://user@host/database URL (leave it out for the SQLite file "
+                    "in folders.state)")
+        if parts.password or any(key.strip().lower() == "password" for key, _ in parse_qsl(parts.query)):
+            return ("journal.url holds a password: take it out of the URL and put it in a file that journal."
+                    "password_file names (under systemd: LoadCredential= and ${CREDENTIALS_DIRECTORY}/<name>), "
+                    "so that config.yaml holds no secret")
+        return None
+
+    def password(self) -> str | None:
+        """The first line of password_file; None without one (libpq may then use ~/.pgpass or a peer login)."""
+        if self.password_file is None:
+            return None
+        try:
+            lines = self.password_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"journal.password_file {self.password_file}: cannot read it ({exc.strerror}); give the service "
+                "read access to it, or name the right file"
+            ) from None
+        return lines[0] if lines else ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """This gateway among the nodes that share one journal."""
+
+    name: str | None = None  # unique among the nodes; None: the host name
+
+    @property
+    def resolved_name(self) -> str:
+        return self.name or socket.gethostname()
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     organisation: OrganisationConfig
@@ -318,6 +369,8 @@ class Config:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     disk_floor_mb: DiskFloorsConfig = field(default_factory=DiskFloorsConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
 
     @property
     def network_configured(self) -> bool:
@@ -340,6 +393,8 @@ _SECTIONS: dict[str, type] = {
     "sandbox": SandboxConfig,
     "ops": OpsConfig,
     "disk_floor_mb": DiskFloorsConfig,
+    "journal": JournalConfig,
+    "node": NodeConfig,
 }
 _REQUIRED_SECTIONS = ("organisation", "folders")
 _CHOICES = {
@@ -415,6 +470,9 @@ def load_config(path: Path) -> Config:
     problem = orgnr_problem(config.organisation.orgnr)
     if problem:
         raise ConfigError(f"{path}: organisation.orgnr: {problem}; set your own organisation number")
+    problem = config.journal.problem()
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     _check_combinations(path, config)
     return config
 

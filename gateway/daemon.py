@@ -22,7 +22,9 @@ from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
+from gateway.journal.engine import engine_for
 from gateway.journal.lock import InstanceLock
+from gateway.journal.nodes import LEASE_SECONDS, NodeNameTaken, NodeRegistry
 from gateway.journal.store import Journal
 from gateway.ops import checks
 from gateway.ops.disk import intake_hold_reason
@@ -58,6 +60,7 @@ class Daemon:
         self._stopping = threading.Event()  # stop() has begun: the clients background work uses may be closed
         self.lock: InstanceLock | None = None
         self.journal: Journal | None = None
+        self.node: NodeRegistry | None = None
         self.loop: IntakeLoop | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.network: NetworkParts | None = None
@@ -73,7 +76,9 @@ class Daemon:
                 log.warning("%s", warning)
         self.lock = InstanceLock(config.folders.lock_path)
         self.lock.acquire()
-        self.journal = Journal(config.folders.journal_path, self.clock)
+        self.journal = Journal(engine_for(config.journal, config.folders.journal_path), self.clock)
+        self.node = NodeRegistry(self.journal, config.node.resolved_name, self.clock)
+        self.node.join()  # a live node of the same name stops this start, in one line
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock, config.folders.group_id)
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
@@ -115,6 +120,7 @@ class Daemon:
         self._schedule("expiry", self._expire, EXPIRY_SWEEP_SECONDS)
         self._schedule("status-flush", self.statuses.flush, STATUS_FLUSH_SECONDS)
         self._schedule("retention", self._retention, config.retention.purge_interval_minutes * 60)
+        self._schedule("node-heartbeat", self._node_heartbeat, LEASE_SECONDS / 3)
         if self.network and self.sender_loop:
             self.heartbeats.register("sender", config.network.send_interval_seconds)
             self.sender_loop.start()
@@ -141,6 +147,16 @@ class Daemon:
             self.heartbeats.beating(name, guarded), "interval", seconds=seconds, id=name, name=name,
             max_instances=1, coalesce=True, misfire_grace_time=60,
         )
+
+    def _node_heartbeat(self) -> None:
+        assert self.node is not None
+        try:
+            self.node.beat()
+        except NodeNameTaken as exc:
+            # Another node took this one's name while its heartbeat lapsed (a long stall): two nodes must never
+            # run under one name, so this one stops, as SIGTERM would stop it.
+            log.error("%s", exc)
+            signal.raise_signal(signal.SIGTERM)
 
     def _probe_network(self) -> None:
         outcomes = self.ops.http_outcomes if self.ops else None
@@ -292,6 +308,8 @@ class Daemon:
             self.network.close()
         if self.journal:
             self.statuses.close()  # its flusher reads the journal: stop it before the journal closes
+            if self.node:
+                self.node.leave()
             self.journal.close()
         if self.lock:
             self.lock.release()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.journal_places import journal_place  # noqa: F401 - a fixture for the whole suite
+from tests.postgres import postgres_database, postgres_server  # noqa: F401 - fixtures for the whole suite
 from tests.tools import MACHINE, in_ci
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,8 @@
 """The journal's writes that operators make (`efm-gateway retry`, `cancel`, `release`), beside a running daemon.
 
-Each change is one short SQLite write transaction (BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_SECONDS
-for the daemon's own commit to finish), decided inside the transaction from the row as it is then:
+Each change is one short write transaction (on SQLite BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_SECONDS
+for the daemon's own commit to finish; on PostgreSQL the rows read are locked until the commit), decided
+inside the transaction from the row as it is then:
 a phase the daemon committed a moment before always wins over what the operator saw. Every change
 marks the message's status file for rewriting; the daemon rewrites it within seconds.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from gateway.clock import Clock, isoformat
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
+from gateway.journal.engine import Connection, Engine
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.overview import find_messages
 from gateway.journal.phases import FINISHED, Phase, operator_may
@@ -28,20 +30,33 @@ BUSY_TIMEOUT_SECONDS = 10.0
 
 
 class OperatorJournal:
-    def __init__(self, path: Path, clock: Clock) -> None:
-        if not path.exists():
-            raise JournalError(f"no journal at {path}: the daemon has not run with this configuration")
+    def __init__(self, path: Path | Engine, clock: Clock) -> None:
+        """`path`: the SQLite file, or the engine of the configuration (engine.engine_for)."""
         self.clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._lock_rows = ""
+        self._db: sqlite3.Connection | Connection
+        if isinstance(path, Path):
+            if not path.exists():
+                raise JournalError(f"no journal at {path}: the daemon has not run with this configuration")
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        else:
+            self._db = path.writer()
+            self._lock_rows = " FOR UPDATE" if path.locks_rows else ""
+            version = path.schema_version(self._db)
+            if version == 0:
+                self._db.close()
+                raise JournalError("no journal in the database journal.url names: the daemon has not run with "
+                                   "this configuration")
         if version != len(MIGRATIONS):
             self._db.close()
+            where = path if isinstance(path, Path) else "that journal.url names"
             # Never migrate under a running daemon: a newer command line than the daemon must not
             # change the schema the daemon is using.
             raise JournalError(
-                f"the journal {path} has schema version {version}, but this efm-gateway expects "
+                f"the journal {where} has schema version {version}, but this efm-gateway expects "
                 f"{len(MIGRATIONS)}: run the efm-gateway command of the same version as the daemon"
             )
 
@@ -67,13 +82,14 @@ class OperatorJournal:
     # ---- reading inside a step ------------------------------------------------------------------
     def live(self, direction: str, message_id: str) -> MessageRecord | None:
         found = self._db.execute(
-            f"SELECT {COLUMNS} FROM messages WHERE direction = ? AND message_id = ? AND phase != 'rejected'",  # noqa: S608
+            f"SELECT {COLUMNS} FROM messages WHERE direction = ? AND message_id = ? AND phase != 'rejected'"  # noqa: S608
+            f"{self._lock_rows}",
             (direction, message_id),
         ).fetchone()
         return record_of(found) if found else None
 
     def find(self, key: str) -> list[MessageRecord]:
-        return find_messages(self._db, key)
+        return find_messages(self._db, key, self._lock_rows)
 
     def statuses(self, row: int) -> set[Status]:
         return {Status(status) for (status,) in self._db.execute("SELECT status FROM events WHERE message = ?", (row,))}
@@ -102,7 +118,8 @@ class OperatorJournal:
     def add_event(self, row: int, status: Status, description: str, at: datetime | None = None) -> None:
         now = self.clock.now()
         self._db.execute(
-            "INSERT OR IGNORE INTO events (message, status, at, description, learned_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO events (message, status, at, description, learned_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (row, status.value, isoformat(at or now), description, isoformat(now)),
         )
 

@@ -40,7 +40,8 @@ def _of(row: tuple) -> SentOriginals:
 def note_sent(journal: Journal, claim_id: str, message_id: str, drop_name: str, sent_at: float) -> None:
     """Inside the step that records the message SENT: its originals are owed to sent/ from now on."""
     journal.execute(
-        "INSERT OR IGNORE INTO sent_originals (claim_id, message_id, drop_name, sent_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO sent_originals (claim_id, message_id, drop_name, sent_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         (claim_id, message_id, drop_name, sent_at),
     )
 
@@ -106,7 +107,8 @@ def purge_sent(journal: Journal, sent: Path, now: float, keep_seconds: float) ->
         stored = _stored(entry)
         if stored not in known:
             journal.execute(
-                "INSERT OR IGNORE INTO sent_originals (drop_name, sent_at, sent_name, filed_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO sent_originals (drop_name, sent_at, sent_name, filed_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (stored, now, stored, now),
             )
     removed = 0

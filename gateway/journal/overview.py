@@ -1,8 +1,9 @@
 """A read-only view of the journal for operators (`efm-gateway status`, the operator page).
 
 It opens the SQLite file read-only beside a running daemon (WAL: reads never wait for its writes,
-and never block them) and answers the questions an operator asks: how many messages in each phase
-and channel, which are open or failed (filtered), and one message's whole history.
+and never block them), or reads a PostgreSQL journal on read-only sessions, and answers the questions
+an operator asks: how many messages in each phase and channel, which are open or failed (filtered),
+and one message's whole history.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from gateway.contract.status import StatusEvent
 from gateway.contract.statuses import Status, current_status
 from gateway.errors import JournalError
+from gateway.journal.engine import Connection, Engine
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.records import COLUMNS, MessageRecord, history_of, record_of
 
@@ -80,9 +82,17 @@ class MessageLine:
 class JournalView:
     """Read-only queries on the journal file; safe to share between threads (the page's workers)."""
 
-    def __init__(self, path: Path, live: bool | None = None) -> None:
-        """`live`: the journal is open in a running daemon (True for the daemon's own page); None: tell
-        from its WAL file."""
+    def __init__(self, path: Path | Engine, live: bool | None = None) -> None:
+        """`path`: the SQLite file, or the engine of the configuration (engine.engine_for). `live`: the SQLite
+        journal is open in a running daemon (True for the daemon's own page); None: tell from its WAL file."""
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        if not isinstance(path, Path):
+            self._engine = path
+            self.path = getattr(path, "path", None)
+            self._db = path.reader()
+            self._check_version(path.schema_version(self._db))
+            return
         self.path = path
         # Without a WAL file no daemon has the journal open: read it as immutable, or SQLite would
         # create the -wal and -shm files beside it even for a read-only connection. An immutable
@@ -94,10 +104,11 @@ class JournalView:
             isolation_level=None,
         )
         self._db.execute("PRAGMA query_only=ON")
-        self._lock = threading.Lock()
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._check_version(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_version(self, version: int) -> None:
         if version != len(MIGRATIONS):
-            self._db.close()
+            self.close()
             if version > len(MIGRATIONS):
                 raise JournalError(
                     f"the journal has schema version {version}, newer than this efm-gateway knows "
@@ -111,6 +122,8 @@ class JournalView:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._engine is not None:
+                self._engine.close()
 
     def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -164,12 +177,13 @@ class JournalView:
         ))
 
 
-def find_messages(db: sqlite3.Connection, key: str) -> list[MessageRecord]:
+def find_messages(db: sqlite3.Connection | Connection, key: str, lock: str = "") -> list[MessageRecord]:
     """The messages `key` names: a messageId (any case), a drop name, or a unique start of a
-    messageId (8 characters or more)."""
+    messageId (8 characters or more). `lock`: " FOR UPDATE" to hold their rows (PostgreSQL) until the commit."""
 
     def records(where: str, params: tuple) -> list[MessageRecord]:
-        return [record_of(row) for row in db.execute(f"SELECT {COLUMNS} FROM messages WHERE {where}", params)]  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM messages WHERE {where}{lock}"  # noqa: S608
+        return [record_of(row) for row in db.execute(sql, params)]
 
     key = key.strip()
     lowered = key.lower()

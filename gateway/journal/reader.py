@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from gateway.journal.engine import Connection, Engine
 from gateway.journal.records import COLUMNS, MessageRecord, record_of
 
 
@@ -12,7 +13,14 @@ class JournalReader:
     """Read-only look-ups beside a running daemon (for `efm-gateway validate`): opens the journal
     read-only and never writes to it or beside it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | Engine) -> None:
+        """`path`: the SQLite file, or the engine of the configuration (engine.engine_for)."""
+        self._engine: Engine | None = None
+        self._db: sqlite3.Connection | Connection
+        if not isinstance(path, Path):
+            self._engine = path
+            self._db = path.reader()
+            return
         # Without a WAL file no daemon has the journal open: read it as immutable, or SQLite would
         # create the -wal and -shm files beside it even for a read-only connection.
         running = path.with_name(path.name + "-wal").exists()
@@ -30,3 +38,5 @@ class JournalReader:
 
     def close(self) -> None:
         self._db.close()
+        if self._engine is not None:
+            self._engine.close()

@@ -37,7 +37,7 @@ class StatusPollRows:
         if limit <= 0 or not phases:
             return []
         one = ("SELECT id FROM (SELECT id FROM messages WHERE channel = ? AND phase = ? AND next_poll_at <= ? "
-               "AND direction = 'out' ORDER BY next_poll_at, id LIMIT ?)")
+               "AND direction = 'out' ORDER BY next_poll_at, id LIMIT ?) AS due")
         union = " UNION ALL ".join(one for _ in phases)
         params = tuple(value for phase in phases for value in (channel, phase, now, limit))
         return self._many(f"id IN ({union}) ORDER BY next_poll_at, id LIMIT ?", (*params, limit))

@@ -12,7 +12,9 @@ def count(journal: Journal, channel: str, reference: str, error: str, now: float
         journal.execute(
             "INSERT INTO transfer_failures (channel, reference, failures, last_error, updated_at) "
             "VALUES (?, ?, 1, ?, ?) ON CONFLICT (channel, reference) DO UPDATE SET "
-            "failures = failures + 1, last_error = excluded.last_error, updated_at = excluded.updated_at",
+            # Qualified: PostgreSQL finds a bare `failures` ambiguous beside `excluded.failures`.
+            "failures = transfer_failures.failures + 1, last_error = excluded.last_error, "
+            "updated_at = excluded.updated_at",
             (channel, reference, error, now),
         )
         [(failures,)] = journal.query(

@@ -1,5 +1,6 @@
 """The journal: allowed phase moves, status events as a set, schema migrations, the single-instance
-lock, and status files that are never left behind the journal."""
+lock, and status files that are never left behind the journal. The journal's tests run on both engines
+(SQLite, and PostgreSQL: `journal_place`, tests/journal_places.py)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def journal(tmp_path: Path, clock: FakeClock):
-    opened = Journal(tmp_path / "journal.sqlite", clock)
+def journal(journal_place, clock: FakeClock):
+    opened = journal_place.open(clock)
     yield opened
     opened.close()
 
@@ -236,49 +237,38 @@ def test_current_status_rules():
 # ---- migrations ---------------------------------------------------------------------------------------
 
 
-def _user_version(path: Path) -> int:
-    db = sqlite3.connect(path)
-    try:
-        return db.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        db.close()
-
-
-def test_a_new_journal_gets_every_migration(tmp_path, clock):
-    path = tmp_path / "journal.sqlite"
-    journal = Journal(path, clock)
+def test_a_new_journal_gets_every_migration(journal_place, clock):
+    journal = journal_place.open(clock)
     try:
         assert journal.schema_version == len(MIGRATIONS)
     finally:
         journal.close()
-    assert _user_version(path) == len(MIGRATIONS)
+    assert journal_place.schema_version() == len(MIGRATIONS)
     # Opening again runs nothing and keeps the version.
-    Journal(path, clock).close()
-    assert _user_version(path) == len(MIGRATIONS)
+    journal_place.open(clock).close()
+    assert journal_place.schema_version() == len(MIGRATIONS)
 
 
-def test_an_old_journal_is_upgraded_and_keeps_its_messages(tmp_path, clock):
-    path = tmp_path / "journal.sqlite"
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in MIGRATIONS[0].split(";"):
-        if statement.strip():
-            db.execute(statement)
-    db.execute("PRAGMA user_version = 1")
-    db.execute(
+def test_an_old_journal_is_upgraded_and_keeps_its_messages(journal_place, clock):
+    journal_place.create_old_schema(MIGRATIONS[0], version=1)
+    journal_place.run(
         "INSERT INTO messages (direction, message_id, status_name, phase, created_at, updated_at) "
         "VALUES ('out', 'old-message', 'old.xml', 'accepted', 0, 0)"
     )
-    db.close()
 
-    journal = Journal(path, clock)
+    journal = journal_place.open(clock)
     try:
         assert journal.schema_version == len(MIGRATIONS)
         [record] = journal.find("old-message")
         assert record.phase == Phase.ACCEPTED
         journal.queue_status_send(record.row, Status.MOTTATT)  # a table from migration 2
+        # A message made after the upgrade gets its own id: the old row's is not handed out again.
+        later = journal.create(direction="out", message_id="new-message", status_name="new.xml",
+                               phase=Phase.ACCEPTED)
+        assert later.row != record.row
     finally:
         journal.close()
-    assert _user_version(path) == len(MIGRATIONS)
+    assert journal_place.schema_version() == len(MIGRATIONS)
 
 
 def _newer_journal(path: Path) -> None:
@@ -289,14 +279,14 @@ def _newer_journal(path: Path) -> None:
     db.close()
 
 
-def test_a_journal_newer_than_the_code_is_refused_with_a_readable_error(tmp_path, clock):
-    path = tmp_path / "journal.sqlite"
-    _newer_journal(path)
-    with pytest.raises(Exception, match="newer than this efm-gateway knows") as caught:
-        Journal(path, clock)
+def test_a_journal_newer_than_the_code_is_refused_with_a_readable_error(journal_place, clock):
+    journal_place.open(clock).close()
+    journal_place.set_schema_version(len(MIGRATIONS) + 1)
+    with pytest.raises(JournalError, match="newer than this efm-gateway knows") as caught:
+        journal_place.open(clock)
     assert f"schema version {len(MIGRATIONS) + 1}" in str(caught.value)
     assert "run the newer efm-gateway or restore a backup" in str(caught.value)
-    assert _user_version(path) == len(MIGRATIONS) + 1, "the refused journal must be left as it was"
+    assert journal_place.schema_version() == len(MIGRATIONS) + 1, "the refused journal must be left as it was"
 
 
 def test_a_journal_newer_than_the_code_is_one_line_on_the_command_line(tmp_path, clock):
@@ -390,18 +380,17 @@ def test_a_lost_status_file_write_is_redone(journal, clock, tmp_path):
     assert _history(_status_file(tmp_path, record)) == ["OPPRETTET", "MOTTATT"]
 
 
-def test_a_change_committed_before_a_crash_is_written_at_the_next_start(tmp_path, clock):
-    path = tmp_path / "journal.sqlite"
+def test_a_change_committed_before_a_crash_is_written_at_the_next_start(journal_place, tmp_path, clock):
     status = tmp_path / "status"
     status.mkdir()
-    journal = Journal(path, clock)
+    journal = journal_place.open(clock)
     record = _message(journal, Phase.SENT)
     journal.add_event(record.row, Status.OPPRETTET)
     journal.add_event(record.row, Status.LEVERT)
     journal.close()  # the crash: committed, never written
     assert not (status / record.status_name).exists()
 
-    restarted = Journal(path, clock)
+    restarted = journal_place.open(clock)
     try:
         assert StatusWriter(restarted, status, clock).flush() == 1
         root = _status_file(status, record)
@@ -442,23 +431,32 @@ def test_a_phase_change_marks_the_status_file_for_rewriting(journal, clock, tmp_
     assert root.findtext("s:route/s:reason", namespaces=NS) == "receiver has a DPO record"
 
 
-def test_due_rows_finds_due_messages_with_and_without_exclusions(tmp_path):
-    from gateway.clock import FakeClock
-    from gateway.journal.phases import Phase as _Phase
-    from gateway.journal.store import Journal as _Journal
-
-    clock = FakeClock()
-    journal = _Journal(tmp_path / "j.sqlite", clock)
+def test_due_rows_finds_due_messages_with_and_without_exclusions(journal_place, clock):
+    journal = journal_place.open(clock)
     try:
         rows = [
-            journal.create(direction="out", message_id=f"m{i}", status_name=f"s{i}.xml", phase=_Phase.ACCEPTED).row
+            journal.create(direction="out", message_id=f"m{i}", status_name=f"s{i}.xml", phase=Phase.ACCEPTED).row
             for i in range(3)
         ]
         journal.update(rows[2], next_attempt_at=clock.now().timestamp() + 60)  # backing off: not due yet
         now = clock.now().timestamp()
-        assert journal.due_rows((_Phase.ACCEPTED,), now, 10, exclude=set()) == rows[:2]
-        assert journal.due_rows((_Phase.ACCEPTED,), now, 10, exclude={rows[0]}) == [rows[1]]
-        assert journal.due_rows((_Phase.ACCEPTED,), now, 1, exclude=set()) == [rows[0]]
-        assert journal.due_rows((_Phase.ACCEPTED,), now + 61, 10, exclude=set()) == rows
+        assert journal.due_rows((Phase.ACCEPTED,), now, 10, exclude=set()) == rows[:2]
+        assert journal.due_rows((Phase.ACCEPTED,), now, 10, exclude={rows[0]}) == [rows[1]]
+        assert journal.due_rows((Phase.ACCEPTED,), now, 1, exclude=set()) == [rows[0]]
+        # Never tried (no next attempt) comes before a retry that is due, on either engine.
+        assert journal.due_rows((Phase.ACCEPTED,), now + 61, 10, exclude=set()) == rows
     finally:
         journal.close()
+
+
+def test_due_for_poll_takes_the_messages_waiting_longest_first_over_every_phase_asked(journal, clock):
+    sent = [_message(journal, Phase.SENT, channel="DPF") for _ in range(3)]
+    delivered = _message(journal, Phase.DELIVERED, channel="DPF")
+    _message(journal, Phase.SENT, channel="DPO")  # another channel's
+    now = clock.now().timestamp()
+    journal.set_next_polls({sent[0].row: now + 30, sent[1].row: now - 20, sent[2].row: None, delivered.row: now - 40})
+    due = journal.due_for_poll("DPF", ["sent", "delivered"], now, limit=10)
+    assert [record.row for record in due] == [delivered.row, sent[1].row]
+    [first] = journal.due_for_poll("DPF", ["sent", "delivered"], now, limit=1)
+    assert first.row == delivered.row
+    assert journal.next_poll_of(sent[2].row) is None

@@ -1,0 +1,135 @@
+"""Claims on work shared by nodes, each with a lease and a fencing token.
+
+A claim names one piece of work (`send:<row>`, `job:retention`); its holder has it until the lease ends, and
+renews it while it works. Each new holder gets a token greater than any before it, and every write a holder
+makes about the work goes through fenced(), which checks the token in the same transaction: a node that was
+paused past its lease (a long stall, a frozen VM) and wakes up finds its token stale, and its late write is
+refused with one log line instead of overwriting the work of the node that took over.
+
+On PostgreSQL the check holds the claim's row lock until the commit, so a takeover waits for a write that
+passed its check; due sends are picked with SELECT ... FOR UPDATE SKIP LOCKED, so nodes claiming at the same
+moment pass each other by instead of waiting. On SQLite the one writer at a time (BEGIN IMMEDIATE) does both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gateway.clock import Clock
+from gateway.errors import JournalError
+from gateway.journal.phases import Phase
+from gateway.journal.store import Journal
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    work: str
+    node: str
+    token: int
+    expires_at: float
+
+
+class FencedOut(JournalError):
+    """The claim was taken over by another node: this node's write about the work is refused."""
+
+
+def send_work(row: int) -> str:
+    return f"send:{row}"
+
+
+class Claims:
+    """One node's claims."""
+
+    def __init__(self, journal: Journal, node: str, clock: Clock, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.journal = journal
+        self.node = node
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
+    def _lock(self, skip_locked: bool = False) -> str:
+        if not self.journal.engine.locks_rows:
+            return ""
+        return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
+    def claim(self, work: str) -> Claim | None:
+        """Take `work` when no other node holds a live lease on it; None when one does."""
+        now = self._now()
+        expires = now + self.lease_seconds
+        with self.journal.transaction():
+            rows = self.journal.query(f"SELECT node, token, expires_at FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
+                                      (work,))
+            if not rows:
+                # Two nodes inserting at once: the unique key lets one in; the other inserts nothing.
+                added = self.journal.execute(
+                    "INSERT INTO claims (work, node, token, expires_at) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                    (work, self.node, expires),
+                )
+                return Claim(work, self.node, 1, expires) if added == 1 else None
+            [(holder, token, expires_at)] = rows
+            if holder is not None and holder != self.node and expires_at > now:
+                return None
+            self.journal.execute(
+                "UPDATE claims SET node = ?, token = ?, expires_at = ? WHERE work = ? AND token = ?",
+                (self.node, token + 1, expires, work, token),
+            )
+            return Claim(work, self.node, token + 1, expires)
+
+    def claim_due_sends(self, phases: tuple[Phase, ...], due_before: float, limit: int) -> list[Claim]:
+        """Claim up to `limit` due messages in `phases` that no node holds (this one included), oldest due first."""
+        if limit <= 0:
+            return []
+        now = self._now()
+        marks = ", ".join("?" for _ in phases)
+        with self.journal.transaction():
+            rows = self.journal.query(
+                f"SELECT id FROM messages WHERE phase IN ({marks}) "  # noqa: S608 - placeholders only
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                "AND NOT EXISTS (SELECT 1 FROM claims WHERE claims.work = 'send:' || messages.id "
+                "AND claims.node IS NOT NULL AND claims.expires_at > ?) "
+                f"ORDER BY next_attempt_at NULLS FIRST, id LIMIT ?{self._lock(skip_locked=True)}",
+                (*[phase.value for phase in phases], due_before, now, limit),
+            )
+            claimed = [self.claim(send_work(row)) for (row,) in rows]
+        return [claim for claim in claimed if claim is not None]
+
+    def renew(self, claim: Claim) -> Claim:
+        """A longer lease for a claim still held; raises FencedOut when it was taken over."""
+        expires = self._now() + self.lease_seconds
+        with self.fenced(claim):
+            self.journal.execute("UPDATE claims SET expires_at = ? WHERE work = ? AND token = ?",
+                                 (expires, claim.work, claim.token))
+        return Claim(claim.work, claim.node, claim.token, expires)
+
+    def release(self, claim: Claim) -> None:
+        """Let the work go (done, or given up): any node may claim it now. The token stays, so it only grows."""
+        with self.fenced(claim):
+            self.journal.execute("UPDATE claims SET node = NULL, expires_at = 0 WHERE work = ? AND token = ?",
+                                 (claim.work, claim.token))
+
+    @contextlib.contextmanager
+    def fenced(self, claim: Claim) -> Iterator[None]:
+        """A journal step about `claim`'s work, made only while its token is the current one: else FencedOut,
+        with one log line, and nothing of the step is written."""
+        with self.journal.transaction():
+            rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
+                                      (claim.work,))
+            current = rows[0] if rows else (None, None)
+            if current != (claim.node, claim.token):
+                holder, token = current
+                log.warning(
+                    "node %s: its claim on %s (token %s) was taken over by %s (token %s); its late write is refused",
+                    claim.node, claim.work, claim.token, holder or "no node", token,
+                )
+                raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node "
+                                f"{claim.node}'s")
+            yield

@@ -1,0 +1,67 @@
+"""What the journal needs of a database engine, and the engine a configuration names.
+
+The journal's SQL is written once, in the subset SQLite and PostgreSQL share (placeholders `?`, `ON CONFLICT`,
+`RETURNING`, `NULLS FIRST` where NULLs are ordered, `json_extract(column, '$.key')` for a key of a JSON text
+column); an engine's connections run that SQL as their database needs it and raise the DB-API errors of
+Python's sqlite3 module (PEP 249's names), so the commit engine and every caller handle one error tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import JournalConfig
+
+
+class Result(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """The part of sqlite3.Connection the journal uses; a PostgreSQL connection offers the same."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Result: ...
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Result: ...
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """One database behind the journal: a writer connection for the commit engine, readers for the others."""
+
+    name: str  # "sqlite" or "postgresql", for messages and metrics
+    # Whether a failed statement spoils its whole transaction until a rollback (PostgreSQL), so that a
+    # statement whose failure the caller handles must run in a savepoint of its own.
+    failed_statement_aborts_transaction: bool
+    # Whether writers can lock rows (SELECT ... FOR UPDATE [SKIP LOCKED]: PostgreSQL); without, the one writer at
+    # a time that BEGIN IMMEDIATE takes (SQLite) serialises claims instead.
+    locks_rows: bool
+
+    def writer(self) -> Connection: ...
+    def reader(self) -> Connection:
+        """The connection the calling thread reads with, outside its own transaction."""
+    def migrate(self, writer: Connection) -> int: ...
+    def schema_version(self, connection: Connection) -> int:
+        """How many migrations the journal has had (read on any of the engine's connections)."""
+    def checkpoint(self, writer: Connection) -> None: ...
+    def close(self) -> None:
+        """Close the readers (the commit engine closes its writer itself)."""
+
+
+def engine_for(journal: JournalConfig, sqlite_path: Path) -> Engine:
+    """The engine `journal` names: the SQLite file at `sqlite_path` when it names no URL."""
+    if journal.url is None:
+        from gateway.journal.sqlite_engine import SqliteEngine
+
+        return SqliteEngine(sqlite_path)
+    from gateway.journal.postgres_engine import PostgresEngine
+
+    return PostgresEngine(journal.url, journal.password())

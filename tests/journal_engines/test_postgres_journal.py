@@ -1,0 +1,141 @@
+"""The journal on PostgreSQL beyond what the shared journal tests check: opened from config.yaml with the password
+from a file, two nodes on one database, migrations by nodes that start together, a lost connection, and the
+journal's SQL as PostgreSQL gets it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.config import load_config
+from gateway.errors import JournalError
+from gateway.journal.engine import engine_for
+from gateway.journal.migrations import MIGRATIONS
+from gateway.journal.phases import Phase
+from gateway.journal.postgres_engine import PostgresEngine, postgresql_sql
+from gateway.journal.store import Journal
+from tests.foundation.drops import write_config
+
+pytestmark = pytest.mark.postgres
+
+
+def _create(journal: Journal, message_id: str | None = None):
+    message_id = message_id or str(uuid.uuid4())
+    return journal.create(direction="out", message_id=message_id, status_name=f"{uuid.uuid4()}.xml",
+                          phase=Phase.ACCEPTED, drop_name="d")
+
+
+def _node(postgres_database) -> Journal:
+    return Journal(PostgresEngine(postgres_database.url, postgres_database.password), FakeClock())
+
+
+def test_the_journal_opens_on_postgresql_from_config_with_the_password_from_a_file(tmp_path, postgres_database):
+    password_file = tmp_path / "journal-password"
+    password_file.write_text(postgres_database.password + "\n")
+    config_path = write_config(tmp_path)
+    config_path.write_text(config_path.read_text() + (
+        f'journal:\n  url: "{postgres_database.url}"\n  password_file: {password_file}\n'
+    ))
+    config = load_config(config_path)
+    journal = Journal(engine_for(config.journal, config.folders.journal_path), FakeClock())
+    try:
+        record = _create(journal)
+        assert postgres_database.connect().execute(
+            "SELECT phase FROM messages WHERE message_id = %s", (record.message_id,)
+        ).fetchall() == [("accepted",)]
+    finally:
+        journal.close()
+    assert not config.folders.journal_path.exists(), "no SQLite file beside a PostgreSQL journal"
+
+
+def test_a_wrong_password_is_one_line_that_does_not_repeat_it(postgres_database):
+    with pytest.raises(JournalError) as caught:
+        Journal(PostgresEngine(postgres_database.url, "not-the-password"), FakeClock())
+    message = str(caught.value)
+    assert "cannot open the journal's PostgreSQL database" in message
+    assert "password authentication failed" in message
+    assert "not-the-password" not in message and postgres_database.password not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_two_nodes_on_one_database_see_each_others_commits_and_share_the_unique_keys(postgres_database):
+    first, second = _node(postgres_database), _node(postgres_database)
+    try:
+        made = _create(first)
+        assert second.find_live("out", made.message_id) == made
+        with second.transaction():
+            # The same live message on the other node is refused, and the refusal spoils nothing else of the
+            # step (PostgreSQL aborts a transaction at its first error: the insert ran in a savepoint).
+            with pytest.raises(JournalError, match=made.message_id):
+                _create(second, made.message_id)
+            other = _create(second)
+        assert first.find_live("out", other.message_id) == other
+        assert first.counts() == {"accepted": 2}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_nodes_that_start_together_migrate_one_after_the_other(postgres_database):
+    opened: list[Journal] = []
+    errors: list[BaseException] = []
+    go = threading.Barrier(3)
+
+    def start() -> None:
+        try:
+            go.wait(10)
+            opened.append(_node(postgres_database))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert errors == []
+        assert [journal.schema_version for journal in opened] == [len(MIGRATIONS)] * 3
+        with postgres_database.connect() as connection:
+            assert connection.execute("SELECT version FROM journal_schema").fetchall() == [(len(MIGRATIONS),)]
+    finally:
+        for journal in opened:
+            journal.close()
+
+
+def test_a_lost_connection_fails_the_step_it_was_in_and_the_journal_goes_on(postgres_database):
+    journal = _node(postgres_database)
+    try:
+        before = _create(journal)
+        with postgres_database.connect() as connection:  # the server ends every session of the journal
+            connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        with pytest.raises(sqlite3.OperationalError, match="PostgreSQL"):
+            _create(journal)
+        after = _create(journal)  # a new connection, at the next step
+        assert [record.row for record in journal.listing()] == [after.row, before.row]
+    finally:
+        journal.close()
+
+
+def test_the_journals_sql_as_postgresql_gets_it():
+    assert postgresql_sql("SELECT id FROM messages WHERE phase = ? AND drop_name LIKE '%x'") == \
+        "SELECT id FROM messages WHERE phase = %s AND drop_name LIKE '%%x'"
+    assert postgresql_sql("SELECT COALESCE(json_extract(detail, '$.inbox_folder'), message_id) FROM messages") == \
+        "SELECT COALESCE((detail::jsonb ->> 'inbox_folder'), message_id) FROM messages"
+    assert postgresql_sql("BEGIN IMMEDIATE") == "BEGIN"
+
+
+def test_the_readers_cannot_write(postgres_database):
+    journal = _node(postgres_database)
+    try:
+        made = _create(journal)
+        with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+            journal.query("UPDATE messages SET phase = 'failed' WHERE id = ?", (made.row,))
+        assert journal.get(made.row).phase == Phase.ACCEPTED
+    finally:
+        journal.close()
