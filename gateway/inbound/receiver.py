@@ -26,6 +26,7 @@ from gateway.channels.base import Channel, InboundMessage
 from gateway.clock import Clock, isoformat
 from gateway.config import Config
 from gateway.contract.statuses import Status
+from gateway.delivery.circuit import ChannelCircuit, ChannelPaused
 from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, CryptoError, JournalError, MessageFormatError, SecurityError, ValidationError
 from gateway.formats.asice import AsicContents
@@ -37,13 +38,12 @@ from gateway.fsio import PRIVATE_FILE_MODE, TAKEN_FOLDER_MODE, atomic_write_byte
 from gateway.inbound.inbox import Inbox, sync_tree
 from gateway.inbound.message_xml import write_message_xml
 from gateway.journal import transfer_failures
+from gateway.journal.completion import record_status
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
-from gateway.outbound.circuit import ChannelCircuit, ChannelPaused
-from gateway.outbound.completion import record_status
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)

@@ -154,6 +154,25 @@ def test_the_journal_and_the_contract_do_not_reach_up_into_the_pipeline():
     assert _violations(lambda m: _in(m, "journal", "contract"), forbidden) == []
 
 
+def test_the_delivery_rules_know_no_pipeline_and_no_channel():
+    """Back-off and the channel circuit count results and seconds: outbound and inbound share them."""
+    forbidden = ("journal", "intake", "outbound", "inbound", "operator", "channels", "routing", "receipts",
+                 "contract", "config", "jobs", "daemon", "wiring")
+    assert _violations(lambda m: _in(m, "delivery"), forbidden) == []
+
+
+def test_inbound_takes_nothing_from_outbound_but_the_status_message_it_composes():
+    """The status rules sit beside the journal and the delivery rules below both: inbound reaches up for neither."""
+    violations = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if _in(module, "inbound")
+        for target in targets
+        if _in(target, "outbound") and target != "gateway.outbound.compose"
+    )
+    assert violations == []
+
+
 def test_nothing_below_the_composition_root_imports_it():
     def importer(module: str) -> bool:
         return not _in(module, "cli", "commands", "daemon", "sandbox")
