@@ -15,10 +15,10 @@ from typing import Any
 from gateway.clock import Clock, isoformat
 from gateway.config import Config
 from gateway.contract.statuses import Status
+from gateway.drops.claims import parse_claim_id
+from gateway.drops.parking import EXPLANATION_SUFFIX, park_claim
 from gateway.errors import JournalError
 from gateway.fsio import durable_rename
-from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import EXPLANATION_SUFFIX, park_claim
 from gateway.journal.operator import OperatorJournal
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord

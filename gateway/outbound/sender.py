@@ -30,11 +30,11 @@ from gateway.contract.statuses import Status
 from gateway.delivery.backoff import RetryPolicy, retry_after_of
 from gateway.delivery.circuit import ChannelCircuit, ChannelPaused, Circuits
 from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
+from gateway.drops.claims import parse_claim_id
+from gateway.drops.parking import park_claim
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.formats.sbd import DOCUMENT_TYPES
 from gateway.identifiers import is_person
-from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import park_claim
 from gateway.journal import originals
 from gateway.journal.completion import settle
 from gateway.journal.phases import Phase

@@ -173,6 +173,21 @@ def test_inbound_takes_nothing_from_outbound_but_the_status_message_it_composes(
     assert violations == []
 
 
+def test_the_sender_and_the_operator_file_drops_without_reaching_into_the_intake():
+    """Claim ids and parking in failed/ sit below all three (gateway.drops); the operator may still show the
+    intake's verdict on a drop."""
+    violations = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if _in(module, "outbound", "operator")
+        for target in targets
+        if _in(target, "intake") and not (_in(module, "operator") and target == "gateway.intake.validate")
+    )
+    assert violations == []
+    forbidden = ("intake", "outbound", "inbound", "operator", "channels", "routing", "jobs", "daemon", "wiring")
+    assert _violations(lambda m: _in(m, "drops"), forbidden) == []
+
+
 def test_nothing_below_the_composition_root_imports_it():
     def importer(module: str) -> bool:
         return not _in(module, "cli", "commands", "daemon", "sandbox")
@@ -278,3 +293,44 @@ def test_channel_packages_do_not_import_each_other():
         for other in packages - {own} if _in(target, f"channels.{other}")
     )
     assert violations == []
+
+
+def _module_cycles() -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a longer circle (Tarjan's components)."""
+    graph = import_graph()
+    index: dict[str, int] = {}
+    lowest: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = lowest[module] = len(index)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in graph:
+                continue
+            if target not in index:
+                visit(target)
+                lowest[module] = min(lowest[module], lowest[target])
+            elif target in stack:
+                lowest[module] = min(lowest[module], index[target])
+        if lowest[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_modules_do_not_import_each_other_in_a_circle():
+    """A lazy import inside a function hides a circle (formats.sbd and formats.sbd_xml had one): none is left."""
+    assert _module_cycles() == []
+    assert "gateway.formats.sbd" in import_graph()["gateway.formats.sbd_xml"]
