@@ -73,7 +73,7 @@ class Receiver:
         self.downloads = state / "incoming" / channel.name.lower()
         self.downloads.mkdir(parents=True, exist_ok=True)
         # Which business messages are answers about ours (statuses, receipts): asked of this, never listed here.
-        self.answers = answers or AnswerReaders()
+        self.answers = answers if answers is not None else AnswerReaders()
         rows = IncomingRows(journal, channel.name)
         self.quarantine = Quarantine(state / QUARANTINE_FOLDER, journal, rows, channel.capabilities.package_suffix)
         self.writer = InboxWriter(config, journal, clock, inbox, rows, self.quarantine,
