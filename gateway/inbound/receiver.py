@@ -184,6 +184,10 @@ class Receiver:
         released = record.detail["released"]
         kept = self.quarantine.folder / released["kept"]
         reference = released["reference"]
+        problem = transfer_id_problem(reference)
+        if problem is not None:  # read back from a file name in quarantine/: never a path, never empty
+            self.quarantine.again(record, f"its transfer id {reference[:80]!r} cannot be taken: {problem}")
+            return
         work = self.downloads / file_part(reference)
         shutil.rmtree(work, ignore_errors=True)
         try:

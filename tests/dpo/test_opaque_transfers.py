@@ -86,3 +86,31 @@ def test_an_id_that_would_forge_a_log_line_is_not_taken(tmp_path, caplog):
         receiver.close()
         receiver.statuses.close()
         journal.close()
+
+
+def test_a_kept_package_whose_name_holds_no_transfer_id_goes_back_to_quarantine_on_release(tmp_path):
+    config, identity, trust, plain, message_id = one_message_setting(tmp_path)
+    channel = OddIdChannel(plain.package, identity, trust)
+    channel.sender = "974760673"
+    quarantine = config.folders.state / "quarantine"
+    downloads = config.folders.state / "incoming" / "dpo"
+    receiver, journal = _receiver(config, identity, trust, channel)
+    try:
+        assert receiver.poll() == 1
+        record = journal.find_live("in", message_id)
+        assert record is not None
+        # Renamed by hand to a name with an empty transfer id: the work folder would be the download folder.
+        nameless = f"{message_id}..pkg"
+        os.rename(quarantine / record.detail["kept"], quarantine / nameless)
+        journal.update(record.row, detail={**record.detail, "kept": nameless})
+        channel.sender = A
+        release(config, message_id, SystemClock())
+        receiver.retake_released()
+        again = journal.find_live("in", message_id)
+        assert again is not None and again.phase == Phase.QUARANTINED
+        assert "its transfer id '' cannot be taken: it is empty" in again.errors[0]
+        assert downloads.is_dir() and os.listdir(config.folders.inbox) == []
+    finally:
+        receiver.close()
+        receiver.statuses.close()
+        journal.close()
