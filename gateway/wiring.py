@@ -19,13 +19,13 @@ from gateway.channels.registry import ChannelTools, build_channels, registry_sco
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import authorisation_for, load_identity, load_trust, receiver_trust, registry_signers
+from gateway.delivery.circuit import Circuits
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
 from gateway.journal.store import Journal
 from gateway.ops.httpwatch import HttpOutcomes, WatchedTransport
-from gateway.outbound.circuit import Circuits
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
 from gateway.outbound_http import outbound_client

@@ -43,6 +43,9 @@ class Capabilities:
     # its transport vouches for the sender (DPF: SvarInn), so `extract` returns no signer.
     signs_payloads: bool = True
     statuses_per_request: int = 1  # how many messages' statuses one poll_statuses request asks for
+    # How a raw package of this channel is named when the receiver keeps it in quarantine/ (an extension
+    # starting with a dot, or empty): `<messageId>.<transfer id>` + this.
+    package_suffix: str = ".zip"
 
     def expects_receipt(self, message_type: str) -> bool:
         return message_type in self.receipt_types

@@ -1,5 +1,6 @@
 """The Standard Business Document: the eFormidling envelope, read and written as JSON (the wire
-form) and XML (SBDH namespace), with every rule checked in one place (`validate_sbd`).
+form), with every rule checked in one place (`validate_sbd`); its XML form (SBDH namespace) is in
+`sbd_xml`, which builds on this module (never the other way round).
 
 Reading collects every problem it finds and raises one `SbdFormatError` that lists them, each
 named by its JSON path (or XML element path), so whoever wrote the message can fix it in one go.
@@ -68,11 +69,10 @@ __all__ = [
     "Status",
     "format_datetime",
     "from_json",
-    "from_xml",
     "new_sbd",
     "parse_datetime",
+    "party_value",
     "to_json",
-    "to_xml",
     "validate_sbd",
 ]
 
@@ -272,7 +272,7 @@ _DOC_ID_KEYS = ("standard", "typeVersion", "instanceIdentifier", "type", "creati
 _SCOPE_KEYS = ("type", "instanceIdentifier", "identifier", "scopeInformation")
 
 
-def _party_value(identifier: str, on_behalf_of: str | None = None) -> str:
+def party_value(identifier: str, on_behalf_of: str | None = None) -> str:
     if len(identifier) == 11:  # a person travels as the bare number
         return identifier
     value = ORGNR_PREFIX + identifier
@@ -297,9 +297,9 @@ def to_dict(sbd: StandardBusinessDocument) -> dict[str, Any]:
     header = {
         "headerVersion": HEADER_VERSION,
         "sender": [
-            {"identifier": {"value": _party_value(sbd.sender, sbd.sender_on_behalf_of), "authority": ISO6523_AUTHORITY}}
+            {"identifier": {"value": party_value(sbd.sender, sbd.sender_on_behalf_of), "authority": ISO6523_AUTHORITY}}
         ],
-        "receiver": [{"identifier": {"value": _party_value(sbd.receiver), "authority": ISO6523_AUTHORITY}}],
+        "receiver": [{"identifier": {"value": party_value(sbd.receiver), "authority": ISO6523_AUTHORITY}}],
         "documentIdentification": {
             "standard": sbd.standard,
             "typeVersion": sbd.type_version,
@@ -514,20 +514,3 @@ def _scopes_from_json(
         )
         conversation = (None, None, None)
     return conversation, tuple(extra)
-
-
-# ---- XML (in sbd_xml, which builds on this module) ---------------------------------------------
-
-
-def to_xml(sbd: StandardBusinessDocument) -> bytes:
-    """The SBD as XML in the SBDH namespace, valid against the standard SBDH schema."""
-    from gateway.formats import sbd_xml  # sbd_xml imports this module
-
-    return sbd_xml.to_xml(sbd)
-
-
-def from_xml(data: bytes, *, normalise_retired: bool = False) -> StandardBusinessDocument:
-    """Read an XML SBD: CorrelationInformation (the standard) or the reference's direct ScopeInformation."""
-    from gateway.formats import sbd_xml
-
-    return sbd_xml.from_xml(data, normalise_retired=normalise_retired)

@@ -21,10 +21,10 @@ from gateway.formats.sbd import (
     format_datetime,
     parse_datetime,
     party_from_wire,
+    party_value,
     sbd_problems,
     validate_sbd,
 )
-from gateway.formats.sbd import _party_value as party_value
 from gateway.identifiers import ISO6523_AUTHORITY
 from gateway.xmlsafe import parse_bytes
 

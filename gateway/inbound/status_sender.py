@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway.channels.base import Channel
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
+from gateway.delivery.backoff import RetryPolicy, retry_after_of
+from gateway.delivery.circuit import Circuits
 from gateway.errors import ChannelError, PermanentChannelError, RetryableChannelError
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
-from gateway.outbound.backoff import RetryPolicy, retry_after_of
-from gateway.outbound.circuit import Circuits
 from gateway.outbound.compose import status_sbd
 
 log = logging.getLogger(__name__)

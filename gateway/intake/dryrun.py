@@ -14,8 +14,8 @@ from pathlib import Path
 
 from gateway.clock import SystemClock
 from gateway.config import Config
+from gateway.drops.claims import ClaimedDrop
 from gateway.fsio import is_temporary_name, kind_of, printable
-from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES
 from gateway.intake.validate import Verdict, validate_claimed
 from gateway.journal.reader import JournalReader

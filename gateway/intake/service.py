@@ -21,10 +21,8 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.diskspace import DiskFull, is_disk_full
-from gateway.errors import JournalError
-from gateway.fsio import atomic_write_bytes, durable_rename, permission_denied, printable, text_name
-from gateway.intake.claim import ClaimedDrop, Claimer, parse_claim_id
-from gateway.intake.failed import (
+from gateway.drops.claims import ClaimedDrop, parse_claim_id
+from gateway.drops.parking import (
     EXPLANATION_SUFFIX,
     STAYS_MARKER,
     choose_failed_name,
@@ -32,6 +30,9 @@ from gateway.intake.failed import (
     park_claim,
     remove_refusal_note,
 )
+from gateway.errors import JournalError
+from gateway.fsio import atomic_write_bytes, durable_rename, permission_denied, printable, text_name
+from gateway.intake.claim import Claimer
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal import originals

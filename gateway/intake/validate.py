@@ -23,6 +23,7 @@ from gateway.contract.sidecar import (
     Sidecar,
     read_sidecar,
 )
+from gateway.drops.claims import ClaimedDrop
 from gateway.errors import MessageFormatError
 from gateway.formats.arkivmelding import arkivmelding_problems, read_arkivmelding
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, PROCESSES, RESPONSE_PROCESS
@@ -35,7 +36,6 @@ from gateway.fsio import (
     read_regular_file,
     text_name,
 )
-from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import FLAT_LISTS_FOLDER
 from gateway.journal.reader import JournalReader
 from gateway.journal.store import Journal

@@ -15,10 +15,11 @@ from typing import Any
 from gateway.clock import Clock, isoformat
 from gateway.config import Config
 from gateway.contract.statuses import Status
+from gateway.drops.claims import parse_claim_id
+from gateway.drops.parking import EXPLANATION_SUFFIX, park_claim
 from gateway.errors import JournalError
 from gateway.fsio import durable_rename
-from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import EXPLANATION_SUFFIX, park_claim
+from gateway.inbound.quarantine import QUARANTINE_FOLDER, find_kept, reference_of_kept
 from gateway.journal.operator import OperatorJournal
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
@@ -156,14 +157,14 @@ def release(config: Config, key: str, clock: Clock) -> list[str]:
         record = _one(journal, key, "in", "release")
         if record.phase != Phase.QUARANTINED:
             raise JournalError(_why_not(record, "released"))
-        quarantine = config.folders.state / "quarantine"
-        kept = kept_package(quarantine, record)
+        quarantine = config.folders.state / QUARANTINE_FOLDER
+        kept = find_kept(quarantine, record)
         if kept is None:
             raise JournalError(
                 f"the raw package of message {record.message_id} is not in {quarantine} "
-                f"(no {record.message_id}.*.zip); ask the sender to send the message again"
+                f"(no {record.message_id}.*); ask the sender to send the message again"
             )
-        reference = kept.name[len(record.message_id) + 1 : -len(".zip")]
+        reference = reference_of_kept(record.message_id, kept.name)
         now = clock.now()
         with journal.step():
             record = _fresh(journal, record, (Phase.QUARANTINED,), "released")
@@ -266,20 +267,6 @@ def find_parked(failed: Path, message_id: str) -> Path | None:
         if marker in head and (candidate.exists() or candidate.is_symlink()):
             return candidate
     return None
-
-
-def kept_package(quarantine: Path, record: MessageRecord) -> Path | None:
-    """The raw package the receiver kept when it quarantined `record`."""
-    named = record.detail.get("kept")
-    if named and "/" not in named and (quarantine / named).is_file():
-        return quarantine / named
-    try:
-        entries = sorted(os.listdir(quarantine))
-    except FileNotFoundError:
-        return None
-    prefix = f"{record.message_id}."
-    found = [entry for entry in entries if entry.startswith(prefix) and entry.endswith(".zip")]
-    return quarantine / found[-1] if found else None
 
 
 def daemon_pid(lock_path: Path) -> int | None:

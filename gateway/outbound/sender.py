@@ -27,19 +27,19 @@ from gateway.channels.base import Channel, Package
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.contract.statuses import Status
+from gateway.delivery.backoff import RetryPolicy, retry_after_of
+from gateway.delivery.circuit import ChannelCircuit, ChannelPaused, Circuits
 from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
+from gateway.drops.claims import parse_claim_id
+from gateway.drops.parking import park_claim
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
-from gateway.intake.claim import parse_claim_id
-from gateway.intake.failed import park_claim
 from gateway.journal import originals
+from gateway.journal.completion import settle
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
-from gateway.outbound.backoff import RetryPolicy, retry_after_of
-from gateway.outbound.circuit import ChannelCircuit, ChannelPaused, Circuits
-from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRecord, ServiceRegistryClient

@@ -24,14 +24,14 @@ from datetime import UTC, datetime
 from gateway.channels.base import Channel, SentMessage, StatusUpdate
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
+from gateway.delivery.circuit import ChannelCircuit, ChannelPaused
 from gateway.errors import ChannelError
+from gateway.journal.completion import record_status
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
-from gateway.outbound.circuit import ChannelCircuit, ChannelPaused
-from gateway.outbound.completion import record_status
 from gateway.outbound.poll_schedule import DAY_SECONDS, PollSchedule
 from gateway.receipts.writer import StatusWriter
 

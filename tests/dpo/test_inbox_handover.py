@@ -148,15 +148,22 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
     journal.close()
 
 
-def test_a_transfer_id_that_is_not_a_uuid_is_never_used_as_a_path(setting):
-    config, identity, trust, channel, _message_id = setting
+def test_a_transfer_id_that_looks_like_a_path_is_escaped_never_followed(setting):
+    """Transfer ids are the channel's opaque strings: `..`, `.` and `/` in one name no folder but its own."""
+    config, identity, trust, channel, message_id = setting
     sentinel = config.folders.state / "journal.sqlite"
+    downloads = config.folders.state / "incoming" / "dpo"
     receiver, journal = _receiver(config, identity, trust, channel)
+    hostile = ["..", ".", "../../etc"]
     try:
-        channel.list_inbound = lambda: ["..", ".", "../../etc"]
-        assert receiver.poll() == 0
+        channel.list_inbound = lambda: [] if channel.acknowledged else hostile
+        assert receiver.poll() == 3  # the message reaches the inbox once; its other transfers are duplicates
         assert sentinel.exists(), "the state folder must survive a hostile transfer id"
-        assert os.listdir(config.folders.inbox) == []
+        assert os.listdir(config.folders.inbox) == [message_id]
+        assert downloads.is_dir() and os.listdir(downloads) == []
+        assert not (config.folders.state / "etc").exists()
+        record = journal.find_live("in", message_id)
+        assert record is not None and record.detail["reference"] in hostile  # the channel's id, unescaped
     finally:
         receiver.close()
         receiver.statuses.close()

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import MessageFormatError
-from gateway.formats.sbd import DigitalDpv, from_json, from_xml, to_json, to_xml
+from gateway.formats.sbd import DigitalDpv, from_json, to_json
+from gateway.formats.sbd_xml import from_xml, to_xml
 from gateway.identifiers import FNR_WEIGHTS_1, FNR_WEIGHTS_2, ORGNR_WEIGHTS, mod11_check_digit
 
 from .conftest import make_sbd

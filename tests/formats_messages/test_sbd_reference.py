@@ -18,9 +18,9 @@ from gateway.formats.sbd import (
     Scope,
     Status,
     from_json,
-    from_xml,
     to_json,
 )
+from gateway.formats.sbd_xml import from_xml
 
 from .conftest import REFERENCE, feature_sbds
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import MessageFormatError
-from gateway.formats.sbd import Arkivmelding, Status, from_json, from_xml, to_json, to_xml, validate_sbd
+from gateway.formats.sbd import Arkivmelding, Status, from_json, to_json, validate_sbd
+from gateway.formats.sbd_xml import from_xml, to_xml
 
 from .conftest import make_sbd
 

@@ -23,10 +23,9 @@ from gateway.formats.sbd import (
     Scope,
     Status,
     from_json,
-    from_xml,
     to_json,
-    to_xml,
 )
+from gateway.formats.sbd_xml import from_xml, to_xml
 from gateway.xmlsafe import load_schema, parse_bytes
 
 from .conftest import PERSON, REFERENCE, make_sbd

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from gateway.contract.sidecar import read_sidecar
+from gateway.drops.claims import ClaimedDrop
 from gateway.errors import MessageFormatError
 from gateway.formats.asice import AsicDocument
 from gateway.fsio import UnreadableFile, printable, read_regular_file, text_name
 from gateway.identifiers import receiver_problem
 from gateway.intake import service as intake_service
-from gateway.intake.claim import ClaimedDrop
 from gateway.intake.outbox import Candidate
 from gateway.intake.validate import validate_claimed
 from gateway.outbound.compose import check_documents

@@ -161,6 +161,40 @@ def test_the_journal_and_the_contract_do_not_reach_up_into_the_pipeline():
     assert [v for v in violations if not (v.startswith("gateway.contract") and v.split()[-1] in CONTRACT_DOORS)] == []
 
 
+def test_the_delivery_rules_know_no_pipeline_and_no_channel():
+    """Back-off and the channel circuit count results and seconds: outbound and inbound share them."""
+    forbidden = ("journal", "intake", "outbound", "inbound", "operator", "channels", "routing", "receipts",
+                 "contract", "config", "jobs", "daemon", "wiring")
+    assert _violations(lambda m: _in(m, "delivery"), forbidden) == []
+
+
+def test_inbound_takes_nothing_from_outbound_but_the_status_message_it_composes():
+    """The status rules sit beside the journal and the delivery rules below both: inbound reaches up for neither."""
+    violations = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if _in(module, "inbound")
+        for target in targets
+        if _in(target, "outbound") and target != "gateway.outbound.compose"
+    )
+    assert violations == []
+
+
+def test_the_sender_and_the_operator_file_drops_without_reaching_into_the_intake():
+    """Claim ids and parking in failed/ sit below all three (gateway.drops); the operator may still show the
+    intake's verdict on a drop."""
+    violations = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if _in(module, "outbound", "operator")
+        for target in targets
+        if _in(target, "intake") and not (_in(module, "operator") and target == "gateway.intake.validate")
+    )
+    assert violations == []
+    forbidden = ("intake", "outbound", "inbound", "operator", "channels", "routing", "jobs", "daemon", "wiring")
+    assert _violations(lambda m: _in(m, "drops"), forbidden) == []
+
+
 def test_nothing_below_the_composition_root_imports_it():
     def importer(module: str) -> bool:
         return not _in(module, "cli", "commands", "daemon", "sandbox")
@@ -354,3 +388,44 @@ def route(channel):
     assert [token for _line, token in found] == ["DpvSettings", "varsel", '"channels.dpf.svarut_url"']
     assert all(line == 7 for line, _token in found)
     assert channel_words_in('x = "KRR"') and channel_words_in("corner2_url = 1") and channel_words_in("dpi = 1")
+
+
+def _module_cycles() -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a longer circle (Tarjan's components)."""
+    graph = import_graph()
+    index: dict[str, int] = {}
+    lowest: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = lowest[module] = len(index)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in graph:
+                continue
+            if target not in index:
+                visit(target)
+                lowest[module] = min(lowest[module], lowest[target])
+            elif target in stack:
+                lowest[module] = min(lowest[module], index[target])
+        if lowest[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_modules_do_not_import_each_other_in_a_circle():
+    """A lazy import inside a function hides a circle (formats.sbd and formats.sbd_xml had one): none is left."""
+    assert _module_cycles() == []
+    assert "gateway.formats.sbd" in import_graph()["gateway.formats.sbd_xml"]

@@ -22,8 +22,8 @@ from gateway.contract.statuses import Status
 from gateway.errors import RetryableChannelError
 from gateway.inbound.status_sender import StatusSender
 from gateway.intake.service import expire_overdue
+from gateway.journal.completion import record_status
 from gateway.journal.phases import Phase
-from gateway.outbound.completion import record_status
 from gateway.outbound.sender import RetryPolicy, Sender
 from gateway.routing.registry import InfoRecord, RegistryAnswer, ServiceRecord
 

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
-from gateway.intake.claim import new_claim_id
+from gateway.drops.claims import new_claim_id
 from gateway.journal.lock import InstanceLock
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import Phase

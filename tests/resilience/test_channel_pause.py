@@ -12,8 +12,8 @@ import pytest
 from gateway.channels.dpf.client import check_response as svarut_check
 from gateway.channels.dpo.client import BrokerClient
 from gateway.clock import FakeClock
+from gateway.delivery.circuit import ChannelPaused, Circuits
 from gateway.errors import PermanentChannelError, RetryableChannelError
-from gateway.outbound.circuit import ChannelPaused, Circuits
 from gateway.tokens import check_response as tokens_check
 from gateway.tokens import retry_after_seconds
 

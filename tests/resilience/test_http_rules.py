@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from gateway.clock import FakeClock
+from gateway.delivery.backoff import RetryPolicy
+from gateway.delivery.circuit import Circuits
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.logsummary import RepeatedErrors, same_kind
-from gateway.outbound.backoff import RetryPolicy
-from gateway.outbound.circuit import Circuits
 from gateway.tokens import check_response, retry_after_seconds
 
 

@@ -13,11 +13,11 @@ from gateway.channels.base import SentMessage, StatusUpdate
 from gateway.channels.dpv.channel import DPV_CAPABILITIES
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
+from gateway.delivery.circuit import Circuits
 from gateway.errors import RetryableChannelError
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
-from gateway.outbound.circuit import Circuits
 from gateway.outbound.poll_schedule import DAY_SECONDS, PollSchedule
 from gateway.outbound.status_poller import StatusPoller
 from gateway.receipts.writer import StatusWriter
