@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox",
         help="run the sandbox network alone, for several gateways to share",
         description="Run the built-in sandbox network on loopback: a service registry with signed answers, a "
-        "token endpoint, an Altinn-like DPO broker, and an automatic peer organisation that answers messages. "
+        "token endpoint, each channel's service, and an automatic peer organisation that answers messages. "
         "It prints, for each test organisation, the config.yaml settings that join a gateway to it.",
     )
     sandbox.add_argument("--data", type=Path, default=Path("var/sandbox"), help="state folder (default: %(default)s)")
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--failed", action="store_true", help="only failed, rejected or quarantined messages")
     status.add_argument("--phase", choices=[phase.value for phase in Phase], metavar="PHASE",
                         help="only messages in this phase: " + ", ".join(phase.value for phase in Phase))
-    status.add_argument("--channel", help="only messages on this channel (DPO, DPV...)")
+    status.add_argument("--channel", help="only messages on this channel (its name as in the status files)")
     status.add_argument("--receiver", help="only messages to this organisation or person number")
     status.add_argument("--drop", metavar="NAME", help="only drops whose name contains NAME")
     status.add_argument("--since", metavar="WHEN", help="only messages created since: an age (30m, 2h, 1d) or a "

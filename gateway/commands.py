@@ -110,13 +110,9 @@ def run(args: argparse.Namespace) -> int:
 def with_network_settings(config: Config, settings: dict) -> Config:
     """`config` joined to a network: its URLs, and its keystore and trust unless config.yaml names them."""
     network = dataclasses.replace(config.network, **settings["network"])
-    channels = dataclasses.replace(
-        config.channels,
-        **{
-            name: dataclasses.replace(getattr(config.channels, name), **block)
-            for name, block in settings.get("channels", {}).items()
-        },
-    )
+    channels = config.channels
+    for name, block in settings.get("channels", {}).items():
+        channels = channels.with_block(name, dataclasses.replace(getattr(channels, name), **block))
     keystore = config.keystore
     if not keystore.configured:
         keystore = KeystoreConfig(

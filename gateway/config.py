@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import grp
 import ipaddress
-import os
-import re
 import ssl
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.channels.registry import KINDS, default_preference
+from gateway.config_fields import build_section, unknown_key
 from gateway.environments import ENVIRONMENTS, SANDBOX, TABLE, anchors_file
 from gateway.errors import ConfigError
 from gateway.identifiers import orgnr_problem
@@ -205,17 +206,14 @@ class NetworkConfig:
     token_url: str | None = None
     token_audience: str | None = None  # Maskinporten's issuer; by default the token URL's parent, ending in /
     client_id: str | None = None  # the Maskinporten client's id; required outside the sandbox
-    altinn_exchange_url: str | None = None  # Maskinporten token -> Altinn token, for DPO and DPV
-    # A key registered on the Maskinporten client (its kid, and the private key as PEM): the Altinn grants (DPO,
-    # DPV) name it instead of carrying the certificate, as the reference's JWK mode does for synthetic test
+    altinn_exchange_url: str | None = None  # Maskinporten token -> Altinn token, for the Altinn channels
+    # A key registered on the Maskinporten client (its kid, and the private key as PEM): the Altinn grants
+    # name it instead of carrying the certificate, as the reference's JWK mode does for synthetic test
     # organisations that have no enterprise certificate of their own. The rest keep the certificate.
     jwk_key_id: str | None = None
     jwk_private_key: Path | None = None
-    # Kept for configurations written before the channels section: the same as channels.dpo.broker_url,
-    # channels.dpo.resource and channels.dpo.inbound_poll_seconds.
-    broker_url: str | None = None
-    broker_resource: str | None = None
-    inbound_poll_seconds: float | None = None
+    # Keys of configurations written before the channels section are taken by the channel that declares them
+    # (its settings' `legacy`), not kept here.
     registry_cache_seconds: float = 300.0
     send_interval_seconds: float = 1.0
     http_timeout_seconds: float = 30.0
@@ -229,85 +227,67 @@ class NetworkConfig:
     tls_ca_bundle: Path | None = None
 
 
-@dataclass(frozen=True)
-class DpoChannelConfig:
-    """DPO over the Altinn 3 Broker."""
-
-    enabled: bool = True
-    broker_url: str | None = None
-    resource: str = "eformidling-dpo-meldingsutveksling"
-    inbound_poll_seconds: float = 5.0
-    max_in_flight: int = 32  # requests on the wire at once: sends, downloads, status messages each
-    # Digdir's DPO resource admits only Altinn system users: the organisation whose system user the
-    # broker's tokens name (default our own), and the name it was created with, which Altinn keeps as its
-    # externalRef (default <orgnr>_integrasjonspunkt_systembruker_<orgnr>, as the reference creates it).
-    system_user_org: str | None = None
-    system_user_external_ref: str | None = None
-
-    @property
-    def configured(self) -> bool:
-        return self.enabled and bool(self.broker_url)
-
-
-@dataclass(frozen=True)
-class DpvChannelConfig:
-    """DPV over Altinn 3 Correspondence: the receiver's Altinn mailbox, with a notification (varsel)."""
-
-    enabled: bool = True
-    correspondence_url: str | None = None
-    status_poll_seconds: float = 30.0
-    status_batch: int = 200
-    max_in_flight: int = 32  # requests on the wire at once: sends and status look-ups each
-    # The notification when the sidecar's dpv block gives none: Email, Sms or EmailAndSms.
-    notification_channel: str = "EmailAndSms"
-    notification_text: str = "Du har mottatt en melding i Altinn."
-    sensitive_notification_text: str = "Du har mottatt en taushetsbelagt melding i Altinn. Logg inn for å lese den."
-    email_subject: str = "Ny melding i Altinn"
-    days_to_reply: int | None = None
-
-    @property
-    def configured(self) -> bool:
-        return self.enabled and bool(self.correspondence_url)
-
-
-@dataclass(frozen=True)
-class DpfChannelConfig:
-    """DPF over KS SvarUt (sending, REST v2) and SvarInn (receiving): messages to and from municipalities.
-
-    SvarUt calls carry a Maskinporten token (scope ks:fiks) and the Fiks integration's id and password;
-    SvarInn uses the receiving system's (mottakersystem) user name and service password. Passwords are
-    read from files, never given in config.yaml.
-    """
-
-    enabled: bool = True
-    svarut_url: str | None = None  # https://svarut.ks.no/api
-    account_id: str | None = None  # the SvarUt account (kontoId) we send from
-    integration_id: str | None = None
-    integration_password_file: Path | None = None
-    svarinn_url: str | None = None  # https://svarut.ks.no/tjenester/svarinn; without it nothing is received
-    svarinn_username: str | None = None
-    svarinn_password_file: Path | None = None
-    inbound_poll_seconds: float = 900.0
-    status_poll_seconds: float = 300.0
-    status_batch: int = 2000
-    max_in_flight: int = 16  # requests on the wire at once: sends, downloads, status searches each
-
-    @property
-    def configured(self) -> bool:
-        return self.enabled and bool(self.svarut_url)
-
-
-@dataclass(frozen=True)
 class ChannelsConfig:
-    """One block per channel; a channel with its URL set (and not `enabled: false`) is used."""
+    """The `channels:` section: one block per channel, each parsed by its channel (gateway/channels/<name>/
+    settings.py); a channel with its URL set (and not `enabled: false`) is used. `config.channels.<key>` is the
+    block of channel <key>; a channel not in config.yaml has its block's defaults (not configured)."""
 
-    dpo: DpoChannelConfig = field(default_factory=DpoChannelConfig)
-    dpv: DpvChannelConfig = field(default_factory=DpvChannelConfig)
-    dpf: DpfChannelConfig = field(default_factory=DpfChannelConfig)
+    def __init__(self, blocks: Mapping[str, Any] | None = None) -> None:
+        given = dict(blocks or {})
+        ordered = {key: given.pop(key) if key in given else kind.settings.schema()
+                   for key, kind in KINDS.items() if kind.settings is not None}
+        object.__setattr__(self, "blocks", {**ordered, **given})
+
+    blocks: dict[str, Any]
+
+    def __getattr__(self, key: str) -> Any:
+        blocks = self.__dict__.get("blocks", {})
+        if key in blocks:
+            return blocks[key]
+        raise AttributeError(f"no channel block {key!r}")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("the channels section is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChannelsConfig) and self.blocks == other.blocks
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.blocks)))
+
+    def __repr__(self) -> str:
+        return f"ChannelsConfig({self.blocks!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ChannelsConfig, (self.blocks,))
 
     def enabled(self) -> dict[str, Any]:
-        """The configured channel blocks by name (dpo, dpv, ...)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name).configured}
+        """The configured channel blocks by key (as in config.yaml), in the registry's order."""
+        return {key: block for key, block in self.blocks.items() if block.configured}
+
+    def with_block(self, key: str, block: Any) -> ChannelsConfig:
+        return ChannelsConfig({**self.blocks, key: block})
+
+
+ORGANISATIONS = "organisations"  # the receiver kinds a preference is given for
+PERSONS = "persons"
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """The order in which channels are asked whether they can carry a message: per receiver kind, and per
+    process where `processes` names one. Empty: the channels' own default order (gateway/channels/)."""
+
+    organisations: tuple[str, ...] = ()
+    persons: tuple[str, ...] = ()
+    processes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def preference(self, process: str, is_person: bool) -> tuple[str, ...]:
+        """The channel names to ask, in order, for a message of `process` to a person or an organisation."""
+        if process in self.processes:
+            return self.processes[process]
+        chosen = self.persons if is_person else self.organisations
+        return chosen or default_preference(PERSONS if is_person else ORGANISATIONS)
 
 
 @dataclass(frozen=True)
@@ -334,6 +314,7 @@ class Config:
     trust: TrustConfig = field(default_factory=TrustConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     disk_floor_mb: DiskFloorsConfig = field(default_factory=DiskFloorsConfig)
@@ -355,6 +336,7 @@ _SECTIONS: dict[str, type] = {
     "trust": TrustConfig,
     "network": NetworkConfig,
     "channels": ChannelsConfig,
+    "routing": RoutingConfig,
     "sandbox": SandboxConfig,
     "ops": OpsConfig,
     "disk_floor_mb": DiskFloorsConfig,
@@ -364,7 +346,6 @@ _CHOICES = {
     "intake.mode": ("auto", "events", "polling"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "logging.format": ("text", "json"),
-    "channels.dpv.notification_channel": ("Email", "Sms", "EmailAndSms"),
     "network.environment": ENVIRONMENTS,
     "trust.revocation": ("refuse", "warn"),
 }
@@ -374,16 +355,6 @@ _POSITIVE = {
     "intake.max_drop_bytes",
     "messages.default_lifetime_hours",
     "retention.purge_interval_minutes",
-    "network.inbound_poll_seconds",
-    "channels.dpo.inbound_poll_seconds",
-    "channels.dpv.status_poll_seconds",
-    "channels.dpv.status_batch",
-    "channels.dpf.inbound_poll_seconds",
-    "channels.dpf.status_poll_seconds",
-    "channels.dpf.status_batch",
-    "channels.dpo.max_in_flight",
-    "channels.dpv.max_in_flight",
-    "channels.dpf.max_in_flight",
     "network.send_interval_seconds",
     "network.http_timeout_seconds",
     "network.max_parallel_sends",
@@ -422,7 +393,7 @@ def load_config(path: Path) -> Config:
     raw = _with_environment(path, raw)
     for key in raw:
         if key not in _SECTIONS:
-            raise ConfigError(_unknown(path, str(key), _SECTIONS))
+            raise ConfigError(unknown_key(path, str(key), _SECTIONS))
     for name in _REQUIRED_SECTIONS:
         if name not in raw:
             raise ConfigError(f"{path}: section '{name}' is missing; add it (see the README's configuration table)")
@@ -432,8 +403,14 @@ def load_config(path: Path) -> Config:
             raise ConfigError(f"{path}: '{name}' must be a mapping of keys, not {type(section_raw).__name__}")
         if section_type is ChannelsConfig:
             sections[name] = _build_channels(path, base, section_raw, raw.get("network") or {})
+        elif section_type is RoutingConfig:
+            sections[name] = _build_routing(path, section_raw)
+        elif section_type is NetworkConfig:
+            legacy = {key for kind in KINDS.values() if kind.settings for key in kind.settings.legacy}
+            network_raw = {key: value for key, value in section_raw.items() if key not in legacy}
+            sections[name] = build_section(path, base, name, section_type, network_raw, _POSITIVE, _CHOICES)
         else:
-            sections[name] = _build_section(path, base, name, section_type, section_raw)
+            sections[name] = build_section(path, base, name, section_type, section_raw, _POSITIVE, _CHOICES)
     config = Config(source=path.resolve(), **sections)
     problem = orgnr_problem(config.organisation.orgnr)
     if problem:
@@ -464,8 +441,10 @@ def _with_environment(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         for name, block in channels_raw.items():
             if isinstance(block, dict) or block is None:
                 block = dict(block or {})
-                for key, url in endpoints.channels.get(name, {}).items():
-                    if key in _URL_KEYS.get(name, ()):
+                kind = KINDS.get(name)
+                settings = kind.settings if kind is not None else None
+                for key, url in (settings.urls.get(environment, {}) if settings else {}).items():
+                    if key in settings.url_keys:  # type: ignore[union-attr]
                         block.setdefault(key, url)
             channels[name] = block
         filled["channels"] = channels
@@ -476,14 +455,6 @@ def _with_environment(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"{path}: sandbox.enabled is true but network.environment is {environment}; "
                           "remove one (the sandbox is its own environment)")
     return filled
-
-
-# The URL keys each channel block has, as the environment table names them.
-_URL_KEYS: dict[str, tuple[str, ...]] = {
-    "dpo": ("broker_url",),
-    "dpv": ("correspondence_url",),
-    "dpf": ("svarut_url", "svarinn_url"),
-}
 
 
 def _check_combinations(path: Path, config: Config) -> None:
@@ -498,14 +469,17 @@ def _check_combinations(path: Path, config: Config) -> None:
         )
     network_urls = ("service_registry_url", "token_url", "token_audience", "altinn_exchange_url")
     urls = {f"network.{key}": getattr(config.network, key) for key in network_urls}
-    urls["channels.dpo.broker_url"] = config.channels.dpo.broker_url
-    urls["channels.dpv.correspondence_url"] = config.channels.dpv.correspondence_url
-    urls["channels.dpf.svarut_url"] = config.channels.dpf.svarut_url
-    urls["channels.dpf.svarinn_url"] = config.channels.dpf.svarinn_url
+    for key, block in config.channels.blocks.items():
+        settings = KINDS[key].settings
+        for url_key in settings.url_keys if settings else ():
+            urls[f"channels.{key}.{url_key}"] = getattr(block, url_key)
     for dotted, value in urls.items():
         if value is not None and not value.startswith(("https://", "http://")):
             raise ConfigError(f"{path}: {dotted} must be an http(s) URL, not {value!r}")
-    _check_dpf(path, config.channels.dpf)
+    for key, block in config.channels.blocks.items():
+        settings = KINDS[key].settings
+        if settings is not None and settings.check is not None:
+            settings.check(str(path), block)
     _check_environment(path, config, urls)
     _check_outbound(path, config.network)
     network = config.network
@@ -513,10 +487,9 @@ def _check_combinations(path: Path, config: Config) -> None:
     partly = [key for key in ("service_registry_url", "token_url") if getattr(network, key)]
     if (partly or channel_urls) and (len(partly) < 2 or not channel_urls):
         missing = sorted({"service_registry_url", "token_url"} - set(partly))
-        what = (
-            f"network.{missing[0]}" if missing
-            else "a channel's URL (channels.dpo.broker_url, channels.dpv.correspondence_url)"
-        )
+        examples = [f"channels.{key}.{kind.settings.example_url}" for key, kind in KINDS.items()
+                    if kind.settings is not None and kind.settings.example_url]
+        what = f"network.{missing[0]}" if missing else f"a channel's URL ({', '.join(examples)})"
         raise ConfigError(
             f"{path}: {what} is missing; a network needs the service registry, the token endpoint and a channel"
         )
@@ -581,28 +554,14 @@ def _check_environment(path: Path, config: Config, urls: dict[str, str | None]) 
         for dotted, value in urls.items():
             if value is not None and not value.startswith("https://"):
                 raise ConfigError(f"{path}: {dotted} must be an https:// URL in {network.environment}, not {value!r}")
-    altinn = [name for name in ("dpo", "dpv") if getattr(config.channels, name).configured]
+    altinn = [KINDS[key].name for key in config.channels.enabled()
+              if (settings := KINDS[key].settings) is not None and settings.needs_altinn_exchange]
     if altinn and config.network_configured and not network.altinn_exchange_url:
         raise ConfigError(
-            f"{path}: network.altinn_exchange_url is missing; {' and '.join(n.upper() for n in altinn)} "
+            f"{path}: network.altinn_exchange_url is missing; {' and '.join(altinn)} "
             f"{'call' if len(altinn) > 1 else 'calls'} Altinn with an Altinn token exchanged for the Maskinporten "
             "token there (network.environment fills it in)"
         )
-
-
-def _check_dpf(path: Path, dpf: DpfChannelConfig) -> None:
-    if not dpf.configured:
-        return
-    needed = ["account_id", "integration_id", "integration_password_file"]
-    if dpf.svarinn_url:
-        needed += ["svarinn_username", "svarinn_password_file"]
-    for key in needed:
-        if getattr(dpf, key) is None:
-            raise ConfigError(
-                f"{path}: channels.dpf.{key} is missing; SvarUt/SvarInn need it (see the README's DPF table)"
-            )
-    # Whether the password files can be read is checked where they are read (check-config and the daemon's
-    # start): operator commands load this file too, as a user that may not read the service's credentials.
 
 
 def _check_outbound(path: Path, network: NetworkConfig) -> None:
@@ -651,130 +610,61 @@ def _check_outbound(path: Path, network: NetworkConfig) -> None:
 
 
 def _build_channels(path: Path, base: Path, raw: dict[str, Any], network_raw: dict[str, Any]) -> ChannelsConfig:
-    known = {f.name: f for f in fields(ChannelsConfig)}
-    blocks: dict[str, Any] = {}
+    """Each block parsed as its channel declares it (gateway/channels/<name>/settings.py)."""
+    known = {key: kind.settings for key, kind in KINDS.items() if kind.settings is not None}
     for name, block_raw in raw.items():
         if name not in known:
-            raise ConfigError(_unknown(path, f"channels.{name}", [f"channels.{k}" for k in known]))
+            raise ConfigError(unknown_key(path, f"channels.{name}", [f"channels.{k}" for k in known]))
         if not isinstance(block_raw, dict):
             raise ConfigError(f"{path}: 'channels.{name}' must be a mapping of keys, not {type(block_raw).__name__}")
-    for name, spec in known.items():
+    blocks: dict[str, Any] = {}
+    for name, settings in known.items():
         block_raw = dict(raw.get(name) or {})
-        if name == "dpo":
-            # The keys of configurations written before the channels section.
-            for legacy, key in (("broker_url", "broker_url"), ("broker_resource", "resource"),
-                                ("inbound_poll_seconds", "inbound_poll_seconds")):
-                if network_raw.get(legacy) is not None:
-                    if key in block_raw:
-                        raise ConfigError(
-                            f"{path}: network.{legacy} and channels.dpo.{key} are both set; keep channels.dpo.{key}"
-                        )
-                    block_raw[key] = network_raw[legacy]
-        blocks[name] = _build_section(path, base, f"channels.{name}", spec.default_factory, block_raw)  # type: ignore[misc]
-    return ChannelsConfig(**blocks)
+        for legacy, key in settings.legacy.items():
+            if network_raw.get(legacy) is not None:
+                if key in block_raw:
+                    raise ConfigError(
+                        f"{path}: network.{legacy} and channels.{name}.{key} are both set; keep channels.{name}.{key}"
+                    )
+                block_raw[key] = network_raw[legacy]
+        prefix = f"channels.{name}"
+        blocks[name] = build_section(
+            path, base, prefix, settings.schema, block_raw,
+            positive={f"{prefix}.{key}" for key in settings.positive},
+            choices={f"{prefix}.{key}": words for key, words in settings.choices.items()},
+        )
+    return ChannelsConfig(blocks)
 
 
-def _unknown(path: Path, key: str, known: Any) -> str:
-    return f"{path}: unknown key '{key}'; known keys here are {', '.join(sorted(known))} (check the spelling)"
+def _build_routing(path: Path, raw: dict[str, Any]) -> RoutingConfig:
+    """routing.organisations, routing.persons: lists of channel names; routing.processes: a process -> such a list."""
+    routable = {kind.name for kind in KINDS.values() if kind.routing is not None}
 
+    def order(dotted: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
+            raise ConfigError(
+                f"{path}: {dotted} must be a list of channel names, such as [{', '.join(sorted(routable))}]"
+            )
+        names = tuple(name.strip().upper() for name in value)
+        for name in names:
+            if name not in routable:
+                raise ConfigError(f"{path}: {dotted}: no channel is named {name!r}; the channels are "
+                                  f"{', '.join(sorted(routable))}")
+        if len(set(names)) < len(names):
+            raise ConfigError(f"{path}: {dotted} names a channel twice; name each once")
+        return names
 
-def _build_section(path: Path, base: Path, section: str, section_type: type, raw: dict[str, Any]) -> Any:
-    known = {f.name: f for f in fields(section_type)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(_unknown(path, f"{section}.{key}", [f"{section}.{k}" for k in known]))
-        dotted = f"{section}.{key}"
-        values[key] = _coerce(path, base, dotted, known[key].type, value)
-    for name, spec in known.items():
-        if name not in values and spec.default is spec.default_factory is MISSING:
-            raise ConfigError(f"{path}: {section}.{name} is required; add it")
-    return section_type(**values)
-
-
-def _coerce(path: Path, base: Path, dotted: str, type_name: Any, value: Any) -> Any:
-    type_text = str(type_name)
-    optional = "None" in type_text
-    type_text = type_text.replace(" | None", "")
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{path}: {dotted} is empty; give it a value or remove the line")
-    if type_text.startswith("Path"):
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{path}: {dotted} must be a folder path (text), not {value!r}")
-        folder = Path(os.path.expanduser(_expand_variables(path, dotted, value)))
-        return folder if folder.is_absolute() else (base / folder)
-    if type_text.startswith("dict"):
-        return _signer_pairs(path, dotted, value)
-    if type_text == "tuple[str, ...]":
-        if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-            raise ConfigError(f"{path}: {dotted} must be a list of names, such as [gateway.example.no, 10.0.0.5]")
-        return tuple(item.strip() for item in value)
-    if type_text == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: {dotted} must be true or false, not {value!r}")
-        return value
-    if type_text in ("int", "float"):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (type_text == "int" and isinstance(value, float))
-        ):
-            raise ConfigError(
-                f"{path}: {dotted} must be a {'whole ' if type_text == 'int' else ''}number, not {value!r}"
-            )
-        if value < 0 or (dotted in _POSITIVE and value == 0):
-            raise ConfigError(f"{path}: {dotted} must be greater than 0, not {value!r}")
-        return int(value) if type_text == "int" else float(value)
-    if type_text == "str":
-        if isinstance(value, int) and not isinstance(value, bool) and dotted == "organisation.orgnr":
-            value = str(value)
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: {dotted} must be text, not {value!r}")
-        if dotted in _CHOICES and value not in _CHOICES[dotted]:
-            raise ConfigError(f"{path}: {dotted} is {value!r}; use one of {', '.join(_CHOICES[dotted])}")
-        return value
-    raise ConfigError(f"{path}: {dotted}: unsupported setting type {type_text}")
-
-
-_VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)(?::-(?P<fallback>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))")
-
-
-def _expand_variables(path: Path, dotted: str, value: str) -> str:
-    """$NAME, ${NAME} and ${NAME:-fallback} in a path, from the environment: systemd hands the service its
-    credentials in ${CREDENTIALS_DIRECTORY} (LoadCredential=). A variable that is not set is an error, never an
-    empty string: "/keystore-password" would be a wrong file, read quietly."""
-
-    def value_of(found: re.Match[str]) -> str:
-        name = found["braced"] or found["bare"]
-        given = os.environ.get(name)
-        if given:
-            return given
-        if found["fallback"] is not None:
-            return found["fallback"]
-        why = (" (systemd sets it for the service when its unit has LoadCredential= lines; a command run outside "
-               "the service does not have it)") if name == "CREDENTIALS_DIRECTORY" else ""
-        raise ConfigError(
-            f"{path}: {dotted} ({value}) uses ${{{name}}}, which is not set (or empty) in the environment{why}; "
-            f"set it, or write ${{{name}:-/a/folder}} to name the folder to use without it"
-        )
-
-    return _VARIABLE.sub(value_of, value)
-
-
-def _signer_pairs(path: Path, dotted: str, value: Any) -> dict[str, tuple[str, ...]]:
-    """`signer: [sender, ...]`, every number a valid organisation number."""
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: {dotted} must map a signer's organisation number to a list of senders")
-    pairs: dict[str, tuple[str, ...]] = {}
-    for signer, senders in value.items():
-        senders = [senders] if isinstance(senders, str | int) else senders
-        if not isinstance(senders, list) or not senders:
-            raise ConfigError(f"{path}: {dotted}.{signer} must be a list of the senders it signs for")
-        for number in (signer, *senders):
-            problem = orgnr_problem(str(number))
-            if problem:
-                raise ConfigError(f"{path}: {dotted}: {number}: {problem}")
-        pairs[str(signer)] = tuple(str(sender) for sender in senders)
-    return pairs
+        if key in (ORGANISATIONS, PERSONS):
+            values[key] = order(f"routing.{key}", value)
+        elif key == "processes":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: routing.processes must map a process (urn:no:difi:profile:...) to a list "
+                                  "of channel names")
+            values[key] = {str(process): order(f"routing.processes.{process}", names)
+                           for process, names in value.items()}
+        else:
+            raise ConfigError(unknown_key(path, f"routing.{key}", ["routing.organisations", "routing.persons",
+                                                                   "routing.processes"]))
+    return RoutingConfig(**values)

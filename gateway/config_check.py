@@ -68,15 +68,12 @@ def keystore_check(now: datetime) -> Check:
 
 def secrets_check(config: Config) -> list[Finding]:
     """The channels' password files, read as the daemon will read them."""
-    from gateway.channels.registry import read_secret
+    from gateway.channels.kind import read_secret, secret_paths
+    from gateway.channels.registry import KINDS
 
-    dpf = config.channels.dpf
-    if not dpf.configured:
-        return []
-    for key in ("integration_password_file", "svarinn_password_file"):
-        path = getattr(dpf, key)
-        if path is not None:
-            read_secret(path, f"channels.dpf.{key}")
+    for key, block in config.channels.enabled().items():
+        for dotted, path in secret_paths(KINDS[key], block):
+            read_secret(path, dotted)
     return []
 
 

@@ -21,14 +21,15 @@ ENVIRONMENTS = (SANDBOX, TEST, PRODUCTION)
 
 @dataclass(frozen=True)
 class Endpoints:
-    """One environment's addresses. Keys match the config keys they fill (network.* and channels.<x>.*)."""
+    """One environment's shared addresses. Keys match the config keys they fill (network.*); each channel's own
+    rows (its URLs per environment) are in its settings (gateway/channels/<name>/settings.py), and config.py
+    asks the channel for them."""
 
     service_registry_url: str
     token_url: str
     token_audience: str  # Maskinporten's issuer identifier, trailing slash included: the grant's `aud`
     altinn_exchange_url: str  # Maskinporten token -> Altinn token, for every Altinn call
     altinn_health_url: str  # unauthenticated, as the reference's start-up probe of DPV
-    channels: dict[str, dict[str, str]]  # channel key -> its URL keys
 
     @property
     def registry_jwk_url(self) -> str:
@@ -42,18 +43,6 @@ TABLE: dict[str, Endpoints] = {
         token_audience="https://test.maskinporten.no/",
         altinn_exchange_url="https://platform.tt02.altinn.no/authentication/api/v1/exchange/maskinporten",
         altinn_health_url="https://platform.tt02.altinn.no/health-probe",
-        channels={
-            "dpo": {"broker_url": "https://platform.tt02.altinn.no/broker/api/v1"},
-            "dpv": {"correspondence_url": "https://test.eformidling.no/altinn-proxy/correspondence/api/v1"},
-            "dpf": {
-                "svarut_url": "https://test.svarut.ks.no/api",
-                "svarinn_url": "https://test.svarut.ks.no/tjenester/svarinn",
-            },
-            "dpi": {
-                "corner2_url": "https://sandbox1.ediex.no/api/v2/dpi",
-                "print_certificate_url": "https://test.kontaktregisteret.no/rest/v2/printSertifikat",
-            },
-        },
     ),
     PRODUCTION: Endpoints(
         service_registry_url="https://eformidling.no/adressetjeneste",
@@ -61,18 +50,6 @@ TABLE: dict[str, Endpoints] = {
         token_audience="https://maskinporten.no/",
         altinn_exchange_url="https://platform.altinn.no/authentication/api/v1/exchange/maskinporten",
         altinn_health_url="https://platform.altinn.no/health-probe/",
-        channels={
-            "dpo": {"broker_url": "https://platform.altinn.no/broker/api/v1"},
-            "dpv": {"correspondence_url": "https://eformidling.no/altinn-proxy/correspondence/api/v1"},
-            "dpf": {
-                "svarut_url": "https://svarut.ks.no/api",
-                "svarinn_url": "https://svarut.ks.no/tjenester/svarinn",
-            },
-            "dpi": {
-                "corner2_url": "https://edi.edigard.com/api/v2/dpi",
-                "print_certificate_url": "https://kontaktregisteret.no/rest/v2/printSertifikat",
-            },
-        },
     ),
 }
 

@@ -23,9 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from gateway.channels.records import ServiceRecord
 from gateway.formats.asice import AsicContents, AsicDocument
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.routing.registry import ServiceRecord
 
 
 @dataclass(frozen=True)

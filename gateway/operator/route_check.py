@@ -9,18 +9,16 @@ from typing import Any
 
 import yaml
 
-from gateway.channels.registry import registry_scopes
+from gateway.channels.registry import kind_named, registry_scopes
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.credentials import authorisation_for, load_identity, load_trust, registry_signers
 from gateway.errors import GatewayError, PermanentChannelError, RetryableChannelError
-from gateway.formats.sbd import DOCUMENT_TYPES
-from gateway.identifiers import is_person
 from gateway.intake.validate import AcceptedDrop
 from gateway.operator.actions import daemon_pid
 from gateway.outbound_http import outbound_client
 from gateway.routing.registry import ServiceRegistryClient
-from gateway.routing.route import choose_route
+from gateway.routing.resolver import route_for
 
 SANDBOX_NETWORK_FILE = "network.yaml"
 Joiner = Callable[[Config, dict[str, Any]], Config]
@@ -87,12 +85,9 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
         registry = ServiceRegistryClient(network.service_registry_url, tokens, http, cache_ttl_s=0, clock=clock,
                                          signers=registry_signers(joined, load_trust(joined, revocation_http=http)))
         try:
-            answer = registry.lookup(
-                sidecar.receiver, accepted.process, sidecar.security_level, accepted.conversation_id
-            )
-            route = choose_route(
-                answer, accepted.process, DOCUMENT_TYPES.get(sidecar.message_type, ""),
-                is_person(sidecar.receiver), sidecar.security_level, pinned=sidecar.channel,
+            route, _answer = route_for(
+                registry, sidecar.receiver, accepted.process, sidecar.message_type, sidecar.security_level,
+                accepted.conversation_id, pinned=sidecar.channel, preferences=joined.routing,
             )
         except RetryableChannelError as exc:
             return RouteAnswer("not_asked", [
@@ -105,12 +100,15 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
             )
         except GatewayError as exc:
             return RouteAnswer("not_asked", [f"route: not looked up: {exc}"], source=source)
-    enabled = {name.upper() for name in blocks}
+    kind = kind_named(route.channel)
     lines = [f"route: {route.channel}: {route.reason}", f"  asked {source}"]
-    if route.channel.upper() not in enabled:
+    if kind is None or kind.key not in blocks or kind.build is None:
+        fix = (f"enable channels.{kind.key} or agree another channel with the receiver"
+               if kind is not None and kind.settings is not None
+               else "this gateway has no such channel yet: agree another channel with the receiver")
         lines.append(
             f"  but {route.channel} is not enabled in this gateway (channels section): the daemon would fail the "
-            f"message; enable channels.{route.channel.lower()} or agree another channel with the receiver"
+            f"message; {fix}"
         )
         return RouteAnswer("not_enabled", lines, route.channel, route.reason, source)
     return RouteAnswer("found", lines, route.channel, route.reason, source)

@@ -3,11 +3,11 @@ remaining life, and whether the network answers (a warning: intake runs and mess
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 
 import httpx
 
+from gateway.channels.registry import KINDS
 from gateway.config import Config
 from gateway.credentials import load_identity, load_trust
 from gateway.errors import ConfigError, SecurityError
@@ -41,36 +41,27 @@ def keystore_warnings(config: Config, now: datetime) -> list[str]:
 
 
 def network_endpoints(config: Config) -> dict[str, str]:
-    """The URLs the daemon talks to, by config key: the registry, the token endpoint, and every `..._url`
-    of every enabled channel block (so a channel added to config is probed and measured with no edit here)."""
+    """The URLs the daemon talks to, by config key: the registry, the token endpoint, and the URLs every enabled
+    channel names as its own (its settings' url_keys), so a channel added is probed and measured with no edit here."""
     urls = {
         "network.service_registry_url": config.network.service_registry_url,
         "network.token_url": config.network.token_url,
     }
-    for name, block in config.channels.enabled().items():
-        for key in _url_fields(block):
-            urls[f"channels.{name}.{key}"] = getattr(block, key)
+    for key, block in config.channels.enabled().items():
+        urls.update(KINDS[key].endpoint_keys(block))
     return {key: url for key, url in urls.items() if url}
 
 
 def endpoint_names(config: Config) -> dict[str, str]:
-    """The same URLs by short name, the metrics' and /healthz's labels: service_registry, token, a channel's
-    name where its block has one URL (dpo, dpv), else the channel and the URL's name (dpf_svarut, dpf_svarinn)."""
-    return {_short(config, key): url for key, url in network_endpoints(config).items()}
-
-
-def _url_fields(block: object) -> list[str]:
-    return [spec.name for spec in dataclasses.fields(block) if spec.name.endswith("_url")]  # type: ignore[arg-type]
-
-
-def _short(config: Config, key: str) -> str:
-    section, name, *rest = key.split(".")
-    if section != "channels":
-        return name.removesuffix("_url")
-    field_name = rest[0]
-    if len(_url_fields(getattr(config.channels, name))) == 1:
-        return name
-    return f"{name}_{field_name.removesuffix('_url')}"
+    """The same URLs by short name, the metrics' and /healthz's labels: service_registry, token, and each channel's
+    labels (its key where it has one URL, else the key and the URL's name)."""
+    names = {
+        key.split(".")[1].removesuffix("_url"): url
+        for key, url in network_endpoints(config).items() if key.startswith("network.")
+    }
+    for key, block in config.channels.enabled().items():
+        names.update(KINDS[key].endpoints(block))
+    return names
 
 
 def outbound_lines(config: Config) -> list[str]:

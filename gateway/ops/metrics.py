@@ -199,7 +199,7 @@ class PartsMetrics(Collector):
             errors, _last = self._http.snapshot()
             family = CounterMetricFamily(
                 "efm_gateway_channel_errors",
-                "Failed HTTP exchanges by endpoint (service_registry, token, dpo, dpf_svarut...), kind and HTTP status",
+                "Failed HTTP exchanges by endpoint (service_registry, token, each channel's own), kind and HTTP status",
                 labels=["endpoint", "kind", "status"],
             )
             for (endpoint, kind, status), count in sorted(errors.items()):

@@ -84,9 +84,10 @@ def registered_certificate(config: Config, identity: OrgIdentity, auth: Authoris
     what = f"asking the service registry for the certificate of {identity.orgnr}"
     tokens = auth.maskinporten(registry_scopes(config.channels.enabled()))
     response = bearer_request(http, tokens, what, "GET", url)
-    dpo_on = "dpo" in config.channels.enabled()
+    # Where a channel's senders encrypt to the certificate the registry holds for us, a wrong one is an error.
+    needed = any(KINDS[key].encrypted_to_registered_certificate for key in config.channels.enabled())
     if response.status_code == 404:
-        return CheckResult(ERROR if dpo_on else WARNING, "virksert",
+        return CheckResult(ERROR if needed else WARNING, "virksert",
                            f"the service registry holds no certificate for {identity.orgnr}: have Digdir register "
                            "the keystore's certificate (Virksert/ELMA) before anyone can send to you")
     check_response(response, what)
@@ -97,7 +98,7 @@ def registered_certificate(config: Config, identity: OrgIdentity, auth: Authoris
     ours = identity.certificate.serial_number
     if registered.serial_number != ours:
         return CheckResult(
-            ERROR if dpo_on else WARNING, "virksert",
+            ERROR if needed else WARNING, "virksert",
             f"the service registry holds a certificate with serial {registered.serial_number:x} for {identity.orgnr}, "
             f"but the keystore's has serial {ours:x}: senders would encrypt to a key we do not have; have Digdir "
             "register the keystore's certificate, or use the keystore whose certificate is registered",

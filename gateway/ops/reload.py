@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import Config
+from gateway.config import ChannelsConfig, Config
 
 LIVE_KEYS = re.compile(
     r"^(logging\.level"
@@ -27,9 +27,8 @@ LIVE_KEYS = re.compile(
     r"|disk_floor_mb\.\w+"
     r"|ops\.heartbeat_grace_seconds)$"
 )
-# Spelled the old way (network.inbound_poll_seconds), the DPO interval lands in channels.dpo: the
-# flattened view only sees the channels key.
-_SKIPPED = {"source", "network.broker_url", "network.broker_resource", "network.inbound_poll_seconds"}
+# A key spelled the old way (in network:) lands in its channel's block: the flattened view only sees that.
+_SKIPPED = {"source"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,11 @@ class ReloadPlan:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, ChannelsConfig):  # each channel's block under its key, as config.yaml spells it
+        flat_blocks: dict[str, Any] = {}
+        for key, block in value.blocks.items():
+            flat_blocks.update(flatten(block, f"{prefix}{key}."))
+        return flat_blocks
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         flat: dict[str, Any] = {}
         for spec in dataclasses.fields(value):
@@ -59,6 +63,8 @@ def plan_reload(running: Config, fresh: Config) -> ReloadPlan:
 
 
 def _with_value(holder: Any, path: list[str], value: Any) -> Any:
+    if isinstance(holder, ChannelsConfig):
+        return holder.with_block(path[0], _with_value(holder.blocks[path[0]], path[1:], value))
     if len(path) == 1:
         return dataclasses.replace(holder, **{path[0]: value})
     return dataclasses.replace(holder, **{path[0]: _with_value(getattr(holder, path[0]), path[1:], value)})

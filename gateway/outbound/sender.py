@@ -29,8 +29,6 @@ from gateway.config import Config
 from gateway.contract.statuses import Status
 from gateway.diskspace import DiskFull, DiskPause, full_folder, is_disk_full
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
-from gateway.formats.sbd import DOCUMENT_TYPES
-from gateway.identifiers import is_person
 from gateway.intake.claim import parse_claim_id
 from gateway.intake.failed import park_claim
 from gateway.journal import originals
@@ -45,7 +43,7 @@ from gateway.outbound.completion import settle
 from gateway.outbound.compose import compose, load_sidecar
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRecord, ServiceRegistryClient
-from gateway.routing.route import choose_route
+from gateway.routing.resolver import route_for
 
 log = logging.getLogger(__name__)
 
@@ -379,11 +377,8 @@ class Sender:
                 return {}, None
             return {}, ServiceRecord(**{**cached, "document_types": tuple(cached["document_types"])})
         assert record.receiver and record.process
-        answer = self.registry.lookup(record.receiver, record.process, security_level, record.conversation_id)
-        route = choose_route(
-            answer, record.process, DOCUMENT_TYPES.get(message_type, ""), is_person(record.receiver), security_level,
-            pinned=pinned,
-        )
+        route, _answer = route_for(self.registry, record.receiver, record.process, message_type, security_level,
+                                   record.conversation_id, pinned=pinned, preferences=self.config.routing)
         if record.channel and record.detail.get("reference") and route.channel != record.channel:
             # A send on the old channel may have gone through: never start another on a new one.
             raise PermanentChannelError(

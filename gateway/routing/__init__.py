@@ -7,14 +7,17 @@ from gateway.routing.registry import (
     ServiceRecord,
     ServiceRegistryClient,
 )
+from gateway.routing.resolver import Resolver, route_for
 from gateway.routing.route import Route, choose_route
 
 __all__ = [
     "InfoRecord",
     "ReceiverNotFound",
     "RegistryAnswer",
+    "Resolver",
     "Route",
     "ServiceRecord",
     "ServiceRegistryClient",
     "choose_route",
+    "route_for",
 ]

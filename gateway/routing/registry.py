@@ -13,13 +13,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import threading
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 import jwt
 
+from gateway.channels.records import InfoRecord, RegistryAnswer, ServiceRecord
 from gateway.clock import Clock, SystemClock
 from gateway.errors import ConfigError, PermanentChannelError, SecurityError
 from gateway.tokens import TokenSource, bearer_request, check_response
@@ -51,33 +51,6 @@ class ReceiverNotFound(PermanentChannelError):
     """The registry has no record of the receiver for the process asked about."""
 
 
-@dataclass(frozen=True)
-class InfoRecord:
-    identifier: str
-    organization_name: str
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    service: str  # DPO, DPF, DPV, DPI
-    process: str
-    document_types: tuple[str, ...]
-    certificate_pem: str | None
-    endpoint_url: str | None
-    service_code: str | None
-    service_edition_code: str | None
-    security_level: int | None
-    resource: str | None
-    organisation_number: str | None = None
-    organisation_name: str | None = None  # the receiver's name in the registry (its infoRecord)
-
-
-@dataclass(frozen=True)
-class RegistryAnswer:
-    info_record: InfoRecord
-    service_records: list[ServiceRecord]
-
-
 def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -105,12 +78,28 @@ def parse_answer(body: Any) -> RegistryAnswer:
                 resource=_optional_str(service.get("resource")),
                 organisation_number=_optional_str(entry.get("organisationNumber")),
                 organisation_name=name,
+                fields=_other_fields(entry),
             )
         )
     return RegistryAnswer(
         info_record=InfoRecord(str(info.get("identifier", "")), str(info.get("organizationName", ""))),
         service_records=records,
     )
+
+
+_READ_KEYS = frozenset({"process", "documentTypes", "pemCertificate", "organisationNumber", "service"})
+_READ_SERVICE_KEYS = frozenset({"identifier", "endpointUrl", "serviceCode", "serviceEditionCode", "securityLevel",
+                                "resource"})
+
+
+def _other_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """The record's keys this module does not read itself, for the channel that does."""
+    others = {key: value for key, value in entry.items() if key not in _READ_KEYS}
+    service = entry.get("service") or {}
+    extra = {key: value for key, value in service.items() if key not in _READ_SERVICE_KEYS}
+    if extra:
+        others["service"] = extra
+    return others
 
 
 class _Flight:

@@ -1,23 +1,23 @@
 """Which channel carries a message, and why, in words that go into the status file.
 
-Organisation: a DPO record for the process wins, then DPF (SvarInn), then DPV (Altinn mailbox).
-Person: an active digital mailbox (DPI), else print for vedtak, else DPV. Security level 4 with no
-DPO/DPF (organisation) or DPI (person) route is an error, never a silent DPV; a record counts only
-where its channel offers the message's level (DPF: where the receiver's SvarUt takes level 4). A
-sidecar may pin the channel: the pin wins when the registry offers a usable record on it, and is
-refused with a reason when not.
+Routing asks the channels in an order of preference (config.yaml's `routing:`, per receiver kind and process;
+by default the channels' own ranks: for organisations DPO's record, then a SvarInn address, then the Altinn
+mailbox; for persons a digital mailbox or print, then the Altinn mailbox) whether each can carry the message
+on the receiver's records (`ChannelRouting.can_carry`), and the first that can gives the route and its reason.
+A channel may also stop routing with a reason no later channel may get around (security level 4 never goes to
+an Altinn mailbox). A sidecar may pin the channel: the pin wins when the lookup offers a usable record on it,
+and is refused with a reason when not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
+from gateway.channels.kind import ChannelKind, MessageFacts, record_fits
+from gateway.channels.records import RegistryAnswer, ServiceRecord
+from gateway.channels.registry import KINDS, default_preference
 from gateway.errors import PermanentChannelError
-from gateway.routing.registry import RegistryAnswer, ServiceRecord
-
-DIGITAL_DOCUMENT = "urn:no:difi:digitalpost:xsd:digital::digital"
-PRINT_DOCUMENT = "urn:no:difi:digitalpost:xsd:fysisk::print"
-VEDTAK_PROCESS = "urn:no:difi:profile:digitalpost:vedtak:ver1.0"
 
 
 @dataclass(frozen=True)
@@ -28,22 +28,6 @@ class Route:
     is_print: bool = False
 
 
-def _usable(record: ServiceRecord, process: str, document_type: str, security_level: int | None) -> bool:
-    if record.process and record.process != process:
-        return False
-    # A DPI record answers for both digital and print: which one it offers is decided below.
-    if record.service != "DPI" and record.document_types and document_type not in record.document_types:
-        return False
-    return not (
-        security_level is not None and record.security_level is not None
-        and record.security_level < security_level
-    )
-
-
-def _first(records: list[ServiceRecord], channel: str) -> ServiceRecord | None:
-    return next((record for record in records if record.service == channel), None)
-
-
 def choose_route(
     answer: RegistryAnswer,
     process: str,
@@ -51,44 +35,49 @@ def choose_route(
     is_person: bool,
     security_level: int | None,
     pinned: str | None = None,
+    preference: Sequence[str] | None = None,
+    kinds: Mapping[str, ChannelKind] | None = None,
 ) -> Route:
-    """The route for a message, or PermanentChannelError explaining why there is none."""
-    receiver = answer.info_record.identifier or "the receiver"
-    usable = [r for r in answer.service_records if _usable(r, process, document_type, security_level)]
-    if pinned:
-        return _pinned_route(answer, usable, receiver, process, security_level, pinned)
-    if is_person:
-        return _person_route(answer, usable, receiver, process, document_type, security_level)
+    """The route for a message, or PermanentChannelError explaining why there is none.
 
-    dpo = _first(usable, "DPO")
-    if dpo:
-        return Route("DPO", dpo, f"receiver has a DPO record for process {process}: DPO")
-    dpf = _first(usable, "DPF")
-    if dpf:
-        return Route("DPF", dpf, "receiver has no DPO record for this process; SvarInn address found: DPF")
-    if security_level is not None and security_level >= 4:
-        raise PermanentChannelError(
-            f"{receiver} has no DPO or DPF (SvarInn) route for process {process}, and a message at "
-            "security level 4 may not go to the Altinn mailbox (DPV); send it at security level 3 "
-            "if its content allows, or agree another channel with the receiver"
-        )
-    dpv = _first(usable, "DPV")
-    if dpv:
-        return Route(
-            "DPV", dpv, f"receiver has no DPO record and no SvarInn address for process {process}: DPV (Altinn mailbox)"
-        )
+    `preference`: the channel names to ask, in order (default: the channels' own for persons or organisations);
+    `kinds`: the channels known (default: the registry's).
+    """
+    by_name = {kind.name: kind for kind in (kinds or KINDS).values() if kind.routing is not None}
+    receiver = answer.info_record.identifier or "the receiver"
+    facts = MessageFacts(receiver, process, document_type, is_person, security_level)
+
+    def fits(record: ServiceRecord) -> bool:
+        kind = by_name.get(record.service)
+        return kind.routing.fits(record, facts) if kind is not None and kind.routing else record_fits(record, facts)
+
+    usable = [record for record in answer.service_records if fits(record)]
+    if pinned:
+        return _pinned_route(usable, receiver, process, security_level, pinned)
+    order = preference if preference is not None else default_preference("persons" if is_person else "organisations")
+    earlier: list = []
+    for name in order:
+        kind = by_name.get(name)
+        if kind is None or kind.routing is None:
+            continue
+        records = [record for record in usable if record.service == name]
+        verdict = kind.routing.can_carry(replace(facts, earlier=tuple(earlier)), records)
+        if verdict.carries:
+            return Route(name, verdict.record, verdict.reason, verdict.is_print)
+        if verdict.final:
+            raise PermanentChannelError(verdict.reason)
+        earlier.append(kind.routing.words)
     raise PermanentChannelError(_no_route(answer, receiver, process, document_type))
 
 
 def _pinned_route(
-    answer: RegistryAnswer,
     usable: list[ServiceRecord],
     receiver: str,
     process: str,
     security_level: int | None,
     pinned: str,
 ) -> Route:
-    record = _first(usable, pinned)
+    record = next((record for record in usable if record.service == pinned), None)
     if record is not None:
         return Route(pinned, record, f"the sidecar pins channel {pinned}; the receiver has a {pinned} record for "
                                      f"process {process}: {pinned}")
@@ -99,34 +88,6 @@ def _pinned_route(
         f"process {process}{level}; it offers {', '.join(offered) or 'no channel'} for it: remove <channel> "
         "to let the routing rule choose, or pin one of those"
     )
-
-
-def _person_route(
-    answer: RegistryAnswer,
-    usable: list[ServiceRecord],
-    receiver: str,
-    process: str,
-    document_type: str,
-    security_level: int | None,
-) -> Route:
-    dpi = [record for record in usable if record.service == "DPI"]
-    digital = next((r for r in dpi if DIGITAL_DOCUMENT in r.document_types), None)
-    if digital and document_type != PRINT_DOCUMENT:
-        return Route("DPI", digital, "receiver has an active digital mailbox: DPI")
-    printable = next((r for r in dpi if PRINT_DOCUMENT in r.document_types), None)
-    if printable and (process == VEDTAK_PROCESS or document_type == PRINT_DOCUMENT):
-        why = "print was asked for" if document_type == PRINT_DOCUMENT else "a vedtak must reach them"
-        return Route("DPI", printable, f"receiver has no active digital mailbox and {why}: DPI print",
-                     is_print=True)
-    if security_level is not None and security_level >= 4:
-        raise PermanentChannelError(
-            f"{receiver} has no active digital mailbox (DPI) for process {process}, and a message at "
-            "security level 4 may not go to the Altinn mailbox (DPV); send it as print or at level 3"
-        )
-    dpv = _first(usable, "DPV")
-    if dpv:
-        return Route("DPV", dpv, "receiver has no active digital mailbox: DPV (Altinn mailbox, notified)")
-    raise PermanentChannelError(_no_route(answer, receiver, process, document_type))
 
 
 def _no_route(answer: RegistryAnswer, receiver: str, process: str, document_type: str) -> str:

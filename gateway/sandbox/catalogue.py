@@ -27,6 +27,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.formats.sbd import ARKIVMELDING_AREAS, RESPONSE_PROCESS
 from gateway.identifiers import is_valid_fnr, orgnr_problem
+from gateway.sandbox.persons import DpiDirectory
 
 CHANNELS = ("DPO", "DPF", "DPV", "DPI")
 
@@ -125,6 +126,8 @@ class SandboxOrganisation:
 class SandboxCatalogue:
     organisations: list[SandboxOrganisation]
     trusted_ca_pems: list[str]
+    # The citizens DPI reaches and their mailbox and print providers (persons.py); None: no persons in KRR.
+    dpi: DpiDirectory | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

@@ -44,10 +44,13 @@ from gateway.sandbox.catalogue import (
     SandboxCatalogue,
     SandboxOrganisation,
 )
+from gateway.sandbox.corner2_app import Corner2Service
+from gateway.sandbox.corner2_store import Corner2Options
 from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.peer import AutomaticPeer
+from gateway.sandbox.persons import BUILTIN_PERSONS, MAILBOX_PROVIDER, PRINT_PROVIDER, DpiDirectory
 from gateway.sandbox.revocation_app import revocation_app
 from gateway.sandbox.server import SandboxContext, SandboxServer
 from gateway.sandbox.signing import SandboxSigningKey
@@ -131,10 +134,16 @@ class SandboxNetwork:
     correspondence: CorrespondenceService = field(default_factory=CorrespondenceService)
     svarut: SvarUtService | None = None
     municipalities: dict[str, MunicipalityPeer] = field(default_factory=dict)
+    corner2: Corner2Service | None = None  # DPI: Corner 2 with its digital mailbox and print service
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def corner2_url(self) -> str:
+        """DPI's Corner 2 API root (`<root>/messages/out`), as the registry's DPI records name it."""
+        return f"{self.server.url}/dpi"
 
     @property
     def correspondence_url(self) -> str:
@@ -229,6 +238,10 @@ class SandboxNetwork:
             "correspondence_url": self.correspondence_url,
             "svarut_url": self.svarut_url,
             "svarinn_url": self.svarinn_url,
+            "corner2_url": self.corner2_url,
+            "persons": {person.fnr: {"name": person.name, "reserved": person.reserved,
+                                     "mailbox": person.mailbox_address, "notifiable": person.notifiable,
+                                     "moved": person.moved} for person in BUILTIN_PERSONS},
             "organisations": {
                 orgnr: {"name": name, "role": _role(orgnr, self)} for orgnr, name in self.organisations.items()
             },
@@ -295,6 +308,7 @@ def _role(orgnr: str, network: SandboxNetwork) -> str:
 def build_catalogue(
     pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str],
     extra_organisations: Sequence[SandboxOrganisation] = (),
+    dpi: DpiDirectory | None = None,
 ) -> tuple[SandboxCatalogue, dict[str, str]]:
     """The catalogue: gateways and peers on DPO (every arkivmelding process, response, avtalt), the
     DPV-only organisations on DPV. Returns it with orgnr -> name of everyone on it."""
@@ -324,7 +338,7 @@ def build_catalogue(
         names[extra.orgnr] = extra.name
     # Root and intermediate: grants carry only the leaf in x5c, as Maskinporten's clients send them.
     trusted = [pki.trust_bundle.read_text(encoding="ascii")]
-    return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted), names
+    return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted, dpi=dpi), names
 
 
 def start_network(
@@ -338,6 +352,7 @@ def start_network(
     faults: FaultPlan | None = None,
     broker: BrokerOptions | None = None,
     extra_organisations: Callable[[DevPki], Sequence[SandboxOrganisation]] | None = None,
+    corner2: Corner2Options | None = None,
 ) -> SandboxNetwork:
     """Start the sandbox network on 127.0.0.1:`port` (0: a free port) with its state in `data_dir`.
 
@@ -349,6 +364,7 @@ def start_network(
     through them too). `broker` sets how the DPO broker behaves (default: as the real one, system
     users only and a short virus scan). `extra_organisations` adds registry entries made with the PKI (tests:
     receivers whose record serves an expired, revoked or foreign certificate); nobody answers for them.
+    `corner2` sets DPI's timing (when SENDT, the open receipt and returned post come).
     """
     data_dir = Path(data_dir)
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
@@ -364,9 +380,19 @@ def start_network(
     # The PKI's CRLs and OCSP responder are on the sandbox server: at `port` when one is asked for, else at the
     # port the PKI recorded when it was made (certificates name that address).
     pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}, **municipalities,
-                                              KS_SVARUT[0]: KS_SVARUT[1], SANDBOX_REGISTRY[0]: SANDBOX_REGISTRY[1]},
+                                              KS_SVARUT[0]: KS_SVARUT[1], SANDBOX_REGISTRY[0]: SANDBOX_REGISTRY[1],
+                                              MAILBOX_PROVIDER[0]: MAILBOX_PROVIDER[1],
+                                              PRINT_PROVIDER[0]: PRINT_PROVIDER[1]},
                          revocation_port=port or None)
-    catalogue, names = build_catalogue(pki, gateways, peers, extra_organisations(pki) if extra_organisations else ())
+    mailbox_identity, print_identity = dev_identity(pki, MAILBOX_PROVIDER[0]), dev_identity(pki, PRINT_PROVIDER[0])
+    directory = DpiDirectory(
+        {person.fnr: person for person in BUILTIN_PERSONS},
+        (pki.folder / f"{MAILBOX_PROVIDER[0]}-cert.pem").read_text(encoding="ascii"),
+        (pki.folder / f"{PRINT_PROVIDER[0]}-cert.pem").read_text(encoding="ascii"),
+    )
+    catalogue, names = build_catalogue(pki, gateways, peers, extra_organisations(pki) if extra_organisations else (),
+                                       dpi=directory)
+    corner2_service = Corner2Service(mailbox_identity, print_identity, corner2 or Corner2Options())
     correspondence_service = CorrespondenceService(
         correspondence or CorrespondenceOptions(failing_recipients=FAILING_DPV_RECIPIENTS)
     )
@@ -387,7 +413,7 @@ def start_network(
     def server_on(server_port: int) -> SandboxServer:
         return SandboxServer(data_dir / "server", catalogue, port=server_port,
                              extra_apps={"/correspondence": correspondence_service, "/svarut": svarut_service,
-                                         "/pki": pki_app},
+                                         "/pki": pki_app, "/dpi": corner2_service},
                              faults=faults, broker=broker,
                              signing_key=SandboxSigningKey.from_identity(dev_identity(pki, SANDBOX_REGISTRY[0])))
 
@@ -405,7 +431,8 @@ def start_network(
     except BaseException:
         correspondence_service.close()
         raise
-    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names, correspondence_service, svarut_service)
+    network = SandboxNetwork(server, {}, pki, data_dir, gateways, names, correspondence_service, svarut_service,
+                             corner2=corner2_service)
     for orgnr in gateways:
         key_id, key_file = registered_jwk(pki, orgnr)
         registered = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
@@ -472,6 +499,7 @@ def serve_network_forever(
             f"  DPV varsler      {server.url}/correspondence/_sandbox/notifications",
             f"  DPF SvarUt       {network.svarut_url}",
             f"  DPF SvarInn      {network.svarinn_url}",
+            f"  DPI Corner 2     {network.corner2_url} (mailbox and print at {network.corner2_url}/_sandbox/)",
             f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)",
         ]
         for orgnr, peer in network.peers.items():
@@ -481,6 +509,8 @@ def serve_network_forever(
             level = MUNICIPALITY_LEVELS.get(orgnr, 4)
             answers = "archives via SvarInn" + (" and replies" if municipality.reply else "")
             lines.append(f"  municipality     {orgnr} {municipality.name} (DPF, level {level}; {answers})")
+        for person in BUILTIN_PERSONS:
+            lines.append(f"  person (DPI)     {person.fnr} {person.name}")
         for orgnr, name in network.organisations.items():
             if _role(orgnr, network) == DPV_ONLY:
                 fails = " (its correspondences fail)" if orgnr in FAILING_DPV_RECIPIENTS else ""

@@ -3,6 +3,11 @@
 Answers have the shape of the real SR (see reference/samples/service-registry/); with
 `Accept: application/jose` they come as a compact JWS signed with the sandbox key, verifiable
 against `/jwk`. Every route but `/jwk` needs an access token with an `eformidling:*` scope.
+
+A citizen in the catalogue's DPI directory (persons.py) is looked up in the sandbox's KRR as the real
+registry looks one up: the token needs `eformidling:dpi` (403 without) and the KRR scopes, which the
+registry's KRR call is made with (400 naming the missing ones); the records are chosen per process by the
+real registry's DpiMessageRouter, with a print record unless `print=false`.
 """
 
 from __future__ import annotations
@@ -25,12 +30,23 @@ from gateway.sandbox.catalogue import (
     document_types_for,
     dpv_resource_for,
 )
+from gateway.sandbox.persons import (
+    DPI_REGISTRY_SCOPES,
+    INFO_PROCESS,
+    KRR_SCOPES,
+    VEDTAK_PROCESS,
+    PostalAddress,
+    SandboxPerson,
+    citizen_info,
+    person_records,
+)
 from gateway.sandbox.signing import SandboxSigningKey
 
 log = logging.getLogger(__name__)
 
 REGISTRY_SCOPES = ("eformidling:dpo", "eformidling:dpv", "eformidling:dpf", "eformidling:dpi")
 JOSE = "application/jose"
+DIGITALPOST = (INFO_PROCESS, VEDTAK_PROCESS)
 
 # serviceCode, serviceEditionCode, securityLevel, Altinn resource per channel.
 SERVICE_DETAILS: dict[str, tuple[str | None, str | None, int, str | None]] = {
@@ -99,6 +115,29 @@ def registry_app(
             return problem(404, "Not Found", f"no organisation or person {identifier} in the registry")
         return organisation
 
+    def person_or_none(request: Request) -> SandboxPerson | None:
+        directory = catalogue.dpi
+        identifier = request.path_params["identifier"]
+        return directory.find(identifier) if directory is not None else None
+
+    def person_answer(request: Request, person: SandboxPerson, processes: list[str]) -> Response:
+        assert catalogue.dpi is not None
+        caller = access_tokens.caller_of(request, DPI_REGISTRY_SCOPES)
+        missing = [scope for scope in KRR_SCOPES if not {scope, f"krr:{scope}"} & caller.scopes]
+        if missing:
+            # The registry asks KRR with the caller's own token; KRR refuses it (a KontaktInfoException: 400).
+            return JSONResponse({"error_code": "", "error_description": (
+                f"KRR refused the lookup: the access token lacks the scope(s) {' '.join(missing)}")}, status_code=400)
+        sender = catalogue.find(caller.orgnr)
+        sender_name = sender.name if sender else f"Avsender {caller.orgnr}"
+        return_address = PostalAddress(sender_name, "Postboks 1", "0101", "OSLO")  # the sender's, from BRREG
+        print_wanted = request.query_params.get("print", "true").lower() != "false"
+        service_records = person_records(person, processes, catalogue.dpi, endpoint_urls, return_address,
+                                         print_wanted)
+        if not service_records:
+            return problem(404, "Not Found", f"no service record for the person for {', '.join(processes)}")
+        return answer(request, {"infoRecord": citizen_info(person), "serviceRecords": service_records})
+
     def records(organisation: SandboxOrganisation, processes: list[str]) -> list[dict[str, Any]]:
         return [
             service_record(organisation, channel, process, endpoint_urls.get(channel))
@@ -107,6 +146,12 @@ def registry_app(
         ]
 
     async def identifier_for_process(request: Request) -> Response:
+        person = person_or_none(request)
+        if person is not None:
+            process = request.path_params["process"]
+            if process not in DIGITALPOST:
+                return problem(404, "Not Found", f"a person has no service record for process {process}")
+            return person_answer(request, person, [process])
         found = organisation_or_404(request)
         if isinstance(found, Response):
             return found
@@ -117,6 +162,9 @@ def registry_app(
         return answer(request, {"infoRecord": info_record(found), "serviceRecords": service_records})
 
     async def identifier(request: Request) -> Response:
+        person = person_or_none(request)
+        if person is not None:
+            return person_answer(request, person, list(DIGITALPOST))
         found = organisation_or_404(request)
         if isinstance(found, Response):
             return found
@@ -125,6 +173,10 @@ def registry_app(
         return answer(request, body)
 
     async def info(request: Request) -> Response:
+        person = person_or_none(request)
+        if person is not None:
+            access_tokens.caller_of(request, REGISTRY_SCOPES)
+            return answer(request, {"infoRecord": citizen_info(person)})
         found = organisation_or_404(request)
         if isinstance(found, Response):
             return found

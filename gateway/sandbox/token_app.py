@@ -12,7 +12,7 @@ rule wrong fails here as it would fail in Digdir's test environment:
   `serialNumber` or `organizationIdentifier` (MP-122); the signature holds (MP-124);
 - `exp - iat` at most 120 s, `iat` not in the future and `exp` not past beyond 10 s (MP-130); a `jti` once
   (MP-012); no claim outside Maskinporten's list, and not both `consumer_org` and `iss_onbehalfof` (MP-011);
-- the scopes registered on the client: the eFormidling, Altinn and KS families (MP-200);
+- the scopes registered on the client: the eFormidling, Altinn and KS families, DPI's and KRR's (MP-200);
 - `authorization_details` of type `urn:altinn:systemuser` names the client organisation's own system
   user, with its `externalRef` `<orgnr>_integrasjonspunkt_systembruker_<orgnr>` (MP-301, MP-302, MP-303).
 """
@@ -53,8 +53,10 @@ ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512")
 # The claims Maskinporten lists for a JWT-bearer grant; any other is refused.
 ALLOWED_CLAIMS = frozenset({"aud", "iss", "scope", "iat", "exp", "jti", "resource", "consumer_org", "iss_onbehalfof",
                             "authorization_details"})
-# Scopes registered on every sandbox client: the eFormidling, Altinn and KS families real clients ask for.
-GRANTABLE_SCOPE = re.compile(r"^(eformidling|altinn|ks):[A-Za-z0-9_.:/-]{1,80}$")
+# Scopes registered on every sandbox client: the eFormidling, Altinn and KS families real clients ask for, DPI's
+# Corner 2 scope, and the KRR scopes a DPI person lookup needs (legacy unprefixed `global/*` and `krr:global/*`).
+GRANTABLE_SCOPE = re.compile(r"^((eformidling|altinn|ks):[A-Za-z0-9_.:/-]{1,80}|digitalpostinnbygger:send"
+                             r"|(krr:)?global/[a-z]{1,40}\.read)$")
 
 
 class GrantRefused(Exception):

@@ -11,9 +11,9 @@ import pytest
 
 from gateway.channels.base import SentMessage
 from gateway.channels.dpf.forsendelse import STATE_MEANINGS, updates_for_state
+from gateway.channels.dpf.settings import DpfChannelConfig
 from gateway.channels.registry import ChannelTools, build_channels
 from gateway.clock import SystemClock
-from gateway.config import DpfChannelConfig
 from gateway.devcerts import dev_identity
 from gateway.errors import PermanentChannelError
 from gateway.formats.keys import TrustStore

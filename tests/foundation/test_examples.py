@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from gateway.channels.registry import dpo_system_user
+from gateway.channels.registry import KINDS, dpo_system_user
 from gateway.config import Config, load_config
 from gateway.devcerts import P12_PASSWORD, create_dev_pki
 from gateway.environments import TABLE, anchors_file
@@ -120,10 +120,11 @@ def test_the_example_fills_in_its_environments_endpoints_and_uses_every_channel(
     assert network.altinn_exchange_url == endpoints.altinn_exchange_url
     assert network.client_id  # required outside the sandbox; the example holds a placeholder
     assert sorted(config.channels.enabled()) == ["dpf", "dpo", "dpv"]
-    assert config.channels.dpo.broker_url == endpoints.channels["dpo"]["broker_url"]
-    assert config.channels.dpv.correspondence_url == endpoints.channels["dpv"]["correspondence_url"]
-    assert config.channels.dpf.svarut_url == endpoints.channels["dpf"]["svarut_url"]
-    assert config.channels.dpf.svarinn_url == endpoints.channels["dpf"]["svarinn_url"]
+    rows = {key: KINDS[key].settings.urls[environment] for key in ("dpo", "dpv", "dpf")}  # each channel's own rows
+    assert config.channels.dpo.broker_url == rows["dpo"]["broker_url"]
+    assert config.channels.dpv.correspondence_url == rows["dpv"]["correspondence_url"]
+    assert config.channels.dpf.svarut_url == rows["dpf"]["svarut_url"]
+    assert config.channels.dpf.svarinn_url == rows["dpf"]["svarinn_url"]
     if environment == "test":
         assert network.token_url == "https://test.maskinporten.no/token"
         assert config.channels.dpo.broker_url == "https://platform.tt02.altinn.no/broker/api/v1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.channels.dpi_kind import DIGITAL_DOCUMENT, PRINT_DOCUMENT, VEDTAK_PROCESS
 from gateway.errors import PermanentChannelError
 from gateway.routing import InfoRecord, RegistryAnswer, ServiceRecord, choose_route
-from gateway.routing.route import DIGITAL_DOCUMENT, PRINT_DOCUMENT, VEDTAK_PROCESS
 
 ADMIN = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 ARKIVMELDING = "urn:no:difi:arkivmelding:xsd::arkivmelding"

@@ -44,13 +44,13 @@ from gateway.channels.dpf.inbound import (
     sbd_of,
     stated_sender,
 )
+from gateway.channels.records import ServiceRecord
 from gateway.clock import Clock
 from gateway.errors import MessageFormatError, PermanentChannelError
 from gateway.formats.asice import AsicContents
 from gateway.formats.cms import encrypt_file, encrypt_stream
 from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.routing.registry import ServiceRecord
 from gateway.trust.receivers import ReceiverTrust
 from gateway.trust.store import TrustStore
 

@@ -30,13 +30,13 @@ from gateway.channels.base import (
 from gateway.channels.dpo.client import PROCESSING_STATES, BrokerClient, md5_hex
 from gateway.channels.dpo.package import pack_in_memory, pack_message
 from gateway.channels.dpo.unpack import ReceivedPackage, open_package, open_payload
+from gateway.channels.records import ServiceRecord
 from gateway.clock import Clock
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.asice import AsicContents, AsicLimits
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument
 from gateway.identifiers import to_party_value
-from gateway.routing.registry import ServiceRecord
 from gateway.trust.receivers import ReceiverTrust
 
 DPO_MAX_BYTES = 1_000_000_000

@@ -27,11 +27,11 @@ from gateway.channels.base import (
 )
 from gateway.channels.dpv.client import CorrespondenceClient, CorrespondenceNotFound
 from gateway.channels.dpv.models import MAX_ATTACHMENT_BYTES, Attachment, CorrespondenceDetails, NotificationRequest
+from gateway.channels.records import ServiceRecord
 from gateway.clock import Clock
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import StandardBusinessDocument
-from gateway.routing.registry import ServiceRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,278 @@
+"""HTTP client for DPI's Corner 2 (the sender's access point), production or sandbox alike.
+
+`base_url` is the API root: `https://edi.edigard.com/api/v2/dpi` in production, `https://sandbox1.ediex.no/api/v2/dpi`
+in test, `<sandbox>/dpi` on loopback (networks.md §5). Every call carries a Maskinporten token with
+`digitalpostinnbygger:send` (the caller's `TokenSource`, from gateway.authorisation).
+
+    send(forretningsmelding, dokumentpakke, kanal)   POST /messages/out, multipart as the reference sends it:
+                                                     `forretningsmelding` (application/jwt, sbd.jwt) and
+                                                     `dokumentpakke` (application/cms, asic.cms), streamed
+    statuses(message_id)                             GET /messages/out/{id}/statuses; 404/410 -> MessageGone
+    incoming(avsenderidentifikator, kanal)           GET /messages/in: the receipts waiting (204: none)
+    mark_read(message_id)                            POST /messages/in/{id}/read (404 tolerated, as the reference)
+
+`StatusPolling` polls the statuses of open messages with the reference's lessons built in: every request has its
+own timeout (a hung Corner 2 costs one timeout, not the poller), a round never overlaps the previous one (a second
+caller gets nothing and says so), old messages are asked for less often, and a message Corner 2 no longer has
+(404, 410) gets one ANNET "deleted at the provider" that ends its polling instead of being asked for ever.
+
+Errors: network, timeouts, 429 and 5xx are RetryableChannelError; other 4xx PermanentChannelError with Corner 2's
+own words (its problem+json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.channels.base import SentMessage, StatusUpdate
+from gateway.clock import Clock, SystemClock
+from gateway.errors import PermanentChannelError, RetryableChannelError
+from gateway.tokens import TokenSource, bearer_request, check_response, server_words
+
+log = logging.getLogger(__name__)
+
+DPI_SCOPE = "digitalpostinnbygger:send"  # networks.md §1: the Corner 2 token's scope
+MAX_DOKUMENTPAKKE_BYTES = 50 * 1024 * 1024  # DPI's limit (eformidling.md)
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_PAGE_SIZE = 100
+HOUR = 3600.0
+# (message at least this old, in seconds) -> (then asked for at most once per this many seconds)
+DEFAULT_BACKOFF: tuple[tuple[float, float], ...] = ((0.0, 0.0), (24 * HOUR, 300.0), (7 * 24 * HOUR, HOUR),
+                                                    (30 * 24 * HOUR, 6 * HOUR))
+
+
+class MessageGone(PermanentChannelError):
+    """Corner 2 no longer has the message (404: never had it or deleted it; 410: deleted)."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Corner2Status:
+    """One of Corner 2's own statuses: OPPRETTET (it has the message), SENDT (handed on), FEILET."""
+
+    status: str
+    timestamp: datetime | None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message waiting at Corner 2 for us: in DPI 1.0 a receipt, its SBD as a signed JWT."""
+
+    forretningsmelding: str
+    download_url: str | None = None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Corner2Client:
+    """One organisation's calls to Corner 2; `timeout` bounds every request (connect, each read, each write)."""
+
+    def __init__(self, base_url: str, tokens: TokenSource, http: httpx.Client, timeout: float = DEFAULT_TIMEOUT_S,
+                 page_size: int = DEFAULT_PAGE_SIZE) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.http = http
+        self.timeout = timeout
+        self.page_size = page_size
+
+    def _request(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        return bearer_request(self.http, self.tokens, what, method, f"{self.base_url}{path}", headers=headers,
+                              timeout=self.timeout, **kwargs)
+
+    def send(self, forretningsmelding: str, dokumentpakke: Path | bytes, kanal: str | None = None) -> None:
+        """POST the message; the 50 MB limit is checked before anything is sent (PermanentChannelError)."""
+        size = len(dokumentpakke) if isinstance(dokumentpakke, bytes) else os.stat(dokumentpakke).st_size
+        if size > MAX_DOKUMENTPAKKE_BYTES:
+            raise PermanentChannelError(f"the dokumentpakke is {size} bytes, more than DPI's limit of "
+                                        f"{MAX_DOKUMENTPAKKE_BYTES} bytes (50 MB); nothing was sent")
+        what = "sending the message to Corner 2"
+        params = {"kanal": kanal} if kanal else None
+        with contextlib.ExitStack() as stack:
+            # httpx rewinds a file part when it renders the body again (bearer_request's one retry after a 401).
+            package = (io.BytesIO(dokumentpakke) if isinstance(dokumentpakke, bytes)
+                       else stack.enter_context(open(dokumentpakke, "rb")))
+            files = [("forretningsmelding", ("sbd.jwt", forretningsmelding.encode("ascii"), "application/jwt")),
+                     ("dokumentpakke", ("asic.cms", package, "application/cms"))]
+            response = self._request(what, "POST", "/messages/out", params=params, files=files)
+        check_response(response, what)
+
+    def statuses(self, message_id: str) -> list[Corner2Status]:
+        """Corner 2's statuses of one message, oldest first; MessageGone when it no longer has the message."""
+        what = f"reading the statuses of message {message_id} at Corner 2"
+        response = self._request(what, "GET", f"/messages/out/{message_id}/statuses")
+        if response.status_code in (404, 410):
+            raise MessageGone(f"{what}: HTTP {response.status_code}: {server_words(response)}", response.status_code)
+        check_response(response, what)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise PermanentChannelError(f"{what}: Corner 2's answer is not JSON") from exc
+        if not isinstance(answer, list):
+            raise PermanentChannelError(f"{what}: Corner 2's answer is not a list of statuses")
+        found = [Corner2Status(str(item.get("status")), _time(item.get("timestamp")), item.get("beskrivelse"))
+                 for item in answer if isinstance(item, dict) and item.get("status")]
+        return sorted(found, key=lambda status: status.timestamp or datetime.min.replace(tzinfo=UTC))
+
+    def already_sent(self, message_id: str) -> bool:
+        """Whether Corner 2 has the message (an interrupted send that went through)."""
+        try:
+            self.statuses(message_id)
+        except MessageGone as gone:
+            return gone.status_code == 410
+        return True
+
+    def incoming(self, avsenderidentifikator: str | None = None, kanal: str | None = None) -> list[IncomingMessage]:
+        """The messages (receipts) waiting for us, up to a page; mark each read once it is safely ours."""
+        what = "listing incoming messages at Corner 2"
+        params: dict[str, str | int] = {"page_size": self.page_size}
+        if avsenderidentifikator:
+            params["avsenderidentifikator"] = avsenderidentifikator
+        if kanal:
+            params["kanal"] = kanal
+        response = check_response(self._request(what, "GET", "/messages/in", params=params), what)
+        if response.status_code == 204 or not response.content:
+            return []
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise PermanentChannelError(f"{what}: Corner 2's answer is not JSON") from exc
+        if not isinstance(answer, list):
+            raise PermanentChannelError(f"{what}: Corner 2's answer is not a list of messages")
+        return [IncomingMessage(str(item["forretningsmelding"]), item.get("downloadurl"))
+                for item in answer if isinstance(item, dict) and item.get("forretningsmelding")]
+
+    def mark_read(self, message_id: str) -> None:
+        """Tell Corner 2 an incoming message is ours; one it no longer knows (404) counts as done."""
+        what = f"marking incoming message {message_id} read at Corner 2"
+        response = self._request(what, "POST", f"/messages/in/{message_id}/read")
+        if response.status_code != 404:
+            check_response(response, what)
+
+
+def deleted_at_provider(gone: MessageGone) -> str:
+    """ANNET's words for a message Corner 2 no longer has."""
+    return (f"deleted at the provider: Corner 2 no longer has the message ({gone}); no further status can come, "
+            "so the gateway has stopped asking for it")
+
+
+def updates_from(message_id: str, statuses: Sequence[Corner2Status]) -> list[StatusUpdate]:
+    """Our statuses from Corner 2's (as the reference maps them): SENDT (handed on to the receiver's access
+    point) is MOTTATT, FEILET is FEIL; OPPRETTET adds nothing to the SENDT the gateway already has."""
+    updates = []
+    for status in statuses:
+        if status.status == "SENDT":
+            updates.append(StatusUpdate(message_id, "MOTTATT", status.timestamp,
+                                        "Corner 2 has handed the message on to the receiver's access point"))
+        elif status.status == "FEILET":
+            words = status.description or "no reason given"
+            updates.append(StatusUpdate(message_id, "FEIL", status.timestamp, f"Corner 2 could not deliver: {words}"))
+    return updates
+
+
+class StatusPolling:
+    """Polls Corner 2 for open messages' statuses; see the module docstring for the rules it keeps."""
+
+    def __init__(self, client: Corner2Client, clock: Clock | None = None,
+                 backoff: tuple[tuple[float, float], ...] = DEFAULT_BACKOFF,
+                 on_gone: Callable[[str], None] | None = None) -> None:
+        self.client = client
+        self.clock = clock or SystemClock()
+        self.backoff = backoff
+        self.on_gone = on_gone
+        self._running = threading.Lock()
+        self._last_asked: dict[str, float] = {}
+        self.skipped_rounds = 0
+
+    def _interval(self, age: float) -> float:
+        interval = 0.0
+        for at_least, every in self.backoff:
+            if age >= at_least:
+                interval = every
+        return interval
+
+    def due(self, sent: Sequence[SentMessage]) -> list[SentMessage]:
+        """The messages whose back-off lets them be asked for now (a message's age counts from its send)."""
+        now = self.clock.now().timestamp()
+        due = []
+        for message in sent:
+            age = now - message.sent_at.timestamp() if message.sent_at else 0.0
+            last = self._last_asked.get(message.message_id)
+            if last is None or now - last >= self._interval(age):
+                due.append(message)
+        return due
+
+    def poll(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
+        """One round: the updates for the messages due. A round asked for while one runs returns nothing."""
+        if not self._running.acquire(blocking=False):
+            self.skipped_rounds += 1
+            log.info("DPI status poll: the previous round is still running; this one is skipped")
+            return []
+        try:
+            return self._round(self.due(sent))
+        finally:
+            self._running.release()
+
+    def _round(self, due: list[SentMessage]) -> list[StatusUpdate]:
+        updates: list[StatusUpdate] = []
+        retryable: list[RetryableChannelError] = []
+        for message in due:
+            self._last_asked[message.message_id] = self.clock.now().timestamp()
+            try:
+                statuses = self.client.statuses(message.message_id)
+            except MessageGone as gone:
+                self._last_asked.pop(message.message_id, None)
+                updates.append(StatusUpdate(message.message_id, "ANNET", None, deleted_at_provider(gone),
+                                            ends_polling=True))
+                if self.on_gone is not None:
+                    self.on_gone(message.message_id)
+                continue
+            except RetryableChannelError as exc:
+                if exc.throttled or exc.retry_after is not None:
+                    raise  # Corner 2 asks us to wait: nothing more this round
+                retryable.append(exc)
+                continue
+            except PermanentChannelError as exc:
+                log.warning("the status of DPI message %s cannot be read: %s; asked again next round",
+                            message.message_id, exc)
+                continue
+            updates.extend(updates_from(message.message_id, statuses))
+        if retryable and len(retryable) == len(due):
+            raise retryable[0]
+        return updates
+
+
+__all__ = [
+    "DPI_SCOPE",
+    "MAX_DOKUMENTPAKKE_BYTES",
+    "Corner2Client",
+    "Corner2Status",
+    "IncomingMessage",
+    "MessageGone",
+    "StatusPolling",
+    "deleted_at_provider",
+    "updates_from",
+]
