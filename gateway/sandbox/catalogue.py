@@ -143,6 +143,12 @@ class SandboxCatalogue:
                 return organisation
         return None
 
+    def knows(self, identifier: str) -> bool:
+        """Whether `identifier` is on the network: an organisation, or a citizen in the DPI directory (who can
+        be sent to in Altinn too, DPV being the registry's answer for a person without a mailbox)."""
+        bare = identifier.removeprefix("0192:")
+        return self.find(bare) is not None or (self.dpi is not None and self.dpi.find(bare) is not None)
+
 
 def expand_processes(names: str | Iterable[str], where: str) -> set[str]:
     """Group names and URNs to a set of process URNs; `where` names the config spot in errors."""

@@ -196,7 +196,7 @@ def correspondence_app(store: CorrespondenceStore, access_tokens: AccessTokens, 
             if upload_request.resource_id not in DPV_RESOURCES:
                 raise UploadProblem(403, 4008, f"Resource not whitelisted: {upload_request.resource_id} is not "
                                                "a DPV resource on the sandbox network (eformidling-dpv-<area>)")
-            unknown = [r for r in upload_request.recipients if catalogue.find(r) is None]
+            unknown = [r for r in upload_request.recipients if not catalogue.knows(r)]
             if unknown:
                 raise UploadProblem(404, 1029, "Could not find partyId for the following recipients: "
                                                f"{', '.join(party_urn(r) for r in unknown)}")
@@ -340,6 +340,8 @@ class CorrespondenceService:
     def __call__(self, context: SandboxContext) -> ASGIApp:
         self.close()
         names = {organisation.orgnr: organisation.name for organisation in context.catalogue.organisations}
+        if context.catalogue.dpi is not None:
+            names |= {person.fnr: person.name for person in context.catalogue.dpi.persons.values()}
         self._store = CorrespondenceStore(context.data_dir / "correspondence", context.clock, self.options, names)
         return correspondence_app(self._store, context.access_tokens, context.catalogue, context.clock)
 

@@ -17,10 +17,12 @@ import pytest
 from cryptography import x509
 
 from gateway.channels.base import SentMessage
-from gateway.channels.dpi.client import Corner2Client, StatusPolling
+from gateway.channels.dpi.client import Corner2Client, StatusPolling, corner2_client
 from gateway.clock import FakeClock, SystemClock
+from gateway.config import Config, FoldersConfig, NetworkConfig, OrganisationConfig
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.formats.keys import OrgIdentity
+from gateway.outbound_http import outbound_client
 from gateway.sandbox.corner2_app import Corner2Service
 from gateway.sandbox.faults import FaultRule
 from gateway.sandbox.network import SandboxNetwork
@@ -28,6 +30,8 @@ from gateway.sandbox.persons import MAILBOX_PROVIDER, PERSON_WITH_MAILBOX
 from gateway.tokens import TokenSource
 from tests.dpi_sandbox.conftest import GATEWAY
 from tests.dpi_sandbox.support import Document, asice, digital_business, encrypt, sbd, sign, wait_for, write
+from tests.network_proxy.forward_proxy import ForwardProxy
+from tests.sandbox.support import Credentials, authorisation_for
 
 ADDRESS = "kari.postkasse#1AB2"
 STATUSES = "/dpi/messages/out/*/statuses"
@@ -186,3 +190,19 @@ def test_receipts_are_listed_by_kanal_and_marked_read(
 
 def receipt_payload(token: str) -> dict[str, Any]:
     return dict(jwt.decode(token, options={"verify_signature": False})["standardBusinessDocument"])
+
+
+def test_the_client_takes_the_configured_way_out_and_the_daemons_tokens(
+    network: SandboxNetwork, identity: OrgIdentity, mailbox_certificate: x509.Certificate, tmp_path: Path
+) -> None:
+    config = Config(source=tmp_path / "config.yaml", organisation=OrganisationConfig(GATEWAY),
+                    folders=FoldersConfig(*[tmp_path] * 6), network=NetworkConfig(proxy=None, no_proxy=""))
+    with ForwardProxy() as proxy, outbound_client(config, 10, environ={"HTTP_PROXY": proxy.url}) as http:
+        auth = authorisation_for(network.server, Credentials(identity.private_key, [identity.certificate]),
+                                 GATEWAY, http)
+        client = corner2_client(network.corner2_url, auth, http, GATEWAY)
+        message_id = send_letter(client, identity, mailbox_certificate, tmp_path)
+        assert client.statuses(message_id)[0].status == "OPPRETTET"
+        # The token grant, the send and the poll all went through the proxy.
+        assert proxy.requests[f"127.0.0.1:{network.server.port}"] >= 3
+    assert http.headers["User-Agent"].startswith("efm-gateway/")

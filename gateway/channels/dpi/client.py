@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from gateway.authorisation import Authorisation
 from gateway.channels.base import SentMessage, StatusUpdate
 from gateway.clock import Clock, SystemClock
 from gateway.errors import PermanentChannelError, RetryableChannelError
@@ -173,6 +174,16 @@ class Corner2Client:
             check_response(response, what)
 
 
+def corner2_client(base_url: str, auth: Authorisation, http: httpx.Client, own_orgnr: str,
+                   avsender: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> Corner2Client:
+    """A client on the daemon's parts: `http` from gateway.outbound_http (proxy, TLS trust, User-Agent) and the
+    DPI scope's Maskinporten tokens from `auth`. Sending for another organisation (`avsender`), the token names
+    it as consumer_org, as the reference does; for ourselves it does not (Maskinporten refuses consumer_org equal
+    to the client's own organisation for delegable scopes, networks.md §1)."""
+    consumer_org = avsender if avsender and avsender != own_orgnr else None
+    return Corner2Client(base_url, auth.maskinporten((DPI_SCOPE,), consumer_org=consumer_org), http, timeout)
+
+
 def deleted_at_provider(gone: MessageGone) -> str:
     """ANNET's words for a message Corner 2 no longer has."""
     return (f"deleted at the provider: Corner 2 no longer has the message ({gone}); no further status can come, "
@@ -273,6 +284,7 @@ __all__ = [
     "IncomingMessage",
     "MessageGone",
     "StatusPolling",
+    "corner2_client",
     "deleted_at_provider",
     "updates_from",
 ]
