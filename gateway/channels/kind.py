@@ -130,13 +130,17 @@ class ChannelRouting:
 
 @dataclass(frozen=True)
 class SidecarOptions:
-    """A channel's options block in the sidecar: `<element>` (in the sidecar's namespace) read by `read` into
-    the channel's own value, or a list of problems (field, text) explained to the archive system; `write` the
-    block back as an element's children, for the inbox sidecar."""
+    """A channel's options block in the drop sidecar: `<element>` in the sidecar's namespace, described by
+    `schema` (an XSD whose root element it is), which validates it with the sidecar and explains what is wrong
+    in the sidecar's words. `read` turns the valid element into the channel's value (kept in Sidecar.options
+    under the channel's key), `write` puts a value back into an empty element (the inbox's message.xml), and
+    `business` gives the value's parts of the business message (arkivmelding's keyword arguments)."""
 
     element: str
-    read: Callable[[Any], tuple[Any, list[tuple[str, str]]]]
-    write: Callable[[Any, Any], None] | None = None
+    schema: Path
+    read: Callable[[Any], Any]
+    write: Callable[[Any, Any], None]
+    business: Callable[[Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
+from gateway.channels.registry import KINDS
 from gateway.contract.schema_messages import describe_schema_error
 from gateway.errors import MessageFormatError
 from gateway.fsio import file_name_problem
@@ -38,13 +42,6 @@ class DropDocument:
 
 
 @dataclass(frozen=True)
-class DpvNotification:
-    notification_text: str | None = None
-    sensitive_notification_text: str | None = None
-    days_to_reply: int | None = None
-
-
-@dataclass(frozen=True)
 class ReceiptInfo:
     receipt_type: str
     related_to_message_id: str
@@ -71,11 +68,11 @@ class Sidecar:
     in_reply_to: str | None = None
     title: str | None = None
     security_level: int | None = None
-    channel: str | None = None  # a pinned channel (DPO, DPF, DPV, DPI) instead of the routing rule
+    channel: str | None = None  # a pinned channel (its name, as in status files) instead of the routing rule
     deadline: datetime | None = None
     client_reference: str | None = None
-    dpv: DpvNotification | None = None
-    forsendelse_type: str | None = None  # DPF: <dpf><forsendelseType>
+    # The channels' options blocks, read by each channel (gateway/channels/<name>/options.py): channel key -> value.
+    options: Mapping[str, Any] = field(default_factory=dict)
     receipt: ReceiptInfo | None = None
     avtalt: AvtaltContent | None = None
     arkivmelding_file: str | None = None
@@ -108,8 +105,50 @@ class SidecarProblem:
 
 
 @cache
-def schema() -> etree.XMLSchema:
+def own_schema() -> etree.XMLSchema:
+    """sidecar.xsd: the message without the channels' options blocks."""
     return load_schema(SCHEMA_PATH)
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    message: str  # in libxml2's words, as describe_schema_error reads them
+    line: int | None
+
+
+class SidecarSchema:
+    """The whole sidecar's schema: sidecar.xsd for the message, each channel's options.xsd for its block.
+    Used as lxml's XMLSchema is: `validate(tree)`, then `error_log`."""
+
+    def __init__(self) -> None:
+        self.error_log: list[SchemaError] = []
+
+    def validate(self, tree: etree._ElementTree | etree._Element) -> bool:
+        root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
+        errors: list[SchemaError] = []
+        seen: set[str] = set()
+        blocks = _channel_options()
+        for child in root:
+            name = etree.QName(child).localname if isinstance(child.tag, str) else ""
+            if name not in blocks or etree.QName(child).namespace != NAMESPACE:
+                continue
+            if name in seen:  # as sidecar.xsd refuses its own elements given twice
+                errors.append(SchemaError(f"Element '{child.tag}': This element is not expected.", child.sourceline))
+                continue
+            seen.add(name)
+            validator = _options_schema(blocks[name][1].schema)
+            if not validator.validate(child):
+                errors.extend(SchemaError(error.message, error.line) for error in validator.error_log)
+        validator = own_schema()
+        if not validator.validate(etree.ElementTree(_without_options(root))):
+            errors.extend(SchemaError(error.message, error.line) for error in validator.error_log)
+        self.error_log = sorted(errors, key=lambda error: error.line or 0)
+        return not errors
+
+
+@cache
+def schema() -> SidecarSchema:
+    return SidecarSchema()
 
 
 def _q(name: str) -> str:
@@ -146,7 +185,7 @@ def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sid
                 "split it into several messages",
             )
         ]
-    validator = schema()
+    validator = SidecarSchema()
     if not validator.validate(tree):
         problems = []
         for error in validator.error_log:
@@ -155,6 +194,25 @@ def read_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> tuple[Sid
         return None, problems
     sidecar = _to_sidecar(root)
     return sidecar, _semantic_problems(sidecar, root, source)
+
+
+def _channel_options() -> dict[str, tuple[str, Any]]:
+    """The options blocks the channels take, by element name: (channel key, its SidecarOptions)."""
+    return {kind.options.element: (key, kind.options) for key, kind in KINDS.items() if kind.options is not None}
+
+
+@cache
+def _options_schema(path: Path) -> etree.XMLSchema:
+    return load_schema(path)
+
+
+def _without_options(root: etree._Element) -> etree._Element:
+    """A copy of `root` without the channels' options blocks (line numbers kept)."""
+    names = {f"{{{NAMESPACE}}}{element}" for element in _channel_options()}
+    own = copy.deepcopy(root)
+    for child in [child for child in own if child.tag in names]:
+        own.remove(child)
+    return own
 
 
 def read_accepted_sidecar(content: bytes, source: str = FOLDER_SIDECAR_NAME) -> Sidecar:
@@ -205,15 +263,11 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
                     else None,
                 )
             )
-    dpv = None
-    dpv_element = root.find(_q("dpv"))
-    if dpv_element is not None:
-        days = _text(dpv_element, "daysToReply")
-        dpv = DpvNotification(
-            notification_text=_text(dpv_element, "notificationText"),
-            sensitive_notification_text=_text(dpv_element, "sensitiveNotificationText"),
-            days_to_reply=int(days) if days is not None else None,
-        )
+    options = {}
+    for element, (key, block) in _channel_options().items():
+        found = root.find(_q(element))
+        if found is not None:
+            options[key] = block.read(found)
     receipt = None
     receipt_element = root.find(_q("receipt"))
     if receipt_element is not None:
@@ -229,7 +283,6 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
             identifier=_text(avtalt_element, "identifier") or "",
             content=_whole_text(avtalt_element, "content"),
         )
-    dpf_element = root.find(_q("dpf"))
     level = _text(root, "securityLevel")
     deadline = _text(root, "deadline")
     received = _text(root, "received")
@@ -247,8 +300,7 @@ def _to_sidecar(root: etree._Element) -> Sidecar:
         channel=_text(root, "channel"),
         deadline=datetime.fromisoformat(deadline) if deadline else None,
         client_reference=_text(root, "clientReference"),
-        dpv=dpv,
-        forsendelse_type=_text(dpf_element, "forsendelseType") if dpf_element is not None else None,
+        options=options,
         receipt=receipt,
         avtalt=avtalt,
         arkivmelding_file=_text(root, "arkivmeldingFile"),
@@ -287,6 +339,9 @@ def _semantic_problems(sidecar: Sidecar, root: etree._Element, source: str) -> l
             party_problem = receiver_problem(value)
             if party_problem:
                 add(name, party_problem, line_of(name))
+    names = [kind.name for kind in KINDS.values()]
+    if sidecar.channel is not None and sidecar.channel not in names:
+        add("channel", f"{sidecar.channel!r} is not allowed; use one of {', '.join(names)}", line_of("channel"))
     if sidecar.deadline is not None and sidecar.deadline.tzinfo is None:
         add("deadline", "the deadline has no time zone; add one, like +01:00 or Z", line_of("deadline"))
     if sidecar.message_type == "arkivmelding_kvittering" and sidecar.receipt is None:
@@ -362,13 +417,10 @@ def write_sidecar(sidecar: Sidecar) -> bytes:
     put(root, "channel", sidecar.channel)
     put(root, "deadline", sidecar.deadline.isoformat() if sidecar.deadline else None)
     put(root, "clientReference", sidecar.client_reference)
-    if sidecar.dpv:
-        dpv = etree.SubElement(root, _q("dpv"))
-        put(dpv, "notificationText", sidecar.dpv.notification_text)
-        put(dpv, "sensitiveNotificationText", sidecar.dpv.sensitive_notification_text)
-        put(dpv, "daysToReply", sidecar.dpv.days_to_reply)
-    if sidecar.forsendelse_type:
-        put(etree.SubElement(root, _q("dpf")), "forsendelseType", sidecar.forsendelse_type)
+    for key, value in sidecar.options.items():
+        block = KINDS[key].options
+        assert block is not None, f"channel {key} takes no options block"
+        block.write(value, etree.SubElement(root, _q(block.element)))
     if sidecar.receipt:
         receipt = etree.SubElement(root, _q("receipt"))
         put(receipt, "receiptType", sidecar.receipt.receipt_type)

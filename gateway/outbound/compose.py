@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from gateway.channels.base import OutgoingMessage
+from gateway.channels.registry import KINDS
 from gateway.contract.sidecar import MAX_SIDECAR_BYTES, RESERVED_DOCUMENT_NAMES, Sidecar, read_accepted_sidecar
 from gateway.errors import MessageFormatError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
@@ -15,8 +17,6 @@ from gateway.formats.business import (
     Arkivmelding,
     ArkivmeldingKvittering,
     Avtalt,
-    DpfSettings,
-    DpvSettings,
     KvitteringMessage,
     Status,
 )
@@ -91,10 +91,7 @@ def compose(
     documents: list[AsicDocument] = []
     if message_type == "arkivmelding":
         business = Arkivmelding(
-            sikkerhetsnivaa=sidecar.security_level,
-            hoveddokument=ARKIVMELDING_NAME,
-            dpv=_dpv(sidecar),
-            dpf=DpfSettings(forsendelse_type=sidecar.forsendelse_type) if sidecar.forsendelse_type else None,
+            sikkerhetsnivaa=sidecar.security_level, hoveddokument=ARKIVMELDING_NAME, **_channel_parts(sidecar)
         )
         documents.append(
             AsicDocument(
@@ -146,14 +143,15 @@ def status_sbd(
     )
 
 
-def _dpv(sidecar: Sidecar) -> DpvSettings | None:
-    if sidecar.dpv is None:
-        return None
-    return DpvSettings(
-        varsel_tekst=sidecar.dpv.notification_text,
-        taushetsbelagt_varsel_tekst=sidecar.dpv.sensitive_notification_text,
-        dager_til_svarfrist=sidecar.dpv.days_to_reply,
-    )
+def _channel_parts(sidecar: Sidecar) -> dict[str, Any]:
+    """The business message's parts the channels' options blocks give (each channel says what its block means)."""
+    parts: dict[str, Any] = {}
+    for key, value in sidecar.options.items():
+        block = KINDS[key].options
+        for name, part in (block.business(value) if block is not None else {}).items():
+            # Keys the business message does not model are each channel's own: merged, never replaced.
+            parts[name] = {**parts.get(name, {}), **part} if name == "extra" else part
+    return parts
 
 
 def _documents(sidecar: Sidecar, claim_folder: Path) -> list[AsicDocument]:

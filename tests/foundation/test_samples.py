@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from gateway.channels.dpf.options import DpfOptions
+from gateway.channels.dpv.options import DpvNotification
 from gateway.contract.sidecar import (
     AvtaltContent,
-    DpvNotification,
     DropDocument,
     ReceiptInfo,
     Sidecar,
@@ -109,7 +110,7 @@ FULL = Sidecar(
     security_level=4,
     deadline=datetime(2026, 5, 1, 12, 0, 30, 123000, tzinfo=timezone(timedelta(hours=2))),
     client_reference="2026/1234-5",
-    dpv=DpvNotification("Du har fått brev", "Sensitivt brev", 14),
+    options={"dpv": DpvNotification("Du har fått brev", "Sensitivt brev", 14), "dpf": DpfOptions("Byggesak")},
     receipt=ReceiptInfo("OK", str(uuid.uuid4()), ("mottatt", "arkivert i sak 2026/12")),
     avtalt=AvtaltContent("urn:avtalt:test", '{"a": 1}'),
     arkivmelding_file="arkivmelding.xml",
@@ -168,7 +169,8 @@ def _sidecars(draw) -> Sidecar:
         security_level=draw(st.none() | st.sampled_from([3, 4])),
         deadline=draw(st.none() | _moments),
         client_reference=draw(st.none() | _xml_text.filter(lambda t: len(t.split()) == 1)),
-        dpv=draw(st.none() | st.builds(DpvNotification, st.none() | _xml_text, st.none() | _xml_text)),
+        options=draw(st.just({}) | st.builds(DpvNotification, st.none() | _xml_text, st.none() | _xml_text).map(
+            lambda notification: {"dpv": notification})),
         documents=documents,
     )
 

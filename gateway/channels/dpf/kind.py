@@ -7,6 +7,7 @@ from typing import Any
 from gateway.channels.base import Channel
 from gateway.channels.dpf.channel import DpfChannel
 from gateway.channels.dpf.client import FIKS_SCOPE, SvarInnClient, SvarInnCredentials, SvarUtClient, SvarUtCredentials
+from gateway.channels.dpf.options import OPTIONS
 from gateway.channels.dpf.routing import ROUTING
 from gateway.channels.dpf.settings import SETTINGS
 from gateway.channels.kind import ChannelKind, ChannelTools, read_secret
@@ -43,4 +44,4 @@ def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
 
 
 KIND = ChannelKind(name="DPF", key="dpf", registry_scope="eformidling:dpf", settings=SETTINGS, build=build,
-                   probe=probe, routing=ROUTING)
+                   probe=probe, routing=ROUTING, options=OPTIONS)

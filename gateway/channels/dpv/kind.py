@@ -7,6 +7,7 @@ from typing import Any
 from gateway.channels.base import Channel
 from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
 from gateway.channels.dpv.client import DPV_PROXY_SCOPE, CorrespondenceClient
+from gateway.channels.dpv.options import OPTIONS
 from gateway.channels.dpv.routing import ROUTING
 from gateway.channels.dpv.settings import SETTINGS
 from gateway.channels.kind import ChannelKind, ChannelTools
@@ -33,4 +34,4 @@ def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
 
 
 KIND = ChannelKind(name="DPV", key="dpv", registry_scope="eformidling:dpv", settings=SETTINGS, build=build,
-                   probe=probe, routing=ROUTING)
+                   probe=probe, routing=ROUTING, options=OPTIONS)
