@@ -14,6 +14,7 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.channels.kind import SidecarOptions
 from gateway.xmlsafe import load_schema
 
 SCHEMA_PATH = Path(__file__).with_name("options.xsd")
@@ -82,8 +83,8 @@ def _address(element: etree._Element | None) -> PostalAddress | None:
         return None
     namespace = etree.QName(element).namespace
     lines = tuple("".join(line.itertext()).strip() for line in element.findall(f"{{{namespace}}}addressLine"))
-    return PostalAddress(_text(element, "name") or "", lines, _text(element, "postalCode"), _text(element, "postalArea"),
-                         _text(element, "country"))
+    return PostalAddress(_text(element, "name") or "", lines, _text(element, "postalCode"),
+                         _text(element, "postalArea"), _text(element, "country"))
 
 
 def read(block: etree._Element) -> DpiOptions:
@@ -170,3 +171,6 @@ def business(options: DpiOptions) -> Mapping[str, Any]:
 def schema() -> etree.XMLSchema:
     return load_schema(SCHEMA_PATH)
 
+
+
+OPTIONS = SidecarOptions(element=ELEMENT, schema=SCHEMA_PATH, read=read, write=write, business=business)
