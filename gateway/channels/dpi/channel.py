@@ -120,7 +120,8 @@ class DpiChannel:
         self.polling = StatusPolling(self.client, clock)
         self.receipt_page_size = receipt_page_size
         self.capabilities = Capabilities(
-            two_way=False, statuses_by_polling=True, receipt_types=frozenset(), max_bytes=MAX_DOKUMENTPAKKE_BYTES,
+            # After LEVERT a letter is still watched: an open receipt (LEST) or returned post (FEIL) may come later.
+            two_way=False, statuses_by_polling=True, receipt_types=LETTER_TYPES, max_bytes=MAX_DOKUMENTPAKKE_BYTES,
             security_levels=frozenset({3, 4}), message_types=LETTER_TYPES,
             # One call takes the whole batch: StatusPolling keeps its requests from overlapping.
             statuses_per_request=status_batch,
