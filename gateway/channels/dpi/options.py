@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from lxml import etree
 
@@ -19,6 +20,7 @@ from gateway.xmlsafe import load_schema
 
 SCHEMA_PATH = Path(__file__).with_name("options.xsd")
 ELEMENT = "dpi"
+OSLO = ZoneInfo("Europe/Oslo")
 COLOURS = {"blackAndWhite": "SORT_HVIT", "colour": "FARGE"}
 RETURNED_POST = {"returnToSender": "DIREKTE_RETUR", "shredAndNotify": "MAKULERING_MED_MELDING"}
 
@@ -87,6 +89,13 @@ def _address(element: etree._Element | None) -> PostalAddress | None:
                          _text(element, "postalArea"), _text(element, "country"))
 
 
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=OSLO)
+
+
 def read(block: etree._Element) -> DpiOptions:
     """The options of a `<dpi>` element that options.xsd accepted."""
     digital = _child(block, "digital")
@@ -100,7 +109,7 @@ def read(block: etree._Element) -> DpiOptions:
         digital=None if digital is None else DigitalOptions(
             title=_text(digital, "title"),
             language=language.upper() if language else None,
-            effective=datetime.fromisoformat(effective.replace("Z", "+00:00")) if effective else None,
+            effective=_moment(effective),
             open_receipt=_boolean(digital, "openReceipt"),
             notification_channels=_text(notification, "channels"),
             email_text=_text(notification, "emailText"),
