@@ -179,10 +179,6 @@ class ChannelKind:
                 for url_key in url_keys if getattr(block, url_key)}
 
 
-def no_settings_check(prefix: str, block: Any) -> None:
-    """For a channel whose block has no rules beyond its fields' types."""
-
-
 def secret_paths(kind: ChannelKind, block: Any) -> list[tuple[str, Path]]:
     """The block's password files as (config key, path), those that are set."""
     secret_files = kind.settings.secret_files if kind.settings else ()

@@ -12,12 +12,13 @@ Mounted at `/dpi` (the DPI endpoint the sandbox registry names). The API of Digd
                                                404 for a message Corner 2 never had, 410 for one it let go
     GET  /dpi/messages/in[?avsenderidentifikator=&kanal=&page_size=]
                                                receipts waiting: [{forretningsmelding}] (204 when none)
-    POST /dpi/messages/in/{id}/read            the receipt is taken; 404 for an unknown one
+    POST /dpi/messages/in/{id}/read            the receipts offered under that id (a receipt carries its letter's
+                                               messageId) are taken; 404 when there is none unread
     GET  /dpi/messages/in/{id}                 404: in version 1.0 only receipts come in
 
 Sandbox extras, without credentials (as the other sandbox services have them):
 
-    GET    /dpi/_sandbox/messages              every message: statuses, receipts, times accepted, polls
+    GET    /dpi/_sandbox/messages              every message: statuses, receipts, times accepted and delivered, polls
     DELETE /dpi/_sandbox/messages/{id}         let a message go (its statuses then answer 410)
     GET    /dpi/_sandbox/mailbox/{fnr}         the letters in a person's mailbox, with notifications
     GET    /dpi/_sandbox/mailbox/{fnr}/{messageId}/{name}   one document, byte for byte
@@ -27,6 +28,7 @@ Sandbox extras, without credentials (as the other sandbox services have them):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -186,6 +188,8 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
         owner = caller(request)
         store.status_request_started()
         try:
+            if store.status_delay_s:
+                await asyncio.sleep(store.status_delay_s)  # a slow Corner 2: polls on the wire at the same time
             message_id = request.path_params["id"]
             try:
                 found = store.statuses(message_id, owner, clock.now())
@@ -210,7 +214,7 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
 
     async def mark_read(request: Request) -> Response:
         owner = caller(request)
-        if not store.mark_read(request.path_params["id"], owner):
+        if not store.mark_read(request.path_params["id"], owner, clock.now()):
             return problem(404, "Not Found", f"no incoming message {request.path_params['id']} for 0192:{owner}")
         return Response(status_code=200)
 
@@ -220,7 +224,8 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
 
     # ---- sandbox inspection ----------------------------------------------------------------------
     async def sandbox_messages(request: Request) -> Response:
-        return JSONResponse(store.describe())
+        return JSONResponse([{**entry, "deliveries": providers.deliveries(entry["messageId"])}
+                             for entry in store.describe()])
 
     async def sandbox_forget(request: Request) -> Response:
         if not store.forget(request.path_params["id"]):

@@ -27,6 +27,12 @@ DPI_SCOPE = "digitalpostinnbygger:send"
 SHA256_DIGEST_METHOD = "http://www.w3.org/2001/04/xmlenc#sha256"
 ALGORITHMS = ("RS256", "RS384", "RS512")
 MESSAGE_TYPES = ("digital", "utskrift")
+# What Digdir's schemas require of each business message (innbyggerpost_dpi_{digital,utskrift}_1_0), beyond the
+# fingerprint and token checked on their own: a message without them fails the access point's validation.
+REQUIRED = {
+    "digital": ("avsender", "mottaker", "sikkerhetsnivaa", "ikkesensitivtittel", "spraak"),
+    "utskrift": ("avsender", "mottaker", "utskriftstype", "retur", "posttype"),
+}
 MAX_JWT_BYTES = 1 << 20
 
 
@@ -146,6 +152,9 @@ def verify_forretningsmelding(token: str, cms_sha256: bytes, access_tokens: Acce
     business = sbd.get(message_type)
     if not isinstance(business, dict):
         raise Refused(400, f"the forretningsmelding holds no {message_type} business message")
+    missing = [name for name in REQUIRED[message_type] if business.get(name) in (None, "", {})]
+    if missing:
+        raise Refused(400, f"the {message_type} business message lacks {', '.join(missing)}")
     try:
         message_id = str(uuid.UUID(str(identification.get("instanceIdentifier"))))
     except ValueError as exc:

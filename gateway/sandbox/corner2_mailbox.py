@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -133,11 +134,9 @@ class Providers:
     def _receipt(self, message: Forretningsmelding, receipt_type: str, at: datetime, identity: OrgIdentity,
                  owner: str, kanal: str | None, **details: str) -> None:
         assert identity.orgnr is not None
-        sbd = receipt_sbd(receipt_type, provider=identity.orgnr, sender=message.sender,
+        sbd = receipt_sbd(receipt_type, provider=identity.orgnr, sender=message.sender, message_id=message.message_id,
                           conversation_id=message.conversation_id, process=message.process, at=at, **details)
-        receipt_id = sbd["standardBusinessDocument"]["standardBusinessDocumentHeader"]["documentIdentification"][
-            "instanceIdentifier"]
-        self.store.add_receipt(WaitingReceipt(receipt_id, owner, message.message_id, receipt_type,
+        self.store.add_receipt(WaitingReceipt(str(uuid.uuid4()), owner, message.message_id, receipt_type,
                                               sign_receipt(sbd, identity), at, kanal, message.avsenderidentifikator))
 
     def _deliver_digital(self, message: Forretningsmelding, cms: Path, now: datetime) -> None:

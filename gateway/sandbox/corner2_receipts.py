@@ -3,14 +3,13 @@
 Shaped as Digipost's real ones (reference/vectors/dpi/receipts-digipost-jwt): a JWS whose payload is
 `{"standardBusinessDocument": {header, <type>: {avsender, mottaker, tidspunkt, ...}}}`, signed RS512 with the
 provider's certificate alone in `x5c`. The SBD's sender is the provider, its receiver the organisation that sent
-the letter; each receipt has a messageId of its own and the letter's conversationId, by which the sender
-finds its message (as the reference's DpiReceiptHandler does).
+the letter; every receipt carries the letter's own messageId (Digipost's do: the id of the reference client's
+test letter) and conversationId, by which the sender finds its message.
 """
 
 from __future__ import annotations
 
 import base64
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +34,8 @@ def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-def receipt_sbd(receipt_type: str, *, provider: str, sender: str, conversation_id: str, process: str,
-                at: datetime, **details: str) -> dict[str, Any]:
+def receipt_sbd(receipt_type: str, *, provider: str, sender: str, message_id: str, conversation_id: str,
+                process: str, at: datetime, **details: str) -> dict[str, Any]:
     """The SBD of one receipt; `details` are the type's own fields (feiltype, detaljer, varslingskanal,
     beskrivelse)."""
     if receipt_type not in RECEIPT_TYPES:
@@ -55,7 +54,7 @@ def receipt_sbd(receipt_type: str, *, provider: str, sender: str, conversation_i
             "documentIdentification": {
                 "standard": STANDARD.format(receipt_type),
                 "typeVersion": "1.0",
-                "instanceIdentifier": str(uuid.uuid4()),
+                "instanceIdentifier": message_id,
                 "type": receipt_type,
                 "creationDateAndTime": timestamp(at),
             },

@@ -26,6 +26,7 @@ class Corner2Options:
     print_delay_s: float = 1.0  # print: mottakskvittering -> leveringskvittering
     return_delay_s: float = 3.0  # print to a person who has moved: -> returpostkvittering
     keep_s: float = 7 * 24 * 3600.0  # how long a message's statuses are kept before it answers 410
+    status_delay_s: float = 0.0  # how long a status poll takes to answer (Corner2Store.status_delay_s at run time)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class OutMessage:
 
 @dataclass
 class WaitingReceipt:
-    receipt_id: str
+    receipt_id: str  # the store's own key (on the wire a receipt carries its letter's messageId)
     owner: str
     for_message: str
     receipt_type: str
@@ -87,6 +88,7 @@ class Corner2Store:
         self.refused: list[tuple[str | None, int, str]] = []  # (messageId when known, status, why)
         self.status_requests = Counter[str]()  # messageId -> GET .../statuses answered
         self.in_flight_status_requests = 0
+        self.status_delay_s = options.status_delay_s  # tests change it while the server runs
         self.most_status_requests_at_once = 0
 
     # ---- sending ---------------------------------------------------------------------------------
@@ -172,13 +174,16 @@ class Corner2Store:
             ]
         return sorted(found, key=lambda receipt: receipt.available_at)[:page_size]
 
-    def mark_read(self, receipt_id: str, owner: str) -> bool:
+    def mark_read(self, message_id: str, owner: str, now: datetime) -> bool:
+        """Mark the receipts `owner` has been offered under `message_id` (a receipt carries its letter's id) read;
+        False when there is none unread. One that comes later (an open receipt) is offered in its time."""
         with self._lock:
-            receipt = self._receipts.get(receipt_id)
-            if receipt is None or receipt.owner != owner:
-                return False
-            receipt.read = True
-            return True
+            offered = [receipt for receipt in self._receipts.values()
+                       if receipt.for_message == message_id and receipt.owner == owner and not receipt.read
+                       and receipt.available_at <= now]
+            for receipt in offered:
+                receipt.read = True
+            return bool(offered)
 
     # ---- inspection ------------------------------------------------------------------------------
     def message(self, message_id: str) -> OutMessage | None:

@@ -33,7 +33,7 @@ DIGITAL_DPV_DOCUMENT = "urn:no:difi:digitalpost:xsd:digital::digital_dpv"
 # (networks.md §1: the legacy unprefixed names; current Altinn examples prefix them with `krr:`).
 DPI_REGISTRY_SCOPES = ("eformidling:dpi", "move/dpi.read")
 KRR_SCOPES = ("global/kontaktinformasjon.read", "global/sikkerdigitalpost.read", "global/varslingsstatus.read",
-              "global/sertifikat.read", "global/postadresse.read")
+              "global/sertifikat.read", "global/navn.read", "global/postadresse.read")
 
 MAILBOX_PROVIDER = ("944444505", "Digital postkasse AS (sandkasse)")
 PRINT_PROVIDER = ("944444513", "Utskrift og forsendelse AS (sandkasse)")

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from gateway.channels.base import SentMessage
-from gateway.channels.dpi.client import Corner2Client, StatusPolling, corner2_client
+from gateway.channels.dpi.client import Corner2Client, IncomingMessage, ReceiptPolling, StatusPolling, corner2_client
 from gateway.clock import FakeClock, SystemClock
 from gateway.config import Config, FoldersConfig, NetworkConfig, OrganisationConfig
 from gateway.errors import PermanentChannelError, RetryableChannelError
@@ -47,6 +47,7 @@ def client(network: SandboxNetwork, dpi_tokens: TokenSource) -> Iterator[Corner2
 def no_faults(network: SandboxNetwork) -> Iterator[None]:
     yield
     network.server.faults.clear()
+    corner2(network).store.status_delay_s = 0.0
 
 
 def corner2(network: SandboxNetwork) -> Corner2Service:
@@ -112,30 +113,60 @@ def test_every_status_poll_has_a_timeout(
     assert time.monotonic() - started < 5.0
 
 
-def test_a_round_never_overlaps_the_one_still_running(
+def test_one_message_never_has_two_polls_on_the_wire(
     network: SandboxNetwork, client: Corner2Client, identity: OrgIdentity, mailbox_certificate: x509.Certificate,
     tmp_path: Path
 ) -> None:
-    message_id = send_letter(client, identity, mailbox_certificate, tmp_path)
-    network.server.faults.set_rules(FaultRule("latency", method="GET", path=STATUSES, delay_ms=600))
-    corner2(network).store.most_status_requests_at_once = 0
+    first, second = (send_letter(client, identity, mailbox_certificate, tmp_path) for _ in range(2))
+    store = corner2(network).store
+    store.status_delay_s = 0.6
     polling = StatusPolling(client)
-    sent = [SentMessage(message_id, message_id, SystemClock().now())]
-    start = threading.Barrier(3)
-    results: list[object] = []
+    now = SystemClock().now()
 
-    def round_() -> None:
-        start.wait()
-        results.append(polling.poll(sent))
+    def side_by_side(*batches: list[SentMessage]) -> None:
+        start = threading.Barrier(len(batches))
 
-    threads = [threading.Thread(target=round_) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    assert polling.skipped_rounds == 2 and results.count([]) >= 2
-    assert corner2(network).store.most_status_requests_at_once == 1
-    assert corner2(network).store.status_requests[message_id] == 1
+        def one(batch: list[SentMessage]) -> None:
+            start.wait()
+            polling.poll(batch)
+
+        threads = [threading.Thread(target=one, args=(batch,)) for batch in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+
+    store.most_status_requests_at_once = 0
+    side_by_side(*[[SentMessage(first, first, now)]] * 3)  # three overlapping calls for one message
+    assert (store.status_requests[first], store.most_status_requests_at_once, polling.overlaps_skipped) == (1, 1, 2)
+    # Different messages side by side (the status poller's chunks) are each asked for, at the same time.
+    store.most_status_requests_at_once = 0
+    side_by_side([SentMessage(first, first, now)], [SentMessage(second, second, now)])
+    assert (store.status_requests[first], store.status_requests[second]) == (2, 1)
+    assert store.most_status_requests_at_once == 2
+
+
+def test_a_receipt_round_never_overlaps_the_one_still_running(
+    network: SandboxNetwork, client: Corner2Client, identity: OrgIdentity, mailbox_certificate: x509.Certificate,
+    tmp_path: Path
+) -> None:
+    kanal = f"runde{uuid.uuid4().hex[:12]}"
+    message_id = send_letter(client, identity, mailbox_certificate, tmp_path, kanal=kanal)
+    receipts = ReceiptPolling(client, kanal=kanal)
+    handling, handled = threading.Event(), []
+    overlapping: list[int] = []
+
+    def handle(incoming: IncomingMessage) -> str:
+        handled.append(incoming)
+        handling.set()
+        overlapping.append(receipts.poll(handle))  # a second round while this one runs
+        return str(receipt_payload(incoming.forretningsmelding)["standardBusinessDocumentHeader"][
+            "documentIdentification"]["instanceIdentifier"])
+
+    assert receipts.poll(handle) == 1
+    assert handling.is_set() and len(handled) == 1 and overlapping == [0] and receipts.skipped_rounds == 1
+    assert receipts.poll(handle) == 0 and len(handled) == 1  # taken: not offered again
+    assert [r.read for r in corner2(network).store.receipts_for(message_id)] == [True]
 
 
 def test_old_messages_are_asked_for_less_often(
@@ -179,13 +210,14 @@ def test_receipts_are_listed_by_kanal_and_marked_read(
     tmp_path: Path
 ) -> None:
     kanal = f"klient{uuid.uuid4().hex[:12]}"
-    send_letter(client, identity, mailbox_certificate, tmp_path, kanal=kanal)
+    message_id = send_letter(client, identity, mailbox_certificate, tmp_path, kanal=kanal)
     [receipt] = client.incoming(kanal=kanal)
     assert receipt.download_url is None and receipt.forretningsmelding.count(".") == 2
     payload = receipt_payload(receipt.forretningsmelding)
-    client.mark_read(payload["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"])
+    assert payload["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == message_id
+    client.mark_read(message_id)
     assert client.incoming(kanal=kanal) == []
-    client.mark_read(str(uuid.uuid4()))  # one Corner 2 does not know counts as done
+    client.mark_read(message_id)  # nothing left under it (404): counts as done, as the reference takes it
 
 
 def receipt_payload(token: str) -> dict[str, Any]:

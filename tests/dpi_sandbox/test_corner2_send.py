@@ -186,6 +186,10 @@ def test_the_same_message_id_is_taken_once(
     message_id = sbd_id(forretningsmelding)
     assert corner2(network).store.accepted[message_id] == 1
     assert corner2(network).providers.deliveries(message_id) == 1
+    [shown] = [m for m in http.get(f"{network.corner2_url}/_sandbox/messages").json() if m["messageId"] == message_id]
+    assert (shown["accepted"], shown["deliveries"], shown["receipts"][0]["type"]) == (1, 1, "leveringskvittering")
+    refusals = http.get(f"{network.corner2_url}/_sandbox/stats").json()["refused"]
+    assert any(r["messageId"] == message_id and "already been sent" in r["detail"] for r in refusals)
 
 
 def test_a_bad_kanal_and_a_missing_part_are_refused(
@@ -205,3 +209,14 @@ def test_statuses_of_a_message_corner2_never_had_are_404(network: SandboxNetwork
                       headers={"Authorization": f"Bearer {dpi_token}"})
     assert answer.status_code == 404
 
+
+
+def test_a_business_message_without_what_the_schema_requires_is_refused(
+    network: SandboxNetwork, http: httpx.Client, identity: OrgIdentity, dpi_token: str,
+    mailbox_certificate: x509.Certificate
+) -> None:
+    cms = encrypt(asice(LETTER, GATEWAY, PERSON_WITH_MAILBOX, MAILBOX_ADDRESS), mailbox_certificate)
+    business = digital_business(GATEWAY, MAILBOX_ADDRESS, dpi_token, cms)
+    del business["ikkesensitivtittel"]
+    forretningsmelding = sign(sbd("digital", business, GATEWAY, MAILBOX_PROVIDER[0]), identity)
+    refused_for(post(network, http, dpi_token, forretningsmelding, cms), "lacks ikkesensitivtittel")

@@ -9,10 +9,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.identifiers import is_valid_fnr
+from gateway.routing import ServiceRegistryClient
 from gateway.sandbox.network import SandboxNetwork
 from gateway.sandbox.persons import (
     BUILTIN_PERSONS,
@@ -27,7 +29,7 @@ from gateway.sandbox.persons import (
     UNNOTIFIABLE_PERSON,
     VEDTAK_PROCESS,
 )
-from tests.dpi_sandbox.conftest import REGISTRY_SCOPES, token
+from tests.dpi_sandbox.conftest import REGISTRY_SCOPES, token, tokens
 
 
 def lookup(network: SandboxNetwork, http: httpx.Client, fnr: str, scopes: tuple[str, ...] = REGISTRY_SCOPES,
@@ -146,3 +148,24 @@ def test_a_signed_person_answer_verifies_against_the_registry_certificate(
     assert b'"orgnrPostkasse"' in body
     assert signer.public_bytes(serialization.Encoding.PEM) == network.server.signing_key.certificate.public_bytes(
         serialization.Encoding.PEM)
+
+
+def test_the_gateways_registry_client_reads_and_verifies_the_person_records(
+    network: SandboxNetwork, http: httpx.Client
+) -> None:
+    registry = ServiceRegistryClient(network.server.registry_url, tokens(network, http, REGISTRY_SCOPES), http,
+                                     signers=network.registry_signers())
+    digital = registry.lookup(PERSON_WITH_MAILBOX, INFO_PROCESS).service_records
+    assert [(r.service, r.document_types) for r in digital] == [
+        ("DPI", ("urn:no:difi:digitalpost:xsd:digital::digital",))]
+    printed = registry.lookup(RESERVED_PERSON, VEDTAK_PROCESS).service_records
+    assert [(r.service, r.document_types) for r in printed] == [
+        ("DPI", ("urn:no:difi:digitalpost:xsd:fysisk::print",))]
+
+
+def test_network_yaml_names_corner2_and_the_persons(network: SandboxNetwork) -> None:
+    written = yaml.safe_load(network.network_file.read_text(encoding="utf-8"))
+    assert written["corner2_url"] == network.corner2_url
+    assert set(written["persons"]) == {person.fnr for person in BUILTIN_PERSONS}
+    assert written["persons"][MOVED_PERSON]["moved"] is True
+    assert written["persons"][PERSON_WITH_MAILBOX]["mailbox"] == "kari.postkasse#1AB2"

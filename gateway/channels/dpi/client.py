@@ -12,9 +12,10 @@ in test, `<sandbox>/dpi` on loopback (networks.md §5). Every call carries a Mas
     mark_read(message_id)                            POST /messages/in/{id}/read (404 tolerated, as the reference)
 
 `StatusPolling` polls the statuses of open messages with the reference's lessons built in: every request has its
-own timeout (a hung Corner 2 costs one timeout, not the poller), a round never overlaps the previous one (a second
-caller gets nothing and says so), old messages are asked for less often, and a message Corner 2 no longer has
-(404, 410) gets one ANNET "deleted at the provider" that ends its polling instead of being asked for ever.
+own timeout (a hung Corner 2 costs one timeout, not the poller), polls never overlap (a message being asked for is
+left out of a second call; receipts are taken by `ReceiptPolling`, one round at a time), old messages are asked
+for less often, and a message Corner 2 no longer has (404, 410) gets one ANNET "deleted at the provider" that ends
+its polling instead of being asked for ever.
 
 Errors: network, timeouts, 429 and 5xx are RetryableChannelError; other 4xx PermanentChannelError with Corner 2's
 own words (its problem+json).
@@ -37,6 +38,7 @@ import httpx
 
 from gateway.authorisation import Authorisation
 from gateway.channels.base import SentMessage, StatusUpdate
+from gateway.channels.dpi.package import MAX_DOKUMENTPAKKE_BYTES  # DPI's limit (eformidling.md: 50 MB)
 from gateway.clock import Clock, SystemClock
 from gateway.errors import PermanentChannelError, RetryableChannelError
 from gateway.tokens import TokenSource, bearer_request, check_response, server_words
@@ -44,7 +46,6 @@ from gateway.tokens import TokenSource, bearer_request, check_response, server_w
 log = logging.getLogger(__name__)
 
 DPI_SCOPE = "digitalpostinnbygger:send"  # networks.md §1: the Corner 2 token's scope
-MAX_DOKUMENTPAKKE_BYTES = 50 * 1024 * 1024  # DPI's limit (eformidling.md)
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_PAGE_SIZE = 100
 HOUR = 3600.0
@@ -205,7 +206,11 @@ def updates_from(message_id: str, statuses: Sequence[Corner2Status]) -> list[Sta
 
 
 class StatusPolling:
-    """Polls Corner 2 for open messages' statuses; see the module docstring for the rules it keeps."""
+    """Polls Corner 2 for open messages' statuses; see the module docstring for the rules it keeps.
+
+    `poll` may be called from several threads at once for different messages (the status poller asks a batch
+    in chunks side by side); a message already being asked for is left out of a second, overlapping call, so
+    one message never has two polls on the wire."""
 
     def __init__(self, client: Corner2Client, clock: Clock | None = None,
                  backoff: tuple[tuple[float, float], ...] = DEFAULT_BACKOFF,
@@ -214,9 +219,10 @@ class StatusPolling:
         self.clock = clock or SystemClock()
         self.backoff = backoff
         self.on_gone = on_gone
-        self._running = threading.Lock()
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
         self._last_asked: dict[str, float] = {}
-        self.skipped_rounds = 0
+        self.overlaps_skipped = 0  # messages left out because a poll of them was still on the wire
 
     def _interval(self, age: float) -> float:
         interval = 0.0
@@ -225,37 +231,45 @@ class StatusPolling:
                 interval = every
         return interval
 
-    def due(self, sent: Sequence[SentMessage]) -> list[SentMessage]:
-        """The messages whose back-off lets them be asked for now (a message's age counts from its send)."""
+    def _claim(self, sent: Sequence[SentMessage]) -> list[SentMessage]:
+        """The messages due by their back-off (age counted from the send) and not being asked for already."""
         now = self.clock.now().timestamp()
-        due = []
-        for message in sent:
-            age = now - message.sent_at.timestamp() if message.sent_at else 0.0
-            last = self._last_asked.get(message.message_id)
-            if last is None or now - last >= self._interval(age):
-                due.append(message)
-        return due
+        longest = max(every for _, every in self.backoff)
+        claimed = []
+        with self._lock:
+            for message_id in [m for m, last in self._last_asked.items() if now - last > longest]:
+                del self._last_asked[message_id]  # due anyway: forgetting it changes nothing
+            for message in sent:
+                if message.message_id in self._in_flight:
+                    self.overlaps_skipped += 1
+                    continue
+                age = now - message.sent_at.timestamp() if message.sent_at else 0.0
+                last = self._last_asked.get(message.message_id)
+                if last is None or now - last >= self._interval(age):
+                    self._in_flight.add(message.message_id)
+                    self._last_asked[message.message_id] = now
+                    claimed.append(message)
+        return claimed
 
     def poll(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
-        """One round: the updates for the messages due. A round asked for while one runs returns nothing."""
-        if not self._running.acquire(blocking=False):
-            self.skipped_rounds += 1
-            log.info("DPI status poll: the previous round is still running; this one is skipped")
-            return []
+        """The updates for those of `sent` that are due. Fails (RetryableChannelError) only when every poll
+        failed for a reason that may pass, or at once when Corner 2 asks us to wait."""
+        claimed = self._claim(sent)
         try:
-            return self._round(self.due(sent))
+            return self._round(claimed)
         finally:
-            self._running.release()
+            with self._lock:
+                self._in_flight.difference_update(message.message_id for message in claimed)
 
     def _round(self, due: list[SentMessage]) -> list[StatusUpdate]:
         updates: list[StatusUpdate] = []
         retryable: list[RetryableChannelError] = []
         for message in due:
-            self._last_asked[message.message_id] = self.clock.now().timestamp()
             try:
                 statuses = self.client.statuses(message.message_id)
             except MessageGone as gone:
-                self._last_asked.pop(message.message_id, None)
+                with self._lock:
+                    self._last_asked.pop(message.message_id, None)
                 updates.append(StatusUpdate(message.message_id, "ANNET", None, deleted_at_provider(gone),
                                             ends_polling=True))
                 if self.on_gone is not None:
@@ -276,6 +290,45 @@ class StatusPolling:
         return updates
 
 
+class ReceiptPolling:
+    """Takes the receipts waiting at Corner 2, a page at a time until none are left, one round at a time: a
+    round asked for while another runs does nothing (two rounds would take the same receipts twice, the
+    reference's lesson from its overlapping MPC polls). `handle` reads a receipt and returns the messageId to
+    mark it read under, or None to leave it for a later round."""
+
+    def __init__(self, client: Corner2Client, kanal: str | None = None, max_pages: int = 50) -> None:
+        self.client = client
+        self.kanal = kanal
+        self.max_pages = max_pages
+        self._running = threading.Lock()
+        self.skipped_rounds = 0
+
+    def poll(self, handle: Callable[[IncomingMessage], str | None],
+             avsenderidentifikatorer: Sequence[str | None] = (None,)) -> int:
+        """Receipts handled and marked read this round (0 when the round overlapped another and was skipped)."""
+        if not self._running.acquire(blocking=False):
+            self.skipped_rounds += 1
+            log.debug("DPI receipts: the previous round is still running; this one is skipped")
+            return 0
+        try:
+            taken = 0
+            for avsenderidentifikator in avsenderidentifikatorer:
+                for _ in range(self.max_pages):
+                    page = self.client.incoming(avsenderidentifikator, self.kanal)
+                    marked = 0
+                    for incoming in page:
+                        message_id = handle(incoming)
+                        if message_id is not None:
+                            self.client.mark_read(message_id)
+                            marked += 1
+                    taken += marked
+                    if len(page) < self.client.page_size or not marked:
+                        break  # the last page, or nothing on it could be taken: the rest waits for a later round
+            return taken
+        finally:
+            self._running.release()
+
+
 __all__ = [
     "DPI_SCOPE",
     "MAX_DOKUMENTPAKKE_BYTES",
@@ -283,6 +336,7 @@ __all__ = [
     "Corner2Status",
     "IncomingMessage",
     "MessageGone",
+    "ReceiptPolling",
     "StatusPolling",
     "corner2_client",
     "deleted_at_provider",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.channels.kind import SettingsBlock, no_settings_check
+from gateway.channels.kind import SettingsBlock
 from gateway.environments import PRODUCTION, TEST
 
 
@@ -39,7 +39,6 @@ SETTINGS = SettingsBlock(
     positive=frozenset({"inbound_poll_seconds", "max_in_flight"}),
     # Kept for configurations written before the channels section.
     legacy={"broker_url": "broker_url", "broker_resource": "resource", "inbound_poll_seconds": "inbound_poll_seconds"},
-    check=no_settings_check,
     example_url="broker_url",
     needs_altinn_exchange=True,
 )

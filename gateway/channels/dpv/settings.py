@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.channels.kind import SettingsBlock, no_settings_check
+from gateway.channels.kind import SettingsBlock
 from gateway.environments import PRODUCTION, TEST
 
 
@@ -38,7 +38,6 @@ SETTINGS = SettingsBlock(
     },
     positive=frozenset({"status_poll_seconds", "status_batch", "max_in_flight"}),
     choices={"notification_channel": ("Email", "Sms", "EmailAndSms")},
-    check=no_settings_check,
     example_url="correspondence_url",
     needs_altinn_exchange=True,
 )
