@@ -32,7 +32,13 @@ from gateway.channels.dpi.business import (
     Utskrift,
     Varsler,
 )
-from gateway.channels.dpi.client import MAX_DOKUMENTPAKKE_BYTES, Corner2Client, StatusPolling
+from gateway.channels.dpi.client import (
+    MAX_DOKUMENTPAKKE_BYTES,
+    Corner2Client,
+    IncomingMessage,
+    ReceiptPolling,
+    StatusPolling,
+)
 from gateway.channels.dpi.forretningsmelding import build_sbd, check_sender, read_jwt, sign_jwt
 from gateway.channels.dpi.options import DigitalOptions, DpiOptions, PostalAddress, PrintOptions
 from gateway.channels.dpi.package import DpiDocument, ManifestParties, build_dokumentpakke, check_documents
@@ -79,12 +85,9 @@ class Letter:
     expected_response: datetime | None
 
 
-def reference_of(message_id: str, conversation_id: str) -> str:
-    """The channel's reference: the message id, and the conversation the receipts name it by."""
-    return f"{message_id}/{conversation_id}"
-
-
 def split_reference(reference: str) -> tuple[str, str]:
+    """(message id, conversation id) of a reference: Corner 2 and the receipts know a letter by its message id,
+    which is the reference (an earlier form carried the conversation after a slash)."""
     message_id, _, conversation_id = reference.partition("/")
     return message_id, conversation_id or message_id
 
@@ -107,7 +110,8 @@ class DpiChannel:
 
     def __init__(self, clients: Callable[[str], Corner2Client], identity: OrgIdentity, own_orgnr: str,
                  trust: TrustStore, receivers: ReceiverTrust, print_certificates: PrintCertificates, clock: Clock,
-                 defaults: LetterDefaults | None = None, status_batch: int = 200, receipt_page_size: int = 500) -> None:
+                 defaults: LetterDefaults | None = None, statuses_per_request: int = 50,
+                 receipt_gap: float = 1.0) -> None:
         self.clients = clients  # the Corner 2 client for an avsender (its token names it when not us)
         self.client = clients(own_orgnr)
         self.identity = identity
@@ -118,16 +122,20 @@ class DpiChannel:
         self.clock = clock
         self.defaults = defaults or LetterDefaults()
         self.polling = StatusPolling(self.client, clock)
-        self.receipt_page_size = receipt_page_size
         self.capabilities = Capabilities(
             # After LEVERT a letter is still watched: an open receipt (LEST) or returned post (FEIL) may come later.
             two_way=False, statuses_by_polling=True, receipt_types=LETTER_TYPES, max_bytes=MAX_DOKUMENTPAKKE_BYTES,
             security_levels=frozenset({3, 4}), message_types=LETTER_TYPES,
-            # One call takes the whole batch: StatusPolling keeps its requests from overlapping.
-            statuses_per_request=status_batch,
+            # A call asks for these one by one; calls run side by side (StatusPolling keeps one message's polls
+            # from overlapping), and one receipt listing serves them all.
+            statuses_per_request=statuses_per_request,
         )
+        self.receipt_polling = ReceiptPolling(self.client, self.defaults.kanal)
+        self.receipt_gap = receipt_gap
+        self.refused_receipts = 0
         self._receipts_lock = threading.Lock()
-        self._pending: dict[str, list[Receipt]] = {}  # conversation id -> receipts not yet handed on
+        self._last_receipt_round = float("-inf")
+        self._pending: dict[str, list[Receipt]] = {}  # letter's message id -> receipts not yet handed on
 
     # ---- sending ---------------------------------------------------------------------------------
     def _documents(self, message: OutgoingMessage) -> list[DpiDocument]:
@@ -222,7 +230,7 @@ class DpiChannel:
         client = self.clients(letter.avsender)
         if reference is not None and client.already_sent(split_reference(reference)[0]):
             return reference
-        reference = reference_of(package.message_id, letter.conversation_id)
+        reference = package.message_id
         on_reference(reference)
         # The token the request carries goes into the SBD too: Corner 2 checks that they agree.
         token = client.tokens()
@@ -245,39 +253,40 @@ class DpiChannel:
         except ChannelError as exc:
             if not updates:
                 raise
-            log.warning("DPI receipts could not be fetched this round: %s", exc)
+            log.warning("DPI receipts could not be taken this round: %s", exc)
         with self._receipts_lock:
-            for message in sent:
-                message_id, conversation_id = split_reference(message.reference)
-                for receipt in self._pending.pop(conversation_id, []):
-                    updates.append(StatusUpdate(message_id, receipt.status, receipt.timestamp, receipt.description))
+            for message in by_message:
+                for receipt in self._pending.pop(message.message_id, []):
+                    updates.append(StatusUpdate(message.message_id, receipt.status, receipt.timestamp,
+                                                receipt.description))
         return updates
 
     def _take_receipts(self) -> None:
-        """The receipts waiting at Corner 2, verified and kept until their message is polled; each is marked read
-        once it is kept here (a crash before its message is polled loses it: Corner 2 does not offer it again)."""
-        for waiting in self.client.incoming(kanal=self.defaults.kanal):
-            try:
-                signed = read_jwt(waiting.forretningsmelding)
-                check_sender(signed)
-                self.trust.verify(signed.certificate, purpose=Purpose.SIGNING, role="the receipt's signer")
-                receipt = receipt_from_sbd(signed)
-            except (SecurityError, DpiFormatError) as exc:
-                log.warning("a DPI receipt was refused and dropped: %s", exc)
-                receipt = None
-            receipt_id = self._receipt_id(waiting.forretningsmelding)
-            if receipt is not None and receipt.conversation_id:
-                with self._receipts_lock:
-                    self._pending.setdefault(receipt.conversation_id, []).append(receipt)
-            if receipt_id:
-                self.client.mark_read(receipt_id)
+        """A round of receipts from Corner 2, at most one per `receipt_gap` seconds (the poller asks for a batch
+        in chunks side by side; one listing serves them all). Each verified receipt is kept here until its letter
+        is polled, and marked read at Corner 2 as soon as it is kept: a crash in between loses it, since Corner
+        2 does not offer a read receipt again (the letter's own statuses still come)."""
+        now = self.clock.monotonic()
+        with self._receipts_lock:
+            if now - self._last_receipt_round < self.receipt_gap:
+                return
+            self._last_receipt_round = now
+        self.receipt_polling.poll(self._keep)
 
-    @staticmethod
-    def _receipt_id(token: str) -> str | None:
+    def _keep(self, waiting: IncomingMessage) -> str | None:
         try:
-            return read_jwt(token).message_id
-        except SecurityError:
+            signed = read_jwt(waiting.forretningsmelding)
+            check_sender(signed)
+            self.trust.verify(signed.certificate, purpose=Purpose.SIGNING, role="the receipt's signer")
+            receipt = receipt_from_sbd(signed)
+        except (SecurityError, DpiFormatError) as exc:
+            # Never taken: it stays at Corner 2, where an operator can see it, and the next round skips past it.
+            self.refused_receipts += 1
+            log.warning("a DPI receipt was not accepted: %s", exc)
             return None
+        with self._receipts_lock:
+            self._pending.setdefault(receipt.message_id, []).append(receipt)
+        return receipt.message_id
 
     # ---- one-way: nothing comes in but receipts ---------------------------------------------------
     def list_inbound(self) -> list[str]:
@@ -299,4 +308,4 @@ class DpiChannel:
         raise PermanentChannelError("DPI carries no status messages")
 
 
-__all__ = ["DpiChannel", "Letter", "LetterDefaults", "reference_of", "split_reference"]
+__all__ = ["DpiChannel", "Letter", "LetterDefaults", "split_reference"]

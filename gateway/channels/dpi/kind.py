@@ -46,7 +46,8 @@ def build(block: Any, tools: ChannelTools) -> Channel:
     print_certificates = PrintCertificates(block.print_certificate_url, tools.http, receivers, tools.clock,
                                            block.print_certificate_cache_seconds, block.request_timeout_seconds)
     return DpiChannel(_clients(block, tools), tools.identity, tools.orgnr, tools.trust, receivers, print_certificates,
-                      tools.clock, defaults, status_batch=block.status_batch, receipt_page_size=block.receipt_page_size)
+                      tools.clock, defaults, statuses_per_request=max(1, block.status_batch // block.max_in_flight),
+                      receipt_gap=block.status_poll_seconds / 2)
 
 
 def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
