@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.sandbox.persons import BUILTIN_PERSONS, MOVED_PERSON, PERSON_WITH_MAILBOX
+from gateway.sandbox.persons import BUILTIN_PERSONS, MOVED_PERSON, PERSON_WITH_MAILBOX, UNNOTIFIABLE_PERSON
 from tests.dpo.network import A, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import NS, current, history, status_of
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
@@ -171,3 +172,17 @@ def test_no_national_identity_number_in_the_daemon_log(network):
     for person in BUILTIN_PERSONS:
         assert person.fnr not in log, f"{person.name}'s number is in the daemon log"
     assert not re.search(r"(?<!\d)\d{11}(?!\d)", log), "an 11-digit number is in the daemon log"
+
+
+def test_a_letter_corner2_no_longer_has_ends_as_annet_deleted_at_the_provider(network):
+    sandbox, gateway = network
+    message_id = drop(gateway, UNNOTIFIABLE_PERSON, {"brev.pdf": pdf_bytes("til vera")})
+    wait(lambda: "LEVERT" in history(gateway.status, message_id), timeout=60, message="LEVERT")
+    assert httpx.delete(f"{sandbox.url}/dpi/_sandbox/messages/{message_id}", timeout=10).status_code == 204
+    wait(lambda: "ANNET" in history(gateway.status, message_id), timeout=60, message="ANNET after 410")
+    last = descriptions(gateway, message_id)[-1]
+    assert last.startswith("deleted at the provider") and "410" in last
+    polled = [m for m in corner2(sandbox, "messages") if m["messageId"] == message_id]
+    asked = sum(m["statusRequests"] for m in polled)
+    time.sleep(2)  # several poll rounds: the gateway no longer asks for it
+    assert sum(m["statusRequests"] for m in corner2(sandbox, "messages") if m["messageId"] == message_id) == asked
