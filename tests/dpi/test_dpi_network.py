@@ -96,19 +96,36 @@ def test_a_digital_letter_reaches_levert_and_lest_and_the_mailbox_holds_the_docu
     assert letter["notifications"][0]["text"] == "Nytt brev"
 
 
-def test_a_vedtak_to_the_reserved_person_is_printed_and_reaches_levert(network):
-    sandbox, gateway = network
-    sample = REPO / "sample_drops" / "brev-til-innbygger-papir"
-    staged = gateway.root / "staging" / "vedtak-papir"
-    shutil.copytree(sample, staged)
-    staged.rename(gateway.outbox / staged.name)
+def drop_sample(gateway: Gateway, sample: str, name: str) -> str:
+    """The sample drop copied beside the outbox and moved in with one rename; its message id."""
+    staged = gateway.root / "staging" / name
+    shutil.copytree(REPO / "sample_drops" / sample, staged)
+    staged.rename(gateway.outbox / name)
 
     def status_file() -> Path | None:
-        found = [p for p in gateway.status.glob("vedtak-papir*.xml")]
+        found = list(gateway.status.glob(f"{name}.*.xml"))
         return found[0] if found else None
 
-    wait(lambda: status_file() is not None, timeout=30, message="a status file for the sample")
-    message_id = status_file().name.split(".")[-2]
+    wait(lambda: status_file() is not None, timeout=30, message=f"a status file for {sample}")
+    return status_file().name.split(".")[-2]
+
+
+def test_the_digital_sample_letter_reaches_lest(network):
+    sandbox, gateway = network
+    message_id = drop_sample(gateway, "brev-til-innbygger", "digitalt-brev")
+    wait(lambda: current(gateway.status, message_id) in ("LEST", "FEIL"), timeout=60, message="LEST")
+    assert current(gateway.status, message_id) == "LEST", descriptions(gateway, message_id)
+    assert "notified by e-mail and SMS" in reason(gateway, message_id)[1]
+    [letter] = [item for item in corner2(sandbox, f"mailbox/{PERSON_WITH_MAILBOX}") if item["messageId"] == message_id]
+    assert letter["title"] == "Brev frå Sandkasse kommune"
+    sample = REPO / "sample_drops" / "brev-til-innbygger" / "svar-pa-soknad.pdf"
+    assert httpx.get(f"{sandbox.url}/dpi/_sandbox/mailbox/{PERSON_WITH_MAILBOX}/{message_id}/svar-pa-soknad.pdf",
+                     timeout=10).content == sample.read_bytes()
+
+
+def test_a_vedtak_to_the_reserved_person_is_printed_and_reaches_levert(network):
+    sandbox, gateway = network
+    message_id = drop_sample(gateway, "brev-til-innbygger-papir", "vedtak-papir")
     wait(lambda: "LEVERT" in history(gateway.status, message_id), timeout=60, message="LEVERT from the print service")
     channel, why = reason(gateway, message_id)
     assert channel == "DPI" and why.startswith("a vedtak must reach the receiver") and "DPI print" in why
