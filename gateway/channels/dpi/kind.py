@@ -19,7 +19,8 @@ from gateway.channels.kind import ChannelKind, ChannelTools
 
 KRR_SCOPES = ("global/kontaktinformasjon.read", "global/sikkerdigitalpost.read", "global/varslingsstatus.read",
               "global/sertifikat.read", "global/navn.read", "global/postadresse.read")
-REGISTRY_SCOPE = " ".join(("eformidling:dpi", *KRR_SCOPES))
+# As the reference asks the registry for DPI (networks.md §1): the channel, Corner 2 and KRR scopes in one token.
+REGISTRY_SCOPE = " ".join(("eformidling:dpi", "digitalpostinnbygger:send", *KRR_SCOPES))
 
 
 def _clients(block: Any, tools: ChannelTools) -> Any:
