@@ -85,11 +85,16 @@ class Letter:
     expected_response: datetime | None
 
 
-def split_reference(reference: str) -> tuple[str, str]:
-    """(message id, conversation id) of a reference: Corner 2 and the receipts know a letter by its message id,
-    which is the reference (an earlier form carried the conversation after a slash)."""
-    message_id, _, conversation_id = reference.partition("/")
-    return message_id, conversation_id or message_id
+def reference_of(message_id: str, provider: str) -> str:
+    """The channel's reference: the letter's message id (Corner 2 and the receipts know it by that), and the
+    provider it went to (only that provider's receipts count for it)."""
+    return f"{message_id}/{provider}"
+
+
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """(message id, provider) of a reference; the provider None where the reference does not name one."""
+    message_id, _, provider = reference.partition("/")
+    return message_id, provider or None
 
 
 def _address(given: PostalAddress | None, registry: Any) -> PostAdresse | None:
@@ -105,13 +110,19 @@ def _address(given: PostalAddress | None, registry: Any) -> PostAdresse | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Kept:
+    at: float  # monotonic: when it was taken from Corner 2
+    receipt: Receipt
+
+
 class DpiChannel:
     name = "DPI"
 
     def __init__(self, clients: Callable[[str], Corner2Client], identity: OrgIdentity, own_orgnr: str,
                  trust: TrustStore, receivers: ReceiverTrust, print_certificates: PrintCertificates, clock: Clock,
                  defaults: LetterDefaults | None = None, statuses_per_request: int = 50,
-                 receipt_gap: float = 1.0) -> None:
+                 receipt_gap: float = 1.0, keep_receipts_s: float = 7 * 24 * 3600.0) -> None:
         self.clients = clients  # the Corner 2 client for an avsender (its token names it when not us)
         self.client = clients(own_orgnr)
         self.identity = identity
@@ -135,7 +146,9 @@ class DpiChannel:
         self.refused_receipts = 0
         self._receipts_lock = threading.Lock()
         self._last_receipt_round = float("-inf")
-        self._pending: dict[str, list[Receipt]] = {}  # letter's message id -> receipts not yet handed on
+        self._pending: dict[str, list[_Kept]] = {}  # letter's message id -> receipts not yet handed on
+        self.keep_receipts_s = keep_receipts_s
+        self.expired_receipts = 0
 
     # ---- sending ---------------------------------------------------------------------------------
     def _documents(self, message: OutgoingMessage) -> list[DpiDocument]:
@@ -230,7 +243,7 @@ class DpiChannel:
         client = self.clients(letter.avsender)
         if reference is not None and client.already_sent(split_reference(reference)[0]):
             return reference
-        reference = package.message_id
+        reference = reference_of(package.message_id, letter.provider)
         on_reference(reference)
         # The token the request carries goes into the SBD too: Corner 2 checks that they agree.
         token = client.tokens()
@@ -247,6 +260,7 @@ class DpiChannel:
     def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
         by_message = [dataclasses.replace(message, message_id=split_reference(message.reference)[0])
                       for message in sent]
+        providers = {message.message_id: split_reference(message.reference)[1] for message in by_message}
         updates = self.polling.poll(by_message)
         try:
             self._take_receipts()
@@ -255,10 +269,16 @@ class DpiChannel:
                 raise
             log.warning("DPI receipts could not be taken this round: %s", exc)
         with self._receipts_lock:
-            for message in by_message:
-                for receipt in self._pending.pop(message.message_id, []):
-                    updates.append(StatusUpdate(message.message_id, receipt.status, receipt.timestamp,
-                                                receipt.description))
+            taken = [(message_id, kept.receipt) for message_id in providers
+                     for kept in self._pending.pop(message_id, [])]
+        for message_id, receipt in taken:
+            provider = providers[message_id]
+            if provider is not None and receipt.provider.removeprefix("0192:") != provider:
+                # A receipt counts only when it comes from the provider the letter went to.
+                log.warning("a DPI receipt (%s) for message %s comes from %s, not from %s, where the letter went; "
+                            "it is ignored", receipt.type, message_id, receipt.provider, provider)
+                continue
+            updates.append(StatusUpdate(message_id, receipt.status, receipt.timestamp, receipt.description))
         return updates
 
     def _take_receipts(self) -> None:
@@ -271,6 +291,10 @@ class DpiChannel:
             if now - self._last_receipt_round < self.receipt_gap:
                 return
             self._last_receipt_round = now
+            # Receipts whose letter is never polled again (finished, or sent by another system on the same
+            # client) are not kept for ever.
+            for message_id in [m for m, kept in self._pending.items() if now - kept[0].at > self.keep_receipts_s]:
+                self.expired_receipts += len(self._pending.pop(message_id))
         self.receipt_polling.poll(self._keep)
 
     def _keep(self, waiting: IncomingMessage) -> str | None:
@@ -285,7 +309,7 @@ class DpiChannel:
             log.warning("a DPI receipt was not accepted: %s", exc)
             return None
         with self._receipts_lock:
-            self._pending.setdefault(receipt.message_id, []).append(receipt)
+            self._pending.setdefault(receipt.message_id, []).append(_Kept(self.clock.monotonic(), receipt))
         return receipt.message_id
 
     # ---- one-way: nothing comes in but receipts ---------------------------------------------------
@@ -308,4 +332,4 @@ class DpiChannel:
         raise PermanentChannelError("DPI carries no status messages")
 
 
-__all__ = ["DpiChannel", "Letter", "LetterDefaults", "split_reference"]
+__all__ = ["DpiChannel", "Letter", "LetterDefaults", "reference_of", "split_reference"]
