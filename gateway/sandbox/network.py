@@ -9,7 +9,8 @@
 gateway organisation and keeps the network up until SIGTERM or SIGINT. Either way the settings are
 also written to `<data_dir>/network.yaml`.
 
-Every organisation here is fictional (valid check digits, no real party behind them).
+Every organisation and citizen here is fictional (valid check digits, no real party behind them; the citizens'
+numbers are synthetic, month plus 80). DPI's Corner 2, its mailbox and print service are at `corner2_url` (/dpi).
 """
 
 from __future__ import annotations
