@@ -15,7 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.sandbox.persons import BUILTIN_PERSONS, MOVED_PERSON, PERSON_WITH_MAILBOX, UNNOTIFIABLE_PERSON
+from gateway.sandbox.persons import (
+    BUILTIN_PERSONS,
+    MOVED_PERSON,
+    PERSON_WITH_MAILBOX,
+    PERSON_WITHOUT_MAILBOX,
+    UNNOTIFIABLE_PERSON,
+)
 from tests.dpo.network import A, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import NS, current, history, status_of
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
@@ -203,3 +209,13 @@ def test_a_letter_corner2_no_longer_has_ends_as_annet_deleted_at_the_provider(ne
     asked = sum(m["statusRequests"] for m in polled)
     time.sleep(2)  # several poll rounds: the gateway no longer asks for it
     assert sum(m["statusRequests"] for m in corner2(sandbox, "messages") if m["messageId"] == message_id) == asked
+
+
+def test_an_info_letter_to_a_person_without_a_mailbox_goes_to_the_altinn_mailbox(network):
+    sandbox, gateway = network
+    message_id = drop(gateway, PERSON_WITHOUT_MAILBOX, {"brev.pdf": pdf_bytes("til nils")})
+    wait(lambda: current(gateway.status, message_id) in ("LEVERT", "LEST", "FEIL"), timeout=60, message="LEVERT")
+    assert current(gateway.status, message_id) != "FEIL", descriptions(gateway, message_id)
+    channel, why = reason(gateway, message_id)
+    assert channel == "DPV" and why.startswith("receiver has no active digital mailbox: DPV")
+    assert message_id not in str(corner2(sandbox, "messages"))
