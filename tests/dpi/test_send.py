@@ -5,6 +5,7 @@ letter's options from the sidecar in its business message; and the refusals befo
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from gateway.channels.dpi.print_certificate import PrintCertificates
 from gateway.channels.records import ServiceRecord
 from gateway.clock import FakeClock
 from gateway.devcerts import DevPki, create_dev_pki, dev_identity
+from gateway.errors import PermanentChannelError
 from gateway.formats.asice import AsicDocument
 from gateway.formats.business import Arkivmelding, Digital, Print
 from gateway.formats.keys import TrustStore
@@ -179,3 +181,13 @@ def test_an_arkivmelding_is_not_a_letter(pki: DevPki, channel: DpiChannel) -> No
                   created=datetime(2026, 12, 7, tzinfo=UTC))
     arkivmelding = OutgoingMessage(sbd, message.documents)
     assert "DPI carries letters to citizens" in channel.validate(arkivmelding, mailbox_record(pki))[0]
+
+
+def test_a_mailbox_certificate_of_another_organisation_is_refused_before_encrypting(
+        pki: DevPki, channel: DpiChannel, tmp_path: Path) -> None:
+    record = mailbox_record(pki)
+    foreign = dataclasses.replace(record, certificate_pem=_pem(pki, PRINTER))
+    message = letter([AsicDocument("brev.pdf", b"%PDF-1.4 brev", "application/pdf")])
+    with pytest.raises(PermanentChannelError, match="belongs to 944444513, not to 944444505"):
+        channel.prepare(message, foreign, tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing was built

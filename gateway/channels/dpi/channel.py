@@ -181,7 +181,8 @@ class DpiChannel:
             parties = ManifestParties(avsender_orgnr, avsenderidentifikator=avsender.avsenderidentifikator,
                                       fakturareferanse=avsender.fakturareferanse)
         else:
-            checked = check(self.receivers, service.certificate_pem, f"the mailbox provider {provider}")
+            checked = check(self.receivers, service.certificate_pem, f"the mailbox provider {provider}",
+                            owner_expected=provider or None)
             digital = options.digital or DigitalOptions()
             business = self._digital(avsender, digital, service, message, sbd.business_message)
             parties = ManifestParties(avsender_orgnr, postkasseadresse=business.postkasseadresse,

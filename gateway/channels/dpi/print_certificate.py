@@ -89,15 +89,20 @@ class PrintCertificates:
         return check(self.receivers, pem, "the print service")
 
 
-def check(receivers: ReceiverTrust, pem: str | None, whose: str) -> ReceiverCertificate:
-    """`pem` checked as a certificate we encrypt to, whoever's organisation number it carries (a mailbox or
-    print provider: not the person the letter is for)."""
+def check(receivers: ReceiverTrust, pem: str | None, whose: str, owner_expected: str | None = None,
+          ) -> ReceiverCertificate:
+    """`pem` checked as a certificate we encrypt to: a mailbox or print provider's, not the person's the letter
+    is for; with `owner_expected`, the organisation the record names as that provider must be its owner."""
     if not pem:
         raise PermanentChannelError(f"no certificate for {whose} to encrypt the letter to")
     try:
         owner = certificate_orgnr(x509.load_pem_x509_certificate(pem.encode("ascii")))
     except (ValueError, UnicodeEncodeError):
         raise PermanentChannelError(f"the certificate of {whose} is not a readable PEM certificate") from None
+    if owner_expected and owner != owner_expected:
+        raise PermanentChannelError(f"refused before encrypting: the certificate of {whose} belongs to "
+                                    f"{owner or 'no organisation'}, not to {owner_expected}, which the person's "
+                                    "record names as the provider")
     checked = receivers.check(owner or "the provider", pem)
     return ReceiverCertificate(checked.certificate, checked.owner,
                                f"encrypted to {whose}'s certificate ({checked.owner}, serial "
