@@ -36,9 +36,12 @@ class Corner2:
     def __init__(self) -> None:
         self.waiting: list[tuple[str, str]] = []  # (letter's message id, JWT)
         self.read: list[str] = []
+        self.down = False
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path == "/dpi/messages/in" and self.down:
+            return httpx.Response(503, json={"detail": "maintenance"})
         if path == "/dpi/messages/in":
             if not self.waiting:
                 return httpx.Response(204)
@@ -71,7 +74,7 @@ def channel(pki: DevPki, corner2: Corner2) -> Iterator[DpiChannel]:
         client = Corner2Client("http://corner2.test/dpi", lambda: "token", http)
         yield DpiChannel(lambda avsender: client, dev_identity(pki, US), US, trust, ReceiverTrust(trust),
                          PrintCertificates(None, http, ReceiverTrust(trust), clock), clock, receipt_gap=0,
-                         keep_receipts_s=3600)
+                         keep_receipts_s=3600, background_receipts=False)
 
 
 def receipt(identity: OrgIdentity, letter: str, kind: str = "leveringskvittering") -> tuple[str, str]:
@@ -146,3 +149,16 @@ def test_a_receipt_waits_for_its_letters_poll_and_is_not_kept_for_ever(pki: DevP
     assert [u.status for u in channel.poll_statuses([sent("letter-f")])] == ["MOTTATT"]
 
 
+
+
+def test_corner2_refusing_the_receipt_list_is_said_once_and_the_statuses_still_come(
+        pki: DevPki, corner2: Corner2, channel: DpiChannel, caplog: pytest.LogCaptureFixture) -> None:
+    corner2.down = True
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            assert [u.status for u in channel.poll_statuses([sent("letter-g")])] == ["MOTTATT"]
+        corner2.down = False
+        corner2.waiting = [receipt(dev_identity(pki, MAILBOX), "letter-g")]
+        assert [u.status for u in channel.poll_statuses([sent("letter-g")])] == ["MOTTATT", "LEVERT"]
+    assert caplog.text.count("DPI receipts cannot be taken from Corner 2") == 1
+    assert "DPI receipts are taken from Corner 2 again" in caplog.text

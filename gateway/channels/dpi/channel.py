@@ -122,7 +122,8 @@ class DpiChannel:
     def __init__(self, clients: Callable[[str], Corner2Client], identity: OrgIdentity, own_orgnr: str,
                  trust: TrustStore, receivers: ReceiverTrust, print_certificates: PrintCertificates, clock: Clock,
                  defaults: LetterDefaults | None = None, statuses_per_request: int = 50,
-                 receipt_gap: float = 1.0, keep_receipts_s: float = 7 * 24 * 3600.0) -> None:
+                 receipt_gap: float = 1.0, keep_receipts_s: float = 7 * 24 * 3600.0,
+                 background_receipts: bool = True) -> None:
         self.clients = clients  # the Corner 2 client for an avsender (its token names it when not us)
         self.client = clients(own_orgnr)
         self.identity = identity
@@ -149,6 +150,9 @@ class DpiChannel:
         self._pending: dict[str, list[_Kept]] = {}  # letter's message id -> receipts not yet handed on
         self.keep_receipts_s = keep_receipts_s
         self.expired_receipts = 0
+        self.background_receipts = background_receipts
+        self._receipt_thread: threading.Thread | None = None
+        self._receipts_failing = False
 
     # ---- sending ---------------------------------------------------------------------------------
     def _documents(self, message: OutgoingMessage) -> list[DpiDocument]:
@@ -263,12 +267,7 @@ class DpiChannel:
                       for message in sent]
         providers = {message.message_id: split_reference(message.reference)[1] for message in by_message}
         updates = self.polling.poll(by_message)
-        try:
-            self._take_receipts()
-        except ChannelError as exc:
-            if not updates:
-                raise
-            log.warning("DPI receipts could not be taken this round: %s", exc)
+        self._take_receipts()
         with self._receipts_lock:
             taken = [(message_id, kept.receipt) for message_id in providers
                      for kept in self._pending.pop(message_id, [])]
@@ -284,19 +283,42 @@ class DpiChannel:
 
     def _take_receipts(self) -> None:
         """A round of receipts from Corner 2, at most one per `receipt_gap` seconds (the poller asks for a batch
-        in chunks side by side; one listing serves them all). Each verified receipt is kept here until its letter
-        is polled, and marked read at Corner 2 as soon as it is kept: a crash in between loses it, since Corner
-        2 does not offer a read receipt again (the letter's own statuses still come)."""
+        in chunks side by side; one listing serves them all), on a thread of its own: taking thousands of receipts
+        (one request each to mark them read) never holds up the letters' status polls. Each verified receipt is
+        kept here until its letter is polled, and marked read at Corner 2 as soon as it is kept: a crash in
+        between loses it, since Corner 2 does not offer a read receipt again (the letter's own statuses still
+        come). Marking read later would lose more: Corner 2 marks every receipt of the letter it has by then."""
         now = self.clock.monotonic()
         with self._receipts_lock:
             if now - self._last_receipt_round < self.receipt_gap:
+                return
+            if self._receipt_thread is not None and self._receipt_thread.is_alive():
                 return
             self._last_receipt_round = now
             # Receipts whose letter is never polled again (finished, or sent by another system on the same
             # client) are not kept for ever.
             for message_id in [m for m, kept in self._pending.items() if now - kept[0].at > self.keep_receipts_s]:
                 self.expired_receipts += len(self._pending.pop(message_id))
-        self.receipt_polling.poll(self._keep)
+            if not self.background_receipts:
+                self._receipt_thread = None
+            else:
+                self._receipt_thread = threading.Thread(target=self._receipt_round, name="dpi-receipts",
+                                                        daemon=True)
+                self._receipt_thread.start()
+                return
+        self._receipt_round()
+
+    def _receipt_round(self) -> None:
+        try:
+            self.receipt_polling.poll(self._keep)
+        except ChannelError as exc:
+            if not self._receipts_failing:
+                log.warning("DPI receipts cannot be taken from Corner 2: %s; each status round tries again", exc)
+            self._receipts_failing = True
+            return
+        if self._receipts_failing:
+            log.info("DPI receipts are taken from Corner 2 again")
+        self._receipts_failing = False
 
     def _keep(self, waiting: IncomingMessage) -> str | None:
         try:
