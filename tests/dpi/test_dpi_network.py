@@ -38,7 +38,7 @@ REFUSALS = ("refused before anything was sent", "cannot be printed", "DPI does n
 def network(tmp_path_factory):
     root = tmp_path_factory.mktemp("dpi")
     sandbox = SandboxProcess(root / "sandbox", allowed_log=("refused",))
-    dpi = {"corner2_url": sandbox.network["corner2_url"], "status_poll_seconds": 0.3}
+    dpi = {"corner2_url": sandbox.network["corner2_url"], "status_poll_seconds": 0.3, "handed_on_poll_seconds": 1}
     gateway = Gateway(root / "a", gateway_config(root / "a", sandbox, A, channels={"dpi": dpi}),
                       allowed_log=REFUSALS).start()
     try:

@@ -37,6 +37,7 @@ class Corner2:
         self.waiting: list[tuple[str, str]] = []  # (letter's message id, JWT)
         self.read: list[str] = []
         self.down = False
+        self.status_requests = 0
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -51,6 +52,7 @@ class Corner2:
             self.waiting = [(m, jwt) for m, jwt in self.waiting if m != match[1]]
             return httpx.Response(200)
         if re.fullmatch(r"/dpi/messages/out/.+/statuses", path):
+            self.status_requests += 1
             return httpx.Response(200, json=[{"status": "SENDT", "timestamp": "2026-12-07T10:00:00.000Z"}])
         return httpx.Response(404, json={"detail": "no such call"})
 
@@ -155,10 +157,21 @@ def test_corner2_refusing_the_receipt_list_is_said_once_and_the_statuses_still_c
         pki: DevPki, corner2: Corner2, channel: DpiChannel, caplog: pytest.LogCaptureFixture) -> None:
     corner2.down = True
     with caplog.at_level(logging.INFO):
-        for _ in range(3):
-            assert [u.status for u in channel.poll_statuses([sent("letter-g")])] == ["MOTTATT"]
+        statuses = [[u.status for u in channel.poll_statuses([sent("letter-g")])] for _ in range(3)]
+        assert statuses == [["MOTTATT"], [], []]  # Corner 2's own statuses come regardless
         corner2.down = False
         corner2.waiting = [receipt(dev_identity(pki, MAILBOX), "letter-g")]
-        assert [u.status for u in channel.poll_statuses([sent("letter-g")])] == ["MOTTATT", "LEVERT"]
+        assert [u.status for u in channel.poll_statuses([sent("letter-g")])] == ["LEVERT"]
     assert caplog.text.count("DPI receipts cannot be taken from Corner 2") == 1
     assert "DPI receipts are taken from Corner 2 again" in caplog.text
+
+
+
+def test_once_corner2_has_handed_a_letter_on_it_is_asked_seldom(corner2: Corner2, channel: DpiChannel) -> None:
+    for _ in range(3):
+        channel.poll_statuses([sent("letter-h")])
+    assert corner2.status_requests == 1  # SENDT (handed on) the first time: not asked again for a while
+    assert isinstance(channel.clock, FakeClock)
+    channel.clock.advance(channel.handed_on_poll_s)
+    channel.poll_statuses([sent("letter-h")])
+    assert corner2.status_requests == 2

@@ -123,7 +123,7 @@ class DpiChannel:
                  trust: TrustStore, receivers: ReceiverTrust, print_certificates: PrintCertificates, clock: Clock,
                  defaults: LetterDefaults | None = None, statuses_per_request: int = 50,
                  receipt_gap: float = 1.0, keep_receipts_s: float = 7 * 24 * 3600.0,
-                 background_receipts: bool = True) -> None:
+                 background_receipts: bool = True, handed_on_poll_s: float = 900.0) -> None:
         self.clients = clients  # the Corner 2 client for an avsender (its token names it when not us)
         self.client = clients(own_orgnr)
         self.identity = identity
@@ -153,6 +153,8 @@ class DpiChannel:
         self.background_receipts = background_receipts
         self._receipt_thread: threading.Thread | None = None
         self._receipts_failing = False
+        self.handed_on_poll_s = handed_on_poll_s
+        self._handed_on: dict[str, float] = {}  # letters Corner 2 has handed on -> when last asked (monotonic)
 
     # ---- sending ---------------------------------------------------------------------------------
     def _documents(self, message: OutgoingMessage) -> list[DpiDocument]:
@@ -266,7 +268,14 @@ class DpiChannel:
         by_message = [dataclasses.replace(message, message_id=split_reference(message.reference)[0])
                       for message in sent]
         providers = {message.message_id: split_reference(message.reference)[1] for message in by_message}
-        updates = self.polling.poll(by_message)
+        updates = self.polling.poll(self._to_ask(by_message))
+        now = self.clock.monotonic()
+        with self._receipts_lock:
+            for update in updates:
+                if update.status == "MOTTATT":  # Corner 2 has handed it on: the provider's receipts tell the rest
+                    self._handed_on.setdefault(update.message_id, now)
+                elif update.ends_polling:
+                    self._handed_on.pop(update.message_id, None)
         self._take_receipts()
         with self._receipts_lock:
             taken = [(message_id, kept.receipt) for message_id in providers
@@ -280,6 +289,20 @@ class DpiChannel:
                 continue
             updates.append(StatusUpdate(message_id, receipt.status, receipt.timestamp, receipt.description))
         return updates
+
+    def _to_ask(self, sent: list[SentMessage]) -> list[SentMessage]:
+        """The letters whose Corner 2 statuses are worth a request now: every round until Corner 2 has handed a
+        letter on, then once per `handed_on_poll_s` (only a letter it let go, 404/410, can still change there)."""
+        now = self.clock.monotonic()
+        asked = []
+        with self._receipts_lock:
+            for message in sent:
+                since = self._handed_on.get(message.message_id)
+                if since is None or now - since >= self.handed_on_poll_s:
+                    asked.append(message)
+                    if since is not None:
+                        self._handed_on[message.message_id] = now
+        return asked
 
     def _take_receipts(self) -> None:
         """A round of receipts from Corner 2, at most one per `receipt_gap` seconds (the poller asks for a batch
@@ -299,6 +322,8 @@ class DpiChannel:
             # client) are not kept for ever.
             for message_id in [m for m, kept in self._pending.items() if now - kept[0].at > self.keep_receipts_s]:
                 self.expired_receipts += len(self._pending.pop(message_id))
+            for message_id in [m for m, since in self._handed_on.items() if now - since > self.keep_receipts_s]:
+                del self._handed_on[message_id]
             if not self.background_receipts:
                 self._receipt_thread = None
             else:

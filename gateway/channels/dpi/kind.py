@@ -48,7 +48,7 @@ def build(block: Any, tools: ChannelTools) -> Channel:
                                            block.print_certificate_cache_seconds, block.request_timeout_seconds)
     return DpiChannel(_clients(block, tools), tools.identity, tools.orgnr, tools.trust, receivers, print_certificates,
                       tools.clock, defaults, statuses_per_request=max(1, block.status_batch // block.max_in_flight),
-                      receipt_gap=block.status_poll_seconds / 2)
+                      receipt_gap=block.status_poll_seconds / 2, handed_on_poll_s=block.handed_on_poll_seconds)
 
 
 def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:

@@ -37,6 +37,9 @@ class DpiChannelConfig:
     print_certificate_url: str | None = None
     print_certificate_cache_seconds: float = 3600.0  # KRR's print certificate changes about once a year
     status_poll_seconds: float = 30.0
+    # Once Corner 2 has handed a letter on, the provider's receipts say the rest: Corner 2 is asked about it this
+    # seldom (only a letter it let go can still change there)
+    handed_on_poll_seconds: float = 900.0
     status_batch: int = 200
     max_in_flight: int = 16  # requests on the wire at once: sends and status look-ups each
     request_timeout_seconds: float = 30.0  # every Corner 2 request, status polls included
@@ -77,8 +80,8 @@ SETTINGS = SettingsBlock(
     schema=DpiChannelConfig,
     url_keys=("corner2_url", "print_certificate_url"),
     urls=URLS,
-    positive=frozenset({"status_poll_seconds", "status_batch", "max_in_flight", "request_timeout_seconds",
-                        "receipt_page_size", "print_certificate_cache_seconds"}),
+    positive=frozenset({"status_poll_seconds", "handed_on_poll_seconds", "status_batch", "max_in_flight",
+                        "request_timeout_seconds", "receipt_page_size", "print_certificate_cache_seconds"}),
     choices={"language": LANGUAGES, "print_colour": ("SORT_HVIT", "FARGE"), "post_type": ("A", "B"),
              "returned_post": ("DIREKTE_RETUR", "MAKULERING_MED_MELDING")},
     check=check_dpi,
