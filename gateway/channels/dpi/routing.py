@@ -113,9 +113,8 @@ def _vedtak(person: Person) -> Verdict:
 
 
 def _print_fallback(facts: MessageFacts) -> bool:
-    options = getattr(facts, "options", None) or {}
-    dpi = options.get("dpi") if hasattr(options, "get") else None
-    return bool(getattr(dpi, "print_fallback", False))
+    """The sidecar's <dpi><printFallback> (DpiOptions, under the channel's key)."""
+    return bool(getattr(facts.options.get("dpi"), "print_fallback", False))
 
 
 def fits(record: ServiceRecord, facts: MessageFacts) -> bool:
