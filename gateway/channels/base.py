@@ -63,6 +63,8 @@ class OutgoingMessage:
     documents: list[AsicDocument]
     title: str | None = None
     titles: Mapping[str, str] = field(default_factory=dict)
+    # The sidecar's channel options blocks by channel key (Sidecar.options): each channel reads its own.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def total_bytes(self) -> int:
         return sum(document.size() for document in self.documents)

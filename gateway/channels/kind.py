@@ -80,6 +80,8 @@ class MessageFacts:
     is_person: bool
     security_level: int | None
     earlier: tuple[RouteWords, ...] = ()
+    # The sidecar's channel options blocks by channel key: a channel's own may steer its answer (print fallback).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.channels.base import Channel
 from gateway.channels.dpf.kind import KIND as DPF
-from gateway.channels.dpi_kind import KIND as DPI
+from gateway.channels.dpi.kind import KIND as DPI
 from gateway.channels.dpo.kind import KIND as DPO
 from gateway.channels.dpo.kind import dpo_system_user
 from gateway.channels.dpv.kind import KIND as DPV

@@ -87,7 +87,7 @@ def explain_route(config: Config, accepted: AcceptedDrop, clock: Clock, join: Jo
         try:
             route, _answer = route_for(
                 registry, sidecar.receiver, accepted.process, sidecar.message_type, sidecar.security_level,
-                accepted.conversation_id, pinned=sidecar.channel, preferences=joined.routing,
+                accepted.conversation_id, pinned=sidecar.channel, preferences=joined.routing, options=sidecar.options,
             )
         except RetryableChannelError as exc:
             return RouteAnswer("not_asked", [

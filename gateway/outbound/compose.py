@@ -17,7 +17,9 @@ from gateway.formats.business import (
     Arkivmelding,
     ArkivmeldingKvittering,
     Avtalt,
+    Digital,
     KvitteringMessage,
+    Print,
     Status,
 )
 from gateway.formats.sbd import StandardBusinessDocument, new_sbd
@@ -110,6 +112,12 @@ def compose(
         assert sidecar.avtalt is not None
         business = Avtalt(identifier=sidecar.avtalt.identifier, content=sidecar.avtalt.content)
         documents.extend(_documents(sidecar, claim_folder))
+    elif message_type in ("digital", "print"):
+        # A letter to a citizen: its documents alone; the channel that carries it reads its options block.
+        documents.extend(_documents(sidecar, claim_folder))
+        main = documents[0].name if documents else None
+        business = (Digital(sikkerhetsnivaa=sidecar.security_level, hoveddokument=main, tittel=_title(record, sidecar))
+                    if message_type == "digital" else Print(hoveddokument=main))
     else:
         raise MessageFormatError(f"{message_type} messages cannot be composed for this channel")
     check_documents(documents)
@@ -125,7 +133,7 @@ def compose(
         sender_on_behalf_of=sidecar.on_behalf_of.removeprefix("0192:") if sidecar.on_behalf_of else None,
     )
     titles = {doc.file: doc.title for doc in sidecar.documents if doc.title}
-    return OutgoingMessage(sbd, documents, title=_title(record, sidecar), titles=titles)
+    return OutgoingMessage(sbd, documents, title=_title(record, sidecar), titles=titles, options=sidecar.options)
 
 
 def status_sbd(

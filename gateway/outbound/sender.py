@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.channels.base import Channel, Package
 from gateway.clock import Clock
@@ -263,7 +264,8 @@ class Sender:
         circuit: ChannelCircuit | None = None  # known once the channel is
         try:
             sidecar = load_sidecar(claimed.folder, record.detail["sidecar"])
-            route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level, sidecar.channel)
+            route_fields, service = self._route(record, sidecar.message_type, sidecar.security_level, sidecar.channel,
+                                                sidecar.options)
             channel_name = route_fields.get("channel", record.channel)
             channel = self.channels.get(channel_name or "")
             if channel is None:
@@ -365,7 +367,8 @@ class Sender:
         return uploaded
 
     def _route(
-        self, record: MessageRecord, message_type: str, security_level: int | None, pinned: str | None = None
+        self, record: MessageRecord, message_type: str, security_level: int | None, pinned: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[dict, ServiceRecord | None]:
         """Look the receiver up (once per message): the journal fields to record, and the service record.
 
@@ -378,7 +381,8 @@ class Sender:
             return {}, ServiceRecord(**{**cached, "document_types": tuple(cached["document_types"])})
         assert record.receiver and record.process
         route, _answer = route_for(self.registry, record.receiver, record.process, message_type, security_level,
-                                   record.conversation_id, pinned=pinned, preferences=self.config.routing)
+                                   record.conversation_id, pinned=pinned, preferences=self.config.routing,
+                                   options=options)
         if record.channel and record.detail.get("reference") and route.channel != record.channel:
             # A send on the old channel may have gone through: never start another on a new one.
             raise PermanentChannelError(

@@ -6,8 +6,8 @@ sender and for `efm-gateway validate`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from gateway.channels.records import RegistryAnswer
 from gateway.formats.sbd import DOCUMENT_TYPES
@@ -43,11 +43,12 @@ def route_for(
     conversation_id: str | None = None,
     pinned: str | None = None,
     preferences: Preferences | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[Route, RegistryAnswer]:
     """Look `receiver` up and choose the channel for a message of `message_type` (sidecar's type) in `process`."""
     answer = resolver.lookup(receiver, process, security_level, conversation_id)
     person = is_person(receiver)
     order: Sequence[str] | None = preferences.preference(process, person) if preferences is not None else None
     route = choose_route(answer, process, DOCUMENT_TYPES.get(message_type, ""), person, security_level,
-                         pinned=pinned, preference=order)
+                         pinned=pinned, preference=order, options=options)
     return route, answer

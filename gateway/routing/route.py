@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from gateway.channels.kind import ChannelKind, MessageFacts, record_fits
 from gateway.channels.records import RegistryAnswer, ServiceRecord
@@ -37,15 +38,16 @@ def choose_route(
     pinned: str | None = None,
     preference: Sequence[str] | None = None,
     kinds: Mapping[str, ChannelKind] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Route:
     """The route for a message, or PermanentChannelError explaining why there is none.
 
     `preference`: the channel names to ask, in order (default: the channels' own for persons or organisations);
-    `kinds`: the channels known (default: the registry's).
+    `kinds`: the channels known (default: the registry's); `options`: the sidecar's channel options blocks.
     """
     by_name = {kind.name: kind for kind in (kinds or KINDS).values() if kind.routing is not None}
     receiver = answer.info_record.identifier or "the receiver"
-    facts = MessageFacts(receiver, process, document_type, is_person, security_level)
+    facts = MessageFacts(receiver, process, document_type, is_person, security_level, options=options or {})
 
     def fits(record: ServiceRecord) -> bool:
         kind = by_name.get(record.service)

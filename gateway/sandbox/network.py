@@ -208,6 +208,7 @@ class SandboxNetwork:
                 },
                 "dpv": {"correspondence_url": self.correspondence_url},
                 "dpf": self.dpf_settings(orgnr),
+                "dpi": {"corner2_url": self.corner2_url},
             },
             "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},

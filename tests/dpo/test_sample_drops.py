@@ -39,7 +39,7 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         outbox, staging = var / "outbox", tmp_path / "staging"
         samples = REPO / "sample_drops"
         for folder in ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse", "brev-til-kommune",
-                       "ugyldig-mottaker"):
+                       "ugyldig-mottaker", "brev-til-innbygger", "brev-til-innbygger-papir"):
             shutil.copytree(samples / folder, staging / folder)
             os.rename(staging / folder, outbox / folder)  # a folder drop arrives in one rename
         shutil.copy(samples / "flat" / "melding-flat.pdf", outbox / "melding-flat.pdf")  # documents first,
@@ -53,6 +53,8 @@ def test_sample_drops_through_the_repository_config(tmp_path):
             lambda: states() == {
                 "brev-til-sandkasse-peer": "LEST", "melding-til-altinn-postkasse": "LEST", "melding-flat": "LEST",
                 "brev-til-kommune": "LEST", "ugyldig-mottaker": "FEIL",
+                # DPI: the citizen opens the digital letter; the printed vedtak is posted (LEVERT)
+                "brev-til-innbygger": "LEST", "brev-til-innbygger-papir": "LEVERT",
             },
             90,
             interval=0.5,
@@ -63,12 +65,14 @@ def test_sample_drops_through_the_repository_config(tmp_path):
         assert "check digit" in explanation and "'brev.pdf' is listed but not in the drop" in explanation
         assert os.listdir(outbox) == []
         assert sorted(os.listdir(var / "sent")) == [
-            "brev-til-kommune", "brev-til-sandkasse-peer", "melding-flat", "melding-til-altinn-postkasse",
+            "brev-til-innbygger", "brev-til-innbygger-papir", "brev-til-kommune", "brev-til-sandkasse-peer",
+            "melding-flat", "melding-til-altinn-postkasse",
         ]
         routes = {drop: channel for channel, drop in map(_channel_and_drop, status_files(var / "status"))}
         assert routes == {
             "brev-til-sandkasse-peer": "DPO", "melding-til-altinn-postkasse": "DPV", "melding-flat": "DPO",
             "brev-til-kommune": "DPF", "ugyldig-mottaker": None,
+            "brev-til-innbygger": "DPI", "brev-til-innbygger-papir": "DPI",
         }
         assert all(valid_status_file(path) for path in status_files(var / "status"))
     finally:

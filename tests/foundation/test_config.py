@@ -188,7 +188,8 @@ def test_network_section_needs_the_registry_the_token_endpoint_and_a_channel(tmp
     assert "network.service_registry_url is missing" in message and "and a channel" in message
     both = {"token_url": "https://token.example", "service_registry_url": "https://sr.example"}
     message = _problem(tmp_path, lambda s: s.update(network=both))
-    assert "a channel's URL (channels.dpo.broker_url, channels.dpv.correspondence_url) is missing" in message
+    assert ("a channel's URL (channels.dpo.broker_url, channels.dpv.correspondence_url, channels.dpi.corner2_url) "
+            "is missing") in message
 
 
 def test_any_one_channel_makes_a_network_and_the_legacy_broker_keys_fill_channels_dpo(tmp_path):

@@ -1,10 +1,9 @@
-"""Channel choice: DPO before DPF before DPV for organisations; DPI, print or DPV for persons."""
+"""Channel choice: DPO before DPF before DPV for organisations."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.channels.dpi_kind import DIGITAL_DOCUMENT, PRINT_DOCUMENT, VEDTAK_PROCESS
 from gateway.errors import PermanentChannelError
 from gateway.routing import InfoRecord, RegistryAnswer, ServiceRecord, choose_route
 
@@ -60,19 +59,4 @@ def test_a_record_that_does_not_take_the_document_type_is_not_used() -> None:
         choose_route(answer(receipts_only), ADMIN, ARKIVMELDING, False, 3)
 
 
-def test_a_person_with_a_digital_mailbox_gets_dpi() -> None:
-    dpi = record("DPI", process=INFO, document_types=(DIGITAL_DOCUMENT, PRINT_DOCUMENT))
-    route = choose_route(answer(dpi, identifier="09118532322"), INFO, DIGITAL_DOCUMENT, True, 3)
-    assert (route.channel, route.is_print) == ("DPI", False)
-    assert route.reason == "receiver has an active digital mailbox: DPI"
-
-
-def test_a_person_without_a_mailbox_gets_print_for_vedtak_and_dpv_otherwise() -> None:
-    print_only = record("DPI", process=VEDTAK_PROCESS, document_types=(PRINT_DOCUMENT,))
-    dpv = record("DPV", process=VEDTAK_PROCESS, document_types=())
-    vedtak = choose_route(answer(print_only, dpv), VEDTAK_PROCESS, DIGITAL_DOCUMENT, True, 3)
-    assert (vedtak.channel, vedtak.is_print) == ("DPI", True)
-    assert "vedtak must reach them" in vedtak.reason
-    info = choose_route(answer(record("DPV", process=INFO, document_types=())), INFO, DIGITAL_DOCUMENT, True, 3)
-    assert info.channel == "DPV"
-    assert info.reason.startswith("receiver has no active digital mailbox")
+# Persons (DPI, print or DPV): the person routing table in tests/dpi/test_routing.py.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.channels.dpi_kind import DIGITAL_DOCUMENT
+from gateway.channels.dpi.routing import DIGITAL_DOCUMENT
 from gateway.routing.registry import parse_answer
 from gateway.routing.route import choose_route
 
@@ -23,5 +23,6 @@ def test_a_real_person_record_keeps_its_mailbox_fields_for_the_channel() -> None
     assert record.service_code == "4192" and "service" not in record.fields
 
     route = choose_route(answer, INFO, DIGITAL_DOCUMENT, True, 3)
-    assert (route.channel, route.reason) == ("DPI", "receiver has an active digital mailbox: DPI")
+    assert (route.channel, route.reason) == (
+        "DPI", "the receiver has an active digital mailbox (provider 987464291): DPI digital")
     assert route.service_record is not None and route.service_record.fields["orgnrPostkasse"] == "987464291"

@@ -57,10 +57,12 @@ CHANNEL_WORDS = {
 DPV_CAPABILITIES = Capabilities(
     two_way=False,
     statuses_by_polling=True,
-    receipt_types=frozenset({"arkivmelding"}),  # LEST comes when the receiver reads it in Altinn
+    receipt_types=frozenset({"arkivmelding", "digital"}),  # LEST comes when the receiver reads it in Altinn
     max_bytes=DPV_MAX_BYTES,
     security_levels=frozenset({3}),
-    message_types=frozenset({"arkivmelding"}),
+    # A digital letter to a person the registry sends to the Altinn mailbox (no active digital mailbox) goes as
+    # the reference sends it there: its documents, under its title.
+    message_types=frozenset({"arkivmelding", "digital"}),
 )
 
 
@@ -110,7 +112,7 @@ class DpvChannel:
         if message_type not in DPV_CAPABILITIES.message_types:
             problems.append(f"DPV (the Altinn mailbox) does not carry {message_type} messages")
         attachments = [document for document in message.documents if document.name != ARKIVMELDING_NAME]
-        if message_type == "arkivmelding" and not attachments:
+        if message_type in DPV_CAPABILITIES.message_types and not attachments:
             problems.append("a DPV message needs at least one document to show in the receiver's Altinn mailbox")
         total = sum(document.size() for document in attachments)
         if total > DPV_MAX_BYTES:

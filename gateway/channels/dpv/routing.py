@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.channels.kind import ChannelRouting, MessageFacts, RouteWords, Verdict
+from gateway.channels.kind import ChannelRouting, MessageFacts, RouteWords, Verdict, record_fits
 from gateway.channels.records import ServiceRecord
+
+DIGITAL_LETTER = "urn:no:difi:digitalpost:xsd:digital::digital"
+DIGITAL_DPV = "urn:no:difi:digitalpost:xsd:digital::digital_dpv"
+
+
+def fits(record: ServiceRecord, facts: MessageFacts) -> bool:
+    # The registry sends a person without an active digital mailbox to the Altinn mailbox with a digital_dpv
+    # record: it takes the digital letter (the reference converts it to digital_dpv).
+    if facts.is_person and facts.document_type == DIGITAL_LETTER and DIGITAL_DPV in record.document_types:
+        return record_fits(record, facts, check_document_type=False)
+    return record_fits(record, facts)
 
 
 def can_carry(facts: MessageFacts, records: Sequence[ServiceRecord]) -> Verdict:
@@ -36,4 +47,4 @@ def _level_4_refusal(facts: MessageFacts) -> str:
 
 ROUTING = ChannelRouting(words=RouteWords(absent="no Altinn mailbox", route="DPV (Altinn mailbox)"),
                          can_carry=can_carry,
-                         rank={"organisations": 30, "persons": 20})
+                         rank={"organisations": 30, "persons": 20}, fits=fits)
