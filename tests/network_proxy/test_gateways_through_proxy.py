@@ -1,6 +1,6 @@
 """Two real gateway daemons whose only way out is a forward proxy (HTTP_PROXY/HTTPS_PROXY with
 credentials, NO_PROXY empty), on the sandbox network run in the test process: the sample drops reach
-their final statuses on DPO, DPV and DPF, a message goes from one gateway to the other and back, the
+their final statuses on DPO, DPV, DPF and DPI, a message goes from one gateway to the other and back, the
 peers' replies are taken and answered with statuses, and every request either gateway made passed the
 proxy, naming the gateway; none reached the sandbox directly. And NO_PROXY's counterpart in config
 (network.no_proxy) sends a gateway direct."""
@@ -25,13 +25,14 @@ from .support import ProxiedGateway, SandboxObserver, Seen, config_for, environm
 REPO = Path(__file__).resolve().parents[2]
 A, B = "991825827", "910077473"
 PEER, MUNICIPALITY = "910075918", "944444408"
-SAMPLE_FOLDERS = ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse", "brev-til-kommune", "ugyldig-mottaker")
+SAMPLE_FOLDERS = ("brev-til-sandkasse-peer", "melding-til-altinn-postkasse", "brev-til-kommune", "brev-til-innbygger",
+                  "ugyldig-mottaker")
 FINAL = {
     "brev-til-sandkasse-peer": "LEST", "melding-til-altinn-postkasse": "LEST", "melding-flat": "LEST",
-    "brev-til-kommune": "LEST", "ugyldig-mottaker": "FEIL",
+    "brev-til-kommune": "LEST", "brev-til-innbygger": "LEST", "ugyldig-mottaker": "FEIL",
 }
-SERVICES = {"sr", "token", "authentication", "broker", "correspondence", "svarut", "pki"}  # registry, Maskinporten,
-# the Altinn token exchange, DPO, DPV, DPF, and the CA's revocation services (OCSP, CRL)
+SERVICES = {"sr", "token", "authentication", "broker", "correspondence", "svarut", "dpi", "pki"}  # registry,
+# Maskinporten, the Altinn token exchange, DPO, DPV, DPF, DPI (Corner 2), and the CA's revocation services (OCSP, CRL)
 PASSWORD = "pr0xy-s3cret"
 
 
