@@ -251,8 +251,9 @@ def _print_verdict(drop: Path, verdict: Verdict, route: RouteAnswer | None) -> N
 
 
 def status(args: argparse.Namespace) -> int:
-    from gateway.journal.overview import JournalView, MessageFilter
+    from gateway.journal.overview import MessageFilter
     from gateway.operator import json_forms
+    from gateway.operator.journal_source import NoJournal, open_view
     from gateway.operator.listing import message_story, message_table, parse_since, terminal_width, totals_line
 
     config = _config(args)
@@ -262,10 +263,11 @@ def status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"efm-gateway status: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    if not config.folders.journal_path.exists():
-        _error(f"no journal yet at {config.folders.journal_path}: the daemon has not run with this configuration")
+    try:
+        view = open_view(config)
+    except NoJournal as missing:
+        _error(str(missing))
         return ExitCode.NOT_FOUND
-    view = JournalView(config.folders.journal_path)
     try:
         if args.message_id:
             records = view.find(args.message_id)
@@ -315,13 +317,13 @@ def _operator_action(args: argparse.Namespace, action_name: str) -> int:
 def _refusal_code(config: Config, key: str) -> ExitCode:
     """Why an action was refused, as an exit status: the message (or the journal) is not there, the journal cannot
     be used by this version, or the message's state does not allow the action."""
-    from gateway.journal.overview import JournalView
+    from gateway.operator.journal_source import NoJournal, open_view
 
-    if not config.folders.journal_path.exists():
-        return ExitCode.NOT_FOUND
     try:
-        view = JournalView(config.folders.journal_path)
-    except JournalError:  # another schema version: the refusal said so
+        view = open_view(config)
+    except NoJournal:
+        return ExitCode.NOT_FOUND
+    except GatewayError:  # another schema version, an unreachable database: the refusal said so
         return ExitCode.CONFIG
     try:
         return ExitCode.REFUSED if view.find(key) else ExitCode.NOT_FOUND

@@ -8,6 +8,7 @@ that say what it changed. A refusal is a JournalError that says why and what to 
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from gateway.inbound.quarantine import QUARANTINE_FOLDER, find_kept, reference_o
 from gateway.journal.operator import OperatorJournal
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
+from gateway.operator.journal_source import journal_source, where
 
 CANCELLED = "cancelled by the operator"
 # A message due within this long may already be in the daemon's hands (routing, packing): not cancelled.
@@ -33,7 +35,7 @@ _FORGOTTEN_ON_RETRY = ("last_error", "service_record", "reference", "expects_rec
 
 def retry(config: Config, key: str, clock: Clock) -> list[str]:
     """Send a message again now: one waiting out a back-off, or one that failed before it was sent."""
-    journal = OperatorJournal(config.folders.journal_path, clock)
+    journal = _operator_journal(config, clock)
     try:
         record = _one(journal, key, "out", "retry")
         if record.phase == Phase.FAILED:
@@ -114,7 +116,7 @@ def _retry_failed(config: Config, journal: OperatorJournal, record: MessageRecor
 
 def cancel(config: Config, key: str, clock: Clock) -> list[str]:
     """End a message that is not yet sent as FEIL "cancelled by the operator"; its drop goes to failed/."""
-    journal = OperatorJournal(config.folders.journal_path, clock)
+    journal = _operator_journal(config, clock)
     try:
         record = _one(journal, key, "out", "cancel")
         now = clock.now()
@@ -152,7 +154,7 @@ def cancel(config: Config, key: str, clock: Clock) -> list[str]:
 
 def release(config: Config, key: str, clock: Clock) -> list[str]:
     """Take a quarantined incoming message again: the receiver opens its kept package at its next poll."""
-    journal = OperatorJournal(config.folders.journal_path, clock)
+    journal = _operator_journal(config, clock)
     try:
         record = _one(journal, key, "in", "release")
         if record.phase != Phase.QUARANTINED:
@@ -185,6 +187,15 @@ def release(config: Config, key: str, clock: Clock) -> list[str]:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
+def _operator_journal(config: Config, clock: Clock) -> OperatorJournal:
+    """The configured journal, for one operator's write; an unreachable database is a refusal that says so."""
+    source = journal_source(config)
+    try:
+        return OperatorJournal(source, clock)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot write to the journal in {where(config)}: {exc}; nothing was changed") from None
+
+
 def _one(journal: OperatorJournal, key: str, direction: str, verb: str) -> MessageRecord:
     found = [record for record in journal.find(key) if record.phase != Phase.REJECTED or direction == "in"]
     matching = [record for record in found if record.direction == direction]

@@ -19,7 +19,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.config import Config
+from gateway.journal.engine import Connection, Engine
 from gateway.journal.phases import FINISHED, Phase
+from gateway.operator.journal_source import read_connection
 from gateway.ops.disk import folder_space
 from gateway.ops.httpwatch import HttpOutcomes
 
@@ -31,19 +33,17 @@ EVENTS_PER_SCRAPE = 100_000  # bounded work: a large backlog of events is observ
 
 
 class JournalMetrics(Collector):
-    """Counts and ages from the journal, on a read-only connection of its own."""
+    """Counts and ages from the journal, on a read-only connection of its own: the SQLite file opened read-only,
+    or a reader of the PostgreSQL engine (journal_source.journal_source)."""
 
-    def __init__(self, journal_path: Path) -> None:
-        self._path = journal_path
+    def __init__(self, source: Path | Engine) -> None:
+        self._source = source
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | Connection | None = None
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> sqlite3.Connection | Connection:
         if self._db is None:
-            self._db = sqlite3.connect(
-                f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
-            )
-            self._db.execute("PRAGMA query_only=ON")
+            self._db = read_connection(self._source, live=True)
         return self._db
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -55,6 +55,8 @@ class JournalMetrics(Collector):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if not isinstance(self._source, Path):
+                self._source.close()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         messages = GaugeMetricFamily(
