@@ -150,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--since", metavar="WHEN", help="only messages created since: an age (30m, 2h, 1d) or a "
                         "date or time (2026-12-01, 2026-12-01T08:00; UTC unless it says otherwise)")
     status.add_argument("--limit", type=int, default=50, help="how many to list (default: %(default)s)")
+    status.add_argument("--nodes", action="store_true", help="the nodes that share the journal instead: each one's "
+                        "host, pid, last heartbeat and its age, live, lapsed or stopped")
     with_json(status, "the messages")
     operator_commands = {
         "retry": (

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pwd
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,6 +259,8 @@ def status(args: argparse.Namespace) -> int:
 
     config = _config(args)
     now = SystemClock().now()
+    if args.nodes:
+        return _status_nodes(config, args.json, now.timestamp())
     try:
         since = parse_since(args.since, now) if args.since else None
     except ValueError as exc:
@@ -297,6 +300,33 @@ def status(args: argparse.Namespace) -> int:
         return ExitCode.OK
     finally:
         view.close()
+
+
+def _status_nodes(config: Config, as_json: bool, now: float) -> int:
+    from gateway.operator.journal_source import NoJournal, open_source, read_connection, where
+    from gateway.operator.nodes_view import nodes_json, nodes_table, read_nodes
+
+    try:
+        source = open_source(config)
+    except NoJournal as missing:
+        _error(str(missing))
+        return ExitCode.NOT_FOUND
+    try:
+        connection = read_connection(source)
+        try:
+            nodes = read_nodes(lambda sql: connection.execute(sql).fetchall(), now)
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot read the nodes from the journal in {where(config)}: {exc}") from None
+    finally:
+        if not isinstance(source, Path):
+            source.close()
+    if as_json:
+        _print_json(nodes_json(nodes))
+    else:
+        print("\n".join(nodes_table(nodes)))
+    return ExitCode.OK
 
 
 def _operator_action(args: argparse.Namespace, action_name: str) -> int:

@@ -20,8 +20,10 @@ from prometheus_client.registry import Collector
 
 from gateway.config import Config
 from gateway.journal.engine import Connection, Engine
+from gateway.journal.nodes import LEASE_SECONDS
 from gateway.journal.phases import FINISHED, Phase
 from gateway.operator.journal_source import read_connection
+from gateway.operator.nodes_view import NodeStanding, read_nodes
 from gateway.ops.disk import folder_space
 from gateway.ops.httpwatch import HttpOutcomes
 
@@ -98,6 +100,26 @@ class JournalMetrics(Collector):
             "efm_gateway_oldest_inbox_age_seconds",
             "How long the oldest message in the inbox has waited for the archive system to take it (0 when none)",
             value=max(0.0, now - oldest_inbox) if oldest_inbox else 0.0,
+        )
+        yield from self._nodes(now)
+
+    def nodes(self, now: float) -> list[NodeStanding]:
+        """The registry's nodes (for the metrics and the operator page)."""
+        return read_nodes(self.query, now)
+
+    def _nodes(self, now: float) -> Iterable[GaugeMetricFamily]:
+        nodes = self.nodes(now)
+        age = GaugeMetricFamily(
+            "efm_gateway_node_heartbeat_age_seconds",
+            "Seconds since each node's last heartbeat (nodes that stopped cleanly are left out)", labels=["node"],
+        )
+        for node in nodes:
+            if node.state != "stopped":
+                age.add_metric([node.row.name], node.age_seconds)
+        yield age
+        yield GaugeMetricFamily(
+            "efm_gateway_nodes_live", f"Nodes on this journal with a heartbeat within the lease ({LEASE_SECONDS:g} s)",
+            value=sum(1 for node in nodes if node.live),
         )
 
 

@@ -72,7 +72,9 @@ class OpsEndpoint:
             # A read-only view of its own: the page's requests never wait on the daemon's writer.
             self._page_view = JournalView(journal_source(config), live=True)
             self.page = HttpListener(
-                config.ops.operator_address, config.ops.operator_port, page_routes(self._page_view), hosts,
+                config.ops.operator_address, config.ops.operator_port, page_routes(
+                    self._page_view, nodes=lambda: self._journal_metrics.nodes(time.time())
+                ), hosts,
                 keys=("ops.operator_address", "ops.operator_port"),
                 switch="turn the page off with ops.operator_page: false", name="operator-page",
             )
