@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--online", action="store_true",
         help="also ask every endpoint once with its real authentication (Maskinporten, the Altinn exchange, the "
-        "registry's certificate for us, each channel), and compare the clock; nothing is changed anywhere",
+        "registry's certificate for us, each channel), compare the clock, and connect to the PostgreSQL journal "
+        "(journal.url) to read its schema version; nothing is changed anywhere",
     )
     sandbox = commands.add_parser(
         "sandbox",

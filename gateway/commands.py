@@ -158,6 +158,8 @@ def check_config(args: argparse.Namespace) -> int:
         Finding,
         document,
         folders_check,
+        journal_check,
+        journal_online_findings,
         keystore_check,
         online_findings,
         reachability_check,
@@ -173,13 +175,14 @@ def check_config(args: argparse.Namespace) -> int:
         checks = [
             ("folders", folders_check),
             ("secrets", secrets_check),
+            ("journal.password_file", journal_check),
             ("keystore", keystore_check(SystemClock().now())),
             ("sandbox.faults", _faults_check),
             ("network", reachability_check),
         ]
         findings = run_checks(config, checks)
         if getattr(args, "online", False) and not any(finding.level == "error" for finding in findings):
-            findings[-1:-1] = online_findings(config, SystemClock())
+            findings[-1:-1] = journal_online_findings(config) + online_findings(config, SystemClock())
     for finding in findings:
         if finding.level == "error":
             _error(finding.text)
