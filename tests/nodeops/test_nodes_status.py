@@ -52,6 +52,7 @@ def test_status_nodes_text_and_json(journal_place, tmp_path):
     assert 600 <= nodes["node-b"]["heartbeat_age_seconds"] < 3600
     assert nodes["node-c"]["stopped_at"] is not None and nodes["node-a"]["stopped_at"] is None
     assert all(isinstance(node["pid"], int) and node["host"] for node in nodes.values())
+    assert nodes["node-b"]["last_heartbeat"].endswith("Z") and nodes["node-a"]["started_at"].endswith("Z")
 
 
 def test_status_nodes_without_a_journal(journal_place, tmp_path):
