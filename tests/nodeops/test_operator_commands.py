@@ -5,7 +5,8 @@ listing, one message's story, the JSON form), `cancel` and `retry`, and their re
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -74,3 +75,43 @@ def test_status_without_a_journal_says_so(journal_place, tmp_path):
     assert "no journal yet" in shown.stderr and "Traceback" not in shown.stderr
     if journal_place.postgres:
         assert journal_place.database.url not in shown.stderr  # the URL names the host and the user: not shown
+
+
+@pytest.mark.postgres
+def test_a_message_due_now_is_not_cancelled_while_a_node_elsewhere_runs(postgres_database, tmp_path):
+    """On a shared journal the daemon that may be sending is any live node, on this host or another: the instance
+    lock on this host is not enough to tell."""
+    from gateway.drops.claims import new_claim_id
+    from gateway.journal.nodes import NodeRegistry
+    from tests.journal_places import JournalPlace
+
+    place = JournalPlace("postgresql", tmp_path / "unused.sqlite", postgres_database)
+    network = ("network:\n  service_registry_url: http://127.0.0.1:9/sr\n  token_url: http://127.0.0.1:9/token\n"
+               "  altinn_exchange_url: http://127.0.0.1:9/authentication/api/v1/exchange/maskinporten\n"
+               "channels:\n  dpo:\n    broker_url: http://127.0.0.1:9/broker\n")
+    config = config_on(place, tmp_path, network)
+    work = tmp_path / "var" / "state" / "work"
+    work.mkdir(parents=True)
+    (tmp_path / "var" / "failed").mkdir(parents=True)
+    claim_id = new_claim_id("folder", "nettopp-tatt")
+    (work / claim_id).mkdir()
+    (work / claim_id / "message.xml").write_text("<message/>")
+    journal = place.open(FakeClock(datetime.now(UTC)))
+    record = journal.create(direction="out", message_id=str(uuid.uuid4()), status_name="nettopp-tatt.xml",
+                            phase=Phase.ACCEPTED, claim_id=claim_id, drop_name="nettopp-tatt", receiver="910075918")
+    journal.clock._now = datetime.now(UTC) + timedelta(seconds=20)  # beats a little ahead: live however slow
+    other = NodeRegistry(journal, "gw-b", journal.clock)
+    other.join()
+    other.host = "gw-b.kommune.no"  # as if on another host: this host's instance lock is free
+    journal.execute("UPDATE nodes SET host = ? WHERE name = 'gw-b'", (other.host,))
+
+    refused = cli(config, "cancel", "nettopp-tatt")
+    assert refused.returncode == 4, refused.stderr
+    assert "is due now, so the running daemon (node gw-b on gw-b.kommune.no) may be sending it" in refused.stderr
+    assert place.rows("SELECT phase FROM messages WHERE id = ?", (record.row,)) == [("accepted",)]
+
+    other.leave()  # the node stopped: nothing is sending it
+    journal.close()
+    cancelled = cli(config, "cancel", "nettopp-tatt")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert place.rows("SELECT phase FROM messages WHERE id = ?", (record.row,)) == [("failed",)]
