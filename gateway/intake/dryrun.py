@@ -81,7 +81,21 @@ def _journal_reader(config: Config) -> JournalReader | None:
     if config.journal.url is None:
         journal_path = config.folders.journal_path
         return JournalReader(journal_path) if journal_path.is_file() else None
-    return JournalReader(engine_for(config.journal, config.folders.journal_path))
+    engine = engine_for(config.journal, config.folders.journal_path)
+    try:
+        # A connection of its own first: a database that does not answer is one line (a JournalError) at once.
+        probe = engine.writer()
+        try:
+            made = engine.schema_version(probe) > 0
+        finally:
+            probe.close()
+    except BaseException:
+        engine.close()
+        raise
+    if not made:  # no node has run yet: nothing to look up, as without the SQLite file
+        engine.close()
+        return None
+    return JournalReader(engine)
 
 
 def _in_outbox(drop: Path, config: Config) -> bool:

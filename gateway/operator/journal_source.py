@@ -40,10 +40,19 @@ def open_source(config: Config) -> Path | Engine:
             raise NoJournal(f"no journal yet at {source}: the daemon has not run with this configuration")
         return source
     try:
-        version = source.schema_version(source.reader())
+        # A connection of its own first: a database that does not answer is one line at once, where the readers'
+        # pool would keep trying (and warning) for its whole timeout.
+        probe = source.writer()
+    except JournalError:
+        source.close()
+        raise
+    try:
+        version = source.schema_version(probe)
     except sqlite3.Error as exc:
         source.close()
         raise JournalError(f"cannot read the journal in {SHARED}: {exc}") from None
+    finally:
+        probe.close()
     if version == 0:
         source.close()
         raise NoJournal(f"no journal yet in {SHARED}: no efm-gateway node has run with this configuration")

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from gateway.clock import FakeClock
 from gateway.journal.phases import Phase
+from tests.foundation.drops import write_config
 from tests.nodeops.support import config_on
-from tests.ops_cli.support import NOW, cli, journal_message
+from tests.ops_cli.support import NOW, SAMPLES, cli, journal_message
 
 
 @pytest.fixture
@@ -115,3 +117,50 @@ def test_a_message_due_now_is_not_cancelled_while_a_node_elsewhere_runs(postgres
     cancelled = cli(config, "cancel", "nettopp-tatt")
     assert cancelled.returncode == 0, cancelled.stderr
     assert place.rows("SELECT phase FROM messages WHERE id = ?", (record.row,)) == [("failed",)]
+
+
+def test_validate_looks_up_the_messageid_in_the_configured_journal(journal_place, tmp_path):
+    from tests.foundation.drops import make_folder_drop, sidecar_xml
+
+    config = config_on(journal_place, tmp_path)
+    message_id = str(uuid.uuid4())
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    make_folder_drop(staging, "ny", sidecar=sidecar_xml(extra=f"<messageId>{message_id}</messageId>"),
+                     staging=tmp_path / "staging2")
+    fresh = cli(config, "validate", str(staging / "ny"))  # no journal yet: nothing to compare with
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert fresh.stdout.startswith(f"ACCEPTED: 'ny' would become message {message_id}")
+
+    journal = journal_place.open(FakeClock(NOW))
+    journal.create(direction="out", message_id=message_id, status_name="tidligere.xml", phase=Phase.ACCEPTED,
+                   drop_name="tidligere", receiver="910075918")
+    journal.close()
+    taken = cli(config, "validate", str(staging / "ny"))
+    assert taken.returncode == 1, taken.stdout + taken.stderr
+    assert f"the messageId {message_id} was already used by the drop 'tidligere'" in taken.stdout
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_answer_is_one_line(postgres_database, tmp_path):
+    import tempfile
+    from urllib.parse import quote
+
+    from tests.postgres import ADMIN
+
+    nowhere = Path(tempfile.mkdtemp(prefix="efm-no-postgres-"))
+    config = write_config(tmp_path)
+    password_file = tmp_path / "password"
+    password_file.write_text(postgres_database.password + "\n")
+    password_file.chmod(0o600)
+    url = f"postgresql://{ADMIN}@/{postgres_database.name}?host={quote(str(nowhere), safe='')}"
+    config.write_text(config.read_text() + f'journal:\n  url: "{url}"\n  password_file: {password_file}\n')
+    for command in (("status",), ("status", "--nodes"), ("cancel", "ffffffff-0000"),
+                    ("validate", str(SAMPLES / "brev-til-sandkasse-peer"))):
+        result = cli(config, *command)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stderr.splitlines() == [
+            "efm-gateway: cannot open the journal's PostgreSQL database: PostgreSQL: connection is bad: connection "
+            f'to server on socket "{nowhere}/.s.PGSQL.5432" failed: No such file or directory'
+        ], command
+    nowhere.rmdir()
