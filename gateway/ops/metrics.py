@@ -7,6 +7,7 @@ events committed since the last one (events.id only grows).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -27,6 +28,7 @@ from gateway.operator.nodes_view import NodeStanding, read_nodes
 from gateway.ops.disk import folder_space
 from gateway.ops.httpwatch import HttpOutcomes
 
+log = logging.getLogger(__name__)
 OPEN_PHASES = tuple(phase.value for phase in Phase if phase not in FINISHED)
 INCOMING_PHASES = frozenset({Phase.RECEIVED, Phase.IN_INBOX, Phase.TAKEN, Phase.QUARANTINED})
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
@@ -42,6 +44,7 @@ class JournalMetrics(Collector):
         self._source = source
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | Connection | None = None
+        self.readable = True
 
     def _connection(self) -> sqlite3.Connection | Connection:
         if self._db is None:
@@ -61,6 +64,25 @@ class JournalMetrics(Collector):
                 self._source.close()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        """The journal's figures, or none while the journal cannot be read (a PostgreSQL that does not answer):
+        efm_gateway_journal_readable says which, and the rest of /metrics is served either way."""
+        try:
+            families = list(self._journal_families())
+        except sqlite3.Error as exc:
+            if self.readable:
+                log.warning("metrics: the journal cannot be read (%s); its figures are left out until it can", exc)
+            self.readable = False
+            families = []
+        else:
+            if not self.readable:
+                log.info("metrics: the journal can be read again")
+            self.readable = True
+        yield GaugeMetricFamily("efm_gateway_journal_readable",
+                                "1 when the journal's figures could be read at this scrape, 0 when not",
+                                value=1 if self.readable else 0)
+        yield from families
+
+    def _journal_families(self) -> Iterable[GaugeMetricFamily]:
         messages = GaugeMetricFamily(
             "efm_gateway_messages", "Messages in the journal by direction, channel and phase",
             labels=["direction", "channel", "phase"],
@@ -164,6 +186,14 @@ class EventFeed:
         }
 
     def feed(self) -> None:
+        """Take in the events committed since the last scrape; while the journal cannot be read they wait for a later
+        one (JournalMetrics says so)."""
+        try:
+            self._feed()
+        except sqlite3.Error:
+            return
+
+    def _feed(self) -> None:
         with self._lock:
             rows = self._journal.query(
                 "SELECT e.id, e.message, e.status, e.at, m.direction, coalesce(m.channel, '') FROM events e "
