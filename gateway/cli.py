@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--online", action="store_true",
         help="also ask every endpoint once with its real authentication (Maskinporten, the Altinn exchange, the "
-        "registry's certificate for us, each channel), and compare the clock; nothing is changed anywhere",
+        "registry's certificate for us, each channel), compare the clock, and connect to the PostgreSQL journal "
+        "(journal.url) to read its schema version; nothing is changed anywhere",
     )
     sandbox = commands.add_parser(
         "sandbox",
@@ -150,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--since", metavar="WHEN", help="only messages created since: an age (30m, 2h, 1d) or a "
                         "date or time (2026-12-01, 2026-12-01T08:00; UTC unless it says otherwise)")
     status.add_argument("--limit", type=int, default=50, help="how many to list (default: %(default)s)")
+    status.add_argument("--nodes", action="store_true", help="the nodes that share the journal instead: each one's "
+                        "host, pid, last heartbeat and its age, live, lapsed or stopped")
     with_json(status, "the messages")
     operator_commands = {
         "retry": (

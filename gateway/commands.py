@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pwd
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,8 @@ def check_config(args: argparse.Namespace) -> int:
         Finding,
         document,
         folders_check,
+        journal_check,
+        journal_online_findings,
         keystore_check,
         online_findings,
         reachability_check,
@@ -172,13 +175,14 @@ def check_config(args: argparse.Namespace) -> int:
         checks = [
             ("folders", folders_check),
             ("secrets", secrets_check),
+            ("journal.password_file", journal_check),
             ("keystore", keystore_check(SystemClock().now())),
             ("sandbox.faults", _faults_check),
             ("network", reachability_check),
         ]
         findings = run_checks(config, checks)
         if getattr(args, "online", False) and not any(finding.level == "error" for finding in findings):
-            findings[-1:-1] = online_findings(config, SystemClock())
+            findings[-1:-1] = journal_online_findings(config) + online_findings(config, SystemClock())
     for finding in findings:
         if finding.level == "error":
             _error(finding.text)
@@ -251,21 +255,25 @@ def _print_verdict(drop: Path, verdict: Verdict, route: RouteAnswer | None) -> N
 
 
 def status(args: argparse.Namespace) -> int:
-    from gateway.journal.overview import JournalView, MessageFilter
+    from gateway.journal.overview import MessageFilter
     from gateway.operator import json_forms
+    from gateway.operator.journal_source import NoJournal, open_view
     from gateway.operator.listing import message_story, message_table, parse_since, terminal_width, totals_line
 
     config = _config(args)
     now = SystemClock().now()
+    if args.nodes:
+        return _status_nodes(config, args.json, now.timestamp())
     try:
         since = parse_since(args.since, now) if args.since else None
     except ValueError as exc:
         print(f"efm-gateway status: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    if not config.folders.journal_path.exists():
-        _error(f"no journal yet at {config.folders.journal_path}: the daemon has not run with this configuration")
+    try:
+        view = open_view(config)
+    except NoJournal as missing:
+        _error(str(missing))
         return ExitCode.NOT_FOUND
-    view = JournalView(config.folders.journal_path)
     try:
         if args.message_id:
             records = view.find(args.message_id)
@@ -297,6 +305,33 @@ def status(args: argparse.Namespace) -> int:
         view.close()
 
 
+def _status_nodes(config: Config, as_json: bool, now: float) -> int:
+    from gateway.operator.journal_source import NoJournal, open_source, read_connection, where
+    from gateway.operator.nodes_view import nodes_json, nodes_table, read_nodes
+
+    try:
+        source = open_source(config)
+    except NoJournal as missing:
+        _error(str(missing))
+        return ExitCode.NOT_FOUND
+    try:
+        connection = read_connection(source)
+        try:
+            nodes = read_nodes(lambda sql: connection.execute(sql).fetchall(), now)
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot read the nodes from the journal in {where(config)}: {exc}") from None
+    finally:
+        if not isinstance(source, Path):
+            source.close()
+    if as_json:
+        _print_json(nodes_json(nodes))
+    else:
+        print("\n".join(nodes_table(nodes)))
+    return ExitCode.OK
+
+
 def _operator_action(args: argparse.Namespace, action_name: str) -> int:
     from gateway.operator import actions
 
@@ -315,13 +350,13 @@ def _operator_action(args: argparse.Namespace, action_name: str) -> int:
 def _refusal_code(config: Config, key: str) -> ExitCode:
     """Why an action was refused, as an exit status: the message (or the journal) is not there, the journal cannot
     be used by this version, or the message's state does not allow the action."""
-    from gateway.journal.overview import JournalView
+    from gateway.operator.journal_source import NoJournal, open_view
 
-    if not config.folders.journal_path.exists():
-        return ExitCode.NOT_FOUND
     try:
-        view = JournalView(config.folders.journal_path)
-    except JournalError:  # another schema version: the refusal said so
+        view = open_view(config)
+    except NoJournal:
+        return ExitCode.NOT_FOUND
+    except GatewayError:  # another schema version, an unreachable database: the refusal said so
         return ExitCode.CONFIG
     try:
         return ExitCode.REFUSED if view.find(key) else ExitCode.NOT_FOUND

@@ -77,6 +77,40 @@ def secrets_check(config: Config) -> list[Finding]:
     return []
 
 
+def journal_check(config: Config) -> list[Finding]:
+    """The PostgreSQL journal's password file, read as the daemon reads it (nothing to check for the SQLite file)."""
+    journal = config.journal
+    if journal.url is None:
+        return []
+    from urllib.parse import parse_qs, urlsplit
+
+    from gateway.journal.postgres_engine import psycopg
+
+    if psycopg is None:
+        return [Finding("error", "journal.url", "journal.url names PostgreSQL, but psycopg is not installed; install "
+                        "efm-gateway[postgresql] (psycopg and psycopg_pool)")]
+    parts = urlsplit(journal.url)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["the local socket"])[0]
+    where = f"database {parts.path.lstrip('/') or '(the user name)'} on {host} as {parts.username or '(this user)'}"
+    if journal.password_file is None:
+        return [Finding("ok", "journal", f"journal: PostgreSQL, {where}; no journal.password_file: libpq's own "
+                        "(~/.pgpass, a peer login) is used")]
+    password = journal.password()
+    findings = []
+    if not password:
+        findings.append(Finding("warning", "journal.password_file",
+                                f"journal.password_file {journal.password_file}: its first line is empty"))
+    try:
+        mode = journal.password_file.stat().st_mode & 0o077
+    except OSError:
+        mode = 0
+    if mode:
+        findings.append(Finding("warning", "journal.password_file", f"journal.password_file "
+                                f"{journal.password_file} can be read by others than its owner; chmod 600 it"))
+    findings.append(Finding("ok", "journal", f"journal: PostgreSQL, {where}; the password file is readable"))
+    return findings
+
+
 def reachability_check(config: Config) -> list[Finding]:
     if not config.network_configured:
         return []
@@ -99,6 +133,16 @@ def online_findings(config: Config, clock: Clock) -> list[Finding]:
         auth = authorisation_for(config, identity, http, clock)
         results = online_checks(config, identity, load_trust(config), auth, http, clock)
     return [Finding(result.level, result.key, f"{result.key}: {result.text}", online=True) for result in results]
+
+
+def journal_online_findings(config: Config) -> list[Finding]:
+    """`check-config --online` with journal.url: the database connected to, its schema version read."""
+    if config.journal.url is None:
+        return []
+    from gateway.ops.online import journal_database
+
+    result = journal_database(config)
+    return [Finding(result.level, result.key, f"{result.key}: {result.text}", online=True)]
 
 
 def summary(config: Config) -> Finding:

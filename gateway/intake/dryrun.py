@@ -18,6 +18,7 @@ from gateway.drops.claims import ClaimedDrop
 from gateway.fsio import is_temporary_name, kind_of, printable
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES
 from gateway.intake.validate import Verdict, validate_claimed
+from gateway.journal.engine import engine_for
 from gateway.journal.reader import JournalReader
 
 
@@ -66,13 +67,35 @@ def judge_in_place(drop: Path, config: Config) -> Verdict:
             "give it a shorter name"
         )
     claimed = ClaimedDrop(f"dry-run~{'d' if kind == 'folder' else 'f'}~{drop_name}", kind, drop_name, folder)
-    journal_path = config.folders.journal_path
-    journal = JournalReader(journal_path) if journal_path.is_file() else None
+    journal = _journal_reader(config)
     try:
         return validate_claimed(claimed, config, journal, SystemClock())
     finally:
         if journal is not None:
             journal.close()
+
+
+def _journal_reader(config: Config) -> JournalReader | None:
+    """The configured journal, read-only: the SQLite file when it is there, or the shared PostgreSQL database
+    (where `validate` asks whether a messageId is already taken)."""
+    if config.journal.url is None:
+        journal_path = config.folders.journal_path
+        return JournalReader(journal_path) if journal_path.is_file() else None
+    engine = engine_for(config.journal, config.folders.journal_path)
+    try:
+        # A connection of its own first: a database that does not answer is one line (a JournalError) at once.
+        probe = engine.writer()
+        try:
+            made = engine.schema_version(probe) > 0
+        finally:
+            probe.close()
+    except BaseException:
+        engine.close()
+        raise
+    if not made:  # no node has run yet: nothing to look up, as without the SQLite file
+        engine.close()
+        return None
+    return JournalReader(engine)
 
 
 def _in_outbox(drop: Path, config: Config) -> bool:

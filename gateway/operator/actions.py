@@ -8,6 +8,7 @@ that say what it changed. A refusal is a JournalError that says why and what to 
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from gateway.inbound.quarantine import QUARANTINE_FOLDER, find_kept, reference_o
 from gateway.journal.operator import OperatorJournal
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
+from gateway.operator.journal_source import journal_source, where
+from gateway.operator.nodes_view import read_nodes
 
 CANCELLED = "cancelled by the operator"
 # A message due within this long may already be in the daemon's hands (routing, packing): not cancelled.
@@ -33,7 +36,7 @@ _FORGOTTEN_ON_RETRY = ("last_error", "service_record", "reference", "expects_rec
 
 def retry(config: Config, key: str, clock: Clock) -> list[str]:
     """Send a message again now: one waiting out a back-off, or one that failed before it was sent."""
-    journal = OperatorJournal(config.folders.journal_path, clock)
+    journal = _operator_journal(config, clock)
     try:
         record = _one(journal, key, "out", "retry")
         if record.phase == Phase.FAILED:
@@ -114,18 +117,19 @@ def _retry_failed(config: Config, journal: OperatorJournal, record: MessageRecor
 
 def cancel(config: Config, key: str, clock: Clock) -> list[str]:
     """End a message that is not yet sent as FEIL "cancelled by the operator"; its drop goes to failed/."""
-    journal = OperatorJournal(config.folders.journal_path, clock)
+    journal = _operator_journal(config, clock)
     try:
         record = _one(journal, key, "out", "cancel")
         now = clock.now()
+        sender = _running_sender(config, now.timestamp()) if config.network_configured else None
         with journal.step():
             record = _fresh(journal, record, (Phase.ACCEPTED,), "cancelled")
             soon = now.timestamp() + CANCEL_MARGIN_SECONDS
             due_soon = record.next_attempt_at is None or record.next_attempt_at <= soon
-            if due_soon and config.network_configured and daemon_pid(config.folders.lock_path) is not None:
+            if due_soon and sender is not None:
                 raise JournalError(
-                    f"message {record.message_id} is due now, so the running daemon may be sending it at this "
-                    "moment; nothing changed. If the send fails, the message waits out a back-off and can be "
+                    f"message {record.message_id} is due now, so the running daemon{sender} may be sending it at "
+                    "this moment; nothing changed. If the send fails, the message waits out a back-off and can be "
                     "cancelled then (or stop the daemon, then cancel it)"
                 )
             journal.change(
@@ -152,7 +156,7 @@ def cancel(config: Config, key: str, clock: Clock) -> list[str]:
 
 def release(config: Config, key: str, clock: Clock) -> list[str]:
     """Take a quarantined incoming message again: the receiver opens its kept package at its next poll."""
-    journal = OperatorJournal(config.folders.journal_path, clock)
+    journal = _operator_journal(config, clock)
     try:
         record = _one(journal, key, "in", "release")
         if record.phase != Phase.QUARANTINED:
@@ -185,6 +189,15 @@ def release(config: Config, key: str, clock: Clock) -> list[str]:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
+def _operator_journal(config: Config, clock: Clock) -> OperatorJournal:
+    """The configured journal, for one operator's write; an unreachable database is a refusal that says so."""
+    source = journal_source(config)
+    try:
+        return OperatorJournal(source, clock)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot write to the journal in {where(config)}: {exc}; nothing was changed") from None
+
+
 def _one(journal: OperatorJournal, key: str, direction: str, verb: str) -> MessageRecord:
     found = [record for record in journal.find(key) if record.phase != Phase.REJECTED or direction == "in"]
     matching = [record for record in found if record.direction == direction]
@@ -267,6 +280,25 @@ def find_parked(failed: Path, message_id: str) -> Path | None:
         if marker in head and (candidate.exists() or candidate.is_symlink()):
             return candidate
     return None
+
+
+def _running_sender(config: Config, now: float) -> str | None:
+    """Who may be sending this moment: "" for the daemon on this host (it holds the instance lock), " (node N on
+    H)" for a live node on the shared journal; None when no daemon runs."""
+    if daemon_pid(config.folders.lock_path) is not None:
+        return ""
+    if config.journal.url is None:
+        return None
+    engine = journal_source(config)
+    try:
+        reader = engine.reader()
+        nodes = read_nodes(lambda sql: reader.execute(sql).fetchall(), now)
+    except sqlite3.Error:  # the nodes cannot be read: one of them may be sending
+        return " (on one of the nodes)"
+    finally:
+        engine.close()
+    live = [node for node in nodes if node.live]
+    return f" (node {live[0].row.name} on {live[0].row.host})" if live else None
 
 
 def daemon_pid(lock_path: Path) -> int | None:

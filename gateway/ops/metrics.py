@@ -7,6 +7,7 @@ events committed since the last one (events.id only grows).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -19,10 +20,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.config import Config
+from gateway.journal.engine import Connection, Engine
+from gateway.journal.nodes import LEASE_SECONDS
 from gateway.journal.phases import FINISHED, Phase
+from gateway.operator.journal_source import read_connection
+from gateway.operator.nodes_view import NodeStanding, read_nodes
 from gateway.ops.disk import folder_space
 from gateway.ops.httpwatch import HttpOutcomes
 
+log = logging.getLogger(__name__)
 OPEN_PHASES = tuple(phase.value for phase in Phase if phase not in FINISHED)
 INCOMING_PHASES = frozenset({Phase.RECEIVED, Phase.IN_INBOX, Phase.TAKEN, Phase.QUARANTINED})
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
@@ -31,19 +37,18 @@ EVENTS_PER_SCRAPE = 100_000  # bounded work: a large backlog of events is observ
 
 
 class JournalMetrics(Collector):
-    """Counts and ages from the journal, on a read-only connection of its own."""
+    """Counts and ages from the journal, on a read-only connection of its own: the SQLite file opened read-only,
+    or a reader of the PostgreSQL engine (journal_source.journal_source)."""
 
-    def __init__(self, journal_path: Path) -> None:
-        self._path = journal_path
+    def __init__(self, source: Path | Engine) -> None:
+        self._source = source
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | Connection | None = None
+        self.readable = True
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> sqlite3.Connection | Connection:
         if self._db is None:
-            self._db = sqlite3.connect(
-                f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=5
-            )
-            self._db.execute("PRAGMA query_only=ON")
+            self._db = read_connection(self._source, live=True)
         return self._db
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -55,8 +60,29 @@ class JournalMetrics(Collector):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if not isinstance(self._source, Path):
+                self._source.close()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        """The journal's figures, or none while the journal cannot be read (a PostgreSQL that does not answer):
+        efm_gateway_journal_readable says which, and the rest of /metrics is served either way."""
+        try:
+            families = list(self._journal_families())
+        except sqlite3.Error as exc:
+            if self.readable:
+                log.warning("metrics: the journal cannot be read (%s); its figures are left out until it can", exc)
+            self.readable = False
+            families = []
+        else:
+            if not self.readable:
+                log.info("metrics: the journal can be read again")
+            self.readable = True
+        yield GaugeMetricFamily("efm_gateway_journal_readable",
+                                "1 when the journal's figures could be read at this scrape, 0 when not",
+                                value=1 if self.readable else 0)
+        yield from families
+
+    def _journal_families(self) -> Iterable[GaugeMetricFamily]:
         messages = GaugeMetricFamily(
             "efm_gateway_messages", "Messages in the journal by direction, channel and phase",
             labels=["direction", "channel", "phase"],
@@ -96,6 +122,26 @@ class JournalMetrics(Collector):
             "efm_gateway_oldest_inbox_age_seconds",
             "How long the oldest message in the inbox has waited for the archive system to take it (0 when none)",
             value=max(0.0, now - oldest_inbox) if oldest_inbox else 0.0,
+        )
+        yield from self._nodes(now)
+
+    def nodes(self, now: float) -> list[NodeStanding]:
+        """The registry's nodes (for the metrics and the operator page)."""
+        return read_nodes(self.query, now)
+
+    def _nodes(self, now: float) -> Iterable[GaugeMetricFamily]:
+        nodes = self.nodes(now)
+        age = GaugeMetricFamily(
+            "efm_gateway_node_heartbeat_age_seconds",
+            "Seconds since each node's last heartbeat (nodes that stopped cleanly are left out)", labels=["node"],
+        )
+        for node in nodes:
+            if node.state != "stopped":
+                age.add_metric([node.row.name], node.age_seconds)
+        yield age
+        yield GaugeMetricFamily(
+            "efm_gateway_nodes_live", f"Nodes on this journal with a heartbeat within the lease ({LEASE_SECONDS:g} s)",
+            value=sum(1 for node in nodes if node.live),
         )
 
 
@@ -140,6 +186,14 @@ class EventFeed:
         }
 
     def feed(self) -> None:
+        """Take in the events committed since the last scrape; while the journal cannot be read they wait for a later
+        one (JournalMetrics says so)."""
+        try:
+            self._feed()
+        except sqlite3.Error:
+            return
+
+    def _feed(self) -> None:
         with self._lock:
             rows = self._journal.query(
                 "SELECT e.id, e.message, e.status, e.at, m.direction, coalesce(m.channel, '') FROM events e "

@@ -12,6 +12,7 @@ and SvarInn listed).
 from __future__ import annotations
 
 import email.utils
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -135,6 +136,43 @@ def online_checks(config: Config, identity: OrgIdentity, trust: TrustStore, auth
         except GatewayError as exc:
             results.append(CheckResult(ERROR, f"channels.{name}", _said(exc)))
     return results
+
+
+def journal_database(config: Config) -> CheckResult:
+    """The PostgreSQL journal journal.url names: connected to with the password file, its schema version read, and
+    (while it has a migration to come) whether the role may create the journal's tables."""
+    from gateway.journal.engine import engine_for
+    from gateway.journal.migrations import MIGRATIONS
+
+    engine = engine_for(config.journal, config.folders.journal_path)
+    try:
+        writer = engine.writer()
+    except GatewayError as exc:
+        return CheckResult(ERROR, "journal.url", f"{exc}; check the host, the database, the role and "
+                                                 "journal.password_file (the role's password, its first line)")
+    try:
+        version = engine.schema_version(writer)
+        ours = len(MIGRATIONS)
+        if version > ours:
+            return CheckResult(ERROR, "journal.url", f"the journal has schema version {version}, newer than this "
+                                                     f"efm-gateway's ({ours}): run the newer efm-gateway on this node")
+        if version < ours:
+            [(may_create, schema)] = writer.execute(
+                "SELECT has_schema_privilege(current_schema(), 'CREATE'), current_schema()").fetchall()
+            if not may_create:
+                return CheckResult(ERROR, "journal.url", f"the role may not create tables in schema {schema}, and "
+                                   f"the journal needs its migrations ({version} of {ours}): give the role a schema "
+                                   "of its own (CREATE SCHEMA ... AUTHORIZATION, see docs/production.md)")
+            done = ("no journal yet: the first node makes it" if version == 0 else
+                    f"schema version {version}: the first node of this version brings it to {ours}")
+            return CheckResult(OK, "journal.url", f"PostgreSQL answers; {done}")
+        return CheckResult(OK, "journal.url", f"PostgreSQL answers; the journal has schema version {version} "
+                                              "(this efm-gateway's)")
+    except sqlite3.Error as exc:  # the engine's translated errors: the connection lost, a grant missing
+        return CheckResult(ERROR, "journal.url", f"the journal could not be read: {exc}")
+    finally:
+        writer.close()
+        engine.close()
 
 
 def _guarded(key: str, check: Callable[[], CheckResult]) -> CheckResult:

@@ -11,6 +11,7 @@ escaped, and national identity numbers are shown as their first six digits (the 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote
@@ -24,6 +25,7 @@ from gateway.journal.overview import STATES, JournalView, MessageFilter, Message
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.operator.listing import parse_since, phase_shown
+from gateway.operator.nodes_view import NodeStanding, age_text
 
 REFRESH_SECONDS = 10
 # An 11-digit run (a fødselsnummer or D-number, valid or mistyped) that is not part of a longer number;
@@ -65,12 +67,15 @@ def shown(value: object) -> str:
     return escape(mask_identity_numbers(str(value)))
 
 
-def page_routes(journal_reader: JournalView, refresh_seconds: int = REFRESH_SECONDS) -> list[BaseRoute]:
+def page_routes(journal_reader: JournalView, refresh_seconds: int = REFRESH_SECONDS,
+                nodes: Callable[[], list[NodeStanding]] | None = None) -> list[BaseRoute]:
     """The page's routes, for the daemon's operations server to mount. `journal_reader` is a read-only
-    view opened once the daemon's journal is: `JournalView(config.folders.journal_path, live=True)`."""
+    view opened once the daemon's journal is: `JournalView(journal_source(config), live=True)`; `nodes`
+    reads the nodes that share the journal (JournalMetrics.nodes), shown above the counts."""
 
     def overview(request: Request) -> HTMLResponse:
-        return _html(_overview(journal_reader, request, refresh_seconds))
+        nodes_part = _nodes_table(nodes()) if nodes is not None else ""
+        return _html(_overview(journal_reader, request, refresh_seconds, nodes_part))
 
     def message(request: Request) -> HTMLResponse:
         message_id = request.path_params["message_id"]
@@ -107,7 +112,7 @@ def _time(epoch: float | None) -> str:
 
 
 # ---- the overview -----------------------------------------------------------------------------------
-def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
+def _overview(view: JournalView, request: Request, refresh_seconds: int, nodes_part: str = "") -> str:
     query = request.query_params
     state = query.get("state") or "open_failed"
     problems = []
@@ -127,6 +132,7 @@ def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
         drop_name=chosen["drop"] or None, since=since,
     )
     parts = [f"<h1>efm-gateway: {sum(view.counts().values())} messages in the journal</h1>"]
+    parts.append(nodes_part)
     parts.append(_counts_table(view))
     parts.append(_filter_form(state, chosen))
     for problem in problems:
@@ -144,6 +150,22 @@ def _overview(view: JournalView, request: Request, refresh_seconds: int) -> str:
                      f"{'+' if len(lines) == LIST_LIMIT else ''})</h2>")
         parts.append(_message_table(lines, section_state or "all"))
     return _document("Operator overview", "".join(parts), refresh_seconds)
+
+
+def _nodes_table(nodes: list[NodeStanding]) -> str:
+    if not nodes:
+        return ""
+    rows = "".join(
+        f"<tr data-node=\"{shown(node.row.name)}\" data-state=\"{node.state}\"><td>{shown(node.row.name)}</td>"
+        f"<td>{shown(node.row.host)}</td><td class=\"n\">{node.row.pid}</td><td>{_time(node.row.heartbeat_at)}</td>"
+        f"<td class=\"n\">{shown(age_text(node.age_seconds))}</td>"
+        f"<td class=\"{'' if node.state != 'lapsed' else 'failed'}\">{node.state}</td></tr>"
+        for node in nodes
+    )
+    live = sum(1 for node in nodes if node.live)
+    return (f"<table id=\"nodes\"><caption>Nodes on this journal: {live} of {len(nodes)} live</caption>"
+            "<tr><th>node</th><th>host</th><th>pid</th><th>last heartbeat (UTC)</th><th>age</th><th>state</th></tr>"
+            f"{rows}</table>")
 
 
 def _counts_table(view: JournalView) -> str:

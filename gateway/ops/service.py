@@ -15,6 +15,7 @@ from gateway.config import Config
 from gateway.credentials import load_identity
 from gateway.journal.overview import JournalView
 from gateway.journal.store import Journal
+from gateway.operator.journal_source import journal_source
 from gateway.ops.checks import endpoint_names
 from gateway.ops.disk import MIB, folder_space
 from gateway.ops.health import Heartbeats
@@ -50,7 +51,7 @@ class OpsEndpoint:
         self.http_outcomes = HttpOutcomes(self.endpoints)
         self.certificate = _certificate_window(config)
         self.registry = CollectorRegistry(auto_describe=False)
-        self._journal_metrics = JournalMetrics(config.folders.journal_path)
+        self._journal_metrics = JournalMetrics(journal_source(config))
         self.registry.register(self._journal_metrics)
         self._events = EventFeed(self._journal_metrics, self.registry)
         commits = commit_histogram(self.registry)
@@ -69,9 +70,11 @@ class OpsEndpoint:
         self._page_view: JournalView | None = None
         if config.ops.operator_page:
             # A read-only view of its own: the page's requests never wait on the daemon's writer.
-            self._page_view = JournalView(config.folders.journal_path, live=True)
+            self._page_view = JournalView(journal_source(config), live=True)
             self.page = HttpListener(
-                config.ops.operator_address, config.ops.operator_port, page_routes(self._page_view), hosts,
+                config.ops.operator_address, config.ops.operator_port, page_routes(
+                    self._page_view, nodes=lambda: self._journal_metrics.nodes(time.time())
+                ), hosts,
                 keys=("ops.operator_address", "ops.operator_port"),
                 switch="turn the page off with ops.operator_page: false", name="operator-page",
             )
