@@ -36,6 +36,7 @@ from gateway.intake.claim import Claimer
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal import originals
+from gateway.journal.outage import outage_caused
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -78,6 +79,7 @@ class Intake:
         self._journal_trouble: str | None = None
         self._journal_trouble_cause = ""
         self._journal_trouble_said = False
+        self._journal_trouble_quiet = False  # the trouble was the journal outage's, which says it itself
         self._journal_retry_at = 0.0
         folders = config.folders
         self.claimer = Claimer(folders.outbox, folders.work_area)
@@ -219,6 +221,9 @@ class Intake:
                 return False
         self._journal_trouble_said = False
         self.statuses.flush()
+        if self._journal_trouble_quiet:
+            self._journal_trouble_quiet = False
+            return True
         log.info("the journal takes drops again: %d claimed drop(s) that waited in %s are journaled; intake goes on",
                  len(waiting), self.config.folders.work_area)
         return True
@@ -232,6 +237,10 @@ class Intake:
         self._journal_retry_at = self.clock.monotonic() + self.config.intake.scan_interval_seconds
         if not self._journal_trouble_said:
             self._journal_trouble_said = True
+            # The database does not answer: the journal's outage line says so, and its end, for every worker.
+            self._journal_trouble_quiet = outage_caused(exc)
+            if self._journal_trouble_quiet:
+                return
             log.error(
                 "intake could not journal %d claimed drop(s): %s; they wait in %s and are journaled by this daemon as "
                 "soon as the journal takes writes again (tried every %g s); new drops wait in the outbox until then",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -121,15 +122,81 @@ class Claims:
         """A journal step about `claim`'s work, made only while its token is the current one: else FencedOut,
         with one log line, and nothing of the step is written."""
         with self.journal.transaction():
-            rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
-                                      (claim.work,))
-            current = rows[0] if rows else (None, None)
-            if current != (claim.node, claim.token):
-                holder, token = current
-                log.warning(
-                    "node %s: its claim on %s (token %s) was taken over by %s (token %s); its late write is refused",
-                    claim.node, claim.work, claim.token, holder or "no node", token,
-                )
-                raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node "
-                                f"{claim.node}'s")
+            self.check(claim)
+            yield
+
+    def check(self, claim: Claim) -> None:
+        """Inside a step: raise FencedOut (one log line) unless `claim`'s token is the current one; on PostgreSQL
+        the claim's row stays locked until the step commits, so no takeover passes between check and commit."""
+        rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
+                                  (claim.work,))
+        current = rows[0] if rows else (None, None)
+        if current != (claim.node, claim.token):
+            holder, token = current
+            log.warning(
+                "node %s: its claim on %s (token %s) was taken over by %s (token %s); its late write is refused",
+                claim.node, claim.work, claim.token, holder or "no node", token,
+            )
+            raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node {claim.node}'s")
+
+    def let_go(self, claim: Claim) -> None:
+        """Release `claim` if it is still this node's (quietly: a claim taken over meanwhile stays the taker's)."""
+        self.journal.execute("UPDATE claims SET node = NULL, expires_at = 0 WHERE work = ? AND token = ? AND node = ?",
+                             (claim.work, claim.token, claim.node))
+
+    def extend(self, claims: list[Claim]) -> list[Claim]:
+        """Longer leases for `claims`, in one step; the ones taken over meanwhile are left out (quietly: their
+        holder's next write about the work says so, in one line)."""
+        expires = self._now() + self.lease_seconds
+        kept = []
+        with self.journal.transaction():
+            for claim in claims:
+                if self.journal.execute("UPDATE claims SET expires_at = ? WHERE work = ? AND token = ? AND node = ?",
+                                        (expires, claim.work, claim.token, claim.node)) == 1:
+                    kept.append(Claim(claim.work, claim.node, claim.token, expires))
+        return kept
+
+
+class HeldClaims:
+    """The claims this node holds now, their leases kept up by `renew()` (a job of the daemon's, every third of a
+    lease), so work that takes longer than a lease stays this node's while it lives."""
+
+    def __init__(self, claims: Claims) -> None:
+        self.claims = claims
+        self._held: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+
+    def take(self, work: str) -> Claim | None:
+        claim = self.claims.claim(work)
+        if claim is not None:
+            with self._lock:
+                self._held[work] = claim
+        return claim
+
+    def let_go(self, claim: Claim) -> None:
+        with self._lock:
+            if self._held.get(claim.work) == claim:
+                del self._held[claim.work]
+        self.claims.let_go(claim)
+
+    def renew(self) -> None:
+        with self._lock:
+            held = list(self._held.values())
+        kept = {claim.work: claim for claim in self.claims.extend(held)}
+        with self._lock:
+            for claim in held:
+                if self._held.get(claim.work) == claim:
+                    if claim.work in kept:
+                        self._held[claim.work] = kept[claim.work]
+                    else:
+                        del self._held[claim.work]
+
+    @contextlib.contextmanager
+    def fencing(self, claim: Claim | None) -> Iterator[None]:
+        """Every journal step this thread makes inside is about `claim`'s work: each checks its token first."""
+        if claim is None:
+            yield
+            return
+        work = claim.work
+        with self.claims.journal.fenced_by(lambda: self.claims.check(self._held.get(work, claim))):
             yield
