@@ -92,6 +92,9 @@ class Daemon:
         self.held = (HeldClaims(Claims(self.journal, config.node.resolved_name, self.clock))
                      if self.journal.engine.locks_rows else None)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock, config.folders.group_id)
+        if self.held is not None:
+            held = self.held
+            self.statuses.one_node_at_a_time = lambda: held.lease("job:status-files")
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
 

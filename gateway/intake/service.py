@@ -248,6 +248,15 @@ class Intake:
                 self.config.intake.scan_interval_seconds,
             )
 
+    def _journaled_elsewhere(self, claimed: ClaimedDrop) -> bool:
+        """Whether another node sharing the work area journaled this claim first (its start-up took up the claims
+        it found there, this one's among them): the claim's row is that node's, and this one lets the drop go."""
+        if self.journal.find_by_claim(text_name(claimed.claim_id)) is None:
+            return False
+        log.info("the claimed drop %r was journaled by another node first; this node lets it go",
+                 text_name(claimed.name))
+        return True
+
     def _trouble_text(self, count: int, cause: str) -> str:
         return (f"{count} claimed drop(s) wait in {self.config.folders.work_area} for the journal, which cannot "
                 f"commit ({cause}); new drops wait in the outbox")
@@ -286,6 +295,8 @@ class Intake:
                     except sqlite3.OperationalError:
                         raise  # the journal's trouble, not this drop's: the whole batch waits
                     except Exception:
+                        if self._journaled_elsewhere(claimed):
+                            continue
                         log.exception("could not journal the claimed drop %r; retried at the next start", claimed.name)
                         continue
                     message_ids.add(verdict.message_id)

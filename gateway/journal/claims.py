@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from gateway.clock import Clock
 from gateway.errors import JournalError
 from gateway.journal.phases import Phase
+from gateway.journal.postgres_engine import JournalUnavailable
 from gateway.journal.store import Journal
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,11 @@ class Claims:
         now = self._now()
         expires = now + self.lease_seconds
         with self.journal.transaction():
-            rows = self.journal.query(f"SELECT node, token, expires_at FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
-                                      (work,))
+            # A claim row another node has locked (its step about the work is under way) is passed by, not waited
+            # for: the insert below then adds nothing, and this node leaves the work to that one.
+            rows = self.journal.query(
+                f"SELECT node, token, expires_at FROM claims WHERE work = ?{self._lock(skip_locked=True)}",  # noqa: S608
+                (work,))
             if not rows:
                 # Two nodes inserting at once: the unique key lets one in; the other inserts nothing.
                 added = self.journal.execute(
@@ -167,7 +172,15 @@ class HeldClaims:
         self._lock = threading.Lock()
 
     def take(self, work: str) -> Claim | None:
-        claim = self.claims.claim(work)
+        """Claim `work`; None when another node holds it, or when the database gave this try up (a deadlock with
+        another node's step, a lock not granted in time): the work is tried again at its next turn."""
+        try:
+            claim = self.claims.claim(work)
+        except sqlite3.OperationalError as exc:
+            if not _gave_way(exc):
+                raise
+            log.debug("claiming %s gave way to another node (%s); tried again at its next turn", work, exc)
+            return None
         if claim is not None:
             with self._lock:
                 self._held[work] = claim
@@ -192,6 +205,17 @@ class HeldClaims:
                         del self._held[claim.work]
 
     @contextlib.contextmanager
+    def lease(self, work: str) -> Iterator[bool]:
+        """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after."""
+        claim = self.take(work)
+        try:
+            yield claim is not None
+        finally:
+            if claim is not None:
+                with contextlib.suppress(sqlite3.Error, JournalError):
+                    self.let_go(claim)
+
+    @contextlib.contextmanager
     def fencing(self, claim: Claim | None) -> Iterator[None]:
         """Every journal step this thread makes inside is about `claim`'s work: each checks its token first."""
         if claim is None:
@@ -200,3 +224,12 @@ class HeldClaims:
         work = claim.work
         with self.claims.journal.fenced_by(lambda: self.claims.check(self._held.get(work, claim))):
             yield
+
+
+def _gave_way(exc: BaseException | None) -> bool:
+    """Whether the database gave a transaction up for another's sake (a deadlock, a lock not granted in time)."""
+    while exc is not None:
+        if isinstance(exc, JournalUnavailable):
+            return not exc.out_of_reach
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -25,7 +25,7 @@ def outage_caused(exc: BaseException | None) -> bool:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, JournalUnavailable):
-            return True
+            return exc.out_of_reach
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False

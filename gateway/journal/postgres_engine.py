@@ -40,6 +40,10 @@ _MIGRATION_LOCK = 0x6566_6D6A  # "efmj"
 class JournalUnavailable(sqlite3.OperationalError):
     """The database could not be reached, or gave up the transaction (a lost connection, a restart, a deadlock)."""
 
+    # Whether the database itself is out of reach (no connection, a shutdown), as opposed to one transaction given
+    # up (a deadlock, a lock not granted in time, a session ended while it idled): only the first is an outage.
+    out_of_reach = True
+
 
 class JournalRowRefused(sqlite3.IntegrityError):
     """A constraint refused the row (a unique key, a reference)."""
@@ -65,7 +69,9 @@ def _translated(exc: Exception, connection: Any = None) -> sqlite3.Error:
     lost = connection is not None and (connection.closed or connection.broken)
     if (lost or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
             or sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES):
-        return JournalUnavailable(f"PostgreSQL: {words}")
+        unavailable = JournalUnavailable(f"PostgreSQL: {words}")
+        unavailable.out_of_reach = not (sqlstate[:2] == "40" or sqlstate in _UNAVAILABLE_CODES)
+        return unavailable
     return JournalStatementError(f"PostgreSQL: {words}")
 
 
