@@ -55,6 +55,7 @@ class Claims:
         self.node = node
         self.clock = clock
         self.lease_seconds = lease_seconds
+        self._refused: set[tuple[str, int]] = set()  # claims whose late write was refused, said once each
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -138,9 +139,12 @@ class Claims:
         current = rows[0] if rows else (None, None)
         if current != (claim.node, claim.token):
             holder, token = current
+            if (claim.work, claim.token) in self._refused:  # said once already: one line per claim taken over
+                raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node {claim.node}'s")
+            self._refused.add((claim.work, claim.token))
             log.warning(
                 "node %s: its claim on %s (token %s) was taken over by %s (token %s); its late write is refused",
-                claim.node, claim.work, claim.token, holder or "no node", token,
+                claim.node, claim.work, claim.token, holder or "another node, which has let it go since", token,
             )
             raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node {claim.node}'s")
 

@@ -240,9 +240,9 @@ class Sender:
             self._release(ready.record.row, ready.channel.name)
 
     def _trouble(self, row: int, exc: Exception) -> None:
-        if outage_caused(exc) or isinstance(exc, FencedOut):
+        if outage_caused(exc) or isinstance(exc, FencedOut) or self._taken_over(row):
             # Nothing about it can be journaled now: the row is due again once the database answers, or it is
-            # another node's now (FencedOut said so in one line).
+            # another node's now (FencedOut said so in one line; its originals may have moved on with it).
             return
         if isinstance(exc, OSError | sqlite3.OperationalError):
             # The machine, not the message: a full disk, a folder we may not write. One line, and later again.
@@ -257,6 +257,19 @@ class Sender:
         # One message's failure never stops the others; it is tried again later.
         log.error("sending journal row %d failed unexpectedly; it will be tried again", row, exc_info=exc)
         self._later(self.journal.get(row), "an unexpected error; see the log")
+
+    def _taken_over(self, row: int) -> bool:
+        """Where nodes share the work: whether this node's claim on `row` was taken over (said in one line)."""
+        if self.held is None:
+            return False
+        try:
+            with self._fencing(row), self.journal.transaction():
+                pass
+        except FencedOut:
+            return True
+        except (sqlite3.Error, JournalError):
+            return False
+        return False
 
     def _release(self, row: int, queued_on: str | None) -> None:
         """The row is done with (for this try): its slot, its channel's queue place and its probe's turn freed."""
