@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import JournalError
+from gateway.journal.engine import JournalUnavailable
 from gateway.journal.phases import Phase
-from gateway.journal.postgres_engine import JournalUnavailable
 from gateway.journal.store import Journal
 
 log = logging.getLogger(__name__)

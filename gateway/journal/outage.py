@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 
-from gateway.journal.postgres_engine import JournalUnavailable
+from gateway.journal.engine import JournalUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gateway.errors import JournalError
+from gateway.journal.engine import JournalUnavailable
 from gateway.journal.migrations import MIGRATIONS, json_key_for_postgresql, postgresql_script, too_new
 
 try:
@@ -35,14 +36,6 @@ IDLE_IN_TRANSACTION_SECONDS = 10.0
 LOCK_TIMEOUT_SECONDS = 15.0
 # One number for every node: the nodes that start together migrate one after the other.
 _MIGRATION_LOCK = 0x6566_6D6A  # "efmj"
-
-
-class JournalUnavailable(sqlite3.OperationalError):
-    """The database could not be reached, or gave up the transaction (a lost connection, a restart, a deadlock)."""
-
-    # Whether the database itself is out of reach (no connection, a shutdown), as opposed to one transaction given
-    # up (a deadlock, a lock not granted in time, a session ended while it idled): only the first is an outage.
-    out_of_reach = True
 
 
 class JournalRowRefused(sqlite3.IntegrityError):
