@@ -62,6 +62,7 @@ def test_postgresql_stopped_and_started_under_a_running_node(tmp_path, postgres_
     a = DaemonProcess(config, root / "daemon.log", allowed_log=(OUTAGE_LINE,)).start()
     b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B)).start()
     outbox = root / "var" / "outbox"
+    outbox.mkdir(parents=True, exist_ok=True)
     taken: collections.Counter[str] = collections.Counter()
     stop_archive = threading.Event()
 
