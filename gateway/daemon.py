@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sqlite3
@@ -16,15 +17,18 @@ from gateway import systemd
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, load_config
 from gateway.diskspace import is_disk_full
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, JournalError
 from gateway.folders import intake_uses_polling, prepare_folders
 from gateway.intake.loop import IntakeLoop
 from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
+from gateway.journal.claims import LEASE_SECONDS as CLAIM_LEASE_SECONDS
+from gateway.journal.claims import Claims, HeldClaims
 from gateway.journal.engine import engine_for
 from gateway.journal.lock import InstanceLock
 from gateway.journal.nodes import LEASE_SECONDS, NodeNameTaken, NodeRegistry
+from gateway.journal.outage import OutageLogFilter
 from gateway.journal.store import Journal
 from gateway.ops import checks
 from gateway.ops.disk import intake_hold_reason
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_SECONDS = 15
 STATUS_FLUSH_SECONDS = 5
+JOURNAL_PROBE_SECONDS = 1.0  # while the journal's database does not answer, how often it is asked again
 PICK_UP_SECONDS = 2.0
 
 
@@ -61,6 +66,7 @@ class Daemon:
         self.lock: InstanceLock | None = None
         self.journal: Journal | None = None
         self.node: NodeRegistry | None = None
+        self.held: HeldClaims | None = None
         self.loop: IntakeLoop | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.network: NetworkParts | None = None
@@ -77,18 +83,29 @@ class Daemon:
         self.lock = InstanceLock(config.folders.lock_path)
         self.lock.acquire()
         self.journal = Journal(engine_for(config.journal, config.folders.journal_path), self.clock)
+        self._outage_filter = OutageLogFilter(self.journal.outage)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._outage_filter)
         self.node = NodeRegistry(self.journal, config.node.resolved_name, self.clock)
         self.node.join()  # a live node of the same name stops this start, in one line
+        # Nodes sharing the journal (PostgreSQL) share the work by claims; SQLite's one node needs none.
+        self.held = (HeldClaims(Claims(self.journal, config.node.resolved_name, self.clock))
+                     if self.journal.engine.locks_rows else None)
         self.statuses = StatusWriter(self.journal, config.folders.status, self.clock, config.folders.group_id)
+        if self.held is not None:
+            held = self.held
+            self.statuses.one_node_at_a_time = lambda: held.lease("job:status-files")
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
 
             self.ops = OpsEndpoint(self)
         if config.network_configured:
             self.network = build_network(
-                config, self.journal, self.statuses, self.clock, self.ops.http_outcomes if self.ops else None
+                config, self.journal, self.statuses, self.clock, self.ops.http_outcomes if self.ops else None,
+                held=self.held,
             )
             self.sender_loop = SenderLoop(self.network.sender, config.network.send_interval_seconds)
+            self.sender_loop.held = lambda: self.journal is not None and self.journal.outage.down
             self.sender_loop.on_round = lambda: self.heartbeats.beat("sender")
             threading.Thread(target=self._probe_network, name="probe", daemon=True).start()
         else:
@@ -114,19 +131,23 @@ class Daemon:
         self.loop = IntakeLoop(self.intake, config.intake.scan_interval_seconds, use_events=not polling)
         self.loop.on_round = lambda: self.heartbeats.beat("intake", self.intake.trouble)
         self.loop.hold_reason = self.hold_reason
+        self.loop.paused = lambda: self.journal is not None and self.journal.outage.down
         self.heartbeats.register("intake", config.intake.scan_interval_seconds)
         self.loop.start()
         self.scheduler = BackgroundScheduler(timezone="UTC")
-        self._schedule("expiry", self._expire, EXPIRY_SWEEP_SECONDS)
+        self._schedule("expiry", self._expire, EXPIRY_SWEEP_SECONDS, once=True)
         self._schedule("status-flush", self.statuses.flush, STATUS_FLUSH_SECONDS)
-        self._schedule("retention", self._retention, config.retention.purge_interval_minutes * 60)
+        self._schedule("retention", self._retention, config.retention.purge_interval_minutes * 60, once=True)
+        if self.held is not None:
+            self._schedule("claims-renew", self.held.renew, CLAIM_LEASE_SECONDS / 3)
         self._schedule("node-heartbeat", self._node_heartbeat, LEASE_SECONDS / 3)
+        self._schedule("journal-probe", self._probe_journal, JOURNAL_PROBE_SECONDS, during_outage=True)
         if self.network and self.sender_loop:
             self.heartbeats.register("sender", config.network.send_interval_seconds)
             self.sender_loop.start()
             for job in self.network.jobs:
-                self._schedule(job.name, job.run, job.seconds)
-            self._schedule("pick-up", self._after_delivery, PICK_UP_SECONDS)
+                self._schedule(job.name, job.run, job.seconds, once=True)
+            self._schedule("pick-up", self._after_delivery, PICK_UP_SECONDS, once=True)
         self.scheduler.start()
         systemd.notify("READY=1")
         self.watchdog = Watchdog(self.heartbeats, systemd.watchdog_interval(), self.status_line)
@@ -135,18 +156,58 @@ class Daemon:
             "efm-gateway is running for organisation %s; outbox %s", config.organisation.orgnr, config.folders.outbox
         )
 
-    def _schedule(self, name: str, run: Callable[[], object], seconds: float) -> None:
+    def _schedule(self, name: str, run: Callable[[], object], seconds: float, during_outage: bool = False,
+                  once: bool = False) -> None:
         """A periodic job that beats after each run (one that hangs stops the watchdog), and says a full disk in
-        one line rather than a traceback at every run."""
+        one line rather than a traceback at every run. Unless `during_outage`, it does nothing while the journal's
+        database does not answer. A job run `once` runs on one node at a time where nodes share the journal."""
+        if once and self.held is not None:
+            run = self._on_one_node(name, run)
         assert self.scheduler is not None
         self.heartbeats.register(name, seconds)
         folders = self.config.folders
-        guarded = FullDiskGuard(name, run, folders.state, [folders.status, folders.inbox, folders.inbox_staging,
-                                                             folders.sent, folders.failed, folders.work_area])
+        guarded = FullDiskGuard(name, run if during_outage else self._unless_journal_down(run), folders.state,
+                                [folders.status, folders.inbox, folders.inbox_staging, folders.sent, folders.failed,
+                                 folders.work_area])
         self.scheduler.add_job(
             self.heartbeats.beating(name, guarded), "interval", seconds=seconds, id=name, name=name,
             max_instances=1, coalesce=True, misfire_grace_time=60,
         )
+
+    def _on_one_node(self, name: str, run: Callable[[], object]) -> Callable[[], None]:
+        """`run` under the lease `job:<name>`: a node whose run finds another holding it skips this run; its own
+        run's journal steps are fenced by the lease's token, and the lease is let go after the run."""
+        held = self.held
+        assert held is not None
+
+        def job() -> None:
+            claim = held.take(f"job:{name}")
+            if claim is None:
+                return
+            try:
+                with held.fencing(claim):
+                    run()
+            finally:
+                with contextlib.suppress(sqlite3.Error, JournalError):
+                    held.let_go(claim)
+
+        return job
+
+    def _unless_journal_down(self, run: Callable[[], object]) -> Callable[[], None]:
+        """A job that takes no new work while the journal's database does not answer (the outage's line says why)."""
+
+        def job() -> None:
+            if self.journal is not None and self.journal.outage.down:
+                return
+            run()
+
+        return job
+
+    def _probe_journal(self) -> None:
+        """While the outage lasts, the database is asked once a second; its answer ends the outage (one line)."""
+        assert self.journal is not None
+        if self.journal.outage.down and self.journal.probe() and self.loop is not None:
+            self.loop.wake.set()
 
     def _node_heartbeat(self) -> None:
         assert self.node is not None
@@ -313,6 +374,8 @@ class Daemon:
             self.journal.close()
         if self.lock:
             self.lock.release()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(getattr(self, "_outage_filter", None))
         logging.getLogger().removeHandler(self.last_problem)
         logging.getLogger("apscheduler.scheduler").removeFilter(_skipped_run_filter)
         self._stopped.set()

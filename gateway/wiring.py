@@ -24,6 +24,7 @@ from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
 from gateway.inbound.status_sender import StatusSender
+from gateway.journal.claims import HeldClaims
 from gateway.journal.store import Journal
 from gateway.ops.httpwatch import HttpOutcomes, WatchedTransport
 from gateway.outbound.sender import Sender
@@ -72,8 +73,10 @@ class NetworkParts:
 
 
 def build_network(
-    config: Config, journal: Journal, statuses: StatusWriter, clock: Clock, http_outcomes: HttpOutcomes | None = None
+    config: Config, journal: Journal, statuses: StatusWriter, clock: Clock, http_outcomes: HttpOutcomes | None = None,
+    held: HeldClaims | None = None,
 ) -> NetworkParts:
+    """`held`: this node's claims where nodes share the journal (PostgreSQL), None on SQLite."""
     network = config.network
     identity = load_identity(config, clock.now())
     assert network.token_url and network.service_registry_url
@@ -106,7 +109,8 @@ def build_network(
     in_flight = {name: block.max_in_flight for name, block in blocks_by_channel.items()}
     # One per channel, shared by everything that calls it: a pause the peer asks for holds for every call.
     circuits = Circuits(clock)
-    sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits, in_flight=in_flight)
+    sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits, in_flight=in_flight,
+                    held=held)
     inbox = Inbox(config, journal, statuses)
     receivers = [
         Receiver(config, journal, statuses, clock, channel, inbox, workers=in_flight[channel.name],
@@ -157,6 +161,7 @@ class SenderLoop:
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
         sender.on_free = self.wake.set
         self.on_round: Callable[[], None] | None = None  # called after every pass: the worker's heartbeat
+        self.held: Callable[[], bool] = lambda: False  # True while no new sends may start (the journal is down)
 
     def start(self) -> None:
         self._thread.start()
@@ -170,7 +175,8 @@ class SenderLoop:
         while not self._stop.is_set():
             self.wake.clear()  # before the pass: a wake during it is kept for the next one
             try:
-                self.sender.send_due()
+                if not self.held():
+                    self.sender.send_due()
             except Exception:
                 log.exception("the send pass failed; trying again")
             if self.on_round is not None:

@@ -59,6 +59,24 @@ def _server_user() -> pwd.struct_passwd:
 class PostgresServer:
     folder: Path
     password: str
+    bin_folder: Path | None = None
+    options: str = ""
+
+    def stop(self) -> None:
+        """Stop the server at once (as a crash or a fail-over would): every session is cut."""
+        assert self.bin_folder is not None
+        stopped = _as_server_user(_server_user(), str(self.bin_folder / "pg_ctl"), "-D", str(self.folder / "data"),
+                                  "-m", "immediate", "-w", "stop")
+        assert stopped.returncode == 0, f"pg_ctl stop failed: {stopped.stderr}"
+
+    def start(self) -> None:
+        """Start it again after stop()."""
+        assert self.bin_folder is not None
+        started = _as_server_user(
+            _server_user(), str(self.bin_folder / "pg_ctl"), "-D", str(self.folder / "data"), "-l",
+            str(self.folder / "server.log"), "-o", self.options, "-w", "-t", str(START_TIMEOUT_SECONDS), "start",
+        )
+        assert started.returncode == 0, f"pg_ctl start failed: {started.stderr}\n{_log(self.folder)}"
 
     def url(self, database: str, user: str = ADMIN) -> str:
         """A URL without the password (as journal.url must be): the password goes beside it."""
@@ -117,7 +135,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     )
     assert started.returncode == 0, f"pg_ctl start failed: {started.stderr}\n{_log(folder)}"
     try:
-        yield PostgresServer(folder, password)
+        yield PostgresServer(folder, password, bin_folder, options)
     finally:
         _as_server_user(user, str(bin_folder / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)

@@ -25,6 +25,8 @@ class IntakeLoop:
         self.on_round: Callable[[], None] | None = None  # called after every round: the worker's heartbeat
         # Why new drops must wait in the outbox (a disk under its floor), or None; asked before each pass.
         self.hold_reason: Callable[[], str | None] | None = None
+        # Whether intake takes nothing now, said elsewhere (the journal's database does not answer): asked likewise.
+        self.paused: Callable[[], bool] | None = None
 
     def start(self) -> None:
         if self.watcher:
@@ -55,7 +57,7 @@ class IntakeLoop:
                     else:
                         log.info("intake resumes: %s", "free space is back above every floor")
                     held = reason
-                if reason:
+                if reason or (self.paused is not None and self.paused()):
                     full_scan_due = now  # hints wait in the watcher; a full scan as soon as space returns
                     self._pause()
                     continue

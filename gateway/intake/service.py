@@ -36,6 +36,7 @@ from gateway.intake.claim import Claimer
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES, Candidate, Orphan, OutboxScanner
 from gateway.intake.validate import AcceptedDrop, Verdict, validate_claimed
 from gateway.journal import originals
+from gateway.journal.outage import outage_caused
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -78,6 +79,7 @@ class Intake:
         self._journal_trouble: str | None = None
         self._journal_trouble_cause = ""
         self._journal_trouble_said = False
+        self._journal_trouble_quiet = False  # the trouble was the journal outage's, which says it itself
         self._journal_retry_at = 0.0
         folders = config.folders
         self.claimer = Claimer(folders.outbox, folders.work_area)
@@ -219,6 +221,9 @@ class Intake:
                 return False
         self._journal_trouble_said = False
         self.statuses.flush()
+        if self._journal_trouble_quiet:
+            self._journal_trouble_quiet = False
+            return True
         log.info("the journal takes drops again: %d claimed drop(s) that waited in %s are journaled; intake goes on",
                  len(waiting), self.config.folders.work_area)
         return True
@@ -232,12 +237,25 @@ class Intake:
         self._journal_retry_at = self.clock.monotonic() + self.config.intake.scan_interval_seconds
         if not self._journal_trouble_said:
             self._journal_trouble_said = True
+            # The database does not answer: the journal's outage line says so, and its end, for every worker.
+            self._journal_trouble_quiet = outage_caused(exc)
+            if self._journal_trouble_quiet:
+                return
             log.error(
                 "intake could not journal %d claimed drop(s): %s; they wait in %s and are journaled by this daemon as "
                 "soon as the journal takes writes again (tried every %g s); new drops wait in the outbox until then",
                 count, self._journal_trouble_cause, self.config.folders.work_area,
                 self.config.intake.scan_interval_seconds,
             )
+
+    def _journaled_elsewhere(self, claimed: ClaimedDrop) -> bool:
+        """Whether another node sharing the work area journaled this claim first (its start-up took up the claims
+        it found there, this one's among them): the claim's row is that node's, and this one lets the drop go."""
+        if self.journal.find_by_claim(text_name(claimed.claim_id)) is None:
+            return False
+        log.info("the claimed drop %r was journaled by another node first; this node lets it go",
+                 text_name(claimed.name))
+        return True
 
     def _trouble_text(self, count: int, cause: str) -> str:
         return (f"{count} claimed drop(s) wait in {self.config.folders.work_area} for the journal, which cannot "
@@ -277,6 +295,8 @@ class Intake:
                     except sqlite3.OperationalError:
                         raise  # the journal's trouble, not this drop's: the whole batch waits
                     except Exception:
+                        if self._journaled_elsewhere(claimed):
+                            continue
                         log.exception("could not journal the claimed drop %r; retried at the next start", claimed.name)
                         continue
                     message_ids.add(verdict.message_id)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import JournalError
+from gateway.journal.engine import JournalUnavailable
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 
@@ -52,6 +55,7 @@ class Claims:
         self.node = node
         self.clock = clock
         self.lease_seconds = lease_seconds
+        self._refused: set[tuple[str, int]] = set()  # claims whose late write was refused, said once each
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -66,8 +70,11 @@ class Claims:
         now = self._now()
         expires = now + self.lease_seconds
         with self.journal.transaction():
-            rows = self.journal.query(f"SELECT node, token, expires_at FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
-                                      (work,))
+            # A claim row another node has locked (its step about the work is under way) is passed by, not waited
+            # for: the insert below then adds nothing, and this node leaves the work to that one.
+            rows = self.journal.query(
+                f"SELECT node, token, expires_at FROM claims WHERE work = ?{self._lock(skip_locked=True)}",  # noqa: S608
+                (work,))
             if not rows:
                 # Two nodes inserting at once: the unique key lets one in; the other inserts nothing.
                 added = self.journal.execute(
@@ -121,15 +128,112 @@ class Claims:
         """A journal step about `claim`'s work, made only while its token is the current one: else FencedOut,
         with one log line, and nothing of the step is written."""
         with self.journal.transaction():
-            rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
-                                      (claim.work,))
-            current = rows[0] if rows else (None, None)
-            if current != (claim.node, claim.token):
-                holder, token = current
-                log.warning(
-                    "node %s: its claim on %s (token %s) was taken over by %s (token %s); its late write is refused",
-                    claim.node, claim.work, claim.token, holder or "no node", token,
-                )
-                raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node "
-                                f"{claim.node}'s")
+            self.check(claim)
             yield
+
+    def check(self, claim: Claim) -> None:
+        """Inside a step: raise FencedOut (one log line) unless `claim`'s token is the current one; on PostgreSQL
+        the claim's row stays locked until the step commits, so no takeover passes between check and commit."""
+        rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
+                                  (claim.work,))
+        current = rows[0] if rows else (None, None)
+        if current != (claim.node, claim.token):
+            holder, token = current
+            if (claim.work, claim.token) in self._refused:  # said once already: one line per claim taken over
+                raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node {claim.node}'s")
+            self._refused.add((claim.work, claim.token))
+            log.warning(
+                "node %s: its claim on %s (token %s) was taken over by %s (token %s); its late write is refused",
+                claim.node, claim.work, claim.token, holder or "another node, which has let it go since", token,
+            )
+            raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node {claim.node}'s")
+
+    def let_go(self, claim: Claim) -> None:
+        """Release `claim` if it is still this node's (quietly: a claim taken over meanwhile stays the taker's)."""
+        self.journal.execute("UPDATE claims SET node = NULL, expires_at = 0 WHERE work = ? AND token = ? AND node = ?",
+                             (claim.work, claim.token, claim.node))
+
+    def extend(self, claims: list[Claim]) -> list[Claim]:
+        """Longer leases for `claims`, in one step; the ones taken over meanwhile are left out (quietly: their
+        holder's next write about the work says so, in one line)."""
+        expires = self._now() + self.lease_seconds
+        kept = []
+        with self.journal.transaction():
+            for claim in claims:
+                if self.journal.execute("UPDATE claims SET expires_at = ? WHERE work = ? AND token = ? AND node = ?",
+                                        (expires, claim.work, claim.token, claim.node)) == 1:
+                    kept.append(Claim(claim.work, claim.node, claim.token, expires))
+        return kept
+
+
+class HeldClaims:
+    """The claims this node holds now, their leases kept up by `renew()` (a job of the daemon's, every third of a
+    lease), so work that takes longer than a lease stays this node's while it lives."""
+
+    def __init__(self, claims: Claims) -> None:
+        self.claims = claims
+        self._held: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+
+    def take(self, work: str) -> Claim | None:
+        """Claim `work`; None when another node holds it, or when the database gave this try up (a deadlock with
+        another node's step, a lock not granted in time): the work is tried again at its next turn."""
+        try:
+            claim = self.claims.claim(work)
+        except sqlite3.OperationalError as exc:
+            if not _gave_way(exc):
+                raise
+            log.debug("claiming %s gave way to another node (%s); tried again at its next turn", work, exc)
+            return None
+        if claim is not None:
+            with self._lock:
+                self._held[work] = claim
+        return claim
+
+    def let_go(self, claim: Claim) -> None:
+        with self._lock:
+            if self._held.get(claim.work) == claim:
+                del self._held[claim.work]
+        self.claims.let_go(claim)
+
+    def renew(self) -> None:
+        with self._lock:
+            held = list(self._held.values())
+        kept = {claim.work: claim for claim in self.claims.extend(held)}
+        with self._lock:
+            for claim in held:
+                if self._held.get(claim.work) == claim:
+                    if claim.work in kept:
+                        self._held[claim.work] = kept[claim.work]
+                    else:
+                        del self._held[claim.work]
+
+    @contextlib.contextmanager
+    def lease(self, work: str) -> Iterator[bool]:
+        """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after."""
+        claim = self.take(work)
+        try:
+            yield claim is not None
+        finally:
+            if claim is not None:
+                with contextlib.suppress(sqlite3.Error, JournalError):
+                    self.let_go(claim)
+
+    @contextlib.contextmanager
+    def fencing(self, claim: Claim | None) -> Iterator[None]:
+        """Every journal step this thread makes inside is about `claim`'s work: each checks its token first."""
+        if claim is None:
+            yield
+            return
+        work = claim.work
+        with self.claims.journal.fenced_by(lambda: self.claims.check(self._held.get(work, claim))):
+            yield
+
+
+def _gave_way(exc: BaseException | None) -> bool:
+    """Whether the database gave a transaction up for another's sake (a deadlock, a lock not granted in time)."""
+    while exc is not None:
+        if isinstance(exc, JournalUnavailable):
+            return not exc.out_of_reach
+        exc = exc.__cause__ or exc.__context__
+    return False

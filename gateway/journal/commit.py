@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 from gateway.errors import JournalError
 from gateway.journal.engine import Connection, Engine
+from gateway.journal.outage import JournalOutage
 
 GROUP_COMMIT_WAIT_SECONDS = 0.002
 
@@ -46,6 +47,8 @@ class GroupCommitJournal:
         self._counter_lock = threading.Lock()
         self._steps_coming = 0  # threads in transaction() whose step has not finished
         self.on_commit: Callable[[float], None] | None = None  # told each COMMIT's duration (the metrics)
+        self.outage = JournalOutage()  # whether the database answers, as the last statement found it
+        self._fence = threading.local()  # a thread's check that each of its steps makes first (fenced_by)
 
     def close(self) -> None:
         with self._lock:
@@ -76,17 +79,26 @@ class GroupCommitJournal:
                 yield
             return
         group: _CommitGroup | None = None
+        started = time.monotonic()
         with self._counter_lock:
             self._steps_coming += 1
         try:
             with self._lock:
-                group = self._open_group()
-                self._db.execute("SAVEPOINT step_of_a_group")
+                try:
+                    group = self._open_group()
+                    self._db.execute("SAVEPOINT step_of_a_group")
+                except sqlite3.Error as exc:
+                    self.outage.noticed(exc, started)
+                    raise
                 self._in_transaction = True
                 self._transaction_owner = threading.get_ident()
                 try:
+                    fence = getattr(self._fence, "check", None)
+                    if fence is not None:
+                        fence()
                     yield
-                except BaseException:
+                except BaseException as exc:
+                    self.outage.noticed(exc, started)
                     self._undo_step(group)
                     raise
                 else:
@@ -169,14 +181,27 @@ class GroupCommitJournal:
             self._db.execute("COMMIT")
             if self.on_commit is not None:
                 self.on_commit(time.perf_counter() - started)
+            self.outage.answered()
         except BaseException as exc:
             group.error = exc
+            self.outage.noticed(exc)
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
             if not isinstance(exc, sqlite3.Error):
                 raise
         finally:
             group.committed = True
+
+    @contextlib.contextmanager
+    def fenced_by(self, check: Callable[[], None]) -> Iterator[None]:
+        """Every step this thread makes inside begins with `check` (a claim's fencing token, journal/claims.py),
+        which raises to refuse the step."""
+        before = getattr(self._fence, "check", None)
+        self._fence.check = check
+        try:
+            yield
+        finally:
+            self._fence.check = before
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -222,5 +247,20 @@ class GroupCommitJournal:
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of one read statement."""
         connection, lock = self._reading()
+        started = time.monotonic()
         with lock:
-            return connection.execute(sql, params).fetchall()
+            try:
+                return connection.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                self.outage.noticed(exc, started)
+                raise
+
+    def probe(self) -> bool:
+        """While the database does not answer: one small step through the writer (which opens its connection
+        again), True once it commits. Its failure is the outage's, said already."""
+        try:
+            with self.transaction():
+                self._db.execute("SELECT 1")
+        except sqlite3.Error:
+            return False
+        return True

@@ -8,11 +8,20 @@ Python's sqlite3 module (PEP 249's names), so the commit engine and every caller
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.config import JournalConfig
+
+
+class JournalUnavailable(sqlite3.OperationalError):
+    """The database could not be reached, or gave up the transaction (a lost connection, a restart, a deadlock)."""
+
+    # Whether the database itself is out of reach (no connection, a shutdown), as opposed to one transaction given
+    # up (a deadlock, a lock not granted in time, a session ended while it idled): only the first is an outage.
+    out_of_reach = True
 
 
 class Result(Protocol):

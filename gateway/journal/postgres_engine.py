@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gateway.errors import JournalError
+from gateway.journal.engine import JournalUnavailable
 from gateway.journal.migrations import MIGRATIONS, json_key_for_postgresql, postgresql_script, too_new
 
 try:
@@ -35,10 +36,6 @@ IDLE_IN_TRANSACTION_SECONDS = 10.0
 LOCK_TIMEOUT_SECONDS = 15.0
 # One number for every node: the nodes that start together migrate one after the other.
 _MIGRATION_LOCK = 0x6566_6D6A  # "efmj"
-
-
-class JournalUnavailable(sqlite3.OperationalError):
-    """The database could not be reached, or gave up the transaction (a lost connection, a restart, a deadlock)."""
 
 
 class JournalRowRefused(sqlite3.IntegrityError):
@@ -65,7 +62,9 @@ def _translated(exc: Exception, connection: Any = None) -> sqlite3.Error:
     lost = connection is not None and (connection.closed or connection.broken)
     if (lost or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
             or sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES):
-        return JournalUnavailable(f"PostgreSQL: {words}")
+        unavailable = JournalUnavailable(f"PostgreSQL: {words}")
+        unavailable.out_of_reach = not (sqlstate[:2] == "40" or sqlstate in _UNAVAILABLE_CODES)
+        return unavailable
     return JournalStatementError(f"PostgreSQL: {words}")
 
 

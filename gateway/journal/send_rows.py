@@ -40,9 +40,11 @@ class SendRows:
         limit: int,
         exclude: set[int],
         exclude_channels: set[str] | frozenset[str] = frozenset(),
+        unclaimed_at: float | None = None,
     ) -> list[int]:
-        """Rows in `phases` whose next attempt is due, oldest first, leaving out `exclude` and rows routed to
-        `exclude_channels` (ids only: cheap)."""
+        """Rows in `phases` whose next attempt is due, oldest first, leaving out `exclude`, rows routed to
+        `exclude_channels` and, given `unclaimed_at` (nodes sharing the journal), rows a node's claim holds at that
+        time (ids only: cheap)."""
         if limit <= 0:
             return []
         phase_marks = ", ".join("?" for _ in phases)
@@ -53,13 +55,16 @@ class SendRows:
         not_paused = (
             f"AND (channel IS NULL OR channel NOT IN ({', '.join('?' for _ in paused)})) " if paused else ""
         )
+        unclaimed = ("AND NOT EXISTS (SELECT 1 FROM claims WHERE claims.work = 'send:' || messages.id "
+                     "AND claims.node IS NOT NULL AND claims.expires_at > ?) " if unclaimed_at is not None else "")
+        claimed_at = () if unclaimed_at is None else (unclaimed_at,)
         connection, lock = self._reading()
         with lock:
             rows = connection.execute(
                 f"SELECT id FROM messages WHERE phase IN ({phase_marks}) "  # noqa: S608 - only placeholders
-                f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) {not_excluded}{not_paused}"
+                f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) {not_excluded}{not_paused}{unclaimed}"
                 "ORDER BY next_attempt_at NULLS FIRST, id LIMIT ?",
-                (*[phase.value for phase in phases], due_before, *excluded, *paused, limit),
+                (*[phase.value for phase in phases], due_before, *excluded, *paused, *claimed_at, limit),
             ).fetchall()
         return [row for (row,) in rows]
 

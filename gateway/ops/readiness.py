@@ -1,7 +1,8 @@
 """/readyz: whether the daemon can do its work now, as opposed to /healthz's "is it alive".
 
 Ready means: every endpoint answered last time it was asked (the start-up probe or the last real
-request), every folder is above its disk floor, and our own certificate is within its validity.
+request), every folder is above its disk floor, our own certificate is within its validity, and the journal's
+database answers (a node whose PostgreSQL does not answer takes no work until it does).
 """
 
 from __future__ import annotations
@@ -74,12 +75,14 @@ def readiness(
     spaces: list[FolderSpace],
     certificate: CertificateWindow | None,
     now: float,
+    journal: Check | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """(ready, the JSON report): every check with ok and detail, and the names of the failing ones."""
     checks = {
         **endpoint_checks(endpoints, last, now),
         **disk_checks(spaces),
         "certificate": certificate_check(certificate, now),
+        **({"journal": journal} if journal is not None else {}),
     }
     failing = [name for name, check in checks.items() if not check.ok]
     report = {

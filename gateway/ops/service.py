@@ -22,7 +22,7 @@ from gateway.ops.health import Heartbeats
 from gateway.ops.httpwatch import HttpOutcomes
 from gateway.ops.metrics import EventFeed, JournalMetrics, PartsMetrics, commit_histogram
 from gateway.ops.page import page_routes
-from gateway.ops.readiness import CertificateWindow, readiness
+from gateway.ops.readiness import CertificateWindow, Check, readiness
 from gateway.ops.server import HttpListener, ops_routes
 from gateway.ops.state_metrics import StateMetrics
 
@@ -109,7 +109,10 @@ class OpsEndpoint:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         _errors, last = self.http_outcomes.snapshot()
-        return readiness(self.endpoints, last, folder_space(self.daemon.config), self.certificate, time.time())
+        journal = self.daemon.journal
+        answers = None if journal is None else Check(not journal.outage.down, journal.outage.detail)
+        return readiness(self.endpoints, last, folder_space(self.daemon.config), self.certificate, time.time(),
+                         answers)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         daemon = self.daemon

@@ -35,7 +35,9 @@ from gateway.drops.claims import parse_claim_id
 from gateway.drops.parking import park_claim
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.journal import originals
+from gateway.journal.claims import Claim, FencedOut, HeldClaims, send_work
 from gateway.journal.completion import settle
+from gateway.journal.outage import outage_caused
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -79,8 +81,13 @@ class Sender:
         retry: RetryPolicy | None = None,
         circuits: Circuits | None = None,
         in_flight: Mapping[str, int] | None = None,
+        held: HeldClaims | None = None,
     ) -> None:
+        """`held`: this node's claims where several nodes share the journal (PostgreSQL); None on SQLite, whose one
+        node needs none."""
         self.config = config
+        self.held = held
+        self._claims: dict[int, Claim] = {}  # row -> this node's claim on sending it
         self.journal = journal
         self.statuses = statuses
         self.clock = clock
@@ -140,16 +147,34 @@ class Sender:
                 probes[probe] = channel
                 in_flight.add(probe)
                 free -= 1
+        now = self.clock.now().timestamp()
         rows = self.journal.due_rows(
-            SENDABLE, self.clock.now().timestamp(), free, exclude=in_flight, exclude_channels=paused | full
+            SENDABLE, now, free, exclude=in_flight, exclude_channels=paused | full,
+            unclaimed_at=now if self.held is not None else None,
         )
         for row in [*probes, *rows]:
+            if self.held is not None:
+                claim = self.held.take(send_work(row))
+                if claim is None:  # another node took it a moment ago
+                    if row in probes:
+                        self.circuits[probes.pop(row)].probe_done()
+                    continue
+                with self._lock:
+                    self._claims[row] = claim
             with self._lock:
                 self._in_flight.add(row)
                 if row in probes:
                     self._probed[row] = probes[row]
             self._pool.submit(self._guarded, row, row in probes)
         return len(probes) + len(rows)
+
+    def _fencing(self, row: int) -> contextlib.AbstractContextManager[None]:
+        """Every journal step about `row` checks this node's claim on it first (several nodes: see journal/claims)."""
+        if self.held is None:
+            return contextlib.nullcontext()
+        with self._lock:
+            claim = self._claims.get(row)
+        return self.held.fencing(claim)
 
     def _stop_for_full_disk(self, record: MessageRecord, exc: BaseException) -> None:
         """Sending stops (one line) until the file system has room again; the message is not charged an attempt."""
@@ -179,6 +204,10 @@ class Sender:
 
     def _guarded(self, row: int, probe: bool = False) -> None:
         """The prepare stage: a packed message goes on to its channel's transport stage."""
+        with self._fencing(row):
+            self._prepare_guarded(row, probe)
+
+    def _prepare_guarded(self, row: int, probe: bool) -> None:
         handed_on: str | None = None
         try:
             ready = self._prepare(self.journal.get(row), probe)
@@ -203,13 +232,18 @@ class Sender:
     def _transmit_guarded(self, ready: _Ready) -> None:
         """The transport stage: one send on the wire, in one of the channel's slots."""
         try:
-            self._transmit(ready)
+            with self._fencing(ready.record.row):
+                self._transmit(ready)
         except Exception as exc:  # sorted in _trouble
             self._trouble(ready.record.row, exc)
         finally:
             self._release(ready.record.row, ready.channel.name)
 
     def _trouble(self, row: int, exc: Exception) -> None:
+        if outage_caused(exc) or isinstance(exc, FencedOut) or self._taken_over(row):
+            # Nothing about it can be journaled now: the row is due again once the database answers, or it is
+            # another node's now (FencedOut said so in one line; its originals may have moved on with it).
+            return
         if isinstance(exc, OSError | sqlite3.OperationalError):
             # The machine, not the message: a full disk, a folder we may not write. One line, and later again.
             record = self.journal.get(row)
@@ -224,15 +258,32 @@ class Sender:
         log.error("sending journal row %d failed unexpectedly; it will be tried again", row, exc_info=exc)
         self._later(self.journal.get(row), "an unexpected error; see the log")
 
+    def _taken_over(self, row: int) -> bool:
+        """Where nodes share the work: whether this node's claim on `row` was taken over (said in one line)."""
+        if self.held is None:
+            return False
+        try:
+            with self._fencing(row), self.journal.transaction():
+                pass
+        except FencedOut:
+            return True
+        except (sqlite3.Error, JournalError):
+            return False
+        return False
+
     def _release(self, row: int, queued_on: str | None) -> None:
         """The row is done with (for this try): its slot, its channel's queue place and its probe's turn freed."""
         with self._lock:
             self._in_flight.discard(row)
+            claim = self._claims.pop(row, None)
             probed = self._probed.pop(row, None)
             if queued_on is not None:
                 self._queued[queued_on] -= 1
         if probed is not None:
             self.circuits[probed].probe_done()  # a probe that never reached the channel frees its turn
+        if claim is not None and self.held is not None:
+            with contextlib.suppress(sqlite3.Error, JournalError):  # unreleased, it lapses with its lease
+                self.held.let_go(claim)
         if self.on_free is not None:
             self.on_free()  # a slot is free: fetch the next due message now, not at the next interval
         self.statuses.flush_soon()  # a send never waits for other messages' status files

@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -61,6 +62,9 @@ class StatusWriter:
         self._start_lock = threading.Lock()
         self._closing = False
         self._repeated = RepeatedErrors(log, noun="flushes")
+        # Where several nodes share the journal and the status folder: a lease only one node holds at a time
+        # (True when this one has it), so no two nodes write and mark the same changes (daemon.py sets it).
+        self.one_node_at_a_time: Callable[[], contextlib.AbstractContextManager[bool]] | None = None
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -164,6 +168,12 @@ class StatusWriter:
 
         One thread at a time: two flushes of the same change would each mark it clean once.
         """
+        if self.one_node_at_a_time is not None:
+            with self.one_node_at_a_time() as ours:
+                return self._flush(limit) if ours else 0
+        return self._flush(limit)
+
+    def _flush(self, limit: int) -> int:
         written = 0
         with self._lock:
             while True:

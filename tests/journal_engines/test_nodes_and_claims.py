@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -211,7 +212,12 @@ def test_a_node_paused_inside_a_transaction_holds_no_lock_for_long(postgres_data
         thread.start()
         assert inside.wait(10)
         clock.advance(6)  # past node-a's lease
-        taken = Claims(taker_journal, "node-b", clock).claim(send_work(row))  # waits for the server to end node-a's
+        taker = Claims(taker_journal, "node-b", clock)
+        # While node-a's step holds the row, node-b passes it by (SKIP LOCKED: it never waits on a paused node);
+        # once the server has ended node-a's idle session, node-b takes the work over.
+        deadline = time.monotonic() + 20
+        while (taken := taker.claim(send_work(row))) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert taken is not None and taken.token == claim.token + 1
         wake.set()
         thread.join(30)

@@ -54,8 +54,10 @@ def test_readiness_follows_every_endpoint_the_disk_and_the_certificate(tmp_path,
         _code, report = readyz(base)
         assert report["ready"] is True and report["failing"] == []
         assert set(report["checks"]) == (
-            {f"endpoint:{name}" for name in ENDPOINTS} | {f"disk:folders.{name}" for name in FOLDERS} | {"certificate"}
+            {f"endpoint:{name}" for name in ENDPOINTS} | {f"disk:folders.{name}" for name in FOLDERS}
+            | {"certificate", "journal"}
         )
+        assert report["checks"]["journal"]["detail"] == "the journal's database answers"
         assert all(check["ok"] for check in report["checks"].values())
         assert " answers " in report["checks"]["endpoint:dpf_svarinn"]["detail"]
         assert "valid until" in report["checks"]["certificate"]["detail"]

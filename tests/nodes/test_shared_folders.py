@@ -1,0 +1,103 @@
+"""Two nodes (real daemons) on one PostgreSQL and one shared folder tree race for the same 500 drops (polling
+intake, as on a share): each drop is claimed by exactly one node, through the atomic rename into the shared work
+area and its journal row, each message is sent exactly once (counted at the sandbox per messageId), and every
+status file reaches its final status."""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
+from tests.dpo.statusfiles import current, message_ids_of_status_files
+from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
+from tests.foundation.process import DaemonProcess
+from tests.nodes.test_database_outage import postgres_journal
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+DROPS = 500
+SHARED = ("outbox", "status", "inbox", "failed", "sent", "work")
+ACCEPTED = re.compile(r"accepted drop '([^']+)'")
+
+
+def node_config(tmp_path: Path, sandbox: SandboxProcess, postgres_database, name: str) -> Path:
+    share = tmp_path / "share"
+    folders = {
+        "create_missing": True, "state": str(tmp_path / name / "state"),
+        **{folder: str(share / folder) for folder in SHARED},
+    }
+    config = gateway_config(tmp_path / name, sandbox, A, folders=folders,
+                            intake={"mode": "polling", "scan_interval_seconds": 0.3, "quiet_period_seconds": 0.2})
+    postgres_journal(config, postgres_database, name)
+    return config
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.xfail(reason="known, not fixed yet: two nodes' group-committed transactions deadlock on PostgreSQL (a "
+                   "status poll, a status flush, a send pass each logged as an ERROR once in a while), and in the "
+                   "last run 3 of 500 status files stayed short of LEVERT; each drop was claimed once and each "
+                   "message delivered once", strict=False)
+def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, postgres_database):
+    sandbox = SandboxProcess(tmp_path / "sandbox")
+    b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B)).start()
+    configs = [node_config(tmp_path, sandbox, postgres_database, name) for name in ("node-1", "node-2")]
+    outbox = tmp_path / "share" / "outbox"
+    outbox.mkdir(parents=True)
+    message_ids = []
+    for index in range(DROPS):
+        message_id = str(uuid.uuid4())
+        sidecar = sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>")
+        make_folder_drop(outbox, f"m{index:03d}", files={"brev.pdf": pdf_bytes(f"brev {index}")}, sidecar=sidecar,
+                         staging=tmp_path / "staging")
+        message_ids.append(message_id)
+    nodes = [DaemonProcess(config, config.parent / "daemon.log").start() for config in configs]
+    taken: collections.Counter[str] = collections.Counter()
+    stop_archive = threading.Event()
+
+    def archive_system() -> None:
+        while not stop_archive.is_set():
+            for folder in list(b.inbox.iterdir()) if b.inbox.exists() else []:
+                if (folder / "message.xml").exists() and (folder / "brev.pdf").exists():
+                    taken[folder.name] += 1
+                    shutil.rmtree(folder)
+            time.sleep(0.05)
+
+    archive = threading.Thread(target=archive_system)
+    archive.start()
+    status = tmp_path / "share" / "status"
+    try:
+        wait(lambda: set(taken) == set(message_ids), 600, message="every message in B's archive")
+        wait(lambda: all(current(status, m) == "LEVERT" for m in message_ids), 300,
+             message="LEVERT for every message")
+        time.sleep(2)  # anything still in flight would show up as a duplicate now
+    finally:
+        stop_archive.set()
+        archive.join()
+        for node in nodes:
+            if node.alive():
+                node.stop()
+        if b.process.alive():
+            b.process.stop()
+        stats = sandbox.stats()
+        sandbox.stop()
+    accepted = [ACCEPTED.findall(node.log.read_text(errors="replace")) for node in nodes]
+    assert sorted(accepted[0] + accepted[1]) == [f"m{index:03d}" for index in range(DROPS)], "each drop claimed once"
+    assert all(accepted), f"both nodes took drops: {[len(names) for names in accepted]}"
+    with postgres_database.connect() as connection:
+        rows = connection.execute("SELECT count(*), count(DISTINCT claim_id), count(DISTINCT message_id) "
+                                  "FROM messages").fetchone()
+    assert rows == (DROPS, DROPS, DROPS)
+    assert {m: n for m, n in taken.items() if n != 1} == {}, "messages in B's archive more than once"
+    uploads = stats["uploadsBySenderAndReference"]
+    assert collections.Counter(uploads.get(f"0192:{A}/{m}", 0) for m in message_ids) == {1: DROPS}
+    assert sorted(message_ids_of_status_files(status)) == sorted(message_ids), "one status file per message"
+    assert not [entry for entry in outbox.iterdir() if not entry.name.startswith(".")]
+    print(f"\ndrops taken per node: {[len(names) for names in accepted]}")
