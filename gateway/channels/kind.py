@@ -82,6 +82,9 @@ class MessageFacts:
     earlier: tuple[RouteWords, ...] = ()
     # The sidecar's channel options blocks by channel key: a channel's own may steer its answer (print fallback).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The channels the registry offers the receiver for this message: which records came beside a channel's own
+    # can say why (the registry answers a person's vedtak with DPV beside print only for a want of a mailbox).
+    offered: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
