@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from gateway.sandbox.persons import (
     BUILTIN_PERSONS,
@@ -46,6 +47,10 @@ def network(tmp_path_factory):
     finally:
         gateway.process.stop()
         sandbox.stop()
+
+
+def gateway_dpi(gateway: Gateway) -> dict:
+    return yaml.safe_load(gateway.config.read_text())["channels"]["dpi"]
 
 
 def corner2(sandbox: SandboxProcess, what: str) -> list | dict:
@@ -139,6 +144,10 @@ def test_a_vedtak_to_the_reserved_person_is_printed_and_reaches_levert(network):
     [job] = [job for job in corner2(sandbox, "print") if job["messageId"] == message_id]
     assert job["utskriftstype"] == "FARGE" and job["posttype"] == "A"
     assert "Rolf Reservert" in str(job["address"])
+    # The print service's certificate came from the sandbox's KRR endpoint, as in test and production: anonymously.
+    assert gateway_dpi(gateway)["print_certificate_url"] == sandbox.network["print_certificate_url"]
+    krr = httpx.get(f"{sandbox.url}/kontaktregisteret/_sandbox/stats", timeout=10).json()
+    assert krr["print_certificate_requests"] >= 1 and krr["with_authorization"] == 0
 
 
 def test_a_print_letter_to_the_person_who_has_moved_comes_back_as_returned_post(network):
