@@ -39,6 +39,8 @@ class ChannelTools:
     organisation_name: str = ""  # ours, as receivers' systems show it
     # The certificates we encrypt to, checked before we do (default: the trust store, no one served by another)
     receivers: ReceiverTrust | None = None
+    # The daemon's journal, for what a channel must write down before its network forgets it (None: no journal)
+    journal: Any = None
 
     def receiver_trust(self) -> ReceiverTrust:
         return self.receivers or ReceiverTrust(self.trust)
