@@ -144,6 +144,7 @@ class DpiChannel:
         self.refused_receipts = 0
         self._receipts_lock = threading.Lock()
         self._last_receipt_round = float("-inf")
+        self._last_expiry = float("-inf")
         # Receipts taken from Corner 2, not yet handed on: in the journal under the daemon (kept_receipts.py)
         self.kept: KeptReceipts = kept if kept is not None else MemoryReceipts()
         self._round: list[Receipt] = []  # the receipts of the page being taken, written down before marked read
@@ -317,7 +318,9 @@ class DpiChannel:
             self._last_receipt_round = now
             # Receipts whose letter is never polled again (finished, or sent by another system on the same
             # client) are not kept for ever.
-            self.expired_receipts += self.kept.expire(self.clock.now().timestamp() - self.keep_receipts_s)
+            if now - self._last_expiry >= 60:  # a week's limit needs no sweep every round
+                self._last_expiry = now
+                self.expired_receipts += self.kept.expire(self.clock.now().timestamp() - self.keep_receipts_s)
             for message_id in [m for m, since in self._handed_on.items() if now - since > self.keep_receipts_s]:
                 del self._handed_on[message_id]
             if not self.background_receipts:

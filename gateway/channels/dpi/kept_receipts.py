@@ -100,21 +100,19 @@ class JournalReceipts:
         taken: list[Receipt] = []
         for start in range(0, len(asked), 200):
             chunk = asked[start:start + 200]
-            marks = ", ".join("?" * len(chunk))
-            handed = f"message_id IN ({marks})"  # placeholders only: the values are bound
-            # Handed in an earlier round, so applied by now: the round that handed them has ended.
-            self.journal.execute("DELETE FROM channel_receipts WHERE channel = ? AND handed = 1 AND "  # noqa: S608
-                                 + handed, (self.channel, *chunk))
-            rows = self.journal.query("SELECT message_id, receipt_key, body FROM channel_receipts WHERE "  # noqa: S608
-                                      "channel = ? AND handed = 0 AND " + handed,
-                                      (self.channel, *chunk))
+            rows = self.journal.query(  # placeholders only: the values are bound
+                "SELECT message_id, receipt_key, body, handed FROM channel_receipts WHERE channel = ? AND "  # noqa: S608
+                f"message_id IN ({', '.join('?' * len(chunk))})", (self.channel, *chunk))
             if not rows:
-                continue
+                continue  # most letters of a round have none: no write at all
             with self.journal.transaction():
-                for message_id, key, _ in rows:
-                    self.journal.execute("UPDATE channel_receipts SET handed = 1 WHERE channel = ? AND message_id = ? "
-                                         "AND receipt_key = ?", (self.channel, message_id, key))
-            taken += [_receipt(body) for _, _, body in rows]
+                for message_id, key, _, handed in rows:
+                    # Handed in an earlier round, so applied by now: the round that handed it has ended.
+                    self.journal.execute("DELETE FROM channel_receipts WHERE channel = ? AND message_id = ? AND "
+                                         "receipt_key = ?" if handed else
+                                         "UPDATE channel_receipts SET handed = 1 WHERE channel = ? AND "
+                                         "message_id = ? AND receipt_key = ?", (self.channel, message_id, key))
+            taken += [_receipt(body) for _, _, body, handed in rows if not handed]
         return sorted(taken, key=lambda receipt: receipt.timestamp)  # in the order they happened
 
     def expire(self, before: float) -> int:
