@@ -99,7 +99,7 @@ def build_network(
         tools = ChannelTools(
             orgnr=config.organisation.orgnr, identity=identity, trust=trust, auth=auth, http=client, clock=clock,
             receivers=receivers, normalise_retired_prefix=config.messages.normalise_retired_prefix,
-            organisation_name=config.organisation.name,
+            organisation_name=config.organisation.name, journal=journal,
         )
         return build_channels(blocks, tools)
 

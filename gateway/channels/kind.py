@@ -39,6 +39,8 @@ class ChannelTools:
     organisation_name: str = ""  # ours, as receivers' systems show it
     # The certificates we encrypt to, checked before we do (default: the trust store, no one served by another)
     receivers: ReceiverTrust | None = None
+    # The daemon's journal, for what a channel must write down before its network forgets it (None: no journal)
+    journal: Any = None
 
     def receiver_trust(self) -> ReceiverTrust:
         return self.receivers or ReceiverTrust(self.trust)
@@ -82,6 +84,9 @@ class MessageFacts:
     earlier: tuple[RouteWords, ...] = ()
     # The sidecar's channel options blocks by channel key: a channel's own may steer its answer (print fallback).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The channels the registry offers the receiver for this message: which records came beside a channel's own
+    # can say why (the registry answers a person's vedtak with DPV beside print only for a want of a mailbox).
+    offered: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

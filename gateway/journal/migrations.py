@@ -130,6 +130,21 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     );
     """,
+    # 8 (channel_receipts): receipts a channel has taken from its network, and marked read there, before they
+    # are applied to their message: kept here first, so a crash in between loses none (DPI's receipts).
+    # `handed`: given to the status poller once; the row goes when its letter is asked about again.
+    """
+    CREATE TABLE channel_receipts (
+        channel     TEXT NOT NULL,
+        message_id  TEXT NOT NULL,
+        receipt_key TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        taken_at    REAL NOT NULL,
+        handed      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (channel, message_id, receipt_key)
+    );
+    CREATE INDEX channel_receipts_taken ON channel_receipts (channel, taken_at);
+    """,
 ]
 
 

@@ -58,6 +58,7 @@ def choose_route(
         return _pinned_route(usable, receiver, process, security_level, pinned)
     order = preference if preference is not None else default_preference("persons" if is_person else "organisations")
     earlier: list = []
+    facts = replace(facts, offered=frozenset(record.service for record in usable))
     for name in order:
         kind = by_name.get(name)
         if kind is None or kind.routing is None:

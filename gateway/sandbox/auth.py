@@ -42,6 +42,8 @@ class Caller:
     system_user_org: str | None = None  # the organisation of the Altinn system user, when the token names one
     kind: str = MASKINPORTEN  # who issued the token: MASKINPORTEN, or ALTINN (exchanged)
     token: str = ""  # the token itself, for the exchange
+    # Delegated (consumer_org): the client's own organisation, which acts for `orgnr` (the token's `supplier`)
+    supplier: str | None = None
 
     @property
     def party(self) -> str:
@@ -70,17 +72,22 @@ class AccessTokens:
         self.exchanges: dict[str, int] = {}  # orgnr -> Altinn tokens issued by exchange
 
     def issue(self, orgnr: str, scopes: list[str], client_id: str,
-              system_user_org: str | None = None) -> tuple[str, int]:
+              system_user_org: str | None = None, consumer_org: str | None = None) -> tuple[str, int]:
+        """A token for client `orgnr`; with `consumer_org` (another organisation's) a delegated one, shaped as
+        Maskinporten's: `consumer` that organisation, `supplier` the client's."""
         now = int(self.clock.now().timestamp())
+        delegated = consumer_org if consumer_org and consumer_org != orgnr else None
         claims: dict[str, object] = {
             "iss": self.issuer,
             "client_id": client_id,
-            "consumer": {"authority": ORG_AUTHORITY, "ID": f"0192:{orgnr}"},
+            "consumer": {"authority": ORG_AUTHORITY, "ID": f"0192:{delegated or orgnr}"},
             "scope": " ".join(scopes),
             "iat": now,
             "exp": now + ACCESS_TOKEN_LIFETIME_S,
             "jti": str(uuid.uuid4()),
         }
+        if delegated:
+            claims["supplier"] = {"authority": ORG_AUTHORITY, "ID": f"0192:{orgnr}"}
         if system_user_org:
             # The shape Maskinporten gives a system-user token (Altinn's docs show it).
             claims["authorization_details"] = [{
@@ -159,6 +166,7 @@ class AccessTokens:
             system_user_org=system_user_org or None,
             kind=ALTINN if claims["iss"] == self.altinn_issuer else MASKINPORTEN,
             token=token,
+            supplier=str((claims.get("supplier") or {}).get("ID", "")).removeprefix("0192:") or None,
         )
         return caller, float(claims["exp"])
 

@@ -117,7 +117,10 @@ def corner2_app(store: Corner2Store, providers: Providers, context: SandboxConte
     access_tokens, clock = context.access_tokens, context.clock
 
     def caller(request: Request) -> str:
-        return access_tokens.caller_of(request, (DPI_SCOPE,)).orgnr
+        # A token delegated to us (consumer_org) still speaks for the client that sends: its messages, statuses
+        # and receipts are the supplier's, who polls for them with a token of its own.
+        found = access_tokens.caller_of(request, (DPI_SCOPE,))
+        return found.supplier or found.orgnr
 
     async def read_form(request: Request, form: SendForm) -> str:
         media_type, options = parse_options_header(request.headers.get("content-type"))

@@ -113,6 +113,12 @@ def _token(business: dict[str, Any], access_tokens: AccessTokens, sender: str) -
     if DPI_SCOPE not in caller.scopes:
         raise Refused(400, f"the business message's maskinportentoken lacks the scope {DPI_SCOPE}")
     avsender = str(((business.get("avsender") or {}).get("virksomhetsidentifikator") or {}).get("value", ""))
+    if caller.supplier is not None:
+        # Sent on behalf of another organisation: the token is delegated from the avsender to the sender.
+        if (caller.supplier, caller.orgnr) != (sender, avsender.removeprefix("0192:")):
+            raise Refused(400, f"the business message's maskinportentoken is delegated from 0192:{caller.orgnr} to "
+                               f"0192:{caller.supplier}, not from the avsender {avsender} to the sender {sender}")
+        return
     if caller.orgnr not in (sender, avsender.removeprefix("0192:")):
         raise Refused(400, f"the business message's maskinportentoken is 0192:{caller.orgnr}'s, neither the "
                            f"sender's nor the avsender's")

@@ -50,9 +50,12 @@ class Letter:
     delivered_at: datetime
     opened_at: datetime | None = None
     notifications: list[Notification] = field(default_factory=list)
+    avsender: str | None = None  # the business message's avsender (who the letter is from)
+    manifest_avsender: str | None = None  # the package manifest's
 
     def to_json(self) -> dict[str, Any]:
         return {"messageId": self.message_id, "sender": self.sender, "title": self.title,
+                "avsender": self.avsender, "manifestAvsender": self.manifest_avsender,
                 "deliveredAt": self.delivered_at.isoformat(),
                 "openedAt": self.opened_at.isoformat() if self.opened_at else None,
                 "documents": [document.to_json() for document in self.documents],
@@ -160,8 +163,9 @@ class Providers:
             return
         effective = _when(message.business.get("virkningstidspunkt"))
         delivered = max(now, effective) if effective else now
+        avsender = ((message.business.get("avsender") or {}).get("virksomhetsidentifikator") or {}).get("value")
         letter = Letter(message.message_id, message.sender, message.business.get("ikkesensitivtittel"),
-                        opened.documents, delivered)
+                        opened.documents, delivered, avsender=avsender, manifest_avsender=opened.avsender)
         self._receipt(message, "leveringskvittering", delivered, identity, owner, kanal)
         if message.business.get("aapningskvittering") is True:
             letter.opened_at = delivered + timedelta(seconds=self.options.open_delay_s)

@@ -50,6 +50,7 @@ from gateway.sandbox.corner2_store import Corner2Options
 from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.faults import FaultPlan
+from gateway.sandbox.krr_print_app import PRINT_CERTIFICATE_PATH, krr_print_app
 from gateway.sandbox.peer import AutomaticPeer
 from gateway.sandbox.persons import BUILTIN_PERSONS, MAILBOX_PROVIDER, PRINT_PROVIDER, DpiDirectory
 from gateway.sandbox.revocation_app import revocation_app
@@ -147,6 +148,11 @@ class SandboxNetwork:
         return f"{self.server.url}/dpi"
 
     @property
+    def print_certificate_url(self) -> str:
+        """KRR's anonymous print certificate endpoint (the real one: kontaktregisteret.no/rest/v2/printSertifikat)."""
+        return f"{self.server.url}/kontaktregisteret{PRINT_CERTIFICATE_PATH}"
+
+    @property
     def correspondence_url(self) -> str:
         """The DPV correspondence API's root, as `broker_url` is the broker's."""
         return f"{self.server.url}/correspondence/api/v1"
@@ -208,7 +214,7 @@ class SandboxNetwork:
                 },
                 "dpv": {"correspondence_url": self.correspondence_url},
                 "dpf": self.dpf_settings(orgnr),
-                "dpi": {"corner2_url": self.corner2_url},
+                "dpi": {"corner2_url": self.corner2_url, "print_certificate_url": self.print_certificate_url},
             },
             "keystore": {"pkcs12": str(keystore), "password": P12_PASSWORD},
             "trust": {"ca_bundle": str(self.pki.trust_bundle)},
@@ -241,6 +247,7 @@ class SandboxNetwork:
             "svarut_url": self.svarut_url,
             "svarinn_url": self.svarinn_url,
             "corner2_url": self.corner2_url,
+            "print_certificate_url": self.print_certificate_url,
             "persons": {person.fnr: {"name": person.name, "reserved": person.reserved,
                                      "mailbox": person.mailbox_address, "notifiable": person.notifiable,
                                      "moved": person.moved} for person in BUILTIN_PERSONS},
@@ -409,13 +416,17 @@ def start_network(
 
     svarut_service = SvarUtService(svarut_store)
 
+    def krr_app(context: SandboxContext) -> ASGIApp:
+        return krr_print_app(PRINT_PROVIDER[0], directory.print_certificate_pem)
+
     def pki_app(context: SandboxContext) -> ASGIApp:
         return revocation_app(pki, lambda: datetime.now(UTC))  # real time: gateways check CRLs against theirs
 
     def server_on(server_port: int) -> SandboxServer:
         return SandboxServer(data_dir / "server", catalogue, port=server_port,
                              extra_apps={"/correspondence": correspondence_service, "/svarut": svarut_service,
-                                         "/pki": pki_app, "/dpi": corner2_service},
+                                         "/pki": pki_app, "/dpi": corner2_service,
+                                         "/kontaktregisteret": krr_app},
                              faults=faults, broker=broker,
                              signing_key=SandboxSigningKey.from_identity(dev_identity(pki, SANDBOX_REGISTRY[0])))
 
@@ -502,6 +513,7 @@ def serve_network_forever(
             f"  DPF SvarUt       {network.svarut_url}",
             f"  DPF SvarInn      {network.svarinn_url}",
             f"  DPI Corner 2     {network.corner2_url} (mailbox and print at {network.corner2_url}/_sandbox/)",
+            f"  KRR print cert   {network.print_certificate_url}",
             f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)",
         ]
         for orgnr, peer in network.peers.items():

@@ -313,8 +313,10 @@ def token_app(verifier: GrantVerifier, access_tokens: AccessTokens) -> Starlette
             log.info("token grant refused: %s", refused.description)
             return JSONResponse({"error": refused.error, "error_description": refused.description}, 400)
         access_token, expires_in = access_tokens.issue(grant.orgnr, grant.scopes, grant.client_id,
-                                                       grant.system_user_org)
+                                                       grant.system_user_org, grant.consumer_org)
         as_system_user = f" as the system user of {grant.system_user_org}" if grant.system_user_org else ""
+        if grant.consumer_org and grant.consumer_org != grant.orgnr:
+            as_system_user += f" on behalf of {grant.consumer_org}"
         log.info("token granted to %s for %s%s", grant.orgnr, " ".join(grant.scopes), as_system_user)
         return JSONResponse(
             {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in,

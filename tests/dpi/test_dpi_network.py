@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from gateway.sandbox.persons import (
     BUILTIN_PERSONS,
@@ -46,6 +47,10 @@ def network(tmp_path_factory):
     finally:
         gateway.process.stop()
         sandbox.stop()
+
+
+def gateway_dpi(gateway: Gateway) -> dict:
+    return yaml.safe_load(gateway.config.read_text())["channels"]["dpi"]
 
 
 def corner2(sandbox: SandboxProcess, what: str) -> list | dict:
@@ -139,6 +144,10 @@ def test_a_vedtak_to_the_reserved_person_is_printed_and_reaches_levert(network):
     [job] = [job for job in corner2(sandbox, "print") if job["messageId"] == message_id]
     assert job["utskriftstype"] == "FARGE" and job["posttype"] == "A"
     assert "Rolf Reservert" in str(job["address"])
+    # The print service's certificate came from the sandbox's KRR endpoint, as in test and production: anonymously.
+    assert gateway_dpi(gateway)["print_certificate_url"] == sandbox.network["print_certificate_url"]
+    krr = httpx.get(f"{sandbox.url}/kontaktregisteret/_sandbox/stats", timeout=10).json()
+    assert krr["print_certificate_requests"] >= 1 and krr["with_authorization"] == 0
 
 
 def test_a_print_letter_to_the_person_who_has_moved_comes_back_as_returned_post(network):
@@ -219,3 +228,30 @@ def test_an_info_letter_to_a_person_without_a_mailbox_goes_to_the_altinn_mailbox
     channel, why = reason(gateway, message_id)
     assert channel == "DPV" and why.startswith("receiver has no active digital mailbox: DPV")
     assert message_id not in str(corner2(sandbox, "messages"))
+
+
+ON_BEHALF_OF = "910076787"  # the organisation Digdir's "på vegne av" example sends for
+
+
+def test_a_letter_on_behalf_of_another_organisation_goes_as_theirs_signed_by_us_and_its_receipts_come(network):
+    sandbox, gateway = network
+    options = "<dpi><digital><title>Brev på vegne av</title><openReceipt>true</openReceipt></digital></dpi>"
+    message_id = drop(gateway, PERSON_WITH_MAILBOX, {"brev.pdf": pdf_bytes("på vegne av")},
+                      dpi=f"<onBehalfOf>{ON_BEHALF_OF}</onBehalfOf>{options}")
+    wait(lambda: current(gateway.status, message_id) in ("LEST", "FEIL"), timeout=60, message="LEST")
+    assert current(gateway.status, message_id) == "LEST", descriptions(gateway, message_id)
+    said = descriptions(gateway, message_id)
+    assert any(d.startswith("leveringskvittering") for d in said)
+    assert any(d.startswith("aapningskvittering") for d in said)
+
+    # Corner 2 took it from us: the SBD's sender is us, and the JWT was signed with our certificate (Corner 2
+    # refuses a JWT whose x5c is not the sender's) and carried a token delegated from them to us.
+    [sent] = [m for m in corner2(sandbox, "messages") if m["messageId"] == message_id]
+    assert sent["sender"] == A
+    assert f"token granted to {A} for digitalpostinnbygger:send on behalf of {ON_BEHALF_OF}" in \
+        sandbox.log.read_text()
+    # The letter is theirs: the business message's avsender and the package manifest's.
+    [letter] = [item for item in corner2(sandbox, f"mailbox/{PERSON_WITH_MAILBOX}") if item["messageId"] == message_id]
+    assert letter["avsender"] == f"0192:{ON_BEHALF_OF}"
+    assert letter["manifestAvsender"] == f"0192:{ON_BEHALF_OF}"
+    assert letter["title"] == "Brev på vegne av"

@@ -12,7 +12,7 @@ from .support import check_config, config_for, environment_without_proxies
 A = "991825827"
 PROBED = ("network.service_registry_url", "network.token_url", "channels.dpo.broker_url",
           "channels.dpv.correspondence_url", "channels.dpf.svarut_url", "channels.dpf.svarinn_url",
-          "channels.dpi.corner2_url")
+          "channels.dpi.corner2_url", "channels.dpi.print_certificate_url")
 
 
 def dead_port() -> int:

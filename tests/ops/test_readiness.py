@@ -21,7 +21,8 @@ from tests.dpo.network import A, SandboxProcess, gateway_config, wait
 from tests.ops.support import OpsDaemon, edit_config, healthz
 from tests.ops.test_metrics import scrape, value
 
-ENDPOINTS = {"service_registry", "token", "dpo", "dpv", "dpf_svarut", "dpf_svarinn", "dpi_corner2"}
+ENDPOINTS = {"service_registry", "token", "dpo", "dpv", "dpf_svarut", "dpf_svarinn", "dpi_corner2",
+             "dpi_print_certificate"}
 FOLDERS = ("outbox", "status", "inbox", "failed", "sent", "state", "work", "inbox_staging")
 SVARINN = "/svarut/tjenester/svarinn/*"
 

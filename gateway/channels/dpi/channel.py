@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from gateway.channels.dpi.client import (
     StatusPolling,
 )
 from gateway.channels.dpi.forretningsmelding import build_sbd, check_sender, read_jwt, sign_jwt
+from gateway.channels.dpi.kept_receipts import KeptReceipts, MemoryReceipts
 from gateway.channels.dpi.options import DigitalOptions, DpiOptions, PostalAddress, PrintOptions
 from gateway.channels.dpi.package import DpiDocument, ManifestParties, build_dokumentpakke, check_documents
 from gateway.channels.dpi.print_certificate import PrintCertificates, check
@@ -47,7 +49,7 @@ from gateway.channels.dpi.receipts import Receipt, receipt_from_sbd
 from gateway.channels.dpi.routing import is_print_record
 from gateway.channels.records import ServiceRecord
 from gateway.clock import Clock
-from gateway.errors import ChannelError, PermanentChannelError, SecurityError
+from gateway.errors import ChannelError, JournalError, PermanentChannelError, SecurityError
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.trust.receivers import ReceiverTrust
 from gateway.trust.store import Purpose
@@ -110,12 +112,6 @@ def _address(given: PostalAddress | None, registry: Any) -> PostAdresse | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Kept:
-    at: float  # monotonic: when it was taken from Corner 2
-    receipt: Receipt
-
-
 class DpiChannel:
     name = "DPI"
 
@@ -123,7 +119,8 @@ class DpiChannel:
                  trust: TrustStore, receivers: ReceiverTrust, print_certificates: PrintCertificates, clock: Clock,
                  defaults: LetterDefaults | None = None, statuses_per_request: int = 50,
                  receipt_gap: float = 1.0, keep_receipts_s: float = 7 * 24 * 3600.0,
-                 background_receipts: bool = True, handed_on_poll_s: float = 900.0) -> None:
+                 background_receipts: bool = True, handed_on_poll_s: float = 900.0,
+                 kept: KeptReceipts | None = None) -> None:
         self.clients = clients  # the Corner 2 client for an avsender (its token names it when not us)
         self.client = clients(own_orgnr)
         self.identity = identity
@@ -147,7 +144,10 @@ class DpiChannel:
         self.refused_receipts = 0
         self._receipts_lock = threading.Lock()
         self._last_receipt_round = float("-inf")
-        self._pending: dict[str, list[_Kept]] = {}  # letter's message id -> receipts not yet handed on
+        self._last_expiry = float("-inf")
+        # Receipts taken from Corner 2, not yet handed on: in the journal under the daemon (kept_receipts.py)
+        self.kept: KeptReceipts = kept if kept is not None else MemoryReceipts()
+        self._round: list[Receipt] = []  # the receipts of the page being taken, written down before marked read
         self.keep_receipts_s = keep_receipts_s
         self.expired_receipts = 0
         self.background_receipts = background_receipts
@@ -277,10 +277,8 @@ class DpiChannel:
                 elif update.ends_polling:
                     self._handed_on.pop(update.message_id, None)
         self._take_receipts()
-        with self._receipts_lock:
-            taken = [(message_id, kept.receipt) for message_id in providers
-                     for kept in self._pending.pop(message_id, [])]
-        for message_id, receipt in taken:
+        for receipt in self.kept.take(providers):
+            message_id = receipt.message_id
             provider = providers[message_id]
             if provider is not None and receipt.provider.removeprefix("0192:") != provider:
                 # A receipt counts only when it comes from the provider the letter went to.
@@ -308,9 +306,9 @@ class DpiChannel:
         """A round of receipts from Corner 2, at most one per `receipt_gap` seconds (the poller asks for a batch
         in chunks side by side; one listing serves them all), on a thread of its own: taking thousands of receipts
         (one request each to mark them read) never holds up the letters' status polls. Each verified receipt is
-        kept here until its letter is polled, and marked read at Corner 2 as soon as it is kept: a crash in
-        between loses it, since Corner 2 does not offer a read receipt again (the letter's own statuses still
-        come). Marking read later would lose more: Corner 2 marks every receipt of the letter it has by then."""
+        written down (`kept`: the journal under the daemon) before it is marked read at Corner 2, which never
+        offers a read receipt again, and handed on when its letter is polled: a crash in between loses none.
+        Marking read later would lose more: Corner 2 marks every receipt of the letter it has by then."""
         now = self.clock.monotonic()
         with self._receipts_lock:
             if now - self._last_receipt_round < self.receipt_gap:
@@ -320,8 +318,9 @@ class DpiChannel:
             self._last_receipt_round = now
             # Receipts whose letter is never polled again (finished, or sent by another system on the same
             # client) are not kept for ever.
-            for message_id in [m for m, kept in self._pending.items() if now - kept[0].at > self.keep_receipts_s]:
-                self.expired_receipts += len(self._pending.pop(message_id))
+            if now - self._last_expiry >= 60:  # a week's limit needs no sweep every round
+                self._last_expiry = now
+                self.expired_receipts += self.kept.expire(self.clock.now().timestamp() - self.keep_receipts_s)
             for message_id in [m for m, since in self._handed_on.items() if now - since > self.keep_receipts_s]:
                 del self._handed_on[message_id]
             if not self.background_receipts:
@@ -335,8 +334,13 @@ class DpiChannel:
 
     def _receipt_round(self) -> None:
         try:
-            self.receipt_polling.poll(self._keep)
+            self.receipt_polling.poll(self._keep, settle=self._write_down)
+        except (JournalError, sqlite3.Error) as exc:
+            self._round.clear()
+            log.warning("DPI receipts are left at Corner 2 this round: they cannot be written down (%s)", exc)
+            return
         except ChannelError as exc:
+            self._round.clear()
             if not self._receipts_failing:
                 log.warning("DPI receipts cannot be taken from Corner 2: %s; each status round tries again", exc)
             self._receipts_failing = True
@@ -356,9 +360,13 @@ class DpiChannel:
             self.refused_receipts += 1
             log.warning("a DPI receipt was not accepted: %s", exc)
             return None
-        with self._receipts_lock:
-            self._pending.setdefault(receipt.message_id, []).append(_Kept(self.clock.monotonic(), receipt))
+        self._round.append(receipt)
         return receipt.message_id
+
+    def _write_down(self) -> None:
+        """The page's verified receipts, written down before any of them is marked read at Corner 2."""
+        receipts, self._round = self._round, []
+        self.kept.keep(receipts, self.clock.now().timestamp())
 
     # ---- one-way: nothing comes in but receipts ---------------------------------------------------
     def list_inbound(self) -> list[str]:

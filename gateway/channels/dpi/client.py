@@ -294,7 +294,8 @@ class ReceiptPolling:
     """Takes the receipts waiting at Corner 2, a page at a time until none are left, one round at a time: a
     round asked for while another runs does nothing (two rounds would take the same receipts twice, the
     reference's lesson from its overlapping MPC polls). `handle` reads a receipt and returns the messageId to
-    mark it read under, or None to leave it for a later round."""
+    mark it read under, or None to leave it for a later round; `settle`, when given, is called once a page is
+    read and before any of it is marked read (to write the receipts down: Corner 2 never offers them again)."""
 
     def __init__(self, client: Corner2Client, kanal: str | None = None, max_pages: int = 50) -> None:
         self.client = client
@@ -304,7 +305,8 @@ class ReceiptPolling:
         self.skipped_rounds = 0
 
     def poll(self, handle: Callable[[IncomingMessage], str | None],
-             avsenderidentifikatorer: Sequence[str | None] = (None,)) -> int:
+             avsenderidentifikatorer: Sequence[str | None] = (None,),
+             settle: Callable[[], None] | None = None) -> int:
         """Receipts handled and marked read this round (0 when the round overlapped another and was skipped)."""
         if not self._running.acquire(blocking=False):
             self.skipped_rounds += 1
@@ -316,11 +318,12 @@ class ReceiptPolling:
                 for _ in range(self.max_pages):
                     page = self.client.incoming(avsenderidentifikator, self.kanal)
                     marked = 0
-                    for incoming in page:
-                        message_id = handle(incoming)
-                        if message_id is not None:
-                            self.client.mark_read(message_id)
-                            marked += 1
+                    read = [message_id for incoming in page if (message_id := handle(incoming)) is not None]
+                    if settle is not None:
+                        settle()
+                    for message_id in read:
+                        self.client.mark_read(message_id)
+                        marked += 1
                     taken += marked
                     if len(page) < self.client.page_size or not marked:
                         break  # the last page, or nothing on it could be taken: the rest waits for a later round

@@ -11,6 +11,7 @@ from typing import Any
 from gateway.channels.base import Channel
 from gateway.channels.dpi.channel import DpiChannel, LetterDefaults
 from gateway.channels.dpi.client import Corner2Client, corner2_client
+from gateway.channels.dpi.kept_receipts import JournalReceipts
 from gateway.channels.dpi.options import OPTIONS
 from gateway.channels.dpi.print_certificate import PrintCertificates
 from gateway.channels.dpi.routing import ROUTING
@@ -48,7 +49,8 @@ def build(block: Any, tools: ChannelTools) -> Channel:
                                            block.print_certificate_cache_seconds, block.request_timeout_seconds)
     return DpiChannel(_clients(block, tools), tools.identity, tools.orgnr, tools.trust, receivers, print_certificates,
                       tools.clock, defaults, statuses_per_request=max(1, block.status_batch // block.max_in_flight),
-                      receipt_gap=block.status_poll_seconds / 2, handed_on_poll_s=block.handed_on_poll_seconds)
+                      receipt_gap=block.status_poll_seconds / 2, handed_on_poll_s=block.handed_on_poll_seconds,
+                      kept=JournalReceipts(tools.journal) if tools.journal is not None else None)
 
 
 def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:

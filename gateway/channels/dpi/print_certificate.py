@@ -2,7 +2,7 @@
 checked as every certificate we encrypt to is (its chain to the trust anchors, validity, revocation, key use).
 
 KRR answers with the certificate itself (PEM, or base64 DER) or wrapped in JSON; all three are read. Without a
-URL (the sandbox) the print record's own certificate from the registry is used, checked the same way.
+URL configured the print record's own certificate from the registry is used, checked the same way.
 """
 
 from __future__ import annotations

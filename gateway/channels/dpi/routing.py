@@ -3,8 +3,11 @@ and which rule decided, in words for the status file.
 
 The person's record comes from the service registry, which asks KRR (networks.md §4): the mailbox provider
 (`orgnrPostkasse`) and address (`postkasseAdresse`), `kanVarsles`, contact details, the mailbox's certificate,
-and for print the postal and return addresses. Where the record also carries KRR's own `reservert` and `aktiv`
-the rules name them; the registry itself answers a reserved person's vedtak with a print record only.
+and for print the postal and return addresses. The registry's record does not carry KRR's reservation or status
+(efm-service-registry's SikkerDigitalPostServiceRecord); where a record carries `reservert` or `aktiv` the rules name
+them, and otherwise the shape of the registry's answer says which: its router gives a vedtak print alone for a
+reservation or a receiver it cannot notify (`kanVarsles` says which of the two), and DPV beside print for a receiver
+without an active mailbox.
 
     vedtak (obligated):  reserved, no active mailbox or not notifiable -> print; else the digital mailbox
     info and others:     an active mailbox -> digital; else print where the sidecar asks for print fallback;
@@ -85,7 +88,7 @@ def can_carry(facts: MessageFacts, records: Sequence[ServiceRecord]) -> Verdict:
     if facts.document_type == PRINT_DOCUMENT:
         return _print(person.printable, "the sidecar asks for a print letter: DPI print")
     if facts.process == VEDTAK_PROCESS:
-        return _vedtak(person)
+        return _vedtak(person, facts.offered)
     if person.mailbox is not None:
         return Verdict(True, f"the receiver has an active digital mailbox (provider {person.provider}): DPI digital",
                        person.mailbox)
@@ -95,21 +98,28 @@ def can_carry(facts: MessageFacts, records: Sequence[ServiceRecord]) -> Verdict:
     return Verdict(False)
 
 
-def _vedtak(person: Person) -> Verdict:
+def _vedtak(person: Person, offered: frozenset[str]) -> Verdict:
     if person.reserved:
-        return _print(person.printable, "a vedtak must reach the receiver, who has reserved against digital post "
-                                        "in KRR: DPI print")
+        return _print(person.printable, RESERVED)
     if person.notifiable is False:
         return _print(person.printable, "a vedtak must reach the receiver, who cannot be notified of a digital "
                                         "letter (KRR: kanVarsles false): DPI print")
     if person.mailbox is not None:
         return Verdict(True, f"a vedtak, and the receiver has an active digital mailbox (provider {person.provider}) "
                              "and can be notified: DPI digital", person.mailbox)
-    if person.reserved is None and not person.inactive:
-        # The registry answers a reserved person's vedtak with print only, and says no more.
-        return _print(person.printable, "a vedtak must reach the receiver, who has no active digital mailbox or "
-                                        "has reserved against digital post (the registry offers print): DPI print")
-    return _print(person.printable, "a vedtak must reach the receiver, who has no active digital mailbox: DPI print")
+    if person.inactive or person.reserved is False or "DPV" in offered:
+        # The registry's router (DpiMessageRouter) offers DPV for a vedtak only to a receiver who is neither
+        # reserved nor unreachable: what is missing is the mailbox.
+        return _print(person.printable, "a vedtak must reach the receiver, who has no active digital mailbox: "
+                                        "DPI print")
+    if person.notifiable and person.printable is not None:
+        # Print alone for a receiver who can be notified: the router's one branch for that is a reservation.
+        return _print(person.printable, RESERVED)
+    return _print(person.printable, "a vedtak must reach the receiver, who has no active digital mailbox or "
+                                    "has reserved against digital post (the registry offers print): DPI print")
+
+
+RESERVED = "a vedtak must reach the receiver, who has reserved against digital post in KRR: DPI print"
 
 
 def _print_fallback(facts: MessageFacts) -> bool:

@@ -28,8 +28,8 @@ LANGUAGES = ("NO", "NB", "NN", "EN", "SE")
 class DpiChannelConfig:
     """DPI: letters to citizens over Corner 2, to their digital mailbox or printed and posted.
 
-    Without `print_certificate_url` (the sandbox) a print letter is encrypted to the certificate of the print
-    record the registry gives, checked the same way.
+    Without `print_certificate_url` a print letter is encrypted to the certificate of the print record the
+    registry gives, checked the same way (the sandbox join fills the URL with its own KRR endpoint).
     """
 
     enabled: bool = True
