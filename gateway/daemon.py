@@ -25,7 +25,7 @@ from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
 from gateway.journal.claims import LEASE_SECONDS as CLAIM_LEASE_SECONDS
 from gateway.journal.claims import Claims, HeldClaims
-from gateway.journal.engine import engine_for
+from gateway.journal.engines import engine_for
 from gateway.journal.lock import InstanceLock
 from gateway.journal.nodes import LEASE_SECONDS, NodeNameTaken, NodeRegistry
 from gateway.journal.outage import OutageLogFilter

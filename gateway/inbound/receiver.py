@@ -37,6 +37,7 @@ from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
+from gateway.progress import progress
 from gateway.receipts.writer import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,10 @@ class Receiver:
                 running |= {self._pool.submit(self._take_guarded, reference) for reference in fresh}
                 handled += self._until_half_done(running, listed_at + RELIST_SECONDS)
         finally:
-            wait(running)  # what is under way finishes in this poll
-            handled += sum(future.result() for future in running)
+            while running:  # what is under way finishes in this poll, each one a sign of life
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                progress()
+                handled += sum(future.result() for future in done)
             self.statuses.flush_soon()
         return handled
 
@@ -147,6 +150,7 @@ class Receiver:
             done, _pending = wait(running, timeout=wait_s if len(running) <= left else None,
                                   return_when=FIRST_COMPLETED)
             running -= done
+            progress()
             taken += sum(future.result() for future in done)
         time.sleep(max(0.0, not_before - time.monotonic()))  # all done early: still once a second at most
         return taken

@@ -18,7 +18,7 @@ from gateway.drops.claims import ClaimedDrop
 from gateway.fsio import is_temporary_name, kind_of, printable
 from gateway.intake.outbox import CANNOT_MOVE, MAX_DROP_NAME_BYTES
 from gateway.intake.validate import Verdict, validate_claimed
-from gateway.journal.engine import engine_for
+from gateway.journal.engines import engine_for
 from gateway.journal.reader import JournalReader
 
 

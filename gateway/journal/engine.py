@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol
-
-from gateway.config import JournalConfig
 
 
 class JournalUnavailable(sqlite3.OperationalError):
@@ -63,14 +60,3 @@ class Engine(Protocol):
     def checkpoint(self, writer: Connection) -> None: ...
     def close(self) -> None:
         """Close the readers (the commit engine closes its writer itself)."""
-
-
-def engine_for(journal: JournalConfig, sqlite_path: Path) -> Engine:
-    """The engine `journal` names: the SQLite file at `sqlite_path` when it names no URL."""
-    if journal.url is None:
-        from gateway.journal.sqlite_engine import SqliteEngine
-
-        return SqliteEngine(sqlite_path)
-    from gateway.journal.postgres_engine import PostgresEngine
-
-    return PostgresEngine(journal.url, journal.password())

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from gateway.config import Config
 from gateway.errors import JournalError
-from gateway.journal.engine import Connection, Engine, engine_for
+from gateway.journal.engine import Connection, Engine
+from gateway.journal.engines import engine_for
 from gateway.journal.overview import JournalView
 
 SHARED = "the database journal.url names"

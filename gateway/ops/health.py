@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.progress import running_as
+
 
 @dataclass(frozen=True)
 class WorkerBeat:
@@ -52,11 +54,13 @@ class Heartbeats:
                 self._troubles[name] = trouble
 
     def beating(self, name: str, run: Callable[[], object]) -> Callable[[], None]:
-        """`run` wrapped to beat after each call, whether it raised or not (a failing job is not a hung one)."""
+        """`run` wrapped to beat after each call, whether it raised or not (a failing job is not a hung one), and
+        whenever it says it moves on (gateway.progress.progress(), from the thread that runs it)."""
 
         def run_and_beat() -> None:
             try:
-                run()
+                with running_as(lambda: self.beat(name)):
+                    run()
             finally:
                 self.beat(name)
 

@@ -141,7 +141,7 @@ def online_checks(config: Config, identity: OrgIdentity, trust: TrustStore, auth
 def journal_database(config: Config) -> CheckResult:
     """The PostgreSQL journal journal.url names: connected to with the password file, its schema version read, and
     (while it has a migration to come) whether the role may create the journal's tables."""
-    from gateway.journal.engine import engine_for
+    from gateway.journal.engines import engine_for
     from gateway.journal.migrations import MIGRATIONS
 
     engine = engine_for(config.journal, config.folders.journal_path)

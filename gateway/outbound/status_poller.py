@@ -33,6 +33,7 @@ from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.poll_schedule import DAY_SECONDS, PollSchedule
+from gateway.progress import carried, progress
 from gateway.receipts.writer import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class StatusPoller:
         added = 0
         ended: set[str] = set()
         for update in updates:
+            progress()
             record = by_id.get(update.message_id)
             if record is None:
                 continue
@@ -169,6 +171,7 @@ class StatusPoller:
             return self._ask_one(chunks[0]), [message.message_id for message in chunks[0]]
         failures: list[ChannelError] = []
         answered: list[str] = []
+        alive = carried()  # every answer, in whichever thread, is a sign of life of this round
 
         def one(chunk: Sequence[SentMessage]) -> list[StatusUpdate]:
             try:
@@ -176,6 +179,8 @@ class StatusPoller:
             except ChannelError as exc:
                 failures.append(exc)
                 return []
+            finally:
+                alive()
             answered.extend(message.message_id for message in chunk)
             return found
 

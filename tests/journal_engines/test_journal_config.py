@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from gateway.journal.engine import engine_for
+from gateway.journal.engines import engine_for
 from gateway.journal.sqlite_engine import SqliteEngine
 from tests.foundation.drops import write_config
 

@@ -13,7 +13,7 @@ import pytest
 from gateway.clock import FakeClock
 from gateway.config import load_config
 from gateway.errors import JournalError
-from gateway.journal.engine import engine_for
+from gateway.journal.engines import engine_for
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import Phase
 from gateway.journal.postgres_engine import PostgresEngine, postgresql_sql
