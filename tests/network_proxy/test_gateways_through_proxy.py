@@ -31,8 +31,9 @@ FINAL = {
     "brev-til-sandkasse-peer": "LEST", "melding-til-altinn-postkasse": "LEST", "melding-flat": "LEST",
     "brev-til-kommune": "LEST", "brev-til-innbygger": "LEST", "ugyldig-mottaker": "FEIL",
 }
-SERVICES = {"sr", "token", "authentication", "broker", "correspondence", "svarut", "dpi", "pki"}  # registry,
-# Maskinporten, the Altinn token exchange, DPO, DPV, DPF, DPI (Corner 2), and the CA's revocation services (OCSP, CRL)
+SERVICES = {"sr", "token", "authentication", "broker", "correspondence", "svarut", "dpi", "kontaktregisteret", "pki"}
+# the registry, Maskinporten, the Altinn token exchange, DPO, DPV, DPF, DPI (Corner 2, and KRR's print certificate,
+# the DPI channel fetches), and the CA's revocation services (OCSP, CRL)
 PASSWORD = "pr0xy-s3cret"
 
 

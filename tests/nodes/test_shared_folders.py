@@ -44,7 +44,8 @@ def node_config(tmp_path: Path, sandbox: SandboxProcess, postgres_database, name
 @pytest.mark.xfail(reason="known, not fixed yet: two nodes' group-committed transactions deadlock on PostgreSQL (a "
                    "status poll, a status flush, a send pass each logged as an ERROR once in a while), and in the "
                    "last run 3 of 500 status files stayed short of LEVERT; each drop was claimed once and each "
-                   "message delivered once", strict=False)
+                   "message delivered once; not run until it is fixed: it costs six minutes of the suite and, as an "
+                   "xfail, could not fail", run=False)
 def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, postgres_database):
     sandbox = SandboxProcess(tmp_path / "sandbox")
     b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B)).start()
