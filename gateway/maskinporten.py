@@ -16,6 +16,7 @@ token that was itself fetched because of a refusal is not renewed for another.
 
 from __future__ import annotations
 
+import abc
 import base64
 import re
 import threading
@@ -136,7 +137,7 @@ class SystemUser:
         }]
 
 
-class CachedToken:
+class CachedToken(abc.ABC):
     """A token kept until shortly before it ends, one fetch at a time, renewed at most once after a refusal.
 
     Subclasses fetch in `access_token` under `_lock`, using `_cached()` and `_keep()`.
@@ -161,8 +162,9 @@ class CachedToken:
         self._valid_until = self.clock.monotonic() + seconds
         return token
 
+    @abc.abstractmethod
     def access_token(self) -> str:
-        raise NotImplementedError
+        """The cached token, or a new one fetched under `_lock`."""
 
     def invalidate(self) -> None:
         """Forget the cached token: the next call fetches a new one."""
