@@ -39,8 +39,9 @@ import httpx
 from gateway.authorisation import Authorisation
 from gateway.channels.base import SentMessage, StatusUpdate
 from gateway.channels.dpi.package import MAX_DOKUMENTPAKKE_BYTES  # DPI's limit (eformidling.md: 50 MB)
+from gateway.channels.status_rounds import poll_each
 from gateway.clock import Clock, SystemClock
-from gateway.errors import PermanentChannelError, RetryableChannelError
+from gateway.errors import PermanentChannelError
 from gateway.tokens import TokenSource, bearer_request, check_response, server_words
 
 log = logging.getLogger(__name__)
@@ -262,32 +263,18 @@ class StatusPolling:
                 self._in_flight.difference_update(message.message_id for message in claimed)
 
     def _round(self, due: list[SentMessage]) -> list[StatusUpdate]:
-        updates: list[StatusUpdate] = []
-        retryable: list[RetryableChannelError] = []
-        for message in due:
-            try:
-                statuses = self.client.statuses(message.message_id)
-            except MessageGone as gone:
-                with self._lock:
-                    self._last_asked.pop(message.message_id, None)
-                updates.append(StatusUpdate(message.message_id, "ANNET", None, deleted_at_provider(gone),
-                                            ends_polling=True))
-                if self.on_gone is not None:
-                    self.on_gone(message.message_id)
-                continue
-            except RetryableChannelError as exc:
-                if exc.throttled or exc.retry_after is not None:
-                    raise  # Corner 2 asks us to wait: nothing more this round
-                retryable.append(exc)
-                continue
-            except PermanentChannelError as exc:
-                log.warning("the status of DPI message %s cannot be read: %s; asked again next round",
-                            message.message_id, exc)
-                continue
-            updates.extend(updates_from(message.message_id, statuses))
-        if retryable and len(retryable) == len(due):
-            raise retryable[0]
-        return updates
+        return poll_each(due, self._status_of, "DPI")
+
+    def _status_of(self, message: SentMessage) -> list[StatusUpdate]:
+        try:
+            statuses = self.client.statuses(message.message_id)
+        except MessageGone as gone:
+            with self._lock:
+                self._last_asked.pop(message.message_id, None)
+            if self.on_gone is not None:
+                self.on_gone(message.message_id)
+            return [StatusUpdate(message.message_id, "ANNET", None, deleted_at_provider(gone), ends_polling=True)]
+        return updates_from(message.message_id, statuses)
 
 
 class ReceiptPolling:

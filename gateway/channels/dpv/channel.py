@@ -28,8 +28,9 @@ from gateway.channels.base import (
 from gateway.channels.dpv.client import CorrespondenceClient, CorrespondenceNotFound
 from gateway.channels.dpv.models import MAX_ATTACHMENT_BYTES, Attachment, CorrespondenceDetails, NotificationRequest
 from gateway.channels.records import ServiceRecord
+from gateway.channels.status_rounds import poll_each
 from gateway.clock import Clock
-from gateway.errors import PermanentChannelError, RetryableChannelError
+from gateway.errors import PermanentChannelError
 from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import StandardBusinessDocument
 
@@ -213,35 +214,19 @@ class DpvChannel:
 
     # ---- statuses --------------------------------------------------------------------------------
     def poll_statuses(self, sent: Sequence[SentMessage]) -> list[StatusUpdate]:
-        """One message's trouble never holds up the others; only when every one failed for a reason
-        that may pass (the network, Altinn down) does the round fail as a whole. Altinn asking us to wait
-        (429, 503, Retry-After) ends the round at once: nothing more is asked of it until the wait is over.
-        A correspondence Altinn no longer has (404, 410) ends that message's polling."""
-        updates: list[StatusUpdate] = []
-        retryable: list[RetryableChannelError] = []
-        for message in sent:
-            try:
-                correspondence_id = self._correspondence_id(message.reference)
-                if correspondence_id is None:
-                    continue  # the upload was cut off before Altinn had it; the sender sends it again
-                details = self.client.overview(correspondence_id)
-            except CorrespondenceNotFound as exc:
-                updates.append(StatusUpdate(message.message_id, "ANNET", None, deleted_at_altinn(exc),
-                                            ends_polling=True))
-                continue
-            except RetryableChannelError as exc:
-                if exc.throttled or exc.retry_after is not None:
-                    raise
-                retryable.append(exc)
-                continue
-            except PermanentChannelError as exc:
-                log.warning("the status of message %s on DPV cannot be read: %s; asked again next round",
-                            message.message_id, exc)
-                continue
-            updates.extend(_updates_from(message.message_id, details))
-        if retryable and len(retryable) == len(sent):
-            raise retryable[0]
-        return updates
+        """Asked per correspondence under `poll_each`'s rule. A correspondence Altinn no longer has
+        (404, 410) ends that message's polling."""
+        return poll_each(sent, self._status_of, "DPV")
+
+    def _status_of(self, message: SentMessage) -> list[StatusUpdate]:
+        try:
+            correspondence_id = self._correspondence_id(message.reference)
+            if correspondence_id is None:
+                return []  # the upload was cut off before Altinn had it; the sender sends it again
+            details = self.client.overview(correspondence_id)
+        except CorrespondenceNotFound as exc:
+            return [StatusUpdate(message.message_id, "ANNET", None, deleted_at_altinn(exc), ends_polling=True)]
+        return _updates_from(message.message_id, details)
 
     # ---- one-way: nothing comes in -----------------------------------------------------------------
     def list_inbound(self) -> list[str]:
