@@ -29,7 +29,8 @@ def generate(path: Path, size_mib: int) -> None:
 def run_step(step: str, work: Path) -> None:
     """One step, inside a child process."""
     from gateway.devcerts import DevPki, dev_identity
-    from gateway.formats.asice import AsicDocument, read_asice, write_asice
+    from gateway.formats.asice import AsicDocument, write_asice
+    from gateway.formats.asice_reader import read_asice
     from gateway.formats.cms import decrypt_file, encrypt_file
     from gateway.formats.keys import TrustStore
 

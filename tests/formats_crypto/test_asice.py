@@ -10,7 +10,8 @@ import pytest
 
 from gateway.devcerts import DevPki, dev_identity, issue_identity
 from gateway.errors import SecurityError
-from gateway.formats.asice import AsicDocument, AsicLimits, read_asice, write_asice
+from gateway.formats.asice import AsicDocument, AsicLimits, write_asice
+from gateway.formats.asice_reader import read_asice
 from gateway.formats.keys import OrgIdentity, TrustStore
 
 from .support import RECEIVER, SENDER, declare_sizes, key_and_cert_paths, openssl

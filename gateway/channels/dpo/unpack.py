@@ -15,7 +15,8 @@ from typing import BinaryIO
 
 from gateway.channels.dpo.package import ASIC_ENTRY, IN_MEMORY_LIMIT, SBD_ENTRY
 from gateway.errors import MessageFormatError, SecurityError
-from gateway.formats.asice import AsicContents, AsicLimits, read_asice
+from gateway.formats.asice import AsicContents, AsicLimits
+from gateway.formats.asice_reader import read_asice
 from gateway.formats.cms import decrypt_file, decrypt_stream
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.formats.sbd import StandardBusinessDocument, from_json
