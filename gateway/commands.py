@@ -125,7 +125,7 @@ def with_network_settings(config: Config, settings: dict) -> Config:
 
 def sandbox(args: argparse.Namespace) -> int:
     from gateway.sandbox.faults import load_fault_plan
-    from gateway.sandbox.network import serve_network_forever
+    from gateway.sandbox.serve import serve_network_forever
 
     faults = load_fault_plan(args.faults) if args.faults else None
     serve_network_forever(args.data, args.port, reply=args.reply, faults=faults)

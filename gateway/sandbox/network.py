@@ -5,7 +5,7 @@
     ...
     network.stop()
 
-`efm-gateway sandbox` runs `serve_network_forever`, which prints the same settings as YAML for each
+`efm-gateway sandbox` runs `serve_network_forever` (sandbox/serve.py), which prints the same settings as YAML for each
 gateway organisation and keeps the network up until SIGTERM or SIGINT. Either way the settings are
 also written to `<data_dir>/network.yaml`.
 
@@ -18,8 +18,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,15 +32,9 @@ from starlette.types import ASGIApp
 from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity
 from gateway.errors import ConfigError
 from gateway.formats.keys import TrustStore
-from gateway.identifiers import orgnr_problem
 from gateway.maskinporten import default_client_id
 from gateway.sandbox.broker_options import BrokerOptions
 from gateway.sandbox.catalogue import (
-    ARKIVMELDING_PROCESSES,
-    AVTALT_PROCESS,
-    DIGITALPOST_PROCESSES,
-    RESPONSE_PROCESS,
-    SandboxCatalogue,
     SandboxOrganisation,
 )
 from gateway.sandbox.corner2_app import Corner2Service
@@ -51,6 +43,26 @@ from gateway.sandbox.correspondence_app import CorrespondenceService
 from gateway.sandbox.correspondence_records import CorrespondenceOptions
 from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.krr_print_app import PRINT_CERTIFICATE_PATH, krr_print_app
+from gateway.sandbox.organisations import (
+    BUILTIN_ORGANISATIONS,
+    DEFAULT_GATEWAYS,
+    DEFAULT_PEERS,
+    DPO_PROCESSES,
+    DPV_PROCESSES,
+    FAILING_DPV_RECIPIENTS,
+    GATEWAY,
+    KS_SVARUT,
+    MUNICIPALITIES,
+    MUNICIPALITY,
+    MUNICIPALITY_LEVELS,
+    NETWORK_FILE,
+    PEER,
+    BuiltinOrganisation,
+    build_catalogue,
+    check_orgnr,
+    name_of,
+    registered_jwk,
+)
 from gateway.sandbox.peer import AutomaticPeer
 from gateway.sandbox.persons import BUILTIN_PERSONS, MAILBOX_PROVIDER, PRINT_PROVIDER, DpiDirectory
 from gateway.sandbox.revocation_app import revocation_app
@@ -65,63 +77,10 @@ from gateway.sandbox.svarut_store import (
     integration_id_for,
     password_for,
 )
-from gateway.trust.policy import SANDBOX_REGISTRY, SANDBOX_SVARUT_ORGNR
+from gateway.trust.policy import SANDBOX_REGISTRY
 from gateway.trust.registry import RegistrySigners
 
 log = logging.getLogger(__name__)
-
-GATEWAY = "gateway"  # runs an integration point (an efm-gateway) of its own
-PEER = "peer"  # answered by an AutomaticPeer inside the sandbox
-DPV_ONLY = "dpv"  # no integration point: reached in its Altinn mailbox only
-MUNICIPALITY = "dpf"  # a municipality on KS SvarUt/SvarInn, answered by a MunicipalityPeer
-KS_SVARUT = (SANDBOX_SVARUT_ORGNR, "KS SvarUt (sandkasse)")  # whose certificate DPF documents are encrypted to
-
-
-@dataclass(frozen=True)
-class BuiltinOrganisation:
-    orgnr: str
-    name: str
-    role: str  # GATEWAY, PEER or DPV_ONLY
-
-
-BUILTIN_ORGANISATIONS: dict[str, BuiltinOrganisation] = {
-    org.orgnr: org
-    for org in (
-        BuiltinOrganisation("991825827", "Sandkasse kommune", GATEWAY),
-        BuiltinOrganisation("910077473", "Testorganisasjon B", GATEWAY),
-        BuiltinOrganisation("910075918", "Automatisk mottaker (sandkasse)", PEER),
-        BuiltinOrganisation("974760673", "Postkasse AS (kun Altinn)", DPV_ONLY),
-        BuiltinOrganisation("921000014", "Stengt postkasse AS (kun Altinn, feiler)", DPV_ONLY),
-        BuiltinOrganisation("944444408", "Fiktiv kommune (SvarInn)", MUNICIPALITY),
-        BuiltinOrganisation("944444424", "Nivå 3 kommune (SvarInn, kun nivå 3)", MUNICIPALITY),
-    )
-}
-# The highest security level each municipality's SvarInn takes (default 4).
-MUNICIPALITY_LEVELS: dict[str, int] = {"944444424": 3}
-MUNICIPALITIES: tuple[str, ...] = tuple(o.orgnr for o in BUILTIN_ORGANISATIONS.values() if o.role == MUNICIPALITY)
-# Correspondences to these DPV-only organisations fail (status Failed) instead of being published:
-# a way to see FEIL on DPV end to end.
-FAILING_DPV_RECIPIENTS: dict[str, str] = {
-    "921000014": "the recipient's Altinn mailbox cannot take correspondences (sandbox: this organisation "
-                 "always fails)",
-}
-DPV_PROCESSES: frozenset[str] = frozenset({*ARKIVMELDING_PROCESSES, *DIGITALPOST_PROCESSES})
-DEFAULT_GATEWAYS: dict[str, str] = {o.orgnr: o.name for o in BUILTIN_ORGANISATIONS.values() if o.role == GATEWAY}
-DEFAULT_PEERS: tuple[str, ...] = tuple(o.orgnr for o in BUILTIN_ORGANISATIONS.values() if o.role == PEER)
-DPO_PROCESSES: frozenset[str] = frozenset({*ARKIVMELDING_PROCESSES, RESPONSE_PROCESS, AVTALT_PROCESS})
-NETWORK_FILE = "network.yaml"
-
-
-def _name_of(orgnr: str) -> str:
-    builtin = BUILTIN_ORGANISATIONS.get(orgnr)
-    return builtin.name if builtin else f"Automatisk mottaker {orgnr}"
-
-
-def _check_orgnr(orgnr: str, where: str) -> None:
-    problem = orgnr_problem(orgnr)
-    if problem:
-        raise ConfigError(f"sandbox network, {where}: {problem}")
-
 
 @dataclass
 class SandboxNetwork:
@@ -252,7 +211,7 @@ class SandboxNetwork:
                                      "mailbox": person.mailbox_address, "notifiable": person.notifiable,
                                      "moved": person.moved} for person in BUILTIN_PERSONS},
             "organisations": {
-                orgnr: {"name": name, "role": _role(orgnr, self)} for orgnr, name in self.organisations.items()
+                orgnr: {"name": name, "role": role_of(orgnr, self)} for orgnr, name in self.organisations.items()
             },
             "gateways": {orgnr: self.config_snippet(orgnr) for orgnr in self.gateways},
             # Keys registered on the gateways' Maskinporten clients, for network.jwk_key_id/jwk_private_key.
@@ -290,20 +249,7 @@ class SandboxNetwork:
         self.stop()
 
 
-def registered_jwk(pki: DevPki, orgnr: str) -> tuple[str, Path]:
-    """The key registered on `orgnr`'s sandbox Maskinporten client (its kid, and its PEM file), made once."""
-    path = pki.folder / f"{orgnr}-maskinporten-jwk.pem"
-    if not path.exists():
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
-    return f"sandbox-jwk-{orgnr}", path
-
-
-def _role(orgnr: str, network: SandboxNetwork) -> str:
+def role_of(orgnr: str, network: SandboxNetwork) -> str:
     if orgnr in network.gateways:
         return GATEWAY
     if orgnr in network.peers:
@@ -312,42 +258,6 @@ def _role(orgnr: str, network: SandboxNetwork) -> str:
         return MUNICIPALITY
     builtin = BUILTIN_ORGANISATIONS.get(orgnr)
     return builtin.role if builtin else PEER
-
-
-def build_catalogue(
-    pki: DevPki, gateways: Mapping[str, str], peers: Sequence[str],
-    extra_organisations: Sequence[SandboxOrganisation] = (),
-    dpi: DpiDirectory | None = None,
-) -> tuple[SandboxCatalogue, dict[str, str]]:
-    """The catalogue: gateways and peers on DPO (every arkivmelding process, response, avtalt), the
-    DPV-only organisations on DPV. Returns it with orgnr -> name of everyone on it."""
-    organisations: list[SandboxOrganisation] = []
-    names: dict[str, str] = {}
-    for orgnr, name in [*gateways.items(), *((p, _name_of(p)) for p in peers)]:
-        certificate = (pki.folder / f"{orgnr}-cert.pem").read_text(encoding="ascii")
-        organisations.append(SandboxOrganisation(orgnr, name, certificate, {"DPO": set(DPO_PROCESSES)}))
-        names[orgnr] = name
-    ks_file = pki.folder / f"{KS_SVARUT[0]}-cert.pem"
-    ks_certificate = ks_file.read_text(encoding="ascii") if ks_file.exists() else None
-    for builtin in BUILTIN_ORGANISATIONS.values():
-        if builtin.role == MUNICIPALITY and builtin.orgnr not in names and ks_certificate:
-            certificate = (pki.folder / f"{builtin.orgnr}-cert.pem").read_text(encoding="ascii")
-            organisations.append(SandboxOrganisation(
-                builtin.orgnr, builtin.name, certificate, {"DPF": set(ARKIVMELDING_PROCESSES)},
-                dpf_certificate_pem=ks_certificate, dpf_security_level=MUNICIPALITY_LEVELS.get(builtin.orgnr, 4),
-            ))
-            names[builtin.orgnr] = builtin.name
-        if builtin.role == DPV_ONLY and builtin.orgnr not in names:
-            organisations.append(
-                SandboxOrganisation(builtin.orgnr, builtin.name, None, {"DPV": set(DPV_PROCESSES)})
-            )
-            names[builtin.orgnr] = builtin.name
-    for extra in extra_organisations:
-        organisations.append(extra)
-        names[extra.orgnr] = extra.name
-    # Root and intermediate: grants carry only the leaf in x5c, as Maskinporten's clients send them.
-    trusted = [pki.trust_bundle.read_text(encoding="ascii")]
-    return SandboxCatalogue(organisations=organisations, trusted_ca_pems=trusted, dpi=dpi), names
 
 
 def start_network(
@@ -379,16 +289,16 @@ def start_network(
     gateways = dict(DEFAULT_GATEWAYS if gateways is None else gateways)
     peers = list(dict.fromkeys(peers))
     for orgnr in gateways:
-        _check_orgnr(orgnr, f"gateway {orgnr}")
+        check_orgnr(orgnr, f"gateway {orgnr}")
     for orgnr in peers:
-        _check_orgnr(orgnr, f"peer {orgnr}")
+        check_orgnr(orgnr, f"peer {orgnr}")
         if orgnr in gateways:
             raise ConfigError(f"sandbox network: {orgnr} cannot be both a gateway and an automatic peer")
     data_dir.mkdir(parents=True, exist_ok=True)
-    municipalities = {orgnr: _name_of(orgnr) for orgnr in MUNICIPALITIES}
+    municipalities = {orgnr: name_of(orgnr) for orgnr in MUNICIPALITIES}
     # The PKI's CRLs and OCSP responder are on the sandbox server: at `port` when one is asked for, else at the
     # port the PKI recorded when it was made (certificates name that address).
-    pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: _name_of(p) for p in peers}, **municipalities,
+    pki = create_dev_pki(data_dir / "certs", {**gateways, **{p: name_of(p) for p in peers}, **municipalities,
                                               KS_SVARUT[0]: KS_SVARUT[1], SANDBOX_REGISTRY[0]: SANDBOX_REGISTRY[1],
                                               MAILBOX_PROVIDER[0]: MAILBOX_PROVIDER[1],
                                               PRINT_PROVIDER[0]: PRINT_PROVIDER[1]},
@@ -486,63 +396,6 @@ def start_network(
     return network
 
 
-def serve_network_forever(
-    data_dir: Path,
-    port: int,
-    reply: bool = False,
-    gateways: Mapping[str, str] | None = None,
-    faults: FaultPlan | None = None,
-) -> None:
-    """Run the sandbox network until SIGTERM or SIGINT (for `efm-gateway sandbox`), then stop cleanly."""
-    stop_requested = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    network: SandboxNetwork | None = None
-    try:
-        network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port, faults=faults)
-        server = network.server
-        lines = [
-            f"sandbox network on {server.url}",
-            f"  token endpoint   {server.token_url} (aud {server.token_audience})",
-            f"  Altinn exchange  {server.altinn_exchange_url}",
-            f"  service registry {server.registry_url}",
-            f"  DPO broker       {server.broker_url}",
-            f"  DPV (Altinn)     {network.correspondence_url}",
-            f"  DPV varsler      {server.url}/correspondence/_sandbox/notifications",
-            f"  DPF SvarUt       {network.svarut_url}",
-            f"  DPF SvarInn      {network.svarinn_url}",
-            f"  DPI Corner 2     {network.corner2_url} (mailbox and print at {network.corner2_url}/_sandbox/)",
-            f"  KRR print cert   {network.print_certificate_url}",
-            f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)",
-        ]
-        for orgnr, peer in network.peers.items():
-            answers = "MOTTATT, LEVERT, kvittering" + (" and a reply" if peer.reply else "")
-            lines.append(f"  automatic peer   {orgnr} {peer.name} (answers {answers})")
-        for orgnr, municipality in network.municipalities.items():
-            level = MUNICIPALITY_LEVELS.get(orgnr, 4)
-            answers = "archives via SvarInn" + (" and replies" if municipality.reply else "")
-            lines.append(f"  municipality     {orgnr} {municipality.name} (DPF, level {level}; {answers})")
-        for person in BUILTIN_PERSONS:
-            lines.append(f"  person (DPI)     {person.fnr} {person.name}")
-        for orgnr, name in network.organisations.items():
-            if _role(orgnr, network) == DPV_ONLY:
-                fails = " (its correspondences fail)" if orgnr in FAILING_DPV_RECIPIENTS else ""
-                lines.append(f"  DPV only         {orgnr} {name}{fails}")
-        lines.append(f"  settings written to {network.network_file}")
-        for orgnr in network.gateways:
-            snippet = yaml.safe_dump(network.config_snippet(orgnr), sort_keys=False, allow_unicode=True)
-            lines += ["", f"# config.yaml for gateway {orgnr} ({network.organisations[orgnr]}):", snippet.rstrip()]
-        print("\n".join(lines), flush=True)
-        while not stop_requested.wait(0.5):
-            pass
-    finally:
-        if network is not None:
-            network.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 __all__ = [
     "BUILTIN_ORGANISATIONS",
     "DEFAULT_GATEWAYS",
@@ -555,6 +408,5 @@ __all__ = [
     "BuiltinOrganisation",
     "SandboxNetwork",
     "build_catalogue",
-    "serve_network_forever",
     "start_network",
 ]

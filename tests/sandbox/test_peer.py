@@ -292,7 +292,7 @@ def test_gateway_settings_point_at_real_files_and_network_yaml_holds_them(networ
 def test_serve_network_forever_prints_the_config_and_stops_on_sigterm(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from gateway.sandbox.network import serve_network_forever
+        from gateway.sandbox.serve import serve_network_forever
         serve_network_forever(Path({str(tmp_path / 'data')!r}), port=0, reply=False)
         print("stopped", flush=True)
     """)
