@@ -19,7 +19,6 @@ import errno
 import logging
 import os
 import signal
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +64,7 @@ from gateway.sandbox.svarut_store import (
     integration_id_for,
     password_for,
 )
+from gateway.signals import CaughtSignals
 from gateway.trust.policy import SANDBOX_REGISTRY, SANDBOX_SVARUT_ORGNR
 from gateway.trust.registry import RegistrySigners
 
@@ -494,10 +494,7 @@ def serve_network_forever(
     faults: FaultPlan | None = None,
 ) -> None:
     """Run the sandbox network until SIGTERM or SIGINT (for `efm-gateway sandbox`), then stop cleanly."""
-    stop_requested = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    caught = CaughtSignals((signal.SIGTERM, signal.SIGINT))  # a handler that set an Event could deadlock
     network: SandboxNetwork | None = None
     try:
         network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port, faults=faults)
@@ -534,13 +531,12 @@ def serve_network_forever(
             snippet = yaml.safe_dump(network.config_snippet(orgnr), sort_keys=False, allow_unicode=True)
             lines += ["", f"# config.yaml for gateway {orgnr} ({network.organisations[orgnr]}):", snippet.rstrip()]
         print("\n".join(lines), flush=True)
-        while not stop_requested.wait(0.5):
+        while not caught.wait(0.5):
             pass
     finally:
         if network is not None:
             network.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        caught.restore()
 
 
 __all__ = [
