@@ -45,7 +45,7 @@ class SandboxProcess:
         with open(self.log, "wb") as handle:
             self.process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
         network_file = data / "network.yaml"
-        wait_for(lambda: network_file.exists() or self.process.poll() is not None, 60, message="sandbox start")
+        wait_for(lambda: network_file.exists() or self.process.poll() is not None, 120, message="sandbox start")
         assert self.process.poll() is None, self.log.read_text()
         self.network = yaml.safe_load(network_file.read_text())
         self.url = f"http://127.0.0.1:{self.port}"
