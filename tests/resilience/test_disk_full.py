@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
-from tests.dpo.statusfiles import current, history
+from tests.dpo.statusfiles import all_reached, current, history
 from tests.foundation.drops import pdf_bytes, sidecar_xml
 from tests.logcheck import log_records
 
@@ -195,7 +195,8 @@ def test_500_messages_into_a_20_mib_receiver_lose_nothing_double_nothing_and_log
         time.sleep(5)  # B's jobs run on a full disk for a while
         ballast.unlink()
         wait(lambda: set(archive.taken) >= set(ids), timeout=600, message="all 500 in B's archive")
-        wait(lambda: all("LEVERT" in history(a.status, m) for m in ids), timeout=300, message="LEVERT for all")
+        wait(all_reached(a.status, ids, "LEVERT"), timeout=300, message="LEVERT for all")
+        assert all("LEVERT" in history(a.status, m) for m in ids)
         time.sleep(2)  # a second delivery still under way would be counted now
     finally:
         if archive is not None:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
-from tests.dpo.statusfiles import history
+from tests.dpo.statusfiles import all_reached, history
 
 from .support import clear_faults, drop_messages, fired, set_faults
 
@@ -65,7 +65,8 @@ def test_300_messages_through_30_percent_faults_arrive_once_each(tmp_path):
         wait(lambda: set(archive.taken) >= set(ids), timeout=600, message="all in B's archive")
         broken = sum(fired(sandbox))
         clear_faults(sandbox)
-        wait(lambda: all("MOTTATT" in history(a.status, m) for m in ids), timeout=300, message="MOTTATT for all")
+        wait(all_reached(a.status, ids, "MOTTATT"), timeout=300, message="MOTTATT for all")
+        assert all("MOTTATT" in history(a.status, m) for m in ids)
         time.sleep(2)  # a second delivery still under way would be counted now
         uploads = sandbox.stats()["uploadsBySenderAndReference"]
     finally:
