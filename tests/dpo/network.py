@@ -102,7 +102,7 @@ class Gateway:
 
     def start(self) -> Gateway:
         self.process = DaemonProcess(self.config, self.root / "daemon.log", self.allowed_log).start()
-        wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 30, message="gateway start")
+        wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 60, message="gateway start")
         return self
 
     @property
