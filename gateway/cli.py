@@ -6,7 +6,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.errors import GatewayError
 from gateway.exitcodes import ExitCode, summary
 from gateway.journal.phases import Phase
 from gateway.logsetup import configure_logging
+from gateway.signals import CaughtSignals
 
 CONFIG_VARIABLE = "EFM_GATEWAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/efm-gateway/config.yaml")
@@ -181,12 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def hold_reloads() -> threading.Event:
+def hold_reloads() -> CaughtSignals:
     """Catch SIGHUP from the first moment of `run`: a reload asked for while the daemon is still starting (the
     sandbox network, the journal) is kept and done once it runs, where Python's default would end the process."""
-    asked = threading.Event()
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: asked.set())
-    return asked
+    return CaughtSignals((signal.SIGHUP,))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from gateway.ops.health import Heartbeats
 from gateway.ops.reload import plan_reload
 from gateway.ops.watchdog import LastProblem, Watchdog
 from gateway.receipts.writer import StatusWriter
+from gateway.signals import CaughtSignals
 from gateway.wiring import NetworkParts, SenderLoop, build_network
 
 log = logging.getLogger(__name__)
@@ -380,33 +381,28 @@ class Daemon:
         logging.getLogger("apscheduler.scheduler").removeFilter(_skipped_run_filter)
         self._stopped.set()
 
-    def run_forever(self, reload_requested: threading.Event | None = None) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly. `reload_requested` is set by a SIGHUP caught before
-        this was called (the command line catches it from its first moment): that reload is done once running."""
-        stop_requested = threading.Event()
-        reload_requested = reload_requested or threading.Event()
-
-        def request_stop(signum: int, _frame: object) -> None:
-            log.info("received %s; stopping", signal.Signals(signum).name)
-            stop_requested.set()
-
-        def request_reload(_signum: int, _frame: object) -> None:
-            reload_requested.set()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        # Set before start: a SIGHUP during start-up must not kill the daemon (Python's default would).
-        signal.signal(signal.SIGHUP, request_reload)
+    def run_forever(self, early_signals: CaughtSignals | None = None) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly. `early_signals` holds a SIGHUP caught before this was
+        called (the command line catches it from its first moment): that reload is done once running."""
+        # Set before start: a SIGHUP during start-up must not kill the daemon (Python's default would). A
+        # SIGTERM during start-up is noticed once it has finished.
+        caught = CaughtSignals((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+        pending = early_signals.take() if early_signals is not None else set()
         self.start()
         try:
-            while not stop_requested.wait(timeout=0.2):
-                if reload_requested.is_set():
-                    reload_requested.clear()
+            while True:
+                pending |= caught.wait()
+                stop = pending & {signal.SIGTERM, signal.SIGINT}
+                if stop:
+                    log.info("received %s; stopping", min(stop).name)
+                    break
+                if signal.SIGHUP in pending:
                     log.info("received SIGHUP; reading %s again", self.config.source)
                     try:
                         self.reload()
                     except Exception:
                         log.exception("the reload failed; running on with the configuration loaded before")
+                pending = set()
         finally:
             self.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.network import SandboxNetwork, role_of, start_network
 from gateway.sandbox.organisations import DPV_ONLY, FAILING_DPV_RECIPIENTS, MUNICIPALITY_LEVELS
 from gateway.sandbox.persons import BUILTIN_PERSONS
+from gateway.signals import CaughtSignals
 
 
 def serve_network_forever(
@@ -23,10 +23,7 @@ def serve_network_forever(
     faults: FaultPlan | None = None,
 ) -> None:
     """Run the sandbox network until SIGTERM or SIGINT (for `efm-gateway sandbox`), then stop cleanly."""
-    stop_requested = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    caught = CaughtSignals((signal.SIGTERM, signal.SIGINT))  # a handler that set an Event could deadlock
     network: SandboxNetwork | None = None
     try:
         network = start_network(Path(data_dir), gateways=gateways, reply=reply, port=port, faults=faults)
@@ -63,10 +60,9 @@ def serve_network_forever(
             snippet = yaml.safe_dump(network.config_snippet(orgnr), sort_keys=False, allow_unicode=True)
             lines += ["", f"# config.yaml for gateway {orgnr} ({network.organisations[orgnr]}):", snippet.rstrip()]
         print("\n".join(lines), flush=True)
-        while not stop_requested.wait(0.5):
+        while not caught.wait(0.5):
             pass
     finally:
         if network is not None:
             network.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        caught.restore()

@@ -42,6 +42,7 @@ from gateway.sandbox.observer import Observer, ObservingMiddleware
 from gateway.sandbox.registry_app import registry_app
 from gateway.sandbox.signing import SandboxSigningKey
 from gateway.sandbox.token_app import GrantVerifier, token_app
+from gateway.signals import CaughtSignals
 from gateway.threaded_uvicorn import ThreadedUvicorn
 
 log = logging.getLogger(__name__)
@@ -255,10 +256,7 @@ def serve_forever(
     data_dir: Path, catalogue: SandboxCatalogue, port: int, host: str = "127.0.0.1", faults: FaultPlan | None = None
 ) -> None:
     """Run the sandbox until SIGTERM or SIGINT, then stop cleanly (for `efm-gateway sandbox`)."""
-    stop_requested = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    caught = CaughtSignals((signal.SIGTERM, signal.SIGINT))  # a handler that set an Event could deadlock
     server = SandboxServer(data_dir, catalogue, host=host, port=port, faults=faults)
     try:
         server.start()
@@ -267,12 +265,11 @@ def serve_forever(
         print(f"  service registry {server.registry_url}", flush=True)
         print(f"  DPO broker       {server.broker_url}", flush=True)
         print(f"  fault rules      {server.faults_url} ({len(server.faults.plan.rules)} in force)", flush=True)
-        while not stop_requested.wait(0.5):
+        while not caught.wait(0.5):
             pass
     finally:
         server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        caught.restore()
 
 
 __all__ = ["SandboxContext", "SandboxServer", "serve_forever"]

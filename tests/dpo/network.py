@@ -45,7 +45,12 @@ class SandboxProcess:
         with open(self.log, "wb") as handle:
             self.process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
         network_file = data / "network.yaml"
-        wait_for(lambda: network_file.exists() or self.process.poll() is not None, 60, message="sandbox start")
+        try:
+            wait_for(lambda: network_file.exists() or self.process.poll() is not None, 120, message="sandbox start")
+        except AssertionError:
+            self.process.kill()  # a sandbox left running would take the CPU from every test after this one
+            self.process.wait(timeout=30)
+            raise
         assert self.process.poll() is None, self.log.read_text()
         self.network = yaml.safe_load(network_file.read_text())
         self.url = f"http://127.0.0.1:{self.port}"
@@ -102,7 +107,7 @@ class Gateway:
 
     def start(self) -> Gateway:
         self.process = DaemonProcess(self.config, self.root / "daemon.log", self.allowed_log).start()
-        wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 30, message="gateway start")
+        wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 60, message="gateway start")
         return self
 
     @property
@@ -119,6 +124,19 @@ class Gateway:
 
     def log(self) -> str:
         return (self.root / "daemon.log").read_text(errors="replace")
+
+
+def stop_all(gateways: list[Gateway], sandbox: SandboxProcess) -> None:
+    """Stop every gateway, then the sandbox, and only then raise the first failure (a log check): one gateway's
+    unexpected ERROR line must not leave the others and the sandbox running for the rest of the suite."""
+    failures: list[BaseException] = []
+    for stop in [gateway.process.stop for gateway in gateways] + [sandbox.stop]:
+        try:
+            stop()
+        except BaseException as exc:  # raised below, once everything is stopped
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 def wait(condition, timeout: float = 30, message: str = "") -> None:

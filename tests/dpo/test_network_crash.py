@@ -16,7 +16,7 @@ import pytest
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 
 from .network import A, B, Gateway, SandboxProcess, gateway_config, wait
-from .statusfiles import current, message_ids_of_status_files
+from .statusfiles import all_reached, current, message_ids_of_status_files
 
 MESSAGES = 200
 KILLS_EACH = 3
@@ -64,10 +64,11 @@ def test_kill_minus_nine_on_both_sides_loses_and_duplicates_nothing(tmp_path):
             gateway.start()
         writer.join()
         wait(lambda: set(taken) == set(message_ids), 180, message="every message in B's archive")
+        wait(all_reached(a.status, message_ids, "LEVERT"), 120, message="LEVERT for every message at A")
         wait(
             lambda: all(current(a.status, m) == "LEVERT" for m in message_ids),
-            120,
-            message="LEVERT for every message at A",
+            30,
+            message="LEVERT the current status of every message at A",
         )
         time.sleep(2)  # anything still in flight would show up as a duplicate now
     finally:

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import yaml
 from lxml import etree
 
 from tests.foundation.process import DaemonProcess, status_files, wait_for
@@ -31,7 +32,14 @@ def _channel_and_drop(path: Path) -> tuple[str | None, str | None]:
 def test_sample_drops_through_the_repository_config(tmp_path):
     # The README's daemon may run from this checkout meanwhile: the copy keeps its folders here and takes any
     # free port for its operations endpoint.
-    daemon = DaemonProcess(repository_config(tmp_path), tmp_path / "daemon.log").start()
+    config = repository_config(tmp_path)
+    # DPV and DPI learn their statuses by polling, every 30 s by default (the repository's config leaves them so):
+    # two rounds for DPI's MOTTATT, then LEVERT and LEST, were a minute of waiting. Here every 2 s.
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for channel in ("dpv", "dpi"):
+        settings.setdefault("channels", {}).setdefault(channel, {})["status_poll_seconds"] = 2
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
     try:
         var = tmp_path / "var"
         wait_for(lambda: (var / "sandbox" / "network.yaml").exists(), 60, message="the sandbox network")

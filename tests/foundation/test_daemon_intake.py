@@ -18,7 +18,7 @@ from .process import DaemonProcess, current_status, status_files, wait_for
 def _daemon(tmp_path: Path, **intake: object) -> DaemonProcess:
     config = write_config(tmp_path, **intake)
     daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
-    wait_for(lambda: (tmp_path / "var" / "state" / "efm-gateway.lock").exists(), 15, message="daemon start")
+    wait_for(lambda: (tmp_path / "var" / "state" / "efm-gateway.lock").exists(), 60, message="daemon start")
     time.sleep(0.3)
     return daemon
 
@@ -109,6 +109,7 @@ def test_intake_looks_again_when_a_quiet_period_ends_not_only_at_the_scan_interv
         elapsed = time.monotonic() - started
     finally:
         assert daemon.stop() == 0
-    # Events: seen at once, taken when the quiet period ends. Polling: seen at the next pass (within
-    # one interval), taken a quiet period later, not at the pass after.
-    assert elapsed < (5 if mode == "events" else interval + 2.5), f"taken after {elapsed:.1f} s"
+    # Events: seen at once, taken when the quiet period ends (about a second; the bound leaves a loaded machine
+    # room and is still half the scan interval the bug waited for). Polling: seen at the next pass (within one
+    # interval), taken a quiet period later, not at the pass after.
+    assert elapsed < (interval / 2 if mode == "events" else interval + 2.5), f"taken after {elapsed:.1f} s"

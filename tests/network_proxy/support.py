@@ -21,6 +21,7 @@ from tests.foundation.process import DaemonProcess, wait_for
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 FAST_DPF = {"inbound_poll_seconds": 0.3, "status_poll_seconds": 0.3}
+FAST_DPI = {"status_poll_seconds": 0.5}  # by default every 30 s: a letter's MOTTATT, then its LEST, took a minute
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def config_for(root: Path, sandbox: SandboxNetwork, orgnr: str, **overrides: dic
     overrides.setdefault("ops", {"enabled": True, "port": 0})
     channels = overrides.setdefault("channels", {})
     channels["dpf"] = {**FAST_DPF, **channels.get("dpf", {})}
+    channels["dpi"] = {**FAST_DPI, **channels.get("dpi", {})}
     return gateway_config(root, SimpleNamespace(network=sandbox.describe()), orgnr, **overrides)
 
 

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
-from tests.dpo.statusfiles import current, history
+from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, stop_all, wait
+from tests.dpo.statusfiles import all_reached, current, history
 from tests.foundation.drops import pdf_bytes, sidecar_xml
 from tests.logcheck import log_records
 
@@ -71,9 +71,7 @@ def test_a_full_disk_stops_downloads_says_where_and_resumes_when_space_is_freed(
         assert fired(sandbox)[0] <= downloads_when_full + 3, "each downloaded once more, no more"
     finally:
         try:
-            for gateway in gateways:
-                gateway.process.stop()
-            sandbox.stop()
+            stop_all(gateways, sandbox)
         finally:
             unmount(var_b)  # also when a log check fails: a tmpfs left mounted would outlive the test
 
@@ -118,9 +116,7 @@ def test_a_full_disk_at_the_sender_stops_sending_says_where_and_resumes_when_spa
         assert sorted(os.listdir(a.var / "sent")) == ["brev-0", "brev-1"]
     finally:
         try:
-            for gateway in gateways:
-                gateway.process.stop()
-            sandbox.stop()
+            stop_all(gateways, sandbox)
         finally:
             unmount(var_a)  # also when a log check fails: a tmpfs left mounted would outlive the test
 
@@ -195,15 +191,14 @@ def test_500_messages_into_a_20_mib_receiver_lose_nothing_double_nothing_and_log
         time.sleep(5)  # B's jobs run on a full disk for a while
         ballast.unlink()
         wait(lambda: set(archive.taken) >= set(ids), timeout=600, message="all 500 in B's archive")
-        wait(lambda: all("LEVERT" in history(a.status, m) for m in ids), timeout=300, message="LEVERT for all")
+        wait(all_reached(a.status, ids, "LEVERT"), timeout=300, message="LEVERT for all")
+        assert all("LEVERT" in history(a.status, m) for m in ids)
         time.sleep(2)  # a second delivery still under way would be counted now
     finally:
         if archive is not None:
             archive.stop()
         try:
-            for gateway in gateways:
-                gateway.process.stop()
-            sandbox.stop()
+            stop_all(gateways, sandbox)
         finally:
             unmount(var_b)
     assert set(archive.taken) == set(ids)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wait
-from tests.dpo.statusfiles import history
+from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, stop_all, wait
+from tests.dpo.statusfiles import all_reached, history
 
 from .support import clear_faults, drop_messages, fired, set_faults
 
@@ -65,15 +65,14 @@ def test_300_messages_through_30_percent_faults_arrive_once_each(tmp_path):
         wait(lambda: set(archive.taken) >= set(ids), timeout=600, message="all in B's archive")
         broken = sum(fired(sandbox))
         clear_faults(sandbox)
-        wait(lambda: all("MOTTATT" in history(a.status, m) for m in ids), timeout=300, message="MOTTATT for all")
+        wait(all_reached(a.status, ids, "MOTTATT"), timeout=300, message="MOTTATT for all")
+        assert all("MOTTATT" in history(a.status, m) for m in ids)
         time.sleep(2)  # a second delivery still under way would be counted now
         uploads = sandbox.stats()["uploadsBySenderAndReference"]
     finally:
         if archive is not None:
             archive.stop()
-        for gateway in gateways:
-            gateway.process.stop()  # no traceback, no ERROR line: every fault here is expected
-        sandbox.stop()
+        stop_all(gateways, sandbox)  # no traceback, no ERROR line: every fault here is expected
     assert set(archive.taken) == set(ids), "none missing, nothing else"
     twice = {message_id: count for message_id, count in archive.taken.items() if count != 1}
     assert twice == {}, f"messages delivered to B's archive more than once: {twice}"

@@ -208,6 +208,10 @@ def test_a_transfer_that_is_no_package_at_all_is_refused_and_blocks_nothing(
     good, good_documents = gateway.arkivmelding(PEER, "Etter søppel")
     gateway.send(good, good_documents)
     wait_for_outcome(network, good.message_id, ANSWERED)
+    # The broker lists transfers in no promised order: the good one may be answered before the garbage is
+    # looked at, so wait for the garbage's event too (it is recorded after the transfer is confirmed).
+    wait_until(lambda: any(e.transfer_id == garbage for e in peer_of(network).events()),
+               what="the peer to record the garbage transfer")
 
     assert [e.outcome for e in peer_of(network).events() if e.transfer_id == garbage] == [UNREADABLE]
     assert_answered(gateway.receive_all(), good.message_id, good.conversation_id, good.process)
