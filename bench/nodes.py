@@ -164,8 +164,23 @@ def run_folder(keep: bool) -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def read_all_counts(nodes: list[Node]) -> collections.Counter[str]:
+    return sum((node.read_counts() for node in nodes), collections.Counter())
+
+
+def dirty_below_zero(database: PostgresDatabase | None, sqlite_file: Path) -> int:
+    """Messages whose count of status changes not yet written is below zero: a change marked written twice (by two
+    nodes), which leaves the next change of that message unwritten."""
+    query = "SELECT count(*) FROM messages WHERE status_dirty < 0"
+    if database is not None:
+        with database.connect() as connection:
+            return connection.execute(query).fetchone()[0]
+    with sqlite3.connect(f"file:{sqlite_file}?mode=ro", uri=True) as db:
+        return db.execute(query).fetchone()[0]
+
+
 def measure(key: str, count: int, pdf_kib: int, server: PostgresServer | None, timeout: float,
-            keep: bool = False) -> Figures:
+            keep: bool = False, stall: float = 90.0) -> Figures:
     label, engine, node_count = RUNS[key]
     with run_folder(keep) as root:
         sandbox = SandboxProcess(root / "sandbox", reply=True)
@@ -206,7 +221,7 @@ def measure(key: str, count: int, pdf_kib: int, server: PostgresServer | None, t
                         "postgresql": sum(tree_cpu_seconds(postmaster)) if postmaster else 0.0,
                         "sandbox": sum(cpu_seconds(sandbox.process.pid))}
 
-            counts_before = sum((node.read_counts() for node in nodes), collections.Counter())
+            counts_before = read_all_counts(nodes)
             cpu_before = cpu_now()
             started = time.time()
             for name, _ in names:
@@ -215,7 +230,11 @@ def measure(key: str, count: int, pdf_kib: int, server: PostgresServer | None, t
             answered: dict[str, float] = {}
             next_peer_read = 0.0
             deadline = time.time() + timeout
-            while time.time() < deadline:
+            # A run that stops moving short of the end (a message lost between the nodes) is measured up to its
+            # last progress, so the wait after it adds no idle CPU or statements to the figures.
+            moved, last_moved = -1, time.time()
+            measured = (last_moved, cpu_before, counts_before)
+            while time.time() < deadline and time.time() - last_moved < stall:
                 sent.poll()
                 if sent.done:
                     levert.poll()
@@ -225,14 +244,21 @@ def measure(key: str, count: int, pdf_kib: int, server: PostgresServer | None, t
                 if len(answered) < count and time.time() >= next_peer_read:
                     answered = peer_answered(sandbox, ids)
                     next_peer_read = time.time() + 1
+                progress = len(sent.reached_at) + len(levert.reached_at) + len(answered) + len(inbox_seen)
+                if progress != moved:
+                    moved, last_moved = progress, time.time()
+                    measured = (last_moved, cpu_now(), read_all_counts(nodes))
                 if sent.done and levert.done and len(answered) == count and len(inbox_seen) >= count:
                     break
                 time.sleep(0.2)
-            done = time.time()
-            cpu_after = cpu_now()
-            time.sleep(1)  # the counts files are written every half second
-            counts = sum((node.read_counts() for node in nodes), collections.Counter()) - counts_before
+            complete = sent.done and levert.done and len(answered) == count and len(inbox_seen) >= count
+            if complete:
+                time.sleep(1)  # the counts files are written every half second
+                measured = (measured[0], cpu_now(), read_all_counts(nodes))
+            done, cpu_after, counts_after = measured
+            counts = counts_after - counts_before
             postgres = pg_server.statistics(database) if database is not None else {}
+            below_zero = dirty_below_zero(database, nodes[0].config.parent / "state" / "journal.sqlite")
         finally:
             for node in nodes:
                 node.stop()
@@ -254,6 +280,7 @@ def measure(key: str, count: int, pdf_kib: int, server: PostgresServer | None, t
             let_go=let_go, log_levels=levels, notable=notable, examples=examples,
             complete={"sent": len(sent.reached_at), "levert": len(levert.reached_at), "answered": len(answered),
                       "inbox": len(inbox_seen)},
+            stalled=None if complete else time.time() - done, dirty_below_zero=below_zero,
             postgres=postgres,
         )
 
@@ -267,6 +294,8 @@ def main() -> int:
                         help="seconds between runs (bench/throughput.py says why: ext4 after many deletions)")
     parser.add_argument("--keep", action="store_true", help="keep each run's folders (logs, configs, share)")
     parser.add_argument("--timeout", type=float, help="seconds a run may take (default: 120 + 2 per message)")
+    parser.add_argument("--stall", type=float, default=90.0,
+                        help="seconds without progress after which a run is given up as incomplete")
     args = parser.parse_args()
     keys = [key.strip() for key in args.runs.split(",") if key.strip()]
     unknown = [key for key in keys if key not in RUNS]
@@ -281,7 +310,7 @@ def main() -> int:
             if runs:
                 time.sleep(args.pause)
             print(f"--- {RUNS[key][0]}: {args.messages} messages", flush=True)
-            figures = measure(key, args.messages, args.pdf_kib, server, timeout, args.keep)
+            figures = measure(key, args.messages, args.pdf_kib, server, timeout, args.keep, args.stall)
             print_run(figures)
             runs.append(figures)
     print_table(runs)

@@ -25,6 +25,8 @@ class Figures:
     examples: dict[str, str]  # the first line of each notable kind, as it was
     complete: dict[str, int]  # sent, levert, answered, inbox
     postgres: dict = field(default_factory=dict)  # pg_server.statistics()
+    stalled: float | None = None  # incomplete: seconds it waited, in vain, after the last progress
+    dirty_below_zero: int = 0  # messages whose unwritten status changes count below zero
 
     def ms(self, seconds: float) -> float:
         return seconds / self.count * 1000
@@ -40,8 +42,13 @@ class Figures:
 
 def print_run(figures: Figures) -> None:
     complete = figures.complete
-    print(f"done in {figures.seconds['done']:.1f} s: {complete['sent']} SENDT, {complete['levert']} LEVERT, "
+    ended = ("done" if figures.stalled is None else
+             f"INCOMPLETE (nothing moved in the {figures.stalled:.0f} s after; measured up to the last progress)")
+    print(f"{ended} in {figures.seconds['done']:.1f} s: {complete['sent']} SENDT, {complete['levert']} LEVERT, "
           f"{complete['answered']} answered by the peer, {complete['inbox']} replies in the inbox, of {figures.count}")
+    if figures.dirty_below_zero:
+        print(f"{figures.dirty_below_zero} messages have a count of unwritten status changes below zero "
+              "(a change marked written twice: their next change is not written to the status file)")
     print("log lines: " + ", ".join(f"{level} {n}" for level, n in sorted(figures.log_levels.items())))
     for line, n in figures.notable.most_common(8):
         print(f"  {n:5d} x {line}")
@@ -122,7 +129,8 @@ def print_table(runs: list[Figures]) -> None:
     row("ERROR lines (tracebacks)", [figures.log_levels.get("ERROR", 0) + figures.notable.get("Traceback", 0)
                                      for figures in runs], "{:d}")
     row("WARNING lines", [figures.log_levels.get("WARNING", 0) for figures in runs], "{:d}")
+    row("messages: status changes counted below zero", [figures.dirty_below_zero for figures in runs], "{:d}")
     incomplete = [figures.label for figures in runs
-                  if min(figures.complete.values()) < figures.count or figures.complete["inbox"] > figures.count]
+                  if figures.stalled is not None or figures.complete["inbox"] > figures.count]
     if incomplete:
         print(f"NOT COMPLETE (something missing or doubled): {', '.join(incomplete)}")
