@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -302,6 +303,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}: choose from {', '.join(RUNS)}")
     timeout = args.timeout or 120 + 2 * args.messages
+    # Stopped with SIGTERM, the bench stops its nodes, sandbox and PostgreSQL on the way out, as on SIGINT (which
+    # a shell ignores in a job it started in the background).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     runs: list[Figures] = []
     with contextlib.ExitStack() as stack:
         server = (stack.enter_context(pg_server.bench_server())
@@ -313,7 +317,8 @@ def main() -> int:
             figures = measure(key, args.messages, args.pdf_kib, server, timeout, args.keep, args.stall)
             print_run(figures)
             runs.append(figures)
-    print_table(runs)
+            print_table(runs)  # after each run: a batch stopped later still has the figures of the runs before
+            print(flush=True)
     return 0
 
 
