@@ -31,38 +31,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import httpx
 import psutil
-from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
 from bench.crypto_floor import floor_ms
+from bench.runs import StatusWatch, fake_pdf
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config
 from tests.foundation.drops import sidecar_xml
-
-NS = {"s": "urn:efm-gateway:status:1"}
-
-
-def fake_pdf(size: int, seed: int) -> bytes:
-    body = os.urandom(size - 64) if seed else b"\0" * (size - 64)
-    return b"%PDF-1.4\n%" + body + b"\n%%EOF\n"
-
-
-def sent_time(path: Path) -> float | None:
-    try:
-        root = etree.parse(str(path)).getroot()
-    except (OSError, etree.XMLSyntaxError):
-        return None
-    for event in root.findall("s:history/s:status", NS):
-        if event.findtext("s:value", namespaces=NS) == "SENDT":
-            return datetime.fromisoformat(event.findtext("s:time", namespaces=NS)).timestamp()
-    return None
 
 
 class RssSampler(threading.Thread):
@@ -188,28 +169,15 @@ def measure(
             dropping_done = time.time()
 
             inbox_seen: dict[str, float] = {}
-            sent_at: dict[str, float] = {}
-            seen_stamp: dict[str, int] = {}
-            status_files = {message_id: a.status / f"{folder.name}.{message_id}.xml" for folder, message_id in names}
+            watch = StatusWatch({message_id: a.status / f"{folder.name}.{message_id}.xml"
+                               for folder, message_id in names})
+            sent_at = watch.reached_at
             deadline = time.time() + 900
-            while (len(sent_at) < count or len(inbox_seen) < count) and time.time() < deadline:
+            while (not watch.done or len(inbox_seen) < count) and time.time() < deadline:
                 for entry in os.scandir(b.inbox):
                     if entry.name not in inbox_seen:
                         inbox_seen[entry.name] = time.time()
-                if len(sent_at) < count:
-                    for message_id, path in status_files.items():
-                        if message_id in sent_at:
-                            continue
-                        try:
-                            stamp = path.stat().st_mtime_ns
-                        except FileNotFoundError:
-                            continue
-                        if seen_stamp.get(message_id) == stamp:
-                            continue  # parse a status file only when it changed
-                        seen_stamp[message_id] = stamp
-                        moment = sent_time(path)
-                        if moment is not None:
-                            sent_at[message_id] = moment
+                watch.poll()
                 time.sleep(0.1)
             sampler.stop_event.set()
             sampler.join()
