@@ -229,9 +229,19 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
         if not written:
             return
         with self.transaction():
+            if self.engine.locks_rows:
+                # Rows another node has locked (its step about the message is under way) are passed by, not waited
+                # for while this transaction holds others (a deadlock's half): they stay dirty, written again later.
+                marks = ", ".join("?" for _ in written)
+                free = {row for (row,) in self._db.execute(
+                    f"SELECT id FROM messages WHERE id IN ({marks}) ORDER BY id FOR UPDATE SKIP LOCKED",  # noqa: S608
+                    tuple(record.row for record in written)).fetchall()}
+                written = [record for record in written if record.row in free]
+            if not written:
+                return
             self._db.executemany(
                 "UPDATE messages SET status_dirty = status_dirty - ? WHERE id = ?",
-                [(record.status_dirty, record.row) for record in written],
+                [(record.status_dirty, record.row) for record in sorted(written, key=lambda record: record.row)],
             )
 
 
