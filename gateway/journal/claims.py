@@ -238,6 +238,19 @@ class HeldClaims:
             if self._held.get(claim.work) == claim:
                 del self._held[claim.work]
 
+    def still_held(self, work: str) -> bool:
+        """Inside a step: whether this node holds `work` now (its claim's token checked; on PostgreSQL its row stays
+        locked until the step commits). One that was taken over says so in one line."""
+        with self._lock:
+            claim = self._held.get(work)
+        if claim is None:
+            return False
+        try:
+            self.claims.check(claim)
+        except FencedOut:
+            return False
+        return True
+
     def renew(self) -> None:
         with self._lock:
             held = list(self._held.values())
