@@ -33,7 +33,7 @@ from gateway.inbound.inbox_writer import InboxWriter, OfferedAgain
 from gateway.inbound.incoming_rows import IncomingRows
 from gateway.inbound.quarantine import QUARANTINE_FOLDER, Quarantine
 from gateway.inbound.transfer_ids import file_part, transfer_id_problem
-from gateway.journal.claims import FencedOut
+from gateway.journal.claims import FencedOut, gave_way
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
@@ -245,6 +245,9 @@ class Receiver:
                     "incoming transfer %s on %s could not be written: %s; it will be offered again at the next poll",
                     reference, self.channel.name, exc,
                 )
+            elif gave_way(exc):  # another node's step held the message: no circle of waits, a later turn
+                log.info("incoming transfer %s waits: another node is changing its message (%s); it is taken again "
+                         "at a later turn", reference, exc)
             else:
                 log.exception("incoming transfer %s could not be journaled (%s); it will be offered again",
                               reference, exc)

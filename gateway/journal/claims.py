@@ -203,6 +203,7 @@ class HeldClaims:
     def __init__(self, claims: Claims) -> None:
         self.claims = claims
         self._held: dict[str, Claim] = {}
+        self._leases: dict[str, int] = {}  # threads of this node inside lease(work)
         self._lock = threading.Lock()
 
     def take(self, work: str) -> Claim | None:
@@ -211,7 +212,7 @@ class HeldClaims:
         try:
             claim = self.claims.claim(work)
         except sqlite3.OperationalError as exc:
-            if not _gave_way(exc):
+            if not gave_way(exc):
                 raise
             log.debug("claiming %s gave way to another node (%s); tried again at its next turn", work, exc)
             return None
@@ -265,14 +266,39 @@ class HeldClaims:
 
     @contextlib.contextmanager
     def lease(self, work: str) -> Iterator[bool]:
-        """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after."""
+        """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after. Threads
+        of this node share a lease one of them holds (a new claim would fence the holder's writes out)."""
+        with self._lock:
+            shared = self._leases.get(work, 0) > 0
+            if shared:
+                self._leases[work] += 1
+        if shared:
+            try:
+                yield True
+            finally:
+                self._leave_lease(work)
+            return
         claim = self.take(work)
+        if claim is not None:
+            with self._lock:
+                self._leases[work] = self._leases.get(work, 0) + 1
         try:
             yield claim is not None
         finally:
             if claim is not None:
-                with contextlib.suppress(sqlite3.Error, JournalError):
-                    self.let_go(claim)
+                self._leave_lease(work)
+
+    def _leave_lease(self, work: str) -> None:
+        """One thread leaves the lease on `work`; the last one out lets it go."""
+        with self._lock:
+            self._leases[work] -= 1
+            last = self._leases[work] == 0
+            if last:
+                del self._leases[work]
+            current = self._held.get(work)
+        if last and current is not None:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.let_go(current)
 
     @contextlib.contextmanager
     def fencing(self, claim: Claim | None) -> Iterator[None]:
@@ -285,7 +311,7 @@ class HeldClaims:
             yield
 
 
-def _gave_way(exc: BaseException | None) -> bool:
+def gave_way(exc: BaseException | None) -> bool:
     """Whether the database gave a transaction up for another's sake (a deadlock, a lock not granted in time)."""
     while exc is not None:
         if isinstance(exc, JournalUnavailable):

@@ -28,7 +28,7 @@ from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.delivery.circuit import ChannelCircuit, ChannelPaused
 from gateway.errors import ChannelError, JournalError
-from gateway.journal.claims import Claim, FencedOut
+from gateway.journal.claims import Claim, FencedOut, gave_way
 from gateway.journal.completion import record_status
 from gateway.journal.item_claims import ItemClaims
 from gateway.journal.phases import Phase
@@ -171,6 +171,12 @@ class StatusPoller:
                     return False
         except FencedOut:
             return False  # another node took the message over while this one was asking (said in one line)
+        except sqlite3.OperationalError as exc:
+            if not gave_way(exc):
+                raise
+            log.info("message %s: its %s waits, another node is changing it; asked again next round",
+                     record.message_id, status.value)
+            return False
         log.info("message %s: %s on %s", record.message_id, status.value, self.channel.name,
                  extra=event_fields(record.message_id, record.drop_name, self.channel.name, status.value))
         return True

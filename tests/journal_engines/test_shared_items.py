@@ -18,6 +18,7 @@ from gateway.channels.dpv.channel import DPV_CAPABILITIES
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
 from gateway.journal.claims import Claims, FencedOut, HeldClaims
+from gateway.journal.completion import RowBusy, record_status
 from gateway.journal.item_claims import ItemClaims
 from gateway.journal.phases import Phase
 from gateway.journal.postgres_engine import PostgresEngine
@@ -175,3 +176,16 @@ def test_a_nodes_late_take_is_refused_when_another_took_it_over(nodes, clock, ca
     assert a.journal.query("SELECT count(*) FROM messages WHERE direction = 'in'") == [(0,)]
     b.items.taken("DPO", "transfer-1", taken)
     assert a.journal.query("SELECT done_at IS NOT NULL FROM inbound_takes") == [(True,)]
+
+
+def test_a_status_for_a_message_another_node_is_changing_gives_way_at_once(nodes, postgres_database):
+    a, _ = nodes
+    [message_id] = _sent(a.journal, 1)
+    row = a.journal.find_live("out", message_id).row
+    with postgres_database.connect() as other_node, other_node.transaction():
+        other_node.execute("SELECT id FROM messages WHERE id = %s FOR UPDATE", (row,))  # its step is under way
+        with pytest.raises(RowBusy):  # no wait (a wait while holding other rows closes circles): a later turn
+            record_status(a.journal, row, Status.LEVERT, None, "published")
+    assert _levert(a.journal, message_id) == 0
+    assert record_status(a.journal, row, Status.LEVERT, None, "published")
+    assert _levert(a.journal, message_id) == 1
