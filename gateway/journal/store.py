@@ -233,10 +233,6 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
         if not written:
             return
         with self.transaction():
-            if still_ours is not None and not still_ours():
-                self._db.executemany("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?",
-                                     [(record.row,) for record in sorted(written, key=lambda record: record.row)])
-                return
             if self.engine.locks_rows:
                 # Rows another node has locked (its step about the message is under way) are passed by, not waited
                 # for while this transaction holds others (a deadlock's half): they stay dirty, written again later.
@@ -246,6 +242,10 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
                     tuple(record.row for record in written)).fetchall()}
                 written = [record for record in written if record.row in free]
             if not written:
+                return
+            if still_ours is not None and not still_ours():
+                self._db.executemany("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?",
+                                     [(record.row,) for record in sorted(written, key=lambda record: record.row)])
                 return
             self._db.executemany(
                 "UPDATE messages SET status_dirty = status_dirty - ? WHERE id = ?",
