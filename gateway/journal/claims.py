@@ -204,6 +204,7 @@ class HeldClaims:
         self.claims = claims
         self._held: dict[str, Claim] = {}
         self._leases: dict[str, int] = {}  # threads of this node inside lease(work)
+        self._asking: dict[str, threading.Lock] = {}  # per work: one thread of this node asks for its lease at a time
         self._lock = threading.Lock()
 
     def take(self, work: str) -> Claim | None:
@@ -269,19 +270,22 @@ class HeldClaims:
         """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after. Threads
         of this node share a lease one of them holds (a new claim would fence the holder's writes out)."""
         with self._lock:
-            shared = self._leases.get(work, 0) > 0
-            if shared:
-                self._leases[work] += 1
+            asking = self._asking.setdefault(work, threading.Lock())
+        with asking:  # one thread of this node asks at a time: a second one joins the lease the first one got
+            with self._lock:
+                shared = self._leases.get(work, 0) > 0
+                if shared:
+                    self._leases[work] += 1
+            claim = None if shared else self.take(work)
+            if claim is not None:
+                with self._lock:
+                    self._leases[work] = self._leases.get(work, 0) + 1
         if shared:
             try:
                 yield True
             finally:
                 self._leave_lease(work)
             return
-        claim = self.take(work)
-        if claim is not None:
-            with self._lock:
-                self._leases[work] = self._leases.get(work, 0) + 1
         try:
             yield claim is not None
         finally:
