@@ -96,6 +96,7 @@ class Daemon:
         if self.held is not None:
             held = self.held
             self.statuses.one_node_at_a_time = lambda: held.lease("job:status-files")
+            self.statuses.still_ours = lambda: held.still_held("job:status-files")
         if config.ops.enabled:
             from gateway.ops.service import OpsEndpoint  # prometheus_client and uvicorn: only when it is on
 
@@ -147,8 +148,10 @@ class Daemon:
             self.heartbeats.register("sender", config.network.send_interval_seconds)
             self.sender_loop.start()
             for job in self.network.jobs:
-                self._schedule(job.name, job.run, job.seconds, once=True)
+                self._schedule(job.name, job.run, job.seconds, once=job.once)
             self._schedule("pick-up", self._after_delivery, PICK_UP_SECONDS, once=True)
+            if self.held is not None:  # nodes share the status messages owed, each claimed by one node
+                self._schedule("status-send", self.network.status_sender.send_due, PICK_UP_SECONDS)
         self.scheduler.start()
         systemd.notify("READY=1")
         self.watchdog = Watchdog(self.heartbeats, systemd.watchdog_interval(), self.status_line)
@@ -328,7 +331,8 @@ class Daemon:
             self.network.inbox.check_picked_up()
         except (OSError, sqlite3.Error) as exc:  # a full disk, say: the owed status messages still go
             failed = exc
-        self.network.status_sender.send_due()
+        if self.held is None:  # else every node sends them: the job status-send
+            self.network.status_sender.send_due()
         if failed is not None and is_disk_full(failed):
             raise failed  # the job's guard says it once, not at every check
         if failed is not None:

@@ -23,13 +23,16 @@ from gateway.delivery.circuit import Circuits
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.inbound.inbox import Inbox
 from gateway.inbound.receiver import Receiver
+from gateway.inbound.shared_takes import SharedTakes
 from gateway.inbound.status_sender import StatusSender
 from gateway.journal.claims import HeldClaims
+from gateway.journal.item_claims import ItemClaims
 from gateway.journal.store import Journal
 from gateway.ops.httpwatch import HttpOutcomes, WatchedTransport
 from gateway.outbound.sender import Sender
 from gateway.outbound.status_poller import StatusPoller
 from gateway.outbound_http import outbound_client
+from gateway.progress import running_as
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRegistryClient
 
@@ -45,6 +48,7 @@ class PollingJob:
     seconds: float
     run: object
     config_key: str = ""  # the setting its interval comes from (a SIGHUP reschedules it)
+    once: bool = True  # run on one node at a time where nodes share the journal (else on every node)
 
 
 @dataclass
@@ -112,6 +116,8 @@ def build_network(
     sender = Sender(config, journal, statuses, clock, registry, sending, circuits=circuits, in_flight=in_flight,
                     held=held)
     inbox = Inbox(config, journal, statuses)
+    # Where nodes share the journal, takes, status sends and status polls are claimed item by item by every node.
+    items = ItemClaims(held) if held is not None else None
     receivers = [
         Receiver(config, journal, statuses, clock, channel, inbox, workers=in_flight[channel.name],
                  circuit=circuits[channel.name])
@@ -121,20 +127,27 @@ def build_network(
                 if channel.capabilities.carries_status_messages]
     status_sender = StatusSender(
         journal, clock, status_channels, config.organisation.orgnr, workers=max(carrying, default=4),
-        circuits=circuits,
+        circuits=circuits, items=items,
     )
     pollers = [
         StatusPoller(journal, statuses, clock, channel, batch=blocks_by_channel[name].status_batch,
-                     in_flight=in_flight[name], circuit=circuits[name])
+                     in_flight=in_flight[name], circuit=circuits[name], items=items)
         for name, channel in status_channels.items() if channel.capabilities.statuses_by_polling
     ]
-    jobs = [
-        PollingJob(f"inbound-{receiver.channel.name}", blocks_by_channel[receiver.channel.name].inbound_poll_seconds,
-                   receiver.poll, f"channels.{key_by_channel[receiver.channel.name]}.inbound_poll_seconds")
-        for receiver in receivers
-    ] + [
+    jobs = []
+    for receiver in receivers:
+        name, key = receiver.channel.name, f"channels.{key_by_channel[receiver.channel.name]}.inbound_poll_seconds"
+        seconds = blocks_by_channel[name].inbound_poll_seconds
+        if items is None:
+            jobs.append(PollingJob(f"inbound-{name}", seconds, receiver.poll, key))
+        else:  # one node lists (the channel's listing, by lease); every node takes what the listings found
+            shared = SharedTakes(receiver, items)
+            jobs += [PollingJob(f"inbound-{name}", seconds, shared.list, key),
+                     PollingJob(f"take-{name}", seconds, shared.take, key, once=False)]
+    jobs += [
         PollingJob(f"status-poll-{poller.channel.name}", blocks_by_channel[poller.channel.name].status_poll_seconds,
-                   poller.poll, f"channels.{key_by_channel[poller.channel.name]}.status_poll_seconds")
+                   poller.poll, f"channels.{key_by_channel[poller.channel.name]}.status_poll_seconds",
+                   once=items is None)
         for poller in pollers
     ]
     return NetworkParts(
@@ -172,6 +185,11 @@ class SenderLoop:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        # A long pass that moves on (one message after another) is not a hung one.
+        with running_as(lambda: self.on_round() if self.on_round is not None else None):
+            self._passes()
+
+    def _passes(self) -> None:
         while not self._stop.is_set():
             self.wake.clear()  # before the pass: a wake during it is kept for the next one
             try:

@@ -33,6 +33,7 @@ from gateway.inbound.inbox_writer import InboxWriter, OfferedAgain
 from gateway.inbound.incoming_rows import IncomingRows
 from gateway.inbound.quarantine import QUARANTINE_FOLDER, Quarantine
 from gateway.inbound.transfer_ids import file_part, transfer_id_problem
+from gateway.journal.claims import FencedOut, gave_way
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
@@ -63,6 +64,7 @@ class Receiver:
         answers: AnswerReaders | None = None,
     ) -> None:
         self.config = config
+        self.workers = workers
         # The channel's pause (the peer asked us to wait): nothing is listed, downloaded or confirmed meanwhile.
         self.circuit = circuit
         self.journal = journal
@@ -79,7 +81,7 @@ class Receiver:
         self.quarantine = Quarantine(state / QUARANTINE_FOLDER, journal, rows, channel.capabilities.package_suffix)
         self.writer = InboxWriter(config, journal, clock, inbox, rows, self.quarantine,
                                   channel.capabilities.signs_payloads)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"receive-{channel.name.lower()}")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"receive-{channel.name.lower()}")
         self._locks = [threading.Lock() for _ in range(64)]  # striped: memory stays flat
         self.repeated = RepeatedErrors(log, noun="transfers")
         self.disk = DiskPause(log, f"downloading from {channel.name}")
@@ -99,7 +101,7 @@ class Receiver:
         the first poll that finds room goes on by itself.
         """
         self.repeated.flush()
-        if not self._room_again():
+        if not self.room_again():
             return 0
         if self.circuit is not None and self.circuit.seconds_left() > 0:
             log.debug("%s is paused: nothing is received this poll", self.channel.name)
@@ -112,7 +114,7 @@ class Receiver:
             while time.monotonic() < ends and not self.disk.stopped:
                 listed_at = time.monotonic()
                 try:
-                    references = self._call(self.channel.list_inbound)
+                    references = self.call(self.channel.list_inbound)
                 except ChannelPaused:
                     break
                 except ChannelError as exc:
@@ -127,7 +129,7 @@ class Receiver:
                 if not fresh:
                     break
                 offered.update(fresh)
-                running |= {self._pool.submit(self._take_guarded, reference) for reference in fresh}
+                running |= {self.pool.submit(self.take_guarded, reference) for reference in fresh}
                 handled += self._until_half_done(running, listed_at + RELIST_SECONDS)
         finally:
             while running:  # what is under way finishes in this poll, each one a sign of life
@@ -136,6 +138,12 @@ class Receiver:
                 handled += sum(future.result() for future in done)
             self.statuses.flush_soon()
         return handled
+
+    def paused(self) -> bool:
+        if self.circuit is not None and self.circuit.seconds_left() > 0:
+            log.debug("%s is paused: nothing is received this poll", self.channel.name)
+            return True
+        return False
 
     @staticmethod
     def _until_half_done(running: set[Future[int]], not_before: float) -> int:
@@ -156,9 +164,9 @@ class Receiver:
         return taken
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _room_again(self) -> bool:
+    def room_again(self) -> bool:
         """Whether downloading may go on; on the way back from a full disk, the journal's log is cut too."""
         was_stopped = self.disk.stopped
         if not self.disk.may_go():
@@ -209,7 +217,7 @@ class Receiver:
             log.info("released message %s was opened again and delivered", record.message_id,
                      extra=event_fields(record.message_id, channel=self.channel.name, status="INNKOMMENDE_MOTTATT"))
 
-    def _take_guarded(self, reference: str) -> int:
+    def take_guarded(self, reference: str) -> int:
         """take(), with every expected failure one line naming the transfer and what happens next; a traceback
         only for what must be a bug."""
         if self.disk.stopped:
@@ -226,6 +234,8 @@ class Receiver:
             )
         except OfferedAgain:
             pass  # said where it happened; the channel offers it again
+        except FencedOut:
+            pass  # another node took this transfer over (said in one line by the claim's check)
         except (OSError, sqlite3.OperationalError, JournalError) as exc:
             if is_disk_full(exc):
                 self._stop_for_full_disk(reference, exc)
@@ -235,6 +245,9 @@ class Receiver:
                     "incoming transfer %s on %s could not be written: %s; it will be offered again at the next poll",
                     reference, self.channel.name, exc,
                 )
+            elif gave_way(exc):  # another node's step held the message: no circle of waits, a later turn
+                log.info("incoming transfer %s waits: another node is changing its message (%s); it is taken again "
+                         "at a later turn", reference, exc)
             else:
                 log.exception("incoming transfer %s could not be journaled (%s); it will be offered again",
                               reference, exc)
@@ -267,7 +280,7 @@ class Receiver:
                 "then goes on by itself", reference, self.channel.name, full.describe(), exc,
             )
 
-    def _call(self, call: Callable[..., T], *args: object) -> T:
+    def call(self, call: Callable[..., T], *args: object) -> T:
         """A call on the channel, unless it is paused (ChannelPaused); an answer asking us to wait pauses it."""
         if self.circuit is None:
             return call(*args)
@@ -295,29 +308,29 @@ class Receiver:
             # A small package stays in memory; a large one rolls over to an unnamed file.
             with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_LIMIT, dir=self.downloads) as download:
                 try:
-                    self._call(self.channel.fetch_inbound, reference, download)
+                    self.call(self.channel.fetch_inbound, reference, download)
                 except SecurityError as exc:
                     # Larger than the channel carries: offered again, it would be downloaded again forever.
                     self.quarantine.unreadable(reference, None, str(exc))
-                    self._call(self.channel.reject_inbound, reference, str(exc))
+                    self.call(self.channel.reject_inbound, reference, str(exc))
                     return True
                 finally:
                     self._sizes[reference] = download.tell()  # what a full disk must find room for
                 download.seek(0)
                 try:
-                    inbound = self._call(self.channel.open_inbound, reference, download, work)
+                    inbound = self.call(self.channel.open_inbound, reference, download, work)
                 except (MessageFormatError, SecurityError) as exc:
                     self.quarantine.unreadable(reference, download, str(exc))
-                    self._call(self.channel.reject_inbound, reference, str(exc))
+                    self.call(self.channel.reject_inbound, reference, str(exc))
                     return True
                 self._writing[reference] = self.config.folders.inbox_staging
                 rejected = self._dispatch(reference, inbound, download)
             # Paused meanwhile: not confirmed now. The channel offers it again, and the journal keeps it
             # from reaching the inbox twice.
             if rejected:
-                self._call(self.channel.reject_inbound, reference, rejected)
+                self.call(self.channel.reject_inbound, reference, rejected)
             else:
-                self._call(self.channel.acknowledge_inbound, reference)
+                self.call(self.channel.acknowledge_inbound, reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True

@@ -9,6 +9,7 @@ with a log line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Mapping
@@ -19,7 +20,9 @@ from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.delivery.backoff import RetryPolicy, retry_after_of
 from gateway.delivery.circuit import Circuits
-from gateway.errors import ChannelError, PermanentChannelError, RetryableChannelError
+from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError
+from gateway.journal.claims import Claim, FencedOut
+from gateway.journal.item_claims import ItemClaims
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # One hiccup after the deadline must not lose a status the sender waits for: an hour more of tries.
 GRACE_PAST_DEADLINE_S = 3600.0
+DUE_LIMIT = 200  # status messages a pass takes
 
 
 class StatusSender:
@@ -41,7 +45,10 @@ class StatusSender:
         retry: RetryPolicy | None = None,
         workers: int = 4,
         circuits: Circuits | None = None,
+        items: ItemClaims | None = None,
     ) -> None:
+        """`items`: this node's claims where nodes share the journal (PostgreSQL): every node sends, each status
+        claimed by one; None on SQLite, whose one node sends all."""
         self.journal = journal
         self.clock = clock
         self.channels = channels
@@ -51,11 +58,27 @@ class StatusSender:
         self.circuits = circuits or Circuits(clock)
         self.repeated = RepeatedErrors(log, noun="status messages")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-send")
+        self.items = items
 
     def send_due(self) -> int:
         """Send every status that is due, a few at a time; returns how many went."""
         self.repeated.flush()
-        return sum(self._pool.map(lambda item: self._send_one(*item), self.journal.due_status_sends()))
+        if self.items is None:
+            return sum(self._pool.map(lambda item: self._send_one(*item), self.journal.due_status_sends()))
+        return sum(self._pool.map(lambda item: self._send_claimed(*item), self.items.status_sends(DUE_LIMIT)))
+
+    def _send_claimed(self, row: int, status: str, attempts: int, claim: Claim) -> int:
+        """One status this node claimed: every journal step about it checks the claim; let go after."""
+        assert self.items is not None
+        held = self.items.held
+        try:
+            with held.fencing(claim):
+                return self._send_one(self.journal.get(row), Status(status), attempts)
+        except FencedOut:
+            return 0  # another node took it over while this one was sending it (said in one line)
+        finally:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                held.let_go(claim)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

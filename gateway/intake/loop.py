@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from gateway.intake.service import Intake
 from gateway.intake.watcher import OutboxWatcher
+from gateway.progress import running_as
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class IntakeLoop:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        with running_as(self._beat):  # a long round that moves on (one drop after another) is not a hung one
+            self._rounds()
+
+    def _rounds(self) -> None:
         full_scan_due = 0.0
         clock = self.intake.clock
         outbox_problem: str | None = None

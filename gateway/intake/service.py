@@ -41,6 +41,7 @@ from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
+from gateway.progress import progress
 from gateway.receipts.writer import StatusWriter, status_file_name
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class Intake:
         counts.more = result.more
         claims: list[tuple[ClaimedDrop, str | None]] = []
         for candidate in result.ready:
+            progress()
             try:
                 claimed = self._claim(candidate)
             except PermissionError as exc:
@@ -164,6 +166,7 @@ class Intake:
             # Every claim of this pass is durable before any of them is journalled.
             self.claimer.sync()
             for start in range(0, len(claims), JOURNAL_BATCH):
+                progress()
                 self._journal_claims(claims[start : start + JOURNAL_BATCH], counts)
                 if self._journal_trouble is not None:
                     # The rest of this pass's claims wait in the work area too, journaled with these.

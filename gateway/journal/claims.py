@@ -14,6 +14,7 @@ moment pass each other by instead of waiting. On SQLite the one writer at a time
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from gateway.journal.store import Journal
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60.0
+_FIRST_CLAIM_LOCKS = 0x6566  # the advisory locks' class of first claims (PostgreSQL), beside the migrations' lock
 
 
 @dataclass(frozen=True)
@@ -66,30 +68,44 @@ class Claims:
         return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
     def claim(self, work: str) -> Claim | None:
-        """Take `work` when no other node holds a live lease on it; None when one does."""
+        """Take `work` when no other node holds a live lease on it; None when one does.
+
+        Never waits for another node's transaction (on PostgreSQL): only a row free to take (held by none, by this
+        node, or past its lease) is locked, one that another node has locked is passed by, and a first claim is
+        inserted under a try-lock on the work's name. A node that waited for another's row while its own group
+        transaction held rows the other one waited for would close a circle of waits: a deadlock."""
         now = self._now()
         expires = now + self.lease_seconds
         with self.journal.transaction():
-            # A claim row another node has locked (its step about the work is under way) is passed by, not waited
-            # for: the insert below then adds nothing, and this node leaves the work to that one.
             rows = self.journal.query(
-                f"SELECT node, token, expires_at FROM claims WHERE work = ?{self._lock(skip_locked=True)}",  # noqa: S608
-                (work,))
-            if not rows:
-                # Two nodes inserting at once: the unique key lets one in; the other inserts nothing.
-                added = self.journal.execute(
-                    "INSERT INTO claims (work, node, token, expires_at) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
-                    (work, self.node, expires),
+                "SELECT token FROM claims WHERE work = ? AND (node IS NULL OR node = ? OR expires_at <= ?)"  # noqa: S608
+                f"{self._lock(skip_locked=True)}",
+                (work, self.node, now))
+            if rows:
+                [(token,)] = rows
+                self.journal.execute(
+                    "UPDATE claims SET node = ?, token = ?, expires_at = ? WHERE work = ? AND token = ?",
+                    (self.node, token + 1, expires, work, token),
                 )
-                return Claim(work, self.node, 1, expires) if added == 1 else None
-            [(holder, token, expires_at)] = rows
-            if holder is not None and holder != self.node and expires_at > now:
-                return None
-            self.journal.execute(
-                "UPDATE claims SET node = ?, token = ?, expires_at = ? WHERE work = ? AND token = ?",
-                (self.node, token + 1, expires, work, token),
+                return Claim(work, self.node, token + 1, expires)
+            if self.journal.query("SELECT 1 FROM claims WHERE work = ?", (work,)) or not self._first_claim(work):
+                return None  # another node holds it, or is taking it now
+            # Two nodes inserting at once (on SQLite, one after the other): the unique key lets one in.
+            added = self.journal.execute(
+                "INSERT INTO claims (work, node, token, expires_at) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                (work, self.node, expires),
             )
-            return Claim(work, self.node, token + 1, expires)
+            return Claim(work, self.node, 1, expires) if added == 1 else None
+
+    def _first_claim(self, work: str) -> bool:
+        """Inside the claim's step: whether this node may insert the first claim on `work` (PostgreSQL: no other
+        node's transaction is inserting it, whose insert this one's would wait for); SQLite's one writer may."""
+        if not self.journal.engine.locks_rows:
+            return True
+        key = int.from_bytes(hashlib.blake2b(work.encode(), digest_size=4).digest(), "big", signed=True)
+        [(granted,)] = self.journal.query("SELECT pg_try_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))",
+                                          (_FIRST_CLAIM_LOCKS, key))
+        return bool(granted)
 
     def claim_due_sends(self, phases: tuple[Phase, ...], due_before: float, limit: int) -> list[Claim]:
         """Claim up to `limit` due messages in `phases` that no node holds (this one included), oldest due first."""
@@ -134,8 +150,13 @@ class Claims:
     def check(self, claim: Claim) -> None:
         """Inside a step: raise FencedOut (one log line) unless `claim`'s token is the current one; on PostgreSQL
         the claim's row stays locked until the step commits, so no takeover passes between check and commit."""
-        rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{self._lock()}",  # noqa: S608
-                                  (claim.work,))
+        rows = self.journal.query(
+            f"SELECT node, token FROM claims WHERE work = ?{self._lock(skip_locked=True)}", (claim.work,))  # noqa: S608
+        if not rows and self.journal.engine.locks_rows:
+            # Locked by another node: one takes a claim's row only when its lease has ended, so it is taking this
+            # one over (never waited for: see claim()).
+            rows = self.journal.query("SELECT node, token FROM claims WHERE work = ?", (claim.work,))
+            rows = [(rows[0][0] if rows and rows[0][0] != claim.node else None, None)]
         current = rows[0] if rows else (None, None)
         if current != (claim.node, claim.token):
             holder, token = current
@@ -150,8 +171,17 @@ class Claims:
 
     def let_go(self, claim: Claim) -> None:
         """Release `claim` if it is still this node's (quietly: a claim taken over meanwhile stays the taker's)."""
-        self.journal.execute("UPDATE claims SET node = NULL, expires_at = 0 WHERE work = ? AND token = ? AND node = ?",
+        self.journal.execute(f"UPDATE claims SET node = NULL, expires_at = 0 WHERE work IN ({self._own(claim)})",  # noqa: S608
                              (claim.work, claim.token, claim.node))
+
+    def forget(self, claim: Claim) -> None:
+        """Inside a step fenced by `claim`: the work is done for good (a transfer taken, a status sent); its claim's
+        row goes (a later claim on the same work starts again, and a stale holder finds no row: refused)."""
+        self.journal.execute("DELETE FROM claims WHERE work = ? AND token = ?", (claim.work, claim.token))
+
+    def _own(self, claim: Claim) -> str:
+        """The claim's row while it is still this node's, unless another node has it locked (taking it over)."""
+        return f"SELECT work FROM claims WHERE work = ? AND token = ? AND node = ?{self._lock(skip_locked=True)}"  # noqa: S608
 
     def extend(self, claims: list[Claim]) -> list[Claim]:
         """Longer leases for `claims`, in one step; the ones taken over meanwhile are left out (quietly: their
@@ -160,7 +190,7 @@ class Claims:
         kept = []
         with self.journal.transaction():
             for claim in claims:
-                if self.journal.execute("UPDATE claims SET expires_at = ? WHERE work = ? AND token = ? AND node = ?",
+                if self.journal.execute(f"UPDATE claims SET expires_at = ? WHERE work IN ({self._own(claim)})",  # noqa: S608
                                         (expires, claim.work, claim.token, claim.node)) == 1:
                     kept.append(Claim(claim.work, claim.node, claim.token, expires))
         return kept
@@ -173,6 +203,8 @@ class HeldClaims:
     def __init__(self, claims: Claims) -> None:
         self.claims = claims
         self._held: dict[str, Claim] = {}
+        self._leases: dict[str, int] = {}  # threads of this node inside lease(work)
+        self._asking: dict[str, threading.Lock] = {}  # per work: one thread of this node asks for its lease at a time
         self._lock = threading.Lock()
 
     def take(self, work: str) -> Claim | None:
@@ -181,7 +213,7 @@ class HeldClaims:
         try:
             claim = self.claims.claim(work)
         except sqlite3.OperationalError as exc:
-            if not _gave_way(exc):
+            if not gave_way(exc):
                 raise
             log.debug("claiming %s gave way to another node (%s); tried again at its next turn", work, exc)
             return None
@@ -195,6 +227,31 @@ class HeldClaims:
             if self._held.get(claim.work) == claim:
                 del self._held[claim.work]
         self.claims.let_go(claim)
+
+    def current(self, claim: Claim) -> Claim:
+        """`claim` as renewed since (its latest lease)."""
+        with self._lock:
+            return self._held.get(claim.work, claim)
+
+    def forget(self, claim: Claim) -> None:
+        """Inside a step fenced by `claim`: the work is done for good (Claims.forget)."""
+        self.claims.forget(claim)
+        with self._lock:
+            if self._held.get(claim.work) == claim:
+                del self._held[claim.work]
+
+    def still_held(self, work: str) -> bool:
+        """Inside a step: whether this node holds `work` now (its claim's token checked; on PostgreSQL its row stays
+        locked until the step commits). One that was taken over says so in one line."""
+        with self._lock:
+            claim = self._held.get(work)
+        if claim is None:
+            return False
+        try:
+            self.claims.check(claim)
+        except FencedOut:
+            return False
+        return True
 
     def renew(self) -> None:
         with self._lock:
@@ -210,14 +267,42 @@ class HeldClaims:
 
     @contextlib.contextmanager
     def lease(self, work: str) -> Iterator[bool]:
-        """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after."""
-        claim = self.take(work)
+        """Hold `work` for the block when no other node holds it (True), else do nothing (False); let go after. Threads
+        of this node share a lease one of them holds (a new claim would fence the holder's writes out)."""
+        with self._lock:
+            asking = self._asking.setdefault(work, threading.Lock())
+        with asking:  # one thread of this node asks at a time: a second one joins the lease the first one got
+            with self._lock:
+                shared = self._leases.get(work, 0) > 0
+                if shared:
+                    self._leases[work] += 1
+            claim = None if shared else self.take(work)
+            if claim is not None:
+                with self._lock:
+                    self._leases[work] = self._leases.get(work, 0) + 1
+        if shared:
+            try:
+                yield True
+            finally:
+                self._leave_lease(work)
+            return
         try:
             yield claim is not None
         finally:
             if claim is not None:
-                with contextlib.suppress(sqlite3.Error, JournalError):
-                    self.let_go(claim)
+                self._leave_lease(work)
+
+    def _leave_lease(self, work: str) -> None:
+        """One thread leaves the lease on `work`; the last one out lets it go."""
+        with self._lock:
+            self._leases[work] -= 1
+            last = self._leases[work] == 0
+            if last:
+                del self._leases[work]
+            current = self._held.get(work)
+        if last and current is not None:
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.let_go(current)
 
     @contextlib.contextmanager
     def fencing(self, claim: Claim | None) -> Iterator[None]:
@@ -230,7 +315,7 @@ class HeldClaims:
             yield
 
 
-def _gave_way(exc: BaseException | None) -> bool:
+def gave_way(exc: BaseException | None) -> bool:
     """Whether the database gave a transaction up for another's sake (a deadlock, a lock not granted in time)."""
     while exc is not None:
         if isinstance(exc, JournalUnavailable):

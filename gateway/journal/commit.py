@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from gateway.errors import JournalError
 from gateway.journal.engine import Connection, Engine
 from gateway.journal.outage import JournalOutage
+from gateway.journal.replay import ReplayingWriter
 
 GROUP_COMMIT_WAIT_SECONDS = 0.002
 
@@ -35,6 +36,8 @@ class GroupCommitJournal:
         self.path = getattr(engine, "path", None)  # the SQLite file, where the journal is one
         self._lock = threading.RLock()
         self._db: Connection = engine.writer()
+        if engine.locks_rows:  # nodes share the database: a deadlock with another node's transaction runs it again
+            self._db = ReplayingWriter(self._db)
         try:
             self.schema_version = engine.migrate(self._db)
         except BaseException:

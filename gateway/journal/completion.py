@@ -15,12 +15,31 @@ from __future__ import annotations
 from datetime import datetime
 
 from gateway.contract.statuses import Status
+from gateway.journal.engine import JournalUnavailable
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 
 SETTLEABLE = (Phase.SENT, Phase.DELIVERED, Phase.EXPIRED, Phase.DONE)
 # Messages journaled before channels said whether they expect one: a kvittering follows an arkivmelding.
 _DEFAULT_RECEIPT_TYPES = frozenset({"arkivmelding"})
+
+
+class RowBusy(JournalUnavailable):
+    """Another node is changing the message now (its step holds the row): this step gives way, and is made again at
+    its next turn (a transfer not confirmed is offered again; a status is asked again next round)."""
+
+    out_of_reach = False
+    sqlstate = "55P03"
+
+
+def _hold_row(journal: Journal, row: int) -> None:
+    """Where nodes share the journal: lock the message's row first, or give way (RowBusy) when another node's step
+    holds it. Waiting for it while this transaction holds other rows would close a circle of waits with that node's
+    (two nodes each applying a status of two messages, in the opposite order: a deadlock)."""
+    if not journal.engine.locks_rows:
+        return
+    if not journal.query("SELECT id FROM messages WHERE id = ? FOR UPDATE SKIP LOCKED", (row,)):
+        raise RowBusy(f"message row {row} is being changed by another node's step")
 
 
 def expects_receipt(detail: dict, message_type: str | None) -> bool:
@@ -56,6 +75,7 @@ def record_status(
     side's clock running behind, and the status counts from our SENDT.
     """
     with journal.transaction():
+        _hold_row(journal, row)
         if stamped_at is not None:
             sent_at = next((e.at for e in journal.events(row) if e.status == Status.SENDT), None)
             if sent_at is not None and stamped_at < sent_at:

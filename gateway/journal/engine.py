@@ -19,6 +19,7 @@ class JournalUnavailable(sqlite3.OperationalError):
     # Whether the database itself is out of reach (no connection, a shutdown), as opposed to one transaction given
     # up (a deadlock, a lock not granted in time, a session ended while it idled): only the first is an outage.
     out_of_reach = True
+    sqlstate = ""  # PostgreSQL's code for it (40P01: a deadlock; 40001: a serialisation failure), where known
 
 
 class Result(Protocol):

@@ -145,6 +145,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX channel_receipts_taken ON channel_receipts (channel, taken_at);
     """,
+    # 9: transfers a channel's listing found waiting, where nodes share the journal: one node lists, and every node
+    # claims and takes them one by one (journal/item_claims.py); `listed_at`: when a listing last saw it; `done_at`:
+    # when it was taken (kept a while, so a listing made just before the take does not bring it back)
+    """
+    CREATE TABLE inbound_takes (
+        channel   TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        listed_at REAL NOT NULL,
+        done_at   REAL,
+        PRIMARY KEY (channel, reference)
+    );
+    CREATE INDEX inbound_takes_listed ON inbound_takes (channel, listed_at);
+    """,
 ]
 
 

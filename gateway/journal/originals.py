@@ -51,11 +51,16 @@ def find(journal: Journal, claim_id: str) -> SentOriginals | None:
     return _of(rows[0]) if rows else None
 
 
-def waiting(journal: Journal, limit: int = 100) -> list[SentOriginals]:
-    """Originals of sent messages still in the work area (their move to sent/ failed), oldest first."""
-    rows = journal.query(
-        f"SELECT {_COLUMNS} FROM sent_originals WHERE filed_at IS NULL ORDER BY id LIMIT ?", (limit,)  # noqa: S608
-    )
+def waiting(journal: Journal, limit: int = 100, noted_before: float | None = None) -> list[SentOriginals]:
+    """Originals of sent messages still in the work area (their move to sent/ failed), oldest first; only those noted
+    before `noted_before` where given (nodes sharing the journal: a younger one is being moved by its sender now)."""
+    if noted_before is not None:
+        rows = journal.query(f"SELECT {_COLUMNS} FROM sent_originals WHERE filed_at IS NULL AND sent_at < ? "  # noqa: S608
+                             "ORDER BY id LIMIT ?", (noted_before, limit))
+    else:
+        rows = journal.query(
+            f"SELECT {_COLUMNS} FROM sent_originals WHERE filed_at IS NULL ORDER BY id LIMIT ?", (limit,)  # noqa: S608
+        )
     return [_of(row) for row in rows]
 
 

@@ -64,6 +64,7 @@ def _translated(exc: Exception, connection: Any = None) -> sqlite3.Error:
             or sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES):
         unavailable = JournalUnavailable(f"PostgreSQL: {words}")
         unavailable.out_of_reach = not (sqlstate[:2] == "40" or sqlstate in _UNAVAILABLE_CODES)
+        unavailable.sqlstate = sqlstate
         return unavailable
     return JournalStatementError(f"PostgreSQL: {words}")
 

@@ -42,6 +42,13 @@ class StatusPollRows:
         params = tuple(value for phase in phases for value in (channel, phase, now, limit))
         return self._many(f"id IN ({union}) ORDER BY next_poll_at, id LIMIT ?", (*params, limit))
 
+    def polls_of(self, rows: Sequence[int]) -> list[MessageRecord]:
+        """The messages of `rows` (claimed for a status poll), those due longest first."""
+        if not rows:
+            return []
+        marks = ", ".join("?" for _ in rows)
+        return self._many(f"id IN ({marks}) ORDER BY next_poll_at, id", tuple(rows))
+
     def set_next_polls(self, next_polls: Mapping[int, float | None]) -> None:
         """When each row's status is next asked for (None: never again), in one commit. A row whose polling
         ended meanwhile (it finished) stays ended. Bookkeeping only: the status files are not touched."""

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from gateway.contract.statuses import Status
+from gateway.journal.engine import Engine
 from gateway.journal.records import MessageRecord
 
 
@@ -23,6 +24,8 @@ class StatusSendRows:
         def _now(self) -> float: ...
         def get(self, row: int) -> MessageRecord: ...
         def transaction(self) -> AbstractContextManager[None]: ...
+
+        engine: Engine
 
     def queue_status_send(self, row: int, status: Status) -> None:
         with self.transaction():
@@ -43,6 +46,8 @@ class StatusSendRows:
     def status_send_done(self, row: int, status: Status) -> None:
         with self.transaction():
             self._db.execute("DELETE FROM status_sends WHERE message = ? AND status = ?", (row, status.value))
+            if self.engine.locks_rows:  # nodes share the sends: the claim on this one goes with it (item_claims.py)
+                self._db.execute("DELETE FROM claims WHERE work = ?", (f"status-send:{row}:{status.value}",))
 
     def status_send_later(self, row: int, status: Status, due_at: float) -> None:
         with self.transaction():

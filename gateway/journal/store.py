@@ -5,6 +5,7 @@ group commit come from commit.py."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -224,14 +225,31 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
             ).fetchone()
         return found is not None
 
-    def mark_clean(self, written: list[MessageRecord]) -> None:
-        """The status files of `written` are on disk; changes made since they were read stay dirty."""
+    def mark_clean(self, written: list[MessageRecord], still_ours: Callable[[], bool] | None = None) -> None:
+        """The status files of `written` are on disk; changes made since they were read stay dirty. Unless
+        `still_ours()` says, in the same step, that the writer still holds the right to write them (nodes sharing
+        the status folder): else another node may have written newer files meanwhile, which these may have
+        replaced, and they are marked to be written again."""
         if not written:
             return
         with self.transaction():
+            if self.engine.locks_rows:
+                # Rows another node has locked (its step about the message is under way) are passed by, not waited
+                # for while this transaction holds others (a deadlock's half): they stay dirty, written again later.
+                marks = ", ".join("?" for _ in written)
+                free = {row for (row,) in self._db.execute(
+                    f"SELECT id FROM messages WHERE id IN ({marks}) ORDER BY id FOR UPDATE SKIP LOCKED",  # noqa: S608
+                    tuple(record.row for record in written)).fetchall()}
+                written = [record for record in written if record.row in free]
+            if not written:
+                return
+            if still_ours is not None and not still_ours():
+                self._db.executemany("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?",
+                                     [(record.row,) for record in sorted(written, key=lambda record: record.row)])
+                return
             self._db.executemany(
                 "UPDATE messages SET status_dirty = status_dirty - ? WHERE id = ?",
-                [(record.status_dirty, record.row) for record in written],
+                [(record.status_dirty, record.row) for record in sorted(written, key=lambda record: record.row)],
             )
 
 

@@ -44,6 +44,7 @@ from gateway.journal.store import Journal
 from gateway.logsetup import event_fields
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.compose import compose, load_sidecar
+from gateway.progress import progress
 from gateway.receipts.writer import StatusWriter
 from gateway.routing.registry import ServiceRecord, ServiceRegistryClient
 from gateway.routing.resolver import route_for
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 SENDABLE = (Phase.SENDING, Phase.ACCEPTED)
 MIN_FREE_BYTES = 1 << 20  # beyond a drop's own needs, before sending goes on after a full disk
 DEFAULT_IN_FLIGHT = 32  # sends on the wire at once per channel, unless the channel's block says otherwise
+LEFT_AFTER_SECONDS = 60.0  # nodes sharing the work: originals not moved this long after their send were left behind
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Sender:
             unclaimed_at=now if self.held is not None else None,
         )
         for row in [*probes, *rows]:
+            progress()
             if self.held is not None:
                 claim = self.held.take(send_work(row))
                 if claim is None:  # another node took it a moment ago
@@ -471,7 +474,10 @@ class Sender:
         once there is room."""
         folders = self.config.folders
         try:
-            for left in originals.waiting(self.journal):
+            # Where nodes share the work, the originals another node's sender is moving now are not moved here too.
+            noted_before = None if self.held is None else self.clock.now().timestamp() - LEFT_AFTER_SECONDS
+            for left in originals.waiting(self.journal, noted_before=noted_before):
+                progress()
                 if left.claim_id and originals.file_away(
                     self.journal, left.claim_id, folders.work_area, folders.sent, self.clock.now().timestamp(),
                     folders.group_id,

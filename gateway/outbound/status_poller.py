@@ -16,7 +16,9 @@ nothing is asked of it, and such an answer to a poll pauses it for every caller.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -25,8 +27,10 @@ from gateway.channels.base import Channel, SentMessage, StatusUpdate
 from gateway.clock import Clock
 from gateway.contract.statuses import Status
 from gateway.delivery.circuit import ChannelCircuit, ChannelPaused
-from gateway.errors import ChannelError
+from gateway.errors import ChannelError, JournalError
+from gateway.journal.claims import Claim, FencedOut, gave_way
 from gateway.journal.completion import record_status
+from gateway.journal.item_claims import ItemClaims
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
@@ -54,7 +58,10 @@ class StatusPoller:
         in_flight: int = 8,
         circuit: ChannelCircuit | None = None,
         schedule: PollSchedule | None = None,
+        items: ItemClaims | None = None,
     ) -> None:
+        """`items`: this node's claims where nodes share the journal (PostgreSQL): every node polls, each message
+        claimed by one for the round; None on SQLite, whose one node polls all."""
         self.journal = journal
         self.statuses = statuses
         self.clock = clock
@@ -65,11 +72,18 @@ class StatusPoller:
         self.in_flight = in_flight
         self.circuit = circuit
         self.schedule = schedule or PollSchedule()
+        self.items = items
+        self._claims: dict[int, Claim] = {}  # row -> this node's claim on polling it this round
 
     def due(self) -> list[MessageRecord]:
         """The messages this round asks about: most of the batch for those waiting for LEVERT (they have a
         deadline); what is left of it for those that may still get LEST or a late LEVERT."""
         now = self.clock.now().timestamp()
+        if self.items is not None:
+            claims = self.items.polls(self.channel.name, WAITING, self.batch - self.batch // 4)
+            claims.update(self.items.polls(self.channel.name, LATE, self.batch - len(claims)))
+            self._claims = claims
+            return self.journal.polls_of(list(claims))
         records = self.journal.due_for_poll(self.channel.name, WAITING, now, self.batch - self.batch // 4)
         return records + self.journal.due_for_poll(self.channel.name, LATE, now, self.batch - len(records))
 
@@ -79,6 +93,16 @@ class StatusPoller:
         if self.circuit is not None and self.circuit.seconds_left() > 0:
             log.debug("%s is paused: no status poll this round", self.channel.name)
             return 0
+        try:
+            return self._round()
+        finally:
+            claims, self._claims = self._claims, {}
+            if self.items is not None:
+                for claim in claims.values():
+                    with contextlib.suppress(sqlite3.Error, JournalError):
+                        self.items.held.let_go(claim)
+
+    def _round(self) -> int:
         records = self._askable(self.due())
         if not records:
             return 0
@@ -119,23 +143,54 @@ class StatusPoller:
         for record in records:
             late = record.phase != Phase.SENT and record.created_at < since
             (done if late or not record.detail.get("reference") else askable).append(record)
-        self.journal.set_next_polls(dict.fromkeys((record.row for record in done), None))
+        self._set_next_polls(dict.fromkeys((record.row for record in done), None))
         return askable
+
+    def _set_next_polls(self, next_polls: dict[int, float | None]) -> None:
+        """journal.set_next_polls for the rows whose claim is still this node's (the others refused, a line each)."""
+        if self.items is None or not next_polls:
+            self.journal.set_next_polls(next_polls)
+            return
+        with self.journal.transaction():
+            kept = {}
+            for row, when in next_polls.items():
+                claim = self.items.held.current(self._claims[row])
+                try:
+                    self.items.held.claims.check(claim)
+                except FencedOut:
+                    continue
+                kept[row] = when
+            self.journal.set_next_polls(kept)
 
     def _record(self, record: MessageRecord, update: StatusUpdate) -> bool:
         status = Status(update.status)
         errors = [update.description] if status == Status.FEIL else None
-        if not record_status(self.journal, record.row, status, update.stamped_at, update.description, errors):
+        try:
+            with self._fencing(record.row):
+                if not record_status(self.journal, record.row, status, update.stamped_at, update.description, errors):
+                    return False
+        except FencedOut:
+            return False  # another node took the message over while this one was asking (said in one line)
+        except sqlite3.OperationalError as exc:
+            if not gave_way(exc):
+                raise
+            log.info("message %s: its %s waits, another node is changing it; asked again next round",
+                     record.message_id, status.value)
             return False
         log.info("message %s: %s on %s", record.message_id, status.value, self.channel.name,
                  extra=event_fields(record.message_id, record.drop_name, self.channel.name, status.value))
         return True
 
+    def _fencing(self, row: int) -> contextlib.AbstractContextManager[None]:
+        if self.items is None:
+            return contextlib.nullcontext()
+        return self.items.held.fencing(self._claims.get(row))
+
     def _schedule(self, answered: list[MessageRecord], ended: set[str]) -> None:
         """Each answered message's next poll, by how long its status has stood still; never again for `ended`."""
         now = self.clock.now().timestamp()
         changed = self.journal.last_status_changes([record.row for record in answered])
-        self.journal.set_next_polls({
+        self._set_next_polls({
             record.row: None if record.message_id in ended
             else self.schedule.next_poll(now, changed.get(record.row, record.created_at))
             for record in answered

@@ -65,6 +65,9 @@ class StatusWriter:
         # Where several nodes share the journal and the status folder: a lease only one node holds at a time
         # (True when this one has it), so no two nodes write and mark the same changes (daemon.py sets it).
         self.one_node_at_a_time: Callable[[], contextlib.AbstractContextManager[bool]] | None = None
+        # Inside the step that marks written files clean: whether the lease is still this node's (one that stalled
+        # past it may have written files older than the new holder's: they are marked to be written again instead).
+        self.still_ours: Callable[[], bool] | None = None
 
     def report(self, record: MessageRecord) -> StatusReport:
         return StatusReport(
@@ -191,7 +194,7 @@ class StatusWriter:
                                        self.folder, where)
                     return written
                 try:
-                    self.journal.mark_clean(dirty)
+                    self.journal.mark_clean(dirty, still_ours=self.still_ours)
                 except sqlite3.OperationalError as exc:
                     # Written, but not noted (a full disk under the journal): written again at the next flush.
                     self._repeated.log(logging.ERROR, f"status files noted: {same_kind(str(exc))}",

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
-from gateway.journal.claims import Claims, FencedOut, send_work
+from gateway.journal.claims import Claims, FencedOut, HeldClaims, send_work
 from gateway.journal.nodes import NodeNameTaken, NodeRegistry
 from gateway.journal.phases import Phase
 
@@ -226,3 +226,16 @@ def test_a_node_paused_inside_a_transaction_holds_no_lock_for_long(postgres_data
     finally:
         paused_journal.close()
         taker_journal.close()
+
+
+def test_threads_of_one_node_share_its_lease(journal_place, clock):
+    journal = journal_place.open(clock)
+    try:
+        held = HeldClaims(Claims(journal, "node-a", clock))
+        with held.lease("job:status-files") as first, held.lease("job:status-files") as second:
+            assert first and second
+            # One claim: the second thread did not take the lease from the first (whose writes it would fence out).
+            assert journal.query("SELECT node, token FROM claims WHERE work = 'job:status-files'") == [("node-a", 1)]
+        assert journal.query("SELECT node FROM claims WHERE work = 'job:status-files'") == [(None,)], "let go"
+    finally:
+        journal.close()

@@ -1,7 +1,8 @@
 """Two nodes (real daemons) on one PostgreSQL and one shared folder tree race for the same 500 drops (polling
 intake, as on a share): each drop is claimed by exactly one node, through the atomic rename into the shared work
 area and its journal row, each message is sent exactly once (counted at the sandbox per messageId), and every
-status file reaches its final status."""
+status file reaches its final status. B's answers are taken by both nodes, each once (inbound takes claimed one by
+one)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 DROPS = 500
 SHARED = ("outbox", "status", "inbox", "failed", "sent", "work")
 ACCEPTED = re.compile(r"accepted drop '([^']+)'")
+LEVERT_FROM = re.compile(r"message ([0-9a-f-]+): LEVERT from ")
 
 
 def node_config(tmp_path: Path, sandbox: SandboxProcess, postgres_database, name: str) -> Path:
@@ -34,18 +36,21 @@ def node_config(tmp_path: Path, sandbox: SandboxProcess, postgres_database, name
         "create_missing": True, "state": str(tmp_path / name / "state"),
         **{folder: str(share / folder) for folder in SHARED},
     }
+    # Two nodes, the peer, the sandbox and PostgreSQL on two shared cores: a round of 250 drops or status files can
+    # stand still for half a minute while it moves on; the watchdog's grace is not what this test is about.
     config = gateway_config(tmp_path / name, sandbox, A, folders=folders,
-                            intake={"mode": "polling", "scan_interval_seconds": 0.3, "quiet_period_seconds": 0.2})
+                            intake={"mode": "polling", "scan_interval_seconds": 0.3, "quiet_period_seconds": 0.2},
+                            ops={"heartbeat_grace_seconds": 600})
     postgres_journal(config, postgres_database, name)
     return config
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.xfail(reason="known, not fixed yet: two nodes' group-committed transactions deadlock on PostgreSQL (a "
-                   "status poll, a status flush, a send pass each logged as an ERROR once in a while), and in the "
-                   "last run 3 of 500 status files stayed short of LEVERT; each drop was claimed once and each "
-                   "message delivered once; not run until it is fixed: it costs six minutes of the suite and, as an "
-                   "xfail, could not fail", run=False)
+@pytest.mark.xfail(reason="not yet passing three times in a row (#19): the deadlocks between the nodes' transactions"
+                   " are fixed (none in the last runs), and the last run delivered every message once, took B's answers"
+                   " on both nodes once each and brought every status file to LEVERT, but node-1 did not stop within "
+                   "30 s of SIGTERM on a machine at load 30 (cause not found yet); not run until it passes: it costs "
+                   "six minutes of the suite and, as an xfail, could not fail", run=False)
 def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, postgres_database):
     sandbox = SandboxProcess(tmp_path / "sandbox")
     b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B)).start()
@@ -101,4 +106,9 @@ def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, pos
     assert collections.Counter(uploads.get(f"0192:{A}/{m}", 0) for m in message_ids) == {1: DROPS}
     assert sorted(message_ids_of_status_files(status)) == sorted(message_ids), "one status file per message"
     assert not [entry for entry in outbox.iterdir() if not entry.name.startswith(".")]
-    print(f"\ndrops taken per node: {[len(names) for names in accepted]}")
+    # B's answers (MOTTATT, LEVERT) are transfers to A: one node lists them, both take them, each one once.
+    answered = [LEVERT_FROM.findall(node.log.read_text(errors="replace")) for node in nodes]
+    assert all(answered), f"both nodes took answers: {[len(ids) for ids in answered]}"
+    assert collections.Counter(answered[0] + answered[1]) == dict.fromkeys(message_ids, 1), "each answer taken once"
+    print(f"\ndrops taken per node: {[len(names) for names in accepted]}; LEVERT answers taken per node: "
+          f"{[len(ids) for ids in answered]}")
