@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import random
 import shutil
 import sqlite3
 import threading
@@ -123,6 +124,7 @@ class Sender:
         self.on_free: Callable[[], None] | None = None
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
+        self._shuffle = random.Random()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -150,12 +152,19 @@ class Sender:
                 in_flight.add(probe)
                 free -= 1
         now = self.clock.now().timestamp()
-        rows = self.journal.due_rows(
-            SENDABLE, now, free, exclude=in_flight, exclude_channels=paused | full,
-            unclaimed_at=now if self.held is not None else None,
-        )
+        if self.held is None:
+            rows = self.journal.due_rows(SENDABLE, now, free, exclude=in_flight, exclude_channels=paused | full)
+        else:
+            # Nodes sharing the journal read the same due rows in the same order: each takes its share from a
+            # window twice as wide, in an order of its own, so two nodes seldom reach for the same message.
+            window = self.journal.due_rows(SENDABLE, now, 2 * free, exclude=in_flight,
+                                           exclude_channels=paused | full, unclaimed_at=now)
+            rows = self._shuffle.sample(window, len(window))
+        started = 0
         for row in [*probes, *rows]:
             progress()
+            if row not in probes and started >= free:
+                break
             if self.held is not None:
                 claim = self.held.take(send_work(row))
                 if claim is None:  # another node took it a moment ago
@@ -169,7 +178,9 @@ class Sender:
                 if row in probes:
                     self._probed[row] = probes[row]
             self._pool.submit(self._guarded, row, row in probes)
-        return len(probes) + len(rows)
+            if row not in probes:
+                started += 1
+        return len(probes) + started
 
     def _fencing(self, row: int) -> contextlib.AbstractContextManager[None]:
         """Every journal step about `row` checks this node's claim on it first (several nodes: see journal/claims)."""
