@@ -193,7 +193,14 @@ class Claims:
                 if self.journal.execute(f"UPDATE claims SET expires_at = ? WHERE work IN ({self._own(claim)})",  # noqa: S608
                                         (expires, claim.work, claim.token, claim.node)) == 1:
                     kept.append(Claim(claim.work, claim.node, claim.token, expires))
+                elif self._still_own(claim):
+                    kept.append(claim)  # locked by a step of this node's right now: renewed at the next round
         return kept
+
+    def _still_own(self, claim: Claim) -> bool:
+        """Whether `claim`'s row still names this node and token (read without waiting for a lock on it)."""
+        rows = self.journal.query("SELECT node, token FROM claims WHERE work = ?", (claim.work,))
+        return bool(rows) and tuple(rows[0]) == (claim.node, claim.token)
 
 
 class HeldClaims:
@@ -256,7 +263,15 @@ class HeldClaims:
     def renew(self) -> None:
         with self._lock:
             held = list(self._held.values())
-        kept = {claim.work: claim for claim in self.claims.extend(held)}
+        try:
+            kept = {claim.work: claim for claim in self.claims.extend(held)}
+        except (sqlite3.OperationalError, JournalError) as exc:
+            if not gave_way(exc):
+                raise
+            # The leases run for three rounds of this job: one round given up to another node's step loses none.
+            log.warning("node %s: renewing its %d leases gave way to another node's step (%s); tried again next "
+                        "round", self.claims.node, len(held), exc)
+            return
         with self._lock:
             for claim in held:
                 if self._held.get(claim.work) == claim:

@@ -239,3 +239,39 @@ def test_threads_of_one_node_share_its_lease(journal_place, clock):
         assert journal.query("SELECT node FROM claims WHERE work = 'job:status-files'") == [(None,)], "let go"
     finally:
         journal.close()
+
+
+def test_a_lease_whose_row_a_step_of_its_own_node_holds_stays_held_through_a_renewal(postgres_database, clock):
+    """The renewal passes a locked row by (it never waits); a row locked by this node's own step is still this
+    node's: the claim stays held (renewed next round), not dropped as though taken over."""
+    from gateway.journal.postgres_engine import PostgresEngine
+    from gateway.journal.store import Journal
+
+    stepping = Journal(PostgresEngine(postgres_database.url, postgres_database.password), clock)
+    renewing = Journal(PostgresEngine(postgres_database.url, postgres_database.password), clock)
+    try:
+        [row] = _accepted(stepping, 1)
+        held = HeldClaims(Claims(renewing, "node-a", clock, lease_seconds=30))
+        claim = held.take(send_work(row))
+        assert claim is not None
+        inside, done = threading.Event(), threading.Event()
+
+        def step() -> None:
+            with Claims(stepping, "node-a", clock, lease_seconds=30).fenced(claim):
+                inside.set()
+                done.wait(20)
+
+        thread = threading.Thread(target=step)
+        thread.start()
+        assert inside.wait(10)
+        held.renew()
+        assert held.current(claim) == claim, "kept while its own step holds the row"
+        done.set()
+        thread.join(20)
+        clock.advance(10)
+        held.renew()
+        renewed = held.current(claim)
+        assert renewed.token == claim.token and renewed.expires_at > claim.expires_at
+    finally:
+        stepping.close()
+        renewing.close()
