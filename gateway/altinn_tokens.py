@@ -15,7 +15,7 @@ import jwt
 
 from gateway.clock import Clock
 from gateway.errors import RetryableChannelError
-from gateway.maskinporten import REFUSAL_PAUSE_S, CachedToken, TokenClient
+from gateway.maskinporten import CachedToken, TokenClient
 from gateway.tokens import check_response, translated_http_errors
 
 DEFAULT_LIFETIME_S = 30 * 60.0  # Altinn's; used when a token does not say
@@ -62,14 +62,14 @@ class AltinnTokens(CachedToken):
                 raise RetryableChannelError(
                     f"{what}: Altinn refused the Maskinporten token (HTTP {response.status_code}); the token's "
                     "scopes must be registered for Altinn, and network.environment must match the Altinn "
-                    "environment (test: tt02)", retry_after=REFUSAL_PAUSE_S, throttled=True)
+                    "environment (test: tt02)", retry_after=self.maskinporten.refusal_pause_s, throttled=True)
             check_response(response, what)
             token = response.text.strip().strip('"')
             if token.count(".") != 2:
                 raise RetryableChannelError(f"{what}: the answer is not a token")
             return token
         raise RetryableChannelError(f"{what}: Altinn refused the Maskinporten token twice",
-                                    retry_after=REFUSAL_PAUSE_S, throttled=True)
+                                    retry_after=self.maskinporten.refusal_pause_s, throttled=True)
 
     def renew_after_refusal(self, refused: str) -> bool:
         """An Altinn service answered 401 to `refused`: renew it once, with a new Maskinporten token too."""

@@ -217,6 +217,9 @@ class NetworkConfig:
     # (its settings' `legacy`), not kept here.
     registry_cache_seconds: float = 300.0
     send_interval_seconds: float = 1.0
+    # How long a channel pauses after Maskinporten refused our grant (or Altinn our token): asking again at
+    # once would only be refused again.
+    refusal_pause_seconds: float = 60.0
     http_timeout_seconds: float = 30.0
     max_parallel_sends: int = 4
     # Outbound HTTP (gateway/outbound_http.py): one proxy for http and https, used instead of the proxy
@@ -411,6 +414,7 @@ _POSITIVE = {
     "messages.default_lifetime_hours",
     "retention.purge_interval_minutes",
     "network.send_interval_seconds",
+    "network.refusal_pause_seconds",
     "network.http_timeout_seconds",
     "network.max_parallel_sends",
 }

@@ -124,5 +124,6 @@ def authorisation_for(config: Config, identity: OrgIdentity, http: httpx.Client,
         key=GrantKey(identity.private_key, certificate=identity.certificate),
         http=http,
         clock=clock,
+        refusal_pause_s=network.refusal_pause_seconds,
     )
     return Authorisation(maskinporten, network.altinn_exchange_url, http, clock, altinn_key=altinn_key)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from gateway.formats.keys import OrgIdentity, load_pkcs12
+from gateway.formats.keys import OrgIdentity, load_pkcs12, orgnr_of, remember_pkcs12
 
 P12_PASSWORD = "changeit"  # noqa: S105 - the published password of the dev keystores
 _ROOT = "root-ca"
@@ -142,7 +142,8 @@ def _load_or_create_authority(
 ) -> _Authority:
     key_path, cert_path = folder / f"{stem}-key.pem", folder / f"{stem}.pem"
     if key_path.exists() and cert_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        # The dev PKI wrote this key itself (0600, in its own folder): the RSA key check would only re-prove it.
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
         assert isinstance(key, RSAPrivateKey)
         return _Authority(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
     key = _new_key()
@@ -313,6 +314,8 @@ def _write_org_files(
     (folder / f"{orgnr}-chain.pem").write_bytes(_cert_pem(*chain))
     # The .p12 is written last: its presence marks the organisation as complete.
     _write_private(folder / f"{orgnr}.p12", p12)
+    # This process made the key: dev_identity need not decrypt and check it again.
+    remember_pkcs12(p12, P12_PASSWORD, orgnr, OrgIdentity(orgnr_of(certificate), key, certificate, chain))
 
 
 def issue_identity(

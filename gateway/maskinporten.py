@@ -39,7 +39,8 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 120  # Maskinporten's most: exp - iat <= 120 s
 SYSTEM_USER_TYPE = "urn:altinn:systemuser"
 ORG_AUTHORITY = "iso6523-actorid-upis"
-REFUSAL_PAUSE_S = 60.0  # a refused grant pauses the channel: the same grant would be refused again at once
+# A refused grant pauses the channel: the same grant would be refused again at once (network.refusal_pause_seconds).
+REFUSAL_PAUSE_S = 60.0
 _MP_CODE = re.compile(r"\bMP-\d{3}\b")
 
 
@@ -97,8 +98,8 @@ FIXES: dict[str, str] = {
 class GrantRefused(RetryableChannelError):
     """Maskinporten refused our grant; `code` is its MP code (or its OAuth error when it gave none)."""
 
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message, retry_after=REFUSAL_PAUSE_S, throttled=True)
+    def __init__(self, message: str, code: str, pause_s: float = REFUSAL_PAUSE_S) -> None:
+        super().__init__(message, retry_after=pause_s, throttled=True)
         self.code = code
 
 
@@ -205,6 +206,7 @@ class TokenClient(CachedToken):
         leeway_s: int = 30,  # 120 s tokens kept 90 s, as the reference keeps them
         system_user: SystemUser | None = None,
         consumer_org: str | None = None,
+        refusal_pause_s: float = REFUSAL_PAUSE_S,
     ) -> None:
         super().__init__(clock)
         self.token_url = token_url
@@ -216,6 +218,7 @@ class TokenClient(CachedToken):
         self.leeway_s = leeway_s
         self.system_user = system_user
         self.consumer_org = consumer_org
+        self.refusal_pause_s = refusal_pause_s
         self.grants_made = 0
 
     def assertion(self) -> str:
@@ -272,20 +275,21 @@ class TokenClient(CachedToken):
         words = description or error or response.reason_phrase
         said = words if code in words else f"{code}: {words}"
         message = f"{what}: Maskinporten refused the grant ({said})"
-        return GrantRefused(f"{message}; {fix}" if fix else message, code)
+        return GrantRefused(f"{message}; {fix}" if fix else message, code, self.refusal_pause_s)
 
 
 class Maskinporten:
     """The organisation's Maskinporten client: one `TokenClient` per scope set, system user and consumer_org."""
 
     def __init__(self, token_url: str, audience: str, client_id: str, key: GrantKey, http: httpx.Client,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, refusal_pause_s: float = REFUSAL_PAUSE_S) -> None:
         self.token_url = token_url
         self.audience = audience
         self.client_id = client_id
         self.key = key
         self.http = http
         self.clock = clock or SystemClock()
+        self.refusal_pause_s = refusal_pause_s
         self._lock = threading.Lock()
         self._clients: dict[tuple[Any, ...], TokenClient] = {}
 
@@ -297,7 +301,8 @@ class Maskinporten:
             client = self._clients.get(cache_key)
             if client is None:
                 client = TokenClient(self.token_url, self.audience, self.client_id, chosen_key, scopes, self.http,
-                                     self.clock, system_user=system_user, consumer_org=consumer_org)
+                                     self.clock, system_user=system_user, consumer_org=consumer_org,
+                                     refusal_pause_s=self.refusal_pause_s)
                 self._clients[cache_key] = client
             return client
 

@@ -11,6 +11,7 @@ as a comma list of hosts, domains (their subdomains too), IP addresses and CIDR 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import ssl
@@ -120,10 +121,29 @@ def proxy_settings(config: Config, environ: Mapping[str, str] | None = None) -> 
     return ProxySettings(by_scheme, no_proxy, source, reason)
 
 
+def default_tls_context() -> ssl.SSLContext:
+    """httpx's default trust (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR), built once per process and
+    environment: reading the CA file is most of what a client costs to make."""
+    return _tls_context(None, None, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
 def tls_context(config: Config) -> ssl.SSLContext:
-    """httpx's default trust (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR) plus `network.tls_ca_bundle`."""
-    context = httpx.create_ssl_context(verify=True, trust_env=True)
+    """httpx's default trust (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR) plus `network.tls_ca_bundle`; one
+    context per process for the same trust (the bundle's content is told by its modification time)."""
     bundle = config.network.tls_ca_bundle
+    try:
+        changed = bundle.stat().st_mtime_ns if bundle is not None else None
+    except OSError:
+        changed = None  # _tls_context says why it cannot be read
+    return _tls_context(bundle, changed, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(
+    bundle: Path | None, changed: int | None, cert_file: str | None, cert_dir: str | None
+) -> ssl.SSLContext:
+    # cert_file and cert_dir are the environment httpx reads: they key the cache, httpx reads them itself.
+    context = httpx.create_ssl_context(verify=True, trust_env=True)
     if bundle is not None:
         try:
             context.load_verify_locations(cafile=str(bundle))

@@ -3,6 +3,8 @@ gateway/trust/ and is re-exported here for the modules that know it by this name
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +22,7 @@ from gateway.trust.store import CLOCK_SKEW, TrustStore, TrustVerdict, validity_p
 
 __all__ = [
     "CLOCK_SKEW", "OrgIdentity", "TrustStore", "TrustVerdict", "describe", "identity_problems", "load_pem",
-    "load_pkcs12", "orgnr_of", "validity_problem",
+    "load_pkcs12", "orgnr_of", "remember_pkcs12", "validity_problem",
 ]
 
 
@@ -56,9 +58,42 @@ def _identity(
     return OrgIdentity(orgnr_of(certificate), key, certificate, tuple(chain))
 
 
+# Identities read from PKCS#12 files, by the file's content, password and alias: a process that asks again
+# for the same keystore (the sandbox for each of its peers, a daemon's start-up check beside its wiring) gets
+# it without another key derivation and RSA key check. The content, not the modification time, keys it: a
+# keystore rewritten within the file system's timestamp granularity is still read anew.
+_LOADED: dict[tuple[str, str, str | None], OrgIdentity] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _cache_key(data: bytes, password: str, alias: str | None) -> tuple[str, str, str | None]:
+    secret = hashlib.sha256(password.encode("utf-8")).hexdigest()  # the password itself is not kept
+    return (hashlib.sha256(data).hexdigest(), secret, alias)
+
+
+def remember_pkcs12(data: bytes, password: str, alias: str | None, identity: OrgIdentity) -> None:
+    """`identity` is what the keystore `data` (made by this process) holds: load_pkcs12 gives it without
+    decrypting and checking the key again (the dev PKI's keystores, made here)."""
+    key = _cache_key(data, password, alias)
+    with _LOADED_LOCK:
+        _LOADED[key] = identity
+
+
 def load_pkcs12(path: Path, password: str, alias: str | None = None) -> OrgIdentity:
     """Load a key entry of a PKCS#12 keystore: the one named `alias`, or the only one."""
     data = _read(path, "keystore")
+    key = _cache_key(data, password, alias)
+    with _LOADED_LOCK:
+        cached = _LOADED.get(key)
+    if cached is not None:
+        return cached
+    identity = _load_pkcs12(path, data, password, alias)
+    with _LOADED_LOCK:
+        _LOADED[key] = identity
+    return identity
+
+
+def _load_pkcs12(path: Path, data: bytes, password: str, alias: str | None) -> OrgIdentity:
     try:
         entries = key_entries(data, password.encode("utf-8"))
     except ValueError:

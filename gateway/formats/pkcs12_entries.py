@@ -37,7 +37,7 @@ def key_entries(data: bytes, password: bytes) -> list[KeyEntry]:
     bundle = pkcs12.load_pkcs12(data, password)  # checks the MAC, so the password is right from here on
     stored = [bundle.cert, *bundle.additional_certs] if bundle.cert else list(bundle.additional_certs)
     certificates = list(dict.fromkeys(item.certificate for item in stored))
-    keys = _key_bags(data, password)
+    keys = _key_bags(data, password, bundle.key)
     if not keys and bundle.key is not None:
         # Key bags inside an encrypted SafeContents: rare; cryptography still found the first one.
         name = bundle.cert.friendly_name if bundle.cert else None
@@ -49,8 +49,14 @@ def key_entries(data: bytes, password: bytes) -> list[KeyEntry]:
     return entries
 
 
-def _key_bags(data: bytes, password: bytes) -> list[tuple[str | None, PrivateKeyTypes]]:
-    """(alias, key) of each key bag in the plain SafeContents, where keytool and OpenSSL put them."""
+def _key_bags(
+    data: bytes, password: bytes, first_key: PrivateKeyTypes | None
+) -> list[tuple[str | None, PrivateKeyTypes]]:
+    """(alias, key) of each key bag in the plain SafeContents, where keytool and OpenSSL put them.
+
+    With one key bag, its key is `first_key`, the one load_pkcs12 already decrypted and checked: it is not
+    decrypted (a key derivation) and checked (an RSA key check) a second time.
+    """
     try:
         safe = asn1_pkcs12.Pfx.load(data).authenticated_safe
         contents = [
@@ -69,6 +75,8 @@ def _key_bags(data: bytes, password: bytes) -> list[tuple[str | None, PrivateKey
             found.append((alias, bag["bag_value"].untag().dump(), shrouded))
     except (ValueError, TypeError, KeyError):
         return []  # a layout asn1crypto cannot read: fall back to what cryptography found
+    if len(found) == 1 and first_key is not None:
+        return [(found[0][0], first_key)]
     entries = []
     for alias, key_der, shrouded in found:
         try:

@@ -47,6 +47,7 @@ from gateway.formats.sbd import (
     new_sbd,
 )
 from gateway.maskinporten import GrantKey, Maskinporten, SystemUser, default_client_id, default_system_user_name
+from gateway.outbound_http import default_tls_context
 from gateway.routing.registry import ServiceRegistryClient
 from gateway.sandbox.auth import sandbox_exchange_url
 from gateway.trust.policy import SANDBOX_REGISTRY
@@ -212,7 +213,7 @@ class AutomaticPeer:
         self.clock = clock or SystemClock()
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._http = httpx.Client(timeout=60)
+        self._http = httpx.Client(timeout=60, verify=default_tls_context())
         # The peer authenticates as a real integration point does: Maskinporten for the registry, Altinn tokens
         # (exchanged) naming its system user for the broker, one per scope.
         maskinporten = Maskinporten(token_url, token_audience, default_client_id(orgnr),

@@ -74,7 +74,9 @@ class SandboxSigningKey:
         data_dir.mkdir(parents=True, exist_ok=True)
         key_path, cert_path = data_dir / KEY_FILE, data_dir / CERT_FILE
         if key_path.exists() and cert_path.exists():
-            private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            # The sandbox made this key and file itself (below): the RSA key check would only re-prove it.
+            private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None,
+                                                             unsafe_skip_rsa_key_validation=True)
             assert isinstance(private_key, rsa.RSAPrivateKey)
             certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
             return cls(private_key, certificate)

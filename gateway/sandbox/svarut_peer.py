@@ -33,6 +33,7 @@ from gateway.errors import GatewayError
 from gateway.formats.cms import encrypt_stream
 from gateway.formats.keys import OrgIdentity
 from gateway.maskinporten import GrantKey, Maskinporten, default_client_id
+from gateway.outbound_http import default_tls_context
 from gateway.sandbox.peer import small_pdf
 from gateway.sandbox.svarut_store import account_id_for, integration_id_for, password_for
 
@@ -69,7 +70,7 @@ class MunicipalityPeer:
         self.archive = self.work_dir / "archive"
         self.archive.mkdir(parents=True, exist_ok=True)
         self.clock = SystemClock()
-        self._http = httpx.Client(timeout=60)
+        self._http = httpx.Client(timeout=60, verify=default_tls_context())
         maskinporten = Maskinporten(token_url, token_audience, default_client_id(orgnr),
                                     GrantKey(identity.private_key, certificate=identity.certificate), self._http,
                                     self.clock)

@@ -17,7 +17,7 @@ from gateway.devcerts import P12_PASSWORD, DevPki, create_dev_pki, dev_identity,
 from gateway.errors import KeystoreError, SecurityError
 from gateway.formats.keys import OrgIdentity, TrustStore, identity_problems, load_pem, load_pkcs12
 
-from .keystores import multi_entry_keystore
+from .keystores import multi_entry_keystore, single_entry
 from .support import RECEIVER, SENDER, key_and_cert_paths, openssl
 
 
@@ -29,6 +29,20 @@ def test_pkcs12_and_pem_give_the_same_identity(pki: DevPki) -> None:
     assert from_p12.certificate == from_pem.certificate
     assert from_p12.chain == from_pem.chain and len(from_p12.chain) == 2
     assert identity_problems(from_p12, SENDER, datetime.now(UTC)) == []
+
+
+def test_a_keystore_written_here_reads_back_and_a_rewritten_one_is_read_anew(pki: DevPki, tmp_path: Path) -> None:
+    # The dev PKI's own keystores are known to this process without reading them back: these are new files.
+    first, second = (issue_identity(pki, SENDER, "Sender AS") for _ in range(2))
+    keystore = tmp_path / "rewritten.p12"
+    keystore.write_bytes(single_entry(first, "one", "pw"))
+    loaded = load_pkcs12(keystore, "pw", alias="one")
+    assert loaded.certificate == first.certificate and loaded.chain == first.chain
+    assert loaded.private_key.private_numbers() == first.private_key.private_numbers()
+    keystore.write_bytes(single_entry(second, "one", "pw"))  # same path, same size, within the same tick
+    assert load_pkcs12(keystore, "pw", alias="one").certificate == second.certificate
+    with pytest.raises(KeystoreError, match="wrong password"):
+        load_pkcs12(keystore, "not-pw", alias="one")
 
 
 def test_wrong_pkcs12_password_says_so_in_one_line(pki: DevPki) -> None:

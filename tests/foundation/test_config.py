@@ -91,6 +91,7 @@ def test_unknown_key_inside_a_section_is_named_with_the_known_keys(tmp_path):
         ("organisation", "name", ["a"], "organisation.name must be text"),
         ("retention", "sent_days", -1, "retention.sent_days must be greater than 0"),
         ("intake", "scan_interval_seconds", 0, "intake.scan_interval_seconds must be greater than 0"),
+        ("network", "refusal_pause_seconds", 0, "network.refusal_pause_seconds must be greater than 0"),
     ],
 )
 def test_wrong_type_names_the_key_and_the_expected_type(tmp_path, section, key, value, expected):
