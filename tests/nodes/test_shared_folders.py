@@ -11,7 +11,6 @@ import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,25 +18,12 @@ from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wai
 from tests.dpo.statusfiles import current, message_ids_of_status_files
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
-from tests.nodes.test_database_outage import postgres_journal
+from tests.nodes.support import node_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 DROPS = 500
-SHARED = ("outbox", "status", "inbox", "failed", "sent", "work")
 ACCEPTED = re.compile(r"accepted drop '([^']+)'")
-
-
-def node_config(tmp_path: Path, sandbox: SandboxProcess, postgres_database, name: str) -> Path:
-    share = tmp_path / "share"
-    folders = {
-        "create_missing": True, "state": str(tmp_path / name / "state"),
-        **{folder: str(share / folder) for folder in SHARED},
-    }
-    config = gateway_config(tmp_path / name, sandbox, A, folders=folders,
-                            intake={"mode": "polling", "scan_interval_seconds": 0.3, "quiet_period_seconds": 0.2})
-    postgres_journal(config, postgres_database, name)
-    return config
 
 
 @pytest.mark.timeout(1200)
