@@ -76,7 +76,7 @@ class Nodes:
             process.check_log()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)  # a bound for a hang only: the waits inside end when nothing moves
 @pytest.mark.parametrize("node_count", [2, 3])
 def test_nodes_killed_at_random_lose_and_double_nothing(tmp_path, postgres_database, node_count):
     rng = random.Random(1900 + node_count)
@@ -101,7 +101,7 @@ def test_nodes_killed_at_random_lose_and_double_nothing(tmp_path, postgres_datab
             time.sleep(rng.uniform(*DOWN_SECONDS))
             nodes.start(victim)
         nodes.say("killing ends")
-        traffic.wait_until_done(300)
+        traffic.wait_until_done()
         time.sleep(3)  # anything still in flight would show up as a duplicate now
         traffic.read_svarut()
         nodes.say("all done")
