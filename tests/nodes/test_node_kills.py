@@ -115,4 +115,5 @@ def test_nodes_killed_at_random_lose_and_double_nothing(tmp_path, postgres_datab
     traffic.check_each_once(f"; the kills:\n{schedule}")
     assert all(nodes.kills[name] >= KILLS_PER_NODE for name in nodes.processes), schedule
     nodes.check_logs()
-    print(f"\nkills: {dict(nodes.kills)}; {cpu.summary()}; schedule:\n{schedule}")
+    print(f"\nkills: {dict(nodes.kills)}; {cpu.summary()}; temporary files left in the status folder: "
+          f"{len(traffic.leftover_temporary_files())}; schedule:\n{schedule}")
