@@ -85,7 +85,7 @@ def test_nodes_killed_at_random_lose_and_double_nothing(tmp_path, postgres_datab
     configs = [node_config(tmp_path, sandbox, postgres_database, f"node-{n}", **NODE_SETTINGS)
                for n in range(1, node_count + 1)]
     nodes = Nodes(configs)
-    traffic = Traffic(tmp_path, sandbox, rng, MESSAGES)
+    traffic = Traffic(tmp_path, sandbox, rng, MESSAGES, postgres_database)
     try:
         for name in nodes.processes:
             nodes.start(name)

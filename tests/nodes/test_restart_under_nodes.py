@@ -41,7 +41,7 @@ def test_postgresql_restarted_under_two_nodes_sending_and_receiving(tmp_path, po
     # A session the server cut in the middle of a step ends that step with the outage's one line (an ERROR).
     nodes = [DaemonProcess(config, config.parent / "daemon.log", allowed_log=(OUTAGE_LINE,)).start()
              for config in configs]
-    traffic = Traffic(tmp_path, sandbox, random.Random(1919), MESSAGES)
+    traffic = Traffic(tmp_path, sandbox, random.Random(1919), MESSAGES, postgres_database)
     stopped = False
     try:
         endpoints = []

@@ -18,6 +18,7 @@ import httpx
 
 from tests.dpo.network import A, SandboxProcess
 from tests.nodes.support import ArchiveSystem, FinalStatuses, drop_messages
+from tests.postgres import PostgresDatabase
 
 MUNICIPALITY = "944444408"
 # Short intervals: the counts, not the waits between polls, make the run's length. A machine shared with other
@@ -33,8 +34,11 @@ def message_ids(rng: random.Random, count: int) -> list[str]:
 class Traffic:
     """`count` messages out and `count` in, their ids drawn from `rng` (a seeded run draws the same ones)."""
 
-    def __init__(self, root: Path, sandbox: SandboxProcess, rng: random.Random, count: int) -> None:
+    def __init__(self, root: Path, sandbox: SandboxProcess, rng: random.Random, count: int,
+                 database: PostgresDatabase | None = None) -> None:
+        """`database`: the nodes' journal, read to say where a message that is short stands."""
         self.sandbox = sandbox
+        self.database = database
         self.share = root / "share"
         self.count = count
         self.outgoing, self.incoming = message_ids(rng, count), message_ids(rng, count)
@@ -71,7 +75,17 @@ class Traffic:
                      "incoming messages taken by the archive system", lambda: sorted(incoming - self.archive.seen()))
         for final in (self.out_final, self.in_final):
             _wait_moving(final.count, self.count, stall_seconds, "status files at their final status",
-                         lambda final=final: list(final.missing().items()))
+                         lambda final=final: self._where([*final.missing().items()][:5]))
+
+    def _where(self, short: list[tuple[str, str | None]]) -> list:
+        """Each short status file with its status, and its message's row and claim in the journal."""
+        if self.database is None:
+            return short
+        query = ("SELECT m.phase, m.status_dirty, m.attempts, m.next_attempt_at, m.errors, c.node, c.token, "
+                 "c.expires_at, extract(epoch from now()) FROM messages m "
+                 "LEFT JOIN claims c ON c.work = 'send:' || m.id WHERE m.status_name = %s")
+        with self.database.connect() as connection:
+            return [(name, status, connection.execute(query, (name,)).fetchall()) for name, status in short]
 
     def read_svarut(self) -> None:
         """What SvarUt holds, for check_each_once(): read once the run is done, before the sandbox stops."""
