@@ -347,6 +347,7 @@ class Daemon:
 
     def _retention(self) -> None:
         assert self.journal is not None
+        self.statuses.remove_leftovers()
         retention = self.config.retention
         run_retention(
             self.journal,

@@ -4,6 +4,7 @@ staging area, its recovery after a crash, and noticing that the archive system t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -38,9 +39,17 @@ class Inbox:
             return
         target = self.config.folders.inbox / folder_name
         if target.exists():
-            shutil.rmtree(staging)  # handed over already; a leftover copy
+            with contextlib.suppress(FileNotFoundError):  # another node's hand-over moved it meanwhile
+                shutil.rmtree(staging)  # handed over already; a leftover copy
             return
-        durable_rename(staging, target)
+        try:
+            durable_rename(staging, target)
+        except (FileNotFoundError, FileExistsError):
+            # Nodes share the staging folder on the inbox's share: another node's hand-over of this message (the
+            # node that received it, or one finishing hand-overs at its start) moved it first, and once.
+            if staging.exists():
+                raise
+            log.info("message %s was handed over to the inbox by another node", record.message_id)
 
     def recover(self) -> int:
         """At start-up: finish every hand-over to the inbox that a crash cut off."""

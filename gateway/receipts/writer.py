@@ -22,6 +22,9 @@ from gateway.logsummary import RepeatedErrors, same_kind
 log = logging.getLogger(__name__)
 
 SYNC_THREADS = 8  # status files written and fsynced at once in a batch
+# A temporary status file lives for the moment between its write and its rename; one this old was left by a
+# writer killed in between, on this node or on another sharing the folder (whose live writes it must not touch).
+LEFTOVER_SECONDS = 3600.0
 
 
 def _write_synced(path: str, content: bytes, group: int | None = None) -> BaseException | None:
@@ -120,6 +123,23 @@ class StatusWriter:
         for temp, target, _content in jobs:
             os.replace(temp, target)
         fsync_dir(self.folder)
+
+    def remove_leftovers(self) -> int:
+        """Remove the temporary files that writers killed between write and rename left in the status folder (the
+        archive system never reads them, but they would pile up for ever); returns how many."""
+        cutoff = self.clock.now().timestamp() - LEFTOVER_SECONDS
+        removed = 0
+        for entry in os.scandir(self.folder):
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+        if removed:
+            log.info("removed %d temporary status file(s) left in %s by writers that were stopped mid-write",
+                     removed, self.folder)
+        return removed
 
     def flush_soon(self) -> None:
         """Flush on a background thread, so the caller can go on with its next batch meanwhile.

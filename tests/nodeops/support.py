@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.foundation.drops import write_config
 from tests.journal_places import JournalPlace
+from tests.nodes.support import journal_yaml
 
 
 def config_on(place: JournalPlace, folder: Path, extra: str = "", **intake: object) -> Path:
@@ -16,10 +17,7 @@ def config_on(place: JournalPlace, folder: Path, extra: str = "", **intake: obje
     state.mkdir(parents=True, exist_ok=True)
     text = config.read_text()
     if place.database is not None:
-        password_file = folder / "journal-password"
-        password_file.write_text(place.database.password + "\n")
-        password_file.chmod(0o600)
-        text += f'journal:\n  url: "{place.database.url}"\n  password_file: {password_file}\n'
+        text += journal_yaml(place.database, folder)
     else:
         place.sqlite_path = state / "journal.sqlite"
     config.write_text(text + extra)

@@ -22,23 +22,13 @@ from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wai
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
+from tests.nodes.support import postgres_journal
 from tests.resilience.support import log_lines
 
 pytestmark = pytest.mark.postgres
 
 OUTAGE_LINE = "the journal's database does not answer"
 RECOVERY_LINE = "the journal's database answers again"
-
-
-def postgres_journal(config: Path, postgres_database, node_name: str) -> None:
-    """Point a gateway's config.yaml at the test's PostgreSQL database, its password in a file beside it."""
-    password_file = config.parent / "journal-password"
-    password_file.write_text(postgres_database.password + "\n")
-    password_file.chmod(0o600)
-    config.write_text(config.read_text() + (
-        f'journal:\n  url: "{postgres_database.url}"\n  password_file: {password_file}\n'
-        f"node:\n  name: {node_name}\n"
-    ))
 
 
 def drop(gateway_root: Path, outbox: Path, names: range) -> list[str]:

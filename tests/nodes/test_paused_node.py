@@ -20,8 +20,8 @@ from tests.dpo.network import B, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
+from tests.nodes.support import node_config
 from tests.nodes.test_database_outage import OUTAGE_LINE
-from tests.nodes.test_shared_folders import node_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

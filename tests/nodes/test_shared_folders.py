@@ -12,7 +12,6 @@ import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -20,41 +19,25 @@ from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wai
 from tests.dpo.statusfiles import current, message_ids_of_status_files
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
-from tests.nodes.test_database_outage import postgres_journal
+from tests.nodes.support import node_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 DROPS = 500
-SHARED = ("outbox", "status", "inbox", "failed", "sent", "work")
 ACCEPTED = re.compile(r"accepted drop '([^']+)'")
 LEVERT_FROM = re.compile(r"message ([0-9a-f-]+): LEVERT from ")
 
 
-def node_config(tmp_path: Path, sandbox: SandboxProcess, postgres_database, name: str) -> Path:
-    share = tmp_path / "share"
-    folders = {
-        "create_missing": True, "state": str(tmp_path / name / "state"),
-        **{folder: str(share / folder) for folder in SHARED},
-    }
-    # Two nodes, the peer, the sandbox and PostgreSQL on two shared cores: a round of 250 drops or status files can
-    # stand still for half a minute while it moves on; the watchdog's grace is not what this test is about.
-    config = gateway_config(tmp_path / name, sandbox, A, folders=folders,
-                            intake={"mode": "polling", "scan_interval_seconds": 0.3, "quiet_period_seconds": 0.2},
-                            ops={"heartbeat_grace_seconds": 600})
-    postgres_journal(config, postgres_database, name)
-    return config
+# Two nodes, the peer, the sandbox and PostgreSQL on two shared cores: a round of 250 drops or status files can stand
+# still for half a minute while it moves on; the watchdog's grace is not what this test is about.
+PATIENT = {"ops": {"heartbeat_grace_seconds": 600}}
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.xfail(reason="not yet passing three times in a row (#19): the deadlocks between the nodes' transactions"
-                   " are fixed (none in the last runs), and the last run delivered every message once, took B's answers"
-                   " on both nodes once each and brought every status file to LEVERT, but node-1 did not stop within "
-                   "30 s of SIGTERM on a machine at load 30 (cause not found yet); not run until it passes: it costs "
-                   "six minutes of the suite and, as an xfail, could not fail", run=False)
 def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, postgres_database):
     sandbox = SandboxProcess(tmp_path / "sandbox")
     b = Gateway(tmp_path / "b", gateway_config(tmp_path / "b", sandbox, B)).start()
-    configs = [node_config(tmp_path, sandbox, postgres_database, name) for name in ("node-1", "node-2")]
+    configs = [node_config(tmp_path, sandbox, postgres_database, name, **PATIENT) for name in ("node-1", "node-2")]
     outbox = tmp_path / "share" / "outbox"
     outbox.mkdir(parents=True)
     message_ids = []
