@@ -81,6 +81,10 @@ def _file_in_sent(
             moved = True
         except FileExistsError:
             continue  # another message's originals took that name a moment ago: choose again
+        except FileNotFoundError:
+            if os.path.lexists(claim_folder):
+                raise
+            return False  # another node moved them a moment ago (nodes sharing the folders); it journals the move
         share_tree(sent / name, group)  # the archive system's to read (what of it is ours to give)
     present = moved or (name is not None and os.path.lexists(sent / name))
     journal.execute(

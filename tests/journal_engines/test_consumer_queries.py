@@ -132,3 +132,35 @@ def test_the_originals_of_sent_messages_and_counted_transfer_failures(journal, c
     transfer_failures.forget(journal, "DPO", "ref-1")
     assert transfer_failures.count(journal, "DPO", "ref-1", "once more", now) == 1
     assert transfer_failures.purge_older(journal, now + 1) == 1
+
+
+def test_originals_another_node_moved_a_moment_ago_are_not_an_error(journal, clock, tmp_path, monkeypatch):
+    """Two nodes sharing the folders may both reach for the same originals: the one whose rename finds them gone
+    lets the other's move stand (no OSError, no ERROR line); a folder still there that cannot be moved still fails."""
+    work, sent = tmp_path / "work", tmp_path / "sent"
+    (work / "claim-1").mkdir(parents=True)
+    (work / "claim-1" / "message.xml").write_text("<x/>")
+    sent.mkdir()
+    now = clock.now().timestamp()
+    with journal.transaction():
+        originals.note_sent(journal, "claim-1", "message-1", "drop one", now)
+    real_rename = originals.durable_rename
+
+    def other_node_first(source, target):
+        real_rename(source, sent / "moved by node-2")  # the other node's move, just before ours
+        real_rename(source, target)
+
+    monkeypatch.setattr(originals, "durable_rename", other_node_first)
+    assert originals.file_away(journal, "claim-1", work, sent, now) is False
+    assert (sent / "moved by node-2" / "message.xml").exists() and not (work / "claim-1").exists()
+
+    (work / "claim-2").mkdir()
+    with journal.transaction():
+        originals.note_sent(journal, "claim-2", "message-2", "drop two", now)
+
+    def missing_target_folder(source, target):
+        raise FileNotFoundError(2, "No such file or directory", str(target))
+
+    monkeypatch.setattr(originals, "durable_rename", missing_target_folder)
+    with pytest.raises(FileNotFoundError):
+        originals.file_away(journal, "claim-2", work, sent, now)
