@@ -178,16 +178,22 @@ def main() -> None:
             raise SystemExit(f"not every letter was LEVERT within {args.timeout:.0f} s")
         cpu = cpu_seconds(gateway.pid) - cpu_before
         rss = peak_rss_mib(gateway.pid)
-        messages = httpx.get(f"http://127.0.0.1:{port}/dpi/_sandbox/messages", timeout=60).json()
-        ours = [m for m in messages if m["sender"].endswith(GATEWAY)]
-        status_requests = sum(m["statusRequests"] for m in ours)
-        receipts_taken = sum(r["read"] for m in ours for r in m["receipts"])
         print(f"\nDPI mass send: {args.count} digital letters of {args.kib} KiB to {len(persons)} sandbox citizens")
         print(f"  to SENDT:   {args.count / sent_at:8.1f} letters/s ({sent_at:.1f} s)")
         print(f"  to LEVERT:  {args.count / delivered_at:8.1f} letters/s ({delivered_at:.1f} s)")
         print(f"  gateway CPU per letter: {cpu / args.count * 1000:.1f} ms (crypto floor, this machine, this run: "
               f"{floor:.1f} ms)")
-        print(f"  gateway peak RSS: {rss:.0f} MiB")
+        print(f"  gateway peak RSS: {rss:.0f} MiB", flush=True)
+        # Corner 2's own record of every letter: megabytes of JSON for 10,000 letters, listed by a sandbox that is
+        # still busy with the gateway's last polls; a generous bound, and the figures above are out already.
+        try:
+            messages = httpx.get(f"http://127.0.0.1:{port}/dpi/_sandbox/messages", timeout=600).json()
+        except httpx.HTTPError as exc:
+            why = type(exc).__name__
+            raise SystemExit(f"  status polling: the sandbox's inspection did not answer ({why})") from None
+        ours = [m for m in messages if m["sender"].endswith(GATEWAY)]
+        status_requests = sum(m["statusRequests"] for m in ours)
+        receipts_taken = sum(r["read"] for m in ours for r in m["receipts"])
         print(f"  status polling: {status_requests / args.count:.2f} GET statuses per letter, "
               f"{receipts_taken / args.count:.2f} receipts taken (one POST read each) per letter, and one receipt "
               f"list per round (about {delivered_at / 2:.0f} rounds)")

@@ -3,7 +3,8 @@
 A channel package (gateway/channels/<name>/) exports one `KIND`; the registry lists them. From it config.yaml's
 `channels.<key>:` block is parsed (`settings`), the environment table gets its rows (`urls`), the operations
 endpoint its endpoints, the sidecar its options block (`options`), routing its answer to "can you carry this
-message to this receiver, and why" (`routing`), and the wiring its adapter (`build`). Nothing outside
+message to this receiver, and why" (`routing`), the SBD its business types (`business`), and the wiring its
+adapter (`build`). Nothing outside
 gateway/channels/ needs a channel's name.
 """
 
@@ -21,6 +22,7 @@ from gateway.channels.base import Channel
 from gateway.channels.records import ServiceRecord
 from gateway.clock import Clock
 from gateway.errors import ConfigError
+from gateway.formats.business import BusinessPart, BusinessType
 from gateway.formats.keys import OrgIdentity, TrustStore
 from gateway.trust.receivers import ReceiverTrust
 
@@ -162,6 +164,8 @@ class ChannelKind:
     probe: Callable[[Any, ChannelTools], list[tuple[str, str, str]]] | None = None
     routing: ChannelRouting | None = None
     options: SidecarOptions | None = None
+    # Its business types (a message type of its own, its part of another), registered with the SBD's formats.
+    business: tuple[BusinessType | BusinessPart, ...] = ()
     # Senders encrypt what they send us on this channel to the certificate the service registry holds for us:
     # a missing or wrong one there is an error at start, not a warning.
     encrypted_to_registered_certificate: bool = False

@@ -1,8 +1,9 @@
 """The channels this gateway knows, and the adapters built from their config blocks: `{name: adapter}`.
 
 Each channel package brings one `ChannelKind` (gateway/channels/kind.py): its settings block, builder, probe,
-environment rows, routing answer and sidecar options. `KINDS` lists them by their config key; `register` adds
-one from outside this package (a channel defined elsewhere plugs in the same way, before config.yaml is read).
+environment rows, routing answer, sidecar options and business types. `KINDS` lists them by their config key;
+`register` adds one from outside this package (a channel defined elsewhere plugs in the same way, before
+config.yaml is read).
 By convention a block of a two-way channel has `inbound_poll_seconds`, and one of a channel whose statuses come
 by polling has `status_poll_seconds` and `status_batch`: the wiring schedules those jobs from them.
 """
@@ -20,6 +21,7 @@ from gateway.channels.dpo.kind import dpo_system_user
 from gateway.channels.dpv.kind import KIND as DPV
 from gateway.channels.kind import ChannelKind, ChannelTools, read_secret
 from gateway.errors import ConfigError
+from gateway.formats.business import register_business, unregister_business
 
 __all__ = [
     "KINDS",
@@ -36,18 +38,29 @@ __all__ = [
 ]
 
 KINDS: dict[str, ChannelKind] = {kind.key: kind for kind in (DPO, DPV, DPF, DPI)}
+# The SBD reads and writes the built-in channels' business types from here on (gateway/channels/__init__.py
+# imports this module, so whoever imports any channel module has them).
+for _kind in KINDS.values():
+    register_business(*_kind.business)
 
 
 def register(kind: ChannelKind) -> None:
-    """Add a channel kind (its key not taken yet); config.yaml read after this knows its block."""
+    """Add a channel kind (its key not taken yet) and its business types; config.yaml read after this knows its
+    block, and SBDs of its types are read and written."""
     if kind.key in KINDS or any(known.name == kind.name for known in KINDS.values()):
         raise ConfigError(f"a channel named {kind.name} (channels.{kind.key}) is known already")
+    try:
+        register_business(*kind.business)
+    except ValueError as exc:
+        raise ConfigError(f"channel {kind.name} cannot be added: {exc}") from None
     KINDS[kind.key] = kind
 
 
 def unregister(key: str) -> None:
-    """Forget a channel kind added with `register`."""
-    KINDS.pop(key, None)
+    """Forget a channel kind added with `register`, and its business types."""
+    kind = KINDS.pop(key, None)
+    if kind is not None:
+        unregister_business(*kind.business)
 
 
 def kind_named(name: str) -> ChannelKind | None:

@@ -1,15 +1,20 @@
-"""The business messages that sit beside the SBD header, and their JSON/XML codecs.
+"""The business messages that sit beside the SBD header, their JSON/XML codecs, and the registry of the types an
+SBD can carry.
 
 Each message is a frozen dataclass whose fields name their wire key in `metadata`. Keys we do
 not model are kept in `extra` so that a message read from a peer is written back unchanged.
 XML carries no JSON types: free-form values (`extra`, nested objects) come back as strings.
+
+The messages of the eFormidling processes themselves (arkivmelding, its receipt, status, avtalt) are here; a
+channel brings its own (a letter type, its part of arkivmelding) and registers them: `register_business`, called by
+gateway.channels.registry for every channel kind it knows. An SBD whose type nobody registered is refused, naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,151 +27,165 @@ STATUS_VALUES = ("MOTTATT", "LEVERT")
 SECURITY_LEVELS = (3, 4)
 
 
-def _wire(key: str, kind: Any = "str", default: Any = None) -> Any:
+def wire(key: str, kind: Any = "str", default: Any = None) -> Any:
     """A field named `key` on the wire. kind: str | int | bool | obj (a JSON object) | any | a dataclass."""
     return field(default=default, metadata={"wire": key, "kind": kind})
 
 
-def _wire_list(key: str, item: type) -> Any:
+def wire_list(key: str, item: type) -> Any:
     return field(default=(), metadata={"wire": key, "kind": "list", "item": item})
 
 
-def _extra() -> Any:
+def extra_field() -> Any:
+    """The keys a message does not model, kept as read and written back."""
     return field(default_factory=dict, metadata={"extra": True})
 
 
-@dataclass(frozen=True)
-class DpvSettings:
-    varsel_type: str | None = _wire("varselType")
-    varsel_transport_type: str | None = _wire("varselTransportType")
-    varsel_tekst: str | None = _wire("varselTekst")
-    taushetsbelagt_varsel_tekst: str | None = _wire("taushetsbelagtVarselTekst")
-    dager_til_svarfrist: int | None = _wire("dagerTilSvarfrist", "int")
-    extra: Mapping[str, Any] = _extra()
-
-
-@dataclass(frozen=True)
-class DpfSettings:
-    forsendelse_type: str | None = _wire("forsendelseType")
-    extra: Mapping[str, Any] = _extra()
+def parts_field() -> Any:
+    """The parts channels registered for this message (BusinessPart), by their wire key."""
+    return field(default_factory=dict, metadata={"parts": True})
 
 
 @dataclass(frozen=True)
 class KvitteringMessage:
-    code: str | None = _wire("code")
-    text: str | None = _wire("text")
-    extra: Mapping[str, Any] = _extra()
+    code: str | None = wire("code")
+    text: str | None = wire("text")
+    extra: Mapping[str, Any] = extra_field()
 
 
 @dataclass(frozen=True)
 class Arkivmelding:
-    sikkerhetsnivaa: int | None = _wire("sikkerhetsnivaa", "int")
-    hoveddokument: str | None = _wire("hoveddokument")
-    dpv: DpvSettings | None = field(default=None, metadata={"wire": "dpv", "kind": DpvSettings})
-    dpf: DpfSettings | None = field(default=None, metadata={"wire": "dpf", "kind": DpfSettings})
-    extra: Mapping[str, Any] = _extra()
+    sikkerhetsnivaa: int | None = wire("sikkerhetsnivaa", "int")
+    hoveddokument: str | None = wire("hoveddokument")
+    # A channel's own settings for the message travel as a part under the channel's key (registered by it).
+    parts: Mapping[str, Any] = parts_field()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @dataclass(frozen=True)
 class ArkivmeldingKvittering:
-    receipt_type: str = _wire("receiptType", default="OK")
-    related_to_message_id: str | None = _wire("relatedToMessageId")
-    messages: tuple[KvitteringMessage, ...] = _wire_list("messages", KvitteringMessage)
-    extra: Mapping[str, Any] = _extra()
+    receipt_type: str = wire("receiptType", default="OK")
+    related_to_message_id: str | None = wire("relatedToMessageId")
+    messages: tuple[KvitteringMessage, ...] = wire_list("messages", KvitteringMessage)
+    extra: Mapping[str, Any] = extra_field()
 
 
 @dataclass(frozen=True)
 class Status:
-    status: str = _wire("status", default="MOTTATT")
-    extra: Mapping[str, Any] = _extra()
+    status: str = wire("status", default="MOTTATT")
+    extra: Mapping[str, Any] = extra_field()
 
 
 @dataclass(frozen=True)
 class Avtalt:
-    identifier: str | None = _wire("identifier")
+    identifier: str | None = wire("identifier")
     content: Any = field(default=None, metadata={"wire": "content", "kind": "any"})
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
+
+
+# Any registered business message (the four above, and the channels' own types).
+BusinessMessage = Any
+
+# ---- the registry -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Digital:
-    """DPI digital post; NextMove keys modelled, Corner 2 keys (avsender, mottaker, …) kept in extra."""
+class BusinessType:
+    """A business message an SBD can carry: `name` is the SBD's type and its JSON key (XML element) beside the
+    header, `cls` its dataclass, `standard` the document type URN a new SBD of it carries. `from_drop`, where the
+    message is composed from a drop's documents alone (a letter), builds it from (security level, the main
+    document's name, the title)."""
 
-    sikkerhetsnivaa: int | None = _wire("sikkerhetsnivaa", "int")
-    hoveddokument: str | None = _wire("hoveddokument")
-    avsender_id: str | None = _wire("avsenderId")
-    faktura_referanse: str | None = _wire("fakturaReferanse")
-    tittel: str | None = _wire("tittel")
-    spraak: str | None = _wire("spraak")
-    digital_post_info: Mapping[str, Any] | None = _wire("digitalPostInfo", "obj")
-    varsler: Mapping[str, Any] | None = _wire("varsler", "obj")
-    metadata_filer: Mapping[str, Any] | None = _wire("metadataFiler", "obj")
-    extra: Mapping[str, Any] = _extra()
+    name: str
+    cls: type
+    standard: str
+    from_drop: Callable[[int | None, str | None, str], Any] | None = None
 
 
 @dataclass(frozen=True)
-class DigitalDpv:
-    tittel: str | None = _wire("tittel")
-    sammendrag: str | None = _wire("sammendrag")
-    innhold: str | None = _wire("innhold")
-    extra: Mapping[str, Any] = _extra()
+class BusinessPart:
+    """A channel's part of another business message: the key `key` in an `owner` message is read into `cls` and
+    kept in the owner's `parts` (an unregistered key stays in `extra`, as any key we do not model)."""
+
+    owner: type
+    key: str
+    cls: type
 
 
-@dataclass(frozen=True)
-class Print:
-    hoveddokument: str | None = _wire("hoveddokument")
-    avsender_id: str | None = _wire("avsenderId")
-    faktura_referanse: str | None = _wire("fakturaReferanse")
-    mottaker: Mapping[str, Any] | None = _wire("mottaker", "obj")
-    utskriftsfarge: str | None = _wire("utskriftsfarge")
-    posttype: str | None = _wire("posttype")
-    retur: Mapping[str, Any] | None = _wire("retur", "obj")
-    extra: Mapping[str, Any] = _extra()
+_TYPES: dict[str, BusinessType] = {}
+_PARTS: dict[tuple[type, str], BusinessPart] = {}
 
 
-BusinessMessage = Arkivmelding | ArkivmeldingKvittering | Status | Avtalt | Digital | DigitalDpv | Print
+def register_business(*items: BusinessType | BusinessPart) -> None:
+    """Add business types and parts; the same item twice is one, another under a taken name an error (and then
+    none of `items` is added)."""
+    for item in items:
+        table: dict[Any, Any] = _TYPES if isinstance(item, BusinessType) else _PARTS
+        key = item.name if isinstance(item, BusinessType) else (item.owner, item.key)
+        known = table.get(key)
+        if known is not None and known != item:
+            raise ValueError(f"the business message {key if isinstance(key, str) else key[1]!r} is registered "
+                             f"already, as {known.cls.__name__}")
+        if isinstance(item, BusinessPart) and not any(f.metadata.get("parts") for f in dataclasses.fields(item.owner)):
+            raise ValueError(f"{item.owner.__name__} takes no parts; {item.key!r} cannot be registered as one")
+    for item in items:
+        if isinstance(item, BusinessType):
+            _TYPES[item.name] = item
+        else:
+            _PARTS[(item.owner, item.key)] = item
 
-DOCUMENT_TYPES: dict[str, str] = {
-    "arkivmelding": "urn:no:difi:arkivmelding:xsd::arkivmelding",
-    "arkivmelding_kvittering": "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering",
-    "status": "urn:no:difi:eformidling:xsd::status",
-    "avtalt": "urn:no:difi:avtalt:xsd::avtalt",
-    "digital": "urn:no:difi:digitalpost:xsd:digital::digital",
-    "digital_dpv": "urn:no:difi:digitalpost:xsd:digital::digital_dpv",
-    "print": "urn:no:difi:digitalpost:xsd:fysisk::print",
-}
-# The DPI "Corner 2" form of the same messages, as the DPI channel writes them.
-DPI_DOCUMENT_TYPES: dict[str, str] = {
-    "digital": "urn:fdc:digdir.no:2020:innbyggerpost:xsd::innbyggerpost"
-    "##urn:fdc:digdir.no:2020:innbyggerpost:schema:digital::1.0",
-    "utskrift": "urn:fdc:digdir.no:2020:innbyggerpost:xsd::innbyggerpost"
-    "##urn:fdc:digdir.no:2020:innbyggerpost:schema:utskrift::1.0",
-}
 
-MESSAGE_CLASSES: dict[str, type] = {
-    "arkivmelding": Arkivmelding,
-    "arkivmelding_kvittering": ArkivmeldingKvittering,
-    "status": Status,
-    "avtalt": Avtalt,
-    "digital": Digital,
-    "digital_dpv": DigitalDpv,
-    "print": Print,
-    "utskrift": Print,
-}
-DEFAULT_TYPE_NAME: dict[type, str] = {
-    Arkivmelding: "arkivmelding",
-    ArkivmeldingKvittering: "arkivmelding_kvittering",
-    Status: "status",
-    Avtalt: "avtalt",
-    Digital: "digital",
-    DigitalDpv: "digital_dpv",
-    Print: "print",
-}
+def unregister_business(*items: BusinessType | BusinessPart) -> None:
+    for item in items:
+        if isinstance(item, BusinessType):
+            if _TYPES.get(item.name) == item:
+                del _TYPES[item.name]
+        elif _PARTS.get((item.owner, item.key)) == item:
+            del _PARTS[(item.owner, item.key)]
+
+
+def business_type(name: str) -> BusinessType | None:
+    """The registered type of that name (the SBD's type), None when no one registered it."""
+    return _TYPES.get(name)
+
+
+def business_type_names() -> tuple[str, ...]:
+    return tuple(_TYPES)
+
+
+def type_name_of(message: Any) -> str | None:
+    """The type a new SBD gives `message`: the first registered for its class."""
+    return next((kind.name for kind in _TYPES.values() if kind.cls is type(message)), None)
+
+
+def document_type(name: str) -> str:
+    """The standard (document type URN) of the business message `name`, "" when it is not registered."""
+    kind = _TYPES.get(name)
+    return kind.standard if kind else ""
+
+
+def unregistered_problem(name: str) -> str:
+    return (f"{name!r} is not a supported business message: no channel of this gateway registered it "
+            f"(registered: {', '.join(_TYPES)})")
+
+
+def _part_class(owner: type, key: str) -> type | None:
+    part = _PARTS.get((owner, key))
+    return part.cls if part else None
+
+
+register_business(
+    BusinessType("arkivmelding", Arkivmelding, "urn:no:difi:arkivmelding:xsd::arkivmelding"),
+    BusinessType("arkivmelding_kvittering", ArkivmeldingKvittering,
+                 "urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering"),
+    BusinessType("status", Status, "urn:no:difi:eformidling:xsd::status"),
+    BusinessType("avtalt", Avtalt, "urn:no:difi:avtalt:xsd::avtalt"),
+)
 
 
 def type_from_standard(standard: str) -> str | None:
-    """The business message name a standard URN implies: the part after `::`, or for the DPI
-    Corner 2 form `…##urn:…:schema:<name>::<version>` the schema name."""
+    """The business message name a standard URN implies: the part after `::`, or for a standard of the form
+    `…##urn:…:schema:<name>::<version>` the schema name."""
     if "##" in standard:
         match = re.search(r":schema:([^:]+)::[^:]+$", standard.split("##", 1)[1])
         return match.group(1) if match else None
@@ -186,6 +205,9 @@ def message_to_dict(message: Any) -> dict[str, Any]:
         value = getattr(message, f.name)
         if f.metadata.get("extra"):
             extra = value
+            continue
+        if f.metadata.get("parts"):
+            out.update((key, message_to_dict(part)) for key, part in value.items())
             continue
         if value is None:
             continue
@@ -216,15 +238,27 @@ def message_from_dict(cls: type, obj: Any, path: str, problems: list[str]) -> An
         return None
     known = {f.metadata["wire"]: f for f in dataclasses.fields(cls) if "wire" in f.metadata}
     values: dict[str, Any] = {}
+    parts: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, raw in obj.items():
         f = known.get(key)
+        part = _part_class(cls, key) if f is None else None
+        if part is not None:
+            if raw is not None:
+                parts[key] = message_from_dict(part, raw, f"{path}.{key}", problems)
+            continue
         if f is None:
             extra[key] = raw
             continue
         if raw is None:
             continue
         values[f.name] = _convert_json(f.metadata, raw, f"{path}.{key}", problems)
+    return _build(cls, values, parts, extra)
+
+
+def _build(cls: type, values: dict[str, Any], parts: dict[str, Any], extra: dict[str, Any]) -> Any:
+    if any(f.metadata.get("parts") for f in dataclasses.fields(cls)):
+        return cls(**values, parts=parts, extra=extra)
     return cls(**values, extra=extra)
 
 
@@ -305,12 +339,17 @@ def message_from_xml(cls: type, element: etree._Element, path: str, problems: li
     """Build `cls` from the business element; fields matched by local name, in or out of a namespace."""
     known = {f.metadata["wire"]: f for f in dataclasses.fields(cls) if "wire" in f.metadata}
     values: dict[str, Any] = {}
+    parts: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for child in element:
         if not isinstance(child.tag, str):
             continue
         name = _local(child)
         f = known.get(name)
+        part = _part_class(cls, name) if f is None else None
+        if part is not None:
+            parts[name] = message_from_xml(part, child, f"{path}/{name}", problems)
+            continue
         if f is None:
             _add_repeated(extra, name, _xml_to_json(child))
             continue
@@ -334,7 +373,7 @@ def message_from_xml(cls: type, element: etree._Element, path: str, problems: li
             values[f.name] = _xml_to_json(child)
         else:
             values[f.name] = child.text or ""
-    return cls(**values, extra=extra)
+    return _build(cls, values, parts, extra)
 
 
 def _add_repeated(target: dict[str, Any], name: str, value: Any) -> None:

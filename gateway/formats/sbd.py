@@ -18,25 +18,20 @@ from typing import Any
 
 from gateway.errors import MessageFormatError, ValidationError
 from gateway.formats.business import (
-    DEFAULT_TYPE_NAME,
-    DOCUMENT_TYPES,
-    DPI_DOCUMENT_TYPES,
-    MESSAGE_CLASSES,
     Arkivmelding,
     ArkivmeldingKvittering,
     Avtalt,
     BusinessMessage,
-    Digital,
-    DigitalDpv,
-    DpfSettings,
-    DpvSettings,
     KvitteringMessage,
-    Print,
     Status,
+    business_type,
+    document_type,
     message_from_dict,
     message_problems,
     message_to_dict,
     type_from_standard,
+    type_name_of,
+    unregistered_problem,
 )
 from gateway.identifiers import (
     ISO6523_AUTHORITY,
@@ -49,20 +44,13 @@ from gateway.identifiers import (
 
 __all__ = [
     "ARKIVMELDING_PROCESS",
-    "DOCUMENT_TYPES",
-    "DPI_DOCUMENT_TYPES",
     "PROCESSES",
     "RESPONSE_PROCESS",
     "Arkivmelding",
     "ArkivmeldingKvittering",
     "Avtalt",
     "BusinessMessage",
-    "Digital",
-    "DigitalDpv",
-    "DpfSettings",
-    "DpvSettings",
     "KvitteringMessage",
-    "Print",
     "SbdFormatError",
     "Scope",
     "StandardBusinessDocument",
@@ -190,9 +178,9 @@ def new_sbd(
 ) -> StandardBusinessDocument:
     """A checked SBD; type and standard follow from the business message, ids are new UUIDs when not
     given, and the deadline defaults to `created` + 24 h."""
-    type_name = message_type or DEFAULT_TYPE_NAME.get(type(business_message))
+    type_name = message_type or type_name_of(business_message)
     if type_name is None:
-        raise MessageFormatError(f"{type(business_message).__name__} is not a business message type")
+        raise MessageFormatError(f"{type(business_message).__name__} is not a registered business message type")
     sbd = StandardBusinessDocument(
         sender=sender.removeprefix(ORGNR_PREFIX),
         receiver=receiver.removeprefix(ORGNR_PREFIX),
@@ -200,7 +188,7 @@ def new_sbd(
         conversation_id=conversation_id or str(uuid.uuid4()),
         process=process,
         message_type=type_name,
-        standard=standard or DOCUMENT_TYPES.get(type_name) or DPI_DOCUMENT_TYPES.get(type_name, ""),
+        standard=standard or document_type(type_name),
         type_version=type_version,
         created=created,
         expected_response=expected_response if expected_response is not None else created + DEFAULT_LIFETIME,
@@ -238,10 +226,10 @@ def sbd_problems(sbd: StandardBusinessDocument) -> list[str]:
             f"type {sbd.message_type!r} must equal the part of the standard after '::' "
             f"({sbd.standard!r} gives {implied!r})"
         )
-    cls = MESSAGE_CLASSES.get(sbd.message_type)
-    if cls is None:
-        problems.append(f"type {sbd.message_type!r} is not a supported business message ({', '.join(DOCUMENT_TYPES)})")
-    elif not isinstance(sbd.business_message, cls):
+    registered = business_type(sbd.message_type)
+    if registered is None:
+        problems.append(f"type {unregistered_problem(sbd.message_type)}")
+    elif not isinstance(sbd.business_message, registered.cls):
         problems.append(
             f"type {sbd.message_type!r} does not match the business message {type(sbd.business_message).__name__}"
         )
@@ -426,18 +414,16 @@ def from_json(
     business = None
     others = [k for k in doc if k != _HEADER]
     if type_name is not None:
-        cls = MESSAGE_CLASSES.get(type_name)
-        if cls is None:
-            problems.append(
-                f"{dp}.type: {type_name!r} is not a supported business message ({', '.join(DOCUMENT_TYPES)})"
-            )
+        registered = business_type(type_name)
+        if registered is None:
+            problems.append(f"{dp}.type: {unregistered_problem(type_name)}")
         elif type_name not in doc:
             problems.append(
                 f"$: the business message must sit beside the header under the key {type_name!r}"
                 + (f", found {', '.join(map(repr, others))}" if others else "")
             )
         else:
-            business = message_from_dict(cls, doc[type_name], f"$.{type_name}", problems)
+            business = message_from_dict(registered.cls, doc[type_name], f"$.{type_name}", problems)
     for key in others:
         if key != type_name:
             problems.append(f"$: unexpected key {key!r}; the only key beside the header is the type ({type_name!r})")

@@ -11,7 +11,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.formats.business import MESSAGE_CLASSES, message_from_xml, message_to_xml
+from gateway.formats.business import business_type, message_from_xml, message_to_xml, unregistered_problem
 from gateway.formats.sbd import (
     CONVERSATION_SCOPE,
     HEADER_VERSION,
@@ -223,8 +223,8 @@ def _business(root: etree._Element, type_name: str | None, problems: list[str]) 
     if name != type_name:
         problems.append(f"{name}: the business message element must be named after the type ({type_name!r})")
         return None
-    cls = MESSAGE_CLASSES.get(type_name)
-    if cls is None:
-        problems.append(f"{name}: {type_name!r} is not a supported business message")
+    registered = business_type(type_name)
+    if registered is None:
+        problems.append(f"{name}: {unregistered_problem(type_name)}")
         return None
-    return message_from_xml(cls, element, name, problems)
+    return message_from_xml(registered.cls, element, name, problems)

@@ -17,10 +17,9 @@ from gateway.formats.business import (
     Arkivmelding,
     ArkivmeldingKvittering,
     Avtalt,
-    Digital,
     KvitteringMessage,
-    Print,
     Status,
+    business_type,
 )
 from gateway.formats.sbd import StandardBusinessDocument, new_sbd
 from gateway.fsio import UnreadableFile, file_name_problem, open_regular, read_regular_file
@@ -112,12 +111,12 @@ def compose(
         assert sidecar.avtalt is not None
         business = Avtalt(identifier=sidecar.avtalt.identifier, content=sidecar.avtalt.content)
         documents.extend(_documents(sidecar, claim_folder))
-    elif message_type in ("digital", "print"):
-        # A letter to a citizen: its documents alone; the channel that carries it reads its options block.
+    elif (letter := business_type(message_type)) is not None and letter.from_drop is not None:
+        # A letter (to a citizen): its documents alone, in the business type its channel brings; the channel that
+        # carries it reads its options block.
         documents.extend(_documents(sidecar, claim_folder))
         main = documents[0].name if documents else None
-        business = (Digital(sikkerhetsnivaa=sidecar.security_level, hoveddokument=main, tittel=_title(record, sidecar))
-                    if message_type == "digital" else Print(hoveddokument=main))
+        business = letter.from_drop(sidecar.security_level, main, _title(record, sidecar))
     else:
         raise MessageFormatError(f"{message_type} messages cannot be composed for this channel")
     check_documents(documents)
@@ -157,8 +156,8 @@ def _channel_parts(sidecar: Sidecar) -> dict[str, Any]:
     for key, value in sidecar.options.items():
         block = KINDS[key].options
         for name, part in (block.business(value) if block is not None else {}).items():
-            # Keys the business message does not model are each channel's own: merged, never replaced.
-            parts[name] = {**parts.get(name, {}), **part} if name == "extra" else part
+            # The channels' parts and the keys the business message does not model: merged, never replaced.
+            parts[name] = {**parts.get(name, {}), **part} if name in ("parts", "extra") else part
     return parts
 
 

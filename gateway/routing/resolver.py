@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.channels.records import RegistryAnswer
-from gateway.formats.sbd import DOCUMENT_TYPES
+from gateway.formats.business import document_type
 from gateway.identifiers import is_person
 from gateway.routing.route import Route, choose_route
 
@@ -49,6 +49,6 @@ def route_for(
     answer = resolver.lookup(receiver, process, security_level, conversation_id)
     person = is_person(receiver)
     order: Sequence[str] | None = preferences.preference(process, person) if preferences is not None else None
-    route = choose_route(answer, process, DOCUMENT_TYPES.get(message_type, ""), person, security_level,
+    route = choose_route(answer, process, document_type(message_type), person, security_level,
                          pinned=pinned, preference=order, options=options)
     return route, answer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -114,6 +115,13 @@ class Providers:
         with self._lock:
             letters = sum(1 for found in self._letters.values() for letter in found if letter.message_id == message_id)
             return letters + sum(1 for job in self._print_jobs if job.message_id == message_id)
+
+    def delivery_counts(self) -> Counter[str]:
+        """`deliveries` for every letter at once, by message id."""
+        with self._lock:
+            counted = Counter(letter.message_id for found in self._letters.values() for letter in found)
+            counted.update(job.message_id for job in self._print_jobs)
+        return counted
 
     def print_jobs(self) -> list[PrintJob]:
         with self._lock:

@@ -197,9 +197,13 @@ class Corner2Store:
         return sorted(found, key=lambda receipt: receipt.available_at)
 
     def describe(self) -> list[dict[str, Any]]:
+        # One pass over the receipts: a benchmark's 10,000 letters have some 30,000 of them.
         with self._lock:
             messages = list(self._messages.values())
-            receipts = list(self._receipts.values())
+            receipts = sorted(self._receipts.values(), key=lambda receipt: receipt.available_at)
+        by_message: dict[str, list[WaitingReceipt]] = {}
+        for receipt in receipts:
+            by_message.setdefault(receipt.for_message, []).append(receipt)
         return [{
             "messageId": message.message_id,
             "conversationId": message.conversation_id,
@@ -211,8 +215,7 @@ class Corner2Store:
             "statuses": [status.to_json() for status in message.statuses],
             "receipts": [{"type": receipt.receipt_type, "availableAt": receipt.available_at.isoformat(),
                           "read": receipt.read}
-                         for receipt in sorted(receipts, key=lambda r: r.available_at)
-                         if receipt.for_message == message.message_id],
+                         for receipt in by_message.get(message.message_id, [])],
         } for message in messages]
 
 

@@ -60,7 +60,7 @@ def test_the_sbd_carries_the_senders_ids_and_the_forsendelse_metadata():
     assert (sbd.sender, sbd.receiver) == (MUNICIPALITY, US)
     assert (sbd.message_id, sbd.conversation_id) == (OUR_ID, CONVERSATION)
     assert sbd.business_message.sikkerhetsnivaa == 4
-    assert sbd.business_message.dpf.forsendelse_type == "Byggesak"
+    assert sbd.business_message.parts["dpf"].forsendelse_type == "Byggesak"
     assert sbd.expected_response > NOW
 
 

@@ -20,6 +20,7 @@ from python_multipart.multipart import parse_options_header
 from gateway.channels.base import OutgoingMessage
 from gateway.channels.dpi.channel import DpiChannel
 from gateway.channels.dpi.client import Corner2Client
+from gateway.channels.dpi.nextmove import Digital, Print
 from gateway.channels.dpi.options import DigitalOptions, DpiOptions, PostalAddress, PrintOptions
 from gateway.channels.dpi.print_certificate import PrintCertificates
 from gateway.channels.records import ServiceRecord
@@ -27,7 +28,7 @@ from gateway.clock import FakeClock
 from gateway.devcerts import DevPki, create_dev_pki, dev_identity
 from gateway.errors import PermanentChannelError
 from gateway.formats.asice import AsicDocument
-from gateway.formats.business import Arkivmelding, Digital, Print
+from gateway.formats.business import Arkivmelding
 from gateway.formats.keys import TrustStore
 from gateway.formats.sbd import new_sbd
 from gateway.trust.receivers import ReceiverTrust

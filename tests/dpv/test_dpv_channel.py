@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gateway.channels.base import OutgoingMessage
+from gateway.channels.dpv.business import DpvSettings
 from gateway.channels.dpv.channel import DPV_MAX_BYTES, DpvChannel, NotificationDefaults, _updates_from
 from gateway.channels.dpv.models import CorrespondenceDetails, StatusEvent
 from gateway.clock import FakeClock
 from gateway.formats.asice import AsicDocument
-from gateway.formats.business import Arkivmelding, DpvSettings
+from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import new_sbd
 from gateway.routing.registry import ServiceRecord
 
@@ -21,8 +22,9 @@ SERVICE = ServiceRecord("DPV", ADMIN, (), None, "http://altinn", "4255", "10", 3
 
 
 def _message(documents: list[AsicDocument], process: str = ADMIN, dpv: DpvSettings | None = None) -> OutgoingMessage:
-    sbd = new_sbd(sender="991825827", receiver="974760673", business_message=Arkivmelding(dpv=dpv),
-                  process=process, created=datetime.now(UTC))
+    business = Arkivmelding(parts={"dpv": dpv} if dpv else {})
+    sbd = new_sbd(sender="991825827", receiver="974760673", business_message=business, process=process,
+                  created=datetime.now(UTC))
     return OutgoingMessage(sbd, documents, title="Vedtak", titles={"vedtak.pdf": "Vedtaket"})
 
 

@@ -8,8 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.channels.dpv.business import DigitalDpv
 from gateway.errors import MessageFormatError
-from gateway.formats.sbd import DigitalDpv, from_json, to_json
+from gateway.formats.sbd import from_json, to_json
 from gateway.formats.sbd_xml import from_xml, to_xml
 from gateway.identifiers import FNR_WEIGHTS_1, FNR_WEIGHTS_2, ORGNR_WEIGHTS, mod11_check_digit
 

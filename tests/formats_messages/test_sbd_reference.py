@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
+from gateway.channels.dpi.nextmove import Digital, Print
 from gateway.errors import MessageFormatError
 from gateway.formats.sbd import (
     ARKIVMELDING_PROCESS,
     Arkivmelding,
     Avtalt,
-    Digital,
-    Print,
     Scope,
     Status,
     from_json,

@@ -9,17 +9,15 @@ import pytest
 from jsonschema import Draft7Validator, FormatChecker
 from referencing import Registry, Resource
 
+from gateway.channels.dpf.business import DpfSettings
+from gateway.channels.dpi.nextmove import Digital, Print
+from gateway.channels.dpv.business import DigitalDpv, DpvSettings
 from gateway.formats.sbd import (
     RESPONSE_PROCESS,
     Arkivmelding,
     ArkivmeldingKvittering,
     Avtalt,
-    Digital,
-    DigitalDpv,
-    DpfSettings,
-    DpvSettings,
     KvitteringMessage,
-    Print,
     Scope,
     Status,
     from_json,
@@ -38,14 +36,16 @@ SAMPLES = {
         business_message=Arkivmelding(
             sikkerhetsnivaa=4,
             hoveddokument="brev.pdf",
-            dpv=DpvSettings(
-                varsel_type="VarselDPVMedRevarsel",
-                varsel_transport_type="EPOST",
-                varsel_tekst="Du har post",
-                taushetsbelagt_varsel_tekst="Taushetsbelagt post",
-                dager_til_svarfrist=14,
-            ),
-            dpf=DpfSettings(forsendelse_type="Byggesak"),
+            parts={
+                "dpv": DpvSettings(
+                    varsel_type="VarselDPVMedRevarsel",
+                    varsel_transport_type="EPOST",
+                    varsel_tekst="Du har post",
+                    taushetsbelagt_varsel_tekst="Taushetsbelagt post",
+                    dager_til_svarfrist=14,
+                ),
+                "dpf": DpfSettings(forsendelse_type="Byggesak"),
+            },
             extra={"sensitiv": "true"},
         )
     ),

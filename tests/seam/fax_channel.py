@@ -1,9 +1,10 @@
 """A channel defined outside gateway/: fax, to organisations whose service record says they have a fax number.
 
 It brings what every channel brings (gateway/channels/kind.py): its `channels.fax` settings block with its own
-check and environment rows, its `<fax>` options block in the sidecar, its routing answer and its adapter, which
-posts each message as JSON to the fax service at `fax_url` (a loopback server in the tests). Nothing in gateway/
-outside gateway/channels/ is edited for it: `register(KIND)` plugs it in.
+check and environment rows, its `<fax>` options block in the sidecar, its routing answer, its business types (its
+part of arkivmelding, the cover page, and a message type of its own, the fax service's transmission report) and its
+adapter, which posts each message as JSON to the fax service at `fax_url` (a loopback server in the tests).
+Nothing in gateway/ outside gateway/channels/ is edited for it: `register(KIND)` plugs it in.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gateway.channels.kind import (
 from gateway.channels.options_xml import child_text, put_child
 from gateway.channels.records import ServiceRecord
 from gateway.errors import ConfigError, PermanentChannelError, RetryableChannelError
+from gateway.formats.business import Arkivmelding, BusinessPart, BusinessType, extra_field, wire
 from gateway.identifiers import orgnr_problem
 
 FAX_TEST_URL = "https://fax.test.example/api"
@@ -71,9 +73,35 @@ def write_options(options: FaxOptions, block: etree._Element) -> None:
     put_child(block, "resolution", options.resolution)
 
 
+@dataclass(frozen=True)
+class FaxCover:
+    """The fax's part of arkivmelding: `"fax": {"coverPage": …, "resolution": …}` beside its own keys."""
+
+    cover_page: str | None = wire("coverPage")
+    resolution: str | None = wire("resolution")
+    extra: Mapping[str, Any] = extra_field()
+
+
+@dataclass(frozen=True)
+class FaxReport:
+    """A business message of the fax's own: the fax service's transmission report, type `faxrapport`."""
+
+    fax_number: str | None = wire("faxNummer")
+    pages: int | None = wire("sider", "int")
+    result: str | None = wire("resultat")
+    extra: Mapping[str, Any] = extra_field()
+
+
+FAX_REPORT_STANDARD = "urn:example:telefaks:xsd::faxrapport"
+BUSINESS = (
+    BusinessPart(Arkivmelding, "fax", FaxCover),
+    BusinessType("faxrapport", FaxReport, FAX_REPORT_STANDARD),
+)
+
+
 def business(options: FaxOptions) -> Mapping[str, Any]:
-    """Carried in arkivmelding's own keys we do not model (kept and written back as they are)."""
-    return {"extra": {"fax": {"coverPage": options.cover_page or "", "resolution": options.resolution or ""}}}
+    """The options block travels as the fax's part of arkivmelding."""
+    return {"parts": {"fax": FaxCover(options.cover_page or "", options.resolution or "")}}
 
 
 def can_carry(facts: MessageFacts, records: Sequence[ServiceRecord]) -> Verdict:
@@ -110,7 +138,8 @@ class FaxChannel:
     def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
         assert service is not None
         business_message = message.sbd.business_message
-        options = getattr(business_message, "extra", {}).get("fax", {})
+        cover = business_message.parts.get("fax") if isinstance(business_message, Arkivmelding) else None
+        cover = cover or FaxCover()
         pages = [
             {"name": document.name, "content": base64.b64encode(
                 document.source if isinstance(document.source, bytes) else document.source.read_bytes()).decode()}
@@ -119,8 +148,8 @@ class FaxChannel:
         content = {
             "to": service.fields["faxNumber"],
             "from": self.station_id,
-            "resolution": options.get("resolution") or self.resolution,
-            "coverPage": options.get("coverPage", ""),
+            "resolution": cover.resolution or self.resolution,
+            "coverPage": cover.cover_page or "",
             "title": message.title,
             "pages": pages,
         }
@@ -187,6 +216,7 @@ KIND = ChannelKind(
                            rank={"organisations": 40}),
     options=SidecarOptions(element="fax", schema=Path(__file__).with_name("fax_options.xsd"), read=read_options,
                            write=write_options, business=business),
+    business=BUSINESS,
 )
 
 

@@ -1,13 +1,16 @@
 """Adding a channel touches gateway/channels/, config and the sandbox only: a channel defined here, in the tests,
-plugs in with `register` and brings its settings block, its sidecar options block and its routing answer; a
-drop is accepted, routed to it by its own reason and sent through it to a fax service on loopback."""
+plugs in with `register` and brings its settings block, its sidecar options block, its routing answer and its
+business types; a drop is accepted, routed to it by its own reason and sent through it to a fax service on
+loopback."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -16,19 +19,30 @@ import httpx
 import pytest
 
 from gateway.channels.records import InfoRecord, RegistryAnswer, ServiceRecord
-from gateway.channels.registry import ChannelTools, build_channels, register, unregister
+from gateway.channels.registry import KINDS, ChannelTools, build_channels, register, unregister
 from gateway.clock import FakeClock
 from gateway.config import load_config
 from gateway.contract.sidecar import read_sidecar, write_sidecar
 from gateway.errors import ConfigError
 from gateway.folders import prepare_folders
+from gateway.formats.business import Arkivmelding, BusinessType, business_type
+from gateway.formats.sbd import SbdFormatError, from_json, new_sbd, to_json
+from gateway.formats.sbd_xml import from_xml, to_xml
 from gateway.intake.service import Intake
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 from gateway.outbound.sender import Sender
 from gateway.receipts.writer import StatusWriter
 from tests.foundation.drops import OUR_ORGNR, VALID_RECEIVER, make_folder_drop, pdf_bytes, sidecar_xml, write_config
-from tests.seam.fax_channel import FAX_TEST_URL, KIND, FaxOptions, fax_service_answer
+from tests.seam.fax_channel import (
+    FAX_REPORT_STANDARD,
+    FAX_TEST_URL,
+    KIND,
+    FaxCover,
+    FaxOptions,
+    FaxReport,
+    fax_service_answer,
+)
 
 ADMIN = "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0"
 NETWORK = "network:\n  service_registry_url: http://127.0.0.1:9/sr\n  token_url: http://127.0.0.1:9/token\n"
@@ -135,6 +149,44 @@ def test_without_the_channel_its_block_is_an_unknown_element() -> None:
     _none, problems = read_sidecar(sidecar_xml(extra="<fax><coverPage>x</coverPage></fax>"))
     assert [problem.field for problem in problems] == ["fax"]
     assert "unknown or in the wrong place" in problems[0].text
+
+
+def test_the_channel_brings_its_business_types_and_takes_them_away_again() -> None:
+    created = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    register(KIND)
+    try:
+        # A message type of its own: named from its class, written and read in both wire forms.
+        report = new_sbd(sender=OUR_ORGNR, receiver=VALID_RECEIVER, process=ADMIN, created=created,
+                         business_message=FaxReport(fax_number="+4722334455", pages=3, result="OK"))
+        assert (report.message_type, report.standard) == ("faxrapport", FAX_REPORT_STANDARD)
+        report_json, report_xml = to_json(report), to_xml(report)
+        assert json.loads(report_json)["faxrapport"] == {"faxNummer": "+4722334455", "sider": 3, "resultat": "OK"}
+        assert from_json(report_json) == report and from_xml(report_xml) == report
+        # Its part of arkivmelding, under its own key beside arkivmelding's.
+        letter = new_sbd(sender=OUR_ORGNR, receiver=VALID_RECEIVER, process=ADMIN, created=created,
+                         business_message=Arkivmelding(hoveddokument="brev.pdf",
+                                                       parts={"fax": FaxCover("Til arkivet", "fine")}))
+        letter_json = to_json(letter)
+        assert json.loads(letter_json)["arkivmelding"] == {
+            "hoveddokument": "brev.pdf", "fax": {"coverPage": "Til arkivet", "resolution": "fine"}}
+        assert from_json(letter_json) == letter and from_xml(to_xml(letter)) == letter
+        # A second channel may not take a name that is taken: refused, and nothing of it is added.
+        rival = dataclasses.replace(KIND, name="TELEX", key="telex",
+                                    business=(BusinessType("status", FaxReport, "urn:x::status"),))
+        with pytest.raises(ConfigError, match=r"channel TELEX cannot be added: .*'status' is registered already"):
+            register(rival)
+        assert business_type("status").cls is not FaxReport and "telex" not in KINDS
+    finally:
+        unregister(KIND.key)
+
+    # Without the channel its type is refused by name, and its part is a key arkivmelding keeps unread.
+    for read, data in ((from_json, report_json), (from_xml, report_xml)):
+        with pytest.raises(SbdFormatError, match=r"'faxrapport' is not a supported business message: no channel"):
+            read(data)
+    unread = from_json(letter_json)
+    assert unread.business_message.parts == {}
+    assert unread.business_message.extra == {"fax": {"coverPage": "Til arkivet", "resolution": "fine"}}
+    assert json.loads(to_json(unread)) == json.loads(letter_json)
 
 
 def test_a_drop_is_routed_to_the_plugged_in_channel_and_sent_through_it(fax_plugged_in, fax_service, tmp_path):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.channels.dpf.business import dpf_settings
 from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import StandardBusinessDocument
 
@@ -81,7 +82,8 @@ def forsendelse_for(
     service registry (its organisation number when the registry gave none)."""
     business = sbd.business_message
     level = business.sikkerhetsnivaa if isinstance(business, Arkivmelding) else None
-    forsendelse_type = business.dpf.forsendelse_type if isinstance(business, Arkivmelding) and business.dpf else None
+    settings = dpf_settings(business)
+    forsendelse_type = settings.forsendelse_type if settings else None
     ids = [
         {"key": MESSAGE_ID_KEY, "value": sbd.message_id},
         {"key": CONVERSATION_ID_KEY, "value": sbd.conversation_id},

@@ -29,11 +29,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gateway.channels.dpf.business import PART_KEY, DpfSettings
 from gateway.channels.dpf.forsendelse import CONVERSATION_ID_KEY, MESSAGE_ID_KEY, PROCESS_KEY, extra_metadata
 from gateway.errors import CryptoError, MessageFormatError, SecurityError
 from gateway.formats.arkivmelding import ArkivmeldingFile, build_arkivmelding
 from gateway.formats.asice import AsicContents, AsicFile
-from gateway.formats.business import Arkivmelding, DpfSettings
+from gateway.formats.business import Arkivmelding
 from gateway.formats.cms import decrypt_stream
 from gateway.formats.keys import OrgIdentity
 from gateway.formats.sbd import ARKIVMELDING_PROCESS, PROCESSES, StandardBusinessDocument, new_sbd
@@ -150,7 +151,7 @@ def sbd_of(forsendelse: dict[str, Any], receiver: str, received_at: datetime) ->
     forsendelse_type = forsendelse.get("forsendelseType")
     business = Arkivmelding(
         sikkerhetsnivaa=int(level) if level in ("3", "4") else None,
-        dpf=DpfSettings(forsendelse_type=forsendelse_type) if isinstance(forsendelse_type, str) else None,
+        parts={PART_KEY: DpfSettings(forsendelse_type=forsendelse_type)} if isinstance(forsendelse_type, str) else {},
     )
     created = received_at
     if isinstance(forsendelse.get("date"), int | float):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.channels.base import Channel
+from gateway.channels.dpf.business import BUSINESS
 from gateway.channels.dpf.channel import DpfChannel
 from gateway.channels.dpf.client import FIKS_SCOPE, SvarInnClient, SvarInnCredentials, SvarUtClient, SvarUtCredentials
 from gateway.channels.dpf.options import OPTIONS
@@ -44,4 +45,4 @@ def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
 
 
 KIND = ChannelKind(name="DPF", key="dpf", registry_scope="eformidling:dpf", settings=SETTINGS, build=build,
-                   probe=probe, routing=ROUTING, options=OPTIONS)
+                   probe=probe, routing=ROUTING, options=OPTIONS, business=BUSINESS)

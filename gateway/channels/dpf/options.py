@@ -10,9 +10,9 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.channels.dpf.business import PART_KEY, DpfSettings
 from gateway.channels.kind import SidecarOptions
 from gateway.channels.options_xml import child_text, put_child
-from gateway.formats.business import DpfSettings
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,9 @@ def write(options: DpfOptions, block: etree._Element) -> None:
 
 
 def business(options: DpfOptions) -> Mapping[str, Any]:
-    return {"dpf": DpfSettings(forsendelse_type=options.forsendelse_type)} if options.forsendelse_type else {}
+    if not options.forsendelse_type:
+        return {}
+    return {"parts": {PART_KEY: DpfSettings(forsendelse_type=options.forsendelse_type)}}
 
 
 OPTIONS = SidecarOptions(element="dpf", schema=Path(__file__).with_name("options.xsd"), read=read, write=write,

@@ -12,6 +12,7 @@ from gateway.channels.base import Channel
 from gateway.channels.dpi.channel import DpiChannel, LetterDefaults
 from gateway.channels.dpi.client import Corner2Client, corner2_client
 from gateway.channels.dpi.kept_receipts import JournalReceipts
+from gateway.channels.dpi.nextmove import BUSINESS
 from gateway.channels.dpi.options import OPTIONS
 from gateway.channels.dpi.print_certificate import PrintCertificates
 from gateway.channels.dpi.routing import ROUTING
@@ -69,4 +70,4 @@ def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
 
 
 KIND = ChannelKind(name="DPI", key="dpi", registry_scope=REGISTRY_SCOPE, settings=SETTINGS, build=build,
-                   probe=probe, routing=ROUTING, options=OPTIONS)
+                   probe=probe, routing=ROUTING, options=OPTIONS, business=BUSINESS)

@@ -25,13 +25,13 @@ from gateway.channels.base import (
     SentMessage,
     StatusUpdate,
 )
+from gateway.channels.dpv.business import dpv_settings
 from gateway.channels.dpv.client import CorrespondenceClient, CorrespondenceNotFound
 from gateway.channels.dpv.models import MAX_ATTACHMENT_BYTES, Attachment, CorrespondenceDetails, NotificationRequest
 from gateway.channels.records import ServiceRecord
 from gateway.channels.status_rounds import poll_each
 from gateway.clock import Clock
 from gateway.errors import PermanentChannelError
-from gateway.formats.business import Arkivmelding
 from gateway.formats.sbd import StandardBusinessDocument
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class DpvChannel:
     def prepare(self, message: OutgoingMessage, service: ServiceRecord | None, work: Path) -> Package:
         assert service is not None and service.resource
         sbd = message.sbd
-        settings = sbd.business_message.dpv if isinstance(sbd.business_message, Arkivmelding) else None
+        settings = dpv_settings(sbd.business_message)
         sensitive = sbd.process == SENSITIVE_PROCESS
         text = self._notification_text(settings, sensitive)
         asked = (settings.varsel_transport_type or "").upper() if settings else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.channels.base import Channel
+from gateway.channels.dpv.business import BUSINESS
 from gateway.channels.dpv.channel import DpvChannel, NotificationDefaults
 from gateway.channels.dpv.client import DPV_PROXY_SCOPE, CorrespondenceClient
 from gateway.channels.dpv.options import OPTIONS
@@ -34,4 +35,4 @@ def probe(block: Any, tools: ChannelTools) -> list[tuple[str, str, str]]:
 
 
 KIND = ChannelKind(name="DPV", key="dpv", registry_scope="eformidling:dpv", settings=SETTINGS, build=build,
-                   probe=probe, routing=ROUTING, options=OPTIONS)
+                   probe=probe, routing=ROUTING, options=OPTIONS, business=BUSINESS)

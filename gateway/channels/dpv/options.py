@@ -10,9 +10,9 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.channels.dpv.business import PART_KEY, DpvSettings
 from gateway.channels.kind import SidecarOptions
 from gateway.channels.options_xml import child_text, put_child
-from gateway.formats.business import DpvSettings
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,11 @@ def write(notification: DpvNotification, block: etree._Element) -> None:
 
 
 def business(notification: DpvNotification) -> Mapping[str, Any]:
-    return {"dpv": DpvSettings(
+    return {"parts": {PART_KEY: DpvSettings(
         varsel_tekst=notification.notification_text,
         taushetsbelagt_varsel_tekst=notification.sensitive_notification_text,
         dager_til_svarfrist=notification.days_to_reply,
-    )}
+    )}}
 
 
 OPTIONS = SidecarOptions(element="dpv", schema=Path(__file__).with_name("options.xsd"), read=read, write=write,
