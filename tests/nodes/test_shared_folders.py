@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 DROPS = 500
 ACCEPTED = re.compile(r"accepted drop '([^']+)'")
+RUNNING = "efm-gateway is running for organisation"
 LEVERT_FROM = re.compile(r"message ([0-9a-f-]+): LEVERT from ")
 
 
@@ -40,6 +41,11 @@ def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, pos
     configs = [node_config(tmp_path, sandbox, postgres_database, name, **PATIENT) for name in ("node-1", "node-2")]
     outbox = tmp_path / "share" / "outbox"
     outbox.mkdir(parents=True)
+    nodes = [DaemonProcess(config, config.parent / "daemon.log").start() for config in configs]
+    # Both nodes watch the outbox before the first drop comes, so they race for every one of them (dropped in one
+    # go before both ran, the first node up could take them all).
+    wait(lambda: all(RUNNING in node.log.read_text(errors="replace") for node in nodes if node.log.exists())
+         and all(node.log.exists() for node in nodes), 120, message="both nodes running")
     message_ids = []
     for index in range(DROPS):
         message_id = str(uuid.uuid4())
@@ -47,7 +53,6 @@ def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, pos
         make_folder_drop(outbox, f"m{index:03d}", files={"brev.pdf": pdf_bytes(f"brev {index}")}, sidecar=sidecar,
                          staging=tmp_path / "staging")
         message_ids.append(message_id)
-    nodes = [DaemonProcess(config, config.parent / "daemon.log").start() for config in configs]
     taken: collections.Counter[str] = collections.Counter()
     stop_archive = threading.Event()
 
