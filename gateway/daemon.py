@@ -24,7 +24,7 @@ from gateway.intake.service import Intake, expire_overdue
 from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
 from gateway.journal.claims import LEASE_SECONDS as CLAIM_LEASE_SECONDS
-from gateway.journal.claims import Claims, HeldClaims
+from gateway.journal.claims import Claims, FencedOut, HeldClaims
 from gateway.journal.engines import engine_for
 from gateway.journal.lock import InstanceLock
 from gateway.journal.nodes import LEASE_SECONDS, NodeNameTaken, NodeRegistry
@@ -191,6 +191,8 @@ class Daemon:
             try:
                 with held.fencing(claim):
                     run()
+            except FencedOut:
+                return  # the lease lapsed while this node stood still and another node has the job now: said once
             finally:
                 with contextlib.suppress(sqlite3.Error, JournalError):
                     held.let_go(claim)

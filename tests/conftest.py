@@ -21,6 +21,13 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (in their own order), then the rest: spread over the workers (pytest -n), the minutes-long
+    runs start together at once and the short tests fill the gaps, instead of one of them starting last and
+    holding up the end of the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     """Under CI, a skip is a failure unless it says it is about the machine (tests/tools.py): .ci/run installs

@@ -153,3 +153,17 @@ class CpuUse:
         """Reap the processes first (stop them) for their share to count."""
         ours, postgres = (now - then for now, then in zip(self._now(), self._began, strict=True))
         return f"CPU: nodes and sandbox {ours:.0f} s, PostgreSQL {postgres:.0f} s"
+
+
+def stop_then_check(processes: list, sandbox) -> None:
+    """Stop every daemon (DaemonProcess) that still runs, then the sandbox, and only then check the daemons' logs: one
+    log's unexpected ERROR line must not leave the other processes running for the rest of the suite."""
+    try:
+        for process in processes:
+            if process.alive():
+                process.stop(check_log=False)
+    finally:
+        sandbox.stop()
+    for process in processes:
+        process.check_log()
+

@@ -22,7 +22,7 @@ from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wai
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
-from tests.nodes.support import postgres_journal
+from tests.nodes.support import postgres_journal, stop_then_check
 from tests.resilience.support import log_lines
 
 pytestmark = pytest.mark.postgres
@@ -92,11 +92,8 @@ def test_postgresql_stopped_and_started_under_a_running_node(tmp_path, postgres_
             server.start()
         stop_archive.set()
         archive.join()
-        for gateway in (a, b.process):
-            if gateway.alive():
-                gateway.stop()
         stats = sandbox.stats()
-        sandbox.stop()
+        stop_then_check([a, b.process], sandbox)
     assert {m: n for m, n in taken.items() if n != 1} == {}, "messages in B's archive more than once"
     uploads = stats["uploadsBySenderAndReference"]
     assert sorted(uploads.get(f"0192:{A}/{m}", 0) for m in message_ids) == [1] * len(message_ids)

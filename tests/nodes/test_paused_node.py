@@ -20,7 +20,7 @@ from tests.dpo.network import B, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
-from tests.nodes.support import node_config
+from tests.nodes.support import node_config, stop_then_check
 from tests.nodes.test_database_outage import OUTAGE_LINE
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -102,12 +102,7 @@ def test_a_node_paused_past_its_lease_is_fenced_out_and_its_work_done_once(tmp_p
             node1.process.send_signal(signal.SIGCONT)
         stop_archive.set()
         archive.join()
-        for node in (node1, node2):
-            if node.alive():
-                node.stop()
-        if b.process.alive():
-            b.process.stop()
-        sandbox.stop()
+        stop_then_check([node1, node2, b.process], sandbox)
     assert {m: n for m, n in taken.items() if n != 1} == {}, "messages in B's archive more than once"
     refused = REFUSED.findall(node1.log.read_text(errors="replace"))
     assert refused and len(refused) == len(set(refused)), f"one line per claim taken over: {refused}"

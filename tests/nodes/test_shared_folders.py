@@ -19,7 +19,7 @@ from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config, wai
 from tests.dpo.statusfiles import current, message_ids_of_status_files
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
 from tests.foundation.process import DaemonProcess
-from tests.nodes.support import node_config
+from tests.nodes.support import node_config, stop_then_check
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -75,13 +75,8 @@ def test_two_nodes_race_for_the_same_drops_on_a_shared_folder_tree(tmp_path, pos
     finally:
         stop_archive.set()
         archive.join()
-        for node in nodes:
-            if node.alive():
-                node.stop()
-        if b.process.alive():
-            b.process.stop()
         stats = sandbox.stats()
-        sandbox.stop()
+        stop_then_check([*nodes, b.process], sandbox)
     accepted = [ACCEPTED.findall(node.log.read_text(errors="replace")) for node in nodes]
     assert sorted(accepted[0] + accepted[1]) == [f"m{index:03d}" for index in range(DROPS)], "each drop claimed once"
     assert all(accepted), f"both nodes took drops: {[len(names) for names in accepted]}"
