@@ -59,6 +59,7 @@ def test_a_failed_pick_up_check_still_sends_the_owed_status_messages(tmp_path, c
     daemon = Daemon.__new__(Daemon)
     status_sender = _StatusSender()
     daemon.network = SimpleNamespace(inbox=_PickUpFails(), status_sender=status_sender)
+    daemon.held = None  # one node: the pick-up job also sends the owed status messages
     # As the daemon schedules it: a full disk is said once by the job's guard, however often the check runs.
     pick_up = FullDiskGuard("pick-up", daemon._after_delivery, tmp_path, [])
     with caplog.at_level(logging.ERROR):
