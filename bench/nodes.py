@@ -50,9 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pg_server
 from bench.nodes_report import Figures, print_run, print_table
-from bench.runs import StatusWatch, cpu_seconds, fake_pdf, tree_cpu_seconds
+from bench.runs import StatusWatch, cpu_seconds, stage_messages, tree_cpu_seconds
 from tests.dpo.network import PEER, A, SandboxProcess, gateway_config
-from tests.foundation.drops import sidecar_xml
 from tests.postgres import PostgresDatabase, PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,16 +198,7 @@ def measure(key: str, count: int, pdf_kib: int, server: PostgresServer | None, t
                     raise SystemExit(f"a node stopped at its start:\n{node.log.read_text()[-3000:]}")
             time.sleep(3)  # the first polls, listings and heartbeats are behind them
             staging = root / "staging"
-            staging.mkdir()
-            names = []
-            for index in range(count):
-                folder = staging / f"m{index:05d}"
-                folder.mkdir()
-                (folder / "brev.pdf").write_bytes(fake_pdf(pdf_kib * 1024, index + 1))
-                message_id = str(uuid.uuid4())
-                (folder / "message.xml").write_bytes(
-                    sidecar_xml(receiver=PEER, extra=f"<messageId>{message_id}</messageId>"))
-                names.append((folder.name, message_id))
+            names = [(folder.name, message_id) for folder, message_id in stage_messages(staging, count, pdf_kib, PEER)]
             share = root / "share"
             status_files = {message_id: share / "status" / f"{name}.{message_id}.xml" for name, message_id in names}
             sent, levert = StatusWatch(status_files), StatusWatch(status_files, "LEVERT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +18,24 @@ NS = {"s": "urn:efm-gateway:status:1"}
 def fake_pdf(size: int, seed: int) -> bytes:
     body = os.urandom(size - 64) if seed else b"\0" * (size - 64)
     return b"%PDF-1.4\n%" + body + b"\n%%EOF\n"
+
+
+def stage_messages(staging: Path, count: int, pdf_kib: int, receiver: str) -> list[tuple[Path, str]]:
+    """`count` folder drops to `receiver` (one fake PDF of `pdf_kib` KiB and a sidecar naming its messageId), made in
+    `staging` ready to be moved into an outbox; returns each folder with its messageId."""
+    from tests.foundation.drops import sidecar_xml
+
+    staging.mkdir()
+    staged = []
+    for index in range(count):
+        folder = staging / f"m{index:05d}"
+        folder.mkdir()
+        (folder / "brev.pdf").write_bytes(fake_pdf(pdf_kib * 1024, index + 1))
+        message_id = str(uuid.uuid4())
+        sidecar = sidecar_xml(receiver=receiver, extra=f"<messageId>{message_id}</messageId>")
+        (folder / "message.xml").write_bytes(sidecar)
+        staged.append((folder, message_id))
+    return staged
 
 
 def status_time(path: Path, value: str = "SENDT") -> float | None:

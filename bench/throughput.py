@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
 from bench.crypto_floor import floor_ms
-from bench.runs import StatusWatch, fake_pdf
+from bench.runs import StatusWatch, stage_messages
 from tests.dpo.network import A, B, Gateway, SandboxProcess, gateway_config
-from tests.foundation.drops import sidecar_xml
 
 
 class RssSampler(threading.Thread):
@@ -144,17 +142,7 @@ def measure(
         try:
             time.sleep(1)
             staging = root / "staging"
-            staging.mkdir()
-            names = []
-            for index in range(count):
-                folder = staging / f"m{index:05d}"
-                folder.mkdir()
-                (folder / "brev.pdf").write_bytes(fake_pdf(pdf_kib * 1024, index + 1))
-                message_id = str(uuid.uuid4())
-                (folder / "message.xml").write_bytes(
-                    sidecar_xml(receiver=B, extra=f"<messageId>{message_id}</messageId>")
-                )
-                names.append((folder, message_id))
+            names = stage_messages(staging, count, pdf_kib, B)
             httpx.post(f"{sandbox.url}/_faults", json=counting, timeout=10).raise_for_status()
             processes = {"A": a.process.process.pid, "B": b.process.process.pid, "sandbox": sandbox.process.pid}
             cpu_before = {name: psutil.Process(pid).cpu_times() for name, pid in processes.items()}
