@@ -99,13 +99,16 @@ def without_dac_problem() -> str | None:
     return None
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05, message: str = "") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05, message: str = "",
+             explain: Callable[[], str] | None = None) -> None:
+    """Wait until `condition()`; on timeout fail naming `message`, and what `explain()` says of the state then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message or condition}")
+    seen = f"; {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {message or condition}{seen}")
 
 
 def status_files(folder: Path) -> list[Path]:

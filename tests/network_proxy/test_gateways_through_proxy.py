@@ -129,7 +129,8 @@ def test_two_gateways_send_and_receive_on_every_channel_only_through_the_proxy(n
         assert history(a.status, message_id) == ["OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"]
 
         wait_for(lambda: {k: v for k, v in _states_by_drop(a).items() if k in FINAL} == FINAL, 120, interval=0.5,
-                 message="the sample drops' final statuses")
+                 message="the sample drops' final statuses",
+                 explain=lambda: f"states {_states_by_drop(a)}; A's log ends:\n{a.log()[-6000:]}")
         # The peer and the municipality reply in the same conversations; A's archive takes the replies,
         # and A tells their senders (INNKOMMENDE_LEVERT).
         wait_for(lambda: {PEER, MUNICIPALITY} <= set(_senders_in_inbox(a).values()), 60, interval=0.2,
