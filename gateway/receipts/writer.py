@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from gateway.fsio import SHARED_FILE_MODE, TEMP_PREFIX, fsync_dir, share_fd
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
+from gateway.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ SYNC_THREADS = 8  # status files written and fsynced at once in a batch
 # A temporary status file lives for the moment between its write and its rename; one this old was left by a
 # writer killed in between, on this node or on another sharing the folder (whose live writes it must not touch).
 LEFTOVER_SECONDS = 3600.0
+WAIT_LOOK_SECONDS = 1.0  # how often one who waits for another thread's flush looks whether it moves
 
 
 def _write_synced(path: str, content: bytes, group: int | None = None) -> BaseException | None:
@@ -65,6 +67,7 @@ class StatusWriter:
         self._start_lock = threading.Lock()
         self._closing = False
         self._repeated = RepeatedErrors(log, noun="flushes")
+        self._files_written = 0  # grows as a flush writes: one who waits for that flush sees it move
         # Where several nodes share the journal and the status folder: a lease only one node holds at a time
         # (True when this one has it), so no two nodes write and mark the same changes (daemon.py sets it).
         self.one_node_at_a_time: Callable[[], contextlib.AbstractContextManager[bool]] | None = None
@@ -110,10 +113,13 @@ class StatusWriter:
             )
             for record in records
         ]
-        if len(jobs) == 1:
-            outcomes: list[BaseException | None] = [_write_synced(jobs[0][0], jobs[0][2], self.group)]
-        else:
-            outcomes = list(self._pool().map(lambda job: _write_synced(job[0], job[2], self.group), jobs))
+
+        def write(job: tuple[str, str, bytes]) -> BaseException | None:
+            outcome = _write_synced(job[0], job[2], self.group)
+            self._files_written += 1
+            return outcome
+
+        outcomes = [write(jobs[0])] if len(jobs) == 1 else list(self._pool().map(write, jobs))
         failure = next((outcome for outcome in outcomes if outcome is not None), None)
         if failure is not None:
             for temp, _target, _content in jobs:
@@ -196,9 +202,24 @@ class StatusWriter:
                 return self._flush(limit) if ours else 0
         return self._flush(limit)
 
+    @contextlib.contextmanager
+    def _flushing(self) -> Iterator[None]:
+        """The flush lock. Waiting for another thread's flush (hundreds of files on a slow disk can take longer
+        than a job's grace), the waiting job beats for as long as that flush writes files: it waits, it does
+        not hang; if that flush stops moving, so do the beats, and the watchdog says so."""
+        seen = self._files_written
+        while not self._lock.acquire(timeout=WAIT_LOOK_SECONDS):
+            if self._files_written != seen:
+                seen = self._files_written
+                progress()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def _flush(self, limit: int) -> int:
         written = 0
-        with self._lock:
+        with self._flushing():
             while True:
                 dirty = self.journal.dirty(limit)
                 if not dirty:
@@ -222,5 +243,6 @@ class StatusWriter:
                                        "they are written again at the next flush", self.folder, exc)
                     return written
                 written += len(dirty)
+                progress()
                 if len(dirty) < limit:
                     return written

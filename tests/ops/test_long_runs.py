@@ -5,6 +5,8 @@ that has not beaten for its interval and a grace, does not take it for hung. A r
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +19,7 @@ from gateway.journal.store import Journal
 from gateway.ops.health import Heartbeats
 from gateway.outbound.status_poller import StatusPoller
 from gateway.progress import progress
+from gateway.receipts import writer as writer_module
 from gateway.receipts.writer import StatusWriter
 
 GRACE = 30.0
@@ -93,3 +96,73 @@ def test_a_run_that_says_nothing_while_it_stands_still_is_late():
 
 def test_progress_outside_a_job_does_nothing():
     progress()  # no job runs on this thread: no error, no beat anywhere
+
+
+class SlowDisk:
+    """Status files that take `seconds` each to write; `stand_still` makes every write wait until it is cleared."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+        self.seconds = seconds
+        self.moving = threading.Event()
+        self.moving.set()
+        self.started = threading.Event()
+        real = writer_module._write_synced
+
+        def slow(path: str, content: bytes, group: int | None = None) -> BaseException | None:
+            self.started.set()
+            self.moving.wait()
+            time.sleep(self.seconds)
+            return real(path, content, group)
+
+        monkeypatch.setattr(writer_module, "_write_synced", slow)
+        monkeypatch.setattr(writer_module, "WAIT_LOOK_SECONDS", 0.1)
+
+
+@pytest.fixture
+def many_dirty(tmp_path):
+    journal = Journal(tmp_path / "journal.db", FakeClock())
+    for index in range(240):
+        message_id = f"00000000-0000-4000-8000-{index:012d}"
+        journal.create(direction="out", message_id=message_id, status_name=f"m.{message_id}.xml",
+                       phase=Phase.ACCEPTED, drop_name="m")
+    statuses = StatusWriter(journal, tmp_path, FakeClock())
+    yield statuses
+    statuses.close()
+    journal.close()
+
+
+def _late_while_waiting(statuses: StatusWriter, disk: SlowDisk) -> list[bool]:
+    """Another thread flushes the 240 files; meanwhile the job status-flush (grace 1 s) asks for a flush of its
+    own and waits. How the job looked at every 50 ms of its wait."""
+    heartbeats = Heartbeats(1.0)
+    heartbeats.register("status-flush", 0.1)
+    holder = threading.Thread(target=statuses.flush)
+    holder.start()
+    assert disk.started.wait(10)
+    waiter = threading.Thread(target=heartbeats.beating("status-flush", statuses.flush))
+    waiter.start()
+    looks = []
+    while waiter.is_alive() and len(looks) < 200:
+        looks.append(any(worker.name == "status-flush" for worker in heartbeats.late()))
+        time.sleep(0.05)
+        if len(looks) == 60:
+            disk.moving.set()  # a flush that stood still for 3 s moves again
+    holder.join(30)
+    waiter.join(30)
+    return looks
+
+
+def test_a_job_waiting_for_a_flush_that_writes_is_never_late(many_dirty, monkeypatch):
+    disk = SlowDisk(monkeypatch, seconds=0.1)  # 240 files on 8 threads: about 3 s, three times the grace
+    looks = _late_while_waiting(many_dirty, disk)
+    assert len(looks) >= 40, "the wait was meant to outlast the grace"
+    assert not any(looks)
+    assert len(list(many_dirty.folder.glob("m.*.xml"))) == 240
+
+
+def test_a_job_waiting_for_a_flush_that_stands_still_is_late(many_dirty, monkeypatch):
+    disk = SlowDisk(monkeypatch, seconds=0.0)
+    disk.moving.clear()  # the first writes hang (an NFS server gone)
+    looks = _late_while_waiting(many_dirty, disk)
+    assert any(looks[:60]), "a wait on a flush that writes nothing must show as late"
+    assert len(list(many_dirty.folder.glob("m.*.xml"))) == 240  # and once it moves, everything is written
