@@ -20,6 +20,7 @@ from gateway.channels.base import SentMessage
 from gateway.channels.dpi.channel import DpiChannel, reference_of
 from gateway.channels.dpi.client import Corner2Client
 from gateway.channels.dpi.forretningsmelding import sign_jwt
+from gateway.channels.dpi.kept_receipts import MemoryReceipts
 from gateway.channels.dpi.print_certificate import PrintCertificates
 from gateway.channels.dpi.receipts import build_receipt
 from gateway.clock import FakeClock
@@ -175,3 +176,31 @@ def test_once_corner2_has_handed_a_letter_on_it_is_asked_seldom(corner2: Corner2
     channel.clock.advance(channel.handed_on_poll_s)
     channel.poll_statuses([sent("letter-h")])
     assert corner2.status_requests == 2
+
+
+class ArrivingWhileKept(MemoryReceipts):
+    """Writing down the first page takes long enough for the letter's open receipt to come at Corner 2 meanwhile
+    (a loaded machine; Corner 2 issues it moments after the delivery receipt)."""
+
+    def __init__(self, corner2: Corner2, later: tuple[str, str]) -> None:
+        super().__init__()
+        self.corner2 = corner2
+        self.later: tuple[str, str] | None = later
+
+    def keep(self, receipts, now: float) -> None:  # type: ignore[no-untyped-def]
+        super().keep(receipts, now)
+        if self.later is not None:
+            self.corner2.waiting.append(self.later)
+            self.later = None
+
+
+def test_an_open_receipt_that_comes_while_the_page_is_written_down_is_not_marked_read_unseen(
+        pki: DevPki, corner2: Corner2, channel: DpiChannel) -> None:
+    mailbox = dev_identity(pki, MAILBOX)
+    corner2.waiting = [receipt(mailbox, "letter-e")]
+    channel.kept = ArrivingWhileKept(corner2, receipt(mailbox, "letter-e", "aapningskvittering"))
+    updates = channel.poll_statuses([sent("letter-e")])
+    # Corner 2 marks every receipt of the letter read at once: had the mark come before the second look, the
+    # open receipt would have gone with it, never seen.
+    assert [u.status for u in updates] == ["MOTTATT", "LEVERT", "LEST"]
+    assert corner2.waiting == [] and corner2.read == ["letter-e"]
