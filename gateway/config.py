@@ -194,6 +194,9 @@ class TrustConfig:
     # A receiver served by another organisation's integration point: receiver orgnr -> the organisations whose
     # certificate may stand for it (beyond what the service record itself says).
     served_by: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # How long a certificate that passed (chain and revocation) is trusted before it is checked again; 0: at
+    # every message. A revocation shows within this window at the latest.
+    recheck_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

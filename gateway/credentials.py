@@ -84,7 +84,8 @@ def load_trust(config: Config, revocation_http: httpx.Client | None = None) -> T
         raise ConfigError(f"trust.ca_bundle: {bundle} does not exist; point it at a PEM file of CA certificates")
     revocation = None
     if revocation_http is not None:
-        revocation = Revocation(trust_settings(config).revocation, RevocationSource(revocation_http))
+        revocation = Revocation(trust_settings(config).revocation, RevocationSource(revocation_http),
+                                recheck_seconds=config.trust.recheck_seconds)
     try:
         return TrustStore.from_pem_files([bundle], revocation)
     except Exception as exc:

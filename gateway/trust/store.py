@@ -20,7 +20,8 @@ import asyncio
 import concurrent.futures
 import enum
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,15 +98,20 @@ class RevocationUnavailable(SecurityError):
 @dataclass(frozen=True)
 class Revocation:
     """How revocation is checked: `policy` when nothing answers (refuse | warn), where answers come from
-    (`source`, None: no fetching) and CRLs known beforehand (`crls`, DER: offline use and tests)."""
+    (`source`, None: no fetching), CRLs known beforehand (`crls`, DER: offline use and tests), and for how
+    long a certificate that passed is trusted before its path and revocation status are checked again
+    (`recheck_seconds`, 0: at every use; a burst of messages to one receiver then costs one validation)."""
 
     policy: str = REFUSE
     source: RevocationSource | None = None
     crls: tuple[bytes, ...] = ()
+    recheck_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in REVOCATION_POLICIES:
             raise ValueError(f"revocation policy {self.policy!r}; choose one of {', '.join(REVOCATION_POLICIES)}")
+        if self.recheck_seconds < 0:
+            raise ValueError(f"recheck_seconds {self.recheck_seconds!r}; give 0 or more")
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,8 @@ def _run(coroutine):  # type: ignore[no-untyped-def]
 class TrustStore:
     """Trusted CA certificates, and how a peer's certificate is checked against them."""
 
-    def __init__(self, certificates: Iterable[x509.Certificate], revocation: Revocation | None = None) -> None:
+    def __init__(self, certificates: Iterable[x509.Certificate], revocation: Revocation | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._certificates = list(dict.fromkeys(certificates))
         if not self._certificates:
             raise KeystoreError("the trust store is empty; give at least one CA certificate")
@@ -204,6 +211,10 @@ class TrustStore:
         # asn1crypto parses lazily and is not safe to share between threads (two senders validating at once broke
         # inside its hashing): every thread validates with its own parsed copies, made once.
         self._parsed = threading.local()
+        # Chains that passed without a warning, by (leaf, what the peer sent, purpose): until when they stand.
+        self._passed: dict[tuple[bytes, tuple[bytes, ...], Purpose | None], float] = {}
+        self._passed_lock = threading.Lock()
+        self._monotonic = monotonic
 
     def _anchors(self) -> tuple[list[asn1_x509.Certificate], list[asn1_x509.Certificate],
                                 list[asn1_crl.CertificateList]]:
@@ -218,7 +229,8 @@ class TrustStore:
         return parsed
 
     @classmethod
-    def from_pem_files(cls, paths: Iterable[Path], revocation: Revocation | None = None) -> TrustStore:
+    def from_pem_files(cls, paths: Iterable[Path], revocation: Revocation | None = None,
+                       monotonic: Callable[[], float] = time.monotonic) -> TrustStore:
         certificates: list[x509.Certificate] = []
         for path in paths:
             try:
@@ -227,7 +239,7 @@ class TrustStore:
                 raise KeystoreError(f"trust store file {path} does not exist; check the path in config.yaml") from None
             except ValueError:
                 raise KeystoreError(f"trust store file {path} holds no PEM certificate") from None
-        return cls(certificates, revocation)
+        return cls(certificates, revocation, monotonic)
 
     @property
     def certificates(self) -> tuple[x509.Certificate, ...]:
@@ -248,6 +260,29 @@ class TrustStore:
         problem = validity_problem(leaf, moment, role) or (usage_problem(leaf, purpose, role) if purpose else None)
         if problem:
             raise SecurityError(problem)
+        # A chain checked for now stands for the recheck window; one checked at another time (an old receipt)
+        # is checked again, at that time.
+        recent = at is None or abs(datetime.now(UTC) - at) <= CLOCK_SKEW
+        key = (leaf.public_bytes(serialization.Encoding.DER),
+               tuple(cert.public_bytes(serialization.Encoding.DER) for cert in untrusted if cert != leaf), purpose)
+        if recent and self._still_passed(key):
+            return TrustVerdict(leaf)
+        verdict = self._verify_chain(leaf, untrusted, at, role)
+        if recent and not verdict.warnings and self.revocation is not None and self.revocation.recheck_seconds:
+            with self._passed_lock:
+                if len(self._passed) > 10_000:
+                    now = self._monotonic()
+                    self._passed = {k: until for k, until in self._passed.items() if until > now}
+                self._passed[key] = self._monotonic() + self.revocation.recheck_seconds
+        return verdict
+
+    def _still_passed(self, key: tuple[bytes, tuple[bytes, ...], Purpose | None]) -> bool:
+        with self._passed_lock:
+            until = self._passed.get(key)
+        return until is not None and until > self._monotonic()
+
+    def _verify_chain(self, leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], at: datetime | None,
+                      role: str) -> TrustVerdict:
         others = [_asn1(cert) for cert in untrusted if cert != leaf]
         checks = self.revocation is not None and (self.revocation.source is not None or bool(self._crl_ders))
         try:

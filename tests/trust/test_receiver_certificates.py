@@ -3,7 +3,8 @@ dev CA publishes its CRLs and answers OCSP on loopback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,8 +42,10 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def receivers(bundle: Path, http: httpx.Client, policy: str = "refuse") -> ReceiverTrust:
-    trust = TrustStore.from_pem_files([bundle], Revocation(policy, RevocationSource(http)))
+def receivers(bundle: Path, http: httpx.Client, policy: str = "refuse", recheck_seconds: float = 0.0,
+              monotonic: Callable[[], float] = time.monotonic) -> ReceiverTrust:
+    trust = TrustStore.from_pem_files([bundle], Revocation(policy, RevocationSource(http),
+                                                          recheck_seconds=recheck_seconds), monotonic)
     return ReceiverTrust(trust, served_by={B: (HOST,)}, svarut_orgnr=SANDBOX_SVARUT_ORGNR)
 
 
@@ -86,6 +89,32 @@ def test_a_certificate_revoked_by_ocsp_is_refused(network: SandboxNetwork, http:
     revoke(network.pki, certificate)
     with pytest.raises(PermanentChannelError, match=r"is revoked: OCSP response indicates .* revoked"):
         trust.check(B, pem(certificate))
+
+
+def test_a_certificate_that_passed_stands_for_the_recheck_window_then_its_revocation_shows(
+    network: SandboxNetwork, http: httpx.Client
+) -> None:
+    now = [0.0]
+    certificate = issue_identity(network.pki, B, "Tilbakekalt senere").certificate
+    trust = receivers(network.pki.trust_bundle, http, recheck_seconds=60, monotonic=lambda: now[0])
+    trust.check(B, pem(certificate))
+    revoke(network.pki, certificate)
+    now[0] = 59.0
+    assert trust.check(B, pem(certificate)).owner == B  # checked 59 s ago: not asked again
+    with pytest.raises(PermanentChannelError, match="the registry gave a certificate for"):
+        trust.check(A, pem(certificate))  # whose it is, and its validity and usage, are checked at every use
+    now[0] = 61.0
+    with pytest.raises(PermanentChannelError, match=r"is revoked: OCSP response indicates .* revoked"):
+        trust.check(B, pem(certificate))
+
+
+def test_a_certificate_accepted_only_with_a_warning_is_asked_about_at_every_use(http: httpx.Client,
+                                                                               tmp_path: Path) -> None:
+    silent = create_dev_pki(tmp_path / "silent", {B: "Mottaker"})
+    certificate = pem(dev_identity(silent, B).certificate)
+    trust = receivers(silent.trust_bundle, http, "warn", recheck_seconds=60, monotonic=lambda: 0.0)
+    for _ in range(2):
+        assert "accepted because trust.revocation is warn" in trust.check(B, certificate).note
 
 
 def test_a_certificate_revoked_in_the_crl_is_refused_and_the_crl_is_kept_until_its_next_update(
