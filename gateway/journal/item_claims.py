@@ -9,8 +9,11 @@ once pass each other by in claim() (never waiting), so each gets its own. On SQL
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
 
+from gateway.errors import JournalError
 from gateway.journal.claims import Claim, HeldClaims
 
 # A transfer no listing has seen for this long was taken (by a node that died before it said so) or withdrawn.
@@ -50,17 +53,32 @@ class ItemClaims:
     def _now(self) -> float:
         return self.held.claims.clock.now().timestamp()
 
-    def _claim_each(self, works: Sequence[str], limit: int) -> list[Claim | None]:
-        """Claim `works` in order until `limit` are this node's; each one's claim or None (held by another)."""
+    def _claim_each(self, works: Sequence[str], limit: int, made: list[Claim]) -> list[Claim | None]:
+        """Claim `works` in order until `limit` are this node's; each one's claim or None (held by another). Each claim
+        is added to `made` at once."""
         claimed: list[Claim | None] = []
-        got = 0
         for work in works:
-            if got >= limit:
+            if len(made) >= limit:
                 break
             claim = self.held.take(work)
             claimed.append(claim)
-            got += claim is not None
+            if claim is not None:
+                made.append(claim)
         return claimed
+
+    @contextlib.contextmanager
+    def _claiming(self) -> Iterator[list[Claim]]:
+        """A step that claims items: when it fails (the database gone mid-step, its commit lost), the claims it made
+        are let go, as far as the database answers; the rest lapse with their lease. Held on, they would be renewed
+        for ever by this node, and their items never done by any."""
+        made: list[Claim] = []
+        try:
+            yield made
+        except BaseException:
+            for claim in made:
+                with contextlib.suppress(sqlite3.Error, JournalError):
+                    self.held.let_go(claim)
+            raise
 
     # ---- takes ---------------------------------------------------------------------------------------------------
     def found(self, channel: str, references: Sequence[str]) -> None:
@@ -103,13 +121,13 @@ class ItemClaims:
         if limit <= 0:
             return []
         now = self._now()
-        with self.journal.transaction():
+        with self._claiming() as made, self.journal.transaction():
             references = [reference for (reference,) in self.journal.query(
                 "SELECT reference FROM inbound_takes WHERE channel = ? AND done_at IS NULL AND "  # noqa: S608
                 f"{_TAKE_UNCLAIMED} "
                 "ORDER BY listed_at, reference LIMIT ?",
                 (channel, now, 2 * limit))]
-            claims = self._claim_each([take_work(channel, reference) for reference in references], limit)
+            claims = self._claim_each([take_work(channel, reference) for reference in references], limit, made)
         return [(reference, claim) for reference, claim in zip(references, claims, strict=False) if claim is not None]
 
     def taken(self, channel: str, reference: str, claim: Claim) -> None:
@@ -123,13 +141,13 @@ class ItemClaims:
     def status_sends(self, limit: int) -> list[tuple[int, str, int, Claim]]:
         """Claim up to `limit` due status messages: (row, status, attempts, claim) each, those due first first."""
         now = self._now()
-        with self.journal.transaction():
+        with self._claiming() as made, self.journal.transaction():
             due = self.journal.query(
                 "SELECT message, status, attempts FROM status_sends WHERE due_at <= ? AND "  # noqa: S608
                 f"{_STATUS_SEND_UNCLAIMED} "
                 "ORDER BY due_at, message, status LIMIT ?",
                 (now, now, 2 * limit))
-            claims = self._claim_each([status_send_work(row, status) for row, status, _ in due], limit)
+            claims = self._claim_each([status_send_work(row, status) for row, status, _ in due], limit, made)
         return [(row, status, attempts, claim)
                 for (row, status, attempts), claim in zip(due, claims, strict=False) if claim is not None]
 
@@ -141,10 +159,10 @@ class ItemClaims:
             return {}
         now = self._now()
         marks = ", ".join("?" for _ in phases)
-        with self.journal.transaction():
+        with self._claiming() as made, self.journal.transaction():
             rows = [row for (row,) in self.journal.query(
                 f"SELECT id FROM messages WHERE channel = ? AND phase IN ({marks}) AND next_poll_at <= ? "  # noqa: S608
                 f"AND direction = 'out' AND {_POLL_UNCLAIMED} ORDER BY next_poll_at, id LIMIT ?",
                 (channel, *phases, now, now, 2 * limit))]
-            claims = self._claim_each([poll_work(row) for row in rows], limit)
+            claims = self._claim_each([poll_work(row) for row in rows], limit, made)
         return {row: claim for row, claim in zip(rows, claims, strict=False) if claim is not None}

@@ -80,10 +80,11 @@ class StatusPoller:
         deadline); what is left of it for those that may still get LEST or a late LEVERT."""
         now = self.clock.now().timestamp()
         if self.items is not None:
-            claims = self.items.polls(self.channel.name, WAITING, self.batch - self.batch // 4)
-            claims.update(self.items.polls(self.channel.name, LATE, self.batch - len(claims)))
-            self._claims = claims
-            return self.journal.polls_of(list(claims))
+            # Each claim is noted as soon as it is made: poll() lets go of every noted claim, also when the database
+            # fails between the two steps (a claim never let go would be renewed for ever, its message never polled).
+            self._claims = self.items.polls(self.channel.name, WAITING, self.batch - self.batch // 4)
+            self._claims.update(self.items.polls(self.channel.name, LATE, self.batch - len(self._claims)))
+            return self.journal.polls_of(list(self._claims))
         records = self.journal.due_for_poll(self.channel.name, WAITING, now, self.batch - self.batch // 4)
         return records + self.journal.due_for_poll(self.channel.name, LATE, now, self.batch - len(records))
 

@@ -5,6 +5,7 @@ claims; the channel is a stand-in that records who asked for what."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -19,6 +20,7 @@ from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
 from gateway.journal.claims import Claims, FencedOut, HeldClaims
 from gateway.journal.completion import RowBusy, record_status
+from gateway.journal.engine import JournalUnavailable
 from gateway.journal.item_claims import ItemClaims
 from gateway.journal.phases import Phase
 from gateway.journal.postgres_engine import PostgresEngine
@@ -189,3 +191,57 @@ def test_a_status_for_a_message_another_node_is_changing_gives_way_at_once(nodes
     assert _levert(a.journal, message_id) == 0
     assert record_status(a.journal, row, Status.LEVERT, None, "published")
     assert _levert(a.journal, message_id) == 1
+
+
+def test_claims_made_by_a_round_the_database_failed_in_are_let_go_and_never_renewed(nodes, clock):
+    """PostgreSQL restarted under two nodes: a round had claimed its polls when the database went; those claims must
+    not stay with the node, renewed for ever while nobody polls their messages (they stood at SENDT for good)."""
+    a, b = nodes
+    ids = _sent(a.journal, 6)
+    real_polls = a.items.polls
+
+    def gone_after_the_first_step(channel, phases, limit):  # type: ignore[no-untyped-def]
+        if phases != ("sent",):
+            raise JournalUnavailable("server closed the connection unexpectedly")
+        return real_polls(channel, phases, limit)
+
+    a.items.polls = gone_after_the_first_step  # type: ignore[method-assign]
+    asked: list[tuple[str, str]] = []
+    clock.advance(1)
+    with pytest.raises(JournalUnavailable):
+        StatusPoller(a.journal, a.statuses, clock, AskingChannel("node-a", asked), batch=8, items=a.items).poll()
+    assert asked == []
+    a.items.held.renew()  # its lease job goes on running
+    assert a.journal.query("SELECT count(*) FROM claims WHERE node IS NOT NULL") == [(0,)], "every claim let go"
+    # Node-b polls them at once, without waiting for a lease to lapse.
+    assert StatusPoller(b.journal, b.statuses, clock, AskingChannel("node-b", asked), batch=8,
+                        items=b.items).poll() == 6
+    assert sorted(message for _, message in asked) == sorted(ids)
+
+
+def test_claims_of_a_step_whose_commit_answer_was_lost_are_let_go(nodes):
+    """The connection broke as the step's COMMIT went: the claims are in the database, but the node saw an error.
+    It lets them go, rather than hold (and renew) claims for work it will never do."""
+    a, b = nodes
+    a.items.found("DPO", [f"transfer-{index}" for index in range(5)])
+    real_transaction = a.journal.transaction
+    depth = [0]
+
+    @contextlib.contextmanager
+    def answer_lost():  # type: ignore[no-untyped-def]
+        depth[0] += 1
+        try:
+            with real_transaction():
+                yield
+        finally:
+            depth[0] -= 1
+        if depth[0] == 0:
+            raise JournalUnavailable("server closed the connection unexpectedly")
+
+    a.journal.transaction = answer_lost  # type: ignore[method-assign]
+    with pytest.raises(JournalUnavailable):
+        a.items.takes("DPO", 5)
+    a.journal.transaction = real_transaction  # type: ignore[method-assign]
+    a.items.held.renew()
+    assert a.journal.query("SELECT count(*) FROM claims WHERE node IS NOT NULL") == [(0,)]
+    assert len(b.items.takes("DPO", 5)) == 5

@@ -31,10 +31,6 @@ def _journal_check(endpoint: str) -> tuple[int, dict]:
 
 
 @pytest.mark.timeout(1800)  # a bound for a hang only: the waits inside end when nothing moves
-@pytest.mark.xfail(reason="known, not fixed yet (#19): in 1 of 2 full runs, after the restart 5 of 200 outgoing "
-                   "messages stayed at SENDT (journal phase sent, no status poll answered) for 180 s; passed in the "
-                   "other run and alone. Suspect: per-item status poll claims held across the outage. Not run until "
-                   "fixed: as an xfail it could not fail", run=False)
 def test_postgresql_restarted_under_two_nodes_sending_and_receiving(tmp_path, postgres_database):
     server = postgres_database.server
     cpu = CpuUse(postgres_database)
