@@ -64,8 +64,16 @@ class HousekeepingRows:
             "finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?", (finished_before, limit)
         )
         if doomed:
+            now = self._now()
             with self.transaction():
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(record.row,) for record in doomed])
+                # Their claims (a send's, a poll's, an owed status's) that no node holds go too: else a row per claim
+                # for ever. One a node holds still (a late write under way) stays, to be refused by its token.
+                self._db.executemany(
+                    "DELETE FROM claims WHERE (work = ? OR work = ? OR work LIKE ?) "
+                    "AND (node IS NULL OR expires_at <= ?)",
+                    [(f"send:{record.row}", f"poll:{record.row}", f"status-send:{record.row}:%", now)
+                     for record in doomed])
         return doomed
 
     # ---- operators' commands (efm-gateway release) ----------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
 from gateway.journal import originals, transfer_failures
+from gateway.journal.claims import Claims, HeldClaims
 from gateway.journal.phases import Phase
 
 
@@ -87,6 +88,23 @@ def test_the_jobs_expiry_retention_and_cursors(journal, clock):
     journal.set_cursor("status-poll-DPF", 41)
     journal.set_cursor("status-poll-DPF", 42)
     assert journal.cursor("status-poll-DPF") == 42
+
+
+def test_retention_takes_a_purged_messages_claims_but_not_a_live_one(journal, clock):
+    held = HeldClaims(Claims(journal, "node-1", clock))
+    gone = journal.create(direction="out", message_id=str(uuid.uuid4()), status_name="gone.xml", phase=Phase.ACCEPTED)
+    kept = journal.create(direction="out", message_id=str(uuid.uuid4()), status_name="kept.xml", phase=Phase.ACCEPTED)
+    for work in (f"send:{gone.row}", f"poll:{gone.row}", f"status-send:{gone.row}:LEVERT", f"send:{kept.row}"):
+        held.let_go(held.take(work))
+    late = held.take(f"poll:{gone.row}2")  # another message's claim whose work starts with the same digits
+    still_held = held.take(f"status-send:{gone.row}:LEST")  # a node is writing about it right now
+    journal.move(gone.row, Phase.FAILED)
+    clock.advance(3600)
+    held.renew()  # its lease kept up, as the node's job does
+    assert [r.row for r in journal.purge_finished(clock.now().timestamp())] == [gone.row]
+    left = sorted(work for (work,) in journal.query("SELECT work FROM claims"))
+    assert left == sorted([f"send:{kept.row}", f"poll:{gone.row}2", f"status-send:{gone.row}:LEST"])
+    assert late is not None and still_held is not None
 
 
 def test_the_inbox_pick_up_and_the_operators_released_messages(journal):
