@@ -101,6 +101,21 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
             ).fetchall()
         return history_of(rows)
 
+    def events_of(self, rows: list[int]) -> dict[int, list[StatusEvent]]:
+        """The status histories of `rows` in one query: row -> its events in order (a batch of status files)."""
+        if not rows:
+            return {}
+        marks = ", ".join("?" for _ in rows)
+        connection, lock = self._reading()
+        with lock:
+            found = connection.execute(
+                f"SELECT message, status, at, description, learned_at FROM events WHERE message IN ({marks}) "  # noqa: S608
+                "ORDER BY message, id", tuple(rows)).fetchall()
+        by_row: dict[int, list[tuple]] = {row: [] for row in rows}
+        for message, *event in found:
+            by_row[message].append(tuple(event))
+        return {row: history_of(events) for row, events in by_row.items()}
+
     def dirty(self, limit: int = 500) -> list[MessageRecord]:
         return self._many("status_dirty > 0 ORDER BY id LIMIT ?", (limit,))
 
@@ -150,13 +165,13 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
         with self.transaction():
             try:
                 with self.guarded_statement():
-                    [(row,)] = self._db.execute(
-                        f"INSERT INTO messages ({columns}) VALUES ({marks}) RETURNING id",  # noqa: S608
+                    [found] = self._db.execute(
+                        f"INSERT INTO messages ({columns}) VALUES ({marks}) RETURNING {COLUMNS}",  # noqa: S608
                         tuple(values.values()),
                     ).fetchall()
             except sqlite3.IntegrityError as exc:
                 raise JournalError(f"journal refused message {message_id}: {exc}") from exc
-        return self.get(row)
+        return record_of(found)
 
     def update(self, row: int, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -170,25 +185,32 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
 
     def move(self, row: int, new_phase: Phase, **fields: Any) -> MessageRecord:
         """Change phase (checked against the allowed transitions) and other fields in one step."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise JournalError(f"unknown journal fields {sorted(unknown)}")
         with self.transaction():
             current = self.get(row)
-            if current.phase == new_phase:
-                if fields:
-                    self.update(row, **fields)
-                return self.get(row)
-            if not is_allowed(current.phase, new_phase):
+            if current.phase == new_phase and not fields:
+                return current
+            if current.phase != new_phase and not is_allowed(current.phase, new_phase):
                 raise JournalError(f"message {current.message_id} cannot go from {current.phase} to {new_phase}")
-            finished = self._now() if new_phase in FINISHED else None
-            self._db.execute(
-                "UPDATE messages SET phase = ?, finished_at = ?, status_dirty = status_dirty + 1 WHERE id = ?",
-                (new_phase.value, finished, row),
-            )
-            if new_phase in _POLLS_START or new_phase in _POLLS_END:
-                # Sent: its status is asked for from now on. Done or failed: no status can change it any more.
-                next_poll = self._now() if new_phase in _POLLS_START else None
-                self._db.execute("UPDATE messages SET next_poll_at = ? WHERE id = ?", (next_poll, row))
-            self.update(row, **fields)
-        return self.get(row)
+            now = self._now()
+            values: dict[str, Any] = {}
+            if current.phase != new_phase:
+                values["phase"] = new_phase.value
+                values["finished_at"] = now if new_phase in FINISHED else None
+                if new_phase in _POLLS_START or new_phase in _POLLS_END:
+                    # Sent: its status is asked for from now on. Done or failed: no status can change it any more.
+                    values["next_poll_at"] = now if new_phase in _POLLS_START else None
+            values.update(encode_fields(fields))
+            values["updated_at"] = now
+            assignments = ", ".join(f"{name} = ?" for name in values) + ", status_dirty = status_dirty + 1"
+            # One statement that changes and reads back (RETURNING): the record as the step left it.
+            [found] = self._db.execute(
+                f"UPDATE messages SET {assignments} WHERE id = ? RETURNING {COLUMNS}",  # noqa: S608
+                (*values.values(), row),
+            ).fetchall()
+        return record_of(found)
 
     def add_event(self, row: int, status: Status, at: datetime | None = None, description: str | None = None) -> bool:
         """Record a status once; a duplicate is ignored (returns False). Marks the status file for rewriting.
@@ -247,9 +269,13 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
                 self._db.executemany("UPDATE messages SET status_dirty = status_dirty + 1 WHERE id = ?",
                                      [(record.row,) for record in sorted(written, key=lambda record: record.row)])
                 return
-            self._db.executemany(
-                "UPDATE messages SET status_dirty = status_dirty - ? WHERE id = ?",
-                [(record.status_dirty, record.row) for record in sorted(written, key=lambda record: record.row)],
+            # One statement for the batch: each row less the changes its file was written from.
+            ordered = sorted(written, key=lambda record: record.row)
+            pairs = ", ".join("(CAST(? AS INTEGER), CAST(? AS INTEGER))" for _ in ordered)
+            self._db.execute(
+                "UPDATE messages SET status_dirty = status_dirty - written.column2 "  # noqa: S608
+                f"FROM (VALUES {pairs}) AS written WHERE messages.id = written.column1",
+                tuple(value for record in ordered for value in (record.row, record.status_dirty)),
             )
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.contract.status import StatusReport, render_status
+from gateway.contract.status import StatusEvent, StatusReport, render_status
 from gateway.diskspace import DiskFull, is_disk_full
 from gateway.fsio import SHARED_FILE_MODE, TEMP_PREFIX, fsync_dir, share_fd
 from gateway.journal.records import MessageRecord
@@ -75,11 +75,12 @@ class StatusWriter:
         # past it may have written files older than the new holder's: they are marked to be written again instead).
         self.still_ours: Callable[[], bool] | None = None
 
-    def report(self, record: MessageRecord) -> StatusReport:
+    def report(self, record: MessageRecord, events: list[StatusEvent] | None = None) -> StatusReport:
+        """The status file's content for `record`; `events`: its history when read already (None: read now)."""
         return StatusReport(
             message_id=record.message_id,
             direction="outgoing" if record.direction == "out" else "incoming",
-            events=tuple(self.journal.events(record.row)),
+            events=tuple(self.journal.events(record.row) if events is None else events),
             updated=self.clock.now(),
             conversation_id=record.conversation_id,
             drop_name=record.drop_name,
@@ -105,11 +106,12 @@ class StatusWriter:
         if not records:
             return
         suffix = f".{os.getpid()}.{threading.get_ident()}"
+        histories = self.journal.events_of([record.row for record in records])
         jobs = [
             (
                 os.path.join(self.folder, f"{TEMP_PREFIX}{record.row}{suffix}"),
                 os.path.join(self.folder, record.status_name),
-                render_status(self.report(record)),
+                render_status(self.report(record, histories[record.row])),
             )
             for record in records
         ]
