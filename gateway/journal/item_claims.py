@@ -10,6 +10,7 @@ once pass each other by in claim() (never waiting), so each gets its own. On SQL
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 from collections.abc import Iterator, Sequence
 
@@ -49,6 +50,12 @@ class ItemClaims:
     def __init__(self, held: HeldClaims) -> None:
         self.held = held
         self.journal = held.claims.journal
+        self._shuffle = random.Random()
+
+    def _passing_by(self) -> str:
+        """Candidate rows another node is claiming at this moment are passed by (PostgreSQL: its claim's step has them
+        locked), so two nodes claiming at once each get their own instead of reaching for the same ones."""
+        return " FOR UPDATE SKIP LOCKED" if self.journal.engine.locks_rows else ""
 
     def _now(self) -> float:
         return self.held.claims.clock.now().timestamp()
@@ -125,7 +132,7 @@ class ItemClaims:
             references = [reference for (reference,) in self.journal.query(
                 "SELECT reference FROM inbound_takes WHERE channel = ? AND done_at IS NULL AND "  # noqa: S608
                 f"{_TAKE_UNCLAIMED} "
-                "ORDER BY listed_at, reference LIMIT ?",
+                f"ORDER BY listed_at, reference LIMIT ?{self._passing_by()}",
                 (channel, now, 2 * limit))]
             claims = self._claim_each([take_work(channel, reference) for reference in references], limit, made)
         return [(reference, claim) for reference, claim in zip(references, claims, strict=False) if claim is not None]
@@ -145,7 +152,7 @@ class ItemClaims:
             due = self.journal.query(
                 "SELECT message, status, attempts FROM status_sends WHERE due_at <= ? AND "  # noqa: S608
                 f"{_STATUS_SEND_UNCLAIMED} "
-                "ORDER BY due_at, message, status LIMIT ?",
+                f"ORDER BY due_at, message, status LIMIT ?{self._passing_by()}",
                 (now, now, 2 * limit))
             claims = self._claim_each([status_send_work(row, status) for row, status, _ in due], limit, made)
         return [(row, status, attempts, claim)
@@ -164,5 +171,9 @@ class ItemClaims:
                 f"SELECT id FROM messages WHERE channel = ? AND phase IN ({marks}) AND next_poll_at <= ? "  # noqa: S608
                 f"AND direction = 'out' AND {_POLL_UNCLAIMED} ORDER BY next_poll_at, id LIMIT ?",
                 (channel, *phases, now, now, 2 * limit))]
+            # Both nodes read the same due rows in the same order: each tries them in an order of its own, so two
+            # rounds at the same moment seldom reach for the same message (a message row is not locked to claim it:
+            # the steps that change it would have to give way).
+            rows = self._shuffle.sample(rows, len(rows))
             claims = self._claim_each([poll_work(row) for row in rows], limit, made)
         return {row: claim for row, claim in zip(rows, claims, strict=False) if claim is not None}
