@@ -60,14 +60,15 @@ class ItemClaims:
     def _now(self) -> float:
         return self.held.claims.clock.now().timestamp()
 
-    def _claim_each(self, works: Sequence[str], limit: int, made: list[Claim]) -> list[Claim | None]:
+    def _claim_each(self, works: Sequence[str], limit: int, made: list[Claim], fresh: bool = False
+                    ) -> list[Claim | None]:
         """Claim `works` in order until `limit` are this node's; each one's claim or None (held by another). Each claim
-        is added to `made` at once."""
+        is added to `made` at once. `fresh`: most of them are claimed for the first time (HeldClaims.take)."""
         claimed: list[Claim | None] = []
         for work in works:
             if len(made) >= limit:
                 break
-            claim = self.held.take(work)
+            claim = self.held.take(work, fresh)
             claimed.append(claim)
             if claim is not None:
                 made.append(claim)
@@ -134,7 +135,8 @@ class ItemClaims:
                 f"{_TAKE_UNCLAIMED} "
                 f"ORDER BY listed_at, reference LIMIT ?{self._passing_by()}",
                 (channel, now, 2 * limit))]
-            claims = self._claim_each([take_work(channel, reference) for reference in references], limit, made)
+            claims = self._claim_each([take_work(channel, reference) for reference in references], limit, made,
+                                         fresh=True)
         return [(reference, claim) for reference, claim in zip(references, claims, strict=False) if claim is not None]
 
     def taken(self, channel: str, reference: str, claim: Claim) -> None:
@@ -154,7 +156,8 @@ class ItemClaims:
                 f"{_STATUS_SEND_UNCLAIMED} "
                 f"ORDER BY due_at, message, status LIMIT ?{self._passing_by()}",
                 (now, now, 2 * limit))
-            claims = self._claim_each([status_send_work(row, status) for row, status, _ in due], limit, made)
+            claims = self._claim_each([status_send_work(row, status) for row, status, _ in due], limit, made,
+                                         fresh=True)
         return [(row, status, attempts, claim)
                 for (row, status, attempts), claim in zip(due, claims, strict=False) if claim is not None]
 

@@ -166,7 +166,7 @@ class Sender:
             if row not in probes and started >= free:
                 break
             if self.held is not None:
-                claim = self.held.take(send_work(row))
+                claim = self.held.take(send_work(row), fresh=row not in probes)  # most are first sends
                 if claim is None:  # another node took it a moment ago
                     if row in probes:
                         self.circuits[probes.pop(row)].probe_done()

@@ -149,6 +149,35 @@ def test_a_released_claim_is_taken_with_a_greater_token(two_journals, clock):
     assert again is not None and again.token == held.token + 1
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["known-work", "first-claim-first"])
+def test_a_claim_tried_as_fresh_or_not_holds_the_same_rules(two_journals, clock, fresh):
+    first, second = two_journals
+    a, b = Claims(first, "node-a", clock), Claims(second, "node-b", clock)
+    new = a.claim("send:1", fresh)
+    assert new is not None and new.token == 1
+    assert b.claim("send:1", fresh) is None, "held by node-a"
+    a.release(new)
+    again = b.claim("send:1", fresh)  # a guess that it is new, wrong: taken the other way, the token grown
+    assert again is not None and again.token == 2
+    clock.advance(a.lease_seconds + 1)
+    taken_over = a.claim("send:1", fresh)
+    assert taken_over is not None and taken_over.token == 3, "a lapsed lease is taken over"
+    assert first.query("SELECT node, token FROM claims WHERE work = 'send:1'") == [("node-a", 3)]
+
+
+def test_a_claim_done_for_good_is_not_released_again(two_journals, clock):
+    first, second = two_journals
+    held = HeldClaims(Claims(first, "node-a", clock))
+    claim = held.take("take:DPO:t-1", fresh=True)
+    assert claim is not None
+    with held.claims.fenced(claim):
+        held.forget(claim)
+    held.let_go(claim)  # the usual let go after the work: nothing of it is left to release
+    assert first.query("SELECT count(*) FROM claims") == [(0,)]
+    later = Claims(second, "node-b", clock).claim("take:DPO:t-1", fresh=True)
+    assert later is not None and later.token == 1
+
+
 def test_two_nodes_claiming_due_sends_at_once_each_get_their_own(two_journals, clock):
     first, second = two_journals
     rows = _accepted(first, 40)
