@@ -68,6 +68,30 @@ def _new_key() -> RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _organisation_key(orgnr: str) -> RSAPrivateKey:
+    """A new key for an organisation of a dev PKI; where EFM_DEV_KEY_POOL names a folder, the one kept there for
+    `orgnr` (made on first use). A test suite starts hundreds of sandboxes, each with a dozen organisations, and a
+    2048-bit RSA key costs 50-200 ms: the pool makes each once. The CAs' keys are never pooled, so two dev PKIs
+    never share an issuer's key; what a pooled key shares is one fictional organisation's identity across them."""
+    pool = os.environ.get("EFM_DEV_KEY_POOL")
+    if not pool or not orgnr.isdigit():
+        return _new_key()
+    path = Path(pool) / f"{orgnr}-key.pem"
+    if not path.exists():
+        Path(pool).mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        _write_private(temp, _key_pem(_new_key()))
+        try:
+            os.link(temp, path)  # the first one made wins; every process then reads the same key
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
+    key = serialization.load_pem_private_key(path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
+    assert isinstance(key, RSAPrivateKey)
+    return key
+
+
 def _write_private(path: Path, content: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -287,7 +311,7 @@ def create_dev_pki(
     for orgnr, name in organisations.items():
         if (folder / f"{orgnr}.p12").exists():
             continue
-        key = _new_key()
+        key = _organisation_key(orgnr)
         certificate = _enterprise_certificate(
             orgnr, name, key, intermediate, now - _BACKDATE, now + timedelta(days=days), pki.revocation_url
         )

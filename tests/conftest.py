@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,12 @@ REFERENCE = SHARED / "reference"
 def reference_dir() -> Path:
     assert REFERENCE.is_dir(), f"the shared reference folder is missing at {REFERENCE}"
     return REFERENCE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every dev PKI the suite makes (hundreds of sandboxes, in this process and the ones it starts) takes its
+    organisations' keys from one pool (gateway/devcerts.py), instead of a dozen new RSA keys per sandbox."""
+    os.environ.setdefault("EFM_DEV_KEY_POOL", str(Path(tempfile.gettempdir()) / f"efm-test-dev-keys-{os.getuid()}"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

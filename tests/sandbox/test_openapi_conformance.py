@@ -351,7 +351,7 @@ def test_the_other_calls_the_sandbox_serves_are_answered_as_the_descriptions_say
     details = http.get(f"{broker}/filetransfer/{transfer}/details",
                        headers={"Authorization": f"Bearer {alice.tokens()}"})
     assert details.status_code == 200 and details.json()["fileTransferId"] == transfer
-    assert alice.wait_while_processing(transfer, 10)["fileTransferStatus"] == "Published"
+    assert alice.wait_while_processing(transfer, 60)["fileTransferStatus"] == "Published"
     bob.download(transfer, io.BytesIO())
     bob.confirm_download(transfer, f"0192:{B}")
 
