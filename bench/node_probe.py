@@ -85,11 +85,11 @@ def _count_claims() -> None:
     def kind(work: str) -> str:
         return work if work.startswith("job:") else work.split(":", 1)[0]
 
-    def counted_claim(self: Any, work: str) -> Any:
+    def counted_claim(self: Any, work: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            taken = claim(self, work)
+            taken = claim(self, work, *args, **kwargs)
         except sqlite3.OperationalError as exc:
-            if claims._gave_way(exc):
+            if claims.gave_way(exc):
                 count(f"claim {kind(work)} gave way")
             raise
         count(f"claim {kind(work)} {'taken' if taken is not None else 'held by another node'}")
