@@ -141,10 +141,12 @@ class ItemClaims:
 
     def taken(self, channel: str, reference: str, claim: Claim) -> None:
         """The take is done (the transfer confirmed or rejected at the channel), fenced by its claim: no node takes it
-        again, though a listing made before it was confirmed still names it."""
+        again, though a listing made before it was confirmed still names it. Its claim goes in the same step (a late
+        write of a node that held it before finds no claim: refused), so no step is spent releasing it."""
         with self.held.claims.fenced(claim):
             self.journal.execute("UPDATE inbound_takes SET done_at = ? WHERE channel = ? AND reference = ?",
                                  (self._now(), channel, reference))
+            self.held.forget(claim)
 
     # ---- status sends ------------------------------------------------------------------------------------------
     def status_sends(self, limit: int) -> list[tuple[int, str, int, Claim]]:

@@ -154,6 +154,7 @@ def test_two_nodes_share_the_takes_a_listing_found_each_taken_once(nodes):
     for node, claimed in ((a, first), (b, second)):
         for reference, claim in claimed:
             node.items.taken("DPO", reference, claim)
+    assert a.journal.query("SELECT count(*) FROM claims") == [(0,)], "a take's claim goes with it when done"
     a.items.found("DPO", references[-2:])  # a listing made before the last were confirmed does not bring them back
     assert a.items.takes("DPO", 100) == [] and b.items.takes("DPO", 100) == []
 
