@@ -1,0 +1,136 @@
+"""EFM_TEST_JOURNAL=postgresql: the whole suite's journals on PostgreSQL instead of the SQLite file.
+
+Unset (or `sqlite`), nothing here does anything. Set, each pytest worker starts one PostgreSQL server of the tests'
+(tests/postgres.py) and:
+- every Python the tests start (daemons, `status`, `check-config`, reloads) loads each config.yaml that names no
+  journal.url as if it named a database of that server (suite_engine/sitecustomize.py, on PYTHONPATH);
+- every Journal, JournalReader, OperatorJournal and JournalView a test opens on a path opens that path's database.
+A journal's database is named from its SQLite file's path (suite_engine/efm_suite_journal.py), so all of them meet
+in one journal, and a restarted gateway finds its own again. A test that looks at the SQLite file itself is marked
+`sqlite_only` and skipped under the switch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import PostgresServer
+from tests.suite_engine import efm_suite_journal
+from tests.suite_engine.efm_suite_journal import PREFIX, on_postgres
+
+SHIM = Path(__file__).resolve().parent / "suite_engine"
+SQLITE_ONLY_REASON = ("this test looks at the SQLite journal file itself; EFM_TEST_JOURNAL=postgresql runs the "
+                      "journal on PostgreSQL")
+
+
+def skip_sqlite_only(items: list[pytest.Item]) -> None:
+    """Under the switch, the tests marked sqlite_only are skipped, saying why."""
+    if not on_postgres():
+        return
+    for item in items:
+        if item.get_closest_marker("sqlite_only") is not None:
+            item.add_marker(pytest.mark.skip(reason=SQLITE_ONLY_REASON))
+
+
+def password_file_of(server: PostgresServer, folder: Path) -> Path:
+    """The server's password in a file of root's in `folder` (0600), for journal.password_file."""
+    path = folder / "password"
+    path.write_text(server.password + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def children_environment(server: PostgresServer, password_file: Path) -> dict[str, str]:
+    """What the processes the tests start need in their environment to keep their journals on `server`."""
+    return {
+        efm_suite_journal.SWITCH: "postgresql",
+        efm_suite_journal.HOST: str(server.folder),
+        efm_suite_journal.PASSWORD_FILE: str(password_file),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def journals_on_server(monkeypatch: pytest.MonkeyPatch) -> list:
+    """From now on (until monkeypatch undoes it), a Journal, JournalReader, OperatorJournal or JournalView opened on
+    a path opens that path's database on the server the environment names; the engines opened so (to close)."""
+    from gateway.journal.operator import OperatorJournal
+    from gateway.journal.overview import JournalView
+    from gateway.journal.postgres_engine import PostgresEngine
+    from gateway.journal.reader import JournalReader
+    from gateway.journal.store import Journal
+
+    engines: list[PostgresEngine] = []
+
+    def on_server(kind: type) -> None:
+        opened = kind.__init__
+
+        def init(self: object, where: object, *args: object, **kwargs: object) -> None:
+            if isinstance(where, Path):
+                journal_url, _ = efm_suite_journal.journal_for(where)
+                where = PostgresEngine(journal_url, efm_suite_journal.password())
+                engines.append(where)
+            opened(self, where, *args, **kwargs)
+
+        monkeypatch.setattr(kind, "__init__", init)
+
+    for kind in (Journal, JournalReader, OperatorJournal, JournalView):
+        on_server(kind)
+    return engines
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_journal_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | None]:
+    """Under the switch: this worker's server, named to the processes the tests start (their environment)."""
+    if not on_postgres():
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    # Daemons started without root's capability to override file permissions (without_dac) reach the socket too.
+    os.chmod(server.folder, stat.S_IMODE(server.folder.stat().st_mode) | 0o111)  # noqa: S103 - search only
+    secrets = Path(tempfile.mkdtemp(prefix="efm-suite-journal-"))
+    environment = children_environment(server, password_file_of(server, secrets))
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(secrets, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def suite_journal(suite_journal_server: PostgresServer | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Under the switch: a journal a test opens on a path is that path's database; after the test, the databases
+    nobody uses any more are dropped (a module's daemon that still runs keeps its own)."""
+    if suite_journal_server is None:
+        yield
+        return
+    engines = journals_on_server(monkeypatch)
+    yield
+    for engine in engines:
+        engine.close()
+    _drop_unused(suite_journal_server)
+
+
+def _drop_unused(server: PostgresServer) -> None:
+    import psycopg
+
+    with server.admin() as admin:
+        names = [name for (name,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (PREFIX,))]
+        for name in names:
+            try:
+                admin.execute(f'DROP DATABASE "{name}"')
+            except psycopg.errors.ObjectInUse:
+                continue  # still open: a daemon of the module's, or a journal the test left open
