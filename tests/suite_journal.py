@@ -12,8 +12,10 @@ in one journal, and a restarted gateway finds its own again. A test that looks a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -134,3 +136,31 @@ def _drop_unused(server: PostgresServer) -> None:
                 admin.execute(f'DROP DATABASE "{name}"')
             except psycopg.errors.ObjectInUse:
                 continue  # still open: a daemon of the module's, or a journal the test left open
+
+
+def journal_rows(sqlite_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """What a connection of the test's own reads of the journal whose SQLite file is (or would be) `sqlite_path`,
+    on the engine the suite runs on: only what was committed. `?` placeholders on both engines."""
+    if not on_postgres():
+        with contextlib.closing(sqlite3.connect(sqlite_path)) as connection:
+            return connection.execute(sql, params).fetchall()
+    import psycopg
+
+    database = efm_suite_journal.database_name(sqlite_path)
+    with psycopg.connect(efm_suite_journal.url(database), password=efm_suite_journal.password(),
+                         autocommit=True) as connection:
+        return connection.execute(sql.replace("?", "%s"), params).fetchall()
+
+
+def set_schema_version(sqlite_path: Path, version: int) -> None:
+    """Mark the journal at `sqlite_path` as made by an efm-gateway of schema `version`, on the suite's engine."""
+    if not on_postgres():
+        with contextlib.closing(sqlite3.connect(sqlite_path, isolation_level=None)) as connection:
+            connection.execute(f"PRAGMA user_version = {int(version)}")
+        return
+    import psycopg
+
+    database = efm_suite_journal.database_name(sqlite_path)
+    with psycopg.connect(efm_suite_journal.url(database), password=efm_suite_journal.password(),
+                         autocommit=True) as connection:
+        connection.execute("UPDATE journal_schema SET version = %s", (int(version),))
