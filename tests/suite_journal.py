@@ -4,7 +4,8 @@ Unset (or `sqlite`), nothing here does anything. Set, each pytest worker starts 
 (tests/postgres.py) and:
 - every Python the tests start (daemons, `status`, `check-config`, reloads) loads each config.yaml that names no
   journal.url as if it named a database of that server (suite_engine/sitecustomize.py, on PYTHONPATH);
-- every Journal, JournalReader, OperatorJournal and JournalView a test opens on a path opens that path's database.
+- every Journal, JournalReader, OperatorJournal, JournalView and JournalMetrics a test opens on a path opens
+  that path's database.
 A journal's database is named from its SQLite file's path (suite_engine/efm_suite_journal.py), so all of them meet
 in one journal, and a restarted gateway finds its own again. A test that looks at the SQLite file itself is marked
 `sqlite_only` and skipped under the switch.
@@ -28,8 +29,8 @@ from tests.suite_engine import efm_suite_journal
 from tests.suite_engine.efm_suite_journal import PREFIX, on_postgres
 
 SHIM = Path(__file__).resolve().parent / "suite_engine"
-SQLITE_ONLY_REASON = ("this test looks at the SQLite journal file itself; EFM_TEST_JOURNAL=postgresql runs the "
-                      "journal on PostgreSQL")
+SQLITE_ONLY_REASON = ("this test (or this case of it) is about the SQLite journal file; EFM_TEST_JOURNAL=postgresql "
+                      "keeps the journals on PostgreSQL")
 
 
 def skip_sqlite_only(items: list[pytest.Item]) -> None:
@@ -60,13 +61,15 @@ def children_environment(server: PostgresServer, password_file: Path) -> dict[st
 
 
 def journals_on_server(monkeypatch: pytest.MonkeyPatch) -> list:
-    """From now on (until monkeypatch undoes it), a Journal, JournalReader, OperatorJournal or JournalView opened on
-    a path opens that path's database on the server the environment names; the engines opened so (to close)."""
+    """From now on (until monkeypatch undoes it), a Journal, JournalReader, OperatorJournal, JournalView or
+    JournalMetrics opened on a path opens that path's database on the server the environment names; returns the
+    engines opened so (to close)."""
     from gateway.journal.operator import OperatorJournal
     from gateway.journal.overview import JournalView
     from gateway.journal.postgres_engine import PostgresEngine
     from gateway.journal.reader import JournalReader
     from gateway.journal.store import Journal
+    from gateway.ops.metrics import JournalMetrics
 
     engines: list[PostgresEngine] = []
 
@@ -82,7 +85,7 @@ def journals_on_server(monkeypatch: pytest.MonkeyPatch) -> list:
 
         monkeypatch.setattr(kind, "__init__", init)
 
-    for kind in (Journal, JournalReader, OperatorJournal, JournalView):
+    for kind in (Journal, JournalReader, OperatorJournal, JournalView, JournalMetrics):
         on_server(kind)
     return engines
 
@@ -164,3 +167,18 @@ def set_schema_version(sqlite_path: Path, version: int) -> None:
     with psycopg.connect(efm_suite_journal.url(database), password=efm_suite_journal.password(),
                          autocommit=True) as connection:
         connection.execute("UPDATE journal_schema SET version = %s", (int(version),))
+
+
+def journal_exists(sqlite_path: Path) -> bool:
+    """Whether a gateway (or a test) has made the journal whose SQLite file is (or would be) `sqlite_path`."""
+    if not on_postgres():
+        return sqlite_path.exists()
+    import psycopg
+
+    database = efm_suite_journal.database_name(sqlite_path)
+    try:
+        with psycopg.connect(efm_suite_journal.url(database), password=efm_suite_journal.password(),
+                             autocommit=True) as connection:
+            return connection.execute("SELECT to_regclass('journal_schema')").fetchone()[0] is not None
+    except psycopg.OperationalError:  # no such database yet
+        return False
