@@ -115,14 +115,16 @@ def suite_journal_server(request: pytest.FixtureRequest) -> Iterator[PostgresSer
 
 
 @pytest.fixture(autouse=True)
-def suite_journal(suite_journal_server: PostgresServer | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def suite_journal(suite_journal_server: PostgresServer | None) -> Iterator[None]:
     """Under the switch: a journal a test opens on a path is that path's database; after the test, the databases
     nobody uses any more are dropped (a module's daemon that still runs keeps its own)."""
     if suite_journal_server is None:
         yield
         return
-    engines = journals_on_server(monkeypatch)
-    yield
+    # A MonkeyPatch of its own: a test's monkeypatch.undo() must not put its journals back on SQLite.
+    with pytest.MonkeyPatch.context() as patches:
+        engines = journals_on_server(patches)
+        yield
     for engine in engines:
         engine.close()
     _drop_unused(suite_journal_server)
