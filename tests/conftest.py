@@ -10,6 +10,7 @@ import pytest
 
 from tests.journal_places import journal_place  # noqa: F401 - a fixture for the whole suite
 from tests.postgres import postgres_database, postgres_server  # noqa: F401 - fixtures for the whole suite
+from tests.suite_journal import skip_sqlite_only, suite_journal, suite_journal_server  # noqa: F401 - EFM_TEST_JOURNAL
 from tests.tools import MACHINE, in_ci
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     runs start together at once and the short tests fill the gaps, instead of one of them starting last and
     holding up the end of the run alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    skip_sqlite_only(items)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -21,7 +21,10 @@ from gateway.journal.migrations import postgresql_script
 from gateway.journal.store import Journal
 from tests.postgres import PostgresDatabase
 
-ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+# Under EFM_TEST_JOURNAL=postgresql the gateways a test starts keep their journals on PostgreSQL whatever their
+# config.yaml says: the SQLite case would not meet them, and its PostgreSQL twin runs.
+ENGINES = [pytest.param("sqlite", marks=pytest.mark.sqlite_only),
+           pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @dataclass

@@ -4,7 +4,6 @@ LEST. Corner 2 never offers a read receipt again, so only the gateway's own jour
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import httpx
@@ -14,6 +13,7 @@ from gateway.sandbox.persons import PERSON_WITH_MAILBOX
 from tests.dpo.network import A, Gateway, SandboxProcess, gateway_config, wait
 from tests.dpo.statusfiles import current, history
 from tests.foundation.drops import make_folder_drop, pdf_bytes, sidecar_xml
+from tests.suite_journal import journal_rows as rows_of
 
 INFO = "urn:no:difi:profile:digitalpost:info:ver1.0"
 OPEN_RECEIPT = ("<dpi><digital><title>Brev</title><openReceipt>true</openReceipt></digital></dpi>")
@@ -38,8 +38,7 @@ def open_receipt_read(sandbox: SandboxProcess, message_id: str) -> bool:
 
 
 def journal_rows(gateway: Gateway, sql: str, params: tuple) -> list[tuple]:
-    with sqlite3.connect(f"file:{gateway.var / 'state' / 'journal.sqlite'}?mode=ro", uri=True) as db:
-        return db.execute(sql, params).fetchall()
+    return rows_of(gateway.var / "state" / "journal.sqlite", sql, params)
 
 
 def statuses_in_journal(gateway: Gateway, message_id: str) -> set[str]:

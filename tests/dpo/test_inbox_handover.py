@@ -151,7 +151,8 @@ def test_a_crash_between_journal_and_rename_delivers_the_message_once(setting, m
 def test_a_transfer_id_that_looks_like_a_path_is_escaped_never_followed(setting):
     """Transfer ids are the channel's opaque strings: `..`, `.` and `/` in one name no folder but its own."""
     config, identity, trust, channel, message_id = setting
-    sentinel = config.folders.state / "journal.sqlite"
+    sentinel = config.folders.state / "sentinel"
+    sentinel.write_text("the state folder's own file\n")
     downloads = config.folders.state / "incoming" / "dpo"
     receiver, journal = _receiver(config, identity, trust, channel)
     hostile = ["..", ".", "../../etc"]

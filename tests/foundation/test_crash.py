@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import threading
 import time
 import uuid
 
 import pytest
+
+from tests.suite_journal import journal_rows
 
 from .drops import make_flat_drop, make_folder_drop, pdf_bytes, sha256, sidecar_xml, write_config
 from .process import DaemonProcess, current_status, status_files, wait_for
@@ -70,8 +71,8 @@ def test_kill_minus_nine_loses_nothing_and_takes_nothing_twice(tmp_path):
     assert exit_code == 0
     assert kills >= 5
 
-    journal = sqlite3.connect(tmp_path / "var" / "state" / "journal.sqlite")
-    rows = journal.execute("SELECT message_id, phase, claim_id FROM messages").fetchall()
+    rows = journal_rows(tmp_path / "var" / "state" / "journal.sqlite",
+                        "SELECT message_id, phase, claim_id FROM messages")
     assert len(rows) == DROPS, f"{len(rows)} journal rows for {DROPS} drops"
     assert sorted(row[0] for row in rows) == sorted(message_ids), "every drop exactly once in the journal"
     assert {row[1] for row in rows} == {"accepted"}, "no drop was rejected (a double claim would be)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.jobs.retention import purge_journal, purge_sent, run_retention
 from gateway.journal import originals
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
+from tests.suite_journal import journal_rows
 
 from .drops import make_flat_drop, make_folder_drop, pdf_bytes, sidecar_xml
 
@@ -371,12 +371,9 @@ def test_purge_journal_removes_old_finished_messages_and_their_status_files(harn
     assert (h.status / still_open.status_name).exists()
     assert (h.status / recent_rejected.status_name).exists()
     # The events went with their messages; the open message keeps its history.
-    db = sqlite3.connect(h.config.folders.journal_path)
-    try:
-        orphans = db.execute("SELECT count(*) FROM events WHERE message NOT IN (SELECT id FROM messages)").fetchone()
-    finally:
-        db.close()
-    assert orphans == (0,)
+    orphans = journal_rows(h.config.folders.journal_path,
+                           "SELECT count(*) FROM events WHERE message NOT IN (SELECT id FROM messages)")
+    assert orphans == [(0,)]
     assert [e.status for e in h.journal.events(still_open.row)] == [Status.OPPRETTET, Status.SENDT, Status.MOTTATT]
     # failed/ holds what the archivist may still want; retention does not touch it.
     assert {"gammel-feil", "gammel-utlopt", "ny-feil"} <= set(os.listdir(h.failed))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -26,6 +25,7 @@ from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import FINISHED, Phase
 from gateway.journal.store import Journal
 from gateway.receipts.writer import StatusWriter
+from tests.suite_journal import set_schema_version
 
 from .drops import write_config
 
@@ -273,10 +273,7 @@ def test_an_old_journal_is_upgraded_and_keeps_its_messages(journal_place, clock)
 
 def _newer_journal(path: Path) -> None:
     Journal(path, FakeClock()).close()
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    db.commit()
-    db.close()
+    set_schema_version(path, len(MIGRATIONS) + 1)
 
 
 def test_a_journal_newer_than_the_code_is_refused_with_a_readable_error(journal_place, clock):

@@ -26,6 +26,7 @@ def _scrape(registry: CollectorRegistry) -> dict[str, float]:
             for sample in family.samples if not sample.labels}
 
 
+@pytest.mark.sqlite_only  # the file is moved away; a PostgreSQL that does not answer is the test below
 def test_a_journal_that_cannot_be_read_leaves_its_figures_out(tmp_path, caplog):
     path = tmp_path / "journal.sqlite"
     Journal(path, FakeClock()).close()

@@ -30,6 +30,7 @@ from gateway.journal.store import Journal
 from gateway.ops.page import page_routes
 from tests.dpo.network import free_port, wait
 from tests.foundation.drops import write_config
+from tests.suite_journal import journal_exists
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_drops"
@@ -118,7 +119,7 @@ def filled_journal(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def record_of(journal: Path, drop_name: str) -> MessageRecord | None:
-    if not journal.exists():
+    if not journal_exists(journal):
         return None
     try:
         view = JournalView(journal)

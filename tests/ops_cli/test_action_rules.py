@@ -4,7 +4,6 @@ its deadline; a command of another schema version than the journal's changes not
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 from tests.foundation.drops import write_config
+from tests.suite_journal import set_schema_version
 
 from .support import cli, record_of
 
@@ -65,13 +65,13 @@ def test_a_message_due_now_is_not_cancelled_while_a_daemon_runs(setting):
         lock.release()
     assert refused.returncode == 4  # refused
     assert "is due now, so the running daemon may be sending it" in refused.stderr
-    assert record_of(journal.path, "nettopp-tatt").phase == "accepted"
+    assert record_of(var / "state" / "journal.sqlite", "nettopp-tatt").phase == "accepted"
     assert not list((var / "failed").iterdir())
 
     # With no daemon running, nothing is sending it: cancelled, and its drop parked with the reason.
     cancelled = cli(config, "cancel", "nettopp-tatt")
     assert cancelled.returncode == 0, cancelled.stderr
-    record = record_of(journal.path, "nettopp-tatt")
+    record = record_of(var / "state" / "journal.sqlite", "nettopp-tatt")
     assert record.phase == "failed" and "cancelled by the operator" in record.errors
     assert sorted(path.name for path in (var / "failed").iterdir()) == ["nettopp-tatt", "nettopp-tatt.error.txt"]
     assert list((var / "state" / "work").iterdir()) == []
@@ -102,14 +102,13 @@ def test_a_failed_message_is_retried_only_when_that_is_safe(setting):
     ):
         refused = cli(config, "retry", drop)
         assert refused.returncode == 4 and words in refused.stderr, (drop, refused.stderr)
-        assert record_of(journal.path, drop).phase == "failed"
+        assert record_of(var / "state" / "journal.sqlite", drop).phase == "failed"
 
 
 def test_a_command_of_another_schema_version_changes_nothing(setting):
     config, var, journal = setting
     row = _accepted(journal, var, "venter")
-    with sqlite3.connect(journal.path) as db:
-        db.execute("PRAGMA user_version = 2")  # an older schema than this code's
+    set_schema_version(var / "state" / "journal.sqlite", 2)  # an older schema than this code's
     refused = cli(config, "cancel", "venter")
     assert refused.returncode == 2
     assert f"has schema version 2, but this efm-gateway expects {len(MIGRATIONS)}" in refused.stderr

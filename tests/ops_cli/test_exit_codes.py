@@ -18,6 +18,7 @@ from gateway.exitcodes import ExitCode
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 from tests.foundation.drops import write_config
+from tests.suite_journal import on_postgres
 
 from .support import NOW, REPO, cli, filled_journal, journal_message
 
@@ -58,7 +59,8 @@ def test_an_operator_action_without_a_journal_is_not_found(tmp_path):
     config = write_config(tmp_path)
     result = cli(config, "retry", "brev")
     assert result.returncode == ExitCode.NOT_FOUND
-    assert "no journal at" in result.stderr
+    # The SQLite file's path, or (EFM_TEST_JOURNAL=postgresql) the database journal.url names.
+    assert ("no journal in the database journal.url names" if on_postgres() else "no journal at") in result.stderr
 
 
 def _with_closed_stdout(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.foundation.drops import make_folder_drop, sidecar_xml, write_config
 from tests.foundation.process import current_status, status_files, wait_for
 from tests.ops.support import OpsDaemon, edit_config, healthz
@@ -30,6 +32,7 @@ def _fill(folder) -> object:
     return ballast
 
 
+@pytest.mark.sqlite_only  # the journal's own disk fills: a PostgreSQL journal is on the database's
 def test_drops_claimed_while_the_journal_cannot_commit_are_journaled_by_the_running_daemon(tmp_path):
     var = tmp_path / "var"
     mount_tmpfs(var, 8)

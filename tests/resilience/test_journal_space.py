@@ -27,6 +27,7 @@ def _big_step(journal: Journal, count: int) -> None:
                            phase=Phase.RECEIVED, detail={"pad": PAD})
 
 
+@pytest.mark.sqlite_only
 def test_the_write_ahead_log_shrinks_after_a_checkpoint(tmp_path):
     journal = Journal(tmp_path / "journal.sqlite", FakeClock())
     wal = tmp_path / "journal.sqlite-wal"

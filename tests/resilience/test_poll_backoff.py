@@ -4,7 +4,6 @@ no longer has, and waits while the channel asked us to: on a fake clock, with th
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -180,23 +179,18 @@ def test_a_poll_answered_with_retry_after_pauses_every_poll_of_the_channel_until
     assert len(channel.asked) >= 2, "asked again once it is over"
 
 
-def test_messages_sent_before_the_upgrade_are_due_for_a_poll_at_once(tmp_path):
+def test_messages_sent_before_the_upgrade_are_due_for_a_poll_at_once(journal_place):
     """A journal of the version before next_poll_at: its open sent messages are asked about in the first round."""
-    path = tmp_path / "journal.sqlite3"
-    old = sqlite3.connect(path, isolation_level=None)
-    for script in MIGRATIONS[:3]:
-        for statement in script.split(";"):
-            if statement.strip():
-                old.execute(statement)
-    old.execute("PRAGMA user_version = 3")
+    journal_place.create_old_schema(";".join(MIGRATIONS[:3]), 3)
     columns = "direction, message_id, status_name, phase, channel, detail, created_at, updated_at"
-    for message_id, phase, detail in (("sent-before", "sent", '{"reference": "r-1"}'),
-                                      ("never-sent", "expired", "{}"), ("read", "done", '{"reference": "r-2"}')):
-        old.execute(f"INSERT INTO messages ({columns}) VALUES ('out', ?, ?, ?, 'DPV', ?, 0, 0)",  # noqa: S608
-                    (message_id, f"{message_id}.xml", phase, detail))
-    old.close()
+    journal_place.run(*(
+        f"INSERT INTO messages ({columns}) VALUES ('out', '{message_id}', '{message_id}.xml', '{phase}', 'DPV', "  # noqa: S608
+        f"'{detail}', 0, 0)"
+        for message_id, phase, detail in (("sent-before", "sent", '{"reference": "r-1"}'),
+                                          ("never-sent", "expired", "{}"), ("read", "done", '{"reference": "r-2"}'))
+    ))
     clock = FakeClock()
-    journal = Journal(path, clock)
+    journal = journal_place.open(clock)
     try:
         due = journal.due_for_poll("DPV", ("sent", "delivered", "expired", "done"), clock.now().timestamp(), 10)
         assert [record.message_id for record in due] == ["sent-before"]
