@@ -19,7 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from gateway.errors import SecurityError
-from gateway.formats import der
+from gateway.formats import (
+    asn1_classes,  # noqa: F401 - asn1crypto's classes set up before any thread uses them
+    der,
+)
 from gateway.formats.keys import OrgIdentity, TrustStore, describe
 from gateway.trust.store import Purpose, TrustVerdict
 

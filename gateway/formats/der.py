@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from asn1crypto import x509 as asn1_x509
 
+from gateway.formats import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
+
 
 def length(size: int) -> bytes:
     """A DER length: short form below 128, else long form."""
