@@ -25,6 +25,7 @@ from gateway.jobs.guard import FullDiskGuard
 from gateway.jobs.retention import run_retention
 from gateway.journal.claims import LEASE_SECONDS as CLAIM_LEASE_SECONDS
 from gateway.journal.claims import Claims, FencedOut, HeldClaims
+from gateway.journal.commit import CommitFailed
 from gateway.journal.engines import engine_for
 from gateway.journal.lock import InstanceLock
 from gateway.journal.nodes import LEASE_SECONDS, NodeNameTaken, NodeRegistry
@@ -170,7 +171,7 @@ class Daemon:
         assert self.scheduler is not None
         self.heartbeats.register(name, seconds)
         folders = self.config.folders
-        guarded = FullDiskGuard(name, run if during_outage else self._unless_journal_down(run), folders.state,
+        guarded = FullDiskGuard(name, run if during_outage else self._unless_journal_down(name, run), folders.state,
                                 [folders.status, folders.inbox, folders.inbox_staging, folders.sent, folders.failed,
                                  folders.work_area])
         self.scheduler.add_job(
@@ -199,13 +200,21 @@ class Daemon:
 
         return job
 
-    def _unless_journal_down(self, run: Callable[[], object]) -> Callable[[], None]:
-        """A job that takes no new work while the journal's database does not answer (the outage's line says why)."""
+    def _unless_journal_down(self, name: str, run: Callable[[], object]) -> Callable[[], None]:
+        """A job that takes no new work while the journal's database does not answer (the outage's line says why). A
+        run whose step the database gave up (its commit failed: a session ended under it, a node woken from a stall)
+        is one line, and the next run tries again; a full disk goes on to FullDiskGuard's line."""
 
         def job() -> None:
             if self.journal is not None and self.journal.outage.down:
                 return
-            run()
+            try:
+                run()
+            except CommitFailed as exc:
+                if is_disk_full(exc):
+                    raise
+                log.warning("job %s: the journal did not take this run's step (%s); its next run tries again",
+                            name, exc)
 
         return job
 

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from gateway.errors import SecurityError
 from gateway.formats import (
-    asn1_classes,  # noqa: F401 - asn1crypto's classes set up before any thread uses them
     der,
 )
 from gateway.formats.keys import OrgIdentity, TrustStore, describe

@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 
 from gateway.errors import CryptoError, SecurityError
 from gateway.formats import (
-    asn1_classes,  # noqa: F401 - asn1crypto's classes set up before any thread uses them
     der,
 )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from asn1crypto import x509 as asn1_x509
 
-from gateway.formats import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
+from gateway.trust import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
 
 
 def length(size: int) -> bytes:

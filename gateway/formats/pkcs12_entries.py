@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from gateway.errors import KeystoreError
-from gateway.formats import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
+from gateway.trust import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
 
 _MAX_CHAIN = 8
 _KEY_BAGS = ("key_bag", "pkcs8_shrouded_key_bag")

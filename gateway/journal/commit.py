@@ -17,6 +17,11 @@ from gateway.journal.replay import ReplayingWriter
 GROUP_COMMIT_WAIT_SECONDS = 0.002
 
 
+class CommitFailed(sqlite3.OperationalError):
+    """The COMMIT covering a step failed (the database ended the transaction, a lost connection, a full disk): the
+    step's changes are not in the journal, and its caller tries again at its next turn."""
+
+
 class _CommitGroup:
     """Steps of several threads in one transaction, made durable by one COMMIT."""
 
@@ -115,7 +120,7 @@ class GroupCommitJournal:
             if group is not None:
                 self._commit(group)  # also after a failed step: the group may hold other threads' steps
         if group.error is not None:
-            raise sqlite3.OperationalError(f"the journal could not commit: {group.error}") from group.error
+            raise CommitFailed(f"the journal could not commit: {group.error}") from group.error
 
     def _open_group(self) -> _CommitGroup:
         """The group to add a step to (under the lock): the open one, or a new transaction."""

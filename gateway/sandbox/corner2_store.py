@@ -22,7 +22,7 @@ class Corner2Options:
     """How the sandbox's Corner 2 and providers behave in time (tests make these short)."""
 
     forward_delay_s: float = 0.5  # OPPRETTET -> SENDT
-    open_delay_s: float = 3.0  # leveringskvittering -> aapningskvittering (when the letter asks for one)
+    open_delay_s: float = 15.0  # leveringskvittering -> aapningskvittering (when the letter asks for one)
     print_delay_s: float = 1.0  # print: mottakskvittering -> leveringskvittering
     return_delay_s: float = 3.0  # print to a person who has moved: -> returpostkvittering
     keep_s: float = 7 * 24 * 3600.0  # how long a message's statuses are kept before it answers 410

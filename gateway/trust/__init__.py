@@ -7,4 +7,5 @@ revoked, and whether they may be used for what we use them for (signing, encrypt
     receivers.py   the receiver's certificate from a service record, checked before we encrypt to it
     registry.py    who may sign the service registry's answers (x5c chain and known subject, or pinned keys)
     policy.py      the facts per environment and the settings of config.yaml's trust section
+    asn1_classes.py  asn1crypto's classes set up once at import (its first use is not thread-safe)
 """

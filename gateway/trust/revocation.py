@@ -31,7 +31,7 @@ from pyhanko_certvalidator.fetchers.common_utils import (
 )
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps, issuer_serial
 
-from gateway.formats import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
+from gateway.trust import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from pyhanko_certvalidator.policy_decl import (
 )
 
 from gateway.errors import KeystoreError, SecurityError
-from gateway.formats import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
+from gateway.trust import asn1_classes  # noqa: F401 - asn1crypto's classes set up before any thread uses them
 from gateway.trust.orgnr import describe
 from gateway.trust.revocation import RevocationSource
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 FRESH_PROCESS_CHECK = textwrap.dedent("""
-    import gateway.formats.cms, gateway.trust.store
+    import gateway.formats.cms, gateway.trust.store  # each imports gateway/trust/asn1_classes.py
     from asn1crypto import algos, core
 
     def every(cls):

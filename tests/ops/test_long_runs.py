@@ -5,6 +5,7 @@ that has not beaten for its interval and a grace, does not take it for hung. A r
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -166,3 +167,34 @@ def test_a_job_waiting_for_a_flush_that_stands_still_is_late(many_dirty, monkeyp
     looks = _late_while_waiting(many_dirty, disk)
     assert any(looks[:60]), "a wait on a flush that writes nothing must show as late"
     assert len(list(many_dirty.folder.glob("m.*.xml"))) == 240  # and once it moves, everything is written
+
+
+def _failing_job(error: BaseException):  # type: ignore[no-untyped-def]
+    from gateway.daemon import Daemon
+
+    daemon = Daemon.__new__(Daemon)  # only its job wrapper is under test
+    daemon.journal = None
+
+    def run() -> None:
+        raise error
+
+    return daemon._unless_journal_down("status-poll-DPV", run)
+
+
+def test_a_job_whose_step_the_database_gave_up_says_so_in_one_line(caplog):
+    """A node woken from a long stall finds its session ended by the server: the step's commit fails. That is an
+    expected condition (the next run tries again), one line, no traceback."""
+    from gateway.journal.commit import CommitFailed
+
+    caplog.set_level(logging.INFO)
+    _failing_job(CommitFailed("the journal could not commit: the database rolled the transaction back"))()
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "job status-poll-DPV: the journal did not take this run's step" in record.getMessage()
+
+
+def test_a_job_whose_commit_found_the_disk_full_is_left_to_the_full_disk_guard():
+    from gateway.journal.commit import CommitFailed
+
+    with pytest.raises(CommitFailed):
+        _failing_job(CommitFailed("the journal could not commit: database or disk is full"))()
