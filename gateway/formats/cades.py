@@ -19,9 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from gateway.errors import SecurityError
-from gateway.formats import (
-    der,
-)
+from gateway.formats import der
 from gateway.formats.keys import OrgIdentity, TrustStore, describe
 from gateway.trust.store import Purpose, TrustVerdict
 

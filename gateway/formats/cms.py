@@ -25,9 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from gateway.errors import CryptoError, SecurityError
-from gateway.formats import (
-    der,
-)
+from gateway.formats import der
 
 ENVELOPED_DATA_OID = "1.2.840.113549.1.7.3"
 DATA_OID = "1.2.840.113549.1.7.1"

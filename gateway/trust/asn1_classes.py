@@ -14,13 +14,13 @@ import pyhanko_certvalidator.asn1_types  # noqa: F401 - it adds to asn1crypto's 
 from asn1crypto import algos, cms, core, crl, keys, ocsp, pem, tsp, x509  # noqa: F401 - their classes, set up below
 
 
-def _every_class() -> list[type]:
-    found, stack = [], [core.Asn1Value]
+def _every_class() -> set[type]:
+    found: set[type] = set()
+    stack = [core.Asn1Value]
     while stack:
-        cls = stack.pop()
-        for sub in cls.__subclasses__():
+        for sub in stack.pop().__subclasses__():
             if sub not in found:
-                found.append(sub)
+                found.add(sub)
                 stack.append(sub)
     return found
 
