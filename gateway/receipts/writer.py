@@ -239,8 +239,11 @@ class StatusWriter:
                 try:
                     self.journal.mark_clean(dirty, still_ours=self.still_ours)
                 except sqlite3.OperationalError as exc:
-                    # Written, but not noted (a full disk under the journal): written again at the next flush.
-                    self._repeated.log(logging.ERROR, f"status files noted: {same_kind(str(exc))}",
+                    # Written, but not noted: written again at the next flush, which is harmless (a status file is
+                    # rewritten whole). A full disk under the journal is an error; a commit the database gave up
+                    # (a node woken from a stall, a session ended under it) is a warning that mends itself.
+                    level = logging.ERROR if is_disk_full(exc) else logging.WARNING
+                    self._repeated.log(level, f"status files noted: {same_kind(str(exc))}",
                                        "status files were written to %s, but the journal could not note it: %s; "
                                        "they are written again at the next flush", self.folder, exc)
                     return written

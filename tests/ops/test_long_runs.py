@@ -198,3 +198,26 @@ def test_a_job_whose_commit_found_the_disk_full_is_left_to_the_full_disk_guard()
 
     with pytest.raises(CommitFailed):
         _failing_job(CommitFailed("the journal could not commit: database or disk is full"))()
+
+
+@pytest.mark.parametrize(("error", "level"), [
+    ("the journal could not commit: the database rolled the transaction back", "WARNING"),
+    ("the journal could not commit: database or disk is full", "ERROR"),
+])
+def test_status_files_the_journal_could_not_note_are_one_line_by_their_cause(many_dirty, monkeypatch, caplog,
+                                                                            error, level):
+    """The files are written, the journal's note of it fails: they are written again at the next flush. A woken
+    node's commit the database gave up mends itself (a warning); a full disk under the journal is an error."""
+    from gateway.journal.commit import CommitFailed
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise CommitFailed(error)
+
+    monkeypatch.setattr(many_dirty.journal, "mark_clean", refused)
+    caplog.set_level(logging.INFO)
+    many_dirty.flush()
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelname == level and record.exc_info is None
+    assert "the journal could not note it" in record.getMessage()
+    assert len(list(many_dirty.folder.glob("m.*.xml"))) == 240
+    assert len(many_dirty.journal.dirty(1000)) == 240  # still owed: the next flush writes them again
