@@ -73,7 +73,7 @@ class StatusSender:
         held = self.items.held
         try:
             with held.fencing(claim):
-                return self._send_one(self.journal.get(row), Status(status), attempts)
+                return self._send_one(self.journal.get(row), Status(status), attempts, claim)
         except FencedOut:
             return 0  # another node took it over while this one was sending it (said in one line)
         finally:
@@ -83,13 +83,20 @@ class StatusSender:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _send_one(self, record: MessageRecord, status: Status, attempts: int) -> int:
+    def _done(self, record: MessageRecord, status: Status, claim: Claim | None) -> None:
+        """Sent, or given up: owed no more. A claimed one's claim goes with it (not released after: one step)."""
+        if claim is None or self.items is None:
+            self.journal.status_send_done(record.row, status)
+        else:
+            self.items.status_send_done(record.row, status, claim)
+
+    def _send_one(self, record: MessageRecord, status: Status, attempts: int, claim: Claim | None = None) -> int:
         channel = self.channels.get(record.channel or "")
         if (
             channel is None or not channel.capabilities.carries_status_messages
             or not record.sender or not record.conversation_id or not record.process
         ):
-            self.journal.status_send_done(record.row, status)
+            self._done(record, status, claim)
             return 0
         circuit = self.circuits[channel.name]
         probe = circuit.is_open and circuit.take_probe()
@@ -119,7 +126,7 @@ class StatusSender:
             circuit.succeeded()
         except PermanentChannelError as exc:
             log.warning("status %s for message %s cannot be sent: %s", status.value, record.message_id, exc)
-            self.journal.status_send_done(record.row, status)
+            self._done(record, status, claim)
             return 0
         except Exception as exc:
             # Network trouble, or anything else (a full disk): back off for this one, the others go on.
@@ -133,7 +140,7 @@ class StatusSender:
                     "deadline %s (%s)", status.value, record.message_id, record.sender,
                     record.deadline.isoformat(), exc,
                 )
-                self.journal.status_send_done(record.row, status)
+                self._done(record, status, claim)
                 return 0
             if isinstance(exc, ChannelError | OSError | sqlite3.OperationalError):
                 self.repeated.log(
@@ -149,5 +156,5 @@ class StatusSender:
                 due = min(due, limit)  # a try at the deadline, and a last one at the end of the grace
             self.journal.status_send_later(record.row, status, due)
             return 0
-        self.journal.status_send_done(record.row, status)
+        self._done(record, status, claim)
         return 1

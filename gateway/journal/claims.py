@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import JournalError
-from gateway.journal.engine import JournalUnavailable
+from gateway.journal.engine import JournalUnavailable, row_lock
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 
@@ -62,11 +62,6 @@ class Claims:
     def _now(self) -> float:
         return self.clock.now().timestamp()
 
-    def _lock(self, skip_locked: bool = False) -> str:
-        if not self.journal.engine.locks_rows:
-            return ""
-        return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
-
     def claim(self, work: str, fresh: bool = False) -> Claim | None:
         """Take `work` when no other node holds a live lease on it; None when one does. `fresh`: the work is most
         likely claimed for the first time (a new message's send, a take a listing just found), so its first claim is
@@ -90,7 +85,7 @@ class Claims:
                     return Claim(work, self.node, 1, expires)
             rows = self.journal.query(
                 "SELECT token FROM claims WHERE work = ? AND (node IS NULL OR node = ? OR expires_at <= ?)"  # noqa: S608
-                f"{self._lock(skip_locked=True)}",
+                f"{row_lock(self.journal.engine, skip_locked=True)}",
                 (work, self.node, now))
             if rows:
                 [(token,)] = rows
@@ -131,7 +126,7 @@ class Claims:
                 "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
                 "AND NOT EXISTS (SELECT 1 FROM claims WHERE claims.work = 'send:' || messages.id "
                 "AND claims.node IS NOT NULL AND claims.expires_at > ?) "
-                f"ORDER BY next_attempt_at NULLS FIRST, id LIMIT ?{self._lock(skip_locked=True)}",
+                f"ORDER BY next_attempt_at NULLS FIRST, id LIMIT ?{row_lock(self.journal.engine, skip_locked=True)}",
                 (*[phase.value for phase in phases], due_before, now, limit),
             )
             claimed = [self.claim(send_work(row)) for (row,) in rows]
@@ -162,8 +157,8 @@ class Claims:
     def check(self, claim: Claim) -> None:
         """Inside a step: raise FencedOut (one log line) unless `claim`'s token is the current one; on PostgreSQL
         the claim's row stays locked until the step commits, so no takeover passes between check and commit."""
-        rows = self.journal.query(
-            f"SELECT node, token FROM claims WHERE work = ?{self._lock(skip_locked=True)}", (claim.work,))  # noqa: S608
+        unless_locked = row_lock(self.journal.engine, skip_locked=True)
+        rows = self.journal.query(f"SELECT node, token FROM claims WHERE work = ?{unless_locked}", (claim.work,))  # noqa: S608
         if not rows and self.journal.engine.locks_rows:
             # Locked by another node: one takes a claim's row only when its lease has ended, so it is taking this
             # one over (never waited for: see claim()).
@@ -193,7 +188,8 @@ class Claims:
 
     def _own(self, claim: Claim) -> str:
         """The claim's row while it is still this node's, unless another node has it locked (taking it over)."""
-        return f"SELECT work FROM claims WHERE work = ? AND token = ? AND node = ?{self._lock(skip_locked=True)}"  # noqa: S608
+        unless_locked = row_lock(self.journal.engine, skip_locked=True)
+        return f"SELECT work FROM claims WHERE work = ? AND token = ? AND node = ?{unless_locked}"  # noqa: S608
 
     def extend(self, claims: list[Claim]) -> list[Claim]:
         """Longer leases for `claims`, in one step; the ones taken over meanwhile are left out (quietly: their
@@ -261,7 +257,8 @@ class HeldClaims:
         """Inside a step fenced by `claim`: the work is done for good (Claims.forget)."""
         self.claims.forget(claim)
         with self._lock:
-            if self._held.get(claim.work) == claim:
+            current = self._held.get(claim.work)
+            if current is not None and current.token == claim.token:  # renewed since, or not: the same claim
                 del self._held[claim.work]
 
     def still_held(self, work: str) -> bool:

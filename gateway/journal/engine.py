@@ -61,3 +61,12 @@ class Engine(Protocol):
     def checkpoint(self, writer: Connection) -> None: ...
     def close(self) -> None:
         """Close the readers (the commit engine closes its writer itself)."""
+
+
+def row_lock(engine: Engine, skip_locked: bool = False) -> str:
+    """The clause that locks the rows a SELECT reads for this transaction, where `engine` locks rows (PostgreSQL);
+    `skip_locked`: rows another transaction has locked are passed by instead of waited for. SQLite's one writer at
+    a time needs none: ""."""
+    if not engine.locks_rows:
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"

@@ -14,8 +14,10 @@ import random
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from gateway.contract.statuses import Status
 from gateway.errors import JournalError
 from gateway.journal.claims import Claim, HeldClaims
+from gateway.journal.engine import row_lock
 
 # A transfer no listing has seen for this long was taken (by a node that died before it said so) or withdrawn.
 STALE_TAKE_SECONDS = 600.0
@@ -51,11 +53,6 @@ class ItemClaims:
         self.held = held
         self.journal = held.claims.journal
         self._shuffle = random.Random()
-
-    def _passing_by(self) -> str:
-        """Candidate rows another node is claiming at this moment are passed by (PostgreSQL: its claim's step has them
-        locked), so two nodes claiming at once each get their own instead of reaching for the same ones."""
-        return " FOR UPDATE SKIP LOCKED" if self.journal.engine.locks_rows else ""
 
     def _now(self) -> float:
         return self.held.claims.clock.now().timestamp()
@@ -102,7 +99,7 @@ class ItemClaims:
             )
             # Seen again: not stale (a take done already stays done). A row another node has locked is passed by.
             marks = ", ".join("?" for _ in references)
-            lock = " FOR UPDATE SKIP LOCKED" if self.journal.engine.locks_rows else ""
+            lock = row_lock(self.journal.engine, skip_locked=True)
             self.journal.execute(
                 f"UPDATE inbound_takes SET listed_at = ? WHERE channel = ? AND reference IN (SELECT reference FROM "  # noqa: S608
                 f"inbound_takes WHERE channel = ? AND reference IN ({marks}) AND listed_at < ?{lock})",
@@ -133,7 +130,7 @@ class ItemClaims:
             references = [reference for (reference,) in self.journal.query(
                 "SELECT reference FROM inbound_takes WHERE channel = ? AND done_at IS NULL AND "  # noqa: S608
                 f"{_TAKE_UNCLAIMED} "
-                f"ORDER BY listed_at, reference LIMIT ?{self._passing_by()}",
+                f"ORDER BY listed_at, reference LIMIT ?{row_lock(self.journal.engine, skip_locked=True)}",
                 (channel, now, 2 * limit))]
             claims = self._claim_each([take_work(channel, reference) for reference in references], limit, made,
                                          fresh=True)
@@ -156,12 +153,19 @@ class ItemClaims:
             due = self.journal.query(
                 "SELECT message, status, attempts FROM status_sends WHERE due_at <= ? AND "  # noqa: S608
                 f"{_STATUS_SEND_UNCLAIMED} "
-                f"ORDER BY due_at, message, status LIMIT ?{self._passing_by()}",
+                f"ORDER BY due_at, message, status LIMIT ?{row_lock(self.journal.engine, skip_locked=True)}",
                 (now, now, 2 * limit))
             claims = self._claim_each([status_send_work(row, status) for row, status, _ in due], limit, made,
                                          fresh=True)
         return [(row, status, attempts, claim)
                 for (row, status, attempts), claim in zip(due, claims, strict=False) if claim is not None]
+
+    def status_send_done(self, row: int, status: Status, claim: Claim) -> None:
+        """The status is sent or given up: its row and this node's claim on it go in one step. Inside
+        HeldClaims.fencing(claim), which checks the claim first (a node that lost it writes nothing)."""
+        with self.journal.transaction():
+            self.journal.status_send_done(row, status)
+            self.held.forget(claim)
 
     # ---- status polls ------------------------------------------------------------------------------------------
     def polls(self, channel: str, phases: Sequence[str], limit: int) -> dict[int, Claim]:

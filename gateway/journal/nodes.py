@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import JournalError
+from gateway.journal.engine import row_lock
 from gateway.journal.store import Journal
 
 LEASE_SECONDS = 30.0  # a node that has not beaten its heart for this long counts as gone
@@ -52,7 +53,7 @@ class NodeRegistry:
     def join(self) -> None:
         """Take the name, or raise NodeNameTaken when a live node holds it."""
         now = self.clock.now().timestamp()
-        lock = " FOR UPDATE" if self.journal.engine.locks_rows else ""
+        lock = row_lock(self.journal.engine)
         with self.journal.transaction():
             rows = self.journal.query(f"SELECT {_COLUMNS} FROM nodes WHERE name = ?{lock}", (self.name,))  # noqa: S608
             holder = NodeRow(*rows[0]) if rows else None

@@ -20,7 +20,7 @@ from typing import Any
 from gateway.clock import Clock, isoformat
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
-from gateway.journal.engine import Connection, Engine
+from gateway.journal.engine import Connection, Engine, row_lock
 from gateway.journal.migrations import MIGRATIONS
 from gateway.journal.overview import find_messages
 from gateway.journal.phases import FINISHED, Phase, operator_may
@@ -44,7 +44,7 @@ class OperatorJournal:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         else:
             self._db = path.writer()
-            self._lock_rows = " FOR UPDATE" if path.locks_rows else ""
+            self._lock_rows = row_lock(path)
             version = path.schema_version(self._db)
             if version == 0:
                 self._db.close()

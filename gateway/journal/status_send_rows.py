@@ -44,10 +44,10 @@ class StatusSendRows:
         return [(self.get(row), Status(status), attempts) for row, status, attempts in due]
 
     def status_send_done(self, row: int, status: Status) -> None:
+        """Sent, or given up. Where nodes share the sends, the caller's claim on it goes in the same step
+        (ItemClaims.status_send_done)."""
         with self.transaction():
             self._db.execute("DELETE FROM status_sends WHERE message = ? AND status = ?", (row, status.value))
-            if self.engine.locks_rows:  # nodes share the sends: the claim on this one goes with it (item_claims.py)
-                self._db.execute("DELETE FROM claims WHERE work = ?", (f"status-send:{row}:{status.value}",))
 
     def status_send_later(self, row: int, status: Status, due_at: float) -> None:
         with self.transaction():

@@ -13,6 +13,8 @@ from pathlib import Path
 from tests.logcheck import assert_clean_log
 from tests.tools import machine_reason, require_tool
 
+RUNNING = "efm-gateway is running for organisation"  # the daemon's line once it has started (gateway/daemon.py)
+
 
 class DaemonProcess:
     """`efm-gateway run` as a child process. `stop()` fails the test when the log holds a traceback or
@@ -42,6 +44,20 @@ class DaemonProcess:
         )
         handle.close()
         return self
+
+    def start_running(self, timeout: float = 120) -> DaemonProcess:
+        """Start, and wait until the daemon says it runs (its folders made, its loops started): a kill meant for
+        a daemon at work must not find one still importing (a start takes seconds on a loaded machine)."""
+        before = self.running_lines()
+        self.start()
+        wait_for(lambda: self.running_lines() > before or not self.alive(), timeout, interval=0.2,
+                 message=f"the daemon of {self.config} running")
+        assert self.alive(), f"the daemon stopped at its start:\n{self.log.read_text(errors='replace')[-3000:]}"
+        return self
+
+    def running_lines(self) -> int:
+        """How often the log says a daemon began to run (over all the starts that share it)."""
+        return self.log.read_text(errors="replace").count(RUNNING) if self.log.exists() else 0
 
     def kill9(self) -> None:
         assert self.process is not None

@@ -49,14 +49,14 @@ def test_kill_minus_nine_loses_nothing_and_takes_nothing_twice(tmp_path):
     writer = threading.Thread(target=write_drops)
     writer.start()
     log = tmp_path / "daemon.log"
-    daemon = DaemonProcess(config, log).start()
+    daemon = DaemonProcess(config, log).start_running()
     kills = 0
     try:
         while kills < KILLS:
             time.sleep(rng.uniform(0.3, 1.5))
             daemon.kill9()
             kills += 1
-            daemon = DaemonProcess(config, log).start()
+            daemon = DaemonProcess(config, log).start_running()
         writer.join()
         wait_for(
             lambda: len(status_files(status)) >= DROPS and not os.listdir(outbox),

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.channels.base import SentMessage, StatusUpdate
+from gateway.channels.dpo.channel import DPO_CAPABILITIES
 from gateway.channels.dpv.channel import DPV_CAPABILITIES
 from gateway.clock import FakeClock
 from gateway.contract.statuses import Status
+from gateway.inbound.status_sender import StatusSender
 from gateway.journal.claims import Claims, FencedOut, HeldClaims
 from gateway.journal.completion import RowBusy, record_status
 from gateway.journal.engine import JournalUnavailable
@@ -97,7 +99,8 @@ def _levert(journal: Journal, message_id: str) -> int:
     return sum(event.status == "LEVERT" for event in journal.events(record.row))
 
 
-def test_two_nodes_share_a_status_round_each_message_asked_once(nodes, clock):
+def test_two_nodes_share_a_status_round_each_message_asked_once(nodes, clock, caplog):
+    caplog.set_level(logging.INFO)
     a, _ = nodes
     ids = _sent(a.journal, 12)
     asked: list[tuple[str, str]] = []
@@ -113,6 +116,16 @@ def test_two_nodes_share_a_status_round_each_message_asked_once(nodes, clock):
     by_node = {node.name: {message for who, message in asked if who == node.name} for node in nodes}
     assert by_node["node-a"] and by_node["node-b"], f"both nodes polled: {by_node}"
     assert sorted(message for _, message in asked) == sorted(ids), "each message asked by one node, once"
+    # A status whose message another node's step holds at that moment (its status files being noted, say) gives
+    # way, says so, and is asked again next round; every other status is recorded in the round that asked.
+    waited = {message_id for message_id in ids
+              if f"message {message_id}: its LEVERT waits, another node is changing it; asked again next round"
+              in caplog.text}
+    assert {message_id for message_id in ids if _levert(a.journal, message_id) == 0} == waited
+    clock.advance(300)
+    pollers[0].channel.meanwhile = None  # rounds of its own: two of eight cover the twelve
+    pollers[0].poll()
+    pollers[0].poll()
     assert [_levert(a.journal, message_id) for message_id in ids] == [1] * len(ids)
     assert {a.journal.find_live("out", message_id).phase for message_id in ids} == {Phase.DELIVERED}
     assert a.journal.query("SELECT count(*) FROM claims WHERE node IS NOT NULL") == [(0,)], "every claim let go"
@@ -246,3 +259,52 @@ def test_claims_of_a_step_whose_commit_answer_was_lost_are_let_go(nodes):
     a.items.held.renew()
     assert a.journal.query("SELECT count(*) FROM claims WHERE node IS NOT NULL") == [(0,)]
     assert len(b.items.takes("DPO", 5)) == 5
+
+
+class StatusCarrier:
+    """DPO as the status sender sees it: each status message is recorded with the node that sent it."""
+
+    name = "DPO"
+    capabilities = DPO_CAPABILITIES
+
+    def __init__(self, node: str, sent: list[tuple[str, str, str]]) -> None:
+        self.node = node
+        self.sent = sent
+
+    def send_status(self, sbd) -> None:  # type: ignore[no-untyped-def]
+        self.sent.append((self.node, sbd.message_id, sbd.business_message.status))
+
+
+def test_owed_status_messages_on_two_nodes_are_each_sent_once_and_their_claims_go_with_them(nodes, clock):
+    a = nodes[0]
+    rows = []
+    for _ in range(12):
+        message_id = str(uuid.uuid4())
+        record = a.journal.create(direction="in", message_id=message_id, status_name=f"{message_id}.xml",
+                                  phase=Phase.RECEIVED, channel="DPO", sender="910075918", conversation_id=str(uuid.uuid4()),
+                                  process="urn:no:difi:profile:arkivmelding:administrasjon:ver1.0")
+        a.journal.queue_status_send(record.row, Status.MOTTATT)
+        rows.append(record)
+    sent: list[tuple[str, str, str]] = []
+    senders = [StatusSender(node.journal, clock, {"DPO": StatusCarrier(node.name, sent)}, "910077473",
+                            items=node.items) for node in nodes]
+    releases = []
+    for node in nodes:  # a release is a step of its own: one spent on a claim already gone is waste
+        original = node.items.held.claims.let_go
+        node.items.held.claims.let_go = lambda claim, original=original: (releases.append(claim), original(claim))
+    try:
+        both = [threading.Thread(target=sender.send_due) for sender in senders]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(30)
+    finally:
+        for sender in senders:
+            sender.close()
+    assert sorted(message_id for _, message_id, _ in sent) == sorted(record.message_id for record in rows)
+    assert {status for _, _, status in sent} == {"MOTTATT"}
+    assert a.journal.due_status_sends() == []
+    assert a.journal.query("SELECT count(*) FROM claims") == [(0,)], "a sent status's claim goes with it"
+    assert releases == [], "no step spent releasing a claim that went with its status"
+    assert all(not node.items.held.still_held(f"status-send:{record.row}:MOTTATT")
+               for node in nodes for record in rows)

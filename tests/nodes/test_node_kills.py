@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.dpo.network import SandboxProcess
-from tests.foundation.process import DaemonProcess, wait_for
+from tests.foundation.process import DaemonProcess
 from tests.nodes.support import CpuUse, node_config
 from tests.nodes.traffic import NODE_SETTINGS, Traffic
 
@@ -27,13 +27,6 @@ DOWN_SECONDS = (0.1, 1.5)
 KILLS_PER_NODE = 2  # at least; killing goes on while most of the work is still under way
 KILLING_UNTIL = 0.9  # share of the messages finished both ways
 KILLING_AT_MOST_SECONDS = 300  # past this, what is stuck is not waiting for the next kill
-RUNNING = "efm-gateway is running for organisation"
-
-
-def _running_lines(log: Path) -> int:
-    return log.read_text(errors="replace").count(RUNNING) if log.exists() else 0
-
-
 class Nodes:
     """The running nodes by name; kill() and start() one, each logged with the time since the run began."""
 
@@ -51,12 +44,7 @@ class Nodes:
     def start(self, name: str) -> None:
         """Start node `name` and wait until it runs: a kill is meant for a node at work (a start on a loaded
         machine takes seconds, and kills every few seconds would otherwise find nodes that never got going)."""
-        process = self.processes[name]
-        running_before = _running_lines(process.log)
-        process.start()
-        wait_for(lambda: _running_lines(process.log) > running_before or not process.alive(), 120, interval=0.2,
-                 message=f"{name} running")
-        assert process.alive(), f"{name} stopped at its start:\n{process.log.read_text(errors='replace')[-3000:]}"
+        process = self.processes[name].start_running()
         self.say(f"{name} runs (pid {process.process.pid})")
 
     def kill(self, name: str, progress: str) -> None:
