@@ -51,3 +51,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         return
     report.outcome = "failed"
     report.longrepr = f"skipped under CI=true, where every tool is installed: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """EFM_TEST_CPU_LOG=<file>: each test's CPU seconds (this process, and the daemons, sandboxes and commands it
+    started and waited for) appended to the file, to find what the suite's time goes to on a 2-core machine."""
+    target = os.environ.get("EFM_TEST_CPU_LOG")
+    if not target:
+        yield
+        return
+    import resource
+
+    def used() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    before = used()
+    yield
+    with open(target, "a") as log:
+        log.write(f"{used() - before:9.2f} {item.nodeid}\n")
