@@ -106,8 +106,13 @@ class Gateway:
         self.process = DaemonProcess(config, root / "daemon.log", allowed_log)
 
     def start(self) -> Gateway:
-        self.process = DaemonProcess(self.config, self.root / "daemon.log", self.allowed_log).start()
-        wait_for(lambda: (self.var / "state" / "efm-gateway.lock").exists(), 60, message="gateway start")
+        """Start the daemon and return once it says it runs (or has stopped: a test of a refused start reads its
+        log). The lock file is no sign: a killed daemon leaves it, and a crash test's kill must find one at work."""
+        process = DaemonProcess(self.config, self.root / "daemon.log", self.allowed_log)
+        before = process.running_lines()
+        self.process = process.start()
+        wait_for(lambda: process.running_lines() > before or not process.alive(), 120, interval=0.2,
+                 message="gateway start")
         return self
 
     @property
