@@ -80,9 +80,8 @@ class ItemClaims:
         try:
             yield made
         except BaseException:
-            for claim in made:
-                with contextlib.suppress(sqlite3.Error, JournalError):
-                    self.held.let_go(claim)
+            with contextlib.suppress(sqlite3.Error, JournalError):
+                self.held.let_go_all(made)
             raise
 
     # ---- takes ---------------------------------------------------------------------------------------------------

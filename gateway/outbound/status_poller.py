@@ -99,9 +99,8 @@ class StatusPoller:
         finally:
             claims, self._claims = self._claims, {}
             if self.items is not None:
-                for claim in claims.values():
-                    with contextlib.suppress(sqlite3.Error, JournalError):
-                        self.items.held.let_go(claim)
+                with contextlib.suppress(sqlite3.Error, JournalError):
+                    self.items.held.let_go_all(list(claims.values()))
 
     def _round(self) -> int:
         records = self._askable(self.due())

@@ -304,3 +304,20 @@ def test_a_lease_whose_row_a_step_of_its_own_node_holds_stays_held_through_a_ren
     finally:
         stepping.close()
         renewing.close()
+
+
+def test_claims_let_go_together_are_each_free_again_and_one_taken_over_stays_its_takers(two_journals, clock):
+    first, second = two_journals
+    held = HeldClaims(Claims(first, "node-a", clock))
+    other = Claims(second, "node-b", clock)
+    claims = [held.take(f"poll:{row}") for row in range(1, 5)]
+    assert all(claims)
+    assert other.claim("poll:1") is None, "held by node-a"
+    clock.advance(held.claims.lease_seconds + 1)  # node-a stood still past its lease: node-b takes poll:4 over
+    taken = other.claim("poll:4")
+    assert taken is not None
+    held.let_go_all(claims)  # a status round's claims, let go in one step
+    assert sorted(first.query("SELECT work, node, token FROM claims")) == [
+        ("poll:1", None, 1), ("poll:2", None, 1), ("poll:3", None, 1), ("poll:4", "node-b", 2)]
+    assert not any(held.still_held(f"poll:{row}") for row in range(1, 5)), "nothing of them left to renew"
+    assert other.claim("poll:1") is not None, "free again at once"

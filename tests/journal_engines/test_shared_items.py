@@ -281,7 +281,8 @@ def test_owed_status_messages_on_two_nodes_are_each_sent_once_and_their_claims_g
     for _ in range(12):
         message_id = str(uuid.uuid4())
         record = a.journal.create(direction="in", message_id=message_id, status_name=f"{message_id}.xml",
-                                  phase=Phase.RECEIVED, channel="DPO", sender="910075918", conversation_id=str(uuid.uuid4()),
+                                  phase=Phase.RECEIVED, channel="DPO", sender="910075918",
+                                  conversation_id=str(uuid.uuid4()),
                                   process="urn:no:difi:profile:arkivmelding:administrasjon:ver1.0")
         a.journal.queue_status_send(record.row, Status.MOTTATT)
         rows.append(record)
