@@ -64,17 +64,21 @@ class SharedTakes:
 
     def take(self) -> int:
         """Every node: claim takes the listings found and take them, a few at a time, until none is left (or
-        MAX_POLL_SECONDS passed); returns how many were handled."""
+        MAX_POLL_SECONDS passed, or the channel asked us to wait); returns how many were handled. Each transfer is
+        tried once a turn: one that failed (a network error, the channel paused meanwhile) waits for the next turn,
+        as on one node, instead of being taken again at once for the rest of this one."""
         r = self.receiver
         if not r.room_again() or r.paused():
             return 0
         handled = 0
+        tried: set[str] = set()
         ends = time.monotonic() + MAX_POLL_SECONDS
         try:
-            while time.monotonic() < ends and not r.disk.stopped:
-                claimed = self.items.takes(r.channel.name, r.workers)
+            while time.monotonic() < ends and not r.disk.stopped and not r.paused():
+                claimed = self.items.takes(r.channel.name, r.workers, tried)
                 if not claimed:
                     break
+                tried.update(reference for reference, _ in claimed)
                 running = {r.pool.submit(self._take_claimed, reference, claim) for reference, claim in claimed}
                 while running:
                     done, running = wait(running, return_when=FIRST_COMPLETED)

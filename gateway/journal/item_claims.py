@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from gateway.contract.statuses import Status
 from gateway.errors import JournalError
@@ -120,17 +120,19 @@ class ItemClaims:
                 "DELETE FROM inbound_takes WHERE channel = ? AND (done_at < ? OR done_at IS NULL AND listed_at < ? "  # noqa: S608
                 f"AND {_TAKE_UNCLAIMED})", (channel, before, before, now))
 
-    def takes(self, channel: str, limit: int) -> list[tuple[str, Claim]]:
-        """Claim up to `limit` of the takes waiting on `channel` (those listed first, first)."""
+    def takes(self, channel: str, limit: int, tried: Collection[str] = ()) -> list[tuple[str, Claim]]:
+        """Claim up to `limit` of the takes waiting on `channel` (those listed first, first), except those `tried`
+        already (this turn: one that failed waits for the next, and is not taken again at once)."""
         if limit <= 0:
             return []
         now = self._now()
+        not_tried = f"AND reference NOT IN ({', '.join('?' for _ in tried)}) " if tried else ""
         with self._claiming() as made, self.journal.transaction():
             references = [reference for (reference,) in self.journal.query(
                 "SELECT reference FROM inbound_takes WHERE channel = ? AND done_at IS NULL AND "  # noqa: S608
-                f"{_TAKE_UNCLAIMED} "
+                f"{_TAKE_UNCLAIMED} {not_tried}"
                 f"ORDER BY listed_at, reference LIMIT ?{row_lock(self.journal.engine, skip_locked=True)}",
-                (channel, now, 2 * limit))]
+                (channel, now, *tried, 2 * limit))]
             claims = self._claim_each([take_work(channel, reference) for reference in references], limit, made,
                                          fresh=True)
         return [(reference, claim) for reference, claim in zip(references, claims, strict=False) if claim is not None]
