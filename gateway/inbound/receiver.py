@@ -47,6 +47,9 @@ T = TypeVar("T")
 MAX_POLL_SECONDS = 15.0  # then the poll ends (and beats); the next one goes on
 RELIST_SECONDS = 1.0  # the least time between two listings within a poll
 IN_MEMORY_LIMIT = 4 << 20  # a download up to this size stays in memory; a larger one rolls over to a file
+# A transfer taken and journaled is confirmed once a short pause of its channel is over, rather than taken again at
+# the next poll (downloaded and opened again, for nothing) because the pause began meanwhile.
+CONFIRM_WAIT_SECONDS = 5.0
 MIN_FREE_BYTES = 1 << 20  # beyond a package's own needs, before downloading goes on after a full disk
 
 
@@ -291,6 +294,20 @@ class Receiver:
             self.circuit.heed(exc)
             raise
 
+    def finish(self, call: Callable[..., T], *args: object) -> T:
+        """A call that ends a transfer already handled here (its confirmation or rejection): a pause of the channel
+        that ends within CONFIRM_WAIT_SECONDS is waited out first. Under faults the channel pauses often (a 429 to
+        any call pauses it for all); a confirmation given up for a second's pause had the transfer downloaded, opened
+        and applied again at every poll, dozens of times."""
+        waiting_ends = time.monotonic() + CONFIRM_WAIT_SECONDS
+        while self.circuit is not None:
+            left = self.circuit.seconds_left()
+            if left <= 0 or time.monotonic() + left > waiting_ends:
+                break
+            time.sleep(min(left, 1.0) + 0.01)
+            progress()
+        return self.call(call, *args)
+
     def _message_lock(self, message_id: str) -> threading.Lock:
         """Two transfers of one message (a resend) are handled one after the other, never side by side."""
         return self._locks[hash(message_id) % len(self._locks)]
@@ -312,7 +329,7 @@ class Receiver:
                 except SecurityError as exc:
                     # Larger than the channel carries: offered again, it would be downloaded again forever.
                     self.quarantine.unreadable(reference, None, str(exc))
-                    self.call(self.channel.reject_inbound, reference, str(exc))
+                    self.finish(self.channel.reject_inbound, reference, str(exc))
                     return True
                 finally:
                     self._sizes[reference] = download.tell()  # what a full disk must find room for
@@ -321,16 +338,16 @@ class Receiver:
                     inbound = self.call(self.channel.open_inbound, reference, download, work)
                 except (MessageFormatError, SecurityError) as exc:
                     self.quarantine.unreadable(reference, download, str(exc))
-                    self.call(self.channel.reject_inbound, reference, str(exc))
+                    self.finish(self.channel.reject_inbound, reference, str(exc))
                     return True
                 self._writing[reference] = self.config.folders.inbox_staging
                 rejected = self._dispatch(reference, inbound, download)
             # Paused meanwhile: not confirmed now. The channel offers it again, and the journal keeps it
             # from reaching the inbox twice.
             if rejected:
-                self.call(self.channel.reject_inbound, reference, rejected)
+                self.finish(self.channel.reject_inbound, reference, rejected)
             else:
-                self.call(self.channel.acknowledge_inbound, reference)
+                self.finish(self.channel.acknowledge_inbound, reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True
