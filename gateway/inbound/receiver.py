@@ -294,7 +294,7 @@ class Receiver:
             self.circuit.heed(exc)
             raise
 
-    def finish(self, call: Callable[..., T], *args: object) -> T:
+    def _finish(self, call: Callable[..., T], *args: object) -> T:
         """A call that ends a transfer already handled here (its confirmation or rejection): a pause of the channel
         that ends within CONFIRM_WAIT_SECONDS is waited out first. Under faults the channel pauses often (a 429 to
         any call pauses it for all); a confirmation given up for a second's pause had the transfer downloaded, opened
@@ -329,7 +329,7 @@ class Receiver:
                 except SecurityError as exc:
                     # Larger than the channel carries: offered again, it would be downloaded again forever.
                     self.quarantine.unreadable(reference, None, str(exc))
-                    self.finish(self.channel.reject_inbound, reference, str(exc))
+                    self._finish(self.channel.reject_inbound, reference, str(exc))
                     return True
                 finally:
                     self._sizes[reference] = download.tell()  # what a full disk must find room for
@@ -338,16 +338,16 @@ class Receiver:
                     inbound = self.call(self.channel.open_inbound, reference, download, work)
                 except (MessageFormatError, SecurityError) as exc:
                     self.quarantine.unreadable(reference, download, str(exc))
-                    self.finish(self.channel.reject_inbound, reference, str(exc))
+                    self._finish(self.channel.reject_inbound, reference, str(exc))
                     return True
                 self._writing[reference] = self.config.folders.inbox_staging
                 rejected = self._dispatch(reference, inbound, download)
             # Paused meanwhile: not confirmed now. The channel offers it again, and the journal keeps it
             # from reaching the inbox twice.
             if rejected:
-                self.finish(self.channel.reject_inbound, reference, rejected)
+                self._finish(self.channel.reject_inbound, reference, rejected)
             else:
-                self.finish(self.channel.acknowledge_inbound, reference)
+                self._finish(self.channel.acknowledge_inbound, reference)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True

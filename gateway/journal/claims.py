@@ -176,14 +176,9 @@ class Claims:
             )
             raise FencedOut(f"the claim on {claim.work} (token {claim.token}) is no longer node {claim.node}'s")
 
-    def let_go(self, claim: Claim) -> None:
-        """Release `claim` if it is still this node's (quietly: a claim taken over meanwhile stays the taker's)."""
-        self.journal.execute(f"UPDATE claims SET node = NULL, expires_at = 0 WHERE work IN ({self._own(claim)})",  # noqa: S608
-                             (claim.work, claim.token, claim.node))
-
     def let_go_all(self, claims: list[Claim]) -> None:
-        """Release each of `claims` that is still this node's, in one statement (a status round's claims: one each
-        cost a step each)."""
+        """Release each of `claims` that is still this node's, in one statement (quietly: one taken over meanwhile
+        stays the taker's; a status round's claims, one step each, were a step per message)."""
         if not claims:
             return
         unless_locked = row_lock(self.journal.engine, skip_locked=True)
@@ -253,15 +248,10 @@ class HeldClaims:
     def let_go(self, claim: Claim) -> None:
         """Release `claim` if this node still holds it. One it no longer holds (done for good: forgotten; or taken
         over, and so dropped by renew()) has nothing to release: no step is spent on it."""
-        with self._lock:
-            current = self._held.get(claim.work)
-            if current is None or current.token != claim.token:
-                return
-            del self._held[claim.work]
-        self.claims.let_go(current)
+        self.let_go_all([claim])
 
     def let_go_all(self, claims: list[Claim]) -> None:
-        """let_go() for many claims, in one step."""
+        """let_go() for many claims, in one step (their latest leases: renewed since or not, the same claims)."""
         with self._lock:
             still = [self._held.pop(claim.work) for claim in claims
                      if claim.work in self._held and self._held[claim.work].token == claim.token]

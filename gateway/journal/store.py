@@ -173,21 +173,29 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
                 raise JournalError(f"journal refused message {message_id}: {exc}") from exc
         return record_of(found)
 
-    def update(self, row: int, **fields: Any) -> None:
+    @staticmethod
+    def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+        """`fields` as their columns hold them; JournalError for a field the journal does not let change."""
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise JournalError(f"unknown journal fields {sorted(unknown)}")
-        values = encode_fields(fields)
+        return encode_fields(fields)
+
+    @staticmethod
+    def _assignments(values: dict[str, Any]) -> str:
+        """The SET list for `values`; every change marks the status file for rewriting."""
+        return ", ".join(f"{name} = ?" for name in values) + ", status_dirty = status_dirty + 1"
+
+    def update(self, row: int, **fields: Any) -> None:
+        values = self._checked(fields)
         values["updated_at"] = self._now()
-        assignments = ", ".join(f"{name} = ?" for name in values) + ", status_dirty = status_dirty + 1"
+        assignments = self._assignments(values)
         with self.transaction():
             self._db.execute(f"UPDATE messages SET {assignments} WHERE id = ?", (*values.values(), row))  # noqa: S608
 
     def move(self, row: int, new_phase: Phase, **fields: Any) -> MessageRecord:
         """Change phase (checked against the allowed transitions) and other fields in one step."""
-        unknown = set(fields) - _UPDATABLE
-        if unknown:
-            raise JournalError(f"unknown journal fields {sorted(unknown)}")
+        changes = self._checked(fields)
         with self.transaction():
             current = self.get(row)
             if current.phase == new_phase and not fields:
@@ -202,12 +210,11 @@ class Journal(GroupCommitJournal, SendRows, StatusSendRows, StatusPollRows, Hous
                 if new_phase in _POLLS_START or new_phase in _POLLS_END:
                     # Sent: its status is asked for from now on. Done or failed: no status can change it any more.
                     values["next_poll_at"] = now if new_phase in _POLLS_START else None
-            values.update(encode_fields(fields))
+            values.update(changes)
             values["updated_at"] = now
-            assignments = ", ".join(f"{name} = ?" for name in values) + ", status_dirty = status_dirty + 1"
             # One statement that changes and reads back (RETURNING): the record as the step left it.
             [found] = self._db.execute(
-                f"UPDATE messages SET {assignments} WHERE id = ? RETURNING {COLUMNS}",  # noqa: S608
+                f"UPDATE messages SET {self._assignments(values)} WHERE id = ? RETURNING {COLUMNS}",  # noqa: S608
                 (*values.values(), row),
             ).fetchall()
         return record_of(found)

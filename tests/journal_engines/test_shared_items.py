@@ -291,8 +291,9 @@ def test_owed_status_messages_on_two_nodes_are_each_sent_once_and_their_claims_g
                             items=node.items) for node in nodes]
     releases = []
     for node in nodes:  # a release is a step of its own: one spent on a claim already gone is waste
-        original = node.items.held.claims.let_go
-        node.items.held.claims.let_go = lambda claim, original=original: (releases.append(claim), original(claim))
+        original = node.items.held.claims.let_go_all
+        node.items.held.claims.let_go_all = lambda claims, original=original: (releases.extend(claims),
+                                                                               original(claims))
     try:
         both = [threading.Thread(target=sender.send_due) for sender in senders]
         for thread in both:
