@@ -97,6 +97,10 @@ class GroupCommitJournal:
                     self._db.execute("SAVEPOINT step_of_a_group")
                 except sqlite3.Error as exc:
                     self.outage.noticed(exc, started)
+                    if self._group is not None and not self._db.in_transaction:
+                        # The transaction went with the session (the server ended it while this node was paused):
+                        # the steps waiting for its COMMIT fail with this error, the one that says why.
+                        self._fail_group(self._group, exc)
                     raise
                 self._in_transaction = True
                 self._transaction_owner = threading.get_ident()

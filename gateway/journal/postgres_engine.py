@@ -52,6 +52,10 @@ class JournalStatementError(sqlite3.DatabaseError):
 # a lock that was not granted in time.
 _UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
 _UNAVAILABLE_CODES = ("25P03", "55P03")
+# Of those, the ones where the database gave a transaction up for another's sake and the session goes on: a
+# deadlock, a serialisation failure, a lock not granted in time. The rest end the session (or never had one).
+_GAVE_WAY_CLASSES = ("40",)
+_GAVE_WAY_CODES = ("55P03",)
 
 
 def _translated(exc: Exception, connection: Any = None) -> sqlite3.Error:
@@ -63,7 +67,9 @@ def _translated(exc: Exception, connection: Any = None) -> sqlite3.Error:
     if (lost or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
             or sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES):
         unavailable = JournalUnavailable(f"PostgreSQL: {words}")
-        unavailable.out_of_reach = not (sqlstate[:2] == "40" or sqlstate in _UNAVAILABLE_CODES)
+        # A session the server ended (an idle transaction past its limit: this node was paused) is out of reach
+        # too: the transaction is gone with it, and the next BEGIN opens a new connection.
+        unavailable.out_of_reach = lost or not (sqlstate[:2] in _GAVE_WAY_CLASSES or sqlstate in _GAVE_WAY_CODES)
         unavailable.sqlstate = sqlstate
         return unavailable
     return JournalStatementError(f"PostgreSQL: {words}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 
 import pytest
@@ -137,5 +138,53 @@ def test_the_readers_cannot_write(postgres_database):
         with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
             journal.query("UPDATE messages SET phase = 'failed' WHERE id = ?", (made.row,))
         assert journal.get(made.row).phase == Phase.ACCEPTED
+    finally:
+        journal.close()
+
+
+def test_a_session_the_server_ended_under_a_waiting_commit_is_an_outage_to_every_step_in_it(postgres_database,
+                                                                                              monkeypatch):
+    """A node paused (SIGSTOP, a frozen VM) between a step and its group's COMMIT: the server ends the idle session.
+    When the node wakes, the step that meets the ended session, and the step whose COMMIT was waiting, each fail as
+    a journal outage (the daemon's one outage line says it for both: neither is a traceback in the log), and the
+    next step goes on over a new connection."""
+    from gateway.journal import commit, postgres_engine
+    from gateway.journal.outage import outage_caused
+
+    monkeypatch.setattr(postgres_engine, "IDLE_IN_TRANSACTION_SECONDS", 2.0)
+    monkeypatch.setattr(commit, "GROUP_COMMIT_WAIT_SECONDS", 8.0)
+    journal = _node(postgres_database)
+    try:
+        outcomes: dict[str, BaseException | None] = {}
+
+        def step(name: str) -> None:
+            try:
+                _create(journal, name)
+                outcomes[name] = None
+            except BaseException as exc:
+                outcomes[name] = exc
+
+        journal._steps_coming += 1  # a step on its way: the group waits for it before its COMMIT
+        waiting = threading.Thread(target=step, args=(str(uuid.uuid4()),))
+        waiting.start()
+        woken, after = str(uuid.uuid4()), str(uuid.uuid4())
+        woken_step = threading.Thread(target=step, args=(woken,))
+        next_step = threading.Thread(target=step, args=(after,))  # comes before the waiting COMMIT is decided
+        try:
+            time.sleep(4)  # idle in its transaction past the limit: the server ends the session
+            woken_step.start()
+            time.sleep(0.3)
+            next_step.start()
+            time.sleep(0.5)
+        finally:
+            journal._steps_coming -= 1
+        for thread in (waiting, woken_step, next_step):
+            thread.join(30)
+        failed = {name: exc for name, exc in outcomes.items() if exc is not None}
+        assert set(failed) == set(outcomes) - {after}, "the waiting step and the woken one fail, the next goes on"
+        for exc in failed.values():
+            assert isinstance(exc, sqlite3.OperationalError) and outage_caused(exc), repr(exc)
+        assert [record.message_id for record in journal.listing()] == [after]
+        assert not journal.outage.down, "the next step's COMMIT ended the outage"
     finally:
         journal.close()
