@@ -111,7 +111,7 @@ class GroupCommitJournal:
                     yield
                 except BaseException as exc:
                     self.outage.noticed(exc, started)
-                    self._undo_step(group)
+                    self._undo_step(group, exc)
                     raise
                 else:
                     self._finish_step(group)
@@ -150,13 +150,15 @@ class GroupCommitJournal:
             self._fail_group(group, exc)
             raise
 
-    def _undo_step(self, group: _CommitGroup) -> None:
+    def _undo_step(self, group: _CommitGroup, why: BaseException) -> None:
         if self._db.in_transaction and not group.committed:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK TO step_of_a_group")
                 self._db.execute("RELEASE step_of_a_group")
                 return
-        self._fail_group(group, sqlite3.OperationalError("the database rolled the transaction back during a step"))
+        lost = sqlite3.OperationalError("the database rolled the transaction back during a step")
+        lost.__cause__ = why  # the other steps of the group fail for the error this one met (an outage, say)
+        self._fail_group(group, lost)
 
     def _fail_group(self, group: _CommitGroup, error: BaseException) -> None:
         """Under the lock: the group's steps are lost; every thread in it is told so."""

@@ -188,3 +188,44 @@ def test_a_session_the_server_ended_under_a_waiting_commit_is_an_outage_to_every
         assert not journal.outage.down, "the next step's COMMIT ended the outage"
     finally:
         journal.close()
+
+
+def test_the_steps_of_a_group_that_one_steps_lost_connection_ended_fail_as_the_outage_it_was(postgres_database,
+                                                                                               monkeypatch):
+    """A step whose statement meets a lost connection takes its group's transaction with it: the steps waiting for
+    that group's COMMIT fail for the same error (an outage the daemon says in one line), not a bare rollback."""
+    from gateway.journal import commit
+    from gateway.journal.outage import outage_caused
+
+    monkeypatch.setattr(commit, "GROUP_COMMIT_WAIT_SECONDS", 8.0)
+    journal = _node(postgres_database)
+    try:
+        outcomes: dict[str, BaseException | None] = {}
+
+        def waiting_step(name: str) -> None:
+            try:
+                _create(journal, name)
+                outcomes[name] = None
+            except BaseException as exc:
+                outcomes[name] = exc
+
+        journal._steps_coming += 1  # a step on its way: the group waits for it before its COMMIT
+        try:
+            waiting = threading.Thread(target=waiting_step, args=(waiting_id := str(uuid.uuid4()),))
+            waiting.start()
+            time.sleep(0.5)
+            writer_pid = journal._db._connection._connection.info.backend_pid
+            with pytest.raises(sqlite3.OperationalError) as met, journal.transaction():
+                with postgres_database.connect() as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", (writer_pid,))
+                _create(journal)
+        finally:
+            journal._steps_coming -= 1
+        waiting.join(30)
+        assert outage_caused(met.value)
+        assert isinstance(outcomes[waiting_id], sqlite3.OperationalError) and outage_caused(outcomes[waiting_id])
+        assert journal.listing() == []
+        made = _create(journal)  # and the journal goes on over a new connection
+        assert [record.row for record in journal.listing()] == [made.row]
+    finally:
+        journal.close()
