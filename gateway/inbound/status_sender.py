@@ -27,6 +27,7 @@ from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
 from gateway.logsummary import RepeatedErrors, same_kind
 from gateway.outbound.compose import status_sbd
+from gateway.progress import carried
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,23 @@ class StatusSender:
         self.items = items
 
     def send_due(self) -> int:
-        """Send every status that is due, a few at a time; returns how many went."""
+        """Send every status that is due, a few at a time; returns how many went. Each one sent or tried is a sign
+        of life of the job that runs this: hundreds owed at once (an archive taking a day's post) take longer
+        than the job's interval and grace, and it is moving, not hung."""
         self.repeated.flush()
+        alive = carried()
         if self.items is None:
-            return sum(self._pool.map(lambda item: self._send_one(*item), self.journal.due_status_sends()))
-        return sum(self._pool.map(lambda item: self._send_claimed(*item), self.items.status_sends(DUE_LIMIT)))
+            due, send = self.journal.due_status_sends(), self._send_one
+        else:
+            due, send = self.items.status_sends(DUE_LIMIT), self._send_claimed
+
+        def send_one(item: tuple) -> int:
+            try:
+                return send(*item)
+            finally:
+                alive()
+
+        return sum(self._pool.map(send_one, due))
 
     def _send_claimed(self, row: int, status: str, attempts: int, claim: Claim) -> int:
         """One status this node claimed: every journal step about it checks the claim; let go after."""

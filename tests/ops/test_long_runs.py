@@ -8,13 +8,16 @@ import dataclasses
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gateway.channels.base import SentMessage, StatusUpdate
+from gateway.channels.dpo.channel import DPO_CAPABILITIES
 from gateway.channels.dpv.channel import DPV_CAPABILITIES
 from gateway.clock import FakeClock
+from gateway.contract.statuses import Status
+from gateway.inbound.status_sender import StatusSender
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
 from gateway.ops.health import Heartbeats
@@ -30,13 +33,14 @@ INTERVAL = 1.0
 class Beats:
     """Heartbeats on a clock the test moves."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: str = "status-poll") -> None:
         self.now = 0.0
+        self.worker = worker
         self.heartbeats = Heartbeats(GRACE, monotonic=lambda: self.now)
-        self.heartbeats.register("status-poll", INTERVAL)
+        self.heartbeats.register(worker, INTERVAL)
 
     def late(self) -> bool:
-        return any(worker.name == "status-poll" for worker in self.heartbeats.late())
+        return any(worker.name == self.worker for worker in self.heartbeats.late())
 
 
 class SlowChannel:
@@ -93,6 +97,47 @@ def test_a_run_that_says_nothing_while_it_stands_still_is_late():
 
     beats.heartbeats.beating("status-poll", stuck)()
     assert not beats.late()  # it beat when the run ended
+
+
+class SlowStatusChannel:
+    """Takes each status message in 5 s of the heartbeats' clock."""
+
+    name = "DPO"
+    capabilities = DPO_CAPABILITIES
+
+    def __init__(self, beats: Beats) -> None:
+        self.beats = beats
+        self.late_while_running: list[bool] = []
+
+    def send_status(self, sbd) -> None:
+        self.late_while_running.append(self.beats.late())
+        self.beats.now += 5.0
+
+
+def test_owed_status_messages_sent_for_longer_than_the_grace_are_never_late(tmp_path):
+    """The archive took a day's post at once: the job that sends the LEVERTs owed runs for minutes, and moves."""
+    clock = FakeClock()
+    journal = Journal(tmp_path / "journal.db", clock)
+    for index in range(12):
+        record = journal.create(
+            direction="in", message_id=f"00000000-0000-4000-8000-{index:012d}", status_name=f"in.{index}.xml",
+            phase=Phase.RECEIVED, sender="910075918", receiver="991825827",
+            conversation_id=f"10000000-0000-4000-8000-{index:012d}",
+            process="urn:no:difi:profile:arkivmelding:administrasjon:ver1.0", channel="DPO",
+            deadline=clock.now() + timedelta(hours=1),
+        )
+        journal.queue_status_send(record.row, Status.LEVERT)
+    beats = Beats("pick-up")
+    channel = SlowStatusChannel(beats)
+    sender = StatusSender(journal, clock, {"DPO": channel}, "991825827", workers=1)
+    try:
+        beats.heartbeats.beating("pick-up", sender.send_due)()
+    finally:
+        sender.close()
+        journal.close()
+    assert beats.now >= 60.0, "the job was meant to outlast the grace"
+    assert len(channel.late_while_running) == 12
+    assert not any(channel.late_while_running), "a job that moves is not taken for hung"
 
 
 def test_progress_outside_a_job_does_nothing():
