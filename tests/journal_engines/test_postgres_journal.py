@@ -4,18 +4,22 @@ journal's SQL as PostgreSQL gets it."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from gateway.clock import FakeClock
 from gateway.config import load_config
 from gateway.errors import JournalError
+from gateway.journal import commit, postgres_engine
 from gateway.journal.engines import engine_for
 from gateway.journal.migrations import MIGRATIONS
+from gateway.journal.outage import outage_caused
 from gateway.journal.phases import Phase
 from gateway.journal.postgres_engine import PostgresEngine, postgresql_sql
 from gateway.journal.store import Journal
@@ -142,44 +146,62 @@ def test_the_readers_cannot_write(postgres_database):
         journal.close()
 
 
+class _Steps:
+    """Steps of one message each, on threads of their own, and what each met; while `holding_commits`, a group's
+    COMMIT waits (as for another step on its way) for up to GROUP_COMMIT_WAIT_SECONDS."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.outcomes: dict[str, BaseException | None] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> str:
+        message_id = str(uuid.uuid4())
+        thread = threading.Thread(target=self._step, args=(message_id,))
+        self.threads.append(thread)
+        thread.start()
+        return message_id
+
+    def _step(self, message_id: str) -> None:
+        try:
+            _create(self.journal, message_id)
+            self.outcomes[message_id] = None
+        except BaseException as exc:
+            self.outcomes[message_id] = exc
+
+    @contextlib.contextmanager
+    def holding_commits(self) -> Iterator[None]:
+        self.journal._steps_coming += 1
+        try:
+            yield
+        finally:
+            self.journal._steps_coming -= 1
+
+    def joined(self) -> dict[str, BaseException | None]:
+        for thread in self.threads:
+            thread.join(30)
+        return self.outcomes
+
+
 def test_a_session_the_server_ended_under_a_waiting_commit_is_an_outage_to_every_step_in_it(postgres_database,
                                                                                               monkeypatch):
     """A node paused (SIGSTOP, a frozen VM) between a step and its group's COMMIT: the server ends the idle session.
     When the node wakes, the step that meets the ended session, and the step whose COMMIT was waiting, each fail as
     a journal outage (the daemon's one outage line says it for both: neither is a traceback in the log), and the
     next step goes on over a new connection."""
-    from gateway.journal import commit, postgres_engine
-    from gateway.journal.outage import outage_caused
-
     monkeypatch.setattr(postgres_engine, "IDLE_IN_TRANSACTION_SECONDS", 2.0)
     monkeypatch.setattr(commit, "GROUP_COMMIT_WAIT_SECONDS", 8.0)
     journal = _node(postgres_database)
     try:
-        outcomes: dict[str, BaseException | None] = {}
-
-        def step(name: str) -> None:
-            try:
-                _create(journal, name)
-                outcomes[name] = None
-            except BaseException as exc:
-                outcomes[name] = exc
-
-        journal._steps_coming += 1  # a step on its way: the group waits for it before its COMMIT
-        waiting = threading.Thread(target=step, args=(str(uuid.uuid4()),))
-        waiting.start()
-        woken, after = str(uuid.uuid4()), str(uuid.uuid4())
-        woken_step = threading.Thread(target=step, args=(woken,))
-        next_step = threading.Thread(target=step, args=(after,))  # comes before the waiting COMMIT is decided
-        try:
+        steps = _Steps(journal)
+        with steps.holding_commits():
+            steps.start()
             time.sleep(4)  # idle in its transaction past the limit: the server ends the session
-            woken_step.start()
+            steps.start()  # the woken node's next step meets the ended session
             time.sleep(0.3)
-            next_step.start()
+            after = steps.start()  # and one more comes before the waiting COMMIT is decided
             time.sleep(0.5)
-        finally:
-            journal._steps_coming -= 1
-        for thread in (waiting, woken_step, next_step):
-            thread.join(30)
+        outcomes = steps.joined()
         failed = {name: exc for name, exc in outcomes.items() if exc is not None}
         assert set(failed) == set(outcomes) - {after}, "the waiting step and the woken one fail, the next goes on"
         for exc in failed.values():
@@ -194,36 +216,21 @@ def test_the_steps_of_a_group_that_one_steps_lost_connection_ended_fail_as_the_o
                                                                                                monkeypatch):
     """A step whose statement meets a lost connection takes its group's transaction with it: the steps waiting for
     that group's COMMIT fail for the same error (an outage the daemon says in one line), not a bare rollback."""
-    from gateway.journal import commit
-    from gateway.journal.outage import outage_caused
-
     monkeypatch.setattr(commit, "GROUP_COMMIT_WAIT_SECONDS", 8.0)
     journal = _node(postgres_database)
     try:
-        outcomes: dict[str, BaseException | None] = {}
-
-        def waiting_step(name: str) -> None:
-            try:
-                _create(journal, name)
-                outcomes[name] = None
-            except BaseException as exc:
-                outcomes[name] = exc
-
-        journal._steps_coming += 1  # a step on its way: the group waits for it before its COMMIT
-        try:
-            waiting = threading.Thread(target=waiting_step, args=(waiting_id := str(uuid.uuid4()),))
-            waiting.start()
+        steps = _Steps(journal)
+        with steps.holding_commits():
+            waiting = steps.start()
             time.sleep(0.5)
             writer_pid = journal._db._connection._connection.info.backend_pid
             with pytest.raises(sqlite3.OperationalError) as met, journal.transaction():
                 with postgres_database.connect() as other:
                     other.execute("SELECT pg_terminate_backend(%s)", (writer_pid,))
                 _create(journal)
-        finally:
-            journal._steps_coming -= 1
-        waiting.join(30)
+        outcomes = steps.joined()
         assert outage_caused(met.value)
-        assert isinstance(outcomes[waiting_id], sqlite3.OperationalError) and outage_caused(outcomes[waiting_id])
+        assert isinstance(outcomes[waiting], sqlite3.OperationalError) and outage_caused(outcomes[waiting])
         assert journal.listing() == []
         made = _create(journal)  # and the journal goes on over a new connection
         assert [record.row for record in journal.listing()] == [made.row]
