@@ -231,6 +231,7 @@ class FaultInjector:
 
     def choose(self, method: str, path: str, caller: str = "") -> _Choice:
         delay_ms = 0.0
+        now = round(time.time(), 3)  # one moment per request: every rule it fires says the same
         with self._lock:
             for state in self._states:
                 if state.remaining == 0 or not state.rule.matches(method, path, caller):
@@ -238,7 +239,7 @@ class FaultInjector:
                 if state.rule.probability < 1.0 and self._random.random() >= state.rule.probability:
                     continue
                 state.injected += 1
-                state.fired_at.append(round(time.time(), 3))
+                state.fired_at.append(now)
                 if state.remaining is not None:
                     state.remaining -= 1
                 if state.rule.fault == "latency":

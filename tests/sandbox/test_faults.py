@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +251,22 @@ def test_the_control_endpoint_changes_the_rules_at_run_time(sandbox: SandboxServ
     assert counters.json()["injected"]["error"] == 1
     assert http.delete(sandbox.faults_url).json()["rules"] == []
     assert http.get(f"{sandbox.url}/nowhere").status_code == 404
+
+
+def test_every_rule_one_request_fires_records_the_same_moment(monkeypatch) -> None:
+    """A counting rule and a fault on one request: a test finds the faulted request among the counted ones by
+    its moment, so both rules say the same one, however slow the machine is between them."""
+    from gateway.sandbox import fault_rules
+    from gateway.sandbox.fault_rules import FaultInjector
+
+    ticks = itertools.count()
+    slow_clock = types.SimpleNamespace(time=lambda: 1_800_000_000 + next(ticks) / 1000)  # a millisecond a look
+    monkeypatch.setattr(fault_rules, "time", slow_clock)
+    injector = FaultInjector()
+    injector.set_rules(FaultRule("latency", path="*", delay_ms=0), FaultRule("error", path="/nowhere", status=429))
+    assert injector.choose("GET", "/nowhere").fault is not None
+    counted, faulted = (rule["fired_at"] for rule in injector.describe()["rules"])
+    assert counted == faulted and len(faulted) == 1
 
 
 def test_the_control_endpoint_refuses_a_wrong_rule(sandbox: SandboxServer, http: httpx.Client) -> None:
