@@ -72,13 +72,13 @@ class StatusSender:
         else:
             due, send = self.items.status_sends(DUE_LIMIT), self._send_claimed
 
-        def send_one(item: tuple) -> int:
+        def one(item: tuple) -> int:
             try:
                 return send(*item)
             finally:
                 alive()
 
-        return sum(self._pool.map(send_one, due))
+        return sum(self._pool.map(one, due))
 
     def _send_claimed(self, row: int, status: str, attempts: int, claim: Claim) -> int:
         """One status this node claimed: every journal step about it checks the claim; let go after."""

@@ -43,19 +43,26 @@ class Beats:
         return any(worker.name == self.worker for worker in self.heartbeats.late())
 
 
-class SlowChannel:
-    """Answers one message per request, each request taking 5 s of the heartbeats' clock."""
-
-    name = "DPV"
-    capabilities = dataclasses.replace(DPV_CAPABILITIES, statuses_per_request=1)
+class FiveSecondsACall:
+    """A channel whose every call takes 5 s of the heartbeats' clock, noting whether the job was late at each."""
 
     def __init__(self, beats: Beats) -> None:
         self.beats = beats
         self.late_while_running: list[bool] = []
 
-    def poll_statuses(self, sent: list[SentMessage]) -> list[StatusUpdate]:
+    def _took_five_seconds(self) -> None:
         self.late_while_running.append(self.beats.late())
         self.beats.now += 5.0
+
+
+class SlowChannel(FiveSecondsACall):
+    """Answers one message per request."""
+
+    name = "DPV"
+    capabilities = dataclasses.replace(DPV_CAPABILITIES, statuses_per_request=1)
+
+    def poll_statuses(self, sent: list[SentMessage]) -> list[StatusUpdate]:
+        self._took_five_seconds()
         return [StatusUpdate(message.message_id, "LEVERT", datetime.now(UTC), "published") for message in sent]
 
 
@@ -99,19 +106,14 @@ def test_a_run_that_says_nothing_while_it_stands_still_is_late():
     assert not beats.late()  # it beat when the run ended
 
 
-class SlowStatusChannel:
-    """Takes each status message in 5 s of the heartbeats' clock."""
+class SlowStatusChannel(FiveSecondsACall):
+    """Takes each status message in one call."""
 
     name = "DPO"
     capabilities = DPO_CAPABILITIES
 
-    def __init__(self, beats: Beats) -> None:
-        self.beats = beats
-        self.late_while_running: list[bool] = []
-
     def send_status(self, sbd) -> None:
-        self.late_while_running.append(self.beats.late())
-        self.beats.now += 5.0
+        self._took_five_seconds()
 
 
 def test_owed_status_messages_sent_for_longer_than_the_grace_are_never_late(tmp_path):
