@@ -36,7 +36,7 @@ from gateway.drops.claims import parse_claim_id
 from gateway.drops.parking import park_claim
 from gateway.errors import ChannelError, JournalError, PermanentChannelError, RetryableChannelError, ValidationError
 from gateway.journal import originals
-from gateway.journal.claims import Claim, FencedOut, HeldClaims, send_work
+from gateway.journal.claims import Claim, FencedOut, HeldClaims, gave_way, send_work
 from gateway.journal.completion import settle
 from gateway.journal.outage import outage_caused
 from gateway.journal.phases import Phase
@@ -231,14 +231,13 @@ class Sender:
                     self._queued[name] = self._queued.get(name, 0) + 1
                 handed_on = name
                 self._transports[name].submit(self._transmit_guarded, ready)
-        except RuntimeError as exc:
-            if not str(exc).startswith("cannot schedule new futures"):
-                self._trouble(row, exc)
-            # else: the daemon is stopping; the message waits, packed again at the next start
-            self._release(row, handed_on)
         except Exception as exc:  # sorted in _trouble: expected ones in a line, bugs with a traceback
-            self._trouble(row, exc)
-            self._release(row, handed_on)
+            try:
+                if not (isinstance(exc, RuntimeError) and str(exc).startswith("cannot schedule new futures")):
+                    self._trouble(row, exc)
+                # else: the daemon is stopping; the message waits, packed again at the next start
+            finally:
+                self._release(row, handed_on)
         else:
             if handed_on is None:
                 self._release(row, None)
@@ -273,17 +272,25 @@ class Sender:
         self._later(self.journal.get(row), "an unexpected error; see the log")
 
     def _taken_over(self, row: int) -> bool:
-        """Where nodes share the work: whether this node's claim on `row` was taken over (said in one line)."""
+        """Where nodes share the work: whether this node's claim on `row` was taken over (said in one line), or cannot
+        be told while the database does not answer (its outage is said in its own line; the row is due again once
+        it answers, to whichever node holds it then)."""
         if self.held is None:
             return False
-        try:
-            with self._fencing(row), self.journal.transaction():
-                pass
-        except FencedOut:
-            return True
-        except (sqlite3.Error, JournalError):
-            return False
-        return False
+        failure: BaseException | None = None
+        for _ in range(2):  # a node woken from a pause may find its session ended: that step fails, the next reconnects
+            try:
+                with self._fencing(row), self.journal.transaction():
+                    pass
+            except FencedOut:
+                return True
+            except (sqlite3.Error, JournalError) as exc:
+                if not (outage_caused(exc) or gave_way(exc)):
+                    return False
+                failure = exc
+            else:
+                return False
+        return outage_caused(failure)
 
     def _release(self, row: int, queued_on: str | None) -> None:
         """The row is done with (for this try): its slot, its channel's queue place and its probe's turn freed."""
