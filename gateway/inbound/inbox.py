@@ -16,6 +16,7 @@ from gateway.fsio import durable_rename, fsync_dir
 from gateway.journal.phases import Phase
 from gateway.journal.records import MessageRecord
 from gateway.journal.store import Journal
+from gateway.progress import progress
 from gateway.receipts.writer import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Inbox:
         for row, _folder in waiting:
             if row not in confirmed:
                 continue
+            progress()  # a day's post taken at once is many steps: the job moves, it is not hung
             with self.journal.transaction():
                 self.journal.move(row, Phase.TAKEN)
                 self.journal.add_event(row, Status.INNKOMMENDE_LEVERT, description="taken by the archive system")

@@ -4,6 +4,7 @@ that has not beaten for its interval and a grace, does not take it for hung. A r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -16,7 +17,10 @@ from gateway.channels.base import SentMessage, StatusUpdate
 from gateway.channels.dpo.channel import DPO_CAPABILITIES
 from gateway.channels.dpv.channel import DPV_CAPABILITIES
 from gateway.clock import FakeClock
+from gateway.config import load_config
 from gateway.contract.statuses import Status
+from gateway.folders import prepare_folders
+from gateway.inbound.inbox import Inbox
 from gateway.inbound.status_sender import StatusSender
 from gateway.journal.phases import Phase
 from gateway.journal.store import Journal
@@ -25,6 +29,7 @@ from gateway.outbound.status_poller import StatusPoller
 from gateway.progress import progress
 from gateway.receipts import writer as writer_module
 from gateway.receipts.writer import StatusWriter
+from tests.foundation.drops import write_config
 
 GRACE = 30.0
 INTERVAL = 1.0
@@ -140,6 +145,53 @@ def test_owed_status_messages_sent_for_longer_than_the_grace_are_never_late(tmp_
     assert beats.now >= 60.0, "the job was meant to outlast the grace"
     assert len(channel.late_while_running) == 12
     assert not any(channel.late_while_running), "a job that moves is not taken for hung"
+
+
+def test_messages_taken_from_the_inbox_for_longer_than_the_grace_are_never_late(tmp_path):
+    """The archive took a day's post at once on a slow disk: each pick-up noted is a step of the journal's, and the
+    job noting them moves, however long they take all together."""
+    config = load_config(write_config(tmp_path))
+    prepare_folders(config)
+    clock = FakeClock()
+    journal = Journal(config.folders.journal_path, clock)
+    for index in range(12):
+        record = journal.create(direction="in", message_id=f"00000000-0000-4000-8000-{index:012d}",
+                                status_name=f"in.{index}.xml", phase=Phase.RECEIVED, channel="DPO",
+                                detail={"inbox_folder": f"brev-{index}"})
+        journal.move(record.row, Phase.IN_INBOX)  # and the archive system has taken its folder already
+    beats = Beats("pick-up")
+    late_at_each_step: list[bool] = []
+    step = journal.transaction
+
+    depth = [0]
+
+    @contextlib.contextmanager
+    def five_seconds_a_step():
+        if depth[0] == 0:  # a step's own statements are steps nested in it
+            late_at_each_step.append(beats.late())
+            beats.now += 5.0
+        depth[0] += 1
+        try:
+            with step():
+                yield
+        finally:
+            depth[0] -= 1
+
+    journal.transaction = five_seconds_a_step
+    statuses = StatusWriter(journal, config.folders.status, clock)
+    inbox = Inbox(config, journal, statuses)
+    try:
+        check = beats.heartbeats.beating("pick-up", inbox.check_picked_up)
+        check()  # gone once: it could be the share's hiccup
+        check()  # gone twice in a row: taken
+        taken = journal.in_phase(Phase.TAKEN)
+    finally:
+        journal.transaction = step
+        statuses.close()
+        journal.close()
+    assert beats.now >= 60.0, "the job was meant to outlast the grace"
+    assert len(taken) == 12, "every message the archive took is noted"
+    assert len(late_at_each_step) >= 12 and not any(late_at_each_step), "a job that moves is not taken for hung"
 
 
 def test_progress_outside_a_job_does_nothing():
