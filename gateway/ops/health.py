@@ -66,6 +66,18 @@ class Heartbeats:
 
         return run_and_beat
 
+    def now(self) -> float:
+        """The heartbeats' clock (monotonic seconds)."""
+        return self._monotonic()
+
+    def excuse(self, seconds: float) -> None:
+        """The whole daemon stood still for `seconds` (its process stopped, its machine frozen): no worker could
+        beat meanwhile, so each one's silence is counted from `seconds` later (never past now)."""
+        now = self._monotonic()
+        with self._lock:
+            for name, (interval, last) in self._workers.items():
+                self._workers[name] = (interval, min(now, last + seconds))
+
     def workers(self) -> list[WorkerBeat]:
         now = self._monotonic()
         with self._lock:

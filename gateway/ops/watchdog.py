@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 2.0
 MAX_ERROR_CHARS = 160
+# The watchdog's own check later than its tick by this much: the daemon as a whole stood still (SIGSTOP, a frozen
+# or suspended VM), not one of its workers. A thread waiting on a 2 s timer is not held up that long by load alone.
+STOOD_STILL_SECONDS = 10.0
 
 
 class LastProblem(logging.Handler):
@@ -46,6 +49,8 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
         self._late_names: tuple[str, ...] = ()
         self._status = ""
+        self.tick = min(watchdog_interval or STATUS_EVERY_S, STATUS_EVERY_S)
+        self._checked_at: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -55,16 +60,16 @@ class Watchdog:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        tick = min(self.watchdog_interval or STATUS_EVERY_S, STATUS_EVERY_S)
         while True:
             try:
                 self.check()
             except Exception:
                 log.exception("the watchdog check failed; trying again")
-            if self._stop.wait(tick):
+            if self._stop.wait(self.tick):
                 return
 
     def check(self) -> None:
+        self._excuse_standing_still()
         late = self.heartbeats.late()
         names = tuple(worker.name for worker in late)
         if names != self._late_names:
@@ -85,3 +90,15 @@ class Watchdog:
         if status != self._status:
             systemd.notify(f"STATUS={status}")
             self._status = status
+
+    def _excuse_standing_still(self) -> None:
+        """A check far later than its tick: the daemon stood still, and every worker with it. Said once, and not
+        taken for a hang of each worker (a line each, and systemd's watchdog unfed until the slowest ran again)."""
+        now = self.heartbeats.now()
+        if self._checked_at is not None:
+            stood_still = now - self._checked_at - self.tick
+            if stood_still > STOOD_STILL_SECONDS:
+                log.warning("the daemon did not run for %.0f s (its process was stopped, or its machine frozen or "
+                            "suspended); its workers' silence through it is not taken for a hang", stood_still)
+                self.heartbeats.excuse(stood_still)
+        self._checked_at = now

@@ -3,11 +3,14 @@ WATCHDOG=1, /healthz names it, and both recover when it reports again."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
 import pytest
 
+from gateway.ops.health import Heartbeats
+from gateway.ops.watchdog import Watchdog
 from tests.dpo.network import A, Gateway, SandboxProcess, gateway_config
 from tests.foundation.process import wait_for
 from tests.ops.support import NotifyListener, OpsDaemon, healthz
@@ -64,3 +67,64 @@ def test_a_hung_receiver_stops_the_watchdog_and_healthz_names_it(tmp_path, sandb
     finally:
         daemon.stop()
         listener.close()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _watched(clock: _Clock) -> Watchdog:
+    heartbeats = Heartbeats(30.0, monotonic=clock)
+    for name, interval in (("intake", 0.3), ("sender", 0.3), ("status-poll-DPI", 30.0)):
+        heartbeats.register(name, interval)
+    return Watchdog(heartbeats, None, lambda: "running")
+
+
+def _said(caplog, level: int) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == level]
+
+
+def test_a_daemon_that_stood_still_says_so_once_and_its_workers_are_not_taken_for_hung(caplog):
+    """SIGSTOP, or a frozen VM: no worker could beat while the daemon stood still, the watchdog's own check included;
+    that is one WARNING, not an ERROR per worker (and systemd's watchdog unfed until the slowest job ran again)."""
+    clock = _Clock()
+    watchdog = _watched(clock)
+    watchdog.check()
+    clock.now += 76.0  # stopped for 76 s, between two checks
+    with caplog.at_level(logging.INFO, logger="gateway.ops.watchdog"):
+        watchdog.check()
+    assert _said(caplog, logging.ERROR) == []
+    assert _said(caplog, logging.WARNING) == [
+        "the daemon did not run for 74 s (its process was stopped, or its machine frozen or suspended); its "
+        "workers' silence through it is not taken for a hang"]
+    assert watchdog.heartbeats.late() == []
+
+    caplog.clear()  # a worker that stays silent after the pause is found hung after its interval and grace
+    for _ in range(20):
+        clock.now += 2.0
+        watchdog.heartbeats.beat("intake")
+        watchdog.heartbeats.beat("status-poll-DPI")
+        with caplog.at_level(logging.INFO, logger="gateway.ops.watchdog"):
+            watchdog.check()
+    assert _said(caplog, logging.ERROR) == [
+        "worker sender has not reported for 32 s (it runs every 0.3 s); see /healthz"]
+    assert _said(caplog, logging.WARNING) == []
+
+
+def test_a_worker_silent_while_the_watchdog_checks_on_is_hung_however_long(caplog):
+    clock = _Clock()
+    watchdog = _watched(clock)
+    with caplog.at_level(logging.INFO, logger="gateway.ops.watchdog"):
+        for _ in range(40):  # 80 s of checks every 2 s: the daemon runs, and no worker beats
+            watchdog.check()
+            clock.now += 2.0
+    assert _said(caplog, logging.WARNING) == []
+    assert sorted(_said(caplog, logging.ERROR)) == [
+        "worker intake has not reported for 32 s (it runs every 0.3 s); see /healthz",
+        "worker sender has not reported for 32 s (it runs every 0.3 s); see /healthz",
+        "worker status-poll-DPI has not reported for 62 s (it runs every 30 s); see /healthz",
+    ]
