@@ -19,7 +19,9 @@ from gateway.routing.registry import InfoRecord, RegistryAnswer, ServiceRecord
 from .drops import make_folder_drop, sidecar_xml
 
 
-class _Registry:
+class DpoRegistry:
+    """Every receiver is on DPO."""
+
     def lookup(self, identifier, process, security_level=None, conversation_id=None):
         record = ServiceRecord("DPO", process, ("urn:no:difi:arkivmelding:xsd::arkivmelding",), "pem",
                                None, None, None, 4, None, identifier)
@@ -63,7 +65,7 @@ class _SlowWire:
         return f"transfer-{package.message_id}"
 
 
-def _until(condition, timeout: float = 15.0) -> bool:
+def until(condition, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -80,10 +82,10 @@ def test_a_channel_keeps_its_in_flight_sends_on_the_wire_with_two_packers(harnes
     h.run()
     assert len(h.journal.in_phase(Phase.ACCEPTED)) == 30
     wire = _SlowWire()
-    sender = Sender(config, h.journal, h.statuses, h.clock, _Registry(), {"DPO": wire}, in_flight={"DPO": 12})
+    sender = Sender(config, h.journal, h.statuses, h.clock, DpoRegistry(), {"DPO": wire}, in_flight={"DPO": 12})
     try:
         sender.send_due()
-        assert _until(lambda: wire.on_the_wire == 12), f"{wire.on_the_wire} sends on the wire, not 12"
+        assert until(lambda: wire.on_the_wire == 12), f"{wire.on_the_wire} sends on the wire, not 12"
         sender.send_due()  # more rows taken while the wire is full: packed, and waiting for a slot
         time.sleep(0.3)
         assert wire.most_on_the_wire == 12
@@ -93,7 +95,7 @@ def test_a_channel_keeps_its_in_flight_sends_on_the_wire_with_two_packers(harnes
             sender.send_due()
             return len(h.journal.in_phase(Phase.SENT)) == 30
 
-        assert _until(all_sent)
+        assert until(all_sent)
     finally:
         wire.open.set()
         sender.close()
@@ -129,10 +131,10 @@ def test_a_message_whose_deadline_passes_while_it_waits_for_a_slot_is_not_sent(h
     h = harness(quiet_period_seconds=0)
     _drops_with_deadline(h, ["først", "siste"])
     wire = _Gate()
-    sender = Sender(h.config, h.journal, h.statuses, h.clock, _Registry(), {"DPO": wire}, in_flight={"DPO": 1})
+    sender = Sender(h.config, h.journal, h.statuses, h.clock, DpoRegistry(), {"DPO": wire}, in_flight={"DPO": 1})
     try:
         sender.send_due()
-        assert _until(lambda: wire.on_the_wire == 1)
+        assert until(lambda: wire.on_the_wire == 1)
         time.sleep(0.3)  # the other one is packed and waits for the only slot
         h.clock.advance(2 * 3600)  # its deadline passes meanwhile
         wire.open.set()
@@ -141,7 +143,7 @@ def test_a_message_whose_deadline_passes_while_it_waits_for_a_slot_is_not_sent(h
             sender.send_due()
             return sorted(record.phase.value for record in h.journal.listing())
 
-        assert _until(lambda: phases() == ["expired", "sent"]), phases()
+        assert until(lambda: phases() == ["expired", "sent"]), phases()
     finally:
         wire.open.set()
         sender.close()
@@ -154,11 +156,11 @@ def test_messages_waiting_for_a_slot_wait_for_the_channel_when_another_send_paus
     _drops_with_deadline(h, [f"brev-{index}" for index in range(6)])
     wire = _Gate()
     wire.unavailable = True
-    sender = Sender(h.config, h.journal, h.statuses, h.clock, _Registry(), {"DPO": wire}, in_flight={"DPO": 1})
+    sender = Sender(h.config, h.journal, h.statuses, h.clock, DpoRegistry(), {"DPO": wire}, in_flight={"DPO": 1})
     try:
         sender.send_due()
-        assert _until(lambda: sender.circuits["DPO"].is_open)
-        assert _until(lambda: not sender._in_flight)
+        assert until(lambda: sender.circuits["DPO"].is_open)
+        assert until(lambda: not sender._in_flight)
     finally:
         sender.close()
     # A 503 with Retry-After pauses the channel at once: the five packed behind it wait for the channel,

@@ -25,19 +25,12 @@ from gateway.journal.postgres_engine import PostgresEngine
 from gateway.journal.store import Journal
 from gateway.outbound.sender import Sender
 from gateway.receipts.writer import StatusWriter
-from gateway.routing.registry import InfoRecord, RegistryAnswer, ServiceRecord
 from tests.foundation.drops import make_folder_drop, write_config
+from tests.foundation.test_sender_stages import DpoRegistry, until
 
 pytestmark = pytest.mark.postgres
 
 LEASE = 60.0
-
-
-class _Registry:
-    def lookup(self, identifier, process, security_level=None, conversation_id=None):
-        record = ServiceRecord("DPO", process, ("urn:no:difi:arkivmelding:xsd::arkivmelding",), "pem",
-                               None, None, None, 4, None, identifier)
-        return RegistryAnswer(InfoRecord(identifier, "Mottaker"), [record])
 
 
 class _Packer:
@@ -83,15 +76,6 @@ class _Node:
     sender: Sender
 
 
-def _until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 @pytest.mark.parametrize("database", ["answers", "out of reach"])
 def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it_was_taken_over(
         postgres_database, tmp_path, caplog, database):
@@ -108,7 +92,7 @@ def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it
         statuses = StatusWriter(journal, config.folders.status, clock)
         held = HeldClaims(Claims(journal, name, clock, lease_seconds=LEASE))
         nodes.append(_Node(name, journal, statuses,
-                           Sender(config, journal, statuses, clock, _Registry(), {"DPO": channel}, held=held)))
+                           Sender(config, journal, statuses, clock, DpoRegistry(), {"DPO": channel}, held=held)))
     a, b = nodes
     try:
         make_folder_drop(config.folders.outbox, "brev")
@@ -119,7 +103,7 @@ def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it
         assert channels["node-a"].packing.wait(10), "node-a took the message and froze before reading its drop"
         clock.advance(LEASE + 1)  # node-a sleeps past its lease: node-b takes the send over and finishes it
         b.sender.send_due()
-        assert _until(lambda: a.journal.get(record.row).phase == Phase.SENT
+        assert until(lambda: a.journal.get(record.row).phase == Phase.SENT
                       and not any(config.folders.work_area.iterdir())), "node-b sent it and filed its drop away"
         with postgres_database.server.admin() as server:  # and the server ends node-a's session meanwhile
             if database == "out of reach":
@@ -132,11 +116,11 @@ def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it
 
         with caplog.at_level(logging.INFO):
             sleeping.set()  # node-a wakes: its drop is gone from the work area, its first step meets the ended session
-            assert _until(lambda: not a.sender._in_flight), "node-a let its send go"
+            assert until(lambda: not a.sender._in_flight), "node-a let its send go"
             if database == "out of reach":
                 with postgres_database.server.admin() as server:
                     server.execute(f'ALTER DATABASE "{postgres_database.name}" ALLOW_CONNECTIONS true')
-                assert _until(lambda: a.sender.send_due() == 0 and not a.sender._in_flight)
+                assert until(lambda: a.sender.send_due() == 0 and not a.sender._in_flight)
             a.sender.send_due()  # and goes on: the message is not sent again
             time.sleep(0.3)
     finally:
