@@ -69,6 +69,12 @@ class Watchdog:
                 return
 
     def check(self) -> None:
+        try:
+            self._check()
+        finally:  # a check that took long itself (its summary waited for the journal) is no standing still
+            self._checked_at = self.heartbeats.now()
+
+    def _check(self) -> None:
         self._excuse_standing_still()
         late = self.heartbeats.late()
         names = tuple(worker.name for worker in late)
@@ -92,8 +98,9 @@ class Watchdog:
             self._status = status
 
     def _excuse_standing_still(self) -> None:
-        """A check far later than its tick: the daemon stood still, and every worker with it. Said once, and not
-        taken for a hang of each worker (a line each, and systemd's watchdog unfed until the slowest ran again)."""
+        """A check that comes far later after the last one ended than its tick: the daemon stood still, and every
+        worker with it. Said once, and not taken for a hang of each worker (a line each, and systemd's watchdog unfed
+        until the slowest ran again)."""
         now = self.heartbeats.now()
         if self._checked_at is not None:
             stood_still = now - self._checked_at - self.tick
@@ -101,4 +108,3 @@ class Watchdog:
                 log.warning("the daemon did not run for %.0f s (its process was stopped, or its machine frozen or "
                             "suspended); its workers' silence through it is not taken for a hang", stood_still)
                 self.heartbeats.excuse(stood_still)
-        self._checked_at = now

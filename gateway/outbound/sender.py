@@ -253,11 +253,16 @@ class Sender:
             self._release(ready.record.row, ready.channel.name)
 
     def _trouble(self, row: int, exc: Exception) -> None:
-        if outage_caused(exc) or isinstance(exc, FencedOut) or self._taken_over(row):
+        if outage_caused(exc) or isinstance(exc, FencedOut):
             # Nothing about it can be journaled now: the row is due again once the database answers, or it is
             # another node's now (FencedOut said so in one line; its originals may have moved on with it).
             return
+        taken_over = self._taken_over(row)
+        if taken_over:
+            return  # another node's now (said in one line); what this node met is of a send that went on without it
         if isinstance(exc, OSError | sqlite3.OperationalError):
+            if taken_over is None:
+                return  # whose it is cannot be told, nor anything journaled: the outage's line says why
             # The machine, not the message: a full disk, a folder we may not write. One line, and later again.
             record = self.journal.get(row)
             if is_disk_full(exc):
@@ -267,14 +272,16 @@ class Sender:
             else:
                 log.error("message %s: a file could not be written (%s)", record.message_id, exc)
             return
-        # One message's failure never stops the others; it is tried again later.
+        # One message's failure never stops the others; it is tried again later (a bug: its traceback, even during an
+        # outage, when the row cannot be journaled and is due again once the database answers).
         log.error("sending journal row %d failed unexpectedly; it will be tried again", row, exc_info=exc)
-        self._later(self.journal.get(row), "an unexpected error; see the log")
+        if taken_over is not None:
+            self._later(self.journal.get(row), "an unexpected error; see the log")
 
-    def _taken_over(self, row: int) -> bool:
-        """Where nodes share the work: whether this node's claim on `row` was taken over (said in one line), or cannot
-        be told while the database does not answer (its outage is said in its own line; the row is due again once
-        it answers, to whichever node holds it then)."""
+    def _taken_over(self, row: int) -> bool | None:
+        """Where nodes share the work: whether this node's claim on `row` was taken over (said in one line); None when
+        that cannot be told while the database does not answer (its outage is said in its own line; the row is due
+        again once it answers, to whichever node holds it then)."""
         if self.held is None:
             return False
         failure: BaseException | None = None
@@ -290,7 +297,7 @@ class Sender:
                 failure = exc
             else:
                 return False
-        return outage_caused(failure)
+        return None if outage_caused(failure) else False
 
     def _release(self, row: int, queued_on: str | None) -> None:
         """The row is done with (for this try): its slot, its channel's queue place and its probe's turn freed."""

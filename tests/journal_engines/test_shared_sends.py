@@ -40,8 +40,9 @@ class _Packer:
     name = "DPO"
     capabilities = DPO_CAPABILITIES
 
-    def __init__(self, asleep: threading.Event | None = None) -> None:
+    def __init__(self, asleep: threading.Event | None = None, bug: Exception | None = None) -> None:
         self.asleep = asleep
+        self.bug = bug  # raised on waking, in place of packing: an error that can only be a bug of ours
         self.packing = threading.Event()
         self.sent: list[str] = []
 
@@ -52,6 +53,8 @@ class _Packer:
         self.packing.set()
         if self.asleep is not None:
             self.asleep.wait(30)
+        if self.bug is not None:
+            raise self.bug
         content = b"".join(document.source.read_bytes() if isinstance(document.source, Path) else document.source
                            for document in message.documents)
         return Package(message.sbd.message_id, message.sbd.sender, message.sbd.receiver, content)
@@ -76,16 +79,19 @@ class _Node:
     sender: Sender
 
 
-@pytest.mark.parametrize("database", ["answers", "out of reach"])
+@pytest.mark.parametrize(("database", "woken_node_meets"), [
+    ("answers", "its drop gone"), ("out of reach", "its drop gone"), ("out of reach", "a bug")])
 def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it_was_taken_over(
-        postgres_database, tmp_path, caplog, database):
+        postgres_database, tmp_path, caplog, database, woken_node_meets):
     """`out of reach`: the database takes no connection while node-a wakes, so node-a cannot tell whose the send is
-    now; it says the outage in its one line, lets its send go, and once the database answers finds nothing to send."""
+    now; it says the outage in its one line, lets its send go, and once the database answers finds nothing to send.
+    A bug it meets meanwhile is still an ERROR with its traceback: an outage hides nothing but what it causes."""
     config = load_config(write_config(tmp_path, quiet_period_seconds=0))
     prepare_folders(config)
     clock = FakeClock()
     sleeping = threading.Event()
-    channels = {"node-a": _Packer(asleep=sleeping), "node-b": _Packer()}
+    bug = KeyError("a bug") if woken_node_meets == "a bug" else None
+    channels = {"node-a": _Packer(asleep=sleeping, bug=bug), "node-b": _Packer()}
     nodes = []
     for name, channel in channels.items():
         journal = Journal(PostgresEngine(postgres_database.url, postgres_database.password), clock)
@@ -104,7 +110,7 @@ def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it
         clock.advance(LEASE + 1)  # node-a sleeps past its lease: node-b takes the send over and finishes it
         b.sender.send_due()
         assert until(lambda: a.journal.get(record.row).phase == Phase.SENT
-                      and not any(config.folders.work_area.iterdir())), "node-b sent it and filed its drop away"
+                     and not any(config.folders.work_area.iterdir()), timeout=30), "node-b sent and filed it away"
         with postgres_database.server.admin() as server:  # and the server ends node-a's session meanwhile
             if database == "out of reach":
                 server.execute(f'ALTER DATABASE "{postgres_database.name}" ALLOW_CONNECTIONS false')
@@ -116,11 +122,12 @@ def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it
 
         with caplog.at_level(logging.INFO):
             sleeping.set()  # node-a wakes: its drop is gone from the work area, its first step meets the ended session
-            assert until(lambda: not a.sender._in_flight), "node-a let its send go"
+            # Out of reach, each of its two tries to tell whose the send is waits for the connect timeout (10 s).
+            assert until(lambda: not a.sender._in_flight, timeout=60), "node-a let its send go"
             if database == "out of reach":
                 with postgres_database.server.admin() as server:
                     server.execute(f'ALTER DATABASE "{postgres_database.name}" ALLOW_CONNECTIONS true')
-                assert until(lambda: a.sender.send_due() == 0 and not a.sender._in_flight)
+                assert until(lambda: a.sender.send_due() == 0 and not a.sender._in_flight, timeout=60)
             a.sender.send_due()  # and goes on: the message is not sent again
             time.sleep(0.3)
     finally:
@@ -134,7 +141,13 @@ def test_a_node_waking_to_its_send_done_by_another_and_its_session_ended_says_it
     events = [event.status for event in b.journal.events(record.row)]
     assert events.count(Status.SENDT) == 1, events
     said = [(r.levelno, r.name, r.getMessage()) for r in caplog.records]
-    assert not [line for line in said if line[1] == "gateway.outbound.sender" and line[0] >= logging.WARNING], said
+    sender_said = [(r.levelno, r.getMessage(), r.exc_info and r.exc_info[1]) for r in caplog.records
+                   if r.name == "gateway.outbound.sender" and r.levelno >= logging.WARNING]
+    if bug is None:
+        assert sender_said == [], said
+    else:
+        assert sender_said == [(logging.ERROR, f"sending journal row {record.row} failed unexpectedly; it will be "
+                                               "tried again", bug)], said
     assert [line for line in said if line[1] == "gateway.journal.outage" and line[0] == logging.ERROR], said
     if database == "answers":  # the woken node's second try reaches the database and finds the claim taken over
         assert [line for line in said if line[0] == logging.WARNING and

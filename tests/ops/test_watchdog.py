@@ -77,11 +77,14 @@ class _Clock:
         return self.now
 
 
-def _watched(clock: _Clock) -> Watchdog:
+WORKERS = (("intake", 0.3), ("sender", 0.3), ("status-poll-DPI", 30.0))
+
+
+def _watched(clock: _Clock, summary=lambda: "running") -> Watchdog:
     heartbeats = Heartbeats(30.0, monotonic=clock)
-    for name, interval in (("intake", 0.3), ("sender", 0.3), ("status-poll-DPI", 30.0)):
+    for name, interval in WORKERS:
         heartbeats.register(name, interval)
-    return Watchdog(heartbeats, None, lambda: "running")
+    return Watchdog(heartbeats, None, summary)
 
 
 def _said(caplog, level: int) -> list[str]:
@@ -128,3 +131,22 @@ def test_a_worker_silent_while_the_watchdog_checks_on_is_hung_however_long(caplo
         "worker sender has not reported for 32 s (it runs every 0.3 s); see /healthz",
         "worker status-poll-DPI has not reported for 62 s (it runs every 30 s); see /healthz",
     ]
+
+
+def test_a_check_that_itself_took_long_is_not_the_daemon_standing_still(caplog):
+    """The summary for STATUS= reads the journal: while its database is out of reach, that waits for a connect
+    timeout (10 s) at every check. The daemon runs on meanwhile; the checks say nothing of standing still."""
+    clock = _Clock()
+
+    def summary_waiting_for_the_database() -> str:
+        clock.now += 12.0
+        return "the journal's database does not answer"
+
+    watchdog = _watched(clock, summary_waiting_for_the_database)
+    with caplog.at_level(logging.INFO, logger="gateway.ops.watchdog"):
+        for _ in range(5):
+            for name, _interval in WORKERS:
+                watchdog.heartbeats.beat(name)
+            watchdog.check()
+            clock.now += watchdog.tick
+    assert _said(caplog, logging.WARNING) == [] and _said(caplog, logging.ERROR) == []
