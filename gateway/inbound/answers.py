@@ -95,8 +95,12 @@ def apply_answer(journal: Journal, channel_name: str, sbd: StandardBusinessDocum
     if not from_its_receiver(record, sbd, answer.what):
         return
     # The event and what it finishes, in one step, stamped with the time the receiver sent it.
-    record_status(journal, record.row, answer.status, sbd.created, answer.description,
-                  errors=list(answer.errors) or None)
+    if not record_status(journal, record.row, answer.status, sbd.created, answer.description,
+                         errors=list(answer.errors) or None):
+        # The same answer again (its transfer offered again after a crash, or taken by two nodes): noted once, and
+        # said to be a repeat, not a second answer.
+        log.info("message %s: %s from %s came again; it was noted already", answer.about, answer.said, sbd.sender)
+        return
     log.info("message %s: %s from %s", answer.about, answer.said, sbd.sender,
              extra=event_fields(answer.about, record.drop_name, channel_name,
                                 answer.status.value if answer.logged_status else None))

@@ -68,3 +68,18 @@ def test_an_answer_counts_only_from_the_receiver_of_our_message(harness, caplog)
                    sender=record.receiver)
     apply_answer(h.journal, "DPV", receipt, readers.read(receipt))
     assert h.journal.get(record.row).phase == Phase.DONE
+
+
+def test_the_same_answer_twice_is_one_status_and_its_repeat_is_said_as_one(harness, caplog):
+    """A transfer offered again (a crash before it was acknowledged, two nodes that both took it): its answer counts
+    once, and the log tells the repeat from a second answer."""
+    h = harness(quiet_period_seconds=0)
+    record = _sent_message(h, expects_receipt=False)
+    levert = _sbd(StatusMessage(status="LEVERT"), message_id=record.message_id, sender=record.receiver)
+    with caplog.at_level(logging.INFO, logger="gateway.inbound.answers"):
+        for _ in range(2):
+            apply_answer(h.journal, "DPO", levert, AnswerReaders().read(levert))
+    assert [event.status for event in h.journal.events(record.row)].count(Status.LEVERT) == 1
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    first = f"message {record.message_id}: LEVERT from {record.receiver}"
+    assert said == [first, f"{first} came again; it was noted already"], said
